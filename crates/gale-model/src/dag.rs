@@ -1,0 +1,545 @@
+//! DAG files: the YAML schema, its validation, and the validated [`Dag`] the rest
+//! of Gale works with.
+//!
+//! Parsing never stops at the first semantic error: every problem in a file is
+//! reported with its file, line and column and what to do about it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use indexmap::IndexMap;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+use sha2::{Digest, Sha256};
+
+use crate::duration::Span;
+use crate::ids::{DagId, TaskId, is_valid_id};
+use crate::schedule::{self, Schedule};
+use crate::state::TriggerRule;
+
+/// The largest DAG file Gale reads.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+/// The most tasks one DAG may have.
+pub const MAX_TASKS: usize = 10_000;
+
+/// A validated DAG, as stored (serialized to JSON) in a DAG version.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Dag {
+    pub id: DagId,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub schedule: Option<String>,
+    pub timezone: String,
+    pub start_date: Option<Timestamp>,
+    pub end_date: Option<Timestamp>,
+    pub catchup: bool,
+    pub max_active_runs: u32,
+    pub max_active_tasks: Option<u32>,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub tags: Vec<String>,
+    /// In file order.
+    pub tasks: Vec<Task>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Task {
+    pub id: TaskId,
+    pub kind: TaskKind,
+    pub needs: Vec<TaskId>,
+    pub trigger_rule: TriggerRule,
+    pub retries: u32,
+    pub retry_delay: Span,
+    pub retry_backoff: bool,
+    pub max_retry_delay: Option<Span>,
+    pub timeout: Option<Span>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<String>,
+    pub queue: String,
+    pub priority: i32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// A shell command run by `/bin/sh -c` in its own process group.
+    Shell {
+        run: String,
+    },
+    Http(HttpSpec),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    pub url: String,
+    #[serde(default = "default_method")]
+    pub method: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Accepted status codes; any 2xx when empty.
+    #[serde(default)]
+    pub expect_status: Vec<u16>,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+impl Dag {
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.id.as_str() == id)
+    }
+
+    /// The parsed schedule, if the DAG has one. Validation guarantees it parses.
+    pub fn parsed_schedule(&self) -> Option<Schedule> {
+        self.schedule
+            .as_deref()
+            .and_then(|s| Schedule::parse(s, &self.timezone).ok())
+    }
+
+    /// Task ids that no other task depends on.
+    pub fn leaves(&self) -> HashSet<&str> {
+        let upstream: HashSet<&str> = self
+            .tasks
+            .iter()
+            .flat_map(|t| t.needs.iter().map(|n| n.as_str()))
+            .collect();
+        self.tasks
+            .iter()
+            .map(|t| t.id.as_str())
+            .filter(|id| !upstream.contains(id))
+            .collect()
+    }
+}
+
+/// One problem in a DAG file, with its position (1-based; 0 when unknown).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DagError {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl fmt::Display for DagError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+/// The content hash of a DAG file's text; identifies a DAG version.
+pub fn content_hash(source: &str) -> String {
+    let digest = Sha256::digest(source.as_bytes());
+    hex::encode(&digest[..16])
+}
+
+// ---------- the YAML schema ----------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDag {
+    id: Option<Spanned<String>>,
+    description: Option<String>,
+    schedule: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+    start_date: Option<Spanned<String>>,
+    end_date: Option<Spanned<String>>,
+    catchup: Option<bool>,
+    max_active_runs: Option<Spanned<u32>>,
+    max_active_tasks: Option<Spanned<u32>>,
+    params: Option<serde_json::Map<String, serde_json::Value>>,
+    defaults: Option<RawDefaults>,
+    tags: Option<Vec<String>>,
+    tasks: Spanned<IndexMap<String, Spanned<RawTask>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    trigger_rule: Option<TriggerRule>,
+    retries: Option<u32>,
+    retry_delay: Option<Span>,
+    retry_backoff: Option<bool>,
+    max_retry_delay: Option<Span>,
+    timeout: Option<Span>,
+    env: Option<BTreeMap<String, String>>,
+    cwd: Option<String>,
+    queue: Option<String>,
+    priority: Option<i32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    run: Option<String>,
+    http: Option<HttpSpec>,
+    #[serde(default)]
+    needs: Vec<Spanned<String>>,
+    trigger_rule: Option<TriggerRule>,
+    retries: Option<u32>,
+    retry_delay: Option<Span>,
+    retry_backoff: Option<bool>,
+    max_retry_delay: Option<Span>,
+    timeout: Option<Span>,
+    env: Option<BTreeMap<String, String>>,
+    cwd: Option<String>,
+    queue: Option<String>,
+    priority: Option<i32>,
+}
+
+struct Errors<'a> {
+    file: &'a str,
+    list: Vec<DagError>,
+}
+
+impl Errors<'_> {
+    fn at(&mut self, loc: serde_saphyr::Location, message: impl Into<String>) {
+        self.list.push(DagError {
+            file: self.file.to_owned(),
+            line: loc.line(),
+            column: loc.column(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Parses and validates one DAG file. `file` names it in errors; `stem` is the
+/// default DAG id (the file name without extension).
+pub fn parse(file: &str, stem: &str, source: &str) -> Result<Dag, Vec<DagError>> {
+    let mut errors = Errors {
+        file,
+        list: Vec::new(),
+    };
+    if source.len() > MAX_FILE_BYTES {
+        errors.list.push(DagError {
+            file: file.to_owned(),
+            line: 0,
+            column: 0,
+            message: format!(
+                "file is {} bytes, more than the {MAX_FILE_BYTES} a DAG file may have",
+                source.len()
+            ),
+        });
+        return Err(errors.list);
+    }
+    let raw: RawDag = match serde_saphyr::from_str(source) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((0, 0));
+            errors.list.push(DagError {
+                file: file.to_owned(),
+                line,
+                column,
+                message: yaml_message(&e),
+            });
+            return Err(errors.list);
+        }
+    };
+    let dag = validate(raw, stem, &mut errors);
+    if errors.list.is_empty() {
+        Ok(dag)
+    } else {
+        errors.list.sort_by_key(|e| (e.line, e.column));
+        Err(errors.list)
+    }
+}
+
+/// The first line of serde-saphyr's rendered error, without its snippet and
+/// location prefix; our own `file:line:col` replaces them.
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let rendered = e.to_string();
+    let first = rendered.lines().next().unwrap_or("invalid YAML").trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // Drop a trailing " at line X column Y" that the location already says.
+    let message = match first.find(" at line ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    let mut message = message.to_owned();
+    if message.contains("unknown field") {
+        message.push_str(" (check the spelling; see the DAG file reference in the README)");
+    }
+    message
+}
+
+fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
+    let id = match &raw.id {
+        Some(id) => {
+            if !is_valid_id(&id.value) {
+                errors.at(
+                    id.referenced,
+                    format!(
+                        "invalid DAG id {:?}: use letters, digits, '_', '.' and '-' only",
+                        id.value
+                    ),
+                );
+            }
+            id.value.clone()
+        }
+        None => {
+            if !is_valid_id(stem) {
+                errors.list.push(DagError {
+                    file: errors.file.to_owned(),
+                    line: 1,
+                    column: 1,
+                    message: format!(
+                        "the file name {stem:?} is not a valid DAG id: add an `id:` field using letters, digits, '_', '.' and '-'"
+                    ),
+                });
+            }
+            stem.to_owned()
+        }
+    };
+
+    let timezone = raw
+        .timezone
+        .as_ref()
+        .map(|t| t.value.clone())
+        .unwrap_or_else(|| "UTC".into());
+    let tz = match schedule::time_zone(&timezone) {
+        Ok(tz) => Some(tz),
+        Err(e) => {
+            if let Some(t) = &raw.timezone {
+                errors.at(t.referenced, e);
+            }
+            None
+        }
+    };
+
+    if let (Some(s), Some(_)) = (&raw.schedule, &tz)
+        && let Err(e) = Schedule::parse(&s.value, &timezone)
+    {
+        errors.at(s.referenced, e);
+    }
+
+    let mut date = |field: &Option<Spanned<String>>| -> Option<Timestamp> {
+        let f = field.as_ref()?;
+        let tz = tz.as_ref()?;
+        match schedule::parse_date(&f.value, tz) {
+            Ok(ts) => Some(ts),
+            Err(e) => {
+                errors.at(f.referenced, e);
+                None
+            }
+        }
+    };
+    let start_date = date(&raw.start_date);
+    let end_date = date(&raw.end_date);
+    if let (Some(s), Some(e), Some(end)) = (start_date, end_date, &raw.end_date)
+        && e < s
+    {
+        errors.at(end.referenced, "end_date is before start_date");
+    }
+
+    let max_active_runs = raw.max_active_runs.as_ref().map_or(1, |m| m.value);
+    if let Some(m) = &raw.max_active_runs
+        && m.value == 0
+    {
+        errors.at(m.referenced, "max_active_runs must be at least 1");
+    }
+    if let Some(m) = &raw.max_active_tasks
+        && m.value == 0
+    {
+        errors.at(m.referenced, "max_active_tasks must be at least 1");
+    }
+
+    let defaults = raw.defaults.unwrap_or_default();
+    let task_map = &raw.tasks.value;
+    if task_map.is_empty() {
+        errors.at(
+            raw.tasks.referenced,
+            "a DAG needs at least one task under `tasks:`",
+        );
+    }
+    if task_map.len() > MAX_TASKS {
+        errors.at(
+            raw.tasks.referenced,
+            format!(
+                "{} tasks is more than the {MAX_TASKS} a DAG may have",
+                task_map.len()
+            ),
+        );
+    }
+
+    let mut tasks = Vec::with_capacity(task_map.len());
+    for (task_id, spanned) in task_map {
+        let loc = spanned.referenced;
+        let t = &spanned.value;
+        if !is_valid_id(task_id) {
+            errors.at(
+                loc,
+                format!("invalid task id {task_id:?}: use letters, digits, '_', '.' and '-' only"),
+            );
+        }
+        let kind = match (&t.run, &t.http) {
+            (Some(run), None) => {
+                if run.trim().is_empty() {
+                    errors.at(loc, format!("task {task_id:?}: `run` is empty"));
+                }
+                TaskKind::Shell { run: run.clone() }
+            }
+            (None, Some(http)) => {
+                if http.url.trim().is_empty() {
+                    errors.at(loc, format!("task {task_id:?}: `http.url` is empty"));
+                }
+                TaskKind::Http(http.clone())
+            }
+            (Some(_), Some(_)) => {
+                errors.at(
+                    loc,
+                    format!("task {task_id:?} has both `run` and `http`: keep one of them"),
+                );
+                TaskKind::Shell { run: String::new() }
+            }
+            (None, None) => {
+                errors.at(
+                    loc,
+                    format!(
+                        "task {task_id:?} has nothing to do: add `run: <shell command>` or `http: {{ url: ... }}`"
+                    ),
+                );
+                TaskKind::Shell { run: String::new() }
+            }
+        };
+        let mut needs = Vec::new();
+        let mut seen = HashSet::new();
+        for need in &t.needs {
+            if !task_map.contains_key(&need.value) {
+                errors.at(
+                    need.referenced,
+                    format!(
+                        "task {task_id:?} needs unknown task {:?}: known tasks are {}",
+                        need.value,
+                        task_map
+                            .keys()
+                            .map(String::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            } else if need.value == *task_id {
+                errors.at(need.referenced, format!("task {task_id:?} needs itself"));
+            } else if seen.insert(need.value.clone()) {
+                needs.push(TaskId(need.value.clone()));
+            }
+        }
+        tasks.push(Task {
+            id: TaskId(task_id.clone()),
+            kind,
+            needs,
+            trigger_rule: t.trigger_rule.or(defaults.trigger_rule).unwrap_or_default(),
+            retries: t.retries.or(defaults.retries).unwrap_or(0),
+            retry_delay: t
+                .retry_delay
+                .or(defaults.retry_delay)
+                .unwrap_or(Span::from_secs(30)),
+            retry_backoff: t.retry_backoff.or(defaults.retry_backoff).unwrap_or(false),
+            max_retry_delay: t.max_retry_delay.or(defaults.max_retry_delay),
+            timeout: t.timeout.or(defaults.timeout),
+            env: {
+                let mut env = defaults.env.clone().unwrap_or_default();
+                env.extend(t.env.clone().unwrap_or_default());
+                env
+            },
+            cwd: t.cwd.clone().or_else(|| defaults.cwd.clone()),
+            queue: t
+                .queue
+                .clone()
+                .or_else(|| defaults.queue.clone())
+                .unwrap_or_else(|| "default".into()),
+            priority: t.priority.or(defaults.priority).unwrap_or(0),
+        });
+    }
+
+    if let Some(cycle) = find_cycle(&tasks) {
+        let first = &cycle[0];
+        let loc = task_map
+            .get(first.as_str())
+            .map(|s| s.referenced)
+            .unwrap_or(raw.tasks.referenced);
+        let path: Vec<&str> = cycle.iter().map(TaskId::as_str).collect();
+        errors.at(
+            loc,
+            format!(
+                "dependency cycle: {} -> {}: remove one of these `needs`",
+                path.join(" -> "),
+                path[0]
+            ),
+        );
+    }
+
+    Dag {
+        id: DagId(id),
+        description: raw.description,
+        schedule: raw.schedule.map(|s| s.value.trim().to_owned()),
+        timezone,
+        start_date,
+        end_date,
+        catchup: raw.catchup.unwrap_or(false),
+        max_active_runs,
+        max_active_tasks: raw.max_active_tasks.map(|m| m.value),
+        params: raw.params.unwrap_or_default(),
+        tags: raw.tags.unwrap_or_default(),
+        tasks,
+    }
+}
+
+/// A cycle among the tasks' `needs`, as the list of task ids along it.
+fn find_cycle(tasks: &[Task]) -> Option<Vec<TaskId>> {
+    let index: HashMap<&str, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    // 0 = unvisited, 1 = on the current path, 2 = done.
+    let mut mark = vec![0u8; tasks.len()];
+    for root in 0..tasks.len() {
+        if mark[root] != 0 {
+            continue;
+        }
+        // Iterative DFS: (node, next child index), so deep DAGs cannot overflow the stack.
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        mark[root] = 1;
+        while let Some(&mut (node, ref mut child)) = stack.last_mut() {
+            let needs = &tasks[node].needs;
+            if *child < needs.len() {
+                let next = index[needs[*child].as_str()];
+                *child += 1;
+                match mark[next] {
+                    0 => {
+                        mark[next] = 1;
+                        stack.push((next, 0));
+                    }
+                    1 => {
+                        let pos = stack.iter().position(|(n, _)| *n == next).unwrap_or(0);
+                        let mut cycle: Vec<TaskId> = stack[pos..]
+                            .iter()
+                            .map(|(n, _)| tasks[*n].id.clone())
+                            .collect();
+                        // Report it in the direction work flows: upstream first.
+                        cycle.reverse();
+                        return Some(cycle);
+                    }
+                    _ => {}
+                }
+            } else {
+                mark[node] = 2;
+                stack.pop();
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

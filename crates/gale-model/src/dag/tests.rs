@@ -1,0 +1,146 @@
+use super::*;
+
+fn ok(src: &str) -> Dag {
+    parse("dags/x.yaml", "x", src).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn errs(src: &str) -> Vec<DagError> {
+    parse("dags/x.yaml", "x", src).expect_err("expected errors")
+}
+
+#[test]
+fn full_example_parses_with_defaults_applied() {
+    let dag = ok(r#"
+id: etl_daily
+description: nightly load
+schedule: "0 2 * * *"
+timezone: Europe/Berlin
+start_date: 2026-01-01
+catchup: false
+params: { region: eu }
+defaults: { retries: 2, retry_delay: 30s, timeout: 10m }
+tags: [etl]
+tasks:
+  extract:
+    run: ./bin/extract --date {{ ds }}
+  load:
+    needs: [extract]
+    run: ./bin/load
+    retries: 0
+  notify:
+    needs: [load]
+    trigger_rule: all_done
+    http: { url: "http://127.0.0.1:9000/hook", method: POST }
+"#);
+    assert_eq!(dag.id.as_str(), "etl_daily");
+    assert_eq!(dag.tasks.len(), 3);
+    assert_eq!(dag.tasks[0].retries, 2);
+    assert_eq!(dag.tasks[1].retries, 0);
+    assert_eq!(dag.tasks[0].timeout.unwrap().as_millis(), 600_000);
+    assert_eq!(dag.tasks[2].trigger_rule, TriggerRule::AllDone);
+    assert!(matches!(&dag.tasks[2].kind, TaskKind::Http(h) if h.method == "POST"));
+    assert_eq!(dag.start_date.unwrap().to_string(), "2025-12-31T23:00:00Z");
+    assert_eq!(dag.params["region"], "eu");
+    assert_eq!(dag.leaves(), HashSet::from(["notify"]));
+}
+
+#[test]
+fn id_defaults_to_file_stem() {
+    let dag = ok("tasks:\n  a:\n    run: 'true'\n");
+    assert_eq!(dag.id.as_str(), "x");
+    assert_eq!(dag.max_active_runs, 1);
+    assert_eq!(dag.timezone, "UTC");
+}
+
+#[test]
+fn unknown_field_names_line_and_column() {
+    let e = errs("tasks:\n  a:\n    run: 'true'\n    retires: 3\n");
+    assert_eq!(e.len(), 1);
+    assert_eq!((e[0].line, e[0].column), (4, 5), "{e:?}");
+    assert!(e[0].message.contains("retires"), "{}", e[0].message);
+    assert!(
+        e[0].to_string().starts_with("dags/x.yaml:4:5: "),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn wrong_type_is_reported_at_its_value() {
+    let e = errs("tasks:\n  a:\n    run: 'true'\n    retries: many\n");
+    assert_eq!(e[0].line, 4, "{e:?}");
+}
+
+#[test]
+fn unknown_dependency_cycle_cron_and_zone_are_all_reported() {
+    let e = errs(
+        "schedule: '99 * * * *'\ntimezone: Moon/Base\ntasks:\n  a:\n    run: x\n    needs: [b]\n  b:\n    run: y\n    needs: [a]\n  c:\n    run: z\n    needs: [nope]\n",
+    );
+    let text: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("unknown time zone") && t.starts_with("dags/x.yaml:2:")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.contains("unknown task \"nope\"") && t.starts_with("dags/x.yaml:12:")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.contains("dependency cycle") && t.contains("a") && t.contains("b")),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn bad_cron_is_reported_at_the_schedule() {
+    let e = errs("schedule: '61 * * * *'\ntasks:\n  a:\n    run: x\n");
+    assert_eq!(e[0].line, 1);
+    assert!(e[0].message.contains("invalid cron"), "{}", e[0].message);
+}
+
+#[test]
+fn duplicate_task_ids_are_rejected() {
+    let e = errs("tasks:\n  a:\n    run: x\n  a:\n    run: y\n");
+    assert_eq!(e[0].line, 4, "{e:?}");
+    assert!(
+        e[0].message.to_lowercase().contains("duplicate"),
+        "{}",
+        e[0].message
+    );
+}
+
+#[test]
+fn syntax_error_has_position() {
+    let e = errs("tasks:\n  a: [unclosed\n");
+    assert!(e[0].line >= 2, "{e:?}");
+}
+
+#[test]
+fn task_without_work_and_with_both_kinds() {
+    let e = errs("tasks:\n  a:\n    retries: 1\n  b:\n    run: x\n    http: { url: 'http://x' }\n");
+    assert_eq!(e.len(), 2);
+    assert!(e[0].message.contains("nothing to do"));
+    assert!(e[1].message.contains("both"));
+}
+
+#[test]
+fn bad_duration_names_the_problem() {
+    let e = errs("tasks:\n  a:\n    run: x\n    timeout: 10 minutes\n");
+    assert!(e[0].message.contains("duration"), "{}", e[0].message);
+    assert_eq!(e[0].line, 4);
+}
+
+#[test]
+fn long_chains_do_not_overflow() {
+    let mut src = String::from("tasks:\n  t0:\n    run: 'true'\n");
+    for i in 1..3000 {
+        src.push_str(&format!(
+            "  t{i}:\n    run: 'true'\n    needs: [t{}]\n",
+            i - 1
+        ));
+    }
+    assert_eq!(ok(&src).tasks.len(), 3000);
+}

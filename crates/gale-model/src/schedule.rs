@@ -1,0 +1,222 @@
+//! When a DAG runs: cron expressions (5 or 6 fields, or a preset) in an IANA time
+//! zone, and the data intervals that Airflow users know.
+//!
+//! A scheduled run covers one data interval `[start, end)` between two consecutive
+//! cron slots; it is created once `end` has passed, and its logical date is `start`.
+
+use std::str::FromStr;
+
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, Zoned};
+
+/// A parsed schedule: a cron pattern evaluated in a time zone.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    expr: String,
+    cron: Cron,
+    tz: TimeZone,
+}
+
+/// One data interval `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interval {
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+/// Expands the presets Airflow users write.
+fn expand_preset(expr: &str) -> Result<&str, String> {
+    Ok(match expr {
+        "@hourly" => "0 * * * *",
+        "@daily" | "@midnight" => "0 0 * * *",
+        "@weekly" => "0 0 * * 0",
+        "@monthly" => "0 0 1 * *",
+        "@yearly" | "@annually" => "0 0 1 1 *",
+        other if other.starts_with('@') => {
+            return Err(format!(
+                "unknown schedule preset {other:?}: use @hourly, @daily, @weekly, @monthly, @yearly or a cron expression"
+            ));
+        }
+        other => other,
+    })
+}
+
+/// Looks up an IANA time zone by name (`Europe/Berlin`, `UTC`).
+pub fn time_zone(name: &str) -> Result<TimeZone, String> {
+    TimeZone::get(name).map_err(|_| {
+        format!("unknown time zone {name:?}: use an IANA name such as UTC or Europe/Berlin")
+    })
+}
+
+impl Schedule {
+    pub fn parse(expr: &str, tz_name: &str) -> Result<Schedule, String> {
+        let tz = time_zone(tz_name)?;
+        let pattern = expand_preset(expr.trim())?;
+        let fields = pattern.split_whitespace().count();
+        if !(5..=6).contains(&fields) {
+            return Err(format!(
+                "invalid cron expression {expr:?}: expected 5 fields (minute hour day month weekday) or 6 (with seconds first), found {fields}"
+            ));
+        }
+        let cron = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .build()
+            .parse(pattern)
+            .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))?;
+        Ok(Schedule {
+            expr: expr.trim().to_owned(),
+            cron,
+            tz,
+        })
+    }
+
+    pub fn expr(&self) -> &str {
+        &self.expr
+    }
+
+    /// The pattern in words, e.g. "At 02:00".
+    pub fn describe(&self) -> String {
+        self.cron.describe()
+    }
+
+    fn zoned(&self, t: Timestamp) -> Zoned {
+        t.to_zoned(self.tz.clone())
+    }
+
+    /// The first slot strictly after `t`.
+    pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
+        self.cron
+            .find_next_occurrence(&self.zoned(t), false)
+            .ok()
+            .map(|z| z.timestamp())
+    }
+
+    /// The first slot at or after `t`.
+    pub fn next_at_or_after(&self, t: Timestamp) -> Option<Timestamp> {
+        self.cron
+            .find_next_occurrence(&self.zoned(t), true)
+            .ok()
+            .map(|z| z.timestamp())
+    }
+
+    /// The last slot at or before `t`.
+    pub fn prev_at_or_before(&self, t: Timestamp) -> Option<Timestamp> {
+        self.cron
+            .find_previous_occurrence(&self.zoned(t), true)
+            .ok()
+            .map(|z| z.timestamp())
+    }
+
+    /// The slot strictly before `t`.
+    pub fn prev_before(&self, t: Timestamp) -> Option<Timestamp> {
+        self.cron
+            .find_previous_occurrence(&self.zoned(t), false)
+            .ok()
+            .map(|z| z.timestamp())
+    }
+
+    /// The data interval that starts at slot `start`.
+    pub fn interval_from(&self, start: Timestamp) -> Option<Interval> {
+        self.next_after(start).map(|end| Interval { start, end })
+    }
+}
+
+/// What the scheduler knows about a scheduled DAG when it decides the next run.
+#[derive(Clone, Copy, Debug)]
+pub struct Cursor {
+    /// Where scheduling may begin (the DAG's `start_date`), if set.
+    pub start_date: Option<Timestamp>,
+    pub end_date: Option<Timestamp>,
+    pub catchup: bool,
+    /// The end of the last interval a run was created for, if any.
+    pub last_end: Option<Timestamp>,
+}
+
+/// The next data interval to create a run for at `now`, if one is due.
+///
+/// With catchup every interval since `start_date` (or since the last run) gets a run,
+/// oldest first; without it, only the most recent complete interval runs and older
+/// missed ones are passed over.
+pub fn next_due_interval(schedule: &Schedule, cur: Cursor, now: Timestamp) -> Option<Interval> {
+    // The earliest interval start not yet covered.
+    let earliest = match (cur.last_end, cur.start_date) {
+        (Some(end), _) => Some(end),
+        (None, Some(start)) => schedule.next_at_or_after(start),
+        (None, None) => None,
+    };
+    // The most recent interval that is complete at `now`.
+    let latest_end = schedule.prev_at_or_before(now)?;
+    let latest_start = schedule.prev_before(latest_end)?;
+    let start = match earliest {
+        Some(e) if cur.catchup => e,
+        Some(e) => e.max(latest_start),
+        None => latest_start,
+    };
+    let interval = schedule.interval_from(start)?;
+    if interval.end > now {
+        return None;
+    }
+    if let Some(end_date) = cur.end_date
+        && interval.start > end_date
+    {
+        return None;
+    }
+    if let Some(start_date) = cur.start_date
+        && interval.start < start_date
+    {
+        return None;
+    }
+    Some(interval)
+}
+
+/// Every interval whose start lies in `[from, to]`, oldest first, at most `limit`.
+pub fn intervals_between(
+    schedule: &Schedule,
+    from: Timestamp,
+    to: Timestamp,
+    limit: usize,
+) -> Vec<Interval> {
+    let mut out = Vec::new();
+    let mut slot = schedule.next_at_or_after(from);
+    while let Some(start) = slot {
+        if start > to || out.len() >= limit {
+            break;
+        }
+        match schedule.interval_from(start) {
+            Some(iv) => {
+                slot = Some(iv.end);
+                out.push(iv);
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// Parses a `start_date`/`end_date`/logical date: `2026-01-01`, `2026-01-01T02:00`,
+/// `2026-01-01 02:00:00` (all in `tz`), or an RFC 3339 instant with an offset.
+pub fn parse_date(text: &str, tz: &TimeZone) -> Result<Timestamp, String> {
+    let s = text.trim();
+    if let Ok(ts) = Timestamp::from_str(s) {
+        return Ok(ts);
+    }
+    let civil = match jiff::civil::DateTime::from_str(s) {
+        Ok(dt) => dt,
+        Err(_) => jiff::civil::Date::from_str(s)
+            .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+            .map_err(|_| {
+                format!(
+                    "invalid date {text:?}: use YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] or an RFC 3339 time"
+                )
+            })?,
+    };
+    civil
+        .to_zoned(tz.clone())
+        .map(|z| z.timestamp())
+        .map_err(|e| format!("invalid date {text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,345 @@
+//! Task and run states, the trigger rules that decide when a task may start, and
+//! the retry policy. Pure functions only.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The state of one task in one run (a "task instance").
+///
+/// Transitions and the role that takes them:
+/// `none -> scheduled` (scheduler, upstreams satisfied), `scheduled -> queued`
+/// (scheduler, within limits), `queued -> running` (worker claim, new attempt),
+/// `running -> success | failed | skipped | up_for_retry` (worker, fenced by attempt
+/// and worker id; or the scheduler's reaper when the lease expired),
+/// `up_for_retry -> scheduled` (scheduler, after the retry delay),
+/// `none -> skipped | upstream_failed` (scheduler, trigger rule), and `removed` when
+/// a task disappears from the DAG.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    None,
+    Scheduled,
+    Queued,
+    Running,
+    Success,
+    Failed,
+    UpForRetry,
+    Skipped,
+    UpstreamFailed,
+    Removed,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 10] = [
+        TaskState::None,
+        TaskState::Scheduled,
+        TaskState::Queued,
+        TaskState::Running,
+        TaskState::Success,
+        TaskState::Failed,
+        TaskState::UpForRetry,
+        TaskState::Skipped,
+        TaskState::UpstreamFailed,
+        TaskState::Removed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::None => "none",
+            TaskState::Scheduled => "scheduled",
+            TaskState::Queued => "queued",
+            TaskState::Running => "running",
+            TaskState::Success => "success",
+            TaskState::Failed => "failed",
+            TaskState::UpForRetry => "up_for_retry",
+            TaskState::Skipped => "skipped",
+            TaskState::UpstreamFailed => "upstream_failed",
+            TaskState::Removed => "removed",
+        }
+    }
+
+    /// A finished state: nothing will move the task again unless a user clears it.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Success
+                | TaskState::Failed
+                | TaskState::Skipped
+                | TaskState::UpstreamFailed
+                | TaskState::Removed
+        )
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        TaskState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown task state {s:?}"))
+    }
+}
+
+/// The state of a DAG run. `queued -> running` (scheduler, within
+/// `max_active_runs`), `running -> success | failed` (scheduler, when every task
+/// is finished).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Queued,
+    Running,
+    Success,
+    Failed,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Queued => "queued",
+            RunState::Running => "running",
+            RunState::Success => "success",
+            RunState::Failed => "failed",
+        }
+    }
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunState::Success | RunState::Failed)
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "queued" => Ok(RunState::Queued),
+            "running" => Ok(RunState::Running),
+            "success" => Ok(RunState::Success),
+            "failed" => Ok(RunState::Failed),
+            _ => Err(format!("unknown run state {s:?}")),
+        }
+    }
+}
+
+/// When a task may start, given its upstream tasks' states (Airflow's semantics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerRule {
+    /// Every upstream succeeded. A failed upstream makes this task `upstream_failed`,
+    /// a skipped one makes it `skipped`.
+    #[default]
+    AllSuccess,
+    /// Every upstream failed (or is upstream_failed); any success or skip skips this task.
+    AllFailed,
+    /// Every upstream finished, whatever its outcome.
+    AllDone,
+    /// At least one upstream succeeded; starts without waiting for the others.
+    OneSuccess,
+    /// At least one upstream failed; starts without waiting for the others.
+    OneFailed,
+    /// No upstream failed (successes and skips are fine), once all are finished.
+    NoneFailed,
+    /// No upstream failed and at least one succeeded, once all are finished.
+    NoneFailedMinOneSuccess,
+    /// No upstream was skipped, once all are finished.
+    NoneSkipped,
+    /// Starts at once, whatever the upstreams do.
+    Always,
+}
+
+/// What the upstream tasks of one task look like right now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpstreamCounts {
+    pub total: usize,
+    pub success: usize,
+    /// `failed` and `upstream_failed`.
+    pub failed: usize,
+    /// `skipped` (and `removed`, which counts as skipped).
+    pub skipped: usize,
+}
+
+impl UpstreamCounts {
+    pub fn add(&mut self, state: TaskState) {
+        self.total += 1;
+        match state {
+            TaskState::Success => self.success += 1,
+            TaskState::Failed | TaskState::UpstreamFailed => self.failed += 1,
+            TaskState::Skipped | TaskState::Removed => self.skipped += 1,
+            _ => {}
+        }
+    }
+    pub fn done(&self) -> usize {
+        self.success + self.failed + self.skipped
+    }
+    pub fn all_done(&self) -> bool {
+        self.done() == self.total
+    }
+}
+
+/// The trigger rule's verdict for a task that has not started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Not decidable yet: some upstream is still unfinished.
+    Wait,
+    /// Schedule it.
+    Run,
+    Skip,
+    UpstreamFailed,
+}
+
+impl TriggerRule {
+    pub fn evaluate(self, up: UpstreamCounts) -> Readiness {
+        use Readiness::*;
+        if up.total == 0 {
+            return Run;
+        }
+        let done = up.all_done();
+        match self {
+            TriggerRule::Always => Run,
+            TriggerRule::AllSuccess => {
+                if up.failed > 0 {
+                    UpstreamFailed
+                } else if up.skipped > 0 {
+                    Skip
+                } else if up.success == up.total {
+                    Run
+                } else {
+                    Wait
+                }
+            }
+            TriggerRule::AllFailed => {
+                if up.success > 0 || up.skipped > 0 {
+                    Skip
+                } else if up.failed == up.total {
+                    Run
+                } else {
+                    Wait
+                }
+            }
+            TriggerRule::AllDone => {
+                if done {
+                    Run
+                } else {
+                    Wait
+                }
+            }
+            TriggerRule::OneSuccess => {
+                if up.success > 0 {
+                    Run
+                } else if !done {
+                    Wait
+                } else if up.skipped == up.total {
+                    Skip
+                } else {
+                    UpstreamFailed
+                }
+            }
+            TriggerRule::OneFailed => {
+                if up.failed > 0 {
+                    Run
+                } else if done {
+                    Skip
+                } else {
+                    Wait
+                }
+            }
+            TriggerRule::NoneFailed => {
+                if up.failed > 0 {
+                    UpstreamFailed
+                } else if done {
+                    Run
+                } else {
+                    Wait
+                }
+            }
+            TriggerRule::NoneFailedMinOneSuccess => {
+                if up.failed > 0 {
+                    UpstreamFailed
+                } else if !done {
+                    Wait
+                } else if up.success > 0 {
+                    Run
+                } else {
+                    Skip
+                }
+            }
+            TriggerRule::NoneSkipped => {
+                if up.skipped > 0 {
+                    Skip
+                } else if done {
+                    Run
+                } else {
+                    Wait
+                }
+            }
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerRule::AllSuccess => "all_success",
+            TriggerRule::AllFailed => "all_failed",
+            TriggerRule::AllDone => "all_done",
+            TriggerRule::OneSuccess => "one_success",
+            TriggerRule::OneFailed => "one_failed",
+            TriggerRule::NoneFailed => "none_failed",
+            TriggerRule::NoneFailedMinOneSuccess => "none_failed_min_one_success",
+            TriggerRule::NoneSkipped => "none_skipped",
+            TriggerRule::Always => "always",
+        }
+    }
+}
+
+/// How an attempt that just ended should leave the task, given its retry budget.
+///
+/// `try_number` is the attempt that ended (1-based); `retries` is how many retries the
+/// task allows after the first try. Returns the next state and, for a retry, how long
+/// to wait before it is scheduled again.
+pub fn after_failure(
+    try_number: u32,
+    retries: u32,
+    retry_delay_ms: u64,
+    exponential: bool,
+    max_retry_delay_ms: Option<u64>,
+) -> (TaskState, Option<u64>) {
+    if try_number > retries {
+        return (TaskState::Failed, None);
+    }
+    let mut delay = retry_delay_ms;
+    if exponential {
+        let shift = try_number.saturating_sub(1).min(30);
+        delay = delay.saturating_mul(1u64 << shift);
+    }
+    // An exponential backoff without an explicit cap stops at one day, as Airflow does.
+    let cap = max_retry_delay_ms.unwrap_or(if exponential { 86_400_000 } else { u64::MAX });
+    (TaskState::UpForRetry, Some(delay.min(cap)))
+}
+
+/// The final state of a run whose tasks are all finished: failed when any leaf task
+/// (one nothing depends on) failed or was upstream_failed, success otherwise.
+pub fn run_outcome<'a>(leaf_states: impl IntoIterator<Item = &'a TaskState>) -> RunState {
+    let failed = leaf_states
+        .into_iter()
+        .any(|s| matches!(s, TaskState::Failed | TaskState::UpstreamFailed));
+    if failed {
+        RunState::Failed
+    } else {
+        RunState::Success
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,102 @@
+use super::*;
+
+fn counts(states: &[TaskState]) -> UpstreamCounts {
+    let mut c = UpstreamCounts::default();
+    for s in states {
+        c.add(*s);
+    }
+    c
+}
+
+use Readiness::*;
+use TaskState::{Failed as F, Running as R, Skipped as K, Success as S, UpstreamFailed as U};
+
+fn check(rule: TriggerRule, ups: &[TaskState], expect: Readiness) {
+    assert_eq!(rule.evaluate(counts(ups)), expect, "{rule:?} with {ups:?}");
+}
+
+#[test]
+fn all_success() {
+    let r = TriggerRule::AllSuccess;
+    check(r, &[], Run);
+    check(r, &[S, S], Run);
+    check(r, &[S, R], Wait);
+    check(r, &[F, R], UpstreamFailed);
+    check(r, &[U, S], UpstreamFailed);
+    check(r, &[K, S], Skip);
+}
+
+#[test]
+fn all_failed() {
+    let r = TriggerRule::AllFailed;
+    check(r, &[F, U], Run);
+    check(r, &[F, R], Wait);
+    check(r, &[F, S], Skip);
+    check(r, &[K, F], Skip);
+}
+
+#[test]
+fn all_done_and_always() {
+    check(TriggerRule::AllDone, &[F, S, K], Run);
+    check(TriggerRule::AllDone, &[F, R], Wait);
+    check(TriggerRule::Always, &[R, R], Run);
+}
+
+#[test]
+fn one_success_and_one_failed() {
+    check(TriggerRule::OneSuccess, &[S, R], Run);
+    check(TriggerRule::OneSuccess, &[F, R], Wait);
+    check(TriggerRule::OneSuccess, &[F, K], UpstreamFailed);
+    check(TriggerRule::OneSuccess, &[K, K], Skip);
+    check(TriggerRule::OneFailed, &[F, R], Run);
+    check(TriggerRule::OneFailed, &[S, R], Wait);
+    check(TriggerRule::OneFailed, &[S, K], Skip);
+}
+
+#[test]
+fn none_failed_family() {
+    check(TriggerRule::NoneFailed, &[S, K], Run);
+    check(TriggerRule::NoneFailed, &[S, R], Wait);
+    check(TriggerRule::NoneFailed, &[U, R], UpstreamFailed);
+    check(TriggerRule::NoneFailedMinOneSuccess, &[S, K], Run);
+    check(TriggerRule::NoneFailedMinOneSuccess, &[K, K], Skip);
+    check(
+        TriggerRule::NoneFailedMinOneSuccess,
+        &[F, S],
+        UpstreamFailed,
+    );
+    check(TriggerRule::NoneSkipped, &[S, F], Run);
+    check(TriggerRule::NoneSkipped, &[K, R], Skip);
+    check(TriggerRule::NoneSkipped, &[S, R], Wait);
+}
+
+#[test]
+fn retry_policy() {
+    assert_eq!(
+        after_failure(1, 2, 1000, false, None),
+        (UpForRetry, Some(1000))
+    );
+    assert_eq!(after_failure(3, 2, 1000, false, None), (F, None));
+    assert_eq!(
+        after_failure(3, 5, 1000, true, None),
+        (UpForRetry, Some(4000))
+    );
+    assert_eq!(
+        after_failure(3, 5, 1000, true, Some(2500)),
+        (UpForRetry, Some(2500))
+    );
+    use TaskState::UpForRetry;
+}
+
+#[test]
+fn run_outcome_looks_at_leaves() {
+    assert_eq!(run_outcome(&[S, K]), RunState::Success);
+    assert_eq!(run_outcome(&[S, U]), RunState::Failed);
+}
+
+#[test]
+fn state_names_round_trip() {
+    for s in TaskState::ALL {
+        assert_eq!(s.as_str().parse::<TaskState>().unwrap(), s);
+    }
+}
