@@ -1,0 +1,423 @@
+//! Gale's metadata store: the one source of truth for DAG versions, runs, task
+//! attempts, logs and nodes.
+//!
+//! Callers see the [`Store`] trait only. Every state change it offers is a
+//! conditional write (on the expected state, try number and worker), so two
+//! schedulers, a late worker or a retried request can race and the loser changes
+//! nothing. Backends: [`sqlite::SqliteStore`] (embedded, one file, several
+//! processes may share it).
+//!
+//! The store owns the clock used for leases (`now()`): heartbeats and their expiry
+//! are compared on one clock, never on each node's own.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gale_model::{Dag, DagError, DagId, RunId, RunState, TaskId, TaskState};
+use jiff::Timestamp;
+use serde::Serialize;
+
+pub mod sqlite;
+
+/// A store error, saying whether trying again may help.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database is busy, restarting or unreachable: retry with backoff.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The data or request is invalid; retrying will not help.
+    #[error("{0}")]
+    Invalid(String),
+    /// Anything else from the database.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl Error {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The id of a task instance (one task in one run).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct TiId(pub i64);
+
+impl fmt::Display for TiId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunType {
+    Scheduled,
+    Manual,
+    Backfill,
+}
+
+impl RunType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunType::Scheduled => "scheduled",
+            RunType::Manual => "manual",
+            RunType::Backfill => "backfill",
+        }
+    }
+}
+
+impl FromStr for RunType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "scheduled" => Ok(RunType::Scheduled),
+            "manual" => Ok(RunType::Manual),
+            "backfill" => Ok(RunType::Backfill),
+            _ => Err(format!("unknown run type {s:?}")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DagRow {
+    pub dag_id: DagId,
+    pub file: String,
+    pub version_hash: String,
+    pub paused: bool,
+    /// False once its file is gone from the DAG folder.
+    pub active: bool,
+    pub schedule: Option<String>,
+    pub timezone: String,
+    pub max_active_runs: u32,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub last_interval_end: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct DagVersion {
+    pub dag_id: DagId,
+    pub version_hash: String,
+    pub file: String,
+    pub source: String,
+    pub spec: Dag,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ImportError {
+    pub file: String,
+    pub dag_id: Option<String>,
+    pub errors: Vec<DagError>,
+    pub updated_at: Timestamp,
+}
+
+/// A run to create, with one task instance per task of its DAG version.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub dag_id: DagId,
+    pub run_key: String,
+    pub run_type: RunType,
+    pub version_hash: String,
+    pub logical_date: Timestamp,
+    pub interval_start: Timestamp,
+    pub interval_end: Timestamp,
+    pub conf: serde_json::Map<String, serde_json::Value>,
+    pub tasks: Vec<NewTask>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewTask {
+    pub task_id: TaskId,
+    pub max_tries: u32,
+    pub queue: String,
+    pub priority: i32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRow {
+    pub id: RunId,
+    pub dag_id: DagId,
+    pub run_key: String,
+    pub run_type: RunType,
+    pub version_hash: String,
+    pub logical_date: Timestamp,
+    pub interval_start: Timestamp,
+    pub interval_end: Timestamp,
+    pub conf: serde_json::Map<String, serde_json::Value>,
+    pub state: RunState,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    pub dag_id: Option<DagId>,
+    pub state: Option<RunState>,
+    pub limit: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskRow {
+    pub id: TiId,
+    pub run_id: RunId,
+    pub dag_id: DagId,
+    pub task_id: TaskId,
+    pub state: TaskState,
+    /// The current (or last) attempt, 1-based; 0 before the first claim.
+    pub try_number: u32,
+    pub max_tries: u32,
+    pub queue: String,
+    pub priority: i32,
+    pub worker_id: Option<String>,
+    pub heartbeat_at: Option<Timestamp>,
+    pub queued_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub retry_at: Option<Timestamp>,
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// A scheduler's conditional state change of a task instance.
+#[derive(Clone, Debug)]
+pub struct Transition {
+    pub ti: TiId,
+    pub from: TaskState,
+    pub to: TaskState,
+    /// For `up_for_retry`: when the retry may be scheduled.
+    pub retry_at: Option<Timestamp>,
+}
+
+/// An attempt a worker has just claimed: the task instance (now `running` under
+/// this worker with a new try number) and its run.
+#[derive(Clone, Debug)]
+pub struct Claim {
+    pub task: TaskRow,
+    pub run: RunRow,
+}
+
+/// A worker's report that an attempt ended. Applied only while the attempt is
+/// still `running` with this try number under this worker (the fence).
+#[derive(Clone, Debug)]
+pub struct Finish {
+    pub ti: TiId,
+    pub try_number: u32,
+    pub worker_id: String,
+    /// `success`, `failed`, `skipped` or `up_for_retry`.
+    pub state: TaskState,
+    pub retry_at: Option<Timestamp>,
+    /// What the attempt record says: `success`, `failed`, `skipped`, `timed_out`, ...
+    pub outcome: String,
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+    pub outputs: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AttemptRow {
+    pub ti_id: TiId,
+    pub try_number: u32,
+    pub run_id: RunId,
+    pub task_id: TaskId,
+    pub worker_id: String,
+    pub host: Option<String>,
+    pub pid: Option<i64>,
+    /// `running`, `success`, `failed`, `skipped`, `timed_out`, `lost` or `handed_back`.
+    pub state: String,
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+    pub command: Option<String>,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+    /// Lines Gale itself writes into an attempt's log.
+    System,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+            Stream::System => "system",
+        }
+    }
+    fn parse(s: &str) -> Stream {
+        match s {
+            "stdout" => Stream::Stdout,
+            "stderr" => Stream::Stderr,
+            _ => Stream::System,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LogLine {
+    pub ts: Timestamp,
+    pub stream: Stream,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LogRow {
+    /// Increases with every line; pass the last one seen to read on.
+    pub seq: i64,
+    pub ts: Timestamp,
+    pub stream: Stream,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeRow {
+    pub node_id: String,
+    pub host: String,
+    pub pid: i64,
+    pub roles: Vec<String>,
+    pub version: String,
+    /// `running` or `stopped`.
+    pub state: String,
+    pub started_at: Timestamp,
+    pub heartbeat_at: Timestamp,
+}
+
+/// The metadata store. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The store's clock: leases and heartbeats are measured on it.
+    async fn now(&self) -> Result<Timestamp>;
+
+    // ---- DAGs ----
+
+    /// Records a successfully parsed DAG file: a new version if its content is new,
+    /// the DAG row pointing at it, and no import error for the file. Returns whether
+    /// the version was new. Refuses a DAG id that another active file already defines.
+    async fn upsert_dag(&self, dag: &Dag, file: &str, source: &str, hash: &str) -> Result<bool>;
+    async fn record_import_errors(
+        &self,
+        file: &str,
+        dag_id: Option<&str>,
+        errors: &[DagError],
+    ) -> Result<()>;
+    /// Marks DAGs whose files are not in `present` inactive and drops the import
+    /// errors of files that are gone.
+    async fn sync_files(&self, present: &[String]) -> Result<()>;
+    async fn list_dags(&self) -> Result<Vec<DagRow>>;
+    async fn get_dag(&self, dag_id: &DagId) -> Result<Option<DagRow>>;
+    async fn get_version(&self, dag_id: &DagId, hash: &str) -> Result<Option<DagVersion>>;
+    async fn list_import_errors(&self) -> Result<Vec<ImportError>>;
+    /// Returns false when the DAG does not exist.
+    async fn set_paused(&self, dag_id: &DagId, paused: bool) -> Result<bool>;
+
+    // ---- runs ----
+
+    /// Creates a queued run and its task instances. Returns `None` when a run with
+    /// that key or (for scheduled and backfill runs) that logical date exists: one
+    /// slot never gets two runs. A scheduled run also moves the DAG's cursor.
+    async fn create_run(&self, run: &NewRun) -> Result<Option<RunId>>;
+    /// Queued plus running runs of a DAG.
+    async fn count_active_runs(&self, dag_id: &DagId) -> Result<u32>;
+    /// Moves queued runs of unpaused DAGs to running, oldest logical date first,
+    /// while each DAG has fewer than `max_active_runs` running.
+    async fn promote_runs(&self) -> Result<Vec<RunId>>;
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>>;
+    async fn get_run(&self, run_id: RunId) -> Result<Option<RunRow>>;
+    async fn running_runs(&self, limit: u32) -> Result<Vec<RunRow>>;
+    /// `running -> success|failed`.
+    async fn finish_run(&self, run_id: RunId, state: RunState) -> Result<bool>;
+
+    // ---- task instances ----
+
+    async fn run_tasks(&self, run_id: RunId) -> Result<Vec<TaskRow>>;
+    /// Applies each transition only if the task is still in `from`; returns how many applied.
+    async fn apply_transitions(&self, transitions: &[Transition]) -> Result<usize>;
+    /// Moves `scheduled` task instances of one DAG to `queued`, in the order given,
+    /// while the DAG has fewer than `max_active_tasks` queued or running.
+    async fn enqueue(
+        &self,
+        dag_id: &DagId,
+        tis: &[TiId],
+        max_active_tasks: Option<u32>,
+    ) -> Result<usize>;
+    /// Claims up to `limit` queued attempts from `queues` (highest priority first):
+    /// each becomes `running` under `worker_id` with the next try number.
+    async fn claim(
+        &self,
+        worker_id: &str,
+        host: &str,
+        queues: &[String],
+        limit: u32,
+    ) -> Result<Vec<Claim>>;
+    /// Records the process and rendered command of a claimed attempt.
+    async fn record_process(
+        &self,
+        ti: TiId,
+        try_number: u32,
+        pid: Option<i64>,
+        command: &str,
+    ) -> Result<()>;
+    /// Renews the lease of each listed attempt still running under `worker_id`;
+    /// returns those renewed. An attempt missing from the answer was fenced off.
+    async fn heartbeat_attempts(&self, worker_id: &str, held: &[(TiId, u32)])
+    -> Result<Vec<TiId>>;
+    async fn finish_attempt(&self, finish: &Finish) -> Result<bool>;
+    /// Running attempts whose heartbeat is older than `lease`.
+    async fn expired_attempts(&self, lease: Duration) -> Result<Vec<TaskRow>>;
+    /// Running attempts held by `worker_id`.
+    async fn worker_attempts(&self, worker_id: &str) -> Result<Vec<TaskRow>>;
+    /// Ends an attempt whose worker is gone: applied only if it is still running
+    /// with this try under this worker and its heartbeat is older than `lease`.
+    /// The attempt record says `lost` (or `handed_back`) with `message`.
+    async fn reap_attempt(&self, reap: &Reap) -> Result<bool>;
+    async fn attempts(&self, ti: TiId) -> Result<Vec<AttemptRow>>;
+
+    // ---- logs ----
+
+    async fn append_logs(&self, ti: TiId, try_number: u32, lines: &[LogLine]) -> Result<()>;
+    /// Lines after `after_seq`, at most `limit`.
+    async fn read_logs(
+        &self,
+        ti: TiId,
+        try_number: u32,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<LogRow>>;
+
+    // ---- nodes ----
+
+    async fn register_node(&self, node: &NodeRow) -> Result<()>;
+    async fn heartbeat_node(&self, node_id: &str) -> Result<()>;
+    async fn set_node_state(&self, node_id: &str, state: &str) -> Result<()>;
+    async fn list_nodes(&self) -> Result<Vec<NodeRow>>;
+}
+
+/// A reaper's or a shutting-down worker's conditional end of an attempt.
+#[derive(Clone, Debug)]
+pub struct Reap {
+    pub ti: TiId,
+    pub try_number: u32,
+    pub worker_id: String,
+    /// Applied only if the heartbeat is older than this (zero: unconditionally).
+    pub lease: Duration,
+    pub to: TaskState,
+    pub retry_at: Option<Timestamp>,
+    /// `lost` or `handed_back`.
+    pub outcome: String,
+    pub message: String,
+    /// A handed-back attempt does not use up a try.
+    pub refund_try: bool,
+}

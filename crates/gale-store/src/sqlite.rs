@@ -1,0 +1,1131 @@
+//! The embedded SQLite backend: one file in WAL mode, shared safely by several
+//! processes on one machine (the CLI writes a run, `gale standalone` picks it up).
+//!
+//! All SQL runs on a blocking thread; every write transaction starts with
+//! `BEGIN IMMEDIATE` so two processes never deadlock upgrading a read lock, and a
+//! busy database is waited for (`busy_timeout`) before the error is reported as
+//! retryable.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gale_model::time::{from_micros, to_micros};
+use gale_model::{Dag, DagError, DagId, RunId, RunState, TaskId, TaskState};
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter};
+
+use crate::*;
+
+/// Embedded migrations, applied in order; `PRAGMA user_version` records the last.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    // A std Mutex: it is only ever held on a blocking thread, never across `.await`.
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+fn map_err(e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode::*;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure => {
+                Error::Unavailable(e.to_string())
+            }
+            _ => Error::Database(e.to_string()),
+        },
+        _ => Error::Database(e.to_string()),
+    }
+}
+
+fn now_us() -> i64 {
+    to_micros(Timestamp::now())
+}
+
+fn ts(v: i64) -> Timestamp {
+    from_micros(v)
+}
+
+fn opt_ts(v: Option<i64>) -> Option<Timestamp> {
+    v.map(from_micros)
+}
+
+fn json_map(text: &str) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let mut conn = Connection::open(path).map_err(|e| {
+            Error::Unavailable(format!("cannot open SQLite database {}: {e}", path.display()))
+        })?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(map_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(map_err)?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a blocking thread with the connection.
+    async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| Error::Database(format!("store task failed: {e}")))?
+    }
+
+    /// Runs `f` in an immediate (write) transaction, committing if it returns Ok.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction) -> Result<T> + Send + 'static,
+    {
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(map_err)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(map_err)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(map_err)?;
+    let current: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(map_err)?;
+    if current > SCHEMA_VERSION {
+        return Err(Error::Invalid(format!(
+            "the database schema is version {current}, newer than this gale ({SCHEMA_VERSION}): upgrade gale"
+        )));
+    }
+    for (version, sql) in MIGRATIONS {
+        if *version > current {
+            tx.execute_batch(sql).map_err(map_err)?;
+            tx.pragma_update(None, "user_version", version)
+                .map_err(map_err)?;
+        }
+    }
+    tx.commit().map_err(map_err)
+}
+
+const DAG_COLS: &str = "dag_id, file, version_hash, paused, active, schedule, timezone, \
+     max_active_runs, description, tags, last_interval_end, updated_at";
+
+fn dag_row(r: &Row) -> rusqlite::Result<DagRow> {
+    Ok(DagRow {
+        dag_id: DagId(r.get(0)?),
+        file: r.get(1)?,
+        version_hash: r.get(2)?,
+        paused: r.get(3)?,
+        active: r.get(4)?,
+        schedule: r.get(5)?,
+        timezone: r.get(6)?,
+        max_active_runs: r.get(7)?,
+        description: r.get(8)?,
+        tags: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
+        last_interval_end: opt_ts(r.get(10)?),
+        updated_at: ts(r.get(11)?),
+    })
+}
+
+const RUN_COLS: &str = "id, dag_id, run_key, run_type, version_hash, logical_date, \
+     interval_start, interval_end, conf, state, created_at, started_at, ended_at";
+
+fn run_row(r: &Row) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: RunId(r.get(0)?),
+        dag_id: DagId(r.get(1)?),
+        run_key: r.get(2)?,
+        run_type: r
+            .get::<_, String>(3)?
+            .parse()
+            .unwrap_or(RunType::Manual),
+        version_hash: r.get(4)?,
+        logical_date: ts(r.get(5)?),
+        interval_start: ts(r.get(6)?),
+        interval_end: ts(r.get(7)?),
+        conf: json_map(&r.get::<_, String>(8)?),
+        state: r
+            .get::<_, String>(9)?
+            .parse()
+            .unwrap_or(RunState::Failed),
+        created_at: ts(r.get(10)?),
+        started_at: opt_ts(r.get(11)?),
+        ended_at: opt_ts(r.get(12)?),
+    })
+}
+
+const TI_COLS: &str = "id, run_id, dag_id, task_id, state, try_number, max_tries, queue, \
+     priority, worker_id, heartbeat_at, queued_at, started_at, ended_at, retry_at, outputs";
+
+fn ti_row(r: &Row) -> rusqlite::Result<TaskRow> {
+    Ok(TaskRow {
+        id: TiId(r.get(0)?),
+        run_id: RunId(r.get(1)?),
+        dag_id: DagId(r.get(2)?),
+        task_id: TaskId(r.get(3)?),
+        state: r
+            .get::<_, String>(4)?
+            .parse()
+            .unwrap_or(TaskState::Failed),
+        try_number: r.get(5)?,
+        max_tries: r.get(6)?,
+        queue: r.get(7)?,
+        priority: r.get(8)?,
+        worker_id: r.get(9)?,
+        heartbeat_at: opt_ts(r.get(10)?),
+        queued_at: opt_ts(r.get(11)?),
+        started_at: opt_ts(r.get(12)?),
+        ended_at: opt_ts(r.get(13)?),
+        retry_at: opt_ts(r.get(14)?),
+        outputs: r
+            .get::<_, Option<String>>(15)?
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default(),
+    })
+}
+
+fn node_row(r: &Row) -> rusqlite::Result<NodeRow> {
+    Ok(NodeRow {
+        node_id: r.get(0)?,
+        host: r.get(1)?,
+        pid: r.get(2)?,
+        roles: r
+            .get::<_, String>(3)?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        version: r.get(4)?,
+        state: r.get(5)?,
+        started_at: ts(r.get(6)?),
+        heartbeat_at: ts(r.get(7)?),
+    })
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Invalid(format!("cannot encode JSON: {e}")))
+}
+
+fn query_tis(conn: &Connection, sql_where: &str, p: impl rusqlite::Params) -> Result<Vec<TaskRow>> {
+    let sql = format!("SELECT {TI_COLS} FROM task_instances WHERE {sql_where}");
+    let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
+    let rows = stmt.query_map(p, ti_row).map_err(map_err)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn now(&self) -> Result<Timestamp> {
+        Ok(Timestamp::now())
+    }
+
+    async fn upsert_dag(&self, dag: &Dag, file: &str, source: &str, hash: &str) -> Result<bool> {
+        let spec = to_json(dag)?;
+        let tags = to_json(&dag.tags)?;
+        let (dag, file, source, hash) = (
+            dag.clone(),
+            file.to_owned(),
+            source.to_owned(),
+            hash.to_owned(),
+        );
+        self.write(move |tx| {
+            let now = now_us();
+            let other: Option<String> = tx
+                .query_row(
+                    "SELECT file FROM dags WHERE dag_id = ?1 AND active = 1 AND file <> ?2",
+                    params![dag.id.as_str(), file],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(map_err)?;
+            if let Some(other) = other {
+                return Err(Error::Invalid(format!(
+                    "duplicate DAG id {:?}: {other} already defines it; give one of them another `id:`",
+                    dag.id.as_str()
+                )));
+            }
+            let new_version = tx
+                .execute(
+                    "INSERT OR IGNORE INTO dag_versions (dag_id, version_hash, file, source, spec, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![dag.id.as_str(), hash, file, source, spec, now],
+                )
+                .map_err(map_err)?
+                > 0;
+            tx.execute(
+                "INSERT INTO dags (dag_id, file, version_hash, paused, active, schedule, timezone,
+                     max_active_runs, description, tags, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, 0, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+                 ON CONFLICT (dag_id) DO UPDATE SET file = ?2, version_hash = ?3, active = 1,
+                     schedule = ?4, timezone = ?5, max_active_runs = ?6, description = ?7,
+                     tags = ?8, updated_at = ?9",
+                params![
+                    dag.id.as_str(),
+                    file,
+                    hash,
+                    dag.schedule,
+                    dag.timezone,
+                    dag.max_active_runs,
+                    dag.description,
+                    tags,
+                    now
+                ],
+            )
+            .map_err(map_err)?;
+            tx.execute("DELETE FROM import_errors WHERE file = ?1", params![file])
+                .map_err(map_err)?;
+            Ok(new_version)
+        })
+        .await
+    }
+
+    async fn record_import_errors(
+        &self,
+        file: &str,
+        dag_id: Option<&str>,
+        errors: &[DagError],
+    ) -> Result<()> {
+        let text = to_json(&errors)?;
+        let (file, dag_id) = (file.to_owned(), dag_id.map(str::to_owned));
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO import_errors (file, dag_id, errors, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (file) DO UPDATE SET dag_id = ?2, errors = ?3, updated_at = ?4",
+                params![file, dag_id, text, now_us()],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn sync_files(&self, present: &[String]) -> Result<()> {
+        let present: HashSet<String> = present.iter().cloned().collect();
+        self.write(move |tx| {
+            let files: Vec<(String, String)> = {
+                let mut stmt = tx
+                    .prepare("SELECT dag_id, file FROM dags WHERE active = 1")
+                    .map_err(map_err)?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(map_err)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(map_err)?
+            };
+            for (dag_id, file) in files {
+                if !present.contains(&file) {
+                    tx.execute(
+                        "UPDATE dags SET active = 0, updated_at = ?2 WHERE dag_id = ?1",
+                        params![dag_id, now_us()],
+                    )
+                    .map_err(map_err)?;
+                }
+            }
+            let error_files: Vec<String> = {
+                let mut stmt = tx
+                    .prepare("SELECT file FROM import_errors")
+                    .map_err(map_err)?;
+                stmt.query_map([], |r| r.get(0))
+                    .map_err(map_err)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(map_err)?
+            };
+            for file in error_files {
+                if !present.contains(&file) {
+                    tx.execute("DELETE FROM import_errors WHERE file = ?1", params![file])
+                        .map_err(map_err)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_dags(&self) -> Result<Vec<DagRow>> {
+        self.call(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!("SELECT {DAG_COLS} FROM dags ORDER BY dag_id"))
+                .map_err(map_err)?;
+            let rows = stmt.query_map([], dag_row).map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn get_dag(&self, dag_id: &DagId) -> Result<Option<DagRow>> {
+        let dag_id = dag_id.0.clone();
+        self.call(move |conn| {
+            conn.query_row(
+                &format!("SELECT {DAG_COLS} FROM dags WHERE dag_id = ?1"),
+                params![dag_id],
+                dag_row,
+            )
+            .optional()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn get_version(&self, dag_id: &DagId, hash: &str) -> Result<Option<DagVersion>> {
+        let (dag_id, hash) = (dag_id.0.clone(), hash.to_owned());
+        self.call(move |conn| {
+            let row: Option<(String, String, String, i64)> = conn
+                .query_row(
+                    "SELECT file, source, spec, created_at FROM dag_versions
+                     WHERE dag_id = ?1 AND version_hash = ?2",
+                    params![dag_id, hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()
+                .map_err(map_err)?;
+            let Some((file, source, spec, created_at)) = row else {
+                return Ok(None);
+            };
+            let spec: Dag = serde_json::from_str(&spec).map_err(|e| {
+                Error::Database(format!("stored DAG version {dag_id}@{hash} is unreadable: {e}"))
+            })?;
+            Ok(Some(DagVersion {
+                dag_id: DagId(dag_id),
+                version_hash: hash,
+                file,
+                source,
+                spec,
+                created_at: ts(created_at),
+            }))
+        })
+        .await
+    }
+
+    async fn list_import_errors(&self) -> Result<Vec<ImportError>> {
+        self.call(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT file, dag_id, errors, updated_at FROM import_errors ORDER BY file",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(ImportError {
+                        file: r.get(0)?,
+                        dag_id: r.get(1)?,
+                        errors: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
+                        updated_at: ts(r.get(3)?),
+                    })
+                })
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn set_paused(&self, dag_id: &DagId, paused: bool) -> Result<bool> {
+        let dag_id = dag_id.0.clone();
+        self.write(move |tx| {
+            Ok(tx
+                .execute(
+                    "UPDATE dags SET paused = ?2, updated_at = ?3 WHERE dag_id = ?1",
+                    params![dag_id, paused, now_us()],
+                )
+                .map_err(map_err)?
+                > 0)
+        })
+        .await
+    }
+
+    async fn create_run(&self, run: &NewRun) -> Result<Option<RunId>> {
+        let conf = to_json(&run.conf)?;
+        let run = run.clone();
+        self.write(move |tx| {
+            let now = now_us();
+            if run.run_type == RunType::Scheduled {
+                // The cursor moves even when the slot already has a run, so a second
+                // scheduler that lost the race moves on too.
+                tx.execute(
+                    "UPDATE dags SET last_interval_end = max(coalesce(last_interval_end, ?2), ?2)
+                     WHERE dag_id = ?1",
+                    params![run.dag_id.as_str(), to_micros(run.interval_end)],
+                )
+                .map_err(map_err)?;
+            }
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO runs (dag_id, run_key, run_type, version_hash, logical_date,
+                         interval_start, interval_end, conf, state, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9)",
+                    params![
+                        run.dag_id.as_str(),
+                        run.run_key,
+                        run.run_type.as_str(),
+                        run.version_hash,
+                        to_micros(run.logical_date),
+                        to_micros(run.interval_start),
+                        to_micros(run.interval_end),
+                        conf,
+                        now
+                    ],
+                )
+                .map_err(map_err)?;
+            if inserted == 0 {
+                return Ok(None);
+            }
+            let run_id = tx.last_insert_rowid();
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO task_instances (run_id, dag_id, task_id, state, max_tries, queue,
+                         priority, updated_at)
+                     VALUES (?1, ?2, ?3, 'none', ?4, ?5, ?6, ?7)",
+                )
+                .map_err(map_err)?;
+            for t in &run.tasks {
+                stmt.execute(params![
+                    run_id,
+                    run.dag_id.as_str(),
+                    t.task_id.as_str(),
+                    t.max_tries,
+                    t.queue,
+                    t.priority,
+                    now
+                ])
+                .map_err(map_err)?;
+            }
+            Ok(Some(RunId(run_id)))
+        })
+        .await
+    }
+
+    async fn count_active_runs(&self, dag_id: &DagId) -> Result<u32> {
+        let dag_id = dag_id.0.clone();
+        self.call(move |conn| {
+            conn.query_row(
+                "SELECT count(*) FROM runs WHERE dag_id = ?1 AND state IN ('queued', 'running')",
+                params![dag_id],
+                |r| r.get(0),
+            )
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn promote_runs(&self) -> Result<Vec<RunId>> {
+        self.write(|tx| {
+            let candidates: Vec<(i64, String, u32)> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT r.id, r.dag_id, d.max_active_runs FROM runs r
+                         JOIN dags d ON d.dag_id = r.dag_id
+                         WHERE r.state = 'queued' AND d.paused = 0
+                         ORDER BY r.dag_id, r.logical_date, r.id LIMIT 10000",
+                    )
+                    .map_err(map_err)?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(map_err)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(map_err)?
+            };
+            if candidates.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut running: HashMap<String, u32> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT dag_id, count(*) FROM runs WHERE state = 'running' GROUP BY dag_id",
+                    )
+                    .map_err(map_err)?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(map_err)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(map_err)?
+            };
+            let now = now_us();
+            let mut promoted = Vec::new();
+            for (id, dag_id, max) in candidates {
+                let n = running.entry(dag_id).or_insert(0);
+                if *n >= max {
+                    continue;
+                }
+                let changed = tx
+                    .execute(
+                        "UPDATE runs SET state = 'running', started_at = ?2
+                         WHERE id = ?1 AND state = 'queued'",
+                        params![id, now],
+                    )
+                    .map_err(map_err)?;
+                if changed > 0 {
+                    *n += 1;
+                    promoted.push(RunId(id));
+                }
+            }
+            Ok(promoted)
+        })
+        .await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
+        let filter = filter.clone();
+        self.call(move |conn| {
+            let mut sql = format!("SELECT {RUN_COLS} FROM runs WHERE 1 = 1");
+            let mut args: Vec<String> = Vec::new();
+            if let Some(d) = &filter.dag_id {
+                args.push(d.0.clone());
+                sql.push_str(&format!(" AND dag_id = ?{}", args.len()));
+            }
+            if let Some(s) = filter.state {
+                args.push(s.as_str().to_owned());
+                sql.push_str(&format!(" AND state = ?{}", args.len()));
+            }
+            let limit = if filter.limit == 0 { 100 } else { filter.limit.min(10_000) };
+            sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
+            let mut stmt = conn.prepare(&sql).map_err(map_err)?;
+            let rows = stmt
+                .query_map(params_from_iter(args.iter()), run_row)
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn get_run(&self, run_id: RunId) -> Result<Option<RunRow>> {
+        self.call(move |conn| {
+            conn.query_row(
+                &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
+                params![run_id.0],
+                run_row,
+            )
+            .optional()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn running_runs(&self, limit: u32) -> Result<Vec<RunRow>> {
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE state = 'running' ORDER BY id LIMIT ?1"
+                ))
+                .map_err(map_err)?;
+            let rows = stmt.query_map(params![limit], run_row).map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn finish_run(&self, run_id: RunId, state: RunState) -> Result<bool> {
+        self.write(move |tx| {
+            Ok(tx
+                .execute(
+                    "UPDATE runs SET state = ?2, ended_at = ?3 WHERE id = ?1 AND state = 'running'",
+                    params![run_id.0, state.as_str(), now_us()],
+                )
+                .map_err(map_err)?
+                > 0)
+        })
+        .await
+    }
+
+    async fn run_tasks(&self, run_id: RunId) -> Result<Vec<TaskRow>> {
+        self.call(move |conn| query_tis(conn, "run_id = ?1 ORDER BY id", params![run_id.0]))
+            .await
+    }
+
+    async fn apply_transitions(&self, transitions: &[Transition]) -> Result<usize> {
+        if transitions.is_empty() {
+            return Ok(0);
+        }
+        let transitions = transitions.to_vec();
+        self.write(move |tx| {
+            let now = now_us();
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE task_instances SET state = ?3, retry_at = ?4, updated_at = ?5,
+                         ended_at = CASE WHEN ?6 THEN ?5 ELSE ended_at END
+                     WHERE id = ?1 AND state = ?2",
+                )
+                .map_err(map_err)?;
+            let mut n = 0;
+            for t in &transitions {
+                n += stmt
+                    .execute(params![
+                        t.ti.0,
+                        t.from.as_str(),
+                        t.to.as_str(),
+                        t.retry_at.map(to_micros),
+                        now,
+                        t.to.is_terminal()
+                    ])
+                    .map_err(map_err)?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn enqueue(
+        &self,
+        dag_id: &DagId,
+        tis: &[TiId],
+        max_active_tasks: Option<u32>,
+    ) -> Result<usize> {
+        if tis.is_empty() {
+            return Ok(0);
+        }
+        let (dag_id, tis) = (dag_id.0.clone(), tis.to_vec());
+        self.write(move |tx| {
+            let mut room = match max_active_tasks {
+                Some(max) => {
+                    let active: u32 = tx
+                        .query_row(
+                            "SELECT count(*) FROM task_instances
+                             WHERE dag_id = ?1 AND state IN ('queued', 'running')",
+                            params![dag_id],
+                            |r| r.get(0),
+                        )
+                        .map_err(map_err)?;
+                    max.saturating_sub(active) as usize
+                }
+                None => usize::MAX,
+            };
+            let now = now_us();
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE task_instances SET state = 'queued', queued_at = ?2, updated_at = ?2
+                     WHERE id = ?1 AND state = 'scheduled'",
+                )
+                .map_err(map_err)?;
+            let mut n = 0;
+            for ti in tis {
+                if room == 0 {
+                    break;
+                }
+                let changed = stmt.execute(params![ti.0, now]).map_err(map_err)?;
+                n += changed;
+                room -= changed;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        worker_id: &str,
+        host: &str,
+        queues: &[String],
+        limit: u32,
+    ) -> Result<Vec<Claim>> {
+        if queues.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (worker_id, host, queues) = (worker_id.to_owned(), host.to_owned(), queues.to_vec());
+        self.write(move |tx| {
+            let now = now_us();
+            let placeholders: Vec<String> = (0..queues.len()).map(|i| format!("?{}", i + 2)).collect();
+            let sql = format!(
+                "SELECT id FROM task_instances WHERE state = 'queued' AND queue IN ({})
+                 ORDER BY priority DESC, id LIMIT ?1",
+                placeholders.join(", ")
+            );
+            let ids: Vec<i64> = {
+                let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
+                let mut args: Vec<rusqlite::types::Value> = vec![i64::from(limit).into()];
+                args.extend(queues.iter().map(|q| rusqlite::types::Value::from(q.clone())));
+                stmt.query_map(params_from_iter(args), |r| r.get(0))
+                    .map_err(map_err)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(map_err)?
+            };
+            let mut tasks = Vec::with_capacity(ids.len());
+            {
+                let mut update = tx
+                    .prepare_cached(&format!(
+                        "UPDATE task_instances SET state = 'running', try_number = try_number + 1,
+                             worker_id = ?2, heartbeat_at = ?3, started_at = ?3, ended_at = NULL,
+                             retry_at = NULL, outputs = NULL, updated_at = ?3
+                         WHERE id = ?1 AND state = 'queued' RETURNING {TI_COLS}"
+                    ))
+                    .map_err(map_err)?;
+                let mut attempt = tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO attempts (ti_id, try_number, run_id, task_id, worker_id,
+                             host, state, started_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
+                    )
+                    .map_err(map_err)?;
+                for id in ids {
+                    let row = update
+                        .query_row(params![id, worker_id, now], ti_row)
+                        .optional()
+                        .map_err(map_err)?;
+                    if let Some(t) = row {
+                        attempt
+                            .execute(params![
+                                t.id.0,
+                                t.try_number,
+                                t.run_id.0,
+                                t.task_id.as_str(),
+                                worker_id,
+                                host,
+                                now
+                            ])
+                            .map_err(map_err)?;
+                        tasks.push(t);
+                    }
+                }
+            }
+            let mut runs: HashMap<i64, RunRow> = HashMap::new();
+            for t in &tasks {
+                if !runs.contains_key(&t.run_id.0) {
+                    let run = tx
+                        .query_row(
+                            &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
+                            params![t.run_id.0],
+                            run_row,
+                        )
+                        .map_err(map_err)?;
+                    runs.insert(t.run_id.0, run);
+                }
+            }
+            Ok(tasks
+                .into_iter()
+                .map(|task| Claim {
+                    run: runs[&task.run_id.0].clone(),
+                    task,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn record_process(
+        &self,
+        ti: TiId,
+        try_number: u32,
+        pid: Option<i64>,
+        command: &str,
+    ) -> Result<()> {
+        let command = command.to_owned();
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE attempts SET pid = ?3, command = ?4 WHERE ti_id = ?1 AND try_number = ?2",
+                params![ti.0, try_number, pid, command],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn heartbeat_attempts(&self, worker_id: &str, held: &[(TiId, u32)]) -> Result<Vec<TiId>> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (worker_id, held) = (worker_id.to_owned(), held.to_vec());
+        self.write(move |tx| {
+            let now = now_us();
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE task_instances SET heartbeat_at = ?4
+                     WHERE id = ?1 AND try_number = ?2 AND worker_id = ?3 AND state = 'running'",
+                )
+                .map_err(map_err)?;
+            let mut renewed = Vec::new();
+            for (ti, try_number) in held {
+                if stmt
+                    .execute(params![ti.0, try_number, worker_id, now])
+                    .map_err(map_err)?
+                    > 0
+                {
+                    renewed.push(ti);
+                }
+            }
+            Ok(renewed)
+        })
+        .await
+    }
+
+    async fn finish_attempt(&self, finish: &Finish) -> Result<bool> {
+        let outputs = to_json(&finish.outputs)?;
+        let f = finish.clone();
+        self.write(move |tx| {
+            let now = now_us();
+            let changed = tx
+                .execute(
+                    "UPDATE task_instances SET state = ?4, retry_at = ?5, outputs = ?6, ended_at = ?7,
+                         updated_at = ?7
+                     WHERE id = ?1 AND try_number = ?2 AND worker_id = ?3 AND state = 'running'",
+                    params![
+                        f.ti.0,
+                        f.try_number,
+                        f.worker_id,
+                        f.state.as_str(),
+                        f.retry_at.map(to_micros),
+                        outputs,
+                        now
+                    ],
+                )
+                .map_err(map_err)?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE attempts SET state = ?3, exit_code = ?4, message = ?5, ended_at = ?6
+                 WHERE ti_id = ?1 AND try_number = ?2",
+                params![f.ti.0, f.try_number, f.outcome, f.exit_code, f.message, now],
+            )
+            .map_err(map_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn expired_attempts(&self, lease: Duration) -> Result<Vec<TaskRow>> {
+        let cutoff = now_us() - i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
+        self.call(move |conn| {
+            query_tis(
+                conn,
+                "state = 'running' AND heartbeat_at < ?1 ORDER BY heartbeat_at LIMIT 1000",
+                params![cutoff],
+            )
+        })
+        .await
+    }
+
+    async fn worker_attempts(&self, worker_id: &str) -> Result<Vec<TaskRow>> {
+        let worker_id = worker_id.to_owned();
+        self.call(move |conn| {
+            query_tis(conn, "state = 'running' AND worker_id = ?1", params![worker_id])
+        })
+        .await
+    }
+
+    async fn reap_attempt(&self, reap: &Reap) -> Result<bool> {
+        let r = reap.clone();
+        self.write(move |tx| {
+            let now = now_us();
+            let cutoff = if r.lease.is_zero() {
+                i64::MAX
+            } else {
+                now - i64::try_from(r.lease.as_micros()).unwrap_or(i64::MAX)
+            };
+            let changed = tx
+                .execute(
+                    "UPDATE task_instances SET state = ?4, retry_at = ?5, ended_at = ?6, updated_at = ?6,
+                         max_tries = max_tries + ?8
+                     WHERE id = ?1 AND try_number = ?2 AND worker_id = ?3 AND state = 'running'
+                       AND heartbeat_at < ?7",
+                    params![
+                        r.ti.0,
+                        r.try_number,
+                        r.worker_id,
+                        r.to.as_str(),
+                        r.retry_at.map(to_micros),
+                        now,
+                        cutoff,
+                        i64::from(r.refund_try)
+                    ],
+                )
+                .map_err(map_err)?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE attempts SET state = ?3, message = ?4, ended_at = ?5
+                 WHERE ti_id = ?1 AND try_number = ?2",
+                params![r.ti.0, r.try_number, r.outcome, r.message, now],
+            )
+            .map_err(map_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn attempts(&self, ti: TiId) -> Result<Vec<AttemptRow>> {
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT ti_id, try_number, run_id, task_id, worker_id, host, pid, state, exit_code,
+                         message, command, started_at, ended_at
+                     FROM attempts WHERE ti_id = ?1 ORDER BY try_number",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![ti.0], |r| {
+                    Ok(AttemptRow {
+                        ti_id: TiId(r.get(0)?),
+                        try_number: r.get(1)?,
+                        run_id: RunId(r.get(2)?),
+                        task_id: TaskId(r.get(3)?),
+                        worker_id: r.get(4)?,
+                        host: r.get(5)?,
+                        pid: r.get(6)?,
+                        state: r.get(7)?,
+                        exit_code: r.get(8)?,
+                        message: r.get(9)?,
+                        command: r.get(10)?,
+                        started_at: ts(r.get(11)?),
+                        ended_at: opt_ts(r.get(12)?),
+                    })
+                })
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn append_logs(&self, ti: TiId, try_number: u32, lines: &[LogLine]) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let lines = lines.to_vec();
+        self.write(move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO logs (ti_id, try_number, ts, stream, line) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(map_err)?;
+            for l in &lines {
+                stmt.execute(params![ti.0, try_number, to_micros(l.ts), l.stream.as_str(), l.text])
+                    .map_err(map_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn read_logs(
+        &self,
+        ti: TiId,
+        try_number: u32,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<LogRow>> {
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, ts, stream, line FROM logs
+                     WHERE ti_id = ?1 AND try_number = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![ti.0, try_number, after_seq, limit], |r| {
+                    Ok(LogRow {
+                        seq: r.get(0)?,
+                        ts: ts(r.get(1)?),
+                        stream: Stream::parse(&r.get::<_, String>(2)?),
+                        text: r.get(3)?,
+                    })
+                })
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn register_node(&self, node: &NodeRow) -> Result<()> {
+        let n = node.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO nodes (node_id, host, pid, roles, version, state, started_at,
+                     heartbeat_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    n.node_id,
+                    n.host,
+                    n.pid,
+                    n.roles.join(","),
+                    n.version,
+                    n.state,
+                    to_micros(n.started_at),
+                    now_us()
+                ],
+            )
+            .map_err(map_err)?;
+            // Forget nodes that stopped more than a day ago.
+            tx.execute(
+                "DELETE FROM nodes WHERE heartbeat_at < ?1",
+                params![now_us() - 86_400_000_000],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn heartbeat_node(&self, node_id: &str) -> Result<()> {
+        let node_id = node_id.to_owned();
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE nodes SET heartbeat_at = ?2 WHERE node_id = ?1",
+                params![node_id, now_us()],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_node_state(&self, node_id: &str, state: &str) -> Result<()> {
+        let (node_id, state) = (node_id.to_owned(), state.to_owned());
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE nodes SET state = ?2, heartbeat_at = ?3 WHERE node_id = ?1",
+                params![node_id, state, now_us()],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeRow>> {
+        self.call(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT node_id, host, pid, roles, version, state, started_at, heartbeat_at
+                     FROM nodes ORDER BY started_at DESC LIMIT 500",
+                )
+                .map_err(map_err)?;
+            let rows = stmt.query_map([], node_row).map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+        })
+        .await
+    }
+}
+
