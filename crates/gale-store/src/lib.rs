@@ -20,6 +20,7 @@ use gale_model::{Dag, DagError, DagId, RunId, RunState, TaskId, TaskState};
 use jiff::Timestamp;
 use serde::Serialize;
 
+pub mod conformance;
 pub mod sqlite;
 
 /// A store error, saying whether trying again may help.
@@ -372,8 +373,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Renews the lease of each listed attempt still running under `worker_id`;
     /// returns those renewed. An attempt missing from the answer was fenced off.
-    async fn heartbeat_attempts(&self, worker_id: &str, held: &[(TiId, u32)])
-    -> Result<Vec<TiId>>;
+    async fn heartbeat_attempts(&self, worker_id: &str, held: &[(TiId, u32)]) -> Result<Vec<TiId>>;
     async fn finish_attempt(&self, finish: &Finish) -> Result<bool>;
     /// Running attempts whose heartbeat is older than `lease`.
     async fn expired_attempts(&self, lease: Duration) -> Result<Vec<TaskRow>>;
@@ -420,4 +420,14 @@ pub struct Reap {
     pub message: String,
     /// A handed-back attempt does not use up a try.
     pub refund_try: bool,
+}
+
+/// In-process change signals: a worker that finishes an attempt wakes the
+/// scheduler, a scheduler that queues work wakes the workers. Every loop also polls,
+/// so a change made by another process is seen within one poll interval; a
+/// networked backend feeds these from the database's own notifications.
+#[derive(Default, Debug)]
+pub struct Notifier {
+    pub scheduler: tokio::sync::Notify,
+    pub workers: tokio::sync::Notify,
 }

@@ -67,14 +67,17 @@ impl SqliteStore {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Error::Unavailable(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
         let mut conn = Connection::open(path).map_err(|e| {
-            Error::Unavailable(format!("cannot open SQLite database {}: {e}", path.display()))
+            Error::Unavailable(format!(
+                "cannot open SQLite database {}: {e}",
+                path.display()
+            ))
         })?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(map_err)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(map_err)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         )
@@ -173,19 +176,13 @@ fn run_row(r: &Row) -> rusqlite::Result<RunRow> {
         id: RunId(r.get(0)?),
         dag_id: DagId(r.get(1)?),
         run_key: r.get(2)?,
-        run_type: r
-            .get::<_, String>(3)?
-            .parse()
-            .unwrap_or(RunType::Manual),
+        run_type: r.get::<_, String>(3)?.parse().unwrap_or(RunType::Manual),
         version_hash: r.get(4)?,
         logical_date: ts(r.get(5)?),
         interval_start: ts(r.get(6)?),
         interval_end: ts(r.get(7)?),
         conf: json_map(&r.get::<_, String>(8)?),
-        state: r
-            .get::<_, String>(9)?
-            .parse()
-            .unwrap_or(RunState::Failed),
+        state: r.get::<_, String>(9)?.parse().unwrap_or(RunState::Failed),
         created_at: ts(r.get(10)?),
         started_at: opt_ts(r.get(11)?),
         ended_at: opt_ts(r.get(12)?),
@@ -201,10 +198,7 @@ fn ti_row(r: &Row) -> rusqlite::Result<TaskRow> {
         run_id: RunId(r.get(1)?),
         dag_id: DagId(r.get(2)?),
         task_id: TaskId(r.get(3)?),
-        state: r
-            .get::<_, String>(4)?
-            .parse()
-            .unwrap_or(TaskState::Failed),
+        state: r.get::<_, String>(4)?.parse().unwrap_or(TaskState::Failed),
         try_number: r.get(5)?,
         max_tries: r.get(6)?,
         queue: r.get(7)?,
@@ -419,7 +413,9 @@ impl Store for SqliteStore {
                 return Ok(None);
             };
             let spec: Dag = serde_json::from_str(&spec).map_err(|e| {
-                Error::Database(format!("stored DAG version {dag_id}@{hash} is unreadable: {e}"))
+                Error::Database(format!(
+                    "stored DAG version {dag_id}@{hash} is unreadable: {e}"
+                ))
             })?;
             Ok(Some(DagVersion {
                 dag_id: DagId(dag_id),
@@ -610,7 +606,11 @@ impl Store for SqliteStore {
                 args.push(s.as_str().to_owned());
                 sql.push_str(&format!(" AND state = ?{}", args.len()));
             }
-            let limit = if filter.limit == 0 { 100 } else { filter.limit.min(10_000) };
+            let limit = if filter.limit == 0 {
+                100
+            } else {
+                filter.limit.min(10_000)
+            };
             sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
             let mut stmt = conn.prepare(&sql).map_err(map_err)?;
             let rows = stmt
@@ -930,7 +930,11 @@ impl Store for SqliteStore {
     async fn worker_attempts(&self, worker_id: &str) -> Result<Vec<TaskRow>> {
         let worker_id = worker_id.to_owned();
         self.call(move |conn| {
-            query_tis(conn, "state = 'running' AND worker_id = ?1", params![worker_id])
+            query_tis(
+                conn,
+                "state = 'running' AND worker_id = ?1",
+                params![worker_id],
+            )
         })
         .await
     }
@@ -1128,4 +1132,3 @@ impl Store for SqliteStore {
         .await
     }
 }
-

@@ -1,0 +1,188 @@
+//! The DAG file processor: scans the DAG folder, parses changed files, and stores
+//! each as a DAG version or as an import error. A broken file never affects the
+//! others.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use gale_model::dag::{self, DagError};
+use gale_store::Store;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// How deep below the DAG folder files are looked for.
+const MAX_DEPTH: usize = 8;
+/// The most DAG files one folder may hold.
+const MAX_FILES: usize = 10_000;
+
+pub struct DagProcessor<S> {
+    store: Arc<S>,
+    folder: PathBuf,
+    interval: Duration,
+    /// (mtime, size) of each file as last stored, so unchanged files are not re-parsed.
+    seen: HashMap<PathBuf, (SystemTime, u64)>,
+}
+
+/// Lists `*.yaml` / `*.yml` files below `folder`, sorted, skipping hidden entries.
+pub fn dag_files(folder: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![(folder.to_path_buf(), 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() && depth < MAX_DEPTH {
+                stack.push((path, depth + 1));
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            ) && out.len() < MAX_FILES
+            {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Reads and parses one DAG file; errors carry the file's path.
+pub fn load_file(path: &Path) -> Result<(gale_model::Dag, String), Vec<DagError>> {
+    let file = path.display().to_string();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let one = |message: String| {
+        vec![DagError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message,
+        }]
+    };
+    let meta = std::fs::metadata(path).map_err(|e| one(format!("cannot read file: {e}")))?;
+    if meta.len() > dag::MAX_FILE_BYTES as u64 {
+        return Err(one(format!(
+            "file is {} bytes, more than the {} a DAG file may have",
+            meta.len(),
+            dag::MAX_FILE_BYTES
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| one(format!("cannot read file: {e}")))?;
+    let source = String::from_utf8(bytes).map_err(|_| one("file is not valid UTF-8".to_owned()))?;
+    let parsed = dag::parse(&file, &stem, &source)?;
+    Ok((parsed, source))
+}
+
+impl<S: Store> DagProcessor<S> {
+    pub fn new(store: Arc<S>, folder: PathBuf, interval: Duration) -> Self {
+        DagProcessor {
+            store,
+            folder,
+            interval,
+            seen: HashMap::new(),
+        }
+    }
+
+    pub async fn run(mut self, cancel: CancellationToken) {
+        loop {
+            if let Err(e) = self.scan().await {
+                warn!(error = %e, folder = %self.folder.display(), "scanning the DAG folder failed");
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+        }
+    }
+
+    /// One pass over the folder. Returns how many files were (re)parsed.
+    pub async fn scan(&mut self) -> gale_store::Result<usize> {
+        let folder = self.folder.clone();
+        let files = tokio::task::spawn_blocking(move || dag_files(&folder))
+            .await
+            .unwrap_or_default();
+        let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        self.store.sync_files(&names).await?;
+        self.seen.retain(|p, _| files.contains(p));
+        let mut parsed = 0;
+        for path in files {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let stamp = (
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                meta.len(),
+            );
+            if self.seen.get(&path) == Some(&stamp) {
+                continue;
+            }
+            parsed += 1;
+            let name = path.display().to_string();
+            let loaded = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || load_file(&path))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(vec![DagError {
+                            file: name.clone(),
+                            line: 0,
+                            column: 0,
+                            message: format!("parser failed: {e}"),
+                        }])
+                    })
+            };
+            match loaded {
+                Ok((dag, source)) => {
+                    let hash = dag::content_hash(&source);
+                    match self.store.upsert_dag(&dag, &name, &source, &hash).await {
+                        Ok(new) => {
+                            if new {
+                                info!(dag_id = %dag.id, file = %name, version = %hash, "stored DAG version");
+                            }
+                        }
+                        Err(gale_store::Error::Invalid(message)) => {
+                            let err = DagError {
+                                file: name.clone(),
+                                line: 1,
+                                column: 1,
+                                message,
+                            };
+                            warn!(file = %name, "{err}");
+                            self.store
+                                .record_import_errors(&name, Some(dag.id.as_str()), &[err])
+                                .await?;
+                            // Not remembered as seen: once the other file goes away,
+                            // the next scan stores this one.
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(errors) => {
+                    for e in &errors {
+                        warn!("DAG file error: {e}");
+                    }
+                    self.store
+                        .record_import_errors(&name, None, &errors)
+                        .await?;
+                }
+            }
+            debug!(file = %name, "processed DAG file");
+            self.seen.insert(path, stamp);
+        }
+        Ok(parsed)
+    }
+}

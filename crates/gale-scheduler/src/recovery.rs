@@ -1,0 +1,82 @@
+//! Start-up recovery on one machine: a Gale process that was killed (kill -9, a
+//! crash, a power cut) leaves its attempts `running`. When another process starts
+//! on the same host and sees that the dead one's pid is gone, it does not wait for
+//! the lease to expire: it kills whatever is left of those attempts' process
+//! groups and reaps them at once.
+
+use std::time::Duration;
+
+use gale_store::Store;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tracing::{info, warn};
+
+use crate::Scheduler;
+
+/// Whether a process with this pid exists on this machine.
+pub fn pid_alive(pid: i64) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    match nix::sys::signal::kill(Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::EPERM) => true,
+        Err(_) => false,
+    }
+}
+
+/// Reaps the attempts of dead Gale processes on `host`. Returns how many.
+pub async fn recover_dead_local_nodes<S: Store>(
+    sched: &mut Scheduler<S>,
+    host: &str,
+    own_node_id: &str,
+) -> gale_store::Result<usize> {
+    let store = sched.store().clone();
+    let mut reaped = 0;
+    for node in store.list_nodes().await? {
+        if node.host != host
+            || node.node_id == own_node_id
+            || node.state != "running"
+            || pid_alive(node.pid)
+        {
+            continue;
+        }
+        info!(node_id = %node.node_id, pid = node.pid, "found a dead gale process on this host; recovering its attempts");
+        for ti in store.worker_attempts(&node.node_id).await? {
+            if let Some(attempt) = store
+                .attempts(ti.id)
+                .await?
+                .into_iter()
+                .find(|a| a.try_number == ti.try_number)
+                && let Some(pid) = attempt.pid.and_then(|p| i32::try_from(p).ok())
+                && pid > 0
+            {
+                // The task ran in its own process group (pgid = pid): end what is left.
+                match killpg(Pid::from_raw(pid), Signal::SIGKILL) {
+                    Ok(()) => {
+                        warn!(pgid = pid, ti = %ti.id, "killed the leftover process group of a lost attempt")
+                    }
+                    Err(nix::errno::Errno::ESRCH) => {}
+                    Err(e) => {
+                        warn!(pgid = pid, error = %e, "could not kill leftover process group")
+                    }
+                }
+            }
+            let message = format!(
+                "attempt lost: gale process {} (pid {}) on {host} died while running it",
+                node.node_id, node.pid
+            );
+            if sched
+                .reap_lost(&ti, &node.node_id, Duration::ZERO, &message)
+                .await?
+            {
+                reaped += 1;
+            }
+        }
+        store.set_node_state(&node.node_id, "dead").await?;
+    }
+    Ok(reaped)
+}

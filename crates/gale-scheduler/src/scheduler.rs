@@ -1,0 +1,344 @@
+//! The scheduling loop: create due runs, start queued runs within
+//! `max_active_runs`, move task instances along, queue ready ones within
+//! `max_active_tasks`, finish runs, and reap attempts whose lease expired.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gale_model::schedule::{Cursor, next_due_interval};
+use gale_model::state::after_failure;
+use gale_model::time::rfc3339;
+use gale_model::{Dag, DagId, TaskState};
+use gale_store::{NewRun, NewTask, Notifier, Reap, RunRow, RunType, Store};
+use jiff::{SignedDuration, Timestamp};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::plan::{plan_run, topo_order};
+
+#[derive(Clone, Debug)]
+pub struct SchedulerOptions {
+    /// Longest wait between two passes when nothing wakes the loop.
+    pub poll_interval: Duration,
+    /// A running attempt whose heartbeat is older than this is lost.
+    pub attempt_lease: Duration,
+    /// Most running runs looked at in one pass.
+    pub max_runs_per_pass: u32,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        SchedulerOptions {
+            poll_interval: Duration::from_secs(1),
+            attempt_lease: Duration::from_secs(10),
+            max_runs_per_pass: 1000,
+        }
+    }
+}
+
+/// A parsed DAG version and its task order, cached by (dag id, version hash).
+pub struct CachedDag {
+    pub dag: Dag,
+    pub order: Vec<usize>,
+}
+
+pub struct Scheduler<S> {
+    store: Arc<S>,
+    notifier: Arc<Notifier>,
+    opts: SchedulerOptions,
+    versions: HashMap<(DagId, String), Arc<CachedDag>>,
+}
+
+/// What one pass did, for tests and logs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassReport {
+    pub runs_created: usize,
+    pub runs_started: usize,
+    pub transitions: usize,
+    pub queued: usize,
+    pub runs_finished: usize,
+    pub reaped: usize,
+}
+
+impl PassReport {
+    fn changed(&self) -> bool {
+        self.runs_created
+            + self.runs_started
+            + self.transitions
+            + self.queued
+            + self.runs_finished
+            + self.reaped
+            > 0
+    }
+}
+
+impl<S: Store> Scheduler<S> {
+    pub fn new(store: Arc<S>, notifier: Arc<Notifier>, opts: SchedulerOptions) -> Self {
+        Scheduler {
+            store,
+            notifier,
+            opts,
+            versions: HashMap::new(),
+        }
+    }
+
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.pass().await {
+                Ok(report) => {
+                    backoff = Duration::from_millis(100);
+                    if report.changed() {
+                        debug!(?report, "scheduler pass");
+                        // Something moved: look again at once, it may unblock more.
+                        if cancel.is_cancelled() {
+                            return;
+                        }
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "scheduler pass failed");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.notifier.scheduler.notified() => {}
+                _ = tokio::time::sleep(self.opts.poll_interval) => {}
+            }
+        }
+    }
+
+    async fn version(
+        &mut self,
+        dag_id: &DagId,
+        hash: &str,
+    ) -> gale_store::Result<Option<Arc<CachedDag>>> {
+        let key = (dag_id.clone(), hash.to_owned());
+        if let Some(v) = self.versions.get(&key) {
+            return Ok(Some(v.clone()));
+        }
+        let Some(version) = self.store.get_version(dag_id, hash).await? else {
+            return Ok(None);
+        };
+        if self.versions.len() > 1000 {
+            self.versions.clear();
+        }
+        let order = topo_order(&version.spec);
+        let cached = Arc::new(CachedDag {
+            dag: version.spec,
+            order,
+        });
+        self.versions.insert(key, cached.clone());
+        Ok(Some(cached))
+    }
+
+    /// One scheduling pass over everything.
+    pub async fn pass(&mut self) -> gale_store::Result<PassReport> {
+        let mut report = PassReport::default();
+        let now = self.store.now().await?;
+        report.runs_created = self.create_due_runs(now).await?;
+        report.runs_started = self.store.promote_runs().await?.len();
+        for run in self.store.running_runs(self.opts.max_runs_per_pass).await? {
+            self.advance_run(&run, now, &mut report).await?;
+        }
+        report.reaped = self.reap().await?;
+        if report.queued > 0 {
+            self.notifier.workers.notify_waiters();
+        }
+        Ok(report)
+    }
+
+    async fn create_due_runs(&mut self, now: Timestamp) -> gale_store::Result<usize> {
+        let mut created = 0;
+        for row in self.store.list_dags().await? {
+            if !row.active || row.paused || row.schedule.is_none() {
+                continue;
+            }
+            let Some(cached) = self.version(&row.dag_id, &row.version_hash).await? else {
+                continue;
+            };
+            let dag = &cached.dag;
+            let Some(schedule) = dag.parsed_schedule() else {
+                continue;
+            };
+            let mut cursor = Cursor {
+                start_date: dag.start_date,
+                end_date: dag.end_date,
+                catchup: dag.catchup,
+                last_end: row.last_interval_end,
+            };
+            let mut active = self.store.count_active_runs(&row.dag_id).await?;
+            // Bounded: a catchup over years creates runs as earlier ones finish.
+            for _ in 0..16 {
+                if active >= dag.max_active_runs {
+                    break;
+                }
+                let Some(interval) = next_due_interval(&schedule, cursor, now) else {
+                    break;
+                };
+                let run = NewRun {
+                    dag_id: row.dag_id.clone(),
+                    run_key: format!("scheduled__{}", rfc3339(interval.start)),
+                    run_type: RunType::Scheduled,
+                    version_hash: row.version_hash.clone(),
+                    logical_date: interval.start,
+                    interval_start: interval.start,
+                    interval_end: interval.end,
+                    conf: serde_json::Map::new(),
+                    tasks: new_tasks(dag),
+                };
+                if let Some(run_id) = self.store.create_run(&run).await? {
+                    info!(dag_id = %row.dag_id, %run_id, logical_date = %rfc3339(interval.start), "created scheduled run");
+                    created += 1;
+                    active += 1;
+                }
+                cursor.last_end = Some(interval.end);
+            }
+        }
+        Ok(created)
+    }
+
+    async fn advance_run(
+        &mut self,
+        run: &RunRow,
+        now: Timestamp,
+        report: &mut PassReport,
+    ) -> gale_store::Result<()> {
+        let Some(cached) = self.version(&run.dag_id, &run.version_hash).await? else {
+            warn!(run_id = %run.id, dag_id = %run.dag_id, "run's DAG version is missing from the store");
+            return Ok(());
+        };
+        // A few rounds, so that chains of skips settle in one pass.
+        for _ in 0..4 {
+            let tasks = self.store.run_tasks(run.id).await?;
+            let plan = plan_run(&cached.dag, &cached.order, &tasks, now);
+            let applied = self.store.apply_transitions(&plan.transitions).await?;
+            report.transitions += applied;
+            if !plan.enqueue.is_empty() {
+                report.queued += self
+                    .store
+                    .enqueue(&run.dag_id, &plan.enqueue, cached.dag.max_active_tasks)
+                    .await?;
+            }
+            if let Some(outcome) = plan.outcome {
+                if applied == plan.transitions.len()
+                    && self.store.finish_run(run.id, outcome).await?
+                {
+                    info!(run_id = %run.id, dag_id = %run.dag_id, state = %outcome, "run finished");
+                    report.runs_finished += 1;
+                }
+                break;
+            }
+            if applied == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reap(&mut self) -> gale_store::Result<usize> {
+        let lease = self.opts.attempt_lease;
+        let mut reaped = 0;
+        for ti in self.store.expired_attempts(lease).await? {
+            let worker = ti.worker_id.clone().unwrap_or_default();
+            let message = format!(
+                "attempt lost: worker {worker} stopped heart-beating for more than {}s",
+                lease.as_secs()
+            );
+            if self.reap_lost(&ti, &worker, lease, &message).await? {
+                reaped += 1;
+            }
+        }
+        Ok(reaped)
+    }
+
+    /// Ends a lost attempt (retry or fail, as its task's policy says), only if it
+    /// is still running under `worker` with a heartbeat older than `lease` (zero:
+    /// whatever its heartbeat).
+    pub async fn reap_lost(
+        &mut self,
+        ti: &gale_store::TaskRow,
+        worker: &str,
+        lease: Duration,
+        message: &str,
+    ) -> gale_store::Result<bool> {
+        let (to, retry_at) = self.retry_policy(ti).await?;
+        let applied = self
+            .store
+            .reap_attempt(&Reap {
+                ti: ti.id,
+                try_number: ti.try_number,
+                worker_id: worker.to_owned(),
+                lease,
+                to,
+                retry_at,
+                outcome: "lost".into(),
+                message: message.to_owned(),
+                refund_try: false,
+            })
+            .await?;
+        if applied {
+            warn!(ti = %ti.id, dag_id = %ti.dag_id, task_id = %ti.task_id, try_number = ti.try_number, next = %to, "{message}");
+            self.notifier.scheduler.notify_one();
+        }
+        Ok(applied)
+    }
+
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    async fn retry_policy(
+        &mut self,
+        ti: &gale_store::TaskRow,
+    ) -> gale_store::Result<(TaskState, Option<Timestamp>)> {
+        let run = self.store.get_run(ti.run_id).await?;
+        let task = match run {
+            Some(run) => self
+                .version(&run.dag_id, &run.version_hash)
+                .await?
+                .and_then(|c| c.dag.task(ti.task_id.as_str()).cloned()),
+            None => None,
+        };
+        let now = self.store.now().await?;
+        Ok(match task {
+            Some(t) => {
+                let retries = ti.max_tries.saturating_sub(1);
+                let (state, delay) = after_failure(
+                    ti.try_number,
+                    retries,
+                    t.retry_delay.as_millis(),
+                    t.retry_backoff,
+                    t.max_retry_delay.map(|d| d.as_millis()),
+                );
+                (
+                    state,
+                    delay.map(|ms| now + SignedDuration::from_millis(ms as i64)),
+                )
+            }
+            None => (TaskState::Failed, None),
+        })
+    }
+}
+
+/// The task instances a new run of `dag` starts with.
+pub fn new_tasks(dag: &Dag) -> Vec<NewTask> {
+    dag.tasks
+        .iter()
+        .map(|t| NewTask {
+            task_id: t.id.clone(),
+            max_tries: t.retries.saturating_add(1),
+            queue: t.queue.clone(),
+            priority: t.priority,
+        })
+        .collect()
+}

@@ -1,0 +1,2011 @@
+//! A backend-independent conformance suite that every [`Store`] backend must pass.
+//!
+//! Each check is a `pub async fn` taking a fresh, empty store, so a failure names
+//! the behaviour that broke; [`run_all`] runs every check, each on its own store.
+//! The SQLite backend runs it in `tests/it`; a future PostgreSQL backend will call
+//! the same functions. Checks panic (via `assert!`) on a violation: this is test
+//! support code, not something a running node calls.
+//!
+//! Checks only use the trait, and only rely on what its documentation promises.
+//! Timestamps passed in are whole seconds, since backends keep microseconds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use gale_model::dag::{content_hash, parse};
+use gale_model::{Dag, DagError, DagId, RunId, RunState, TaskState};
+use jiff::Timestamp;
+
+use crate::{
+    Finish, LogLine, NewRun, NewTask, NodeRow, Reap, RunFilter, RunType, Store, Stream, TaskRow,
+    TiId, Transition,
+};
+
+/// Runs every check, each against a store from `new_store` (which must return a
+/// fresh, empty store on every call).
+pub async fn run_all<S: Store>(new_store: impl Fn() -> S) {
+    upsert_dag_versions(&new_store()).await;
+    duplicate_dag_id_is_refused(&new_store()).await;
+    sync_files_marks_absent_files(&new_store()).await;
+    import_errors_round_trip(&new_store()).await;
+    set_paused(&new_store()).await;
+    create_run_one_per_slot(&new_store()).await;
+    create_run_moves_cursor(&new_store()).await;
+    create_run_task_instances(&new_store()).await;
+    promote_runs_respects_max_active_runs(&new_store()).await;
+    promote_runs_skips_paused_dags(&new_store()).await;
+    apply_transitions_is_conditional(&new_store()).await;
+    enqueue_respects_max_active_tasks(&new_store()).await;
+    claim_priority_queues_and_limit(&new_store()).await;
+    claim_is_exclusive(&new_store()).await;
+    finish_attempt_is_fenced(&new_store()).await;
+    retry_claims_next_try(&new_store()).await;
+    heartbeat_returns_only_held_attempts(&new_store()).await;
+    expired_attempts_and_reap(&new_store()).await;
+    reap_refund_try(&new_store()).await;
+    logs_paging(&new_store()).await;
+    nodes_round_trip(&new_store()).await;
+}
+
+// ---------- fixtures ----------
+
+/// 2026-01-01T00:00:00Z.
+const BASE_SECOND: i64 = 1_767_225_600;
+
+/// Midnight UTC `n` days after 2026-01-01.
+fn day(n: i64) -> Timestamp {
+    Timestamp::from_second(BASE_SECOND + n * 86_400).expect("a valid timestamp")
+}
+
+const ETL_V1: &str = r#"
+id: etl
+description: nightly load
+schedule: "0 2 * * *"
+max_active_runs: 2
+tags: [etl, nightly]
+tasks:
+  extract:
+    run: ./bin/extract
+    retries: 2
+    priority: 5
+  load:
+    needs: [extract]
+    run: ./bin/load
+    queue: io
+"#;
+
+const ETL_V2: &str = r#"
+id: etl
+description: nightly load, now with a report
+schedule: "0 3 * * *"
+max_active_runs: 2
+tags: [etl]
+tasks:
+  extract:
+    run: ./bin/extract
+    retries: 2
+    priority: 5
+  load:
+    needs: [extract]
+    run: ./bin/load
+    queue: io
+  report:
+    needs: [load]
+    run: ./bin/report
+"#;
+
+/// `n` independent tasks `t1..tn` on the default queue, priority `n+1-i` (so `t1`
+/// is the most urgent), in a DAG with the given extra top-level YAML.
+fn flat_dag_source(id: &str, n: usize, extra: &str) -> String {
+    let mut s = format!("id: {id}\nschedule: '@daily'\n{extra}\ntasks:\n");
+    for i in 1..=n {
+        s.push_str(&format!(
+            "  t{i}:\n    run: echo {i}\n    priority: {}\n",
+            n + 1 - i
+        ));
+    }
+    s
+}
+
+/// A DAG as the DAG processor would store it.
+struct Seeded {
+    dag: Dag,
+    file: String,
+    hash: String,
+}
+
+impl Seeded {
+    fn id(&self) -> &DagId {
+        &self.dag.id
+    }
+}
+
+fn parse_dag(file: &str, source: &str) -> Dag {
+    let stem = file
+        .rsplit('/')
+        .next()
+        .and_then(|name| name.split('.').next())
+        .unwrap_or(file);
+    parse(file, stem, source)
+        .unwrap_or_else(|e| panic!("conformance fixture {file} does not parse: {e:?}"))
+}
+
+async fn seed<S: Store + ?Sized>(store: &S, file: &str, source: &str) -> Seeded {
+    let dag = parse_dag(file, source);
+    let hash = content_hash(source);
+    store
+        .upsert_dag(&dag, file, source, &hash)
+        .await
+        .unwrap_or_else(|e| panic!("upsert_dag({file}) failed: {e}"));
+    Seeded {
+        dag,
+        file: file.to_owned(),
+        hash,
+    }
+}
+
+fn new_run(dag: &Seeded, run_key: &str, run_type: RunType, logical_date: Timestamp) -> NewRun {
+    NewRun {
+        dag_id: dag.dag.id.clone(),
+        run_key: run_key.to_owned(),
+        run_type,
+        version_hash: dag.hash.clone(),
+        logical_date,
+        interval_start: logical_date,
+        interval_end: Timestamp::from_second(logical_date.as_second() + 86_400)
+            .expect("a valid timestamp"),
+        conf: serde_json::Map::new(),
+        tasks: dag
+            .dag
+            .tasks
+            .iter()
+            .map(|t| NewTask {
+                task_id: t.id.clone(),
+                max_tries: t.retries + 1,
+                queue: t.queue.clone(),
+                priority: t.priority,
+            })
+            .collect(),
+    }
+}
+
+async fn create<S: Store + ?Sized>(store: &S, run: &NewRun) -> RunId {
+    store
+        .create_run(run)
+        .await
+        .unwrap_or_else(|e| panic!("create_run({}) failed: {e}", run.run_key))
+        .unwrap_or_else(|| panic!("create_run({}) created no run", run.run_key))
+}
+
+async fn tasks_of<S: Store + ?Sized>(store: &S, run: RunId) -> Vec<TaskRow> {
+    store.run_tasks(run).await.expect("run_tasks")
+}
+
+fn find<'a>(rows: &'a [TaskRow], task_id: &str) -> &'a TaskRow {
+    rows.iter()
+        .find(|t| t.task_id.as_str() == task_id)
+        .unwrap_or_else(|| panic!("no task instance {task_id:?} in {rows:#?}"))
+}
+
+async fn ti_of<S: Store + ?Sized>(store: &S, run: RunId, task_id: &str) -> TaskRow {
+    find(&tasks_of(store, run).await, task_id).clone()
+}
+
+/// Moves the named task instances of a run `none -> scheduled -> queued`.
+async fn queue_tasks<S: Store + ?Sized>(store: &S, dag: &DagId, run: RunId, task_ids: &[&str]) {
+    let rows = tasks_of(store, run).await;
+    let tis: Vec<TiId> = task_ids.iter().map(|id| find(&rows, id).id).collect();
+    let transitions: Vec<Transition> = tis
+        .iter()
+        .map(|&ti| Transition {
+            ti,
+            from: TaskState::None,
+            to: TaskState::Scheduled,
+            retry_at: None,
+        })
+        .collect();
+    let n = store
+        .apply_transitions(&transitions)
+        .await
+        .expect("apply_transitions");
+    assert_eq!(n, tis.len(), "scheduling {task_ids:?} of run {run}");
+    let n = store.enqueue(dag, &tis, None).await.expect("enqueue");
+    assert_eq!(n, tis.len(), "queueing {task_ids:?} of run {run}");
+}
+
+fn queues(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn finish(ti: TiId, try_number: u32, worker_id: &str, state: TaskState, outcome: &str) -> Finish {
+    Finish {
+        ti,
+        try_number,
+        worker_id: worker_id.to_owned(),
+        state,
+        retry_at: None,
+        outcome: outcome.to_owned(),
+        exit_code: None,
+        message: None,
+        outputs: BTreeMap::new(),
+    }
+}
+
+fn reap(ti: TiId, try_number: u32, worker_id: &str, lease: Duration) -> Reap {
+    Reap {
+        ti,
+        try_number,
+        worker_id: worker_id.to_owned(),
+        lease,
+        to: TaskState::UpForRetry,
+        retry_at: None,
+        outcome: "lost".into(),
+        message: format!("worker {worker_id} stopped heartbeating"),
+        refund_try: false,
+    }
+}
+
+/// A run with `n` independent queued tasks (`t1` most urgent), all on `default`.
+async fn queued_run<S: Store + ?Sized>(store: &S, dag_id: &str, n: usize) -> (Seeded, RunId) {
+    let dag = seed(
+        store,
+        &format!("dags/{dag_id}.yaml"),
+        &flat_dag_source(dag_id, n, ""),
+    )
+    .await;
+    let run = create(store, &new_run(&dag, "manual__1", RunType::Manual, day(1))).await;
+    let names: Vec<String> = (1..=n).map(|i| format!("t{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    queue_tasks(store, dag.id(), run, &names).await;
+    (dag, run)
+}
+
+fn ids(rows: &[TaskRow]) -> BTreeSet<TiId> {
+    rows.iter().map(|t| t.id).collect()
+}
+
+// ---------- DAGs ----------
+
+/// `upsert_dag` creates the DAG and a version; the same content again is no new
+/// version; new content is a new version the DAG points at, the old one kept.
+pub async fn upsert_dag_versions<S: Store + ?Sized>(store: &S) {
+    let dag = parse_dag("dags/etl.yaml", ETL_V1);
+    let hash = content_hash(ETL_V1);
+    let new = store
+        .upsert_dag(&dag, "dags/etl.yaml", ETL_V1, &hash)
+        .await
+        .expect("upsert_dag");
+    assert!(
+        new,
+        "the first upsert_dag of a DAG must report a new version"
+    );
+
+    let row = store
+        .get_dag(&dag.id)
+        .await
+        .expect("get_dag")
+        .expect("upsert_dag must create the DAG row");
+    assert_eq!(row.dag_id, dag.id);
+    assert_eq!(row.file, "dags/etl.yaml");
+    assert_eq!(row.version_hash, hash);
+    assert!(!row.paused, "a new DAG starts unpaused");
+    assert!(row.active, "a new DAG starts active");
+    assert_eq!(row.schedule.as_deref(), Some("0 2 * * *"));
+    assert_eq!(row.timezone, "UTC");
+    assert_eq!(row.max_active_runs, 2);
+    assert_eq!(row.description.as_deref(), Some("nightly load"));
+    assert_eq!(row.tags, vec!["etl".to_owned(), "nightly".to_owned()]);
+    assert_eq!(row.last_interval_end, None);
+
+    let listed = store.list_dags().await.expect("list_dags");
+    assert_eq!(listed.len(), 1, "list_dags: {listed:#?}");
+    assert_eq!(listed[0].dag_id, dag.id);
+
+    let version = store
+        .get_version(&dag.id, &hash)
+        .await
+        .expect("get_version")
+        .expect("upsert_dag must store the version");
+    assert_eq!(version.dag_id, dag.id);
+    assert_eq!(version.version_hash, hash);
+    assert_eq!(version.file, "dags/etl.yaml");
+    assert_eq!(version.source, ETL_V1);
+    assert_eq!(version.spec, dag, "the stored spec must round-trip");
+
+    let again = store
+        .upsert_dag(&dag, "dags/etl.yaml", ETL_V1, &hash)
+        .await
+        .expect("upsert_dag again");
+    assert!(!again, "the same content again must not be a new version");
+    let row = store.get_dag(&dag.id).await.expect("get_dag").unwrap();
+    assert_eq!(row.version_hash, hash);
+
+    let dag2 = parse_dag("dags/etl.yaml", ETL_V2);
+    let hash2 = content_hash(ETL_V2);
+    assert_ne!(hash, hash2);
+    let new = store
+        .upsert_dag(&dag2, "dags/etl.yaml", ETL_V2, &hash2)
+        .await
+        .expect("upsert_dag v2");
+    assert!(new, "changed content must be a new version");
+    let row = store.get_dag(&dag.id).await.expect("get_dag").unwrap();
+    assert_eq!(
+        row.version_hash, hash2,
+        "the DAG must point at the new version"
+    );
+    assert_eq!(row.schedule.as_deref(), Some("0 3 * * *"));
+    assert_eq!(
+        row.description.as_deref(),
+        Some("nightly load, now with a report")
+    );
+    assert_eq!(row.tags, vec!["etl".to_owned()]);
+    let v2 = store
+        .get_version(&dag.id, &hash2)
+        .await
+        .expect("get_version v2")
+        .expect("v2 stored");
+    assert_eq!(v2.spec.tasks.len(), 3);
+    assert!(
+        store
+            .get_version(&dag.id, &hash)
+            .await
+            .expect("get_version v1")
+            .is_some(),
+        "old versions must be kept: runs refer to them"
+    );
+    assert!(
+        store
+            .get_version(&dag.id, "no-such-hash")
+            .await
+            .expect("get_version unknown")
+            .is_none()
+    );
+    assert!(
+        store
+            .get_dag(&DagId::from("nope"))
+            .await
+            .expect("get_dag unknown")
+            .is_none()
+    );
+}
+
+/// A second file defining an active DAG's id is refused, changing nothing.
+pub async fn duplicate_dag_id_is_refused<S: Store + ?Sized>(store: &S) {
+    let original = seed(store, "dags/etl.yaml", ETL_V1).await;
+    let copy_source = ETL_V1.replace("nightly load", "a copy");
+    let copy = parse_dag("dags/copy.yaml", &copy_source);
+    assert_eq!(copy.id, original.dag.id);
+    let copy_hash = content_hash(&copy_source);
+    let err = store
+        .upsert_dag(&copy, "dags/copy.yaml", &copy_source, &copy_hash)
+        .await
+        .expect_err("a second file defining an active DAG id must be refused");
+    assert!(
+        err.to_string().contains("duplicate"),
+        "the error must say \"duplicate\": {err}"
+    );
+    assert!(
+        !err.is_retryable(),
+        "a duplicate DAG id is not fixed by retrying: {err:?}"
+    );
+    let row = store
+        .get_dag(original.id())
+        .await
+        .expect("get_dag")
+        .unwrap();
+    assert_eq!(row.file, "dags/etl.yaml", "the original file keeps the DAG");
+    assert_eq!(row.version_hash, original.hash);
+    assert_eq!(row.description.as_deref(), Some("nightly load"));
+    assert!(
+        store
+            .get_version(original.id(), &copy_hash)
+            .await
+            .expect("get_version")
+            .is_none(),
+        "a refused file must not leave a version behind"
+    );
+    // The original file itself may be upserted again.
+    let again = store
+        .upsert_dag(&original.dag, &original.file, ETL_V1, &original.hash)
+        .await
+        .expect("the file that owns the DAG id may upsert it again");
+    assert!(!again);
+}
+
+/// `sync_files` marks DAGs of absent files inactive (freeing their ids) and drops
+/// the import errors of absent files.
+pub async fn sync_files_marks_absent_files<S: Store + ?Sized>(store: &S) {
+    let a = seed(store, "dags/a.yaml", &flat_dag_source("a", 1, "")).await;
+    let b = seed(store, "dags/b.yaml", &flat_dag_source("b", 1, "")).await;
+    let err = |file: &str| DagError {
+        file: file.to_owned(),
+        line: 3,
+        column: 7,
+        message: "bad".into(),
+    };
+    store
+        .record_import_errors("dags/gone.yaml", None, &[err("dags/gone.yaml")])
+        .await
+        .expect("record_import_errors");
+    store
+        .record_import_errors("dags/bad.yaml", Some("bad"), &[err("dags/bad.yaml")])
+        .await
+        .expect("record_import_errors");
+
+    store
+        .sync_files(&["dags/a.yaml".to_owned(), "dags/bad.yaml".to_owned()])
+        .await
+        .expect("sync_files");
+
+    let a_row = store.get_dag(a.id()).await.expect("get_dag").unwrap();
+    assert!(a_row.active, "a DAG whose file is present stays active");
+    let b_row = store
+        .get_dag(b.id())
+        .await
+        .expect("get_dag")
+        .expect("an absent file's DAG is kept (its runs refer to it), only inactive");
+    assert!(
+        !b_row.active,
+        "a DAG whose file is absent must become inactive"
+    );
+    let files: Vec<String> = store
+        .list_import_errors()
+        .await
+        .expect("list_import_errors")
+        .into_iter()
+        .map(|e| e.file)
+        .collect();
+    assert_eq!(
+        files,
+        vec!["dags/bad.yaml".to_owned()],
+        "import errors of absent files must be dropped, others kept"
+    );
+
+    // The inactive DAG's id is free for another file now.
+    let moved = seed(store, "dags/b2.yaml", &flat_dag_source("b", 2, "")).await;
+    let row = store.get_dag(moved.id()).await.expect("get_dag").unwrap();
+    assert_eq!(row.file, "dags/b2.yaml");
+    assert!(row.active, "upserting a DAG makes it active again");
+    assert_eq!(row.version_hash, moved.hash);
+}
+
+/// Import errors round-trip file, DAG id, line, column and message; recording a
+/// file again replaces its errors; a successful upsert of the file clears them.
+pub async fn import_errors_round_trip<S: Store + ?Sized>(store: &S) {
+    let broken = "schedule: '99 * * * *'\ntasks:\n  a:\n    run: x\n    needs: [nope]\n";
+    let errors =
+        parse("dags/broken.yaml", "broken", broken).expect_err("the fixture must not parse");
+    assert!(errors.len() >= 2, "{errors:?}");
+    store
+        .record_import_errors("dags/broken.yaml", Some("broken"), &errors)
+        .await
+        .expect("record_import_errors");
+    let other = vec![DagError {
+        file: "dags/other.yaml".into(),
+        line: 0,
+        column: 0,
+        message: "file is not UTF-8: ünïcödé ✓".into(),
+    }];
+    store
+        .record_import_errors("dags/other.yaml", None, &other)
+        .await
+        .expect("record_import_errors");
+
+    let mut listed = store
+        .list_import_errors()
+        .await
+        .expect("list_import_errors");
+    listed.sort_by(|x, y| x.file.cmp(&y.file));
+    assert_eq!(listed.len(), 2, "{listed:#?}");
+    assert_eq!(listed[0].file, "dags/broken.yaml");
+    assert_eq!(listed[0].dag_id.as_deref(), Some("broken"));
+    assert_eq!(
+        listed[0].errors, errors,
+        "file, line, column and message must round-trip"
+    );
+    assert_eq!(listed[1].file, "dags/other.yaml");
+    assert_eq!(listed[1].dag_id, None);
+    assert_eq!(listed[1].errors, other);
+
+    let replacement = vec![DagError {
+        file: "dags/broken.yaml".into(),
+        line: 9,
+        column: 2,
+        message: "still broken".into(),
+    }];
+    store
+        .record_import_errors("dags/broken.yaml", None, &replacement)
+        .await
+        .expect("record_import_errors again");
+    let listed = store
+        .list_import_errors()
+        .await
+        .expect("list_import_errors");
+    let entries: Vec<_> = listed
+        .iter()
+        .filter(|e| e.file == "dags/broken.yaml")
+        .collect();
+    assert_eq!(entries.len(), 1, "one entry per file: {listed:#?}");
+    assert_eq!(entries[0].errors, replacement, "recording again replaces");
+    assert_eq!(entries[0].dag_id, None);
+
+    seed(store, "dags/broken.yaml", &flat_dag_source("broken", 1, "")).await;
+    let files: Vec<String> = store
+        .list_import_errors()
+        .await
+        .expect("list_import_errors")
+        .into_iter()
+        .map(|e| e.file)
+        .collect();
+    assert_eq!(
+        files,
+        vec!["dags/other.yaml".to_owned()],
+        "a successful upsert_dag clears the file's import errors"
+    );
+}
+
+/// `set_paused` is false for an unknown DAG, toggles `paused`, and a new version
+/// of a paused DAG stays paused.
+pub async fn set_paused<S: Store + ?Sized>(store: &S) {
+    let unknown = store
+        .set_paused(&DagId::from("nope"), true)
+        .await
+        .expect("set_paused unknown");
+    assert!(!unknown, "set_paused of an unknown DAG must return false");
+    assert!(
+        store.list_dags().await.expect("list_dags").is_empty(),
+        "set_paused must not create a DAG"
+    );
+
+    let dag = seed(store, "dags/etl.yaml", ETL_V1).await;
+    assert!(store.set_paused(dag.id(), true).await.expect("set_paused"));
+    let row = store.get_dag(dag.id()).await.expect("get_dag").unwrap();
+    assert!(row.paused, "set_paused(true) must pause");
+
+    seed(store, "dags/etl.yaml", ETL_V2).await;
+    let row = store.get_dag(dag.id()).await.expect("get_dag").unwrap();
+    assert!(row.paused, "a new version of a paused DAG must stay paused");
+
+    assert!(store.set_paused(dag.id(), false).await.expect("set_paused"));
+    let row = store.get_dag(dag.id()).await.expect("get_dag").unwrap();
+    assert!(!row.paused, "set_paused(false) must unpause");
+}
+
+// ---------- runs ----------
+
+/// One run per slot: a scheduled or backfill run at a logical date that already
+/// has one is refused, whatever its key; a manual run there is allowed; a run key
+/// is never reused.
+pub async fn create_run_one_per_slot<S: Store + ?Sized>(store: &S) {
+    let dag = seed(store, "dags/etl.yaml", ETL_V1).await;
+    let mut first = new_run(&dag, "scheduled__2026-01-02", RunType::Scheduled, day(1));
+    first.conf.insert("region".into(), "eu".into());
+    first.conf.insert("limit".into(), 10.into());
+    let id = create(store, &first).await;
+
+    let run = store
+        .get_run(id)
+        .await
+        .expect("get_run")
+        .expect("the created run");
+    assert_eq!(run.id, id);
+    assert_eq!(run.dag_id, dag.dag.id);
+    assert_eq!(run.run_key, "scheduled__2026-01-02");
+    assert_eq!(run.run_type, RunType::Scheduled);
+    assert_eq!(run.version_hash, dag.hash);
+    assert_eq!(run.logical_date, day(1));
+    assert_eq!(run.interval_start, day(1));
+    assert_eq!(run.interval_end, day(2));
+    assert_eq!(run.conf, first.conf, "conf must round-trip");
+    assert_eq!(run.state, RunState::Queued, "a new run is queued");
+    assert_eq!(run.started_at, None);
+    assert_eq!(run.ended_at, None);
+
+    let same_key = store.create_run(&first).await.expect("create_run again");
+    assert_eq!(
+        same_key, None,
+        "the same run key must not create a second run"
+    );
+
+    let other_key = new_run(&dag, "scheduled__other", RunType::Scheduled, day(1));
+    assert_eq!(
+        store.create_run(&other_key).await.expect("create_run"),
+        None,
+        "a second scheduled run for the same slot must be refused"
+    );
+    let backfill = new_run(&dag, "backfill__2026-01-02", RunType::Backfill, day(1));
+    assert_eq!(
+        store.create_run(&backfill).await.expect("create_run"),
+        None,
+        "a backfill run for a slot that has a run must be refused"
+    );
+
+    let manual = new_run(&dag, "manual__now", RunType::Manual, day(1));
+    let manual_id = store
+        .create_run(&manual)
+        .await
+        .expect("create_run manual")
+        .expect("a manual run at an occupied logical date is allowed");
+    assert_ne!(manual_id, id);
+    let manual_key_again = new_run(&dag, "manual__now", RunType::Manual, day(7));
+    assert_eq!(
+        store
+            .create_run(&manual_key_again)
+            .await
+            .expect("create_run"),
+        None,
+        "a run key is unique within a DAG, for manual runs too"
+    );
+
+    let backfill_free = new_run(&dag, "backfill__2026-01-04", RunType::Backfill, day(3));
+    let backfill_id = create(store, &backfill_free).await;
+    let scheduled_there = new_run(&dag, "scheduled__2026-01-04", RunType::Scheduled, day(3));
+    assert_eq!(
+        store
+            .create_run(&scheduled_there)
+            .await
+            .expect("create_run"),
+        None,
+        "a scheduled run for a slot a backfill run took must be refused"
+    );
+
+    let runs = store
+        .list_runs(&RunFilter {
+            dag_id: Some(dag.dag.id.clone()),
+            ..RunFilter::default()
+        })
+        .await
+        .expect("list_runs");
+    let listed: BTreeSet<RunId> = runs.iter().map(|r| r.id).collect();
+    assert_eq!(
+        listed,
+        BTreeSet::from([id, manual_id, backfill_id]),
+        "exactly the three accepted runs exist: {runs:#?}"
+    );
+    assert_eq!(
+        store
+            .count_active_runs(dag.id())
+            .await
+            .expect("count_active_runs"),
+        3
+    );
+    // Refused runs left no task instances behind.
+    assert_eq!(tasks_of(store, id).await.len(), 2);
+}
+
+/// A scheduled run moves the DAG's `last_interval_end` forward (never back); other
+/// run types do not move it.
+pub async fn create_run_moves_cursor<S: Store + ?Sized>(store: &S) {
+    let dag = seed(store, "dags/etl.yaml", ETL_V1).await;
+    let cursor = async || {
+        store
+            .get_dag(dag.id())
+            .await
+            .expect("get_dag")
+            .unwrap()
+            .last_interval_end
+    };
+    assert_eq!(cursor().await, None);
+
+    create(
+        store,
+        &new_run(&dag, "scheduled__1", RunType::Scheduled, day(1)),
+    )
+    .await;
+    assert_eq!(
+        cursor().await,
+        Some(day(2)),
+        "a scheduled run must move last_interval_end to its interval end"
+    );
+
+    create(
+        store,
+        &new_run(&dag, "scheduled__0", RunType::Scheduled, day(0)),
+    )
+    .await;
+    assert_eq!(
+        cursor().await,
+        Some(day(2)),
+        "an earlier scheduled run must not move the cursor back"
+    );
+
+    create(store, &new_run(&dag, "manual__9", RunType::Manual, day(9))).await;
+    create(
+        store,
+        &new_run(&dag, "backfill__8", RunType::Backfill, day(8)),
+    )
+    .await;
+    assert_eq!(
+        cursor().await,
+        Some(day(2)),
+        "manual and backfill runs must not move the cursor"
+    );
+
+    create(
+        store,
+        &new_run(&dag, "scheduled__4", RunType::Scheduled, day(4)),
+    )
+    .await;
+    assert_eq!(cursor().await, Some(day(5)));
+}
+
+/// A new run's task instances are `none` with try number 0 and the given limits.
+pub async fn create_run_task_instances<S: Store + ?Sized>(store: &S) {
+    let dag = seed(store, "dags/etl.yaml", ETL_V1).await;
+    let run = create(store, &new_run(&dag, "manual__1", RunType::Manual, day(1))).await;
+    let rows = tasks_of(store, run).await;
+    assert_eq!(rows.len(), 2, "one task instance per task: {rows:#?}");
+    for t in &rows {
+        assert_eq!(t.run_id, run);
+        assert_eq!(t.dag_id, dag.dag.id);
+        assert_eq!(t.state, TaskState::None, "{} starts in none", t.task_id);
+        assert_eq!(t.try_number, 0, "{} starts at try 0", t.task_id);
+        assert_eq!(t.worker_id, None);
+        assert_eq!(t.heartbeat_at, None);
+        assert_eq!(t.queued_at, None);
+        assert_eq!(t.started_at, None);
+        assert_eq!(t.ended_at, None);
+        assert_eq!(t.retry_at, None);
+        assert!(t.outputs.is_empty());
+    }
+    let extract = find(&rows, "extract");
+    assert_eq!(extract.max_tries, 3);
+    assert_eq!(extract.queue, "default");
+    assert_eq!(extract.priority, 5);
+    let load = find(&rows, "load");
+    assert_eq!(load.max_tries, 1);
+    assert_eq!(load.queue, "io");
+    assert_eq!(load.priority, 0);
+    assert_ne!(extract.id, load.id);
+
+    let other = create(store, &new_run(&dag, "manual__2", RunType::Manual, day(2))).await;
+    let other_ids = ids(&tasks_of(store, other).await);
+    assert!(
+        ids(&rows).is_disjoint(&other_ids),
+        "task instance ids must be unique across runs"
+    );
+}
+
+/// `promote_runs` starts queued runs oldest logical date first, never more than
+/// `max_active_runs` running per DAG.
+pub async fn promote_runs_respects_max_active_runs<S: Store + ?Sized>(store: &S) {
+    let serial = seed(store, "dags/serial.yaml", &flat_dag_source("serial", 1, "")).await;
+    assert_eq!(serial.dag.max_active_runs, 1);
+    // Created newest first, so creation order and logical date order differ.
+    let later = create(
+        store,
+        &new_run(&serial, "scheduled__2", RunType::Scheduled, day(2)),
+    )
+    .await;
+    let older = create(
+        store,
+        &new_run(&serial, "scheduled__1", RunType::Scheduled, day(1)),
+    )
+    .await;
+    let wide = seed(
+        store,
+        "dags/wide.yaml",
+        &flat_dag_source("wide", 1, "max_active_runs: 2"),
+    )
+    .await;
+    let mut wide_runs = Vec::new();
+    for d in 1..=3 {
+        wide_runs.push(
+            create(
+                store,
+                &new_run(
+                    &wide,
+                    &format!("scheduled__{d}"),
+                    RunType::Scheduled,
+                    day(d),
+                ),
+            )
+            .await,
+        );
+    }
+
+    let promoted: BTreeSet<RunId> = store
+        .promote_runs()
+        .await
+        .expect("promote_runs")
+        .into_iter()
+        .collect();
+    assert_eq!(
+        promoted,
+        BTreeSet::from([older, wide_runs[0], wide_runs[1]]),
+        "only the oldest run of a max_active_runs=1 DAG and the two oldest of a \
+         max_active_runs=2 DAG may start"
+    );
+    let run = store.get_run(older).await.expect("get_run").unwrap();
+    assert_eq!(run.state, RunState::Running);
+    assert!(run.started_at.is_some(), "a promoted run has started_at");
+    let run = store.get_run(later).await.expect("get_run").unwrap();
+    assert_eq!(run.state, RunState::Queued);
+    assert_eq!(
+        store.count_active_runs(serial.id()).await.expect("count"),
+        2,
+        "queued plus running"
+    );
+    let running: BTreeSet<RunId> = store
+        .running_runs(100)
+        .await
+        .expect("running_runs")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(running, promoted);
+
+    assert!(
+        store.promote_runs().await.expect("promote_runs").is_empty(),
+        "nothing more may start while the limits are reached"
+    );
+
+    assert!(
+        store
+            .finish_run(older, RunState::Success)
+            .await
+            .expect("finish_run"),
+        "finish_run of a running run"
+    );
+    let run = store.get_run(older).await.expect("get_run").unwrap();
+    assert_eq!(run.state, RunState::Success);
+    assert!(run.ended_at.is_some());
+    assert!(
+        !store
+            .finish_run(older, RunState::Failed)
+            .await
+            .expect("finish_run again"),
+        "finish_run of a finished run must return false"
+    );
+    assert_eq!(
+        store.get_run(older).await.expect("get_run").unwrap().state,
+        RunState::Success,
+        "a second finish_run must not change the state"
+    );
+    assert!(
+        !store
+            .finish_run(later, RunState::Success)
+            .await
+            .expect("finish_run of a queued run"),
+        "finish_run of a queued run must return false"
+    );
+
+    assert_eq!(
+        store.promote_runs().await.expect("promote_runs"),
+        vec![later],
+        "after the running run finished, the next one starts"
+    );
+    assert_eq!(
+        store.get_run(later).await.expect("get_run").unwrap().state,
+        RunState::Running
+    );
+}
+
+/// `promote_runs` leaves the queued runs of a paused DAG alone.
+pub async fn promote_runs_skips_paused_dags<S: Store + ?Sized>(store: &S) {
+    let held = seed(store, "dags/held.yaml", &flat_dag_source("held", 1, "")).await;
+    assert!(store.set_paused(held.id(), true).await.expect("set_paused"));
+    let run = create(store, &new_run(&held, "manual__1", RunType::Manual, day(1))).await;
+    assert!(
+        store.promote_runs().await.expect("promote_runs").is_empty(),
+        "a paused DAG's runs must not start"
+    );
+    assert_eq!(
+        store.get_run(run).await.expect("get_run").unwrap().state,
+        RunState::Queued
+    );
+    assert!(
+        store
+            .set_paused(held.id(), false)
+            .await
+            .expect("set_paused")
+    );
+    assert_eq!(
+        store.promote_runs().await.expect("promote_runs"),
+        vec![run],
+        "once unpaused, the run starts"
+    );
+}
+
+// ---------- task instances ----------
+
+/// A transition applies only if the task is still in `from`; only applied ones count.
+pub async fn apply_transitions_is_conditional<S: Store + ?Sized>(store: &S) {
+    let dag = seed(store, "dags/flat.yaml", &flat_dag_source("flat", 3, "")).await;
+    let run = create(store, &new_run(&dag, "manual__1", RunType::Manual, day(1))).await;
+    let rows = tasks_of(store, run).await;
+    let (t1, t2, t3) = (
+        find(&rows, "t1").id,
+        find(&rows, "t2").id,
+        find(&rows, "t3").id,
+    );
+    let tr = |ti, from, to| Transition {
+        ti,
+        from,
+        to,
+        retry_at: None,
+    };
+
+    let n = store
+        .apply_transitions(&[
+            tr(t1, TaskState::None, TaskState::Scheduled),
+            tr(t2, TaskState::Running, TaskState::Success),
+            tr(t3, TaskState::None, TaskState::Skipped),
+        ])
+        .await
+        .expect("apply_transitions");
+    assert_eq!(n, 2, "only transitions whose `from` matches are counted");
+    let rows = tasks_of(store, run).await;
+    assert_eq!(find(&rows, "t1").state, TaskState::Scheduled);
+    assert_eq!(
+        find(&rows, "t2").state,
+        TaskState::None,
+        "a transition whose `from` does not match must change nothing"
+    );
+    assert_eq!(find(&rows, "t2").ended_at, None);
+    assert_eq!(find(&rows, "t3").state, TaskState::Skipped);
+    assert!(
+        find(&rows, "t3").ended_at.is_some(),
+        "a terminal transition sets ended_at"
+    );
+
+    // A stale scheduler repeating the same decision changes nothing.
+    let n = store
+        .apply_transitions(&[
+            tr(t1, TaskState::None, TaskState::Scheduled),
+            tr(t1, TaskState::None, TaskState::UpstreamFailed),
+        ])
+        .await
+        .expect("apply_transitions");
+    assert_eq!(n, 0);
+    assert_eq!(ti_of(store, run, "t1").await.state, TaskState::Scheduled);
+
+    let retry_at = day(3);
+    let n = store
+        .apply_transitions(&[Transition {
+            ti: t1,
+            from: TaskState::Scheduled,
+            to: TaskState::UpForRetry,
+            retry_at: Some(retry_at),
+        }])
+        .await
+        .expect("apply_transitions");
+    assert_eq!(n, 1);
+    let t = ti_of(store, run, "t1").await;
+    assert_eq!(t.state, TaskState::UpForRetry);
+    assert_eq!(t.retry_at, Some(retry_at), "retry_at must round-trip");
+
+    assert_eq!(
+        store
+            .apply_transitions(&[])
+            .await
+            .expect("apply_transitions([])"),
+        0
+    );
+}
+
+/// `enqueue` moves scheduled task instances in the order given and never lets a
+/// DAG have more than `max_active_tasks` queued plus running, across all its runs.
+pub async fn enqueue_respects_max_active_tasks<S: Store + ?Sized>(store: &S) {
+    let dag = seed(
+        store,
+        "dags/limited.yaml",
+        &flat_dag_source("limited", 3, "max_active_tasks: 2"),
+    )
+    .await;
+    let max = dag.dag.max_active_tasks;
+    assert_eq!(max, Some(2));
+    // Another DAG's active tasks do not count against this one's limit.
+    let (_other, _) = queued_run(store, "other", 3).await;
+
+    let run1 = create(store, &new_run(&dag, "manual__1", RunType::Manual, day(1))).await;
+    let run2 = create(store, &new_run(&dag, "manual__2", RunType::Manual, day(2))).await;
+    let mut scheduled = Vec::new();
+    for run in [run1, run2] {
+        let rows = tasks_of(store, run).await;
+        let transitions: Vec<Transition> = ["t3", "t1", "t2"]
+            .iter()
+            .map(|id| Transition {
+                ti: find(&rows, id).id,
+                from: TaskState::None,
+                to: TaskState::Scheduled,
+                retry_at: None,
+            })
+            .collect();
+        assert_eq!(
+            store
+                .apply_transitions(&transitions)
+                .await
+                .expect("apply_transitions"),
+            3
+        );
+        scheduled.push(transitions.iter().map(|t| t.ti).collect::<Vec<_>>());
+    }
+
+    let n = store
+        .enqueue(dag.id(), &scheduled[0], max)
+        .await
+        .expect("enqueue");
+    assert_eq!(n, 2, "enqueue must stop at max_active_tasks");
+    let rows = tasks_of(store, run1).await;
+    assert_eq!(
+        find(&rows, "t3").state,
+        TaskState::Queued,
+        "enqueue goes in the order given"
+    );
+    assert!(find(&rows, "t3").queued_at.is_some());
+    assert_eq!(find(&rows, "t1").state, TaskState::Queued);
+    assert_eq!(find(&rows, "t2").state, TaskState::Scheduled);
+
+    let n = store
+        .enqueue(dag.id(), &scheduled[1], max)
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        n, 0,
+        "queued task instances of another run of the DAG count against the limit"
+    );
+
+    // A running attempt counts too.
+    let claims = store
+        .claim("w1", "host-1", &queues(&["default"]), 100)
+        .await
+        .expect("claim");
+    let mine: Vec<_> = claims
+        .iter()
+        .filter(|c| c.task.run_id == run1)
+        .map(|c| c.task.clone())
+        .collect();
+    assert_eq!(
+        mine.len(),
+        2,
+        "both queued tasks of run1 claimed: {claims:#?}"
+    );
+    let n = store
+        .enqueue(dag.id(), &scheduled[1], max)
+        .await
+        .expect("enqueue");
+    assert_eq!(n, 0, "running task instances count against the limit");
+
+    assert!(
+        store
+            .finish_attempt(&finish(
+                mine[0].id,
+                mine[0].try_number,
+                "w1",
+                TaskState::Success,
+                "success"
+            ))
+            .await
+            .expect("finish_attempt")
+    );
+    let n = store
+        .enqueue(dag.id(), &scheduled[1], max)
+        .await
+        .expect("enqueue");
+    assert_eq!(n, 1, "a finished task frees one slot");
+    let rows = tasks_of(store, run2).await;
+    assert_eq!(find(&rows, "t3").state, TaskState::Queued);
+    assert_eq!(find(&rows, "t1").state, TaskState::Scheduled);
+
+    // Task instances not in `scheduled` are not moved and use no room.
+    let n = store
+        .enqueue(dag.id(), &[mine[1].id, scheduled[1][0]], None)
+        .await
+        .expect("enqueue");
+    assert_eq!(n, 0, "only scheduled task instances are enqueued");
+    assert_eq!(
+        ti_of(store, run1, mine[1].task_id.as_str()).await.state,
+        TaskState::Running
+    );
+
+    let n = store
+        .enqueue(dag.id(), &scheduled[1], None)
+        .await
+        .expect("enqueue");
+    assert_eq!(n, 2, "without a limit every scheduled one is enqueued");
+}
+
+/// `claim` takes the highest priority first, only from the listed queues, at most
+/// `limit`, and starts an attempt: try 1, the worker's id, an attempt row.
+pub async fn claim_priority_queues_and_limit<S: Store + ?Sized>(store: &S) {
+    let source = r#"
+id: claims
+tasks:
+  low:
+    run: echo low
+    priority: 1
+  high:
+    run: echo high
+    priority: 10
+  mid:
+    run: echo mid
+    priority: 5
+  gpu:
+    run: echo gpu
+    priority: 100
+    queue: gpu
+"#;
+    let dag = seed(store, "dags/claims.yaml", source).await;
+    let run = create(store, &new_run(&dag, "manual__1", RunType::Manual, day(1))).await;
+    queue_tasks(store, dag.id(), run, &["low", "high", "mid", "gpu"]).await;
+
+    assert!(
+        store
+            .claim("w1", "host-1", &queues(&["default"]), 0)
+            .await
+            .expect("claim limit 0")
+            .is_empty(),
+        "a limit of 0 claims nothing"
+    );
+    assert!(
+        store
+            .claim("w1", "host-1", &[], 10)
+            .await
+            .expect("claim no queues")
+            .is_empty(),
+        "no queues claims nothing"
+    );
+    assert!(
+        store
+            .claim("w1", "host-1", &queues(&["nope"]), 10)
+            .await
+            .expect("claim unknown queue")
+            .is_empty(),
+        "a queue without work claims nothing"
+    );
+
+    let before = store.now().await.expect("now");
+    let claims = store
+        .claim("w1", "host-1", &queues(&["default"]), 2)
+        .await
+        .expect("claim");
+    let names: Vec<&str> = claims.iter().map(|c| c.task.task_id.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["high", "mid"],
+        "claim must take the highest priority first and respect the limit"
+    );
+    for c in &claims {
+        let t = &c.task;
+        assert_eq!(t.state, TaskState::Running, "{}", t.task_id);
+        assert_eq!(t.try_number, 1, "the first claim is try 1");
+        assert_eq!(t.worker_id.as_deref(), Some("w1"));
+        let hb = t.heartbeat_at.expect("a claim sets heartbeat_at");
+        assert!(
+            hb.as_microsecond() >= before.as_microsecond(),
+            "heartbeat_at comes from the store's clock"
+        );
+        assert!(t.started_at.is_some());
+        assert_eq!(c.run.id, run, "the claim carries its run");
+        assert_eq!(c.run.dag_id, dag.dag.id);
+        let stored = ti_of(store, run, t.task_id.as_str()).await;
+        assert_eq!(stored.state, TaskState::Running);
+        assert_eq!(stored.try_number, 1);
+        assert_eq!(stored.worker_id.as_deref(), Some("w1"));
+
+        let attempts = store.attempts(t.id).await.expect("attempts");
+        assert_eq!(attempts.len(), 1, "a claim creates one attempt row");
+        let a = &attempts[0];
+        assert_eq!(a.ti_id, t.id);
+        assert_eq!(a.try_number, 1);
+        assert_eq!(a.run_id, run);
+        assert_eq!(a.task_id, t.task_id);
+        assert_eq!(a.worker_id, "w1");
+        assert_eq!(a.host.as_deref(), Some("host-1"));
+        assert_eq!(a.state, "running");
+        assert_eq!(a.exit_code, None);
+        assert_eq!(a.ended_at, None);
+    }
+
+    let rows = tasks_of(store, run).await;
+    assert_eq!(find(&rows, "low").state, TaskState::Queued);
+    assert_eq!(
+        find(&rows, "gpu").state,
+        TaskState::Queued,
+        "claim must not take work from queues it did not list"
+    );
+
+    let second = store
+        .claim("w2", "host-2", &queues(&["default"]), 10)
+        .await
+        .expect("claim w2");
+    let names: Vec<&str> = second.iter().map(|c| c.task.task_id.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["low"],
+        "a second worker gets only what is still queued"
+    );
+    assert_eq!(second[0].task.worker_id.as_deref(), Some("w2"));
+    assert!(
+        store
+            .claim("w2", "host-2", &queues(&["default"]), 10)
+            .await
+            .expect("claim w2 again")
+            .is_empty()
+    );
+
+    let gpu = store
+        .claim("w3", "host-3", &queues(&["io", "gpu", "default"]), 10)
+        .await
+        .expect("claim w3");
+    assert_eq!(gpu.len(), 1);
+    assert_eq!(gpu[0].task.task_id.as_str(), "gpu");
+    assert_eq!(gpu[0].task.queue, "gpu");
+
+    // record_process fills in the attempt row.
+    let high = &claims[0].task;
+    store
+        .record_process(high.id, 1, Some(4242), "echo high")
+        .await
+        .expect("record_process");
+    let a = &store.attempts(high.id).await.expect("attempts")[0];
+    assert_eq!(a.pid, Some(4242));
+    assert_eq!(a.command.as_deref(), Some("echo high"));
+
+    let w1: BTreeSet<TiId> = ids(&store.worker_attempts("w1").await.expect("worker_attempts"));
+    assert_eq!(
+        w1,
+        claims.iter().map(|c| c.task.id).collect::<BTreeSet<_>>()
+    );
+}
+
+/// Concurrent claims by two workers never hand out the same task instance.
+pub async fn claim_is_exclusive<S: Store + ?Sized>(store: &S) {
+    let (_dag, run) = queued_run(store, "many", 12).await;
+    let default = queues(&["default"]);
+    let grab = async |worker: &str| {
+        let mut got = Vec::new();
+        loop {
+            let claims = store
+                .claim(worker, "host", &default, 2)
+                .await
+                .expect("claim");
+            if claims.is_empty() {
+                return got;
+            }
+            got.extend(claims.into_iter().map(|c| c.task.id));
+        }
+    };
+    let (a, b) = tokio::join!(grab("wa"), grab("wb"));
+    let sa: BTreeSet<TiId> = a.iter().copied().collect();
+    let sb: BTreeSet<TiId> = b.iter().copied().collect();
+    assert_eq!(sa.len(), a.len(), "a worker got a task instance twice");
+    assert_eq!(sb.len(), b.len(), "a worker got a task instance twice");
+    assert!(
+        sa.is_disjoint(&sb),
+        "two workers claimed the same task instance: {a:?} {b:?}"
+    );
+    assert_eq!(
+        sa.union(&sb).count(),
+        12,
+        "every queued task instance is claimed once"
+    );
+    for t in tasks_of(store, run).await {
+        assert_eq!(t.try_number, 1, "{} claimed more than once", t.task_id);
+        assert_eq!(store.attempts(t.id).await.expect("attempts").len(), 1);
+    }
+}
+
+/// `finish_attempt` applies only to the running attempt with that try number under
+/// that worker; it records state, outputs and the attempt's outcome.
+pub async fn finish_attempt_is_fenced<S: Store + ?Sized>(store: &S) {
+    let (_dag, run) = queued_run(store, "fence", 2).await;
+    let claims = store
+        .claim("w1", "host-1", &queues(&["default"]), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 2);
+    let t1 = find(
+        &claims.iter().map(|c| c.task.clone()).collect::<Vec<_>>(),
+        "t1",
+    )
+    .clone();
+
+    let outputs = BTreeMap::from([
+        ("rows".to_owned(), "42".to_owned()),
+        ("path".to_owned(), "/tmp/out.csv".to_owned()),
+    ]);
+    let good = Finish {
+        exit_code: Some(0),
+        message: Some("ok".into()),
+        outputs: outputs.clone(),
+        ..finish(t1.id, 1, "w1", TaskState::Success, "success")
+    };
+
+    let wrong_worker = Finish {
+        worker_id: "w2".into(),
+        ..good.clone()
+    };
+    assert!(
+        !store
+            .finish_attempt(&wrong_worker)
+            .await
+            .expect("finish_attempt"),
+        "a finish from another worker must be refused"
+    );
+    let wrong_try = Finish {
+        try_number: 2,
+        ..good.clone()
+    };
+    assert!(
+        !store
+            .finish_attempt(&wrong_try)
+            .await
+            .expect("finish_attempt"),
+        "a finish for another try must be refused"
+    );
+    let wrong_ti = Finish {
+        ti: TiId(t1.id.0 + 1_000_000),
+        ..good.clone()
+    };
+    assert!(
+        !store
+            .finish_attempt(&wrong_ti)
+            .await
+            .expect("finish_attempt")
+    );
+    let t = ti_of(store, run, "t1").await;
+    assert_eq!(
+        t.state,
+        TaskState::Running,
+        "a refused finish changes nothing"
+    );
+    assert!(t.outputs.is_empty(), "a refused finish changes nothing");
+    assert_eq!(t.ended_at, None);
+    let a = &store.attempts(t1.id).await.expect("attempts")[0];
+    assert_eq!(a.state, "running", "a refused finish changes nothing");
+    assert_eq!(a.exit_code, None);
+    assert_eq!(a.message, None);
+    assert_eq!(a.ended_at, None);
+
+    assert!(
+        store.finish_attempt(&good).await.expect("finish_attempt"),
+        "the fence holder's finish must apply"
+    );
+    let t = ti_of(store, run, "t1").await;
+    assert_eq!(t.state, TaskState::Success);
+    assert_eq!(t.outputs, outputs, "outputs must round-trip");
+    assert_eq!(t.try_number, 1);
+    assert!(t.ended_at.is_some());
+    let attempts = store.attempts(t1.id).await.expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    let a = &attempts[0];
+    assert_eq!(a.state, "success", "the attempt row records the outcome");
+    assert_eq!(a.exit_code, Some(0));
+    assert_eq!(a.message.as_deref(), Some("ok"));
+    assert!(a.ended_at.is_some());
+
+    assert!(
+        !store.finish_attempt(&good).await.expect("finish_attempt"),
+        "a repeated finish must be refused"
+    );
+    let timed_out = Finish {
+        state: TaskState::Failed,
+        outcome: "timed_out".into(),
+        ..good.clone()
+    };
+    assert!(
+        !store
+            .finish_attempt(&timed_out)
+            .await
+            .expect("finish_attempt")
+    );
+    assert_eq!(ti_of(store, run, "t1").await.state, TaskState::Success);
+    assert_eq!(
+        store.attempts(t1.id).await.expect("attempts")[0].state,
+        "success"
+    );
+
+    // A failed attempt that will be retried: state up_for_retry with retry_at, the
+    // attempt row saying what happened.
+    let t2 = ti_of(store, run, "t2").await;
+    let retry_at = day(5);
+    let failed = Finish {
+        retry_at: Some(retry_at),
+        exit_code: Some(3),
+        message: Some("exit status 3".into()),
+        ..finish(t2.id, 1, "w1", TaskState::UpForRetry, "failed")
+    };
+    assert!(store.finish_attempt(&failed).await.expect("finish_attempt"));
+    let t = ti_of(store, run, "t2").await;
+    assert_eq!(t.state, TaskState::UpForRetry);
+    assert_eq!(t.retry_at, Some(retry_at));
+    let a = &store.attempts(t2.id).await.expect("attempts")[0];
+    assert_eq!(a.state, "failed");
+    assert_eq!(a.exit_code, Some(3));
+    assert_eq!(a.message.as_deref(), Some("exit status 3"));
+}
+
+/// A retried task instance is claimed with the next try number and a new attempt
+/// row; the previous try's worker is fenced off.
+pub async fn retry_claims_next_try<S: Store + ?Sized>(store: &S) {
+    let (dag, run) = queued_run(store, "retry", 1).await;
+    let first = store
+        .claim("w1", "host-1", &queues(&["default"]), 1)
+        .await
+        .expect("claim");
+    let ti = first[0].task.id;
+    assert!(
+        store
+            .finish_attempt(&finish(ti, 1, "w1", TaskState::UpForRetry, "failed"))
+            .await
+            .expect("finish_attempt")
+    );
+    let n = store
+        .apply_transitions(&[Transition {
+            ti,
+            from: TaskState::UpForRetry,
+            to: TaskState::Scheduled,
+            retry_at: None,
+        }])
+        .await
+        .expect("apply_transitions");
+    assert_eq!(n, 1);
+    assert_eq!(
+        store.enqueue(dag.id(), &[ti], None).await.expect("enqueue"),
+        1
+    );
+
+    let second = store
+        .claim("w2", "host-2", &queues(&["default"]), 1)
+        .await
+        .expect("claim");
+    assert_eq!(second.len(), 1);
+    let t = &second[0].task;
+    assert_eq!(t.id, ti);
+    assert_eq!(
+        t.try_number, 2,
+        "a retry is claimed with the next try number"
+    );
+    assert_eq!(t.worker_id.as_deref(), Some("w2"));
+    assert_eq!(t.retry_at, None, "a claim clears retry_at");
+    assert_eq!(t.ended_at, None, "a claim clears ended_at");
+
+    let attempts = store.attempts(ti).await.expect("attempts");
+    assert_eq!(attempts.len(), 2, "one attempt row per try: {attempts:#?}");
+    assert_eq!(attempts[0].try_number, 1);
+    assert_eq!(attempts[0].state, "failed", "try 1's record is kept");
+    assert_eq!(attempts[0].worker_id, "w1");
+    assert_eq!(attempts[1].try_number, 2);
+    assert_eq!(attempts[1].state, "running");
+    assert_eq!(attempts[1].worker_id, "w2");
+
+    assert!(
+        !store
+            .finish_attempt(&finish(ti, 1, "w1", TaskState::Success, "success"))
+            .await
+            .expect("finish_attempt"),
+        "a late finish of try 1 must not touch try 2"
+    );
+    assert!(
+        store
+            .heartbeat_attempts("w1", &[(ti, 1)])
+            .await
+            .expect("heartbeat_attempts")
+            .is_empty()
+    );
+    let t = ti_of(store, run, "t1").await;
+    assert_eq!(t.state, TaskState::Running);
+    assert_eq!(t.try_number, 2);
+    assert_eq!(t.worker_id.as_deref(), Some("w2"));
+}
+
+/// `heartbeat_attempts` renews and returns only attempts still running under that
+/// worker with that try.
+pub async fn heartbeat_returns_only_held_attempts<S: Store + ?Sized>(store: &S) {
+    let (_dag, run) = queued_run(store, "beat", 3).await;
+    let w1 = store
+        .claim("w1", "host-1", &queues(&["default"]), 2)
+        .await
+        .expect("claim w1");
+    let w2 = store
+        .claim("w2", "host-2", &queues(&["default"]), 2)
+        .await
+        .expect("claim w2");
+    assert_eq!((w1.len(), w2.len()), (2, 1));
+    let (a, b, c) = (w1[0].task.clone(), w1[1].task.clone(), w2[0].task.clone());
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let renewed: BTreeSet<TiId> = store
+        .heartbeat_attempts("w1", &[(a.id, 1), (b.id, 1)])
+        .await
+        .expect("heartbeat_attempts")
+        .into_iter()
+        .collect();
+    assert_eq!(renewed, BTreeSet::from([a.id, b.id]));
+    let fresh = ti_of(store, run, a.task_id.as_str()).await;
+    assert!(
+        fresh.heartbeat_at > a.heartbeat_at,
+        "a heartbeat must move heartbeat_at forward: {:?} -> {:?}",
+        a.heartbeat_at,
+        fresh.heartbeat_at
+    );
+
+    assert!(
+        store
+            .heartbeat_attempts("w1", &[(c.id, 1)])
+            .await
+            .expect("heartbeat_attempts")
+            .is_empty(),
+        "a worker cannot renew another worker's attempt"
+    );
+    assert_eq!(
+        ti_of(store, run, c.task_id.as_str()).await.heartbeat_at,
+        c.heartbeat_at,
+        "a refused heartbeat changes nothing"
+    );
+    assert!(
+        store
+            .heartbeat_attempts("w1", &[(a.id, 2)])
+            .await
+            .expect("heartbeat_attempts")
+            .is_empty(),
+        "a heartbeat for another try is refused"
+    );
+
+    // The scheduler moves `a` away (say, it timed out): w1 no longer holds it.
+    let n = store
+        .apply_transitions(&[Transition {
+            ti: a.id,
+            from: TaskState::Running,
+            to: TaskState::UpForRetry,
+            retry_at: None,
+        }])
+        .await
+        .expect("apply_transitions");
+    assert_eq!(n, 1);
+    let renewed = store
+        .heartbeat_attempts("w1", &[(a.id, 1), (b.id, 1)])
+        .await
+        .expect("heartbeat_attempts");
+    assert_eq!(
+        renewed,
+        vec![b.id],
+        "an attempt moved away by another transition must not be renewed"
+    );
+    assert_eq!(
+        ti_of(store, run, a.task_id.as_str()).await.state,
+        TaskState::UpForRetry,
+        "a heartbeat must not bring an attempt back"
+    );
+
+    let held: Vec<TiId> = store
+        .worker_attempts("w1")
+        .await
+        .expect("worker_attempts")
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(
+        held,
+        vec![b.id],
+        "worker_attempts lists running attempts only"
+    );
+    let held: Vec<TiId> = store
+        .worker_attempts("w2")
+        .await
+        .expect("worker_attempts")
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(held, vec![c.id]);
+    assert!(
+        store
+            .heartbeat_attempts("w1", &[])
+            .await
+            .expect("heartbeat_attempts([])")
+            .is_empty()
+    );
+}
+
+/// `expired_attempts` lists running attempts whose heartbeat is older than the
+/// lease; `reap_attempt` ends one once, recording `lost` and the message.
+pub async fn expired_attempts_and_reap<S: Store + ?Sized>(store: &S) {
+    let (_dag, run) = queued_run(store, "reap", 3).await;
+    let claims = store
+        .claim("w1", "host-1", &queues(&["default"]), 3)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 3);
+    let (a, b, c) = (
+        claims[0].task.clone(),
+        claims[1].task.clone(),
+        claims[2].task.clone(),
+    );
+
+    let hour = Duration::from_secs(3600);
+    assert!(
+        store
+            .expired_attempts(hour)
+            .await
+            .expect("expired_attempts")
+            .is_empty(),
+        "fresh attempts are not expired"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let renewed = store
+        .heartbeat_attempts("w1", &[(b.id, 1)])
+        .await
+        .expect("heartbeat_attempts");
+    assert_eq!(renewed, vec![b.id]);
+
+    let expired = ids(&store
+        .expired_attempts(Duration::from_millis(200))
+        .await
+        .expect("expired_attempts"));
+    assert_eq!(
+        expired,
+        BTreeSet::from([a.id, c.id]),
+        "attempts whose heartbeat is older than the lease, and only those"
+    );
+    let all = ids(&store
+        .expired_attempts(Duration::ZERO)
+        .await
+        .expect("expired_attempts"));
+    assert_eq!(all, BTreeSet::from([a.id, b.id, c.id]));
+
+    let lost = Reap {
+        to: TaskState::UpForRetry,
+        retry_at: Some(day(4)),
+        ..reap(a.id, 1, "w1", Duration::from_millis(1))
+    };
+    assert!(
+        !store
+            .reap_attempt(&Reap {
+                lease: hour,
+                ..lost.clone()
+            })
+            .await
+            .expect("reap_attempt"),
+        "an attempt heartbeating within the lease must not be reaped"
+    );
+    assert!(
+        !store
+            .reap_attempt(&Reap {
+                worker_id: "w9".into(),
+                ..lost.clone()
+            })
+            .await
+            .expect("reap_attempt"),
+        "reap is fenced on the worker"
+    );
+    assert!(
+        !store
+            .reap_attempt(&Reap {
+                try_number: 2,
+                ..lost.clone()
+            })
+            .await
+            .expect("reap_attempt"),
+        "reap is fenced on the try number"
+    );
+    assert_eq!(
+        ti_of(store, run, a.task_id.as_str()).await.state,
+        TaskState::Running
+    );
+
+    assert!(
+        store.reap_attempt(&lost).await.expect("reap_attempt"),
+        "an expired attempt must be reaped"
+    );
+    let t = ti_of(store, run, a.task_id.as_str()).await;
+    assert_eq!(t.state, TaskState::UpForRetry);
+    assert_eq!(t.retry_at, Some(day(4)));
+    assert_eq!(t.max_tries, a.max_tries, "a lost attempt uses up its try");
+    assert!(t.ended_at.is_some());
+    let attempts = store.attempts(a.id).await.expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].state, "lost", "the attempt row says lost");
+    assert_eq!(
+        attempts[0].message.as_deref(),
+        Some("worker w1 stopped heartbeating")
+    );
+    assert!(attempts[0].ended_at.is_some());
+
+    let again = Reap {
+        message: "reaped twice".into(),
+        ..lost.clone()
+    };
+    assert!(
+        !store.reap_attempt(&again).await.expect("reap_attempt"),
+        "a second reap of the same attempt must return false"
+    );
+    assert_eq!(
+        store.attempts(a.id).await.expect("attempts")[0]
+            .message
+            .as_deref(),
+        Some("worker w1 stopped heartbeating"),
+        "a refused reap changes nothing"
+    );
+    let expired = ids(&store
+        .expired_attempts(Duration::ZERO)
+        .await
+        .expect("expired_attempts"));
+    assert!(
+        !expired.contains(&a.id),
+        "a reaped attempt is no longer listed"
+    );
+    assert!(
+        !store
+            .finish_attempt(&finish(a.id, 1, "w1", TaskState::Success, "success"))
+            .await
+            .expect("finish_attempt"),
+        "the reaped worker's late finish must be refused"
+    );
+
+    // Lease zero reaps unconditionally, even a freshly renewed attempt.
+    let failed = Reap {
+        to: TaskState::Failed,
+        ..reap(c.id, 1, "w1", Duration::ZERO)
+    };
+    assert!(store.reap_attempt(&failed).await.expect("reap_attempt"));
+    assert_eq!(
+        ti_of(store, run, c.task_id.as_str()).await.state,
+        TaskState::Failed
+    );
+    store
+        .heartbeat_attempts("w1", &[(b.id, 1)])
+        .await
+        .expect("heartbeat_attempts");
+    assert!(
+        store
+            .reap_attempt(&reap(b.id, 1, "w1", Duration::ZERO))
+            .await
+            .expect("reap_attempt"),
+        "lease zero reaps regardless of the heartbeat"
+    );
+}
+
+/// A handed-back attempt (`refund_try`) does not use up a try: max_tries grows by one.
+pub async fn reap_refund_try<S: Store + ?Sized>(store: &S) {
+    let source = "id: refund\ntasks:\n  t1:\n    run: echo\n    retries: 2\n";
+    let dag = seed(store, "dags/refund.yaml", source).await;
+    let run = create(store, &new_run(&dag, "manual__1", RunType::Manual, day(1))).await;
+    queue_tasks(store, dag.id(), run, &["t1"]).await;
+    let claims = store
+        .claim("w1", "host-1", &queues(&["default"]), 1)
+        .await
+        .expect("claim");
+    let t = claims[0].task.clone();
+    assert_eq!(t.max_tries, 3);
+
+    let handed_back = Reap {
+        outcome: "handed_back".into(),
+        message: "worker w1 is shutting down".into(),
+        refund_try: true,
+        ..reap(t.id, 1, "w1", Duration::ZERO)
+    };
+    assert!(
+        store
+            .reap_attempt(&handed_back)
+            .await
+            .expect("reap_attempt")
+    );
+    let after = ti_of(store, run, "t1").await;
+    assert_eq!(after.state, TaskState::UpForRetry);
+    assert_eq!(after.max_tries, 4, "refund_try must add one to max_tries");
+    let a = &store.attempts(t.id).await.expect("attempts")[0];
+    assert_eq!(a.state, "handed_back");
+    assert_eq!(a.message.as_deref(), Some("worker w1 is shutting down"));
+    assert!(
+        !store
+            .reap_attempt(&handed_back)
+            .await
+            .expect("reap_attempt"),
+        "a second reap must return false"
+    );
+    assert_eq!(
+        ti_of(store, run, "t1").await.max_tries,
+        4,
+        "a refused reap must not refund again"
+    );
+}
+
+// ---------- logs ----------
+
+/// Logs come back in order with their streams, paged by `after_seq` and `limit`,
+/// separately per attempt.
+pub async fn logs_paging<S: Store + ?Sized>(store: &S) {
+    let (_dag, run) = queued_run(store, "logs", 2).await;
+    let rows = tasks_of(store, run).await;
+    let (t1, t2) = (find(&rows, "t1").id, find(&rows, "t2").id);
+
+    let line = |n: i64, stream: Stream, text: &str| LogLine {
+        ts: Timestamp::from_second(BASE_SECOND + n).expect("a valid timestamp"),
+        stream,
+        text: text.to_owned(),
+    };
+    let first = vec![
+        line(1, Stream::System, "starting try 1"),
+        line(2, Stream::Stdout, "hello"),
+        line(2, Stream::Stderr, "warning: ünïcödé ✓"),
+        line(3, Stream::Stdout, ""),
+        line(4, Stream::Stdout, "  indented\ttab"),
+    ];
+    let second = vec![
+        line(5, Stream::Stderr, "oops"),
+        line(6, Stream::System, "exit status 0"),
+    ];
+    store.append_logs(t1, 1, &first).await.expect("append_logs");
+    store
+        .append_logs(t2, 1, &[line(1, Stream::Stdout, "other task")])
+        .await
+        .expect("append_logs");
+    store
+        .append_logs(t1, 2, &[line(9, Stream::Stdout, "other try")])
+        .await
+        .expect("append_logs");
+    store
+        .append_logs(t1, 1, &second)
+        .await
+        .expect("append_logs");
+    store
+        .append_logs(t1, 1, &[])
+        .await
+        .expect("append_logs([])");
+
+    let expected: Vec<&LogLine> = first.iter().chain(&second).collect();
+    let all = store.read_logs(t1, 1, 0, 1000).await.expect("read_logs");
+    assert_eq!(
+        all.len(),
+        expected.len(),
+        "only this attempt's lines: {all:#?}"
+    );
+    for (got, want) in all.iter().zip(&expected) {
+        assert_eq!(got.text, want.text, "lines come back in order");
+        assert_eq!(got.stream, want.stream, "the stream is kept: {got:?}");
+        assert_eq!(got.ts, want.ts, "the timestamp is kept: {got:?}");
+    }
+    assert!(
+        all.windows(2).all(|w| w[0].seq < w[1].seq),
+        "seq increases with every line: {all:#?}"
+    );
+    assert!(all[0].seq > 0, "after_seq 0 reads from the start");
+
+    let mut paged = Vec::new();
+    let mut after = 0;
+    let mut pages = 0;
+    loop {
+        let page = store.read_logs(t1, 1, after, 3).await.expect("read_logs");
+        assert!(page.len() <= 3, "read_logs must respect the limit");
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        paged.extend(page.into_iter().map(|r| r.text));
+        pages += 1;
+        assert!(pages <= 10, "paging does not end");
+    }
+    assert_eq!(pages, 3, "7 lines in pages of 3");
+    let texts: Vec<String> = expected.iter().map(|l| l.text.clone()).collect();
+    assert_eq!(paged, texts, "paging returns every line once, in order");
+
+    let tail = store
+        .read_logs(t1, 1, all[4].seq, 1000)
+        .await
+        .expect("read_logs");
+    let tail: Vec<&str> = tail.iter().map(|r| r.text.as_str()).collect();
+    assert_eq!(tail, vec!["oops", "exit status 0"], "lines after after_seq");
+    assert!(
+        store
+            .read_logs(t1, 1, all[6].seq, 1000)
+            .await
+            .expect("read_logs")
+            .is_empty()
+    );
+
+    let other_try = store.read_logs(t1, 2, 0, 1000).await.expect("read_logs");
+    assert_eq!(other_try.len(), 1);
+    assert_eq!(other_try[0].text, "other try");
+    let other_task = store.read_logs(t2, 1, 0, 1000).await.expect("read_logs");
+    assert_eq!(other_task.len(), 1);
+    assert_eq!(other_task[0].text, "other task");
+    assert!(
+        store
+            .read_logs(t2, 2, 0, 1000)
+            .await
+            .expect("read_logs")
+            .is_empty()
+    );
+}
+
+// ---------- nodes ----------
+
+/// Nodes round-trip; heartbeats and state changes apply to the named node, on the
+/// store's clock.
+pub async fn nodes_round_trip<S: Store + ?Sized>(store: &S) {
+    let before = store.now().await.expect("now").as_microsecond();
+    let node = |id: &str, pid: i64, roles: &[&str], started: i64| NodeRow {
+        node_id: id.to_owned(),
+        host: format!("{id}.example"),
+        pid,
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        version: "0.1.0".into(),
+        state: "running".into(),
+        started_at: Timestamp::from_second(BASE_SECOND + started).expect("a valid timestamp"),
+        // The store sets heartbeats on its own clock.
+        heartbeat_at: Timestamp::UNIX_EPOCH,
+    };
+    let n1 = node("n1", 100, &["scheduler", "worker"], 10);
+    let n2 = node("n2", 200, &["worker"], 20);
+    let n3 = node("n3", 300, &[], 30);
+    for n in [&n1, &n2, &n3] {
+        store.register_node(n).await.expect("register_node");
+    }
+
+    let listed = store.list_nodes().await.expect("list_nodes");
+    assert_eq!(listed.len(), 3, "{listed:#?}");
+    let get = |rows: &[NodeRow], id: &str| {
+        rows.iter()
+            .find(|n| n.node_id == id)
+            .unwrap_or_else(|| panic!("node {id} missing from {rows:#?}"))
+            .clone()
+    };
+    for want in [&n1, &n2, &n3] {
+        let got = get(&listed, &want.node_id);
+        assert_eq!(got.host, want.host);
+        assert_eq!(got.pid, want.pid);
+        assert_eq!(got.roles, want.roles, "roles must round-trip");
+        assert_eq!(got.version, want.version);
+        assert_eq!(got.state, "running");
+        assert_eq!(got.started_at, want.started_at);
+        assert!(
+            got.heartbeat_at.as_microsecond() >= before,
+            "register_node sets heartbeat_at from the store's clock: {got:?}"
+        );
+    }
+    let hb1 = get(&listed, "n1").heartbeat_at;
+    let hb2 = get(&listed, "n2").heartbeat_at;
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store.heartbeat_node("n1").await.expect("heartbeat_node");
+    let listed = store.list_nodes().await.expect("list_nodes");
+    assert!(
+        get(&listed, "n1").heartbeat_at > hb1,
+        "heartbeat_node must move heartbeat_at forward"
+    );
+    assert_eq!(
+        get(&listed, "n2").heartbeat_at,
+        hb2,
+        "heartbeat_node touches only the named node"
+    );
+
+    store
+        .set_node_state("n2", "stopped")
+        .await
+        .expect("set_node_state");
+    let listed = store.list_nodes().await.expect("list_nodes");
+    assert_eq!(get(&listed, "n2").state, "stopped");
+    assert_eq!(get(&listed, "n1").state, "running");
+
+    store
+        .heartbeat_node("ghost")
+        .await
+        .expect("heartbeat_node of an unknown node");
+    store
+        .set_node_state("ghost", "stopped")
+        .await
+        .expect("set_node_state of an unknown node");
+    assert_eq!(
+        store.list_nodes().await.expect("list_nodes").len(),
+        3,
+        "heartbeats and state changes do not create nodes"
+    );
+
+    // A node registering again (a restart) replaces its row.
+    let restarted = NodeRow {
+        pid: 101,
+        roles: vec!["worker".into()],
+        version: "0.2.0".into(),
+        ..n1.clone()
+    };
+    store
+        .register_node(&restarted)
+        .await
+        .expect("register_node again");
+    let listed = store.list_nodes().await.expect("list_nodes");
+    assert_eq!(listed.len(), 3, "registering again must not add a row");
+    let got = get(&listed, "n1");
+    assert_eq!(got.pid, 101);
+    assert_eq!(got.roles, vec!["worker".to_owned()]);
+    assert_eq!(got.version, "0.2.0");
+}

@@ -1,0 +1,722 @@
+//! Runs one attempt: renders it, starts it (a shell command in its own process
+//! group, or an HTTP request), waits within its timeout, collects its outputs, and
+//! reports the result through the store's fence.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gale_model::state::after_failure;
+use gale_model::template::{self, Context, TaskOutputs};
+use gale_model::time::rfc3339;
+use gale_model::{Dag, HttpSpec, Task, TaskKind, TaskState};
+use gale_store::{Claim, Finish, RunRow, Store, Stream};
+use jiff::SignedDuration;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::logs::{LineTx, LogSink};
+use crate::{KillReason, Limits, Shared};
+
+/// A task that exits with this code is `skipped`, not failed.
+pub const EXIT_SKIP: i32 = 99;
+
+/// How an attempt ended, before the retry policy is applied.
+#[derive(Debug)]
+pub struct Outcome {
+    pub kind: OutcomeKind,
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+    pub outputs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeKind {
+    Success,
+    Skipped,
+    Failed,
+    TimedOut,
+    /// Killed on request (fenced, shutdown).
+    Killed,
+}
+
+impl OutcomeKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::Success => "success",
+            OutcomeKind::Skipped => "skipped",
+            OutcomeKind::Failed => "failed",
+            OutcomeKind::TimedOut => "timed_out",
+            OutcomeKind::Killed => "killed",
+        }
+    }
+}
+
+fn failed(message: String) -> Outcome {
+    Outcome {
+        kind: OutcomeKind::Failed,
+        exit_code: None,
+        message: Some(message),
+        outputs: BTreeMap::new(),
+    }
+}
+
+/// The template context of one attempt.
+pub fn context(
+    dag: &Dag,
+    task: &Task,
+    run: &RunRow,
+    try_number: u32,
+    upstream: BTreeMap<String, TaskOutputs>,
+) -> Context {
+    let mut params = dag.params.clone();
+    for (k, v) in &run.conf {
+        params.insert(k.clone(), v.clone());
+    }
+    let logical = run.logical_date;
+    Context {
+        dag_id: dag.id.0.clone(),
+        task_id: task.id.0.clone(),
+        run_id: run.id.to_string(),
+        run_type: run.run_type.as_str().to_owned(),
+        try_number,
+        ds: logical.strftime("%Y-%m-%d").to_string(),
+        ds_nodash: logical.strftime("%Y%m%d").to_string(),
+        ts: rfc3339(logical),
+        logical_date: rfc3339(logical),
+        data_interval_start: rfc3339(run.interval_start),
+        data_interval_end: rfc3339(run.interval_end),
+        params,
+        conf: run.conf.clone(),
+        tasks: upstream,
+    }
+}
+
+/// Environment variables every task gets.
+fn gale_env(ctx: &Context, output: &Path) -> Vec<(String, String)> {
+    vec![
+        ("GALE_DAG_ID".into(), ctx.dag_id.clone()),
+        ("GALE_RUN_ID".into(), ctx.run_id.clone()),
+        ("GALE_TASK_ID".into(), ctx.task_id.clone()),
+        ("GALE_TRY_NUMBER".into(), ctx.try_number.to_string()),
+        ("GALE_LOGICAL_DATE".into(), ctx.logical_date.clone()),
+        ("GALE_OUTPUT".into(), output.display().to_string()),
+    ]
+}
+
+pub(crate) async fn execute<S: Store>(
+    shared: &Shared<S>,
+    claim: Claim,
+    kill: CancellationToken,
+    kill_reason: Arc<Mutex<Option<KillReason>>>,
+) {
+    let Claim { task: row, run } = claim;
+    let (ti, try_number) = (row.id, row.try_number);
+    let sink = LogSink::start(shared.store.clone(), ti, try_number, shared.opts.limits);
+    sink.system(format!(
+        "[gale] attempt {try_number} of {} on worker {} ({})",
+        row.max_tries, shared.opts.worker_id, shared.opts.host
+    ))
+    .await;
+
+    let spec = match shared.spec(&run.dag_id, &run.version_hash).await {
+        Ok(Some(spec)) => Ok(spec),
+        Ok(None) => Err(format!(
+            "DAG version {} of {} is missing from the store",
+            run.version_hash, run.dag_id
+        )),
+        Err(e) => Err(format!("cannot load DAG version: {e}")),
+    };
+    let task = spec.as_ref().map_err(Clone::clone).and_then(|d| {
+        d.task(row.task_id.as_str()).cloned().ok_or_else(|| {
+            format!(
+                "task {} is not in DAG version {}",
+                row.task_id, run.version_hash
+            )
+        })
+    });
+
+    let outcome = match (&spec, &task) {
+        (Ok(dag), Ok(task)) => {
+            let upstream = upstream_outputs(shared, &run, task).await;
+            let ctx = context(dag, task, &run, try_number, upstream);
+            let work = Work {
+                opts_cwd: &shared.opts.default_cwd,
+                kill_grace: shared.opts.kill_grace,
+                limits: shared.opts.limits,
+                http: &shared.http,
+            };
+            match &task.kind {
+                TaskKind::Shell { run: template_text } => {
+                    match template::render(template_text, &ctx) {
+                        Ok(command) => {
+                            let output = output_path(ti.0, try_number);
+                            let on_start = |pid: Option<u32>| {
+                                let store = shared.store.clone();
+                                let command = command.clone();
+                                async move {
+                                    if let Err(e) = store
+                                        .record_process(
+                                            ti,
+                                            try_number,
+                                            pid.map(i64::from),
+                                            &command,
+                                        )
+                                        .await
+                                    {
+                                        warn!(%ti, error = %e, "could not record the attempt's process");
+                                    }
+                                }
+                            };
+                            run_shell(
+                                &work,
+                                task,
+                                &command,
+                                &ctx,
+                                &output,
+                                sink.sender(),
+                                kill.clone(),
+                                on_start,
+                            )
+                            .await
+                        }
+                        Err(e) => failed(e),
+                    }
+                }
+                TaskKind::Http(h) => {
+                    run_http(&work, task, h, &ctx, sink.sender(), kill.clone()).await
+                }
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => failed(e.clone()),
+    };
+
+    if let Some(m) = &outcome.message {
+        sink.system(format!("[gale] {m}")).await;
+    }
+    let reason = *kill_reason.lock().unwrap_or_else(|p| p.into_inner());
+    match reason {
+        Some(KillReason::Fenced) => {
+            sink.system("[gale] attempt killed: the store no longer lists it as running on this worker (it was reaped); its result is discarded").await;
+            sink.close().await;
+            return;
+        }
+        Some(KillReason::SelfFenced) => {
+            sink.system("[gale] attempt killed: this worker could not renew its lease; it will be retried elsewhere").await;
+            sink.close().await;
+            return;
+        }
+        Some(KillReason::HandedBack) => {
+            sink.system("[gale] attempt stopped: the worker shut down before it finished; handed back for a retry").await;
+            sink.close().await;
+            shared
+                .hand_back(
+                    ti,
+                    try_number,
+                    "worker shut down before the attempt finished",
+                )
+                .await;
+            return;
+        }
+        None => {}
+    }
+
+    let retries = row.max_tries.saturating_sub(1);
+    let (state, retry_at) = match outcome.kind {
+        OutcomeKind::Success => (TaskState::Success, None),
+        OutcomeKind::Skipped => (TaskState::Skipped, None),
+        OutcomeKind::Failed | OutcomeKind::TimedOut | OutcomeKind::Killed => {
+            let (state, delay) = match &task {
+                Ok(t) => after_failure(
+                    try_number,
+                    retries,
+                    t.retry_delay.as_millis(),
+                    t.retry_backoff,
+                    t.max_retry_delay.map(|d| d.as_millis()),
+                ),
+                Err(_) => (TaskState::Failed, None),
+            };
+            let retry_at = match delay {
+                Some(ms) => Some(
+                    shared
+                        .store
+                        .now()
+                        .await
+                        .unwrap_or_else(|_| jiff::Timestamp::now())
+                        + SignedDuration::from_millis(ms as i64),
+                ),
+                None => None,
+            };
+            (state, retry_at)
+        }
+    };
+    if state == TaskState::UpForRetry
+        && let Some(at) = retry_at
+    {
+        sink.system(format!("[gale] will retry at {}", rfc3339(at)))
+            .await;
+    }
+    sink.close().await;
+
+    let finish = Finish {
+        ti,
+        try_number,
+        worker_id: shared.opts.worker_id.clone(),
+        state,
+        retry_at,
+        outcome: outcome.kind.as_str().to_owned(),
+        exit_code: outcome.exit_code,
+        message: outcome.message.clone(),
+        outputs: outcome.outputs,
+    };
+    let mut delay = Duration::from_millis(100);
+    let deadline = tokio::time::Instant::now() + shared.opts.attempt_lease;
+    loop {
+        match shared.store.finish_attempt(&finish).await {
+            Ok(true) => {
+                info!(%ti, dag_id = %run.dag_id, task_id = %row.task_id, try_number, state = %state, "attempt finished");
+                return;
+            }
+            Ok(false) => {
+                warn!(%ti, dag_id = %run.dag_id, task_id = %row.task_id, try_number, "late result rejected: the attempt was reaped or changed while it ran");
+                return;
+            }
+            // A retried write is safe: the fence makes it apply at most once.
+            Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
+                warn!(%ti, error = %e, "reporting the result failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                warn!(%ti, error = %e, "could not report the result; the lease will expire and the reaper retries it");
+                return;
+            }
+        }
+    }
+}
+
+async fn upstream_outputs<S: Store>(
+    shared: &Shared<S>,
+    run: &RunRow,
+    task: &Task,
+) -> BTreeMap<String, TaskOutputs> {
+    let mut out = BTreeMap::new();
+    if task.needs.is_empty() {
+        return out;
+    }
+    match shared.store.run_tasks(run.id).await {
+        Ok(rows) => {
+            for r in rows {
+                if task.needs.contains(&r.task_id) {
+                    out.insert(r.task_id.0, TaskOutputs { outputs: r.outputs });
+                }
+            }
+        }
+        Err(e) => warn!(run_id = %run.id, error = %e, "could not read upstream outputs"),
+    }
+    out
+}
+
+fn output_path(ti: i64, try_number: u32) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "gale-output-{ti}-{try_number}-{:016x}",
+        rand::random::<u64>()
+    ))
+}
+
+/// What running a task needs from its worker.
+pub struct Work<'a> {
+    pub opts_cwd: &'a Path,
+    pub kill_grace: Duration,
+    pub limits: Limits,
+    pub http: &'a reqwest::Client,
+}
+
+/// Runs a rendered shell command. `on_start` gets the pid once it is running.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_shell<F, Fut>(
+    work: &Work<'_>,
+    task: &Task,
+    command: &str,
+    ctx: &Context,
+    output: &Path,
+    lines: LineTx,
+    kill: CancellationToken,
+    on_start: F,
+) -> Outcome
+where
+    F: FnOnce(Option<u32>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let cwd = task
+        .cwd
+        .as_deref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| work.opts_cwd.to_path_buf());
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(&cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .envs(task.env.iter())
+        .envs(gale_env(ctx, output));
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            // If this worker dies, the shell dies with it instead of running on
+            // unsupervised (the rest of its process group is killed on recovery).
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return failed(format!("cannot start /bin/sh in {}: {e}", cwd.display()));
+        }
+    };
+    let pid = child.id();
+    on_start(pid).await;
+    let readers = [
+        child.stdout.take().map(|o| {
+            tokio::spawn(pump(
+                o,
+                Stream::Stdout,
+                lines.clone(),
+                work.limits.line_bytes,
+            ))
+        }),
+        child.stderr.take().map(|o| {
+            tokio::spawn(pump(
+                o,
+                Stream::Stderr,
+                lines.clone(),
+                work.limits.line_bytes,
+            ))
+        }),
+    ];
+    let timeout = task.timeout.map(|t| t.0).unwrap_or(Duration::MAX);
+    let pgid = pid.and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw);
+    let mut timed_out = false;
+    let mut killed = false;
+    let status = tokio::select! {
+        s = child.wait() => s,
+        _ = tokio::time::sleep(timeout) => {
+            timed_out = true;
+            let _ = lines.send((Stream::System, format!("[gale] timeout of {} reached: sending SIGTERM to the process group", task.timeout.unwrap_or_default()))).await;
+            terminate(&mut child, pgid, work.kill_grace, &lines).await
+        }
+        _ = kill.cancelled() => {
+            killed = true;
+            terminate(&mut child, pgid, work.kill_grace, &lines).await
+        }
+    };
+    // Whatever the shell left behind in its group goes too.
+    if let Some(pg) = pgid {
+        let _ = killpg(pg, Signal::SIGKILL);
+    }
+    for r in readers.into_iter().flatten() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+    }
+    let outputs = read_outputs(output, work.limits.output_bytes, &lines).await;
+    let _ = tokio::fs::remove_file(output).await;
+
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => return failed(format!("waiting for the task's process failed: {e}")),
+    };
+    let code = status.code();
+    let (kind, message) = if timed_out {
+        (
+            OutcomeKind::TimedOut,
+            Some(format!(
+                "timed out after {}",
+                task.timeout.unwrap_or_default()
+            )),
+        )
+    } else if killed {
+        (OutcomeKind::Killed, Some("killed".to_owned()))
+    } else {
+        match code {
+            Some(0) => (OutcomeKind::Success, None),
+            Some(EXIT_SKIP) => (
+                OutcomeKind::Skipped,
+                Some(format!("exited with {EXIT_SKIP}: skipped")),
+            ),
+            Some(c) => (OutcomeKind::Failed, Some(format!("exited with code {c}"))),
+            None => {
+                use std::os::unix::process::ExitStatusExt;
+                let sig = status.signal().unwrap_or(0);
+                (OutcomeKind::Failed, Some(format!("killed by signal {sig}")))
+            }
+        }
+    };
+    Outcome {
+        kind,
+        exit_code: code,
+        message,
+        outputs,
+    }
+}
+
+/// SIGTERM to the group, then SIGKILL after the grace.
+async fn terminate(
+    child: &mut tokio::process::Child,
+    pgid: Option<Pid>,
+    grace: Duration,
+    lines: &LineTx,
+) -> std::io::Result<std::process::ExitStatus> {
+    if let Some(pg) = pgid {
+        let _ = killpg(pg, Signal::SIGTERM);
+    }
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = lines
+                .send((
+                    Stream::System,
+                    format!(
+                        "[gale] still running {}s after SIGTERM: sending SIGKILL",
+                        grace.as_secs()
+                    ),
+                ))
+                .await;
+            if let Some(pg) = pgid {
+                let _ = killpg(pg, Signal::SIGKILL);
+            }
+            child.wait().await
+        }
+    }
+}
+
+/// Splits a pipe into lines (cut at `max_line` bytes) and sends them on.
+async fn pump<R: AsyncRead + Unpin>(mut reader: R, stream: Stream, lines: LineTx, max_line: usize) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut line: Vec<u8> = Vec::new();
+    let mut cut = false;
+    let emit = |line: &mut Vec<u8>, cut: &mut bool| {
+        let mut text = String::from_utf8_lossy(line).into_owned();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+        if *cut {
+            text.push_str(" [gale: line cut]");
+        }
+        line.clear();
+        *cut = false;
+        text
+    };
+    loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                let text = emit(&mut line, &mut cut);
+                if lines.send((stream, text)).await.is_err() {
+                    return;
+                }
+            } else if line.len() < max_line {
+                line.push(b);
+            } else {
+                cut = true;
+            }
+        }
+    }
+    if !line.is_empty() || cut {
+        let text = emit(&mut line, &mut cut);
+        let _ = lines.send((stream, text)).await;
+    }
+}
+
+/// Reads `key=value` lines from the task's `$GALE_OUTPUT` file.
+async fn read_outputs(path: &Path, max_bytes: u64, lines: &LineTx) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Ok(meta) = tokio::fs::metadata(path).await else {
+        return out;
+    };
+    if meta.len() > max_bytes {
+        let _ = lines
+            .send((Stream::System, format!("[gale] $GALE_OUTPUT is {} bytes, more than the {max_bytes} allowed: outputs ignored", meta.len())))
+            .await;
+        return out;
+    }
+    let Ok(text) = tokio::fs::read_to_string(path).await else {
+        let _ = lines
+            .send((
+                Stream::System,
+                "[gale] $GALE_OUTPUT is not valid UTF-8: outputs ignored".into(),
+            ))
+            .await;
+        return out;
+    };
+    for (n, l) in text.lines().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        match l.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                out.insert(k.trim().to_owned(), v.to_owned());
+            }
+            _ => {
+                let _ = lines
+                    .send((
+                        Stream::System,
+                        format!(
+                            "[gale] $GALE_OUTPUT line {} is not key=value: ignored",
+                            n + 1
+                        ),
+                    ))
+                    .await;
+            }
+        }
+    }
+    out
+}
+
+async fn run_http(
+    work: &Work<'_>,
+    task: &Task,
+    spec: &HttpSpec,
+    ctx: &Context,
+    lines: LineTx,
+    kill: CancellationToken,
+) -> Outcome {
+    let render = |s: &str| template::render(s, ctx);
+    let url = match render(&spec.url) {
+        Ok(u) => u,
+        Err(e) => return failed(e),
+    };
+    let method = match reqwest::Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return failed(format!("invalid HTTP method {:?}", spec.method)),
+    };
+    let timeout = task
+        .timeout
+        .map(|t| t.0)
+        .unwrap_or(Duration::from_secs(300));
+    let mut req = work.http.request(method.clone(), &url).timeout(timeout);
+    for (k, v) in &spec.headers {
+        match render(v) {
+            Ok(v) => req = req.header(k, v),
+            Err(e) => return failed(e),
+        }
+    }
+    if let Some(body) = &spec.body {
+        match render(body) {
+            Ok(b) => req = req.body(b),
+            Err(e) => return failed(e),
+        }
+    }
+    let _ = lines
+        .send((Stream::System, format!("[gale] {method} {url}")))
+        .await;
+    let resp = tokio::select! {
+        r = req.send() => r,
+        _ = kill.cancelled() => return Outcome { kind: OutcomeKind::Killed, exit_code: None, message: Some("killed".into()), outputs: BTreeMap::new() },
+    };
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => {
+            return Outcome {
+                kind: OutcomeKind::TimedOut,
+                exit_code: None,
+                message: Some(format!(
+                    "HTTP request timed out after {}",
+                    task.timeout
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "300s".into())
+                )),
+                outputs: BTreeMap::new(),
+            };
+        }
+        Err(e) => return failed(format!("HTTP request failed: {e}")),
+    };
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.unwrap_or_default();
+    let shown = &body[..body.len().min(work.limits.output_bytes as usize)];
+    for l in String::from_utf8_lossy(shown).lines() {
+        let _ = lines.send((Stream::Stdout, l.to_owned())).await;
+    }
+    let ok = if spec.expect_status.is_empty() {
+        (200..300).contains(&status)
+    } else {
+        spec.expect_status.contains(&status)
+    };
+    let mut outputs = BTreeMap::new();
+    outputs.insert("status".to_owned(), status.to_string());
+    if ok {
+        Outcome {
+            kind: OutcomeKind::Success,
+            exit_code: None,
+            message: Some(format!("HTTP {status}")),
+            outputs,
+        }
+    } else {
+        Outcome {
+            kind: OutcomeKind::Failed,
+            exit_code: None,
+            message: Some(format!("HTTP {status} is not an expected status")),
+            outputs,
+        }
+    }
+}
+
+/// Runs one task in the foreground for `gale tasks test`: output goes to this
+/// process's stdout/stderr and nothing is recorded. Returns the outcome.
+pub async fn run_task_once(dag: &Dag, task: &Task, run: &RunRow, cwd: &Path) -> Outcome {
+    let ctx = context(dag, task, run, 1, BTreeMap::new());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Stream, String)>(1024);
+    let printer = tokio::spawn(async move {
+        while let Some((stream, text)) = rx.recv().await {
+            match stream {
+                Stream::Stdout => println!("{text}"),
+                _ => eprintln!("{text}"),
+            }
+        }
+    });
+    let http = reqwest::Client::new();
+    let work = Work {
+        opts_cwd: cwd,
+        kill_grace: Duration::from_secs(5),
+        limits: Limits::default(),
+        http: &http,
+    };
+    let outcome = match &task.kind {
+        TaskKind::Shell { run } => match template::render(run, &ctx) {
+            Ok(command) => {
+                let _ = tx
+                    .send((Stream::System, format!("[gale] $ {command}")))
+                    .await;
+                let output = output_path(0, 1);
+                run_shell(
+                    &work,
+                    task,
+                    &command,
+                    &ctx,
+                    &output,
+                    tx.clone(),
+                    CancellationToken::new(),
+                    |_| async {},
+                )
+                .await
+            }
+            Err(e) => failed(e),
+        },
+        TaskKind::Http(h) => {
+            run_http(&work, task, h, &ctx, tx.clone(), CancellationToken::new()).await
+        }
+    };
+    drop(tx);
+    let _ = printer.await;
+    outcome
+}

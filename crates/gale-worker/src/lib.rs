@@ -1,0 +1,362 @@
+//! The worker role: claims queued attempts up to its concurrency, runs each one
+//! (a shell command in its own process group, or an HTTP request), streams its
+//! output into the store, heart-beats its leases, and reports the result through
+//! a fenced write.
+//!
+//! A worker that cannot renew its leases kills its own attempts before the lease
+//! ends (self-fencing), so a retry elsewhere never runs beside it; a result that
+//! arrives after the attempt was reaped is rejected by the store and only logged.
+
+mod execute;
+mod logs;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gale_model::TaskState;
+use gale_model::{Dag, DagId};
+use gale_store::{Notifier, Reap, Store, TiId};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+pub use execute::{EXIT_SKIP, run_task_once};
+
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// The id this worker claims under: the node id of its process.
+    pub worker_id: String,
+    pub host: String,
+    pub queues: Vec<String>,
+    /// Most attempts running at once.
+    pub concurrency: usize,
+    pub heartbeat_interval: Duration,
+    pub attempt_lease: Duration,
+    /// Longest wait between two claims when nothing wakes the worker.
+    pub poll_interval: Duration,
+    /// After SIGTERM on timeout, how long before SIGKILL.
+    pub kill_grace: Duration,
+    /// On shutdown, how long running attempts may take before they are handed back.
+    pub shutdown_grace: Duration,
+    /// Working directory of tasks that set no `cwd`.
+    pub default_cwd: PathBuf,
+    pub limits: Limits,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Log lines kept per attempt; later lines are dropped after a marker line.
+    pub log_lines: usize,
+    /// Log bytes kept per attempt.
+    pub log_bytes: usize,
+    /// Longest single log line kept (longer ones are cut).
+    pub line_bytes: usize,
+    /// Largest `$GALE_OUTPUT` file read.
+    pub output_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            log_lines: 100_000,
+            log_bytes: 16 * 1024 * 1024,
+            line_bytes: 16 * 1024,
+            output_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl WorkerOptions {
+    pub fn new(worker_id: String, host: String) -> Self {
+        WorkerOptions {
+            worker_id,
+            host,
+            queues: vec!["default".into()],
+            concurrency: 16,
+            heartbeat_interval: Duration::from_secs(2),
+            attempt_lease: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(1),
+            kill_grace: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(30),
+            default_cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// One attempt this worker is running.
+struct Held {
+    try_number: u32,
+    /// Cancelled to kill the attempt's process group (fenced, timed out, shutdown).
+    kill: CancellationToken,
+    /// Why it was killed, when it was: the result is then not reported as normal.
+    kill_reason: Arc<Mutex<Option<KillReason>>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KillReason {
+    /// The store no longer lists this attempt as ours: someone reaped it.
+    Fenced,
+    /// We could not renew leases for too long.
+    SelfFenced,
+    /// Shutdown grace ran out: the attempt is handed back for a retry elsewhere.
+    HandedBack,
+}
+
+pub(crate) struct Shared<S> {
+    store: Arc<S>,
+    notifier: Arc<Notifier>,
+    opts: WorkerOptions,
+    held: Mutex<HashMap<TiId, Held>>,
+    specs: Mutex<HashMap<(DagId, String), Arc<Dag>>>,
+    slot_freed: tokio::sync::Notify,
+    http: reqwest::Client,
+}
+
+pub struct Worker<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: Store> Worker<S> {
+    pub fn new(store: Arc<S>, notifier: Arc<Notifier>, opts: WorkerOptions) -> Self {
+        Worker {
+            shared: Arc::new(Shared {
+                store,
+                notifier,
+                opts,
+                held: Mutex::new(HashMap::new()),
+                specs: Mutex::new(HashMap::new()),
+                slot_freed: tokio::sync::Notify::new(),
+                http: reqwest::Client::new(),
+            }),
+        }
+    }
+
+    /// Runs until `cancel`, then stops claiming, lets running attempts finish within
+    /// the shutdown grace, and hands the rest back.
+    pub async fn run(self, cancel: CancellationToken) {
+        let shared = self.shared;
+        let tracker = TaskTracker::new();
+        let heartbeat_stop = CancellationToken::new();
+        let hb = tokio::spawn(heartbeat_loop(shared.clone(), heartbeat_stop.clone()));
+        let mut backoff = Duration::from_millis(100);
+        while !cancel.is_cancelled() {
+            let free = shared.opts.concurrency.saturating_sub(shared.held_count());
+            let mut claimed_full = false;
+            if free > 0 {
+                match shared
+                    .store
+                    .claim(
+                        &shared.opts.worker_id,
+                        &shared.opts.host,
+                        &shared.opts.queues,
+                        free as u32,
+                    )
+                    .await
+                {
+                    Ok(claims) => {
+                        backoff = Duration::from_millis(100);
+                        claimed_full = claims.len() == free;
+                        for claim in claims {
+                            let kill = CancellationToken::new();
+                            let kill_reason = Arc::new(Mutex::new(None));
+                            shared
+                                .held
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(
+                                    claim.task.id,
+                                    Held {
+                                        try_number: claim.task.try_number,
+                                        kill: kill.clone(),
+                                        kill_reason: kill_reason.clone(),
+                                    },
+                                );
+                            let shared = shared.clone();
+                            tracker.spawn(async move {
+                                let ti = claim.task.id;
+                                execute::execute(&shared, claim, kill, kill_reason).await;
+                                shared
+                                    .held
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .remove(&ti);
+                                shared.slot_freed.notify_one();
+                                shared.notifier.scheduler.notify_one();
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "claiming attempts failed; retrying");
+                        tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            if claimed_full && shared.held_count() < shared.opts.concurrency {
+                continue;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = shared.notifier.workers.notified() => {}
+                _ = shared.slot_freed.notified(), if free == 0 || shared.held_count() < shared.opts.concurrency => {}
+                _ = tokio::time::sleep(shared.opts.poll_interval) => {}
+            }
+        }
+
+        // Shutdown: no more claims. Let running attempts finish within the grace.
+        tracker.close();
+        let running = shared.held_count();
+        if running > 0 {
+            info!(
+                running,
+                grace_s = shared.opts.shutdown_grace.as_secs(),
+                "worker stopping: waiting for running attempts"
+            );
+        }
+        if tokio::time::timeout(shared.opts.shutdown_grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            let held: Vec<(TiId, u32)> = shared.held_list();
+            warn!(
+                count = held.len(),
+                "shutdown grace over: handing running attempts back"
+            );
+            for (ti, _) in &held {
+                shared.kill(*ti, KillReason::HandedBack);
+            }
+            tracker.wait().await;
+        }
+        heartbeat_stop.cancel();
+        let _ = hb.await;
+    }
+}
+
+impl<S: Store> Shared<S> {
+    fn held_count(&self) -> usize {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn held_list(&self) -> Vec<(TiId, u32)> {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(ti, h)| (*ti, h.try_number))
+            .collect()
+    }
+
+    fn kill(&self, ti: TiId, reason: KillReason) {
+        if let Some(h) = self.held.lock().unwrap_or_else(|p| p.into_inner()).get(&ti) {
+            let mut r = h.kill_reason.lock().unwrap_or_else(|p| p.into_inner());
+            if r.is_none() {
+                *r = Some(reason);
+            }
+            h.kill.cancel();
+        }
+    }
+
+    pub(crate) async fn spec(
+        &self,
+        dag_id: &DagId,
+        hash: &str,
+    ) -> gale_store::Result<Option<Arc<Dag>>> {
+        let key = (dag_id.clone(), hash.to_owned());
+        if let Some(d) = self
+            .specs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(Some(d.clone()));
+        }
+        let Some(version) = self.store.get_version(dag_id, hash).await? else {
+            return Ok(None);
+        };
+        let dag = Arc::new(version.spec);
+        let mut specs = self.specs.lock().unwrap_or_else(|p| p.into_inner());
+        if specs.len() > 1000 {
+            specs.clear();
+        }
+        specs.insert(key, dag.clone());
+        Ok(Some(dag))
+    }
+
+    /// Ends an attempt this worker gives up on without a result of its own.
+    async fn hand_back(&self, ti: TiId, try_number: u32, message: &str) {
+        let reap = Reap {
+            ti,
+            try_number,
+            worker_id: self.opts.worker_id.clone(),
+            lease: Duration::ZERO,
+            to: TaskState::UpForRetry,
+            retry_at: None,
+            outcome: "handed_back".into(),
+            message: message.to_owned(),
+            refund_try: true,
+        };
+        match self.store.reap_attempt(&reap).await {
+            Ok(true) => info!(%ti, try_number, "attempt handed back for a retry elsewhere"),
+            Ok(false) => debug!(%ti, "attempt was no longer ours to hand back"),
+            Err(e) => {
+                error!(%ti, error = %e, "handing an attempt back failed; its lease will expire")
+            }
+        }
+    }
+}
+
+/// Renews the leases of held attempts, kills those the store says are no longer
+/// ours, and kills all of them when renewals keep failing (self-fencing).
+async fn heartbeat_loop<S: Store>(shared: Arc<Shared<S>>, stop: CancellationToken) {
+    let opts = &shared.opts;
+    // Kill our attempts before the lease runs out elsewhere: leave a margin of two
+    // heartbeat intervals (at least a second) for the kill to take effect.
+    let margin = (opts.heartbeat_interval * 2).max(Duration::from_secs(1));
+    let fence_after = opts.attempt_lease.saturating_sub(margin);
+    let mut last_ok = Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(opts.heartbeat_interval) => {}
+        }
+        let held = shared.held_list();
+        if held.is_empty() {
+            last_ok = Instant::now();
+            continue;
+        }
+        let renew = tokio::time::timeout(
+            opts.heartbeat_interval.max(Duration::from_secs(1)),
+            shared.store.heartbeat_attempts(&opts.worker_id, &held),
+        )
+        .await;
+        match renew {
+            Ok(Ok(renewed)) => {
+                last_ok = Instant::now();
+                for (ti, try_number) in held {
+                    if !renewed.contains(&ti) {
+                        warn!(%ti, try_number, "attempt is no longer ours (reaped or changed): killing it");
+                        shared.kill(ti, KillReason::Fenced);
+                    }
+                }
+            }
+            Ok(Err(e)) => warn!(error = %e, "renewing attempt leases failed"),
+            Err(_) => warn!("renewing attempt leases timed out"),
+        }
+        if last_ok.elapsed() >= fence_after {
+            error!(
+                silent_s = last_ok.elapsed().as_secs(),
+                "cannot reach the store to renew leases: killing running attempts before their lease ends"
+            );
+            for (ti, _) in shared.held_list() {
+                shared.kill(ti, KillReason::SelfFenced);
+            }
+        }
+    }
+}
