@@ -27,6 +27,7 @@ pub async fn run_all<S: Store>(new_store: impl Fn() -> S) {
     upsert_dag_versions(&new_store()).await;
     duplicate_dag_id_is_refused(&new_store()).await;
     sync_files_marks_absent_files(&new_store()).await;
+    renamed_dag_id_retires_the_old_one(&new_store()).await;
     import_errors_round_trip(&new_store()).await;
     set_paused(&new_store()).await;
     create_run_one_per_slot(&new_store()).await;
@@ -410,6 +411,51 @@ pub async fn duplicate_dag_id_is_refused<S: Store + ?Sized>(store: &S) {
         .await
         .expect("the file that owns the DAG id may upsert it again");
     assert!(!again);
+}
+
+/// A file defines one DAG: when a file's DAG id changes, the DAG it defined before
+/// becomes inactive (it is no longer defined anywhere) and its id is free again.
+pub async fn renamed_dag_id_retires_the_old_one<S: Store + ?Sized>(store: &S) {
+    let old = seed(store, "dags/a.yaml", &flat_dag_source("old_name", 1, "")).await;
+    let other = seed(store, "dags/other.yaml", &flat_dag_source("other", 1, "")).await;
+    let new = seed(store, "dags/a.yaml", &flat_dag_source("new_name", 1, "")).await;
+
+    let new_row = store.get_dag(new.id()).await.expect("get_dag").unwrap();
+    assert!(new_row.active);
+    assert_eq!(new_row.file, "dags/a.yaml");
+    let old_row = store
+        .get_dag(old.id())
+        .await
+        .expect("get_dag")
+        .expect("the old DAG is kept (its runs refer to it), only inactive");
+    assert!(
+        !old_row.active,
+        "a DAG whose file now defines another id must become inactive"
+    );
+    assert!(
+        store
+            .get_dag(other.id())
+            .await
+            .expect("get_dag")
+            .unwrap()
+            .active,
+        "DAGs of other files are not touched"
+    );
+
+    // The old id is free: another file may define it now.
+    let moved = seed(store, "dags/b.yaml", &flat_dag_source("old_name", 2, "")).await;
+    let row = store.get_dag(moved.id()).await.expect("get_dag").unwrap();
+    assert!(row.active);
+    assert_eq!(row.file, "dags/b.yaml");
+    assert!(
+        store
+            .get_dag(new.id())
+            .await
+            .expect("get_dag")
+            .unwrap()
+            .active,
+        "taking over a free id does not retire the file's former owner's new DAG"
+    );
 }
 
 /// `sync_files` marks DAGs of absent files inactive (freeing their ids) and drops

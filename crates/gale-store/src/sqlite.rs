@@ -304,6 +304,13 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(map_err)?;
+            // A file defines one DAG: one it defined under another id is gone.
+            tx.execute(
+                "UPDATE dags SET active = 0, updated_at = ?3
+                 WHERE file = ?1 AND dag_id <> ?2 AND active = 1",
+                params![file, dag.id.as_str(), now],
+            )
+            .map_err(map_err)?;
             tx.execute("DELETE FROM import_errors WHERE file = ?1", params![file])
                 .map_err(map_err)?;
             Ok(new_version)
@@ -811,7 +818,7 @@ impl Store for SqliteStore {
             }
             let mut runs: HashMap<i64, RunRow> = HashMap::new();
             for t in &tasks {
-                if !runs.contains_key(&t.run_id.0) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = runs.entry(t.run_id.0) {
                     let run = tx
                         .query_row(
                             &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
@@ -819,7 +826,7 @@ impl Store for SqliteStore {
                             run_row,
                         )
                         .map_err(map_err)?;
-                    runs.insert(t.run_id.0, run);
+                    slot.insert(run);
                 }
             }
             Ok(tasks

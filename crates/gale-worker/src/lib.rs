@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-pub use execute::{EXIT_SKIP, run_task_once};
+pub use execute::{EXIT_SKIP, Outcome, OutcomeKind, run_task_once};
 
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {

@@ -1,1 +1,150 @@
-fn main() {}
+//! The `gale` binary: command-line interface, configuration, and the standalone
+//! mode that runs every role in one process.
+
+mod bench;
+mod cli;
+mod engine;
+mod examples;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Gale: workflows (DAGs of tasks) scheduled and run, highly available by construction.
+#[derive(Parser, Debug)]
+#[command(name = "gale", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Gale's home: the SQLite database and the default DAG folder live here.
+    #[arg(long, global = true, env = "GALE_HOME")]
+    home: Option<PathBuf>,
+    /// The metadata database: a SQLite file path (default: $GALE_HOME/gale.db).
+    #[arg(long, global = true, env = "GALE_DATABASE")]
+    database: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the scheduler, a worker and the DAG processor in one process, on SQLite.
+    Standalone(cli::StandaloneArgs),
+    /// DAGs: list, show, validate, errors, trigger, pause, unpause.
+    #[command(subcommand)]
+    Dags(cli::DagsCmd),
+    /// DAG runs: list, show.
+    #[command(subcommand)]
+    Runs(cli::RunsCmd),
+    /// Task instances: list, logs, test.
+    #[command(subcommand)]
+    Tasks(cli::TasksCmd),
+    /// Create one run per schedule slot between two dates and follow them.
+    Backfill(cli::BackfillArgs),
+    /// The metadata database.
+    #[command(subcommand)]
+    Db(cli::DbCmd),
+    /// Measure scheduling latency and throughput on a temporary store.
+    Bench(bench::BenchArgs),
+    /// Print the version.
+    Version,
+}
+
+/// Exit codes scripts can rely on.
+pub mod exit {
+    /// The command did what was asked (for `--wait`: the run succeeded).
+    pub const OK: u8 = 0;
+    /// The run failed, a DAG file has errors, or the command failed.
+    pub const FAILED: u8 = 1;
+    /// Bad usage (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The DAG, run or task does not exist.
+    pub const NOT_FOUND: u8 = 4;
+}
+
+/// Where things are.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    pub home: PathBuf,
+    pub database: PathBuf,
+}
+
+impl Cli {
+    fn paths(&self) -> Paths {
+        let home = self.home.clone().unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join(".gale")
+        });
+        let database = self
+            .database
+            .clone()
+            .unwrap_or_else(|| home.join("gale.db"));
+        Paths { home, database }
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GALE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let long_running = matches!(cli.command, Command::Standalone(_));
+    init_tracing(if long_running { "info" } else { "warn" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    let paths = cli.paths();
+    let output = cli.output;
+    let code = runtime.block_on(async move {
+        let res = match cli.command {
+            Command::Standalone(args) => cli::standalone(&paths, args).await,
+            Command::Dags(cmd) => cli::dags(&paths, output, cmd).await,
+            Command::Runs(cmd) => cli::runs(&paths, output, cmd).await,
+            Command::Tasks(cmd) => cli::tasks(&paths, output, cmd).await,
+            Command::Backfill(args) => cli::backfill(&paths, output, args).await,
+            Command::Db(cmd) => cli::db(&paths, cmd).await,
+            Command::Bench(args) => bench::run(output, args).await,
+            Command::Version => {
+                println!("gale {}", env!("CARGO_PKG_VERSION"));
+                Ok(exit::OK)
+            }
+        };
+        match res {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                match e.downcast_ref::<cli::NotFound>() {
+                    Some(_) => exit::NOT_FOUND,
+                    None => exit::FAILED,
+                }
+            }
+        }
+    });
+    // Don't wait for blocking threads (e.g. a follow loop's sleep) on the way out.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    ExitCode::from(code)
+}

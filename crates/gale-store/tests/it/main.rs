@@ -37,6 +37,7 @@ conformance_tests!(
     upsert_dag_versions,
     duplicate_dag_id_is_refused,
     sync_files_marks_absent_files,
+    renamed_dag_id_retires_the_old_one,
     import_errors_round_trip,
     set_paused,
     create_run_one_per_slot,

@@ -1,0 +1,210 @@
+//! `gale bench`: scheduling latency and throughput on a temporary SQLite store,
+//! with the real scheduler and worker running `true` tasks in-process.
+//!
+//! - chain: N tasks, each needing the previous one. A hop is the time from an
+//!   upstream attempt's end (its result stored) to the downstream attempt's start
+//!   (claimed by the worker).
+//! - fan-out: N independent tasks in one run; tasks/s from the run's start to the
+//!   last task's end, and CPU time (this process and its children) per task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Args;
+use gale_model::DagId;
+use gale_model::RunId;
+use gale_model::dag::{content_hash, parse};
+use gale_store::sqlite::SqliteStore;
+use gale_store::{Store, TaskRow};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{self, EngineOptions};
+use crate::{Output, cli, exit};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Tasks in the chain.
+    #[arg(long, default_value_t = 40)]
+    chain: usize,
+    /// Tasks in the fan-out.
+    #[arg(long, default_value_t = 2000)]
+    fanout: usize,
+    /// Worker slots.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+}
+
+#[derive(Serialize, Debug)]
+pub struct BenchReport {
+    pub store: &'static str,
+    pub chain_tasks: usize,
+    pub chain_hop_p50_ms: f64,
+    pub chain_hop_p95_ms: f64,
+    pub chain_hop_max_ms: f64,
+    pub fanout_tasks: usize,
+    pub fanout_seconds: f64,
+    pub fanout_tasks_per_s: f64,
+    pub cpu_ms_per_task: f64,
+    pub concurrency: usize,
+}
+
+fn cpu_seconds() -> f64 {
+    let get = |who| {
+        // SAFETY: getrusage only writes into the struct we pass.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(who, &mut u) };
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(u.ru_utime) + tv(u.ru_stime)
+    };
+    get(libc::RUSAGE_SELF) + get(libc::RUSAGE_CHILDREN)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+async fn install<S: Store>(store: &S, id: &str, yaml: &str) -> anyhow::Result<()> {
+    let dag = parse(&format!("{id}.yaml"), id, yaml).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    store
+        .upsert_dag(&dag, &format!("bench/{id}.yaml"), yaml, &content_hash(yaml))
+        .await?;
+    Ok(())
+}
+
+async fn wait_done<S: Store>(
+    store: &S,
+    run_id: RunId,
+    limit: Duration,
+) -> anyhow::Result<Vec<TaskRow>> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let run = store
+            .get_run(run_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("run vanished"))?;
+        if run.state.is_terminal() {
+            if run.state != gale_model::RunState::Success {
+                bail!("benchmark run {run_id} ended {}", run.state);
+            }
+            return store.run_tasks(run_id).await.map_err(Into::into);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "benchmark run {run_id} did not finish within {}s",
+                limit.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn run(output: Output, args: BenchArgs) -> anyhow::Result<u8> {
+    if args.chain < 2 || args.fanout < 1 || args.concurrency < 1 {
+        bail!("--chain must be at least 2, --fanout and --concurrency at least 1");
+    }
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db"))?);
+
+    let mut chain = String::from("tasks:\n");
+    for i in 0..args.chain {
+        chain.push_str(&format!("  t{i}:\n    run: 'true'\n"));
+        if i > 0 {
+            chain.push_str(&format!("    needs: [t{}]\n", i - 1));
+        }
+    }
+    let mut fanout = format!("max_active_runs: 1\ntasks:\n");
+    for i in 0..args.fanout {
+        fanout.push_str(&format!("  t{i}:\n    run: 'true'\n"));
+    }
+    install(&*store, "bench_chain", &chain).await?;
+    install(&*store, "bench_fanout", &fanout).await?;
+
+    let cancel = CancellationToken::new();
+    let opts = EngineOptions {
+        dags_folder: None,
+        concurrency: args.concurrency,
+        queues: vec!["default".into()],
+        attempt_lease: Duration::from_secs(10),
+        heartbeat_interval: Duration::from_secs(2),
+        poll_interval: Duration::from_secs(1),
+        parse_interval: Duration::from_secs(2),
+        shutdown_grace: Duration::from_secs(5),
+        task_cwd: dir.path().to_path_buf(),
+    };
+    let engine = tokio::spawn(engine::run(store.clone(), opts, cancel.clone()));
+
+    // Chain.
+    let run = cli::trigger(&*store, &DagId("bench_chain".into()), None, None).await?;
+    let tasks = wait_done(&*store, run.id, Duration::from_secs(600)).await?;
+    let by_id: std::collections::HashMap<&str, &TaskRow> =
+        tasks.iter().map(|t| (t.task_id.as_str(), t)).collect();
+    let mut hops: Vec<f64> = (1..args.chain)
+        .filter_map(|i| {
+            let up = by_id.get(format!("t{}", i - 1).as_str())?;
+            let down = by_id.get(format!("t{i}").as_str())?;
+            let gap = down.started_at?.as_microsecond() - up.ended_at?.as_microsecond();
+            Some(gap as f64 / 1000.0)
+        })
+        .collect();
+    hops.sort_by(f64::total_cmp);
+
+    // Fan-out.
+    let cpu_before = cpu_seconds();
+    let run = cli::trigger(&*store, &DagId("bench_fanout".into()), None, None).await?;
+    let tasks = wait_done(&*store, run.id, Duration::from_secs(600)).await?;
+    let cpu = cpu_seconds() - cpu_before;
+    let run = store
+        .get_run(run.id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("run vanished"))?;
+    let start = run.created_at.as_microsecond();
+    let end = tasks
+        .iter()
+        .filter_map(|t| t.ended_at)
+        .map(|t| t.as_microsecond())
+        .max()
+        .unwrap_or(start);
+    let seconds = (end - start) as f64 / 1e6;
+
+    cancel.cancel();
+    engine.await??;
+
+    let report = BenchReport {
+        store: "sqlite",
+        chain_tasks: args.chain,
+        chain_hop_p50_ms: percentile(&hops, 0.50),
+        chain_hop_p95_ms: percentile(&hops, 0.95),
+        chain_hop_max_ms: hops.last().copied().unwrap_or(0.0),
+        fanout_tasks: args.fanout,
+        fanout_seconds: seconds,
+        fanout_tasks_per_s: args.fanout as f64 / seconds.max(1e-6),
+        cpu_ms_per_task: cpu * 1000.0 / args.fanout as f64,
+        concurrency: args.concurrency,
+    };
+    if output == Output::Json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("store                 {}", report.store);
+        println!(
+            "chain ({} tasks)      hop p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+            report.chain_tasks,
+            report.chain_hop_p50_ms,
+            report.chain_hop_p95_ms,
+            report.chain_hop_max_ms
+        );
+        println!(
+            "fan-out ({} tasks)  {:.0} tasks/s ({:.2} s), {:.2} ms CPU per task",
+            report.fanout_tasks,
+            report.fanout_tasks_per_s,
+            report.fanout_seconds,
+            report.cpu_ms_per_task
+        );
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,1103 @@
+//! The command-line commands other than `bench`. Each reads or writes the store
+//! directly, so they work whether or not `gale standalone` is running.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use gale_model::schedule::{self, intervals_between};
+use gale_model::time::rfc3339;
+use gale_model::{DagId, RunId, RunState, TaskState};
+use gale_scheduler::processor::{dag_files, load_file};
+use gale_scheduler::scheduler::new_tasks;
+use gale_store::sqlite::{SCHEMA_VERSION, SqliteStore};
+use gale_store::{NewRun, RunFilter, RunRow, RunType, Store, TaskRow};
+use jiff::Timestamp;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{self, EngineOptions};
+use crate::{Output, Paths, examples, exit};
+
+/// An error for a DAG, run or task that does not exist (exit code 4).
+#[derive(Debug)]
+pub struct NotFound(pub String);
+
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for NotFound {}
+
+pub fn open_store(paths: &Paths) -> anyhow::Result<Arc<SqliteStore>> {
+    let store = SqliteStore::open(&paths.database)
+        .with_context(|| format!("opening the metadata database {}", paths.database.display()))?;
+    Ok(Arc::new(store))
+}
+
+fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING);
+    t.set_header(headers.iter().map(|h| h.to_string()));
+    for r in rows {
+        t.add_row(r);
+    }
+    t.to_string()
+        .lines()
+        .map(|l| l.trim_end())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn when(ts: Option<Timestamp>) -> String {
+    ts.map(rfc3339).unwrap_or_else(|| "-".into())
+}
+
+fn took(start: Option<Timestamp>, end: Option<Timestamp>) -> String {
+    match (start, end) {
+        (Some(s), Some(e)) => {
+            let ms = (e.as_millisecond() - s.as_millisecond()).max(0);
+            if ms < 10_000 {
+                format!("{:.2}s", ms as f64 / 1000.0)
+            } else {
+                format!("{}s", ms / 1000)
+            }
+        }
+        _ => "-".into(),
+    }
+}
+
+// ---------------------------------------------------------------- standalone
+
+#[derive(Args, Debug)]
+pub struct StandaloneArgs {
+    /// The DAG folder (default: $GALE_HOME/dags; created with example DAGs on first start).
+    #[arg(long, env = "GALE_DAGS_FOLDER")]
+    dags_folder: Option<PathBuf>,
+    /// Most task attempts running at once.
+    #[arg(long, env = "GALE_CONCURRENCY", default_value_t = 16)]
+    concurrency: usize,
+    /// Comma-separated queues this worker serves.
+    #[arg(
+        long,
+        env = "GALE_QUEUES",
+        default_value = "default",
+        value_delimiter = ','
+    )]
+    queues: Vec<String>,
+    /// A running attempt whose worker is silent this long is retried elsewhere (e.g. 10s).
+    #[arg(long, env = "GALE_ATTEMPT_LEASE", default_value = "10s", value_parser = parse_span)]
+    attempt_lease: Duration,
+    /// On shutdown, how long running attempts may finish before they are handed back.
+    #[arg(long, default_value = "30s", value_parser = parse_span)]
+    shutdown_grace: Duration,
+    /// Do not write the example DAGs into a new DAG folder.
+    #[arg(long)]
+    no_examples: bool,
+}
+
+fn parse_span(s: &str) -> Result<Duration, String> {
+    gale_model::duration::parse(s).map(|d| d.0)
+}
+
+pub async fn standalone(paths: &Paths, args: StandaloneArgs) -> anyhow::Result<u8> {
+    if args.attempt_lease < Duration::from_secs(3) {
+        bail!("--attempt-lease must be at least 3s");
+    }
+    if args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    std::fs::create_dir_all(&paths.home)
+        .with_context(|| format!("creating GALE_HOME {}", paths.home.display()))?;
+    let folder = args
+        .dags_folder
+        .clone()
+        .unwrap_or_else(|| paths.home.join("dags"));
+    let created = examples::ensure_dags_folder(&folder, !args.no_examples)
+        .with_context(|| format!("creating the DAG folder {}", folder.display()))?;
+    let store = open_store(paths)?;
+    eprintln!("gale standalone {}", env!("CARGO_PKG_VERSION"));
+    eprintln!("  database   {}", paths.database.display());
+    eprintln!(
+        "  DAG folder {}{}",
+        folder.display(),
+        if created && !args.no_examples {
+            " (created, with example DAGs)"
+        } else {
+            ""
+        }
+    );
+    eprintln!(
+        "  workers    {} slots on queues {}",
+        args.concurrency,
+        args.queues.join(",")
+    );
+    eprintln!(
+        "Stop with Ctrl-C (running tasks get {}s to finish).",
+        args.shutdown_grace.as_secs()
+    );
+
+    let cancel = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(cancel.clone()));
+    let opts = EngineOptions {
+        dags_folder: Some(folder),
+        concurrency: args.concurrency,
+        queues: args.queues,
+        attempt_lease: args.attempt_lease,
+        heartbeat_interval: (args.attempt_lease / 5)
+            .clamp(Duration::from_millis(500), Duration::from_secs(2)),
+        poll_interval: Duration::from_secs(1),
+        parse_interval: Duration::from_secs(2),
+        shutdown_grace: args.shutdown_grace,
+        task_cwd: paths.home.clone(),
+    };
+    engine::run(store, opts, cancel).await?;
+    Ok(exit::OK)
+}
+
+/// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.
+async fn shutdown_on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::info!("signal received: shutting down gracefully (send it again to stop at once)");
+    cancel.cancel();
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    eprintln!("second signal: exiting now");
+    std::process::exit(130);
+}
+
+// ---------------------------------------------------------------- dags
+
+#[derive(Subcommand, Debug)]
+pub enum DagsCmd {
+    /// List DAGs, and DAG files that failed to load.
+    List,
+    /// Show one DAG and its tasks.
+    Show { dag_id: String },
+    /// Check DAG files (or folders of them) without a database; exit 1 on any error.
+    Validate {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// List DAG files that failed to load, with file:line:column errors.
+    Errors,
+    /// Create a manual run.
+    Trigger {
+        dag_id: String,
+        /// JSON object merged over the DAG's params, e.g. '{"region": "us"}'.
+        #[arg(long)]
+        conf: Option<String>,
+        /// The run's logical date (default: now), e.g. 2026-01-01 or 2026-01-01T02:00:00Z.
+        #[arg(long)]
+        logical_date: Option<String>,
+        /// Follow the run, print each task's result, exit 0 only if it succeeds.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop creating new runs (running ones finish).
+    Pause { dag_id: String },
+    /// Resume creating runs.
+    Unpause { dag_id: String },
+}
+
+#[derive(Serialize)]
+struct DagListItem {
+    dag_id: String,
+    schedule: Option<String>,
+    timezone: String,
+    paused: bool,
+    active: bool,
+    file: String,
+    last_run_state: Option<RunState>,
+    last_run_id: Option<RunId>,
+    tags: Vec<String>,
+}
+
+pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result<u8> {
+    if let DagsCmd::Validate { paths: files } = &cmd {
+        return validate(files, output);
+    }
+    let store = open_store(paths)?;
+    match cmd {
+        DagsCmd::List => {
+            let mut items = Vec::new();
+            for d in store.list_dags().await? {
+                let last = store
+                    .list_runs(&RunFilter {
+                        dag_id: Some(d.dag_id.clone()),
+                        state: None,
+                        limit: 1,
+                    })
+                    .await?
+                    .into_iter()
+                    .next();
+                items.push(DagListItem {
+                    dag_id: d.dag_id.0,
+                    schedule: d.schedule,
+                    timezone: d.timezone,
+                    paused: d.paused,
+                    active: d.active,
+                    file: d.file,
+                    last_run_state: last.as_ref().map(|r| r.state),
+                    last_run_id: last.map(|r| r.id),
+                    tags: d.tags,
+                });
+            }
+            let errors = store.list_import_errors().await?;
+            if output == Output::Json {
+                print_json(&serde_json::json!({ "dags": items, "import_errors": errors }))?;
+                return Ok(exit::OK);
+            }
+            let rows = items
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.dag_id.clone(),
+                        d.schedule.clone().unwrap_or_else(|| "manual".into()),
+                        if !d.active {
+                            "removed".into()
+                        } else if d.paused {
+                            "paused".into()
+                        } else {
+                            "active".into()
+                        },
+                        match (d.last_run_id, d.last_run_state) {
+                            (Some(id), Some(s)) => format!("{s} (run {id})"),
+                            _ => "-".into(),
+                        },
+                        d.file.clone(),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                table(&["DAG_ID", "SCHEDULE", "STATE", "LAST RUN", "FILE"], rows)
+            );
+            if !errors.is_empty() {
+                println!("\n{} DAG file(s) failed to load:", errors.len());
+                for e in &errors {
+                    for d in &e.errors {
+                        println!("  {d}");
+                    }
+                }
+            }
+            Ok(exit::OK)
+        }
+        DagsCmd::Show { dag_id } => {
+            let dag_id = DagId(dag_id);
+            let row = store
+                .get_dag(&dag_id)
+                .await?
+                .ok_or_else(|| NotFound(format!("no DAG {dag_id}")))?;
+            let version = store
+                .get_version(&dag_id, &row.version_hash)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the current version of {dag_id} is missing"))?;
+            let dag = &version.spec;
+            if output == Output::Json {
+                print_json(
+                    &serde_json::json!({ "dag": row, "spec": dag, "source": version.source }),
+                )?;
+                return Ok(exit::OK);
+            }
+            println!("dag_id       {}", dag.id);
+            if let Some(d) = &dag.description {
+                println!("description  {d}");
+            }
+            match dag.parsed_schedule() {
+                Some(s) => println!(
+                    "schedule     {} ({}, {})",
+                    s.expr(),
+                    s.describe(),
+                    dag.timezone
+                ),
+                None => println!("schedule     manual only"),
+            }
+            println!(
+                "state        {}",
+                if !row.active {
+                    "removed"
+                } else if row.paused {
+                    "paused"
+                } else {
+                    "active"
+                }
+            );
+            println!("file         {}", row.file);
+            println!("version      {}", row.version_hash);
+            println!(
+                "catchup      {}   max_active_runs {}   max_active_tasks {}",
+                dag.catchup,
+                dag.max_active_runs,
+                dag.max_active_tasks.map_or("-".into(), |m| m.to_string())
+            );
+            println!();
+            let rows = dag
+                .tasks
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.0.clone(),
+                        match &t.kind {
+                            gale_model::TaskKind::Shell { .. } => "shell".into(),
+                            gale_model::TaskKind::Http(_) => "http".into(),
+                        },
+                        t.needs
+                            .iter()
+                            .map(|n| n.0.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        t.trigger_rule.as_str().into(),
+                        t.retries.to_string(),
+                        t.timeout.map_or("-".into(), |d| d.to_string()),
+                        t.queue.clone(),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                table(
+                    &[
+                        "TASK",
+                        "KIND",
+                        "NEEDS",
+                        "TRIGGER_RULE",
+                        "RETRIES",
+                        "TIMEOUT",
+                        "QUEUE"
+                    ],
+                    rows
+                )
+            );
+            Ok(exit::OK)
+        }
+        DagsCmd::Errors => {
+            let errors = store.list_import_errors().await?;
+            if output == Output::Json {
+                print_json(&errors)?;
+            } else if errors.is_empty() {
+                println!("no DAG file errors");
+            } else {
+                for e in &errors {
+                    for d in &e.errors {
+                        println!("{d}");
+                    }
+                }
+            }
+            Ok(exit::OK)
+        }
+        DagsCmd::Trigger {
+            dag_id,
+            conf,
+            logical_date,
+            wait,
+        } => {
+            let run = trigger(
+                &*store,
+                &DagId(dag_id),
+                conf.as_deref(),
+                logical_date.as_deref(),
+            )
+            .await?;
+            if output == Output::Json && !wait {
+                print_json(&run)?;
+                return Ok(exit::OK);
+            }
+            eprintln!("created run {} of {} ({})", run.id, run.dag_id, run.run_key);
+            warn_if_not_running(&*store, &run.dag_id).await?;
+            if wait {
+                return follow_run(&*store, run.id, output).await;
+            }
+            println!("{}", run.id);
+            Ok(exit::OK)
+        }
+        DagsCmd::Pause { dag_id } => set_paused(&store, dag_id, true).await,
+        DagsCmd::Unpause { dag_id } => set_paused(&store, dag_id, false).await,
+        DagsCmd::Validate { .. } => unreachable!("handled above"),
+    }
+}
+
+async fn set_paused(store: &SqliteStore, dag_id: String, paused: bool) -> anyhow::Result<u8> {
+    let dag_id = DagId(dag_id);
+    if !store.set_paused(&dag_id, paused).await? {
+        return Err(NotFound(format!("no DAG {dag_id}")).into());
+    }
+    println!("{dag_id} {}", if paused { "paused" } else { "unpaused" });
+    Ok(exit::OK)
+}
+
+fn validate(inputs: &[PathBuf], output: Output) -> anyhow::Result<u8> {
+    let mut files = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            files.extend(dag_files(p));
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut ids: HashMap<String, String> = HashMap::new();
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for f in &files {
+        let name = f.display().to_string();
+        match load_file(f) {
+            Ok((dag, _)) => {
+                if let Some(other) = ids.insert(dag.id.0.clone(), name.clone()) {
+                    failed += 1;
+                    let msg = format!(
+                        "{name}:1:1: duplicate DAG id {:?}: {other} defines it too",
+                        dag.id.0
+                    );
+                    results.push(serde_json::json!({ "file": name, "ok": false, "errors": [msg] }));
+                } else {
+                    results.push(serde_json::json!({ "file": name, "ok": true, "dag_id": dag.id, "tasks": dag.tasks.len() }));
+                }
+            }
+            Err(errors) => {
+                failed += 1;
+                let msgs: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                results.push(serde_json::json!({ "file": name, "ok": false, "errors": msgs }));
+            }
+        }
+    }
+    if output == Output::Json {
+        print_json(&results)?;
+    } else {
+        for r in &results {
+            if r["ok"] == true {
+                println!(
+                    "ok    {} ({}, {} tasks)",
+                    r["file"].as_str().unwrap_or(""),
+                    r["dag_id"].as_str().unwrap_or(""),
+                    r["tasks"]
+                );
+            } else {
+                for e in r["errors"].as_array().into_iter().flatten() {
+                    println!("error {}", e.as_str().unwrap_or(""));
+                }
+            }
+        }
+        println!("{} file(s) checked, {} with errors", files.len(), failed);
+    }
+    if files.is_empty() {
+        bail!(
+            "no DAG files (*.yaml, *.yml) found in {}",
+            inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(if failed > 0 { exit::FAILED } else { exit::OK })
+}
+
+fn parse_conf(conf: Option<&str>) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    match conf {
+        None => Ok(serde_json::Map::new()),
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(m)) => Ok(m),
+            Ok(_) => bail!("--conf must be a JSON object, e.g. '{{\"key\": \"value\"}}'"),
+            Err(e) => bail!("--conf is not valid JSON: {e}"),
+        },
+    }
+}
+
+pub async fn trigger<S: Store>(
+    store: &S,
+    dag_id: &DagId,
+    conf: Option<&str>,
+    logical_date: Option<&str>,
+) -> anyhow::Result<RunRow> {
+    let conf = parse_conf(conf)?;
+    let row = store
+        .get_dag(dag_id)
+        .await?
+        .ok_or_else(|| NotFound(format!("no DAG {dag_id}: see `gale dags list`")))?;
+    let version = store
+        .get_version(dag_id, &row.version_hash)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the current version of {dag_id} is missing"))?;
+    let now = store.now().await?;
+    let logical = match logical_date {
+        Some(text) => {
+            let tz = schedule::time_zone(&version.spec.timezone).map_err(anyhow::Error::msg)?;
+            schedule::parse_date(text, &tz).map_err(|e| anyhow::anyhow!("--logical-date: {e}"))?
+        }
+        None => now,
+    };
+    let run = NewRun {
+        dag_id: dag_id.clone(),
+        run_key: format!("manual__{}", logical.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")),
+        run_type: RunType::Manual,
+        version_hash: row.version_hash.clone(),
+        logical_date: logical,
+        interval_start: logical,
+        interval_end: logical,
+        conf,
+        tasks: new_tasks(&version.spec),
+    };
+    let Some(run_id) = store.create_run(&run).await? else {
+        bail!(
+            "{dag_id} already has a manual run at {}: pick another --logical-date",
+            rfc3339(logical)
+        );
+    };
+    store
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("run {run_id} vanished"))
+}
+
+async fn warn_if_not_running<S: Store>(store: &S, dag_id: &DagId) -> anyhow::Result<()> {
+    if let Some(d) = store.get_dag(dag_id).await?
+        && d.paused
+    {
+        eprintln!(
+            "note: {dag_id} is paused; the run starts when it is unpaused (`gale dags unpause {dag_id}`)"
+        );
+    }
+    let now = store.now().await?;
+    let live = store.list_nodes().await?.into_iter().any(|n| {
+        n.state == "running"
+            && n.roles.iter().any(|r| r == "scheduler")
+            && now.as_second() - n.heartbeat_at.as_second() < 30
+    });
+    if !live {
+        eprintln!("note: no scheduler is running; the run starts once `gale standalone` runs");
+    }
+    Ok(())
+}
+
+/// Follows a run until it ends, printing each task as it finishes.
+async fn follow_run<S: Store>(store: &S, run_id: RunId, output: Output) -> anyhow::Result<u8> {
+    let mut printed: HashMap<(String, u32), TaskState> = HashMap::new();
+    loop {
+        let run = store
+            .get_run(run_id)
+            .await?
+            .ok_or_else(|| NotFound(format!("no run {run_id}")))?;
+        let tasks = store.run_tasks(run_id).await?;
+        if output == Output::Table {
+            for t in &tasks {
+                let shown = matches!(
+                    t.state,
+                    TaskState::Success
+                        | TaskState::Failed
+                        | TaskState::Skipped
+                        | TaskState::UpstreamFailed
+                        | TaskState::UpForRetry
+                        | TaskState::Removed
+                );
+                if shown && printed.get(&(t.task_id.0.clone(), t.try_number)) != Some(&t.state) {
+                    printed.insert((t.task_id.0.clone(), t.try_number), t.state);
+                    let what = match t.state {
+                        TaskState::UpForRetry => format!(
+                            "up_for_retry (try {} of {} failed)",
+                            t.try_number, t.max_tries
+                        ),
+                        s => s.to_string(),
+                    };
+                    println!(
+                        "{:<24} {:<40} {}",
+                        t.task_id.0,
+                        what,
+                        took(t.started_at, t.ended_at)
+                    );
+                }
+            }
+        }
+        if run.state.is_terminal() {
+            if output == Output::Json {
+                print_json(&serde_json::json!({ "run": run, "tasks": tasks }))?;
+            } else {
+                println!(
+                    "run {} of {}: {} in {}",
+                    run.id,
+                    run.dag_id,
+                    run.state,
+                    took(run.started_at, run.ended_at)
+                );
+            }
+            return Ok(if run.state == RunState::Success {
+                exit::OK
+            } else {
+                exit::FAILED
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+// ---------------------------------------------------------------- runs
+
+#[derive(Subcommand, Debug)]
+pub enum RunsCmd {
+    /// List runs, newest first.
+    List {
+        #[arg(long)]
+        dag: Option<String>,
+        /// queued, running, success or failed.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show a run and its task instances.
+    Show { run_id: i64 },
+}
+
+pub async fn runs(paths: &Paths, output: Output, cmd: RunsCmd) -> anyhow::Result<u8> {
+    let store = open_store(paths)?;
+    match cmd {
+        RunsCmd::List { dag, state, limit } => {
+            let state = state
+                .map(|s| s.parse::<RunState>())
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let runs = store
+                .list_runs(&RunFilter {
+                    dag_id: dag.map(DagId),
+                    state,
+                    limit,
+                })
+                .await?;
+            if output == Output::Json {
+                print_json(&runs)?;
+            } else {
+                let rows = runs
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.id.to_string(),
+                            r.dag_id.0.clone(),
+                            r.run_type.as_str().into(),
+                            r.state.to_string(),
+                            rfc3339(r.logical_date),
+                            when(r.started_at),
+                            took(r.started_at, r.ended_at),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    table(
+                        &[
+                            "RUN_ID",
+                            "DAG_ID",
+                            "TYPE",
+                            "STATE",
+                            "LOGICAL_DATE",
+                            "STARTED",
+                            "DURATION"
+                        ],
+                        rows
+                    )
+                );
+            }
+            Ok(exit::OK)
+        }
+        RunsCmd::Show { run_id } => {
+            let run = store
+                .get_run(RunId(run_id))
+                .await?
+                .ok_or_else(|| NotFound(format!("no run {run_id}")))?;
+            let tasks = store.run_tasks(run.id).await?;
+            if output == Output::Json {
+                print_json(&serde_json::json!({ "run": run, "tasks": tasks }))?;
+                return Ok(exit::OK);
+            }
+            println!("run          {} ({})", run.id, run.run_key);
+            println!("dag_id       {}", run.dag_id);
+            println!("state        {}", run.state);
+            println!("logical date {}", rfc3339(run.logical_date));
+            println!(
+                "interval     {} .. {}",
+                rfc3339(run.interval_start),
+                rfc3339(run.interval_end)
+            );
+            println!(
+                "conf         {}",
+                serde_json::Value::Object(run.conf.clone())
+            );
+            println!(
+                "started      {}   duration {}",
+                when(run.started_at),
+                took(run.started_at, run.ended_at)
+            );
+            println!();
+            println!("{}", task_table(&tasks));
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn task_table(tasks: &[TaskRow]) -> String {
+    let rows = tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.task_id.0.clone(),
+                t.state.to_string(),
+                format!("{}/{}", t.try_number, t.max_tries),
+                when(t.started_at),
+                took(t.started_at, t.ended_at),
+                t.worker_id.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &["TASK", "STATE", "TRY", "STARTED", "DURATION", "WORKER"],
+        rows,
+    )
+}
+
+// ---------------------------------------------------------------- tasks
+
+#[derive(Subcommand, Debug)]
+pub enum TasksCmd {
+    /// List a run's task instances.
+    List { run_id: i64 },
+    /// Print an attempt's log (default: the latest attempt).
+    Logs {
+        run_id: i64,
+        task_id: String,
+        #[arg(long)]
+        attempt: Option<u32>,
+        /// Keep printing new lines until the attempt ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Run one task in the foreground with templating, recording nothing.
+    Test {
+        dag_id: String,
+        task_id: String,
+        #[arg(long)]
+        logical_date: Option<String>,
+        #[arg(long)]
+        conf: Option<String>,
+    },
+}
+
+pub async fn tasks(paths: &Paths, output: Output, cmd: TasksCmd) -> anyhow::Result<u8> {
+    let store = open_store(paths)?;
+    match cmd {
+        TasksCmd::List { run_id } => {
+            let run = store
+                .get_run(RunId(run_id))
+                .await?
+                .ok_or_else(|| NotFound(format!("no run {run_id}")))?;
+            let tasks = store.run_tasks(run.id).await?;
+            if output == Output::Json {
+                print_json(&tasks)?;
+            } else {
+                println!("{}", task_table(&tasks));
+            }
+            Ok(exit::OK)
+        }
+        TasksCmd::Logs {
+            run_id,
+            task_id,
+            attempt,
+            follow,
+        } => {
+            let ti = store
+                .run_tasks(RunId(run_id))
+                .await?
+                .into_iter()
+                .find(|t| t.task_id.0 == task_id)
+                .ok_or_else(|| NotFound(format!("no task {task_id} in run {run_id}")))?;
+            let try_number = attempt.unwrap_or(ti.try_number);
+            if try_number == 0 {
+                eprintln!("{task_id} has not started yet (state {})", ti.state);
+                if !follow {
+                    return Ok(exit::OK);
+                }
+            }
+            let attempts = store.attempts(ti.id).await?;
+            if attempt.is_some() && !attempts.iter().any(|a| a.try_number == try_number) {
+                return Err(NotFound(format!(
+                    "{task_id} in run {run_id} has no attempt {try_number} (it has {})",
+                    attempts.len()
+                ))
+                .into());
+            }
+            let mut after = 0;
+            loop {
+                let current = store
+                    .run_tasks(RunId(run_id))
+                    .await?
+                    .into_iter()
+                    .find(|t| t.id == ti.id);
+                let try_number = if try_number == 0 {
+                    current.as_ref().map_or(0, |t| t.try_number)
+                } else {
+                    try_number
+                };
+                let lines = store.read_logs(ti.id, try_number, after, 1000).await?;
+                for l in &lines {
+                    after = l.seq;
+                    if output == Output::Json {
+                        println!("{}", serde_json::to_string(l)?);
+                    } else {
+                        let ts = l.ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ");
+                        match l.stream {
+                            gale_store::Stream::Stderr => println!("{ts} ERR {}", l.text),
+                            _ => println!("{ts}     {}", l.text),
+                        }
+                    }
+                }
+                if lines.len() == 1000 {
+                    continue;
+                }
+                let running = current.is_some_and(|t| {
+                    t.try_number == try_number && matches!(t.state, TaskState::Running)
+                        || t.try_number == 0
+                        || t.try_number < try_number
+                });
+                if !follow || (!running && try_number > 0) {
+                    if !follow {
+                        break;
+                    }
+                    // One last read after the attempt ended, for lines flushed at the end.
+                    let rest = store.read_logs(ti.id, try_number, after, 100_000).await?;
+                    for l in &rest {
+                        println!("{}     {}", l.ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"), l.text);
+                    }
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Ok(exit::OK)
+        }
+        TasksCmd::Test {
+            dag_id,
+            task_id,
+            logical_date,
+            conf,
+        } => {
+            let dag_id = DagId(dag_id);
+            let row = store
+                .get_dag(&dag_id)
+                .await?
+                .ok_or_else(|| NotFound(format!("no DAG {dag_id}")))?;
+            let version = store
+                .get_version(&dag_id, &row.version_hash)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the current version of {dag_id} is missing"))?;
+            let dag = version.spec;
+            let task = dag
+                .task(&task_id)
+                .cloned()
+                .ok_or_else(|| NotFound(format!("no task {task_id} in {dag_id}")))?;
+            let now = Timestamp::now();
+            let logical = match logical_date {
+                Some(t) => schedule::parse_date(
+                    &t,
+                    &schedule::time_zone(&dag.timezone).map_err(anyhow::Error::msg)?,
+                )
+                .map_err(anyhow::Error::msg)?,
+                None => now,
+            };
+            let run = RunRow {
+                id: RunId(0),
+                dag_id: dag_id.clone(),
+                run_key: "test".into(),
+                run_type: RunType::Manual,
+                version_hash: row.version_hash.clone(),
+                logical_date: logical,
+                interval_start: logical,
+                interval_end: logical,
+                conf: parse_conf(conf.as_deref())?,
+                state: RunState::Running,
+                created_at: now,
+                started_at: Some(now),
+                ended_at: None,
+            };
+            let outcome = gale_worker::run_task_once(&dag, &task, &run, &paths.home).await;
+            eprintln!(
+                "[gale] {task_id}: {:?}{}",
+                outcome.kind,
+                outcome
+                    .message
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            );
+            for (k, v) in &outcome.outputs {
+                eprintln!("[gale] output {k}={v}");
+            }
+            Ok(match outcome.kind {
+                gale_worker::OutcomeKind::Success | gale_worker::OutcomeKind::Skipped => exit::OK,
+                _ => exit::FAILED,
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------- backfill
+
+#[derive(Args, Debug)]
+pub struct BackfillArgs {
+    dag_id: String,
+    /// First logical date (inclusive), in the DAG's time zone unless an offset is given.
+    #[arg(long)]
+    from: String,
+    /// Last logical date (inclusive).
+    #[arg(long)]
+    to: String,
+    /// Create the runs and return without following them.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+/// The most runs one backfill may create.
+const MAX_BACKFILL_RUNS: usize = 10_000;
+
+pub async fn backfill(paths: &Paths, output: Output, args: BackfillArgs) -> anyhow::Result<u8> {
+    let store = open_store(paths)?;
+    let dag_id = DagId(args.dag_id);
+    let row = store
+        .get_dag(&dag_id)
+        .await?
+        .ok_or_else(|| NotFound(format!("no DAG {dag_id}")))?;
+    let version = store
+        .get_version(&dag_id, &row.version_hash)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the current version of {dag_id} is missing"))?;
+    let dag = &version.spec;
+    let Some(sched) = dag.parsed_schedule() else {
+        bail!("{dag_id} has no schedule: trigger it with `gale dags trigger` instead");
+    };
+    let tz = schedule::time_zone(&dag.timezone).map_err(anyhow::Error::msg)?;
+    let from = schedule::parse_date(&args.from, &tz).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+    let to = schedule::parse_date(&args.to, &tz).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+    if to < from {
+        bail!("--to is before --from");
+    }
+    let intervals = intervals_between(&sched, from, to, MAX_BACKFILL_RUNS + 1);
+    if intervals.len() > MAX_BACKFILL_RUNS {
+        bail!("that range has more than {MAX_BACKFILL_RUNS} schedule slots: backfill it in parts");
+    }
+    if intervals.is_empty() {
+        bail!(
+            "no schedule slot of {dag_id} ({}) lies between {} and {}",
+            sched.expr(),
+            rfc3339(from),
+            rfc3339(to)
+        );
+    }
+    let mut run_ids = Vec::new();
+    let mut existing = 0;
+    for iv in &intervals {
+        let run = NewRun {
+            dag_id: dag_id.clone(),
+            run_key: format!("backfill__{}", rfc3339(iv.start)),
+            run_type: RunType::Backfill,
+            version_hash: row.version_hash.clone(),
+            logical_date: iv.start,
+            interval_start: iv.start,
+            interval_end: iv.end,
+            conf: serde_json::Map::new(),
+            tasks: new_tasks(dag),
+        };
+        match store.create_run(&run).await? {
+            Some(id) => run_ids.push(id),
+            None => existing += 1,
+        }
+    }
+    eprintln!(
+        "backfill of {dag_id}: {} run(s) created, {existing} slot(s) already had a run; max_active_runs = {}",
+        run_ids.len(),
+        dag.max_active_runs
+    );
+    warn_if_not_running(&*store, &dag_id).await?;
+    if args.no_wait || run_ids.is_empty() {
+        if output == Output::Json {
+            print_json(&run_ids)?;
+        }
+        return Ok(exit::OK);
+    }
+    let bar = if output == Output::Table {
+        let b = indicatif::ProgressBar::new(run_ids.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} runs done {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    loop {
+        let mut done = 0;
+        let mut failed = 0;
+        for id in &run_ids {
+            if let Some(r) = store.get_run(*id).await? {
+                if r.state.is_terminal() {
+                    done += 1;
+                }
+                if r.state == RunState::Failed {
+                    failed += 1;
+                }
+            }
+        }
+        if let Some(b) = &bar {
+            b.set_position(done);
+            b.set_message(if failed > 0 {
+                format!("({failed} failed)")
+            } else {
+                String::new()
+            });
+        }
+        if done as usize == run_ids.len() {
+            if let Some(b) = bar {
+                b.finish();
+            }
+            if output == Output::Json {
+                print_json(&serde_json::json!({ "runs": run_ids, "failed": failed }))?;
+            } else {
+                println!(
+                    "backfill finished: {} run(s), {failed} failed",
+                    run_ids.len()
+                );
+            }
+            return Ok(if failed > 0 { exit::FAILED } else { exit::OK });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+// ---------------------------------------------------------------- db
+
+#[derive(Subcommand, Debug)]
+pub enum DbCmd {
+    /// Create the database or bring its schema up to date.
+    Migrate,
+}
+
+pub async fn db(paths: &Paths, cmd: DbCmd) -> anyhow::Result<u8> {
+    match cmd {
+        DbCmd::Migrate => {
+            open_store(paths)?;
+            println!(
+                "{}: schema version {SCHEMA_VERSION}",
+                paths.database.display()
+            );
+            Ok(exit::OK)
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Assembles roles into one process: the DAG processor, the scheduler and the
+//! worker over one store, plus this process's entry in the `nodes` table. Used by
+//! `gale standalone`, by `gale bench`, and by the end-to-end tests.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gale_scheduler::recovery::recover_dead_local_nodes;
+use gale_scheduler::{DagProcessor, Scheduler, SchedulerOptions};
+use gale_store::{NodeRow, Notifier, Store};
+use gale_worker::{Worker, WorkerOptions};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    pub dags_folder: Option<PathBuf>,
+    pub concurrency: usize,
+    pub queues: Vec<String>,
+    pub attempt_lease: Duration,
+    pub heartbeat_interval: Duration,
+    pub poll_interval: Duration,
+    pub parse_interval: Duration,
+    pub shutdown_grace: Duration,
+    pub task_cwd: PathBuf,
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+pub fn new_node_id(host: &str) -> String {
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// Runs the scheduler and worker roles (and the DAG processor when a folder is
+/// given) until `cancel`, then shuts down in order: stop claiming, drain or hand
+/// back attempts, mark the node stopped.
+pub async fn run<S: Store>(
+    store: Arc<S>,
+    opts: EngineOptions,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let host = hostname();
+    let node_id = new_node_id(&host);
+    let notifier = Arc::new(Notifier::default());
+    let now = store.now().await?;
+    store
+        .register_node(&NodeRow {
+            node_id: node_id.clone(),
+            host: host.clone(),
+            pid: i64::from(std::process::id()),
+            roles: vec!["scheduler".into(), "worker".into()],
+            version: env!("CARGO_PKG_VERSION").into(),
+            state: "running".into(),
+            started_at: now,
+            heartbeat_at: now,
+        })
+        .await?;
+    info!(%node_id, "node registered");
+
+    let mut scheduler = Scheduler::new(
+        store.clone(),
+        notifier.clone(),
+        SchedulerOptions {
+            poll_interval: opts.poll_interval,
+            attempt_lease: opts.attempt_lease,
+            ..SchedulerOptions::default()
+        },
+    );
+    match recover_dead_local_nodes(&mut scheduler, &host, &node_id).await {
+        Ok(0) => {}
+        Ok(n) => info!(
+            attempts = n,
+            "recovered attempts of dead gale processes on this host"
+        ),
+        Err(e) => {
+            warn!(error = %e, "recovering dead local processes failed; the reaper will catch their attempts")
+        }
+    }
+
+    let roles_cancel = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(folder) = opts.dags_folder.clone() {
+        let processor = DagProcessor::new(store.clone(), folder, opts.parse_interval);
+        tasks.spawn(processor.run(roles_cancel.clone()));
+    }
+    tasks.spawn(scheduler.run(roles_cancel.clone()));
+    let mut wopts = WorkerOptions::new(node_id.clone(), host.clone());
+    wopts.concurrency = opts.concurrency;
+    wopts.queues = opts.queues.clone();
+    wopts.attempt_lease = opts.attempt_lease;
+    wopts.heartbeat_interval = opts.heartbeat_interval;
+    wopts.poll_interval = opts.poll_interval;
+    wopts.shutdown_grace = opts.shutdown_grace;
+    wopts.default_cwd = opts.task_cwd.clone();
+    let worker_cancel = CancellationToken::new();
+    let worker = tokio::spawn(
+        Worker::new(store.clone(), notifier.clone(), wopts).run(worker_cancel.clone()),
+    );
+
+    let heartbeat = {
+        let store = store.clone();
+        let node_id = node_id.clone();
+        let stop = roles_cancel.clone();
+        let every = opts.heartbeat_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                if let Err(e) = store.heartbeat_node(&node_id).await {
+                    warn!(error = %e, "node heartbeat failed");
+                }
+            }
+        })
+    };
+
+    cancel.cancelled().await;
+    info!("shutting down: the worker stops claiming and drains its attempts");
+    worker_cancel.cancel();
+    let _ = worker.await;
+    roles_cancel.cancel();
+    while tasks.join_next().await.is_some() {}
+    let _ = heartbeat.await;
+    if let Err(e) = store.set_node_state(&node_id, "stopped").await {
+        warn!(error = %e, "could not mark this node stopped");
+    }
+    info!("stopped");
+    Ok(())
+}
