@@ -260,6 +260,11 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
     let rendered = e.to_string();
     let first = rendered.lines().next().unwrap_or("invalid YAML").trim();
     let first = first.strip_prefix("error: ").unwrap_or(first);
+    // Drop a leading "line X column Y: " that our own position replaces.
+    let first = match first.strip_prefix("line ") {
+        Some(rest) => rest.split_once(": ").map_or(first, |(_, msg)| msg),
+        None => first,
+    };
     // Drop a trailing " at line X column Y" that the location already says.
     let message = match first.find(" at line ") {
         Some(i) => &first[..i],
