@@ -76,13 +76,13 @@ pub fn plan_run(dag: &Dag, order: &[usize], tasks: &[TaskRow], now: Timestamp) -
 
     // Task instances whose task the DAG version no longer has.
     for row in tasks {
-        if dag.task(row.task_id.as_str()).is_none() && !row.state.is_terminal() {
-            if matches!(
+        if dag.task(row.task_id.as_str()).is_none()
+            && matches!(
                 row.state,
                 TaskState::None | TaskState::Scheduled | TaskState::UpForRetry
-            ) {
-                set(&mut plan, &mut state, row, TaskState::Removed, None);
-            }
+            )
+        {
+            set(&mut plan, &mut state, row, TaskState::Removed, None);
         }
     }
 

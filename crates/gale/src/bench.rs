@@ -118,7 +118,7 @@ pub async fn run(output: Output, args: BenchArgs) -> anyhow::Result<u8> {
             chain.push_str(&format!("    needs: [t{}]\n", i - 1));
         }
     }
-    let mut fanout = format!("max_active_runs: 1\ntasks:\n");
+    let mut fanout = String::from("max_active_runs: 1\ntasks:\n");
     for i in 0..args.fanout {
         fanout.push_str(&format!("  t{i}:\n    run: 'true'\n"));
     }
