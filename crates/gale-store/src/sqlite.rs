@@ -25,11 +25,32 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = 1;
 
+/// Reader connections per store: WAL lets them read while the writer writes, so
+/// a scheduler reading a large run never holds up a worker reporting a result.
+const READERS: usize = 3;
+
 #[derive(Clone)]
 pub struct SqliteStore {
-    // A std Mutex: it is only ever held on a blocking thread, never across `.await`.
-    conn: Arc<Mutex<Connection>>,
+    // std Mutexes: they are only ever held on a blocking thread, never across `.await`.
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Vec<Mutex<Connection>>>,
     path: PathBuf,
+}
+
+fn connect(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|e| {
+        Error::Unavailable(format!(
+            "cannot open SQLite database {}: {e}",
+            path.display()
+        ))
+    })?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(map_err)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+    )
+    .map_err(map_err)?;
+    Ok(conn)
 }
 
 fn map_err(e: rusqlite::Error) -> Error {
@@ -70,21 +91,14 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let mut conn = Connection::open(path).map_err(|e| {
-            Error::Unavailable(format!(
-                "cannot open SQLite database {}: {e}",
-                path.display()
-            ))
-        })?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(map_err)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(map_err)?;
+        let mut conn = connect(path)?;
         migrate(&mut conn)?;
+        let readers = (0..READERS)
+            .map(|_| connect(path).map(Mutex::new))
+            .collect::<Result<Vec<_>>>()?;
         Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(readers),
             path: path.to_owned(),
         })
     }
@@ -93,15 +107,18 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs `f` on a blocking thread with the connection.
+    /// Runs the read-only `f` on a blocking thread with a free reader connection.
     async fn call<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let mut guard = readers
+                .iter()
+                .find_map(|r| r.try_lock().ok())
+                .unwrap_or_else(|| readers[0].lock().unwrap_or_else(|p| p.into_inner()));
             f(&mut guard)
         })
         .await
@@ -114,7 +131,9 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction) -> Result<T> + Send + 'static,
     {
-        self.call(move |conn| {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(map_err)?;
@@ -123,6 +142,7 @@ impl SqliteStore {
             Ok(out)
         })
         .await
+        .map_err(|e| Error::Database(format!("store task failed: {e}")))?
     }
 }
 

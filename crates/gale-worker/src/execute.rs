@@ -262,6 +262,9 @@ pub(crate) async fn execute<S: Store>(
             .await;
     }
     sink.close().await;
+    // The process is gone: stop renewing its lease before reporting, so the
+    // heartbeat never mistakes our own finished attempt for a fenced one.
+    shared.release(ti);
 
     let finish = Finish {
         ti,

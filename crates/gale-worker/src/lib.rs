@@ -253,6 +253,10 @@ impl<S: Store> Shared<S> {
             .collect()
     }
 
+    fn release(&self, ti: TiId) {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&ti);
+    }
+
     fn kill(&self, ti: TiId, reason: KillReason) {
         if let Some(h) = self.held.lock().unwrap_or_else(|p| p.into_inner()).get(&ti) {
             let mut r = h.kill_reason.lock().unwrap_or_else(|p| p.into_inner());
