@@ -152,7 +152,9 @@ impl<S: Store> Scheduler<S> {
         }
         report.reaped = self.reap().await?;
         if report.queued > 0 {
-            self.notifier.workers.notify_waiters();
+            // notify_one keeps a permit when the worker is busy claiming, so the
+            // wake-up is never lost.
+            self.notifier.workers.notify_one();
         }
         Ok(report)
     }

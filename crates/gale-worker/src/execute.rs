@@ -371,15 +371,10 @@ where
         .process_group(0)
         .envs(task.env.iter())
         .envs(gale_env(ctx, output));
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            // If this worker dies, the shell dies with it instead of running on
-            // unsupervised (the rest of its process group is killed on recovery).
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    // No pre_exec hook (e.g. PR_SET_PDEATHSIG): it forces fork() instead of
+    // posix_spawn, which costs milliseconds of CPU per task in a large process.
+    // A worker that dies leaves its attempt's group behind; start-up recovery on
+    // the same host kills that group (its pgid is recorded) before the retry.
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -426,8 +421,25 @@ where
     if let Some(pg) = pgid {
         let _ = killpg(pg, Signal::SIGKILL);
     }
+    // A process outside the group (e.g. started with setsid) may still hold the
+    // pipes. Stop reading them then: a reader's line sender would otherwise keep
+    // the attempt's log, and so the attempt, open until that process ends.
+    let read_until = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut cut_off = false;
     for r in readers.into_iter().flatten() {
-        let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+        let abort = r.abort_handle();
+        if tokio::time::timeout_at(read_until, r).await.is_err() {
+            abort.abort();
+            cut_off = true;
+        }
+    }
+    if cut_off {
+        let _ = lines
+            .send((
+                Stream::System,
+                "[gale] output still open 5s after the task ended (held by a process outside its group): no longer read".into(),
+            ))
+            .await;
     }
     let outputs = read_outputs(output, work.limits.output_bytes, &lines).await;
     let _ = tokio::fs::remove_file(output).await;

@@ -205,7 +205,7 @@ impl<S: Store> Worker<S> {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = shared.notifier.workers.notified() => {}
-                _ = shared.slot_freed.notified(), if free == 0 || shared.held_count() < shared.opts.concurrency => {}
+                _ = shared.slot_freed.notified() => {}
                 _ = tokio::time::sleep(shared.opts.poll_interval) => {}
             }
         }
@@ -254,7 +254,10 @@ impl<S: Store> Shared<S> {
     }
 
     fn release(&self, ti: TiId) {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&ti);
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ti);
     }
 
     fn kill(&self, ti: TiId, reason: KillReason) {
