@@ -86,7 +86,18 @@ impl<S: Store> Scheduler<S> {
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.pass().await {
+            let started = tokio::time::Instant::now();
+            let result = self.pass().await;
+            // Pace passes to at most half the time: a pass over a large run costs
+            // a few milliseconds, and back-to-back wake-ups (one per finished
+            // attempt) would otherwise keep a core busy re-reading it. Changes that
+            // arrive meanwhile are batched into the next pass.
+            let pace = started.elapsed().min(Duration::from_millis(50));
+            // Timers tick in whole milliseconds: below that, pacing only adds latency.
+            if pace >= Duration::from_millis(1) {
+                tokio::time::sleep(pace).await;
+            }
+            match result {
                 Ok(report) => {
                     backoff = Duration::from_millis(100);
                     if report.changed() {
