@@ -1,7 +1,7 @@
 //! The pure part of scheduling one run: given its DAG version and its task
 //! instances, which transitions to make, what to queue, and whether it is done.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use gale_model::state::{Readiness, UpstreamCounts, run_outcome};
 use gale_model::{Dag, RunState, TaskState};
@@ -75,8 +75,9 @@ pub fn plan_run(dag: &Dag, order: &[usize], tasks: &[TaskRow], now: Timestamp) -
     };
 
     // Task instances whose task the DAG version no longer has.
+    let known: HashSet<&str> = dag.tasks.iter().map(|t| t.id.as_str()).collect();
     for row in tasks {
-        if dag.task(row.task_id.as_str()).is_none()
+        if !known.contains(row.task_id.as_str())
             && matches!(
                 row.state,
                 TaskState::None | TaskState::Scheduled | TaskState::UpForRetry
