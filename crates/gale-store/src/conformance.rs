@@ -229,6 +229,8 @@ fn finish(ti: TiId, try_number: u32, worker_id: &str, state: TaskState, outcome:
         exit_code: None,
         message: None,
         outputs: BTreeMap::new(),
+        pid: None,
+        command: None,
     }
 }
 

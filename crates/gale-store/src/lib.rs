@@ -221,6 +221,10 @@ pub struct Finish {
     pub exit_code: Option<i32>,
     pub message: Option<String>,
     pub outputs: BTreeMap<String, String>,
+    /// The attempt's process, when it had one (also recorded by `record_process`
+    /// for attempts that run for a while).
+    pub pid: Option<i64>,
+    pub command: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -932,9 +932,19 @@ impl Store for SqliteStore {
                 return Ok(false);
             }
             tx.execute(
-                "UPDATE attempts SET state = ?3, exit_code = ?4, message = ?5, ended_at = ?6
+                "UPDATE attempts SET state = ?3, exit_code = ?4, message = ?5, ended_at = ?6,
+                     pid = coalesce(?7, pid), command = coalesce(?8, command)
                  WHERE ti_id = ?1 AND try_number = ?2",
-                params![f.ti.0, f.try_number, f.outcome, f.exit_code, f.message, now],
+                params![
+                    f.ti.0,
+                    f.try_number,
+                    f.outcome,
+                    f.exit_code,
+                    f.message,
+                    now,
+                    f.pid,
+                    f.command
+                ],
             )
             .map_err(map_err)?;
             Ok(true)

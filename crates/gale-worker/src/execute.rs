@@ -23,6 +23,10 @@ use tracing::{info, warn};
 use crate::logs::{LineTx, LogSink};
 use crate::{KillReason, Limits, Shared};
 
+/// A shell task still running this long after it started gets its pid recorded
+/// at once; shorter ones have it recorded with their result.
+const RECORD_PROCESS_AFTER: Duration = Duration::from_millis(200);
+
 /// A task that exits with this code is `skipped`, not failed.
 pub const EXIT_SKIP: i32 = 99;
 
@@ -33,6 +37,10 @@ pub struct Outcome {
     pub exit_code: Option<i32>,
     pub message: Option<String>,
     pub outputs: BTreeMap<String, String>,
+    /// The shell's pid (its process group id), for shell tasks that started.
+    pub pid: Option<u32>,
+    /// The rendered command, for shell tasks.
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +71,8 @@ fn failed(message: String) -> Outcome {
         exit_code: None,
         message: Some(message),
         outputs: BTreeMap::new(),
+        pid: None,
+        command: None,
     }
 }
 
@@ -118,11 +128,6 @@ pub(crate) async fn execute<S: Store>(
     let Claim { task: row, run } = claim;
     let (ti, try_number) = (row.id, row.try_number);
     let sink = LogSink::start(shared.store.clone(), ti, try_number, shared.opts.limits);
-    sink.system(format!(
-        "[gale] attempt {try_number} of {} on worker {} ({})",
-        row.max_tries, shared.opts.worker_id, shared.opts.host
-    ))
-    .await;
 
     let spec = match shared.spec(&run.dag_id, &run.version_hash).await {
         Ok(Some(spec)) => Ok(spec),
@@ -156,24 +161,36 @@ pub(crate) async fn execute<S: Store>(
                     match template::render(template_text, &ctx) {
                         Ok(command) => {
                             let output = output_path(ti.0, try_number);
+                            let started = Arc::new(std::sync::atomic::AtomicBool::new(true));
                             let on_start = |pid: Option<u32>| {
                                 let store = shared.store.clone();
                                 let command = command.clone();
+                                let running = started.clone();
                                 async move {
-                                    if let Err(e) = store
-                                        .record_process(
-                                            ti,
-                                            try_number,
-                                            pid.map(i64::from),
-                                            &command,
-                                        )
-                                        .await
-                                    {
-                                        warn!(%ti, error = %e, "could not record the attempt's process");
-                                    }
+                                    // Most tasks end within moments and their pid and
+                                    // command go into the result write; only a task still
+                                    // running after a short while costs a write of its own
+                                    // (recovery needs its pid to end its process group).
+                                    tokio::spawn(async move {
+                                        tokio::time::sleep(RECORD_PROCESS_AFTER).await;
+                                        if !running.load(std::sync::atomic::Ordering::Acquire) {
+                                            return;
+                                        }
+                                        if let Err(e) = store
+                                            .record_process(
+                                                ti,
+                                                try_number,
+                                                pid.map(i64::from),
+                                                &command,
+                                            )
+                                            .await
+                                        {
+                                            warn!(%ti, error = %e, "could not record the attempt's process");
+                                        }
+                                    });
                                 }
                             };
-                            run_shell(
+                            let outcome = run_shell(
                                 &work,
                                 task,
                                 &command,
@@ -183,7 +200,12 @@ pub(crate) async fn execute<S: Store>(
                                 kill.clone(),
                                 on_start,
                             )
-                            .await
+                            .await;
+                            started.store(false, std::sync::atomic::Ordering::Release);
+                            Outcome {
+                                command: Some(command),
+                                ..outcome
+                            }
                         }
                         Err(e) => failed(e),
                     }
@@ -276,6 +298,8 @@ pub(crate) async fn execute<S: Store>(
         exit_code: outcome.exit_code,
         message: outcome.message.clone(),
         outputs: outcome.outputs,
+        pid: outcome.pid.map(i64::from),
+        command: outcome.command,
     };
     let mut delay = Duration::from_millis(100);
     let deadline = tokio::time::Instant::now() + shared.opts.attempt_lease;
@@ -479,6 +503,8 @@ where
         exit_code: code,
         message,
         outputs,
+        pid,
+        command: None,
     }
 }
 
@@ -637,7 +663,7 @@ async fn run_http(
         .await;
     let resp = tokio::select! {
         r = req.send() => r,
-        _ = kill.cancelled() => return Outcome { kind: OutcomeKind::Killed, exit_code: None, message: Some("killed".into()), outputs: BTreeMap::new() },
+        _ = kill.cancelled() => return Outcome { kind: OutcomeKind::Killed, exit_code: None, message: Some("killed".into()), outputs: BTreeMap::new() , pid: None, command: None },
     };
     let resp = match resp {
         Ok(r) => r,
@@ -652,6 +678,8 @@ async fn run_http(
                         .unwrap_or_else(|| "300s".into())
                 )),
                 outputs: BTreeMap::new(),
+                pid: None,
+                command: None,
             };
         }
         Err(e) => return failed(format!("HTTP request failed: {e}")),
@@ -675,6 +703,8 @@ async fn run_http(
             exit_code: None,
             message: Some(format!("HTTP {status}")),
             outputs,
+            pid: None,
+            command: None,
         }
     } else {
         Outcome {
@@ -682,6 +712,8 @@ async fn run_http(
             exit_code: None,
             message: Some(format!("HTTP {status} is not an expected status")),
             outputs,
+            pid: None,
+            command: None,
         }
     }
 }
