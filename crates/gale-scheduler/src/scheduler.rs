@@ -88,11 +88,11 @@ impl<S: Store> Scheduler<S> {
         loop {
             let started = tokio::time::Instant::now();
             let result = self.pass().await;
-            // Pace passes to at most half the time: a pass over a large run costs
+            // Pace passes to at most a quarter of the time: a pass over a large run costs
             // a few milliseconds, and back-to-back wake-ups (one per finished
             // attempt) would otherwise keep a core busy re-reading it. Changes that
             // arrive meanwhile are batched into the next pass.
-            let pace = started.elapsed().min(Duration::from_millis(50));
+            let pace = (started.elapsed() * 3).min(Duration::from_millis(50));
             // Timers tick in whole milliseconds: below that, pacing only adds latency.
             if pace >= Duration::from_millis(1) {
                 tokio::time::sleep(pace).await;

@@ -466,7 +466,8 @@ where
             .await;
     }
     let outputs = read_outputs(output, work.limits.output_bytes, &lines).await;
-    let _ = tokio::fs::remove_file(output).await;
+    // Plain syscalls on a small local file: cheaper inline than a blocking-pool hop.
+    let _ = std::fs::remove_file(output);
 
     let status = match status {
         Ok(s) => s,
@@ -582,7 +583,7 @@ async fn pump<R: AsyncRead + Unpin>(mut reader: R, stream: Stream, lines: LineTx
 /// Reads `key=value` lines from the task's `$GALE_OUTPUT` file.
 async fn read_outputs(path: &Path, max_bytes: u64, lines: &LineTx) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let Ok(meta) = tokio::fs::metadata(path).await else {
+    let Ok(meta) = std::fs::metadata(path) else {
         return out;
     };
     if meta.len() > max_bytes {
@@ -591,7 +592,7 @@ async fn read_outputs(path: &Path, max_bytes: u64, lines: &LineTx) -> BTreeMap<S
             .await;
         return out;
     }
-    let Ok(text) = tokio::fs::read_to_string(path).await else {
+    let Ok(text) = std::fs::read_to_string(path) else {
         let _ = lines
             .send((
                 Stream::System,
