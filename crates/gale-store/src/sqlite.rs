@@ -46,10 +46,24 @@ fn connect(path: &Path) -> Result<Connection> {
     })?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(map_err)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-    )
-    .map_err(map_err)?;
+    // Switching a new database file to WAL takes its lock without calling the busy
+    // handler: when another process opens the same new file at that moment, the
+    // switch fails at once with SQLITE_BUSY. Retry it within the busy timeout.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match conn.execute_batch("PRAGMA journal_mode = WAL;") {
+            Ok(()) => break,
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(map_err(e)),
+        }
+    }
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+        .map_err(map_err)?;
     Ok(conn)
 }
 

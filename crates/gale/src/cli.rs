@@ -804,7 +804,19 @@ pub async fn tasks(paths: &Paths, output: Output, cmd: TasksCmd) -> anyhow::Resu
                 .ok_or_else(|| NotFound(format!("no run {run_id}")))?;
             let tasks = store.run_tasks(run.id).await?;
             if output == Output::Json {
-                print_json(&tasks)?;
+                // Each task instance with its attempts (state `lost`, `timed_out`, ...).
+                #[derive(Serialize)]
+                struct TaskWithAttempts {
+                    #[serde(flatten)]
+                    task: TaskRow,
+                    attempts: Vec<gale_store::AttemptRow>,
+                }
+                let mut items = Vec::with_capacity(tasks.len());
+                for task in tasks {
+                    let attempts = store.attempts(task.id).await?;
+                    items.push(TaskWithAttempts { task, attempts });
+                }
+                print_json(&items)?;
             } else {
                 println!("{}", task_table(&tasks));
             }
@@ -852,15 +864,7 @@ pub async fn tasks(paths: &Paths, output: Output, cmd: TasksCmd) -> anyhow::Resu
                 let lines = store.read_logs(ti.id, try_number, after, 1000).await?;
                 for l in &lines {
                     after = l.seq;
-                    if output == Output::Json {
-                        println!("{}", serde_json::to_string(l)?);
-                    } else {
-                        let ts = l.ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ");
-                        match l.stream {
-                            gale_store::Stream::Stderr => println!("{ts} ERR {}", l.text),
-                            _ => println!("{ts}     {}", l.text),
-                        }
-                    }
+                    print_log_line(l, output)?;
                 }
                 if lines.len() == 1000 {
                     continue;
@@ -877,7 +881,7 @@ pub async fn tasks(paths: &Paths, output: Output, cmd: TasksCmd) -> anyhow::Resu
                     // One last read after the attempt ended, for lines flushed at the end.
                     let rest = store.read_logs(ti.id, try_number, after, 100_000).await?;
                     for l in &rest {
-                        println!("{}     {}", l.ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"), l.text);
+                        print_log_line(l, output)?;
                     }
                     break;
                 }
@@ -947,6 +951,19 @@ pub async fn tasks(paths: &Paths, output: Output, cmd: TasksCmd) -> anyhow::Resu
             })
         }
     }
+}
+
+fn print_log_line(l: &gale_store::LogRow, output: Output) -> anyhow::Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string(l)?);
+    } else {
+        let ts = l.ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ");
+        match l.stream {
+            gale_store::Stream::Stderr => println!("{ts} ERR {}", l.text),
+            _ => println!("{ts}     {}", l.text),
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------- backfill

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `gale` binary, as separate processes, on a
+//! temporary GALE_HOME per test. See `harness` for how processes are started,
+//! awaited and cleaned up.
+
+mod harness;
+
+mod crash;
+mod dag_files;
+mod runs;
+mod scheduling;
+mod startup;
