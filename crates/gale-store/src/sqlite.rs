@@ -29,12 +29,94 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// a scheduler reading a large run never holds up a worker reporting a result.
 const READERS: usize = 3;
 
+/// Most write jobs committed together in one transaction.
+const GROUP_COMMIT_MAX: usize = 256;
+
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// Write jobs go to one writer thread, which commits whatever has queued up
+    /// in one transaction (group commit), each job inside its own savepoint.
+    writer: std::sync::mpsc::Sender<Box<dyn WriteJob>>,
     // std Mutexes: they are only ever held on a blocking thread, never across `.await`.
-    writer: Arc<Mutex<Connection>>,
     readers: Arc<Vec<Mutex<Connection>>>,
     path: PathBuf,
+}
+
+/// One queued write: `run` executes it inside the group's transaction and
+/// returns the delivery of its result, made once the group's COMMIT is known.
+trait WriteJob: Send {
+    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn FnOnce(Option<&str>) + Send>;
+    fn fail(self: Box<Self>, message: &str);
+}
+
+struct Job<F, T> {
+    f: F,
+    reply: tokio::sync::oneshot::Sender<Result<T>>,
+}
+
+impl<F, T> WriteJob for Job<F, T>
+where
+    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn FnOnce(Option<&str>) + Send> {
+        let Job { f, reply } = *self;
+        let res = match conn.execute_batch("SAVEPOINT job") {
+            Ok(()) => {
+                let res = f(conn);
+                // A failed job leaves no trace; the others in the group still commit.
+                let end = if res.is_ok() {
+                    "RELEASE job"
+                } else {
+                    "ROLLBACK TO job; RELEASE job"
+                };
+                match conn.execute_batch(end) {
+                    Ok(()) => res,
+                    Err(e) => Err(map_err(e)),
+                }
+            }
+            Err(e) => Err(map_err(e)),
+        };
+        Box::new(move |commit_error: Option<&str>| {
+            let out = match (commit_error, res) {
+                (Some(msg), _) => Err(Error::Unavailable(format!("commit failed: {msg}"))),
+                (None, res) => res,
+            };
+            let _ = reply.send(out);
+        })
+    }
+
+    fn fail(self: Box<Self>, message: &str) {
+        let _ = self.reply.send(Err(Error::Unavailable(message.to_owned())));
+    }
+}
+
+fn writer_loop(conn: Connection, jobs: std::sync::mpsc::Receiver<Box<dyn WriteJob>>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP_COMMIT_MAX {
+            match jobs.try_recv() {
+                Ok(j) => group.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = e.to_string();
+            for j in group {
+                j.fail(&msg);
+            }
+            continue;
+        }
+        let deliveries: Vec<_> = group.into_iter().map(|j| j.run(&conn)).collect();
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => deliveries.into_iter().for_each(|d| d(None)),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                let msg = e.to_string();
+                deliveries.into_iter().for_each(|d| d(Some(&msg)));
+            }
+        }
+    }
 }
 
 fn connect(path: &Path) -> Result<Connection> {
@@ -110,8 +192,15 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| connect(path).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
+        let (writer, jobs) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("gale-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, jobs))
+            .map_err(|e| {
+                Error::Unavailable(format!("cannot start the SQLite writer thread: {e}"))
+            })?;
         Ok(SqliteStore {
-            writer: Arc::new(Mutex::new(conn)),
+            writer,
             readers: Arc::new(readers),
             path: path.to_owned(),
         })
@@ -139,24 +228,20 @@ impl SqliteStore {
         .map_err(|e| Error::Database(format!("store task failed: {e}")))?
     }
 
-    /// Runs `f` in an immediate (write) transaction, committing if it returns Ok.
+    /// Runs `f` on the writer thread inside a write transaction; its changes are
+    /// kept only if it returns Ok, and the result arrives once they are committed.
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(map_err)?;
-            let out = f(&tx)?;
-            tx.commit().map_err(map_err)?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| Error::Database(format!("store task failed: {e}")))?
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(Box::new(Job { f, reply }))
+            .map_err(|_| Error::Database("the SQLite writer thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Database("the SQLite writer thread has stopped".into()))?
     }
 }
 
