@@ -42,10 +42,13 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
+/// Hands a job its result once the COMMIT's outcome (an error message, or none) is known.
+type Delivery = Box<dyn FnOnce(Option<&str>) + Send>;
+
 /// One queued write: `run` executes it inside the group's transaction and
 /// returns the delivery of its result, made once the group's COMMIT is known.
 trait WriteJob: Send {
-    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn FnOnce(Option<&str>) + Send>;
+    fn run(self: Box<Self>, conn: &Connection) -> Delivery;
     fn fail(self: Box<Self>, message: &str);
 }
 
@@ -59,7 +62,7 @@ where
     F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn FnOnce(Option<&str>) + Send> {
+    fn run(self: Box<Self>, conn: &Connection) -> Delivery {
         let Job { f, reply } = *self;
         let res = match conn.execute_batch("SAVEPOINT job") {
             Ok(()) => {
