@@ -768,3 +768,6 @@ pub async fn run_task_once(dag: &Dag, task: &Task, run: &RunRow, cwd: &Path) -> 
     let _ = printer.await;
     outcome
 }
+
+#[cfg(test)]
+mod tests;

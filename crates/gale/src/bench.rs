@@ -47,6 +47,8 @@ pub struct BenchReport {
     pub fanout_seconds: f64,
     pub fanout_tasks_per_s: f64,
     pub cpu_ms_per_task: f64,
+    /// Median time from an attempt's claim to its stored result, in the fan-out.
+    pub fanout_attempt_p50_ms: f64,
     pub concurrency: usize,
 }
 
@@ -171,6 +173,13 @@ pub async fn run(output: Output, args: BenchArgs) -> anyhow::Result<u8> {
         .max()
         .unwrap_or(start);
     let seconds = (end - start) as f64 / 1e6;
+    let mut attempt_ms: Vec<f64> = tasks
+        .iter()
+        .filter_map(|t| {
+            Some((t.ended_at?.as_microsecond() - t.started_at?.as_microsecond()) as f64 / 1000.0)
+        })
+        .collect();
+    attempt_ms.sort_by(f64::total_cmp);
 
     cancel.cancel();
     engine.await??;
@@ -185,6 +194,7 @@ pub async fn run(output: Output, args: BenchArgs) -> anyhow::Result<u8> {
         fanout_seconds: seconds,
         fanout_tasks_per_s: args.fanout as f64 / seconds.max(1e-6),
         cpu_ms_per_task: cpu * 1000.0 / args.fanout as f64,
+        fanout_attempt_p50_ms: percentile(&attempt_ms, 0.50),
         concurrency: args.concurrency,
     };
     if output == Output::Json {
