@@ -300,14 +300,7 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
         }
         DagsCmd::Show { dag_id } => {
             let dag_id = DagId(dag_id);
-            let row = store
-                .get_dag(&dag_id)
-                .await?
-                .ok_or_else(|| NotFound(format!("no DAG {dag_id}")))?;
-            let version = store
-                .get_version(&dag_id, &row.version_hash)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("the current version of {dag_id} is missing"))?;
+            let (row, version) = current_dag(&*store, &dag_id).await?;
             let dag = &version.spec;
             if output == Output::Json {
                 print_json(
@@ -432,6 +425,24 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
     }
 }
 
+/// A DAG's row and its current version; `NotFound` when there is no such DAG.
+async fn current_dag<S: Store>(
+    store: &S,
+    dag_id: &DagId,
+) -> anyhow::Result<(gale_store::DagRow, gale_store::DagVersion)> {
+    let row = store
+        .get_dag(dag_id)
+        .await?
+        .ok_or_else(|| NotFound(format!("no DAG {dag_id}: see `gale dags list`")))?;
+    let version = store
+        .get_version(dag_id, &row.version_hash)
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!("the current version of {dag_id} is missing from the store")
+        })?;
+    Ok((row, version))
+}
+
 async fn set_paused(store: &SqliteStore, dag_id: String, paused: bool) -> anyhow::Result<u8> {
     let dag_id = DagId(dag_id);
     if !store.set_paused(&dag_id, paused).await? {
@@ -525,14 +536,7 @@ pub async fn trigger<S: Store>(
     logical_date: Option<&str>,
 ) -> anyhow::Result<RunRow> {
     let conf = parse_conf(conf)?;
-    let row = store
-        .get_dag(dag_id)
-        .await?
-        .ok_or_else(|| NotFound(format!("no DAG {dag_id}: see `gale dags list`")))?;
-    let version = store
-        .get_version(dag_id, &row.version_hash)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the current version of {dag_id} is missing"))?;
+    let (row, version) = current_dag(store, dag_id).await?;
     let now = store.now().await?;
     let logical = match logical_date {
         Some(text) => {
@@ -896,14 +900,7 @@ pub async fn tasks(paths: &Paths, output: Output, cmd: TasksCmd) -> anyhow::Resu
             conf,
         } => {
             let dag_id = DagId(dag_id);
-            let row = store
-                .get_dag(&dag_id)
-                .await?
-                .ok_or_else(|| NotFound(format!("no DAG {dag_id}")))?;
-            let version = store
-                .get_version(&dag_id, &row.version_hash)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("the current version of {dag_id} is missing"))?;
+            let (row, version) = current_dag(&*store, &dag_id).await?;
             let dag = version.spec;
             let task = dag
                 .task(&task_id)
@@ -988,14 +985,7 @@ const MAX_BACKFILL_RUNS: usize = 10_000;
 pub async fn backfill(paths: &Paths, output: Output, args: BackfillArgs) -> anyhow::Result<u8> {
     let store = open_store(paths)?;
     let dag_id = DagId(args.dag_id);
-    let row = store
-        .get_dag(&dag_id)
-        .await?
-        .ok_or_else(|| NotFound(format!("no DAG {dag_id}")))?;
-    let version = store
-        .get_version(&dag_id, &row.version_hash)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the current version of {dag_id} is missing"))?;
+    let (row, version) = current_dag(&*store, &dag_id).await?;
     let dag = &version.spec;
     let Some(sched) = dag.parsed_schedule() else {
         bail!("{dag_id} has no schedule: trigger it with `gale dags trigger` instead");
