@@ -9,7 +9,7 @@ use std::time::Duration;
 use gale_model::schedule::{Cursor, next_due_interval};
 use gale_model::state::after_failure;
 use gale_model::time::rfc3339;
-use gale_model::{Dag, DagId, TaskState};
+use gale_model::{Dag, DagId, RunId, TaskState};
 use gale_store::{NewRun, NewTask, Notifier, Reap, RunRow, RunType, Store};
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
@@ -37,6 +37,12 @@ impl Default for SchedulerOptions {
     }
 }
 
+/// The shortest rest after a pass that found nothing to do.
+const MIN_REST: Duration = Duration::from_millis(2);
+
+/// How often a busy scheduler creates due runs, starts queued ones and reaps.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
+
 /// A parsed DAG version and its task order, cached by (dag id, version hash).
 pub struct CachedDag {
     pub dag: Dag,
@@ -48,6 +54,11 @@ pub struct Scheduler<S> {
     notifier: Arc<Notifier>,
     opts: SchedulerOptions,
     versions: HashMap<(DagId, String), Arc<CachedDag>>,
+    /// Each running run's task-state counts as of its last plan: a run whose counts
+    /// have not moved (and has no retry waiting) has nothing new to plan.
+    planned: HashMap<RunId, Vec<(TaskState, u32)>>,
+    last_housekeeping: Option<std::time::Instant>,
+    run_finished_last_pass: bool,
 }
 
 /// What one pass did, for tests and logs.
@@ -80,24 +91,24 @@ impl<S: Store> Scheduler<S> {
             notifier,
             opts,
             versions: HashMap::new(),
+            planned: HashMap::new(),
+            last_housekeeping: None,
+            run_finished_last_pass: false,
         }
     }
 
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
+        let mut rest_until: Option<tokio::time::Instant> = None;
         loop {
-            let started = tokio::time::Instant::now();
-            let result = self.pass().await;
-            // Pace passes to at most a quarter of the time: a pass over a large run costs
-            // a few milliseconds, and back-to-back wake-ups (one per finished
-            // attempt) would otherwise keep a core busy re-reading it. Changes that
-            // arrive meanwhile are batched into the next pass.
-            let pace = (started.elapsed() * 3).min(Duration::from_millis(50));
-            // Timers tick in whole milliseconds: below that, pacing only adds latency.
-            if pace >= Duration::from_millis(1) {
-                tokio::time::sleep(pace).await;
+            if let Some(until) = rest_until.take() {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep_until(until) => {}
+                }
             }
-            match result {
+            let started = tokio::time::Instant::now();
+            match self.pass().await {
                 Ok(report) => {
                     backoff = Duration::from_millis(100);
                     if report.changed() {
@@ -109,6 +120,13 @@ impl<S: Store> Scheduler<S> {
                         tokio::task::yield_now().await;
                         continue;
                     }
+                    // A pass that found nothing to do rests a little before the next
+                    // one: under load every finished attempt wakes the scheduler, and
+                    // the wake-ups that arrive meanwhile are then handled by one pass.
+                    // The rest grows with the pass's cost (large runs), and stays
+                    // below a task's own start-up time, so chains are not slowed.
+                    let rest = (started.elapsed() * 3).clamp(MIN_REST, Duration::from_millis(50));
+                    rest_until = Some(tokio::time::Instant::now() + rest);
                 }
                 Err(e) => {
                     warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "scheduler pass failed");
@@ -156,12 +174,27 @@ impl<S: Store> Scheduler<S> {
     pub async fn pass(&mut self) -> gale_store::Result<PassReport> {
         let mut report = PassReport::default();
         let now = self.store.now().await?;
-        report.runs_created = self.create_due_runs(now).await?;
-        report.runs_started = self.store.promote_runs().await?.len();
+        // Schedules tick in seconds and leases in seconds: creating due runs,
+        // starting queued runs created elsewhere and reaping are done a few times a
+        // second, not on every wake-up (one per finished attempt under load).
+        // Starting queued runs also follows at once on a run finishing.
+        let housekeeping = self
+            .last_housekeeping
+            .is_none_or(|at| at.elapsed() >= HOUSEKEEPING_EVERY);
+        if housekeeping {
+            self.last_housekeeping = Some(std::time::Instant::now());
+            report.runs_created = self.create_due_runs(now).await?;
+        }
+        if housekeeping || report.runs_created > 0 || self.run_finished_last_pass {
+            report.runs_started = self.store.promote_runs().await?.len();
+        }
         for run in self.store.running_runs(self.opts.max_runs_per_pass).await? {
             self.advance_run(&run, now, &mut report).await?;
         }
-        report.reaped = self.reap().await?;
+        self.run_finished_last_pass = report.runs_finished > 0;
+        if housekeeping {
+            report.reaped = self.reap().await?;
+        }
         if report.queued > 0 {
             // notify_one keeps a permit when the worker is busy claiming, so the
             // wake-up is never lost.
@@ -230,6 +263,32 @@ impl<S: Store> Scheduler<S> {
             warn!(run_id = %run.id, dag_id = %run.dag_id, "run's DAG version is missing from the store");
             return Ok(());
         };
+        // Reading a large run costs milliseconds; counting its states by index costs
+        // microseconds. Plan only when something a plan looks at has changed.
+        let mut counts = self.store.run_state_counts(run.id).await?;
+        counts.sort_by_key(|(s, _)| s.as_str());
+        let count = |state: TaskState| {
+            counts
+                .iter()
+                .find(|(s, _)| *s == state)
+                .map_or(0, |(_, n)| *n)
+        };
+        let waiting = count(TaskState::None);
+        // Scheduled ones may be held back by `max_active_tasks`, which other runs'
+        // attempts free: those runs get planned every pass.
+        let scheduled = count(TaskState::Scheduled);
+        let retrying = count(TaskState::UpForRetry);
+        let in_flight = count(TaskState::Queued) + count(TaskState::Running);
+        // States only move forward (a retry cycle ends in flight again), so equal
+        // counts mean no upstream finished since the last plan.
+        let unchanged = self.planned.get(&run.id) == Some(&counts);
+        if scheduled == 0 && retrying == 0 && in_flight > 0 && (waiting == 0 || unchanged) {
+            return Ok(());
+        }
+        if self.planned.len() > 10_000 {
+            self.planned.clear();
+        }
+        self.planned.insert(run.id, counts);
         // A few rounds, so that chains of skips settle in one pass.
         for _ in 0..4 {
             let tasks = self.store.run_tasks(run.id).await?;
@@ -247,6 +306,7 @@ impl<S: Store> Scheduler<S> {
                     && self.store.finish_run(run.id, outcome).await?
                 {
                     info!(run_id = %run.id, dag_id = %run.dag_id, state = %outcome, "run finished");
+                    self.planned.remove(&run.id);
                     report.runs_finished += 1;
                 }
                 break;

@@ -36,6 +36,7 @@ pub async fn run_all<S: Store>(new_store: impl Fn() -> S) {
     promote_runs_respects_max_active_runs(&new_store()).await;
     promote_runs_skips_paused_dags(&new_store()).await;
     apply_transitions_is_conditional(&new_store()).await;
+    run_state_counts_follow_transitions(&new_store()).await;
     enqueue_respects_max_active_tasks(&new_store()).await;
     claim_priority_queues_and_limit(&new_store()).await;
     claim_is_exclusive(&new_store()).await;
@@ -958,6 +959,60 @@ pub async fn promote_runs_skips_paused_dags<S: Store + ?Sized>(store: &S) {
 // ---------- task instances ----------
 
 /// A transition applies only if the task is still in `from`; only applied ones count.
+pub async fn run_state_counts_follow_transitions<S: Store + ?Sized>(store: &S) {
+    let dag = seed(store, "dags/flat.yaml", &flat_dag_source("flat", 3, "")).await;
+    let run = create(store, &new_run(&dag, "manual__1", RunType::Manual, day(1))).await;
+    let other = create(store, &new_run(&dag, "manual__2", RunType::Manual, day(2))).await;
+    let counts = |c: Vec<(TaskState, u32)>| {
+        let mut c = c;
+        c.sort_by_key(|(s, _)| s.as_str());
+        c
+    };
+    let got = store.run_state_counts(run).await.expect("run_state_counts");
+    assert_eq!(counts(got), [(TaskState::None, 3)]);
+    let rows = tasks_of(store, run).await;
+    store
+        .apply_transitions(&[
+            Transition {
+                ti: find(&rows, "t1").id,
+                from: TaskState::None,
+                to: TaskState::Scheduled,
+                retry_at: None,
+            },
+            Transition {
+                ti: find(&rows, "t2").id,
+                from: TaskState::None,
+                to: TaskState::Skipped,
+                retry_at: None,
+            },
+        ])
+        .await
+        .expect("apply_transitions");
+    let got = store.run_state_counts(run).await.expect("run_state_counts");
+    assert_eq!(
+        counts(got),
+        [
+            (TaskState::None, 1),
+            (TaskState::Scheduled, 1),
+            (TaskState::Skipped, 1)
+        ]
+    );
+    let got = store
+        .run_state_counts(other)
+        .await
+        .expect("run_state_counts");
+    assert_eq!(
+        counts(got),
+        [(TaskState::None, 3)],
+        "other runs are not counted"
+    );
+    let missing = store
+        .run_state_counts(RunId(999_999))
+        .await
+        .expect("run_state_counts");
+    assert!(missing.is_empty());
+}
+
 pub async fn apply_transitions_is_conditional<S: Store + ?Sized>(store: &S) {
     let dag = seed(store, "dags/flat.yaml", &flat_dag_source("flat", 3, "")).await;
     let run = create(store, &new_run(&dag, "manual__1", RunType::Manual, day(1))).await;

@@ -348,6 +348,9 @@ pub trait Store: Send + Sync + 'static {
     // ---- task instances ----
 
     async fn run_tasks(&self, run_id: RunId) -> Result<Vec<TaskRow>>;
+    /// How many of a run's task instances are in each state (states with none are
+    /// left out). Cheap: it reads an index, not the rows.
+    async fn run_state_counts(&self, run_id: RunId) -> Result<Vec<(TaskState, u32)>>;
     /// Applies each transition only if the task is still in `from`; returns how many applied.
     async fn apply_transitions(&self, transitions: &[Transition]) -> Result<usize>;
     /// Moves `scheduled` task instances of one DAG to `queued`, in the order given,

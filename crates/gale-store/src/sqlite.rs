@@ -20,10 +20,16 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, 
 use crate::*;
 
 /// Embedded migrations, applied in order; `PRAGMA user_version` records the last.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/sqlite/0002_run_state_index.sql"),
+    ),
+];
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Reader connections per store: WAL lets them read while the writer writes, so
 /// a scheduler reading a large run never holds up a worker reporting a result.
@@ -792,6 +798,31 @@ impl Store for SqliteStore {
     async fn run_tasks(&self, run_id: RunId) -> Result<Vec<TaskRow>> {
         self.call(move |conn| query_tis(conn, "run_id = ?1 ORDER BY id", params![run_id.0]))
             .await
+    }
+
+    async fn run_state_counts(&self, run_id: RunId) -> Result<Vec<(TaskState, u32)>> {
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT state, count(*) FROM task_instances WHERE run_id = ?1 GROUP BY state",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![run_id.0], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+                })
+                .map_err(map_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (state, n) = row.map_err(map_err)?;
+                let state = state
+                    .parse()
+                    .map_err(|e: String| Error::Database(format!("task instance state: {e}")))?;
+                out.push((state, n));
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn apply_transitions(&self, transitions: &[Transition]) -> Result<usize> {

@@ -125,10 +125,36 @@ pub async fn run<S: Store>(
         })
     };
 
-    cancel.cancelled().await;
+    // A role only returns when cancelled: one that ends early (a bug, a panic) must
+    // not leave a half-working node behind. Stop everything and report it, so a
+    // supervisor (systemd, the operator) restarts the process.
+    let mut failure = None;
+    let mut worker = Some(worker);
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        ended = tasks.join_next() => {
+            failure = Some(match ended {
+                Some(Err(e)) if e.is_panic() => "a role panicked".to_owned(),
+                Some(Err(e)) => format!("a role was aborted: {e}"),
+                _ => "a role stopped unexpectedly".to_owned(),
+            });
+        }
+        ended = async { worker.as_mut().expect("set above").await } => {
+            worker = None;
+            failure = Some(match ended {
+                Err(e) if e.is_panic() => "the worker panicked".to_owned(),
+                _ => "the worker stopped unexpectedly".to_owned(),
+            });
+        }
+    }
+    if let Some(why) = &failure {
+        tracing::error!("{why}: shutting down this node");
+    }
     info!("shutting down: the worker stops claiming and drains its attempts");
     worker_cancel.cancel();
-    let _ = worker.await;
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     roles_cancel.cancel();
     while tasks.join_next().await.is_some() {}
     let _ = heartbeat.await;
@@ -136,5 +162,8 @@ pub async fn run<S: Store>(
         warn!(error = %e, "could not mark this node stopped");
     }
     info!("stopped");
-    Ok(())
+    match failure {
+        Some(why) => Err(anyhow::anyhow!("{why} (see the log above)")),
+        None => Ok(()),
+    }
 }

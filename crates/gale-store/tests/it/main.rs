@@ -55,6 +55,7 @@ conformance_tests!(
     expired_attempts_and_reap,
     reap_refund_try,
     logs_paging,
+    run_state_counts_follow_transitions,
     nodes_round_trip,
 );
 
