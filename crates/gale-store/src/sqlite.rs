@@ -886,7 +886,7 @@ impl Store for SqliteStore {
             let mut stmt = tx
                 .prepare_cached(
                     "UPDATE task_instances SET state = 'queued', queued_at = ?2, updated_at = ?2
-                     WHERE id = ?1 AND state = 'scheduled'",
+                     WHERE id = ?1 AND state = 'scheduled' AND dag_id = ?3",
                 )
                 .map_err(map_err)?;
             let mut n = 0;
@@ -894,7 +894,8 @@ impl Store for SqliteStore {
                 if room == 0 {
                     break;
                 }
-                let changed = stmt.execute(params![ti.0, now]).map_err(map_err)?;
+                // Only this DAG's task instances: the count above is this DAG's.
+                let changed = stmt.execute(params![ti.0, now, dag_id]).map_err(map_err)?;
                 n += changed;
                 room -= changed;
             }
