@@ -9,8 +9,8 @@ use std::time::Duration;
 use gale_model::schedule::{Cursor, next_due_interval};
 use gale_model::state::after_failure;
 use gale_model::time::rfc3339;
-use gale_model::{Dag, DagId, RunId, TaskState};
-use gale_store::{NewRun, NewTask, Notifier, Reap, RunRow, RunType, Store};
+use gale_model::{Dag, DagId, RunId, RunState, TaskState};
+use gale_store::{NewRun, NewTask, Notifier, Reap, RunFilter, RunRow, RunType, Store};
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -185,7 +185,19 @@ impl<S: Store> Scheduler<S> {
             self.last_housekeeping = Some(std::time::Instant::now());
             report.runs_created = self.create_due_runs(now).await?;
         }
-        if housekeeping || report.runs_created > 0 || self.run_finished_last_pass {
+        // Queued runs (triggered, backfilled, or waiting for `max_active_runs`) are
+        // looked for with an indexed read on every pass; the write happens only
+        // when there is one.
+        let queued = RunFilter {
+            dag_id: None,
+            state: Some(RunState::Queued),
+            limit: 1,
+        };
+        if housekeeping
+            || report.runs_created > 0
+            || self.run_finished_last_pass
+            || !self.store.list_runs(&queued).await?.is_empty()
+        {
             report.runs_started = self.store.promote_runs().await?.len();
         }
         for run in self.store.running_runs(self.opts.max_runs_per_pass).await? {

@@ -160,7 +160,13 @@ pub async fn standalone(paths: &Paths, args: StandaloneArgs) -> anyhow::Result<u
         shutdown_grace: args.shutdown_grace,
         task_cwd: paths.home.clone(),
     };
-    engine::run(store, opts, cancel).await?;
+    engine::run(
+        store,
+        Arc::new(gale_store::Notifier::default()),
+        opts,
+        cancel,
+    )
+    .await?;
     Ok(exit::OK)
 }
 

@@ -43,15 +43,16 @@ pub fn new_node_id(host: &str) -> String {
 
 /// Runs the scheduler and worker roles (and the DAG processor when a folder is
 /// given) until `cancel`, then shuts down in order: stop claiming, drain or hand
-/// back attempts, mark the node stopped.
+/// back attempts, mark the node stopped. Whoever writes to the store in this
+/// process (a triggered run) wakes the roles through `notifier`.
 pub async fn run<S: Store>(
     store: Arc<S>,
+    notifier: Arc<Notifier>,
     opts: EngineOptions,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let host = hostname();
     let node_id = new_node_id(&host);
-    let notifier = Arc::new(Notifier::default());
     let now = store.now().await?;
     store
         .register_node(&NodeRow {
