@@ -9,8 +9,8 @@ use std::time::Duration;
 use gale_model::schedule::{Cursor, next_due_interval};
 use gale_model::state::after_failure;
 use gale_model::time::rfc3339;
-use gale_model::{Dag, DagId, RunId, RunState, TaskState};
-use gale_store::{NewRun, NewTask, Notifier, Reap, RunFilter, RunRow, RunType, Store};
+use gale_model::{Dag, DagId, RunId, TaskState};
+use gale_store::{NewRun, NewTask, Notifier, Reap, RunRow, RunType, Store};
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -58,7 +58,6 @@ pub struct Scheduler<S> {
     /// have not moved (and has no retry waiting) has nothing new to plan.
     planned: HashMap<RunId, Vec<(TaskState, u32)>>,
     last_housekeeping: Option<std::time::Instant>,
-    run_finished_last_pass: bool,
 }
 
 /// What one pass did, for tests and logs.
@@ -93,7 +92,6 @@ impl<S: Store> Scheduler<S> {
             versions: HashMap::new(),
             planned: HashMap::new(),
             last_housekeeping: None,
-            run_finished_last_pass: false,
         }
     }
 
@@ -174,10 +172,9 @@ impl<S: Store> Scheduler<S> {
     pub async fn pass(&mut self) -> gale_store::Result<PassReport> {
         let mut report = PassReport::default();
         let now = self.store.now().await?;
-        // Schedules tick in seconds and leases in seconds: creating due runs,
-        // starting queued runs created elsewhere and reaping are done a few times a
-        // second, not on every wake-up (one per finished attempt under load).
-        // Starting queued runs also follows at once on a run finishing.
+        // Schedules tick in seconds and leases in seconds: creating due runs and
+        // reaping are done a few times a second, not on every wake-up (one per
+        // finished attempt under load).
         let housekeeping = self
             .last_housekeeping
             .is_none_or(|at| at.elapsed() >= HOUSEKEEPING_EVERY);
@@ -186,24 +183,11 @@ impl<S: Store> Scheduler<S> {
             report.runs_created = self.create_due_runs(now).await?;
         }
         // Queued runs (triggered, backfilled, or waiting for `max_active_runs`) are
-        // looked for with an indexed read on every pass; the write happens only
-        // when there is one.
-        let queued = RunFilter {
-            dag_id: None,
-            state: Some(RunState::Queued),
-            limit: 1,
-        };
-        if housekeeping
-            || report.runs_created > 0
-            || self.run_finished_last_pass
-            || !self.store.list_runs(&queued).await?.is_empty()
-        {
-            report.runs_started = self.store.promote_runs().await?.len();
-        }
+        // started on every pass; the store answers "none" without a write.
+        report.runs_started = self.store.promote_runs().await?.len();
         for run in self.store.running_runs(self.opts.max_runs_per_pass).await? {
             self.advance_run(&run, now, &mut report).await?;
         }
-        self.run_finished_last_pass = report.runs_finished > 0;
         if housekeeping {
             report.reaped = self.reap().await?;
         }

@@ -675,6 +675,21 @@ impl Store for SqliteStore {
     }
 
     async fn promote_runs(&self) -> Result<Vec<RunId>> {
+        // Most calls find nothing to start: answer those from a reader, without
+        // taking the write lock.
+        let any = self
+            .call(|conn| {
+                conn.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM runs r JOIN dags d ON d.dag_id = r.dag_id
+                     WHERE r.state = 'queued' AND d.paused = 0)",
+                )
+                .and_then(|mut stmt| stmt.query_row([], |r| r.get::<_, bool>(0)))
+                .map_err(map_err)
+            })
+            .await?;
+        if !any {
+            return Ok(Vec::new());
+        }
         self.write(|tx| {
             let candidates: Vec<(i64, String, u32)> = {
                 let mut stmt = tx
