@@ -116,7 +116,19 @@ fn writer_loop(conn: Connection, jobs: std::sync::mpsc::Receiver<Box<dyn WriteJo
             }
             continue;
         }
-        let deliveries: Vec<_> = group.into_iter().map(|j| j.run(&conn)).collect();
+        let mut deliveries = Vec::with_capacity(group.len());
+        for job in group {
+            // A job that panics must not take the writer thread (and every later
+            // write) with it: its partial changes are rolled back, its caller sees
+            // its reply dropped, and the rest of the group goes on.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&conn))) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err(_) => {
+                    tracing::error!("a store write panicked; its changes were rolled back");
+                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                }
+            }
+        }
         match conn.execute_batch("COMMIT") {
             Ok(()) => deliveries.into_iter().for_each(|d| d(None)),
             Err(e) => {
