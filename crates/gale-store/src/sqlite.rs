@@ -378,11 +378,21 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::Invalid(format!("cannot encode JSON: {e}")))
 }
 
+/// Every row of a (cached) query, each mapped by `row`.
+fn query_all<T>(
+    conn: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+    row: impl FnMut(&Row) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let rows = stmt.query_map(p, row).map_err(map_err)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+}
+
 fn query_tis(conn: &Connection, sql_where: &str, p: impl rusqlite::Params) -> Result<Vec<TaskRow>> {
     let sql = format!("SELECT {TI_COLS} FROM task_instances WHERE {sql_where}");
-    let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
-    let rows = stmt.query_map(p, ti_row).map_err(map_err)?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+    query_all(conn, &sql, p, ti_row)
 }
 
 #[async_trait]
@@ -521,11 +531,12 @@ impl Store for SqliteStore {
 
     async fn list_dags(&self) -> Result<Vec<DagRow>> {
         self.call(|conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!("SELECT {DAG_COLS} FROM dags ORDER BY dag_id"))
-                .map_err(map_err)?;
-            let rows = stmt.query_map([], dag_row).map_err(map_err)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+            query_all(
+                conn,
+                &format!("SELECT {DAG_COLS} FROM dags ORDER BY dag_id"),
+                [],
+                dag_row,
+            )
         })
         .await
     }
@@ -578,22 +589,19 @@ impl Store for SqliteStore {
 
     async fn list_import_errors(&self) -> Result<Vec<ImportError>> {
         self.call(|conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT file, dag_id, errors, updated_at FROM import_errors ORDER BY file",
-                )
-                .map_err(map_err)?;
-            let rows = stmt
-                .query_map([], |r| {
+            query_all(
+                conn,
+                "SELECT file, dag_id, errors, updated_at FROM import_errors ORDER BY file",
+                [],
+                |r| {
                     Ok(ImportError {
                         file: r.get(0)?,
                         dag_id: r.get(1)?,
                         errors: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
                         updated_at: ts(r.get(3)?),
                     })
-                })
-                .map_err(map_err)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+                },
+            )
         })
         .await
     }
@@ -774,11 +782,7 @@ impl Store for SqliteStore {
                 filter.limit.min(10_000)
             };
             sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
-            let mut stmt = conn.prepare(&sql).map_err(map_err)?;
-            let rows = stmt
-                .query_map(params_from_iter(args.iter()), run_row)
-                .map_err(map_err)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+            query_all(conn, &sql, params_from_iter(args.iter()), run_row)
         })
         .await
     }
@@ -798,13 +802,14 @@ impl Store for SqliteStore {
 
     async fn running_runs(&self, limit: u32) -> Result<Vec<RunRow>> {
         self.call(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
+            query_all(
+                conn,
+                &format!(
                     "SELECT {RUN_COLS} FROM runs WHERE state = 'running' ORDER BY id LIMIT ?1"
-                ))
-                .map_err(map_err)?;
-            let rows = stmt.query_map(params![limit], run_row).map_err(map_err)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+                ),
+                params![limit],
+                run_row,
+            )
         })
         .await
     }
@@ -1180,15 +1185,13 @@ impl Store for SqliteStore {
 
     async fn attempts(&self, ti: TiId) -> Result<Vec<AttemptRow>> {
         self.call(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT ti_id, try_number, run_id, task_id, worker_id, host, pid, state, exit_code,
+            query_all(
+                conn,
+                "SELECT ti_id, try_number, run_id, task_id, worker_id, host, pid, state, exit_code,
                          message, command, started_at, ended_at
                      FROM attempts WHERE ti_id = ?1 ORDER BY try_number",
-                )
-                .map_err(map_err)?;
-            let rows = stmt
-                .query_map(params![ti.0], |r| {
+                params![ti.0],
+                |r| {
                     Ok(AttemptRow {
                         ti_id: TiId(r.get(0)?),
                         try_number: r.get(1)?,
@@ -1204,9 +1207,8 @@ impl Store for SqliteStore {
                         started_at: ts(r.get(11)?),
                         ended_at: opt_ts(r.get(12)?),
                     })
-                })
-                .map_err(map_err)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+                },
+            )
         })
         .await
     }
@@ -1239,23 +1241,20 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<LogRow>> {
         self.call(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT id, ts, stream, line FROM logs
+            query_all(
+                conn,
+                "SELECT id, ts, stream, line FROM logs
                      WHERE ti_id = ?1 AND try_number = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
-                )
-                .map_err(map_err)?;
-            let rows = stmt
-                .query_map(params![ti.0, try_number, after_seq, limit], |r| {
+                params![ti.0, try_number, after_seq, limit],
+                |r| {
                     Ok(LogRow {
                         seq: r.get(0)?,
                         ts: ts(r.get(1)?),
                         stream: Stream::parse(&r.get::<_, String>(2)?),
                         text: r.get(3)?,
                     })
-                })
-                .map_err(map_err)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+                },
+            )
         })
         .await
     }
@@ -1318,14 +1317,13 @@ impl Store for SqliteStore {
 
     async fn list_nodes(&self) -> Result<Vec<NodeRow>> {
         self.call(|conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT node_id, host, pid, roles, version, state, started_at, heartbeat_at
+            query_all(
+                conn,
+                "SELECT node_id, host, pid, roles, version, state, started_at, heartbeat_at
                      FROM nodes ORDER BY started_at DESC LIMIT 500",
-                )
-                .map_err(map_err)?;
-            let rows = stmt.query_map([], node_row).map_err(map_err)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+                [],
+                node_row,
+            )
         })
         .await
     }

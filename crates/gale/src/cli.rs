@@ -598,11 +598,7 @@ async fn warn_if_not_running<S: Store>(store: &S, dag_id: &DagId) -> anyhow::Res
 async fn follow_run<S: Store>(store: &S, run_id: RunId, output: Output) -> anyhow::Result<u8> {
     let mut printed: HashMap<(String, u32), TaskState> = HashMap::new();
     loop {
-        let run = store
-            .get_run(run_id)
-            .await?
-            .ok_or_else(|| NotFound(format!("no run {run_id}")))?;
-        let tasks = store.run_tasks(run_id).await?;
+        let (run, tasks) = run_with_tasks(store, run_id).await?;
         if output == Output::Table {
             for t in &tasks {
                 let shown = matches!(
@@ -723,11 +719,7 @@ pub async fn runs(paths: &Paths, output: Output, cmd: RunsCmd) -> anyhow::Result
             Ok(exit::OK)
         }
         RunsCmd::Show { run_id } => {
-            let run = store
-                .get_run(RunId(run_id))
-                .await?
-                .ok_or_else(|| NotFound(format!("no run {run_id}")))?;
-            let tasks = store.run_tasks(run.id).await?;
+            let (run, tasks) = run_with_tasks(&*store, RunId(run_id)).await?;
             if output == Output::Json {
                 print_json(&serde_json::json!({ "run": run, "tasks": tasks }))?;
                 return Ok(exit::OK);
@@ -755,6 +747,19 @@ pub async fn runs(paths: &Paths, output: Output, cmd: RunsCmd) -> anyhow::Result
             Ok(exit::OK)
         }
     }
+}
+
+/// A run and its task instances; `NotFound` when there is no such run.
+async fn run_with_tasks<S: Store>(
+    store: &S,
+    run_id: RunId,
+) -> anyhow::Result<(RunRow, Vec<TaskRow>)> {
+    let run = store
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| NotFound(format!("no run {run_id}")))?;
+    let tasks = store.run_tasks(run_id).await?;
+    Ok((run, tasks))
 }
 
 fn task_table(tasks: &[TaskRow]) -> String {
@@ -808,11 +813,7 @@ pub async fn tasks(paths: &Paths, output: Output, cmd: TasksCmd) -> anyhow::Resu
     let store = open_store(paths)?;
     match cmd {
         TasksCmd::List { run_id } => {
-            let run = store
-                .get_run(RunId(run_id))
-                .await?
-                .ok_or_else(|| NotFound(format!("no run {run_id}")))?;
-            let tasks = store.run_tasks(run.id).await?;
+            let (_run, tasks) = run_with_tasks(&*store, RunId(run_id)).await?;
             if output == Output::Json {
                 // Each task instance with its attempts (state `lost`, `timed_out`, ...).
                 #[derive(Serialize)]
