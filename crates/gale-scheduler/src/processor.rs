@@ -17,7 +17,7 @@ const MAX_DEPTH: usize = 8;
 /// The most DAG files one folder may hold.
 const MAX_FILES: usize = 10_000;
 
-pub struct DagProcessor<S> {
+pub struct DagProcessor<S: ?Sized> {
     store: Arc<S>,
     folder: PathBuf,
     interval: Duration,
@@ -86,7 +86,7 @@ pub fn load_file(path: &Path) -> Result<(gale_model::Dag, String), Vec<DagError>
     Ok((parsed, source))
 }
 
-impl<S: Store> DagProcessor<S> {
+impl<S: Store + ?Sized> DagProcessor<S> {
     pub fn new(store: Arc<S>, folder: PathBuf, interval: Duration) -> Self {
         DagProcessor {
             store,

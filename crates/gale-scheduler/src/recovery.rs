@@ -29,7 +29,7 @@ pub fn pid_alive(pid: i64) -> bool {
 }
 
 /// Reaps the attempts of dead Gale processes on `host`. Returns how many.
-pub async fn recover_dead_local_nodes<S: Store>(
+pub async fn recover_dead_local_nodes<S: Store + ?Sized>(
     sched: &mut Scheduler<S>,
     host: &str,
     own_node_id: &str,

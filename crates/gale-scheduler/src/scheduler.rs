@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gale_model::schedule::{Cursor, next_due_interval};
+use gale_model::schedule::{Cursor, intervals_between, next_due_interval};
 use gale_model::state::after_failure;
 use gale_model::time::rfc3339;
 use gale_model::{Dag, DagId, RunId, TaskState};
-use gale_store::{NewRun, NewTask, Notifier, Reap, RunRow, RunType, Store};
+use gale_store::{NewRun, NewTask, Notifier, Reap, RunRow, RunType, SlotStatus, Store};
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -49,7 +49,7 @@ pub struct CachedDag {
     pub order: Vec<usize>,
 }
 
-pub struct Scheduler<S> {
+pub struct Scheduler<S: ?Sized> {
     store: Arc<S>,
     notifier: Arc<Notifier>,
     opts: SchedulerOptions,
@@ -83,7 +83,7 @@ impl PassReport {
     }
 }
 
-impl<S: Store> Scheduler<S> {
+impl<S: Store + ?Sized> Scheduler<S> {
     pub fn new(store: Arc<S>, notifier: Arc<Notifier>, opts: SchedulerOptions) -> Self {
         Scheduler {
             store,
@@ -202,7 +202,10 @@ impl<S: Store> Scheduler<S> {
     async fn create_due_runs(&mut self, now: Timestamp) -> gale_store::Result<usize> {
         let mut created = 0;
         for row in self.store.list_dags().await? {
-            if !row.active || row.paused || row.schedule.is_none() {
+            if !row.active
+                || row.schedule.is_none()
+                || (row.paused && row.last_interval_end.is_none())
+            {
                 continue;
             }
             let Some(cached) = self.version(&row.dag_id, &row.version_hash).await? else {
@@ -218,6 +221,15 @@ impl<S: Store> Scheduler<S> {
                 catchup: dag.catchup,
                 last_end: row.last_interval_end,
             };
+            if !dag.catchup {
+                let passed = self.pass_over_slots(&row, &schedule, cursor, now).await?;
+                if row.paused {
+                    continue;
+                }
+                cursor.last_end = cursor.last_end.max(passed);
+            } else if row.paused {
+                continue;
+            }
             let mut active = self.store.count_active_runs(&row.dag_id).await?;
             // Bounded: a catchup over years creates runs as earlier ones finish.
             for _ in 0..16 {
@@ -247,6 +259,53 @@ impl<S: Store> Scheduler<S> {
             }
         }
         Ok(created)
+    }
+
+    /// Records in the slot ledger the slots a DAG without catchup will never run:
+    /// those that passed while it was paused (`skipped`), before its first run
+    /// (`skipped`), or while no scheduler ran (`missed`). At most 1000 per call.
+    /// Returns the end of the last slot passed over (the DAG's cursor moved there).
+    async fn pass_over_slots(
+        &mut self,
+        row: &gale_store::DagRow,
+        schedule: &gale_model::schedule::Schedule,
+        cursor: Cursor,
+        now: Timestamp,
+    ) -> gale_store::Result<Option<Timestamp>> {
+        let Some(latest) = next_due_interval(schedule, cursor, now) else {
+            return Ok(None);
+        };
+        let earliest = match (cursor.last_end, cursor.start_date) {
+            (Some(end), _) => Some(end),
+            (None, Some(start)) => schedule.next_at_or_after(start),
+            (None, None) => None,
+        };
+        let Some(from) = earliest else {
+            return Ok(None);
+        };
+        // Paused: the latest slot is passed over too; running: it gets a run.
+        let until = if row.paused {
+            latest.start
+        } else {
+            latest.start - SignedDuration::from_micros(1)
+        };
+        if from > until {
+            return Ok(None);
+        }
+        let slots: Vec<(Timestamp, Timestamp)> = intervals_between(schedule, from, until, 1000)
+            .into_iter()
+            .map(|iv| (iv.start, iv.end))
+            .collect();
+        let status = if row.paused || cursor.last_end.is_none() {
+            SlotStatus::Skipped
+        } else {
+            SlotStatus::Missed
+        };
+        let n = self.store.record_slots(&row.dag_id, status, &slots).await?;
+        if n > 0 && status == SlotStatus::Missed {
+            warn!(dag_id = %row.dag_id, slots = n, "schedule slots passed while no scheduler ran; catchup is off, so they are recorded as missed");
+        }
+        Ok(slots.last().map(|s| s.1))
     }
 
     async fn advance_run(

@@ -2027,6 +2027,8 @@ pub async fn nodes_round_trip<S: Store + ?Sized>(store: &S) {
         started_at: Timestamp::from_second(BASE_SECOND + started).expect("a valid timestamp"),
         // The store sets heartbeats on its own clock.
         heartbeat_at: Timestamp::UNIX_EPOCH,
+        clock_skew_us: 0,
+        running_attempts: 0,
     };
     let n1 = node("n1", 100, &["scheduler", "worker"], 10);
     let n2 = node("n2", 200, &["worker"], 20);
@@ -2060,7 +2062,10 @@ pub async fn nodes_round_trip<S: Store + ?Sized>(store: &S) {
     let hb2 = get(&listed, "n2").heartbeat_at;
 
     tokio::time::sleep(Duration::from_millis(5)).await;
-    store.heartbeat_node("n1").await.expect("heartbeat_node");
+    store
+        .heartbeat_node("n1", Timestamp::now())
+        .await
+        .expect("heartbeat_node");
     let listed = store.list_nodes().await.expect("list_nodes");
     assert!(
         get(&listed, "n1").heartbeat_at > hb1,
@@ -2081,7 +2086,7 @@ pub async fn nodes_round_trip<S: Store + ?Sized>(store: &S) {
     assert_eq!(get(&listed, "n1").state, "running");
 
     store
-        .heartbeat_node("ghost")
+        .heartbeat_node("ghost", Timestamp::now())
         .await
         .expect("heartbeat_node of an unknown node");
     store

@@ -5,7 +5,8 @@
 //! conditional write (on the expected state, try number and worker), so two
 //! schedulers, a late worker or a retried request can race and the loser changes
 //! nothing. Backends: [`sqlite::SqliteStore`] (embedded, one file, several
-//! processes may share it).
+//! processes on one machine may share it) and [`postgres::PgStore`] (any number of
+//! nodes; follows a primary failover).
 //!
 //! The store owns the clock used for leases (`now()`): heartbeats and their expiry
 //! are compared on one clock, never on each node's own.
@@ -21,6 +22,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 pub mod conformance;
+pub mod postgres;
 pub mod sqlite;
 
 /// A store error, saying whether trying again may help.
@@ -298,6 +300,50 @@ pub struct NodeRow {
     pub state: String,
     pub started_at: Timestamp,
     pub heartbeat_at: Timestamp,
+    /// The node's clock minus the store's, as of its last heartbeat (output only).
+    pub clock_skew_us: i64,
+    /// Attempts running under this node's worker (output only).
+    pub running_attempts: u32,
+}
+
+/// What became of one schedule slot of a DAG.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotStatus {
+    /// A run was created for it (scheduled, or a backfill).
+    Run,
+    /// Passed over on purpose: `catchup: false` before the DAG's first run, or while paused.
+    Skipped,
+    /// Passed while no scheduler was creating runs, and `catchup: false` let it go.
+    Missed,
+}
+
+impl SlotStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlotStatus::Run => "run",
+            SlotStatus::Skipped => "skipped",
+            SlotStatus::Missed => "missed",
+        }
+    }
+    fn parse(s: &str) -> SlotStatus {
+        match s {
+            "run" => SlotStatus::Run,
+            "skipped" => SlotStatus::Skipped,
+            _ => SlotStatus::Missed,
+        }
+    }
+}
+
+/// One slot of a DAG's schedule, recorded once.
+#[derive(Clone, Debug, Serialize)]
+pub struct SlotRow {
+    pub dag_id: DagId,
+    pub logical_date: Timestamp,
+    pub interval_end: Timestamp,
+    pub status: SlotStatus,
+    pub run_id: Option<RunId>,
+    pub recorded_at: Timestamp,
 }
 
 /// The metadata store. Every method is one transaction.
@@ -406,10 +452,36 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- nodes ----
 
+    /// Records (or, on a restart, replaces) a process's row; `clock_skew_us` and
+    /// `running_attempts` are ignored.
     async fn register_node(&self, node: &NodeRow) -> Result<()>;
-    async fn heartbeat_node(&self, node_id: &str) -> Result<()>;
+    /// Renews a node's heartbeat on the store's clock and records how far the
+    /// node's own clock (`local_now`, read just before the call) is from it.
+    async fn heartbeat_node(&self, node_id: &str, local_now: Timestamp) -> Result<()>;
     async fn set_node_state(&self, node_id: &str, state: &str) -> Result<()>;
     async fn list_nodes(&self) -> Result<Vec<NodeRow>>;
+
+    // ---- schedule-slot ledger ----
+
+    /// Records slots a scheduler passed over (`skipped` or `missed`; slots with a
+    /// run are recorded by `create_run`), each once, and moves the DAG's cursor
+    /// past them. Returns how many were new.
+    async fn record_slots(
+        &self,
+        dag_id: &DagId,
+        status: SlotStatus,
+        slots: &[(Timestamp, Timestamp)],
+    ) -> Result<usize>;
+    /// A DAG's most recent slots, newest first.
+    async fn list_slots(&self, dag_id: &DagId, limit: u32) -> Result<Vec<SlotRow>>;
+
+    // ---- the database itself ----
+
+    /// The schema version the database is at.
+    async fn schema_version(&self) -> Result<i64>;
+    /// Where the store is, for people: a file path, or hosts and database
+    /// (never a password).
+    fn endpoint(&self) -> String;
 }
 
 /// A reaper's or a shutting-down worker's conditional end of an attempt.

@@ -26,10 +26,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/sqlite/0002_run_state_index.sql"),
     ),
+    (
+        3,
+        include_str!("../migrations/sqlite/0003_slots_and_clock.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Reader connections per store: WAL lets them read while the writer writes, so
 /// a scheduler reading a large run never holds up a worker reporting a result.
@@ -371,6 +375,8 @@ fn node_row(r: &Row) -> rusqlite::Result<NodeRow> {
         state: r.get(5)?,
         started_at: ts(r.get(6)?),
         heartbeat_at: ts(r.get(7)?),
+        clock_skew_us: r.get(8)?,
+        running_attempts: r.get(9)?,
     })
 }
 
@@ -674,6 +680,23 @@ impl Store for SqliteStore {
                     t.priority,
                     now
                 ])
+                .map_err(map_err)?;
+            }
+            if matches!(run.run_type, RunType::Scheduled | RunType::Backfill) {
+                tx.execute(
+                    "INSERT INTO schedule_slots (dag_id, logical_date, interval_end, status, run_id,
+                         recorded_at)
+                     VALUES (?1, ?2, ?3, 'run', ?4, ?5)
+                     ON CONFLICT (dag_id, logical_date) DO UPDATE
+                         SET status = 'run', run_id = ?4, recorded_at = ?5",
+                    params![
+                        run.dag_id.as_str(),
+                        to_micros(run.logical_date),
+                        to_micros(run.interval_end),
+                        run_id,
+                        now
+                    ],
+                )
                 .map_err(map_err)?;
             }
             Ok(Some(RunId(run_id)))
@@ -1264,8 +1287,8 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             tx.execute(
                 "INSERT OR REPLACE INTO nodes (node_id, host, pid, roles, version, state, started_at,
-                     heartbeat_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     heartbeat_at, clock_skew_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
                 params![
                     n.node_id,
                     n.host,
@@ -1289,12 +1312,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn heartbeat_node(&self, node_id: &str) -> Result<()> {
+    async fn heartbeat_node(&self, node_id: &str, local_now: Timestamp) -> Result<()> {
         let node_id = node_id.to_owned();
         self.write(move |tx| {
+            let now = now_us();
             tx.execute(
-                "UPDATE nodes SET heartbeat_at = ?2 WHERE node_id = ?1",
-                params![node_id, now_us()],
+                "UPDATE nodes SET heartbeat_at = ?2, clock_skew_us = ?3 WHERE node_id = ?1",
+                params![node_id, now, to_micros(local_now) - now],
             )
             .map_err(map_err)?;
             Ok(())
@@ -1319,12 +1343,97 @@ impl Store for SqliteStore {
         self.call(|conn| {
             query_all(
                 conn,
-                "SELECT node_id, host, pid, roles, version, state, started_at, heartbeat_at
-                     FROM nodes ORDER BY started_at DESC LIMIT 500",
+                "SELECT n.node_id, n.host, n.pid, n.roles, n.version, n.state, n.started_at,
+                         n.heartbeat_at, n.clock_skew_us,
+                         (SELECT count(*) FROM task_instances t
+                          WHERE t.state = 'running' AND t.worker_id = n.node_id)
+                     FROM nodes n ORDER BY n.started_at DESC LIMIT 500",
                 [],
                 node_row,
             )
         })
         .await
+    }
+
+    async fn record_slots(
+        &self,
+        dag_id: &DagId,
+        status: SlotStatus,
+        slots: &[(Timestamp, Timestamp)],
+    ) -> Result<usize> {
+        if slots.is_empty() {
+            return Ok(0);
+        }
+        let (dag_id, slots) = (dag_id.0.clone(), slots.to_vec());
+        self.write(move |tx| {
+            let now = now_us();
+            let mut n = 0;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO schedule_slots (dag_id, logical_date, interval_end,
+                             status, recorded_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .map_err(map_err)?;
+                for (start, end) in &slots {
+                    n += stmt
+                        .execute(params![
+                            dag_id,
+                            to_micros(*start),
+                            to_micros(*end),
+                            status.as_str(),
+                            now
+                        ])
+                        .map_err(map_err)?;
+                }
+            }
+            if let Some(last_end) = slots.iter().map(|s| s.1).max() {
+                tx.execute(
+                    "UPDATE dags SET last_interval_end = max(coalesce(last_interval_end, ?2), ?2)
+                     WHERE dag_id = ?1",
+                    params![dag_id, to_micros(last_end)],
+                )
+                .map_err(map_err)?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn list_slots(&self, dag_id: &DagId, limit: u32) -> Result<Vec<SlotRow>> {
+        let dag_id = dag_id.0.clone();
+        let limit = limit.clamp(1, 10_000);
+        self.call(move |conn| {
+            query_all(
+                conn,
+                "SELECT logical_date, interval_end, status, run_id, recorded_at
+                     FROM schedule_slots WHERE dag_id = ?1 ORDER BY logical_date DESC LIMIT ?2",
+                params![dag_id, limit],
+                |r| {
+                    Ok(SlotRow {
+                        dag_id: DagId(dag_id.clone()),
+                        logical_date: ts(r.get(0)?),
+                        interval_end: ts(r.get(1)?),
+                        status: SlotStatus::parse(&r.get::<_, String>(2)?),
+                        run_id: r.get::<_, Option<i64>>(3)?.map(RunId),
+                        recorded_at: ts(r.get(4)?),
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn schema_version(&self) -> Result<i64> {
+        self.call(|conn| {
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    fn endpoint(&self) -> String {
+        format!("sqlite://{}", self.path.display())
     }
 }

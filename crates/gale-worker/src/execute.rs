@@ -119,11 +119,12 @@ fn gale_env(ctx: &Context, output: &Path) -> Vec<(String, String)> {
     ]
 }
 
-pub(crate) async fn execute<S: Store>(
+pub(crate) async fn execute<S: Store + ?Sized>(
     shared: &Shared<S>,
     claim: Claim,
     kill: CancellationToken,
     kill_reason: Arc<Mutex<Option<KillReason>>>,
+    hard_kill: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let Claim { task: row, run } = claim;
     let (ti, try_number) = (row.id, row.try_number);
@@ -153,6 +154,7 @@ pub(crate) async fn execute<S: Store>(
             let work = Work {
                 opts_cwd: &shared.opts.default_cwd,
                 kill_grace: shared.opts.kill_grace,
+                hard_kill: &hard_kill,
                 limits: shared.opts.limits,
                 http: &shared.http,
             };
@@ -303,9 +305,15 @@ pub(crate) async fn execute<S: Store>(
     };
     let mut delay = Duration::from_millis(100);
     let deadline = tokio::time::Instant::now() + shared.opts.attempt_lease;
+    let mut retried = false;
     loop {
         match shared.store.finish_attempt(&finish).await {
             Ok(true) => {
+                info!(%ti, dag_id = %run.dag_id, task_id = %row.task_id, try_number, state = %state, "attempt finished");
+                return;
+            }
+            Ok(false) if retried && recorded(shared, &finish).await => {
+                // An earlier try's COMMIT went through before its answer was lost.
                 info!(%ti, dag_id = %run.dag_id, task_id = %row.task_id, try_number, state = %state, "attempt finished");
                 return;
             }
@@ -315,6 +323,7 @@ pub(crate) async fn execute<S: Store>(
             }
             // A retried write is safe: the fence makes it apply at most once.
             Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
+                retried = true;
                 warn!(%ti, error = %e, "reporting the result failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
@@ -327,7 +336,21 @@ pub(crate) async fn execute<S: Store>(
     }
 }
 
-async fn upstream_outputs<S: Store>(
+/// Whether the store already holds exactly this result (a retried report whose
+/// first COMMIT succeeded but whose answer was lost with the connection).
+async fn recorded<S: Store + ?Sized>(shared: &Shared<S>, finish: &Finish) -> bool {
+    match shared.store.attempts(finish.ti).await {
+        Ok(attempts) => attempts.iter().any(|a| {
+            a.try_number == finish.try_number
+                && a.worker_id == finish.worker_id
+                && a.state == finish.outcome
+                && a.ended_at.is_some()
+        }),
+        Err(_) => false,
+    }
+}
+
+async fn upstream_outputs<S: Store + ?Sized>(
     shared: &Shared<S>,
     run: &RunRow,
     task: &Task,
@@ -360,6 +383,9 @@ fn output_path(ti: i64, try_number: u32) -> PathBuf {
 pub struct Work<'a> {
     pub opts_cwd: &'a Path,
     pub kill_grace: Duration,
+    /// Set before the kill token fires when the kill is a fence: the process group
+    /// then gets SIGKILL at once, since a retry elsewhere may be about to start.
+    pub hard_kill: &'a std::sync::atomic::AtomicBool,
     pub limits: Limits,
     pub http: &'a reqwest::Client,
 }
@@ -438,7 +464,12 @@ where
         }
         _ = kill.cancelled() => {
             killed = true;
-            terminate(&mut child, pgid, work.kill_grace, &lines).await
+            let grace = if work.hard_kill.load(std::sync::atomic::Ordering::Acquire) {
+                Duration::ZERO
+            } else {
+                work.kill_grace
+            };
+            terminate(&mut child, pgid, grace, &lines).await
         }
     };
     // Whatever the shell left behind in its group goes too.
@@ -509,13 +540,19 @@ where
     }
 }
 
-/// SIGTERM to the group, then SIGKILL after the grace.
+/// SIGTERM to the group, then SIGKILL after the grace (at once when it is zero).
 async fn terminate(
     child: &mut tokio::process::Child,
     pgid: Option<Pid>,
     grace: Duration,
     lines: &LineTx,
 ) -> std::io::Result<std::process::ExitStatus> {
+    if grace.is_zero() {
+        if let Some(pg) = pgid {
+            let _ = killpg(pg, Signal::SIGKILL);
+        }
+        return child.wait().await;
+    }
     if let Some(pg) = pgid {
         let _ = killpg(pg, Signal::SIGTERM);
     }
@@ -733,9 +770,11 @@ pub async fn run_task_once(dag: &Dag, task: &Task, run: &RunRow, cwd: &Path) -> 
         }
     });
     let http = reqwest::Client::new();
+    let hard_kill = std::sync::atomic::AtomicBool::new(false);
     let work = Work {
         opts_cwd: cwd,
         kill_grace: Duration::from_secs(5),
+        hard_kill: &hard_kill,
         limits: Limits::default(),
         http: &http,
     };

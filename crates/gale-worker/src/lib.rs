@@ -93,6 +93,8 @@ struct Held {
     kill: CancellationToken,
     /// Why it was killed, when it was: the result is then not reported as normal.
     kill_reason: Arc<Mutex<Option<KillReason>>>,
+    /// Set for fences: SIGKILL at once instead of SIGTERM and a grace.
+    hard_kill: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,7 +107,7 @@ enum KillReason {
     HandedBack,
 }
 
-pub(crate) struct Shared<S> {
+pub(crate) struct Shared<S: ?Sized> {
     store: Arc<S>,
     notifier: Arc<Notifier>,
     opts: WorkerOptions,
@@ -115,11 +117,11 @@ pub(crate) struct Shared<S> {
     http: reqwest::Client,
 }
 
-pub struct Worker<S> {
+pub struct Worker<S: ?Sized> {
     shared: Arc<Shared<S>>,
 }
 
-impl<S: Store> Worker<S> {
+impl<S: Store + ?Sized> Worker<S> {
     pub fn new(store: Arc<S>, notifier: Arc<Notifier>, opts: WorkerOptions) -> Self {
         Worker {
             shared: Arc::new(Shared {
@@ -142,7 +144,13 @@ impl<S: Store> Worker<S> {
         let heartbeat_stop = CancellationToken::new();
         let hb = tokio::spawn(heartbeat_loop(shared.clone(), heartbeat_stop.clone()));
         let mut backoff = Duration::from_millis(100);
+        // A claim that failed may still have committed (its answer was lost with the
+        // connection): the store may list attempts as ours that we never started.
+        let mut reconcile = false;
         while !cancel.is_cancelled() {
+            if reconcile {
+                reconcile = !shared.hand_back_unknown().await;
+            }
             let free = shared.opts.concurrency.saturating_sub(shared.held_count());
             let mut claimed_full = false;
             if free > 0 {
@@ -162,6 +170,7 @@ impl<S: Store> Worker<S> {
                         for claim in claims {
                             let kill = CancellationToken::new();
                             let kill_reason = Arc::new(Mutex::new(None));
+                            let hard_kill = Arc::new(std::sync::atomic::AtomicBool::new(false));
                             shared
                                 .held
                                 .lock()
@@ -172,12 +181,14 @@ impl<S: Store> Worker<S> {
                                         try_number: claim.task.try_number,
                                         kill: kill.clone(),
                                         kill_reason: kill_reason.clone(),
+                                        hard_kill: hard_kill.clone(),
                                     },
                                 );
                             let shared = shared.clone();
                             tracker.spawn(async move {
                                 let ti = claim.task.id;
-                                execute::execute(&shared, claim, kill, kill_reason).await;
+                                execute::execute(&shared, claim, kill, kill_reason, hard_kill)
+                                    .await;
                                 shared
                                     .held
                                     .lock()
@@ -189,12 +200,13 @@ impl<S: Store> Worker<S> {
                         }
                     }
                     Err(e) => {
+                        reconcile = true;
                         warn!(error = %e, "claiming attempts failed; retrying");
                         tokio::select! {
                             _ = cancel.cancelled() => break,
                             _ = tokio::time::sleep(backoff) => {}
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        backoff = (backoff * 2).min(Duration::from_millis(500));
                         continue;
                     }
                 }
@@ -239,7 +251,7 @@ impl<S: Store> Worker<S> {
     }
 }
 
-impl<S: Store> Shared<S> {
+impl<S: Store + ?Sized> Shared<S> {
     fn held_count(&self) -> usize {
         self.held.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
@@ -265,6 +277,10 @@ impl<S: Store> Shared<S> {
             let mut r = h.kill_reason.lock().unwrap_or_else(|p| p.into_inner());
             if r.is_none() {
                 *r = Some(reason);
+            }
+            if matches!(reason, KillReason::Fenced | KillReason::SelfFenced) {
+                h.hard_kill
+                    .store(true, std::sync::atomic::Ordering::Release);
             }
             h.kill.cancel();
         }
@@ -296,6 +312,34 @@ impl<S: Store> Shared<S> {
         Ok(Some(dag))
     }
 
+    /// Hands back attempts the store lists as running here that this worker does
+    /// not hold. Returns false when the store could not be asked.
+    async fn hand_back_unknown(&self) -> bool {
+        let listed = match self.store.worker_attempts(&self.opts.worker_id).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                debug!(error = %e, "cannot list this worker's attempts yet");
+                return false;
+            }
+        };
+        for t in listed {
+            let held = self
+                .held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&t.id);
+            if !held {
+                self.hand_back(
+                    t.id,
+                    t.try_number,
+                    "claimed while the database connection failed; never started",
+                )
+                .await;
+            }
+        }
+        true
+    }
+
     /// Ends an attempt this worker gives up on without a result of its own.
     async fn hand_back(&self, ti: TiId, try_number: u32, message: &str) {
         let reap = Reap {
@@ -321,46 +365,66 @@ impl<S: Store> Shared<S> {
 
 /// Renews the leases of held attempts, kills those the store says are no longer
 /// ours, and kills all of them when renewals keep failing (self-fencing).
-async fn heartbeat_loop<S: Store>(shared: Arc<Shared<S>>, stop: CancellationToken) {
+///
+/// The lease runs on the store's clock from the moment a renewal was *sent*, so
+/// that is the moment counted from here; the fence fires on its own deadline, not
+/// only after a slow renewal gives up.
+async fn heartbeat_loop<S: Store + ?Sized>(shared: Arc<Shared<S>>, stop: CancellationToken) {
     let opts = &shared.opts;
     // Kill our attempts before the lease runs out elsewhere: leave a margin of two
     // heartbeat intervals (at least a second) for the kill to take effect.
     let margin = (opts.heartbeat_interval * 2).max(Duration::from_secs(1));
     let fence_after = opts.attempt_lease.saturating_sub(margin);
     let mut last_ok = Instant::now();
+    let mut fenced = false;
     loop {
+        let fence_at = tokio::time::Instant::from_std(last_ok + fence_after);
+        let next_beat = tokio::time::Instant::now() + opts.heartbeat_interval;
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(opts.heartbeat_interval) => {}
+            // Once fenced, only the regular beat: the deadline is behind us.
+            _ = tokio::time::sleep_until(if fenced { next_beat } else { next_beat.min(fence_at) }) => {}
         }
         let held = shared.held_list();
         if held.is_empty() {
             last_ok = Instant::now();
+            fenced = false;
             continue;
         }
-        let renew = tokio::time::timeout(
-            opts.heartbeat_interval.max(Duration::from_secs(1)),
-            shared.store.heartbeat_attempts(&opts.worker_id, &held),
-        )
-        .await;
-        match renew {
-            Ok(Ok(renewed)) => {
-                last_ok = Instant::now();
-                for (ti, try_number) in held {
-                    if !renewed.contains(&ti) {
-                        warn!(%ti, try_number, "attempt is no longer ours (reaped or changed): killing it");
-                        shared.kill(ti, KillReason::Fenced);
+        if last_ok.elapsed() < fence_after {
+            let sent = Instant::now();
+            let give_up = (tokio::time::Instant::now()
+                + opts.heartbeat_interval.max(Duration::from_secs(1)))
+            .min(fence_at);
+            let renew = tokio::time::timeout_at(
+                give_up,
+                shared.store.heartbeat_attempts(&opts.worker_id, &held),
+            )
+            .await;
+            match renew {
+                Ok(Ok(renewed)) => {
+                    last_ok = sent;
+                    fenced = false;
+                    for (ti, try_number) in held {
+                        if !renewed.contains(&ti) {
+                            warn!(%ti, try_number, "attempt is no longer ours (reaped or changed): killing it");
+                            shared.kill(ti, KillReason::Fenced);
+                        }
                     }
+                    continue;
                 }
+                Ok(Err(e)) => warn!(error = %e, "renewing attempt leases failed"),
+                Err(_) => warn!("renewing attempt leases timed out"),
             }
-            Ok(Err(e)) => warn!(error = %e, "renewing attempt leases failed"),
-            Err(_) => warn!("renewing attempt leases timed out"),
         }
         if last_ok.elapsed() >= fence_after {
-            error!(
-                silent_s = last_ok.elapsed().as_secs(),
-                "cannot reach the store to renew leases: killing running attempts before their lease ends"
-            );
+            if !fenced {
+                error!(
+                    silent_ms = last_ok.elapsed().as_millis() as u64,
+                    "cannot reach the store to renew leases: killing running attempts before their lease ends"
+                );
+            }
+            fenced = true;
             for (ti, _) in shared.held_list() {
                 shared.kill(ti, KillReason::SelfFenced);
             }

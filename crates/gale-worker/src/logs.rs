@@ -25,7 +25,12 @@ pub struct LogSink {
 }
 
 impl LogSink {
-    pub fn start<S: Store>(store: Arc<S>, ti: TiId, try_number: u32, limits: Limits) -> LogSink {
+    pub fn start<S: Store + ?Sized>(
+        store: Arc<S>,
+        ti: TiId,
+        try_number: u32,
+        limits: Limits,
+    ) -> LogSink {
         let (tx, rx) = mpsc::channel(1024);
         let writer = tokio::spawn(write_loop(store, ti, try_number, limits, rx));
         LogSink { tx, writer }
@@ -46,7 +51,7 @@ impl LogSink {
     }
 }
 
-async fn write_loop<S: Store>(
+async fn write_loop<S: Store + ?Sized>(
     store: Arc<S>,
     ti: TiId,
     try_number: u32,
@@ -102,7 +107,7 @@ async fn write_loop<S: Store>(
     flush(&*store, ti, try_number, &mut buf).await;
 }
 
-async fn flush<S: Store>(store: &S, ti: TiId, try_number: u32, buf: &mut Vec<LogLine>) {
+async fn flush<S: Store + ?Sized>(store: &S, ti: TiId, try_number: u32, buf: &mut Vec<LogLine>) {
     if buf.is_empty() {
         return;
     }

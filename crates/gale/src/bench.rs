@@ -73,7 +73,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-async fn install<S: Store>(store: &S, id: &str, yaml: &str) -> anyhow::Result<()> {
+async fn install<S: Store + ?Sized>(store: &S, id: &str, yaml: &str) -> anyhow::Result<()> {
     let dag = parse(&format!("{id}.yaml"), id, yaml).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     store
         .upsert_dag(&dag, &format!("bench/{id}.yaml"), yaml, &content_hash(yaml))
@@ -81,7 +81,7 @@ async fn install<S: Store>(store: &S, id: &str, yaml: &str) -> anyhow::Result<()
     Ok(())
 }
 
-async fn wait_done<S: Store>(
+async fn wait_done<S: Store + ?Sized>(
     store: &S,
     run_id: RunId,
     limit: Duration,
@@ -131,6 +131,8 @@ pub async fn run(output: Output, args: BenchArgs) -> anyhow::Result<u8> {
 
     let cancel = CancellationToken::new();
     let opts = EngineOptions {
+        scheduler: true,
+        worker: true,
         dags_folder: None,
         concurrency: args.concurrency,
         queues: vec!["default".into()],

@@ -13,14 +13,13 @@ use gale_model::time::rfc3339;
 use gale_model::{DagId, RunId, RunState, TaskState};
 use gale_scheduler::processor::{dag_files, load_file};
 use gale_scheduler::scheduler::new_tasks;
-use gale_store::sqlite::{SCHEMA_VERSION, SqliteStore};
+use gale_store::postgres::PgStore;
+use gale_store::sqlite::SqliteStore;
 use gale_store::{NewRun, RunFilter, RunRow, RunType, Store, TaskRow};
 use jiff::Timestamp;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
-use crate::engine::{self, EngineOptions};
-use crate::{Output, Paths, examples, exit};
+use crate::{Output, Paths, exit};
 
 /// An error for a DAG, run or task that does not exist (exit code 4).
 #[derive(Debug)]
@@ -33,10 +32,43 @@ impl std::fmt::Display for NotFound {
 }
 impl std::error::Error for NotFound {}
 
-pub fn open_store(paths: &Paths) -> anyhow::Result<Arc<SqliteStore>> {
-    let store = SqliteStore::open(&paths.database)
-        .with_context(|| format!("opening the metadata database {}", paths.database.display()))?;
-    Ok(Arc::new(store))
+/// Opens the metadata store the command line names: PostgreSQL when a database
+/// URL is given, else the SQLite file. Waits up to `wait` for PostgreSQL to come up.
+pub async fn open_store_waiting(paths: &Paths, wait: Duration) -> anyhow::Result<Opened> {
+    match &paths.database_url {
+        Some(url) => {
+            let store = PgStore::connect(url, wait)
+                .await
+                .context("opening the PostgreSQL metadata database")?;
+            let pg = Arc::new(store);
+            Ok(Opened {
+                store: pg.clone(),
+                pg: Some(pg),
+            })
+        }
+        None => {
+            let store = SqliteStore::open(&paths.database).with_context(|| {
+                format!("opening the metadata database {}", paths.database.display())
+            })?;
+            Ok(Opened {
+                store: Arc::new(store),
+                pg: None,
+            })
+        }
+    }
+}
+
+/// The store of a one-shot command.
+pub async fn open_store(paths: &Paths) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(open_store_waiting(paths, Duration::from_secs(5))
+        .await?
+        .store)
+}
+
+/// An open store, and its PostgreSQL handle when it is one (for notifications).
+pub struct Opened {
+    pub store: Arc<dyn Store>,
+    pub pg: Option<Arc<PgStore>>,
 }
 
 fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
@@ -76,115 +108,8 @@ fn took(start: Option<Timestamp>, end: Option<Timestamp>) -> String {
     }
 }
 
-// ---------------------------------------------------------------- standalone
-
-#[derive(Args, Debug)]
-pub struct StandaloneArgs {
-    /// The DAG folder (default: $GALE_HOME/dags; created with example DAGs on first start).
-    #[arg(long, env = "GALE_DAGS_FOLDER")]
-    dags_folder: Option<PathBuf>,
-    /// Most task attempts running at once.
-    #[arg(long, env = "GALE_CONCURRENCY", default_value_t = 16)]
-    concurrency: usize,
-    /// Comma-separated queues this worker serves.
-    #[arg(
-        long,
-        env = "GALE_QUEUES",
-        default_value = "default",
-        value_delimiter = ','
-    )]
-    queues: Vec<String>,
-    /// A running attempt whose worker is silent this long is retried elsewhere (e.g. 10s).
-    #[arg(long, env = "GALE_ATTEMPT_LEASE", default_value = "10s", value_parser = parse_span)]
-    attempt_lease: Duration,
-    /// On shutdown, how long running attempts may finish before they are handed back.
-    #[arg(long, default_value = "30s", value_parser = parse_span)]
-    shutdown_grace: Duration,
-    /// Do not write the example DAGs into a new DAG folder.
-    #[arg(long)]
-    no_examples: bool,
-}
-
-fn parse_span(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_span(s: &str) -> Result<Duration, String> {
     gale_model::duration::parse(s).map(|d| d.0)
-}
-
-pub async fn standalone(paths: &Paths, args: StandaloneArgs) -> anyhow::Result<u8> {
-    if args.attempt_lease < Duration::from_secs(3) {
-        bail!("--attempt-lease must be at least 3s");
-    }
-    if args.concurrency == 0 {
-        bail!("--concurrency must be at least 1");
-    }
-    std::fs::create_dir_all(&paths.home)
-        .with_context(|| format!("creating GALE_HOME {}", paths.home.display()))?;
-    let folder = args
-        .dags_folder
-        .clone()
-        .unwrap_or_else(|| paths.home.join("dags"));
-    let created = examples::ensure_dags_folder(&folder, !args.no_examples)
-        .with_context(|| format!("creating the DAG folder {}", folder.display()))?;
-    let store = open_store(paths)?;
-    eprintln!("gale standalone {}", env!("CARGO_PKG_VERSION"));
-    eprintln!("  database   {}", paths.database.display());
-    eprintln!(
-        "  DAG folder {}{}",
-        folder.display(),
-        if created && !args.no_examples {
-            " (created, with example DAGs)"
-        } else {
-            ""
-        }
-    );
-    eprintln!(
-        "  workers    {} slots on queues {}",
-        args.concurrency,
-        args.queues.join(",")
-    );
-    eprintln!(
-        "Stop with Ctrl-C (running tasks get {}s to finish).",
-        args.shutdown_grace.as_secs()
-    );
-
-    let cancel = CancellationToken::new();
-    tokio::spawn(shutdown_on_signal(cancel.clone()));
-    let opts = EngineOptions {
-        dags_folder: Some(folder),
-        concurrency: args.concurrency,
-        queues: args.queues,
-        attempt_lease: args.attempt_lease,
-        heartbeat_interval: (args.attempt_lease / 5)
-            .clamp(Duration::from_millis(500), Duration::from_secs(2)),
-        poll_interval: Duration::from_secs(1),
-        parse_interval: Duration::from_secs(2),
-        shutdown_grace: args.shutdown_grace,
-        task_cwd: paths.home.clone(),
-    };
-    engine::run(
-        store,
-        Arc::new(gale_store::Notifier::default()),
-        opts,
-        cancel,
-    )
-    .await?;
-    Ok(exit::OK)
-}
-
-/// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.
-async fn shutdown_on_signal(cancel: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return;
-    };
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    tracing::info!("signal received: shutting down gracefully (send it again to stop at once)");
-    cancel.cancel();
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    eprintln!("second signal: exiting now");
-    std::process::exit(130);
 }
 
 // ---------------------------------------------------------------- dags
@@ -238,7 +163,7 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
     if let DagsCmd::Validate { paths: files } = &cmd {
         return validate(files, output);
     }
-    let store = open_store(paths)?;
+    let store = open_store(paths).await?;
     match cmd {
         DagsCmd::List => {
             let mut items = Vec::new();
@@ -425,14 +350,14 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
             println!("{}", run.id);
             Ok(exit::OK)
         }
-        DagsCmd::Pause { dag_id } => set_paused(&store, dag_id, true).await,
-        DagsCmd::Unpause { dag_id } => set_paused(&store, dag_id, false).await,
+        DagsCmd::Pause { dag_id } => set_paused(&*store, dag_id, true).await,
+        DagsCmd::Unpause { dag_id } => set_paused(&*store, dag_id, false).await,
         DagsCmd::Validate { .. } => unreachable!("handled above"),
     }
 }
 
 /// A DAG's row and its current version; `NotFound` when there is no such DAG.
-async fn current_dag<S: Store>(
+async fn current_dag<S: Store + ?Sized>(
     store: &S,
     dag_id: &DagId,
 ) -> anyhow::Result<(gale_store::DagRow, gale_store::DagVersion)> {
@@ -449,7 +374,7 @@ async fn current_dag<S: Store>(
     Ok((row, version))
 }
 
-async fn set_paused(store: &SqliteStore, dag_id: String, paused: bool) -> anyhow::Result<u8> {
+async fn set_paused(store: &dyn Store, dag_id: String, paused: bool) -> anyhow::Result<u8> {
     let dag_id = DagId(dag_id);
     if !store.set_paused(&dag_id, paused).await? {
         return Err(NotFound(format!("no DAG {dag_id}")).into());
@@ -535,7 +460,7 @@ fn parse_conf(conf: Option<&str>) -> anyhow::Result<serde_json::Map<String, serd
     }
 }
 
-pub async fn trigger<S: Store>(
+pub async fn trigger<S: Store + ?Sized>(
     store: &S,
     dag_id: &DagId,
     conf: Option<&str>,
@@ -574,7 +499,7 @@ pub async fn trigger<S: Store>(
         .ok_or_else(|| anyhow::anyhow!("run {run_id} vanished"))
 }
 
-async fn warn_if_not_running<S: Store>(store: &S, dag_id: &DagId) -> anyhow::Result<()> {
+async fn warn_if_not_running<S: Store + ?Sized>(store: &S, dag_id: &DagId) -> anyhow::Result<()> {
     if let Some(d) = store.get_dag(dag_id).await?
         && d.paused
     {
@@ -595,7 +520,11 @@ async fn warn_if_not_running<S: Store>(store: &S, dag_id: &DagId) -> anyhow::Res
 }
 
 /// Follows a run until it ends, printing each task as it finishes.
-async fn follow_run<S: Store>(store: &S, run_id: RunId, output: Output) -> anyhow::Result<u8> {
+async fn follow_run<S: Store + ?Sized>(
+    store: &S,
+    run_id: RunId,
+    output: Output,
+) -> anyhow::Result<u8> {
     let mut printed: HashMap<(String, u32), TaskState> = HashMap::new();
     loop {
         let (run, tasks) = run_with_tasks(store, run_id).await?;
@@ -666,11 +595,52 @@ pub enum RunsCmd {
     },
     /// Show a run and its task instances.
     Show { run_id: i64 },
+    /// The schedule-slot ledger of a DAG, newest first: each cron slot once, as
+    /// `run` (with its run id), `skipped` (no catchup, or paused) or `missed`
+    /// (passed while no scheduler ran, and catchup is off).
+    Slots {
+        dag_id: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 pub async fn runs(paths: &Paths, output: Output, cmd: RunsCmd) -> anyhow::Result<u8> {
-    let store = open_store(paths)?;
+    let store = open_store(paths).await?;
     match cmd {
+        RunsCmd::Slots { dag_id, limit } => {
+            let dag_id = DagId(dag_id);
+            if store.get_dag(&dag_id).await?.is_none() {
+                return Err(NotFound(format!("no DAG {dag_id}")).into());
+            }
+            let slots = store.list_slots(&dag_id, limit).await?;
+            if output == Output::Json {
+                print_json(&slots)?;
+            } else {
+                let rows = slots
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            rfc3339(s.logical_date),
+                            rfc3339(s.interval_end),
+                            s.status.as_str().to_owned(),
+                            s.run_id
+                                .map(|r| r.to_string())
+                                .unwrap_or_else(|| "-".into()),
+                            rfc3339(s.recorded_at),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    table(
+                        &["LOGICAL DATE", "INTERVAL END", "STATUS", "RUN", "RECORDED"],
+                        rows
+                    )
+                );
+            }
+            Ok(exit::OK)
+        }
         RunsCmd::List { dag, state, limit } => {
             let state = state
                 .map(|s| s.parse::<RunState>())
@@ -750,7 +720,7 @@ pub async fn runs(paths: &Paths, output: Output, cmd: RunsCmd) -> anyhow::Result
 }
 
 /// A run and its task instances; `NotFound` when there is no such run.
-async fn run_with_tasks<S: Store>(
+async fn run_with_tasks<S: Store + ?Sized>(
     store: &S,
     run_id: RunId,
 ) -> anyhow::Result<(RunRow, Vec<TaskRow>)> {
@@ -810,7 +780,7 @@ pub enum TasksCmd {
 }
 
 pub async fn tasks(paths: &Paths, output: Output, cmd: TasksCmd) -> anyhow::Result<u8> {
-    let store = open_store(paths)?;
+    let store = open_store(paths).await?;
     match cmd {
         TasksCmd::List { run_id } => {
             let (_run, tasks) = run_with_tasks(&*store, RunId(run_id)).await?;
@@ -990,7 +960,7 @@ pub struct BackfillArgs {
 const MAX_BACKFILL_RUNS: usize = 10_000;
 
 pub async fn backfill(paths: &Paths, output: Output, args: BackfillArgs) -> anyhow::Result<u8> {
-    let store = open_store(paths)?;
+    let store = open_store(paths).await?;
     let dag_id = DagId(args.dag_id);
     let (row, version) = current_dag(&*store, &dag_id).await?;
     let dag = &version.spec;
@@ -1106,10 +1076,11 @@ pub enum DbCmd {
 pub async fn db(paths: &Paths, cmd: DbCmd) -> anyhow::Result<u8> {
     match cmd {
         DbCmd::Migrate => {
-            open_store(paths)?;
+            let store = open_store(paths).await?;
             println!(
-                "{}: schema version {SCHEMA_VERSION}",
-                paths.database.display()
+                "{}: schema version {}",
+                store.endpoint(),
+                store.schema_version().await?
             );
             Ok(exit::OK)
         }

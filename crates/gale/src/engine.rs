@@ -1,6 +1,7 @@
 //! Assembles roles into one process: the DAG processor, the scheduler and the
-//! worker over one store, plus this process's entry in the `nodes` table. Used by
-//! `gale standalone`, by `gale bench`, and by the end-to-end tests.
+//! worker over one store (any of them), plus this process's entry in the `nodes`
+//! table. Used by `gale standalone`, `gale node`, `gale scheduler`, `gale worker`
+//! and `gale bench`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +16,10 @@ use tracing::{info, warn};
 
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
+    /// Run the scheduler role (and the DAG processor, when a folder is given).
+    pub scheduler: bool,
+    /// Run the worker role.
+    pub worker: bool,
     pub dags_folder: Option<PathBuf>,
     pub concurrency: usize,
     pub queues: Vec<String>,
@@ -41,11 +46,11 @@ pub fn new_node_id(host: &str) -> String {
     )
 }
 
-/// Runs the scheduler and worker roles (and the DAG processor when a folder is
-/// given) until `cancel`, then shuts down in order: stop claiming, drain or hand
-/// back attempts, mark the node stopped. Whoever writes to the store in this
-/// process (a triggered run) wakes the roles through `notifier`.
-pub async fn run<S: Store>(
+/// Runs the chosen roles until `cancel`, then shuts down in order: stop claiming,
+/// drain or hand back attempts, mark the node stopped. Whoever writes to the
+/// store in this process (a triggered run, a database notification) wakes the
+/// roles through `notifier`.
+pub async fn run<S: Store + ?Sized>(
     store: Arc<S>,
     notifier: Arc<Notifier>,
     opts: EngineOptions,
@@ -53,17 +58,26 @@ pub async fn run<S: Store>(
 ) -> anyhow::Result<()> {
     let host = hostname();
     let node_id = new_node_id(&host);
+    let mut roles = Vec::new();
+    if opts.scheduler {
+        roles.push("scheduler".to_owned());
+    }
+    if opts.worker {
+        roles.push("worker".to_owned());
+    }
     let now = store.now().await?;
     store
         .register_node(&NodeRow {
             node_id: node_id.clone(),
             host: host.clone(),
             pid: i64::from(std::process::id()),
-            roles: vec!["scheduler".into(), "worker".into()],
+            roles,
             version: env!("CARGO_PKG_VERSION").into(),
             state: "running".into(),
             started_at: now,
             heartbeat_at: now,
+            clock_skew_us: 0,
+            running_attempts: 0,
         })
         .await?;
     info!(%node_id, "node registered");
@@ -90,11 +104,13 @@ pub async fn run<S: Store>(
 
     let roles_cancel = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some(folder) = opts.dags_folder.clone() {
-        let processor = DagProcessor::new(store.clone(), folder, opts.parse_interval);
-        tasks.spawn(processor.run(roles_cancel.clone()));
+    if opts.scheduler {
+        if let Some(folder) = opts.dags_folder.clone() {
+            let processor = DagProcessor::new(store.clone(), folder, opts.parse_interval);
+            tasks.spawn(processor.run(roles_cancel.clone()));
+        }
+        tasks.spawn(scheduler.run(roles_cancel.clone()));
     }
-    tasks.spawn(scheduler.run(roles_cancel.clone()));
     let mut wopts = WorkerOptions::new(node_id.clone(), host.clone());
     wopts.concurrency = opts.concurrency;
     wopts.queues = opts.queues.clone();
@@ -104,9 +120,13 @@ pub async fn run<S: Store>(
     wopts.shutdown_grace = opts.shutdown_grace;
     wopts.default_cwd = opts.task_cwd.clone();
     let worker_cancel = CancellationToken::new();
-    let worker = tokio::spawn(
-        Worker::new(store.clone(), notifier.clone(), wopts).run(worker_cancel.clone()),
-    );
+    let worker = if opts.worker {
+        tokio::spawn(Worker::new(store.clone(), notifier.clone(), wopts).run(worker_cancel.clone()))
+    } else {
+        // No worker: a task that ends only on shutdown stands in for it.
+        let stop = worker_cancel.clone();
+        tokio::spawn(async move { stop.cancelled().await })
+    };
 
     let heartbeat = {
         let store = store.clone();
@@ -119,7 +139,7 @@ pub async fn run<S: Store>(
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(every) => {}
                 }
-                if let Err(e) = store.heartbeat_node(&node_id).await {
+                if let Err(e) = store.heartbeat_node(&node_id, jiff::Timestamp::now()).await {
                     warn!(error = %e, "node heartbeat failed");
                 }
             }
@@ -133,7 +153,7 @@ pub async fn run<S: Store>(
     let mut worker = Some(worker);
     tokio::select! {
         _ = cancel.cancelled() => {}
-        ended = tasks.join_next() => {
+        ended = tasks.join_next(), if !tasks.is_empty() => {
             failure = Some(match ended {
                 Some(Err(e)) if e.is_panic() => "a role panicked".to_owned(),
                 Some(Err(e)) => format!("a role was aborted: {e}"),

@@ -3,8 +3,10 @@
 
 mod bench;
 mod cli;
+mod cluster;
 mod engine;
 mod examples;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +23,10 @@ pub struct Cli {
     /// The metadata database: a SQLite file path (default: $GALE_HOME/gale.db).
     #[arg(long, global = true, env = "GALE_DATABASE")]
     database: Option<PathBuf>,
+    /// A PostgreSQL metadata database instead of SQLite, e.g.
+    /// postgres://gale@db1:5432,db2:5432/gale (several hosts: Gale finds the primary).
+    #[arg(long, global = true, env = "GALE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -36,12 +42,21 @@ pub enum Output {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the scheduler, a worker and the DAG processor in one process, on SQLite.
-    Standalone(cli::StandaloneArgs),
+    /// Run every role in one process, on SQLite, with example DAGs on first start.
+    Standalone(serve::StandaloneArgs),
+    /// Run every role in one process, as each node of a cluster does.
+    Node(serve::RoleArgs),
+    /// Run the scheduler role (and parse a DAG folder, if given).
+    Scheduler(serve::RoleArgs),
+    /// Run the worker role: claim and run task attempts.
+    Worker(serve::RoleArgs),
+    /// The cluster: every Gale process and the database.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
     /// DAGs: list, show, validate, errors, trigger, pause, unpause.
     #[command(subcommand)]
     Dags(cli::DagsCmd),
-    /// DAG runs: list, show.
+    /// DAG runs: list, show, slots.
     #[command(subcommand)]
     Runs(cli::RunsCmd),
     /// Task instances: list, logs, test.
@@ -75,6 +90,8 @@ pub mod exit {
 pub struct Paths {
     pub home: PathBuf,
     pub database: PathBuf,
+    /// PostgreSQL, when given; else the SQLite file `database`.
+    pub database_url: Option<String>,
 }
 
 impl Cli {
@@ -89,7 +106,12 @@ impl Cli {
             .database
             .clone()
             .unwrap_or_else(|| home.join("gale.db"));
-        Paths { home, database }
+        let database_url = self.database_url.clone().filter(|u| !u.trim().is_empty());
+        Paths {
+            home,
+            database,
+            database_url,
+        }
     }
 }
 
@@ -109,7 +131,10 @@ fn init_tracing(default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let long_running = matches!(cli.command, Command::Standalone(_));
+    let long_running = matches!(
+        cli.command,
+        Command::Standalone(_) | Command::Node(_) | Command::Scheduler(_) | Command::Worker(_)
+    );
     init_tracing(if long_running { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -125,7 +150,11 @@ fn main() -> ExitCode {
     let output = cli.output;
     let code = runtime.block_on(async move {
         let res = match cli.command {
-            Command::Standalone(args) => cli::standalone(&paths, args).await,
+            Command::Standalone(args) => serve::standalone(&paths, args).await,
+            Command::Node(args) => serve::node(&paths, serve::Mode::Node, args).await,
+            Command::Scheduler(args) => serve::node(&paths, serve::Mode::Scheduler, args).await,
+            Command::Worker(args) => serve::node(&paths, serve::Mode::Worker, args).await,
+            Command::Cluster(cmd) => cluster::run(&paths, output, cmd).await,
             Command::Dags(cmd) => cli::dags(&paths, output, cmd).await,
             Command::Runs(cmd) => cli::runs(&paths, output, cmd).await,
             Command::Tasks(cmd) => cli::tasks(&paths, output, cmd).await,

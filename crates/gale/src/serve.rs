@@ -1,0 +1,191 @@
+//! The long-running commands: `gale standalone` (every role, SQLite by default,
+//! example DAGs), `gale node` (every role, as each node of a cluster runs),
+//! `gale scheduler` and `gale worker` (one role each).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{open_store_waiting, parse_span};
+use crate::engine::{self, EngineOptions};
+use crate::{Paths, examples, exit};
+
+/// Settings shared by the long-running commands (each uses those of its roles).
+#[derive(Args, Debug, Clone)]
+pub struct RoleArgs {
+    /// The DAG folder this process parses into the store (scheduler role). Other
+    /// nodes need not see it: workers read DAG versions from the store.
+    #[arg(long, env = "GALE_DAGS_FOLDER")]
+    pub dags_folder: Option<PathBuf>,
+    /// Most task attempts running at once (worker role).
+    #[arg(long, env = "GALE_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+    /// Comma-separated queues this worker serves.
+    #[arg(
+        long,
+        env = "GALE_QUEUES",
+        default_value = "default",
+        value_delimiter = ','
+    )]
+    pub queues: Vec<String>,
+    /// A running attempt whose worker is silent this long is retried elsewhere
+    /// (at least 3s). Give every node the same value.
+    #[arg(long, env = "GALE_ATTEMPT_LEASE", default_value = "10s", value_parser = parse_span)]
+    pub attempt_lease: Duration,
+    /// On shutdown, how long running attempts may finish before they are handed back.
+    #[arg(long, env = "GALE_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_span)]
+    pub shutdown_grace: Duration,
+    /// How long to wait for the database at start-up before giving up.
+    #[arg(long, env = "GALE_CONNECT_WAIT", default_value = "60s", value_parser = parse_span)]
+    pub connect_wait: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct StandaloneArgs {
+    #[command(flatten)]
+    pub roles: RoleArgs,
+    /// Do not write the example DAGs into a new DAG folder.
+    #[arg(long)]
+    pub no_examples: bool,
+}
+
+/// Which roles a long-running command runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Standalone,
+    Node,
+    Scheduler,
+    Worker,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Standalone => "standalone",
+            Mode::Node => "node",
+            Mode::Scheduler => "scheduler",
+            Mode::Worker => "worker",
+        }
+    }
+    fn scheduler(self) -> bool {
+        self != Mode::Worker
+    }
+    fn worker(self) -> bool {
+        self != Mode::Scheduler
+    }
+}
+
+pub async fn standalone(paths: &Paths, args: StandaloneArgs) -> anyhow::Result<u8> {
+    let folder = args
+        .roles
+        .dags_folder
+        .clone()
+        .unwrap_or_else(|| paths.home.join("dags"));
+    let created = examples::ensure_dags_folder(&folder, !args.no_examples)
+        .with_context(|| format!("creating the DAG folder {}", folder.display()))?;
+    let note = if created && !args.no_examples {
+        " (created, with example DAGs)"
+    } else {
+        ""
+    };
+    let mut roles = args.roles;
+    roles.dags_folder = Some(folder);
+    serve(paths, Mode::Standalone, roles, note).await
+}
+
+pub async fn node(paths: &Paths, mode: Mode, args: RoleArgs) -> anyhow::Result<u8> {
+    serve(paths, mode, args, "").await
+}
+
+async fn serve(paths: &Paths, mode: Mode, args: RoleArgs, folder_note: &str) -> anyhow::Result<u8> {
+    if args.attempt_lease < Duration::from_secs(3) {
+        bail!("--attempt-lease must be at least 3s");
+    }
+    if mode.worker() && args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    if mode.worker() && args.queues.iter().any(|q| q.trim().is_empty()) {
+        bail!("--queues must name at least one queue, without empty names");
+    }
+    if let Some(folder) = &args.dags_folder
+        && mode.scheduler()
+        && !folder.is_dir()
+    {
+        bail!("the DAG folder {} does not exist", folder.display());
+    }
+    // The SQLite file, and the working directory of tasks that set no `cwd`.
+    std::fs::create_dir_all(&paths.home)
+        .with_context(|| format!("creating GALE_HOME {}", paths.home.display()))?;
+    let opened = open_store_waiting(paths, args.connect_wait).await?;
+    eprintln!("gale {} {}", mode.name(), env!("CARGO_PKG_VERSION"));
+    eprintln!("  database   {}", opened.store.endpoint());
+    if mode.scheduler() {
+        match &args.dags_folder {
+            Some(folder) => eprintln!("  DAG folder {}{folder_note}", folder.display()),
+            None => eprintln!("  DAG folder none (DAGs come from the store)"),
+        }
+    }
+    if mode.worker() {
+        eprintln!(
+            "  worker     {} slots on queues {}",
+            args.concurrency,
+            args.queues.join(",")
+        );
+        eprintln!(
+            "Stop with Ctrl-C or SIGTERM (running tasks get {}s to finish).",
+            args.shutdown_grace.as_secs()
+        );
+    } else {
+        eprintln!("Stop with Ctrl-C or SIGTERM.");
+    }
+
+    let cancel = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(cancel.clone()));
+    let notifier = Arc::new(gale_store::Notifier::default());
+    let listener = opened.pg.clone().map(|pg| {
+        let (notifier, stop) = (notifier.clone(), cancel.clone());
+        tokio::spawn(async move { pg.listen(notifier, stop).await })
+    });
+    let opts = EngineOptions {
+        scheduler: mode.scheduler(),
+        worker: mode.worker(),
+        dags_folder: args.dags_folder.filter(|_| mode.scheduler()),
+        concurrency: args.concurrency,
+        queues: args.queues,
+        attempt_lease: args.attempt_lease,
+        heartbeat_interval: (args.attempt_lease / 5)
+            .clamp(Duration::from_millis(500), Duration::from_secs(2)),
+        poll_interval: Duration::from_secs(1),
+        parse_interval: Duration::from_secs(2),
+        shutdown_grace: args.shutdown_grace,
+        task_cwd: paths.home.clone(),
+    };
+    let result = engine::run(opened.store, notifier, opts, cancel.clone()).await;
+    cancel.cancel();
+    if let Some(listener) = listener {
+        let _ = listener.await;
+    }
+    result?;
+    Ok(exit::OK)
+}
+
+/// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.
+async fn shutdown_on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::info!("signal received: shutting down gracefully (send it again to stop at once)");
+    cancel.cancel();
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    eprintln!("second signal: exiting now");
+    std::process::exit(130);
+}
