@@ -304,7 +304,10 @@ pub(crate) async fn execute<S: Store + ?Sized>(
         command: outcome.command,
     };
     let mut delay = Duration::from_millis(100);
-    let deadline = tokio::time::Instant::now() + shared.opts.attempt_lease;
+    // Past the lease the attempt may have been reaped; the report is still sent
+    // (the fence then rejects it, and says so), just not forever.
+    let deadline =
+        tokio::time::Instant::now() + (shared.opts.attempt_lease * 3).max(Duration::from_secs(30));
     let mut retried = false;
     loop {
         match shared.store.finish_attempt(&finish).await {
