@@ -57,6 +57,9 @@ pub struct Task {
     pub cwd: Option<String>,
     pub queue: String,
     pub priority: i32,
+    /// The pool whose slots this task's attempts take (`gale pools`), if any.
+    #[serde(default)]
+    pub pool: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -173,6 +176,7 @@ struct RawDefaults {
     cwd: Option<String>,
     queue: Option<String>,
     priority: Option<i32>,
+    pool: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +196,7 @@ struct RawTask {
     cwd: Option<String>,
     queue: Option<String>,
     priority: Option<i32>,
+    pool: Option<String>,
 }
 
 struct Errors<'a> {
@@ -386,6 +391,15 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
                 format!("invalid task id {task_id:?}: use letters, digits, '_', '.' and '-' only"),
             );
         }
+        let pool = t.pool.clone().or_else(|| defaults.pool.clone());
+        if let Some(p) = &pool
+            && !is_valid_id(p)
+        {
+            errors.at(
+                loc,
+                format!("task {task_id:?}: invalid pool name {p:?}: use letters, digits, '_', '.' and '-' only"),
+            );
+        }
         let kind = match (&t.run, &t.http) {
             (Some(run), None) => {
                 if run.trim().is_empty() {
@@ -463,6 +477,7 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
                 .or_else(|| defaults.queue.clone())
                 .unwrap_or_else(|| "default".into()),
             priority: t.priority.or(defaults.priority).unwrap_or(0),
+            pool,
         });
     }
 

@@ -9,11 +9,11 @@
 //!
 //! Every server lives in its own temp dir (data dir, unix socket, `server.log`)
 //! and listens on a free port on 127.0.0.1, so tests can run in parallel.
-//! Dropping a [`PgServer`] stops it and removes the dir. Each server also has a
+//! Dropping a [`PgServer`] stops it and removes the dir. Each dir also has a
 //! small watchdog shell (in its own process group, so a Ctrl-C of the test
 //! run does not reach it) that polls the test process once a second; when the
 //! process is gone it stops the server and removes the dir. That covers
-//! killed test runs and the process-wide server of [`shared_database`], which
+//! killed test runs and the process-wide server of [`shared_server`], which
 //! lives in a `static` and is therefore never dropped.
 
 use std::ffi::OsString;
@@ -180,16 +180,66 @@ fn run(mut cmd: Command) -> Result<String, String> {
     Err(format!("`{line}` failed ({}): {stderr}", out.status))
 }
 
-fn new_dir(env: &Env) -> Result<TempDir, String> {
-    let dir = tempfile::Builder::new()
-        .prefix("gale-pg-")
-        .tempdir()
-        .map_err(|e| format!("temp dir: {e}"))?;
-    if let Some((uid, gid)) = env.owner {
-        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
-            .map_err(|e| format!("chown {} to postgres: {e}", dir.path().display()))?;
+/// A server's temp dir (data dir, socket, log), watched from its creation by
+/// a shell that stops the server and removes the dir once the test process is
+/// gone. The shell leads its own process group, so a Ctrl-C of the test run
+/// does not reach it; server-side commands run in that group too, so that it
+/// can kill an orphaned `initdb` or `pg_basebackup` before removing the dir.
+/// (The postmaster itself is in its own session, made by `pg_ctl`.)
+struct Scratch {
+    watchdog: Child,
+    dir: TempDir,
+}
+
+impl Scratch {
+    fn new(env: &Env) -> Result<Scratch, String> {
+        let builder = tempfile::Builder::new().prefix("gale-pg-").tempdir();
+        let dir = builder.map_err(|e| format!("temp dir: {e}"))?;
+        if let Some((uid, gid)) = env.owner {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .map_err(|e| format!("chown {} to postgres: {e}", dir.path().display()))?;
+        }
+        let (path, data) = (quote(dir.path()), quote(&dir.path().join("data")));
+        let stop = format!(
+            "{} {}",
+            env.as_postgres.join(" "),
+            quote(&env.bin.join("pg_ctl"))
+        );
+        let script = format!(
+            "trap '' TERM; while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             kill -TERM 0; sleep 1; for i in 1 2 3 4 5; do \
+             {stop} stop -m immediate -D {data} >/dev/null 2>&1; \
+             rm -rf {path} 2>/dev/null && break; sleep 1; done",
+            pid = std::process::id(),
+        );
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script).current_dir("/").process_group(0);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let watchdog = cmd
+            .spawn()
+            .map_err(|e| format!("starting the watchdog shell: {e}"))?;
+        Ok(Scratch { watchdog, dir })
     }
-    Ok(dir)
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A server-side command, in the watchdog's process group.
+    fn command(&self, env: &Env, prog: &str) -> Command {
+        let mut cmd = pg_command(env, prog, true);
+        cmd.process_group(self.watchdog.id() as i32);
+        cmd
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
+    }
 }
 
 fn free_port() -> Result<u16, String> {
@@ -208,9 +258,8 @@ pub struct PgServer {
     env: &'static Env,
     data: PathBuf,
     port: u16,
-    watchdog: Option<Child>,
     // Last, so the dir is removed only after `drop` stopped the server.
-    dir: TempDir,
+    dir: Scratch,
 }
 
 impl PgServer {
@@ -218,9 +267,9 @@ impl PgServer {
     /// and starts the server on a free 127.0.0.1 port.
     pub fn start() -> Result<PgServer, String> {
         let env = env()?;
-        let dir = new_dir(env)?;
+        let dir = Scratch::new(env)?;
         let data = dir.path().join("data");
-        let mut initdb = pg_command(env, "initdb", true);
+        let mut initdb = dir.command(env, "initdb");
         initdb.arg("-D").arg(&data);
         initdb.args("--auth=trust -U postgres --encoding=UTF8 --locale=C --no-sync".split(' '));
         run(initdb)?;
@@ -238,9 +287,9 @@ impl PgServer {
     /// on its own port; returns once it accepts read-only connections.
     pub fn start_standby(primary: &PgServer) -> Result<PgServer, String> {
         let env = env()?;
-        let dir = new_dir(env)?;
+        let dir = Scratch::new(env)?;
         let data = dir.path().join("data");
-        let mut backup = pg_command(env, "pg_basebackup", true);
+        let mut backup = dir.command(env, "pg_basebackup");
         backup.args("-R -X stream -c fast --no-sync -h 127.0.0.1 -U postgres".split(' '));
         backup
             .arg("-p")
@@ -253,16 +302,14 @@ impl PgServer {
 
     /// Starts the server in `data`, retrying on another port (3 tries in all)
     /// when the chosen one was taken in the meantime.
-    fn launch(env: &'static Env, dir: TempDir, data: PathBuf) -> Result<PgServer, String> {
-        let (port, watchdog) = (free_port()?, None);
+    fn launch(env: &'static Env, dir: Scratch, data: PathBuf) -> Result<PgServer, String> {
+        let port = free_port()?;
         let mut server = PgServer {
             env,
             data,
             port,
-            watchdog,
             dir,
         };
-        server.watchdog = Some(server.spawn_watchdog()?);
         let mut tries = 1;
         loop {
             let log_len = fs::read(server.log_path()).map_or(0, |log| log.len());
@@ -277,26 +324,6 @@ impl PgServer {
                 result => return result.map(|()| server),
             }
         }
-    }
-
-    /// Stops the server and removes its dir once the test process is gone.
-    fn spawn_watchdog(&self) -> Result<Child, String> {
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             {runner} {pg_ctl} stop -m immediate -D {data} >/dev/null 2>&1; rm -rf {dir}",
-            pid = std::process::id(),
-            runner = self.env.as_postgres.join(" "),
-            pg_ctl = quote(&self.env.bin.join("pg_ctl")),
-            data = quote(&self.data),
-            dir = quote(self.dir.path()),
-        );
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(script).current_dir("/").process_group(0);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        cmd.spawn()
-            .map_err(|e| format!("starting the watchdog shell: {e}"))
     }
 
     pub fn port(&self) -> u16 {
@@ -372,7 +399,7 @@ impl PgServer {
     }
 
     fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
-        let mut cmd = pg_command(self.env, "pg_ctl", true);
+        let mut cmd = self.dir.command(self.env, "pg_ctl");
         cmd.args(args).arg("-D").arg(&self.data);
         run(cmd).map(drop).map_err(|e| {
             format!(
@@ -387,10 +414,6 @@ impl PgServer {
 impl Drop for PgServer {
     fn drop(&mut self) {
         let _ = self.stop_immediate();
-        if let Some(mut watchdog) = self.watchdog.take() {
-            let _ = watchdog.kill();
-            let _ = watchdog.wait();
-        }
     }
 }
 

@@ -58,6 +58,9 @@ pub struct Scheduler<S: ?Sized> {
     /// have not moved (and has no retry waiting) has nothing new to plan.
     planned: HashMap<RunId, Vec<(TaskState, u32)>>,
     last_housekeeping: Option<std::time::Instant>,
+    last_pool_check: Option<std::time::Instant>,
+    /// (DAG, pool) pairs already warned about: a task names a pool that does not exist.
+    warned_pools: std::collections::HashSet<(DagId, String)>,
 }
 
 /// What one pass did, for tests and logs.
@@ -92,6 +95,8 @@ impl<S: Store + ?Sized> Scheduler<S> {
             versions: HashMap::new(),
             planned: HashMap::new(),
             last_housekeeping: None,
+            last_pool_check: None,
+            warned_pools: std::collections::HashSet::new(),
         }
     }
 
@@ -190,6 +195,13 @@ impl<S: Store + ?Sized> Scheduler<S> {
         }
         if housekeeping {
             report.reaped = self.reap().await?;
+            if self
+                .last_pool_check
+                .is_none_or(|at| at.elapsed() >= Duration::from_secs(10))
+            {
+                self.last_pool_check = Some(std::time::Instant::now());
+                self.check_pools().await?;
+            }
         }
         if report.queued > 0 {
             // notify_one keeps a permit when the worker is busy claiming, so the
@@ -259,6 +271,35 @@ impl<S: Store + ?Sized> Scheduler<S> {
             }
         }
         Ok(created)
+    }
+
+    /// Warns (once per DAG and pool) about tasks that name a pool that does not
+    /// exist: their task instances wait in `scheduled` until it is created.
+    async fn check_pools(&mut self) -> gale_store::Result<()> {
+        let pools: std::collections::HashSet<String> = self
+            .store
+            .list_pools()
+            .await?
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        for row in self.store.list_dags().await? {
+            if !row.active {
+                continue;
+            }
+            let Some(cached) = self.version(&row.dag_id, &row.version_hash).await? else {
+                continue;
+            };
+            for task in &cached.dag.tasks {
+                if let Some(pool) = &task.pool
+                    && !pools.contains(pool)
+                    && self.warned_pools.insert((row.dag_id.clone(), pool.clone()))
+                {
+                    warn!(dag_id = %row.dag_id, task_id = %task.id, %pool, "task names a pool that does not exist: its attempts wait until `gale pools set {pool} SLOTS` creates it");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Records in the slot ledger the slots a DAG without catchup will never run:
@@ -467,6 +508,7 @@ pub fn new_tasks(dag: &Dag) -> Vec<NewTask> {
             max_tries: t.retries.saturating_add(1),
             queue: t.queue.clone(),
             priority: t.priority,
+            pool: t.pool.clone(),
         })
         .collect()
 }

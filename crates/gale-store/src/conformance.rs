@@ -17,8 +17,8 @@ use gale_model::{Dag, DagError, DagId, RunId, RunState, TaskState};
 use jiff::Timestamp;
 
 use crate::{
-    Finish, LogLine, NewRun, NewTask, NodeRow, Reap, RunFilter, RunType, Store, Stream, TaskRow,
-    TiId, Transition,
+    Finish, LogLine, NewRun, NewTask, NodeRow, Reap, RunFilter, RunType, SlotStatus, Store, Stream,
+    TaskRow, TiId, Transition,
 };
 
 /// Runs every check, each against a store from `new_store` (which must return a
@@ -38,6 +38,8 @@ pub async fn run_all<S: Store>(new_store: impl Fn() -> S) {
     apply_transitions_is_conditional(&new_store()).await;
     run_state_counts_follow_transitions(&new_store()).await;
     enqueue_respects_max_active_tasks(&new_store()).await;
+    enqueue_respects_pools(&new_store()).await;
+    slot_ledger(&new_store()).await;
     claim_priority_queues_and_limit(&new_store()).await;
     claim_is_exclusive(&new_store()).await;
     finish_attempt_is_fenced(&new_store()).await;
@@ -166,6 +168,7 @@ fn new_run(dag: &Seeded, run_key: &str, run_type: RunType, logical_date: Timesta
                 max_tries: t.retries + 1,
                 queue: t.queue.clone(),
                 priority: t.priority,
+                pool: t.pool.clone(),
             })
             .collect(),
     }
@@ -2116,4 +2119,203 @@ pub async fn nodes_round_trip<S: Store + ?Sized>(store: &S) {
     assert_eq!(got.pid, 101);
     assert_eq!(got.roles, vec!["worker".to_owned()]);
     assert_eq!(got.version, "0.2.0");
+}
+
+// ---------- pools ----------
+
+/// Schedules the named task instances of a run (`none -> scheduled`).
+async fn schedule_tasks<S: Store + ?Sized>(store: &S, run: RunId, task_ids: &[&str]) -> Vec<TiId> {
+    let rows = tasks_of(store, run).await;
+    let tis: Vec<TiId> = task_ids.iter().map(|id| find(&rows, id).id).collect();
+    let transitions: Vec<Transition> = tis
+        .iter()
+        .map(|&ti| Transition {
+            ti,
+            from: TaskState::None,
+            to: TaskState::Scheduled,
+            retry_at: None,
+        })
+        .collect();
+    store
+        .apply_transitions(&transitions)
+        .await
+        .expect("apply_transitions");
+    tis
+}
+
+/// A pool caps queued plus running task instances across DAGs; a task whose
+/// pool does not exist stays scheduled; tasks without a pool are not held back.
+pub async fn enqueue_respects_pools<S: Store + ?Sized>(store: &S) {
+    store
+        .set_pool("db", 2, Some("the warehouse"))
+        .await
+        .expect("set_pool");
+    let a = seed(
+        store,
+        "dags/pa.yaml",
+        "id: pa\ntasks:\n  p1: {run: 'true', pool: db}\n  p2: {run: 'true', pool: db}\n  free: {run: 'true'}\n  ghost: {run: 'true', pool: nowhere}\n",
+    )
+    .await;
+    let b = seed(
+        store,
+        "dags/pb.yaml",
+        "id: pb\ntasks:\n  p1: {run: 'true', pool: db}\n",
+    )
+    .await;
+    let run_a = create(store, &new_run(&a, "manual__a", RunType::Manual, day(1))).await;
+    let run_b = create(store, &new_run(&b, "manual__b", RunType::Manual, day(1))).await;
+    assert_eq!(
+        ti_of(store, run_a, "p1").await.pool.as_deref(),
+        Some("db"),
+        "a task instance keeps its task's pool"
+    );
+    // pb's task takes one of the two slots first.
+    let tis_b = schedule_tasks(store, run_b, &["p1"]).await;
+    assert_eq!(
+        store.enqueue(b.id(), &tis_b, None).await.expect("enqueue"),
+        1
+    );
+    let tis_a = schedule_tasks(store, run_a, &["p1", "p2", "free", "ghost"]).await;
+    let n = store.enqueue(a.id(), &tis_a, None).await.expect("enqueue");
+    assert_eq!(n, 2, "one pool slot left, plus the task without a pool");
+    let rows = tasks_of(store, run_a).await;
+    assert_eq!(find(&rows, "p1").state, TaskState::Queued);
+    assert_eq!(
+        find(&rows, "p2").state,
+        TaskState::Scheduled,
+        "the pool is full"
+    );
+    assert_eq!(find(&rows, "free").state, TaskState::Queued);
+    assert_eq!(
+        find(&rows, "ghost").state,
+        TaskState::Scheduled,
+        "a missing pool holds its tasks back"
+    );
+    let pools = store.list_pools().await.expect("list_pools");
+    assert_eq!(pools.len(), 1, "{pools:?}");
+    assert_eq!(
+        (pools[0].slots, pools[0].queued, pools[0].running),
+        (2, 2, 0)
+    );
+    assert_eq!(pools[0].description.as_deref(), Some("the warehouse"));
+
+    // A claimed (running) attempt still holds its slot; a finished one frees it.
+    let claims = store
+        .claim("w1", "host", &queues(&["default"]), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 3);
+    let p2 = find(&rows, "p2").id;
+    assert_eq!(
+        store.enqueue(a.id(), &[p2], None).await.expect("enqueue"),
+        0
+    );
+    let first = claims
+        .iter()
+        .find(|c| c.task.pool.as_deref() == Some("db"))
+        .expect("a claimed pool task");
+    assert!(
+        store
+            .finish_attempt(&finish(
+                first.task.id,
+                1,
+                "w1",
+                TaskState::Success,
+                "success"
+            ))
+            .await
+            .expect("finish_attempt")
+    );
+    assert_eq!(
+        store.enqueue(a.id(), &[p2], None).await.expect("enqueue"),
+        1
+    );
+
+    // More slots let more in; a deleted pool holds its tasks back again.
+    store.set_pool("nowhere", 1, None).await.expect("set_pool");
+    let ghost = find(&rows, "ghost").id;
+    assert_eq!(
+        store
+            .enqueue(a.id(), &[ghost], None)
+            .await
+            .expect("enqueue"),
+        1
+    );
+    assert!(store.delete_pool("nowhere").await.expect("delete_pool"));
+    assert!(!store.delete_pool("nowhere").await.expect("delete_pool"));
+    assert_eq!(store.list_pools().await.expect("list_pools").len(), 1);
+}
+
+// ---------- schedule-slot ledger ----------
+
+/// Every slot is recorded once: `create_run` records scheduled and backfill runs'
+/// slots as `run`; `record_slots` records passed-over ones without overwriting,
+/// and moves the DAG's cursor; a backfill later turns a skipped slot into a run.
+pub async fn slot_ledger<S: Store + ?Sized>(store: &S) {
+    let dag = seed(store, "dags/ledger.yaml", &flat_dag_source("ledger", 1, "")).await;
+    let run1 = create(
+        store,
+        &new_run(&dag, "scheduled__1", RunType::Scheduled, day(1)),
+    )
+    .await;
+    let _manual = create(store, &new_run(&dag, "manual__x", RunType::Manual, day(9))).await;
+    let n = store
+        .record_slots(
+            dag.id(),
+            SlotStatus::Missed,
+            &[(day(2), day(3)), (day(3), day(4))],
+        )
+        .await
+        .expect("record_slots");
+    assert_eq!(n, 2);
+    let again = store
+        .record_slots(
+            dag.id(),
+            SlotStatus::Skipped,
+            &[(day(1), day(2)), (day(3), day(4))],
+        )
+        .await
+        .expect("record_slots");
+    assert_eq!(again, 0, "a slot is recorded once");
+    assert_eq!(
+        store
+            .get_dag(dag.id())
+            .await
+            .expect("get_dag")
+            .expect("dag")
+            .last_interval_end,
+        Some(day(4)),
+        "passing over slots moves the cursor past them"
+    );
+    let slots = store.list_slots(dag.id(), 10).await.expect("list_slots");
+    let seen: Vec<(Timestamp, SlotStatus, Option<RunId>)> = slots
+        .iter()
+        .map(|s| (s.logical_date, s.status, s.run_id))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (day(3), SlotStatus::Missed, None),
+            (day(2), SlotStatus::Missed, None),
+            (day(1), SlotStatus::Run, Some(run1)),
+        ],
+        "newest first; manual runs are not slots"
+    );
+    assert_eq!(slots[0].interval_end, day(4));
+    let backfill = create(
+        store,
+        &new_run(&dag, "backfill__2", RunType::Backfill, day(2)),
+    )
+    .await;
+    let slots = store.list_slots(dag.id(), 1).await.expect("list_slots");
+    assert_eq!(slots.len(), 1, "the limit applies");
+    let slots = store.list_slots(dag.id(), 10).await.expect("list_slots");
+    let day2 = slots
+        .iter()
+        .find(|s| s.logical_date == day(2))
+        .expect("day 2");
+    assert_eq!(
+        (day2.status, day2.run_id),
+        (SlotStatus::Run, Some(backfill))
+    );
 }

@@ -143,6 +143,7 @@ pub struct NewTask {
     pub max_tries: u32,
     pub queue: String,
     pub priority: i32,
+    pub pool: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -188,6 +189,7 @@ pub struct TaskRow {
     pub ended_at: Option<Timestamp>,
     pub retry_at: Option<Timestamp>,
     pub outputs: BTreeMap<String, String>,
+    pub pool: Option<String>,
 }
 
 /// A scheduler's conditional state change of a task instance.
@@ -306,6 +308,18 @@ pub struct NodeRow {
     pub running_attempts: u32,
 }
 
+/// A pool: a number of slots that the attempts of every task naming it share,
+/// across DAGs (e.g. connections to one database).
+#[derive(Clone, Debug, Serialize)]
+pub struct PoolRow {
+    pub name: String,
+    pub slots: u32,
+    pub description: Option<String>,
+    /// Task instances of this pool now queued, and running (output only).
+    pub queued: u32,
+    pub running: u32,
+}
+
 /// What became of one schedule slot of a DAG.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -400,7 +414,9 @@ pub trait Store: Send + Sync + 'static {
     /// Applies each transition only if the task is still in `from`; returns how many applied.
     async fn apply_transitions(&self, transitions: &[Transition]) -> Result<usize>;
     /// Moves `scheduled` task instances of one DAG to `queued`, in the order given,
-    /// while the DAG has fewer than `max_active_tasks` queued or running.
+    /// while the DAG has fewer than `max_active_tasks` queued or running, and
+    /// each one's pool (if it names one) has fewer than its slots queued or
+    /// running. A task instance whose pool does not exist stays `scheduled`.
     async fn enqueue(
         &self,
         dag_id: &DagId,
@@ -461,6 +477,14 @@ pub trait Store: Send + Sync + 'static {
     async fn set_node_state(&self, node_id: &str, state: &str) -> Result<()>;
     async fn list_nodes(&self) -> Result<Vec<NodeRow>>;
 
+    // ---- pools ----
+
+    /// Creates a pool or changes its slots and description.
+    async fn set_pool(&self, name: &str, slots: u32, description: Option<&str>) -> Result<()>;
+    /// Returns false when there was no such pool.
+    async fn delete_pool(&self, name: &str) -> Result<bool>;
+    async fn list_pools(&self) -> Result<Vec<PoolRow>>;
+
     // ---- schedule-slot ledger ----
 
     /// Records slots a scheduler passed over (`skipped` or `missed`; slots with a
@@ -482,6 +506,33 @@ pub trait Store: Send + Sync + 'static {
     /// Where the store is, for people: a file path, or hosts and database
     /// (never a password).
     fn endpoint(&self) -> String;
+}
+
+/// Which candidates (scheduled task instances with their pool, in queueing
+/// order) may be queued: while the DAG has room (`None`: no limit), skipping
+/// those whose pool is full or missing from `pool_room`.
+pub(crate) fn fit_limits(
+    candidates: &[(i64, Option<String>)],
+    mut dag_room: Option<i64>,
+    mut pool_room: std::collections::HashMap<String, i64>,
+) -> Vec<i64> {
+    let mut chosen = Vec::new();
+    for (id, pool) in candidates {
+        if dag_room.is_some_and(|r| r <= 0) {
+            break;
+        }
+        if let Some(pool) = pool {
+            match pool_room.get_mut(pool) {
+                Some(room) if *room > 0 => *room -= 1,
+                _ => continue,
+            }
+        }
+        if let Some(r) = dag_room.as_mut() {
+            *r -= 1;
+        }
+        chosen.push(*id);
+    }
+    chosen
 }
 
 /// A reaper's or a shutting-down worker's conditional end of an attempt.

@@ -40,10 +40,13 @@ use tracing::{debug, info};
 use crate::*;
 
 /// Embedded migrations, applied in order under an advisory lock.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_pools.sql")),
+];
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Key of the advisory lock that serialises migrations between processes.
 const MIGRATION_LOCK: i64 = 0x6761_6c65_6d69_6721;
@@ -553,7 +556,7 @@ fn run_row(r: &Row) -> RunRow {
 }
 
 const TI_COLS: &str = "id, run_id, dag_id, task_id, state, try_number, max_tries, queue, \
-     priority, worker_id, heartbeat_at, queued_at, started_at, ended_at, retry_at, outputs";
+     priority, worker_id, heartbeat_at, queued_at, started_at, ended_at, retry_at, outputs, pool";
 
 fn ti_row(r: &Row) -> TaskRow {
     TaskRow {
@@ -576,6 +579,7 @@ fn ti_row(r: &Row) -> TaskRow {
             .get::<_, Option<serde_json::Value>>(15)
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default(),
+        pool: r.get(16),
     }
 }
 
@@ -847,13 +851,14 @@ impl Store for PgStore {
                 let max_tries: Vec<i32> = run.tasks.iter().map(|t| i32_of(t.max_tries)).collect();
                 let queues: Vec<&str> = run.tasks.iter().map(|t| t.queue.as_str()).collect();
                 let priorities: Vec<i32> = run.tasks.iter().map(|t| t.priority).collect();
+                let pools: Vec<Option<&str>> = run.tasks.iter().map(|t| t.pool.as_deref()).collect();
                 tx.exec(
                     "INSERT INTO task_instances (run_id, dag_id, task_id, state, max_tries, queue,
-                         priority, updated_at)
-                     SELECT $1, $2, u.task_id, 'none', u.max_tries, u.queue, u.priority, now()
-                     FROM unnest($3::text[], $4::int[], $5::text[], $6::int[])
-                         AS u(task_id, max_tries, queue, priority)",
-                    &[&run_id, &dag_id, &task_ids, &max_tries, &queues, &priorities],
+                         priority, pool, updated_at)
+                     SELECT $1, $2, u.task_id, 'none', u.max_tries, u.queue, u.priority, u.pool, now()
+                     FROM unnest($3::text[], $4::int[], $5::text[], $6::int[], $7::text[])
+                         AS u(task_id, max_tries, queue, priority, pool)",
+                    &[&run_id, &dag_id, &task_ids, &max_tries, &queues, &priorities, &pools],
                 )
                 .await?;
                 if matches!(run.run_type, RunType::Scheduled | RunType::Backfill) {
@@ -1097,10 +1102,12 @@ impl Store for PgStore {
         let ids: Vec<i64> = tis.iter().map(|t| t.0).collect();
         self.write(move |tx| {
             Box::pin(async move {
-                let room: Option<i64> = match max_active_tasks {
+                // Limits that span rows are checked under a lock: the DAG's row for
+                // `max_active_tasks`, then (by name) each pool's row. Every count is
+                // a statement of its own, after its lock, so it sees every change
+                // committed before the lock was granted.
+                let dag_room: Option<i64> = match max_active_tasks {
                     Some(max) => {
-                        // The DAG's row guards `max_active_tasks` between schedulers;
-                        // the count is a statement of its own, after the lock.
                         tx.exec("SELECT 1 FROM dags WHERE dag_id = $1 FOR UPDATE", &[&id])
                             .await?;
                         let active: i64 = tx
@@ -1111,25 +1118,64 @@ impl Store for PgStore {
                             )
                             .await?
                             .get(0);
-                        Some((i64::from(max) - active).max(0))
+                        Some(i64::from(max) - active)
                     }
                     None => None,
                 };
-                if room == Some(0) {
+                if dag_room.is_some_and(|r| r <= 0) {
                     return Ok(0);
                 }
                 // In the order given, only this DAG's (the count above is this DAG's).
+                let candidates: Vec<(i64, Option<String>)> = tx
+                    .rows(
+                        "SELECT t.id, t.pool FROM task_instances t
+                         JOIN unnest($2::bigint[]) WITH ORDINALITY AS w(id, ord) ON w.id = t.id
+                         WHERE t.state = 'scheduled' AND t.dag_id = $1
+                         ORDER BY w.ord",
+                        &[&id, &ids],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect();
+                let mut pools: Vec<&str> =
+                    candidates.iter().filter_map(|(_, p)| p.as_deref()).collect();
+                pools.sort_unstable();
+                pools.dedup();
+                let mut pool_room = HashMap::new();
+                if !pools.is_empty() {
+                    let slots = tx
+                        .rows(
+                            "SELECT name, slots FROM pools WHERE name = ANY($1)
+                             ORDER BY name FOR UPDATE",
+                            &[&pools],
+                        )
+                        .await?;
+                    for r in &slots {
+                        pool_room.insert(r.get::<_, String>(0), i64::from(r.get::<_, i32>(1)));
+                    }
+                    for r in tx
+                        .rows(
+                            "SELECT pool, count(*) FROM task_instances
+                             WHERE pool = ANY($1) AND state IN ('queued', 'running') GROUP BY pool",
+                            &[&pools],
+                        )
+                        .await?
+                    {
+                        if let Some(room) = pool_room.get_mut(r.get::<_, &str>(0)) {
+                            *room -= r.get::<_, i64>(1);
+                        }
+                    }
+                }
+                let chosen = fit_limits(&candidates, dag_room, pool_room);
+                if chosen.is_empty() {
+                    return Ok(0);
+                }
                 let n = tx
                     .exec(
-                        "WITH pick AS (
-                             SELECT t.id FROM task_instances t
-                             JOIN unnest($2::bigint[]) WITH ORDINALITY AS w(id, ord) ON w.id = t.id
-                             WHERE t.state = 'scheduled' AND t.dag_id = $1
-                             ORDER BY w.ord LIMIT $3
-                             FOR UPDATE OF t)
-                         UPDATE task_instances t SET state = 'queued', queued_at = now(), updated_at = now()
-                         FROM pick WHERE t.id = pick.id AND t.state = 'scheduled'",
-                        &[&id, &ids, &room],
+                        "UPDATE task_instances SET state = 'queued', queued_at = now(), updated_at = now()
+                         WHERE id = ANY($1) AND state = 'scheduled'",
+                        &[&chosen],
                     )
                     .await?;
                 if n > 0 {
@@ -1579,6 +1625,65 @@ impl Store for PgStore {
                         heartbeat_at: r.get(7),
                         clock_skew_us: r.get(8),
                         running_attempts: u32::try_from(r.get::<_, i64>(9)).unwrap_or(0),
+                    })
+                    .collect())
+            })
+        })
+        .await
+    }
+
+    async fn set_pool(&self, name: &str, slots: u32, description: Option<&str>) -> Result<()> {
+        let (name, description) = (name.to_owned(), description.map(str::to_owned));
+        let slots = i32_of(slots);
+        self.write(move |tx| {
+            Box::pin(async move {
+                tx.exec(
+                    "INSERT INTO pools (name, slots, description, updated_at) VALUES ($1, $2, $3, now())
+                     ON CONFLICT (name) DO UPDATE SET slots = $2, description = $3, updated_at = now()",
+                    &[&name, &slots, &description],
+                )
+                .await?;
+                // More room may let waiting task instances be queued.
+                tx.exec("SELECT pg_notify('gale_changed', '')", &[]).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn delete_pool(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                Ok(tx
+                    .exec("DELETE FROM pools WHERE name = $1", &[&name])
+                    .await?
+                    > 0)
+            })
+        })
+        .await
+    }
+
+    async fn list_pools(&self) -> Result<Vec<PoolRow>> {
+        self.read(|c| {
+            Box::pin(async move {
+                let rows = c
+                    .rows(
+                        "SELECT p.name, p.slots, p.description,
+                             (SELECT count(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'queued'),
+                             (SELECT count(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'running')
+                         FROM pools p ORDER BY p.name",
+                        &[],
+                    )
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .map(|r| PoolRow {
+                        name: r.get(0),
+                        slots: u32_of(r.get(1)),
+                        description: r.get(2),
+                        queued: u32::try_from(r.get::<_, i64>(3)).unwrap_or(0),
+                        running: u32::try_from(r.get::<_, i64>(4)).unwrap_or(0),
                     })
                     .collect())
             })

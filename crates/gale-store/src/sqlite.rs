@@ -30,10 +30,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../migrations/sqlite/0003_slots_and_clock.sql"),
     ),
+    (4, include_str!("../migrations/sqlite/0004_pools.sql")),
 ];
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Reader connections per store: WAL lets them read while the writer writes, so
 /// a scheduler reading a large run never holds up a worker reporting a result.
@@ -334,7 +335,7 @@ fn run_row(r: &Row) -> rusqlite::Result<RunRow> {
 }
 
 const TI_COLS: &str = "id, run_id, dag_id, task_id, state, try_number, max_tries, queue, \
-     priority, worker_id, heartbeat_at, queued_at, started_at, ended_at, retry_at, outputs";
+     priority, worker_id, heartbeat_at, queued_at, started_at, ended_at, retry_at, outputs, pool";
 
 fn ti_row(r: &Row) -> rusqlite::Result<TaskRow> {
     Ok(TaskRow {
@@ -357,6 +358,7 @@ fn ti_row(r: &Row) -> rusqlite::Result<TaskRow> {
             .get::<_, Option<String>>(15)?
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_default(),
+        pool: r.get(16)?,
     })
 }
 
@@ -666,8 +668,8 @@ impl Store for SqliteStore {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO task_instances (run_id, dag_id, task_id, state, max_tries, queue,
-                         priority, updated_at)
-                     VALUES (?1, ?2, ?3, 'none', ?4, ?5, ?6, ?7)",
+                         priority, updated_at, pool)
+                     VALUES (?1, ?2, ?3, 'none', ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(map_err)?;
             for t in &run.tasks {
@@ -678,7 +680,8 @@ impl Store for SqliteStore {
                     t.max_tries,
                     t.queue,
                     t.priority,
-                    now
+                    now,
+                    t.pool
                 ])
                 .map_err(map_err)?;
             }
@@ -923,9 +926,9 @@ impl Store for SqliteStore {
         }
         let (dag_id, tis) = (dag_id.0.clone(), tis.to_vec());
         self.write(move |tx| {
-            let mut room = match max_active_tasks {
+            let dag_room = match max_active_tasks {
                 Some(max) => {
-                    let active: u32 = tx
+                    let active: i64 = tx
                         .query_row(
                             "SELECT count(*) FROM task_instances
                              WHERE dag_id = ?1 AND state IN ('queued', 'running')",
@@ -933,26 +936,61 @@ impl Store for SqliteStore {
                             |r| r.get(0),
                         )
                         .map_err(map_err)?;
-                    max.saturating_sub(active) as usize
+                    Some(i64::from(max) - active)
                 }
-                None => usize::MAX,
+                None => None,
             };
+            if dag_room.is_some_and(|r| r <= 0) {
+                return Ok(0);
+            }
+            // In the order given, only this DAG's (the count above is this DAG's).
+            let mut candidates = Vec::with_capacity(tis.len());
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT pool FROM task_instances
+                         WHERE id = ?1 AND state = 'scheduled' AND dag_id = ?2",
+                    )
+                    .map_err(map_err)?;
+                for ti in &tis {
+                    let pool: Option<Option<String>> = stmt
+                        .query_row(params![ti.0, dag_id], |r| r.get(0))
+                        .optional()
+                        .map_err(map_err)?;
+                    if let Some(pool) = pool {
+                        candidates.push((ti.0, pool));
+                    }
+                }
+            }
+            let mut pool_room = HashMap::new();
+            for pool in candidates.iter().filter_map(|(_, p)| p.as_deref()) {
+                if pool_room.contains_key(pool) {
+                    continue;
+                }
+                let room: Option<i64> = tx
+                    .query_row(
+                        "SELECT p.slots - (SELECT count(*) FROM task_instances t
+                             WHERE t.pool = p.name AND t.state IN ('queued', 'running'))
+                         FROM pools p WHERE p.name = ?1",
+                        params![pool],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(map_err)?;
+                if let Some(room) = room {
+                    pool_room.insert(pool.to_owned(), room);
+                }
+            }
             let now = now_us();
             let mut stmt = tx
                 .prepare_cached(
                     "UPDATE task_instances SET state = 'queued', queued_at = ?2, updated_at = ?2
-                     WHERE id = ?1 AND state = 'scheduled' AND dag_id = ?3",
+                     WHERE id = ?1 AND state = 'scheduled'",
                 )
                 .map_err(map_err)?;
             let mut n = 0;
-            for ti in tis {
-                if room == 0 {
-                    break;
-                }
-                // Only this DAG's task instances: the count above is this DAG's.
-                let changed = stmt.execute(params![ti.0, now, dag_id]).map_err(map_err)?;
-                n += changed;
-                room -= changed;
+            for id in fit_limits(&candidates, dag_room, pool_room) {
+                n += stmt.execute(params![id, now]).map_err(map_err)?;
             }
             Ok(n)
         })
@@ -1350,6 +1388,54 @@ impl Store for SqliteStore {
                      FROM nodes n ORDER BY n.started_at DESC LIMIT 500",
                 [],
                 node_row,
+            )
+        })
+        .await
+    }
+
+    async fn set_pool(&self, name: &str, slots: u32, description: Option<&str>) -> Result<()> {
+        let (name, description) = (name.to_owned(), description.map(str::to_owned));
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO pools (name, slots, description, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET slots = ?2, description = ?3, updated_at = ?4",
+                params![name, slots, description, now_us()],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_pool(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            Ok(tx
+                .execute("DELETE FROM pools WHERE name = ?1", params![name])
+                .map_err(map_err)?
+                > 0)
+        })
+        .await
+    }
+
+    async fn list_pools(&self) -> Result<Vec<PoolRow>> {
+        self.call(|conn| {
+            query_all(
+                conn,
+                "SELECT p.name, p.slots, p.description,
+                     (SELECT count(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'queued'),
+                     (SELECT count(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'running')
+                 FROM pools p ORDER BY p.name",
+                [],
+                |r| {
+                    Ok(PoolRow {
+                        name: r.get(0)?,
+                        slots: r.get(1)?,
+                        description: r.get(2)?,
+                        queued: r.get(3)?,
+                        running: r.get(4)?,
+                    })
+                },
             )
         })
         .await

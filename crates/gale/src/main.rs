@@ -62,6 +62,9 @@ enum Command {
     /// Task instances: list, logs, test.
     #[command(subcommand)]
     Tasks(cli::TasksCmd),
+    /// Pools: slots shared by the tasks that name them, across DAGs.
+    #[command(subcommand)]
+    Pools(cli::PoolsCmd),
     /// Create one run per schedule slot between two dates and follow them.
     Backfill(cli::BackfillArgs),
     /// The metadata database.
@@ -158,6 +161,7 @@ fn main() -> ExitCode {
             Command::Dags(cmd) => cli::dags(&paths, output, cmd).await,
             Command::Runs(cmd) => cli::runs(&paths, output, cmd).await,
             Command::Tasks(cmd) => cli::tasks(&paths, output, cmd).await,
+            Command::Pools(cmd) => cli::pools(&paths, output, cmd).await,
             Command::Backfill(args) => cli::backfill(&paths, output, args).await,
             Command::Db(cmd) => cli::db(&paths, cmd).await,
             Command::Bench(args) => bench::run(output, args).await,

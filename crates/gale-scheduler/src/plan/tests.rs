@@ -29,6 +29,7 @@ fn rows(dag: &Dag, states: &[(&str, TaskState)]) -> Vec<TaskRow> {
             ended_at: None,
             retry_at: None,
             outputs: Default::default(),
+            pool: None,
         })
         .collect()
 }

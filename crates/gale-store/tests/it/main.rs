@@ -47,6 +47,8 @@ conformance_tests!(
     promote_runs_skips_paused_dags,
     apply_transitions_is_conditional,
     enqueue_respects_max_active_tasks,
+    enqueue_respects_pools,
+    slot_ledger,
     claim_priority_queues_and_limit,
     claim_is_exclusive,
     finish_attempt_is_fenced,
@@ -98,6 +100,7 @@ fn run_for(hash: &str, key: &str) -> NewRun {
                 max_tries: 1,
                 queue: t.queue.clone(),
                 priority: t.priority,
+                pool: t.pool.clone(),
             })
             .collect(),
     }
