@@ -75,6 +75,9 @@ pub struct PgStore {
     pool: Pool,
     config: tokio_postgres::Config,
     opts: PgOptions,
+    /// The payload of this handle's notifications: its own listener skips them,
+    /// since in-process wake-ups already covered them.
+    origin: String,
 }
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -282,7 +285,19 @@ impl PgStore {
             .recycle_timeout(Some(Duration::from_secs(2)))
             .build()
             .map_err(|e| Error::Invalid(format!("cannot build the connection pool: {e}")))?;
-        let store = PgStore { pool, config, opts };
+        let origin = format!(
+            "{:x}-{:x}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let store = PgStore {
+            pool,
+            config,
+            opts,
+            origin,
+        };
         let deadline = tokio::time::Instant::now() + wait;
         let mut delay = Duration::from_millis(100);
         loop {
@@ -358,8 +373,10 @@ impl PgStore {
         self.pool.retain(|_, _| false);
     }
 
-    /// Runs the read `f` on a pooled connection.
-    async fn read<T, F>(&self, f: F) -> Result<T>
+    /// Runs `f` on a pooled connection in autocommit mode: for reads, and for
+    /// writes that are one statement (atomic by themselves, and one round trip
+    /// instead of three).
+    async fn single<T, F>(&self, f: F) -> Result<T>
     where
         T: Send,
         F: for<'a> FnOnce(&'a deadpool_postgres::ClientWrapper) -> BoxFut<'a, Result<T>> + Send,
@@ -462,6 +479,7 @@ impl PgStore {
             tokio::select! {
                 _ = stop.cancelled() => return ListenEnd::Stopped,
                 msg = rx.recv() => match msg {
+                    Some(AsyncMessage::Notification(n)) if n.payload() == self.origin => {}
                     Some(AsyncMessage::Notification(n)) => match n.channel() {
                         "gale_queued" => notifier.workers.notify_one(),
                         _ => notifier.scheduler.notify_one(),
@@ -538,20 +556,31 @@ const RUN_COLS: &str = "id, dag_id, run_key, run_type, version_hash, logical_dat
      interval_start, interval_end, conf, state, created_at, started_at, ended_at";
 
 fn run_row(r: &Row) -> RunRow {
+    run_row_at(r, 0)
+}
+
+/// A run whose `RUN_COLS` start at column `at` (after a join's other columns).
+fn run_row_at(r: &Row, at: usize) -> RunRow {
     RunRow {
-        id: RunId(r.get(0)),
-        dag_id: DagId(r.get(1)),
-        run_key: r.get(2),
-        run_type: r.get::<_, String>(3).parse().unwrap_or(RunType::Manual),
-        version_hash: r.get(4),
-        logical_date: r.get(5),
-        interval_start: r.get(6),
-        interval_end: r.get(7),
-        conf: json_map(r.get(8)),
-        state: r.get::<_, String>(9).parse().unwrap_or(RunState::Failed),
-        created_at: r.get(10),
-        started_at: r.get(11),
-        ended_at: r.get(12),
+        id: RunId(r.get(at)),
+        dag_id: DagId(r.get(at + 1)),
+        run_key: r.get(at + 2),
+        run_type: r
+            .get::<_, String>(at + 3)
+            .parse()
+            .unwrap_or(RunType::Manual),
+        version_hash: r.get(at + 4),
+        logical_date: r.get(at + 5),
+        interval_start: r.get(at + 6),
+        interval_end: r.get(at + 7),
+        conf: json_map(r.get(at + 8)),
+        state: r
+            .get::<_, String>(at + 9)
+            .parse()
+            .unwrap_or(RunState::Failed),
+        created_at: r.get(at + 10),
+        started_at: r.get(at + 11),
+        ended_at: r.get(at + 12),
     }
 }
 
@@ -583,19 +612,22 @@ fn ti_row(r: &Row) -> TaskRow {
     }
 }
 
-/// `TI_COLS` qualified with a table alias, for statements that join.
-fn ti_cols_of(alias: &str) -> String {
-    TI_COLS
-        .split(", ")
-        .map(|c| format!("{alias}.{c}"))
+/// Columns qualified with a table alias, for statements that join.
+fn cols_of(cols: &str, alias: &str) -> String {
+    cols.split(", ")
+        .map(|c| format!("{alias}.{}", c.trim()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn ti_cols_of(alias: &str) -> String {
+    cols_of(TI_COLS, alias)
 }
 
 #[async_trait]
 impl Store for PgStore {
     async fn now(&self) -> Result<Timestamp> {
-        self.read(|c| Box::pin(async move { Ok(c.one("SELECT now()", &[]).await?.get(0)) }))
+        self.single(|c| Box::pin(async move { Ok(c.one("SELECT now()", &[]).await?.get(0)) }))
             .await
     }
 
@@ -679,7 +711,7 @@ impl Store for PgStore {
     ) -> Result<()> {
         let errors = to_value(&errors)?;
         let (file, dag_id) = (file.to_owned(), dag_id.map(str::to_owned));
-        self.write(move |tx| {
+        self.single(move |tx| {
             Box::pin(async move {
                 tx.exec(
                     "INSERT INTO import_errors (file, dag_id, errors, updated_at)
@@ -716,7 +748,7 @@ impl Store for PgStore {
     }
 
     async fn list_dags(&self) -> Result<Vec<DagRow>> {
-        self.read(|c| {
+        self.single(|c| {
             Box::pin(async move {
                 let sql = format!("SELECT {DAG_COLS} FROM dags ORDER BY dag_id");
                 Ok(c.rows(&sql, &[]).await?.iter().map(dag_row).collect())
@@ -727,7 +759,7 @@ impl Store for PgStore {
 
     async fn get_dag(&self, dag_id: &DagId) -> Result<Option<DagRow>> {
         let id = dag_id.0.clone();
-        self.read(move |c| {
+        self.single(move |c| {
             Box::pin(async move {
                 let sql = format!("SELECT {DAG_COLS} FROM dags WHERE dag_id = $1");
                 Ok(c.opt(&sql, &[&id]).await?.as_ref().map(dag_row))
@@ -738,7 +770,7 @@ impl Store for PgStore {
 
     async fn get_version(&self, dag_id: &DagId, hash: &str) -> Result<Option<DagVersion>> {
         let (id, hash) = (dag_id.0.clone(), hash.to_owned());
-        self.read(move |c| {
+        self.single(move |c| {
             Box::pin(async move {
                 let Some(r) = c
                     .opt(
@@ -767,7 +799,7 @@ impl Store for PgStore {
     }
 
     async fn list_import_errors(&self) -> Result<Vec<ImportError>> {
-        self.read(|c| {
+        self.single(|c| {
             Box::pin(async move {
                 let rows = c
                     .rows(
@@ -791,6 +823,7 @@ impl Store for PgStore {
 
     async fn set_paused(&self, dag_id: &DagId, paused: bool) -> Result<bool> {
         let id = dag_id.0.clone();
+        let origin = self.origin.clone();
         self.write(move |tx| {
             Box::pin(async move {
                 let changed = tx
@@ -801,7 +834,8 @@ impl Store for PgStore {
                     .await?
                     > 0;
                 if changed && !paused {
-                    tx.exec("SELECT pg_notify('gale_changed', '')", &[]).await?;
+                    tx.exec("SELECT pg_notify('gale_changed', $1)", &[&origin])
+                        .await?;
                 }
                 Ok(changed)
             })
@@ -812,6 +846,7 @@ impl Store for PgStore {
     async fn create_run(&self, run: &NewRun) -> Result<Option<RunId>> {
         let conf = serde_json::Value::Object(run.conf.clone());
         let run = run.clone();
+        let origin = self.origin.clone();
         self.write(move |tx| {
             Box::pin(async move {
                 let dag_id = run.dag_id.as_str();
@@ -872,7 +907,7 @@ impl Store for PgStore {
                     )
                     .await?;
                 }
-                tx.exec("SELECT pg_notify('gale_changed', '')", &[]).await?;
+                tx.exec("SELECT pg_notify('gale_changed', $1)", &[&origin]).await?;
                 Ok(Some(RunId(run_id)))
             })
         })
@@ -881,7 +916,7 @@ impl Store for PgStore {
 
     async fn count_active_runs(&self, dag_id: &DagId) -> Result<u32> {
         let id = dag_id.0.clone();
-        self.read(move |c| {
+        self.single(move |c| {
             Box::pin(async move {
                 let n: i64 = c
                     .one(
@@ -899,7 +934,7 @@ impl Store for PgStore {
     async fn promote_runs(&self) -> Result<Vec<RunId>> {
         // Most calls find nothing to start: answer those without a transaction.
         let any: bool = self
-            .read(|c| {
+            .single(|c| {
                 Box::pin(async move {
                     Ok(c.one(
                         "SELECT EXISTS (SELECT 1 FROM runs r JOIN dags d ON d.dag_id = r.dag_id
@@ -968,7 +1003,7 @@ impl Store for PgStore {
         } else {
             filter.limit.min(10_000)
         });
-        self.read(move |c| {
+        self.single(move |c| {
             Box::pin(async move {
                 let sql = format!(
                     "SELECT {RUN_COLS} FROM runs
@@ -986,7 +1021,7 @@ impl Store for PgStore {
     }
 
     async fn get_run(&self, run_id: RunId) -> Result<Option<RunRow>> {
-        self.read(move |c| {
+        self.single(move |c| {
             Box::pin(async move {
                 let sql = format!("SELECT {RUN_COLS} FROM runs WHERE id = $1");
                 Ok(c.opt(&sql, &[&run_id.0]).await?.as_ref().map(run_row))
@@ -997,7 +1032,7 @@ impl Store for PgStore {
 
     async fn running_runs(&self, limit: u32) -> Result<Vec<RunRow>> {
         let limit = i64::from(limit);
-        self.read(move |c| {
+        self.single(move |c| {
             Box::pin(async move {
                 let sql = format!(
                     "SELECT {RUN_COLS} FROM runs WHERE state = 'running' ORDER BY id LIMIT $1"
@@ -1010,7 +1045,7 @@ impl Store for PgStore {
 
     async fn finish_run(&self, run_id: RunId, state: RunState) -> Result<bool> {
         let state = state.as_str();
-        self.write(move |tx| {
+        self.single(move |tx| {
             Box::pin(async move {
                 Ok(tx
                     .exec(
@@ -1025,7 +1060,7 @@ impl Store for PgStore {
     }
 
     async fn run_tasks(&self, run_id: RunId) -> Result<Vec<TaskRow>> {
-        self.read(move |c| {
+        self.single(move |c| {
             Box::pin(async move {
                 let sql =
                     format!("SELECT {TI_COLS} FROM task_instances WHERE run_id = $1 ORDER BY id");
@@ -1040,7 +1075,7 @@ impl Store for PgStore {
     }
 
     async fn run_state_counts(&self, run_id: RunId) -> Result<Vec<(TaskState, u32)>> {
-        self.read(move |c| {
+        self.single(move |c| {
             Box::pin(async move {
                 let rows = c
                     .rows(
@@ -1070,7 +1105,7 @@ impl Store for PgStore {
         let to: Vec<&str> = transitions.iter().map(|t| t.to.as_str()).collect();
         let retry_at: Vec<Option<Timestamp>> = transitions.iter().map(|t| t.retry_at).collect();
         let terminal: Vec<bool> = transitions.iter().map(|t| t.to.is_terminal()).collect();
-        self.write(move |tx| {
+        self.single(move |tx| {
             Box::pin(async move {
                 let n = tx
                     .exec(
@@ -1100,6 +1135,7 @@ impl Store for PgStore {
         }
         let id = dag_id.0.clone();
         let ids: Vec<i64> = tis.iter().map(|t| t.0).collect();
+        let origin = self.origin.clone();
         self.write(move |tx| {
             Box::pin(async move {
                 // Limits that span rows are checked under a lock: the DAG's row for
@@ -1179,7 +1215,7 @@ impl Store for PgStore {
                     )
                     .await?;
                 if n > 0 {
-                    tx.exec("SELECT pg_notify('gale_queued', '')", &[]).await?;
+                    tx.exec("SELECT pg_notify('gale_queued', $1)", &[&origin]).await?;
                 }
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
             })
@@ -1199,69 +1235,43 @@ impl Store for PgStore {
         }
         let (worker_id, host, queues) = (worker_id.to_owned(), host.to_owned(), queues.to_vec());
         let limit = i64::from(limit);
-        self.write(move |tx| {
+        // One statement: take queued rows no one else is taking, make them ours,
+        // open their attempt records, and return them with their runs.
+        self.single(move |c| {
             Box::pin(async move {
                 let sql = format!(
                     "WITH pick AS (
                          SELECT id FROM task_instances
                          WHERE state = 'queued' AND queue = ANY($2)
                          ORDER BY priority DESC, id LIMIT $3
-                         FOR UPDATE SKIP LOCKED)
-                     UPDATE task_instances t SET state = 'running', try_number = t.try_number + 1,
-                         worker_id = $1, heartbeat_at = now(), started_at = now(), ended_at = NULL,
-                         retry_at = NULL, outputs = NULL, updated_at = now()
-                     FROM pick WHERE t.id = pick.id AND t.state = 'queued'
-                     RETURNING {}",
-                    ti_cols_of("t")
+                         FOR UPDATE SKIP LOCKED),
+                     claimed AS (
+                         UPDATE task_instances t SET state = 'running', try_number = t.try_number + 1,
+                             worker_id = $1, heartbeat_at = now(), started_at = now(), ended_at = NULL,
+                             retry_at = NULL, outputs = NULL, updated_at = now()
+                         FROM pick WHERE t.id = pick.id AND t.state = 'queued'
+                         RETURNING t.*),
+                     opened AS (
+                         INSERT INTO attempts (ti_id, try_number, run_id, task_id, worker_id, host,
+                             state, started_at)
+                         SELECT id, try_number, run_id, task_id, $1, $4, 'running', now() FROM claimed
+                         ON CONFLICT (ti_id, try_number) DO UPDATE SET worker_id = $1, host = $4,
+                             pid = NULL, state = 'running', exit_code = NULL, message = NULL,
+                             command = NULL, started_at = now(), ended_at = NULL)
+                     SELECT {}, {} FROM claimed c JOIN runs r ON r.id = c.run_id
+                     ORDER BY c.priority DESC, c.id",
+                    ti_cols_of("c"),
+                    cols_of(RUN_COLS, "r")
                 );
-                let mut tasks: Vec<TaskRow> = tx
-                    .rows(&sql, &[&worker_id, &queues, &limit])
-                    .await?
+                let rows = c.rows(&sql, &[&worker_id, &queues, &limit, &host]).await?;
+                let width = TI_COLS.split(", ").count();
+                Ok(rows
                     .iter()
-                    .map(ti_row)
-                    .collect();
-                if tasks.is_empty() {
-                    return Ok(Vec::new());
-                }
-                tasks.sort_by_key(|t| (std::cmp::Reverse(t.priority), t.id));
-                let ti_ids: Vec<i64> = tasks.iter().map(|t| t.id.0).collect();
-                let tries: Vec<i32> = tasks.iter().map(|t| i32_of(t.try_number)).collect();
-                let run_ids: Vec<i64> = tasks.iter().map(|t| t.run_id.0).collect();
-                let task_ids: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
-                tx.exec(
-                    "INSERT INTO attempts (ti_id, try_number, run_id, task_id, worker_id, host, state,
-                         started_at)
-                     SELECT u.ti_id, u.try_number, u.run_id, u.task_id, $5, $6, 'running', now()
-                     FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[])
-                         AS u(ti_id, try_number, run_id, task_id)
-                     ON CONFLICT (ti_id, try_number) DO UPDATE SET worker_id = $5, host = $6,
-                         pid = NULL, state = 'running', exit_code = NULL, message = NULL,
-                         command = NULL, started_at = now(), ended_at = NULL",
-                    &[&ti_ids, &tries, &run_ids, &task_ids, &worker_id, &host],
-                )
-                .await?;
-                let mut unique_runs = run_ids.clone();
-                unique_runs.sort_unstable();
-                unique_runs.dedup();
-                let sql = format!("SELECT {RUN_COLS} FROM runs WHERE id = ANY($1)");
-                let runs: HashMap<i64, RunRow> = tx
-                    .rows(&sql, &[&unique_runs])
-                    .await?
-                    .iter()
-                    .map(|r| {
-                        let run = run_row(r);
-                        (run.id.0, run)
+                    .map(|r| Claim {
+                        task: ti_row(r),
+                        run: run_row_at(r, width),
                     })
-                    .collect();
-                tasks
-                    .into_iter()
-                    .map(|task| {
-                        let run = runs.get(&task.run_id.0).cloned().ok_or_else(|| {
-                            Error::Database(format!("run {} of a claimed task is missing", task.run_id))
-                        })?;
-                        Ok(Claim { task, run })
-                    })
-                    .collect()
+                    .collect())
             })
         })
         .await
@@ -1276,7 +1286,7 @@ impl Store for PgStore {
     ) -> Result<()> {
         let try_number = i32_of(try_number);
         let command = command.to_owned();
-        self.write(move |tx| {
+        self.single(move |tx| {
             Box::pin(async move {
                 tx.exec(
                     "UPDATE attempts SET pid = $3, command = $4 WHERE ti_id = $1 AND try_number = $2",
@@ -1298,7 +1308,7 @@ impl Store for PgStore {
         let ids: Vec<i64> = held.iter().map(|(t, _)| t.0).collect();
         let tries: Vec<i32> = held.iter().map(|(_, n)| i32_of(*n)).collect();
         let worker_id = worker_id.to_owned();
-        self.write(move |tx| {
+        self.single(move |tx| {
             Box::pin(async move {
                 let rows = tx
                     .rows(
@@ -1322,13 +1332,24 @@ impl Store for PgStore {
         let outputs = to_value(&finish.outputs)?;
         let f = finish.clone();
         let try_number = i32_of(f.try_number);
-        self.write(move |tx| {
+        let origin = self.origin.clone();
+        // One statement: the fenced change, its attempt record, and the wake-up.
+        self.single(move |c| {
             Box::pin(async move {
-                let changed = tx
-                    .exec(
-                        "UPDATE task_instances SET state = $4, retry_at = $5, outputs = $6,
-                             ended_at = now(), updated_at = now()
-                         WHERE id = $1 AND try_number = $2 AND worker_id = $3 AND state = 'running'",
+                let row = c
+                    .one(
+                        "WITH t AS (
+                             UPDATE task_instances SET state = $4, retry_at = $5, outputs = $6,
+                                 ended_at = now(), updated_at = now()
+                             WHERE id = $1 AND try_number = $2 AND worker_id = $3 AND state = 'running'
+                             RETURNING id),
+                         a AS (
+                             UPDATE attempts SET state = $7, exit_code = $8, message = $9,
+                                 ended_at = now(), pid = coalesce($10, pid),
+                                 command = coalesce($11, command)
+                             WHERE ti_id IN (SELECT id FROM t) AND try_number = $2)
+                         SELECT (SELECT count(*) FROM t),
+                                (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $12) FROM t) n)",
                         &[
                             &f.ti.0,
                             &try_number,
@@ -1336,29 +1357,16 @@ impl Store for PgStore {
                             &f.state.as_str(),
                             &f.retry_at,
                             &outputs,
+                            &f.outcome,
+                            &f.exit_code,
+                            &f.message,
+                            &f.pid,
+                            &f.command,
+                            &origin,
                         ],
                     )
                     .await?;
-                if changed == 0 {
-                    return Ok(false);
-                }
-                tx.exec(
-                    "UPDATE attempts SET state = $3, exit_code = $4, message = $5, ended_at = now(),
-                         pid = coalesce($6, pid), command = coalesce($7, command)
-                     WHERE ti_id = $1 AND try_number = $2",
-                    &[
-                        &f.ti.0,
-                        &try_number,
-                        &f.outcome,
-                        &f.exit_code,
-                        &f.message,
-                        &f.pid,
-                        &f.command,
-                    ],
-                )
-                .await?;
-                tx.exec("SELECT pg_notify('gale_changed', '')", &[]).await?;
-                Ok(true)
+                Ok(row.get::<_, i64>(0) > 0)
             })
         })
         .await
@@ -1366,7 +1374,7 @@ impl Store for PgStore {
 
     async fn expired_attempts(&self, lease: Duration) -> Result<Vec<TaskRow>> {
         let secs = lease.as_secs_f64();
-        self.read(move |c| {
+        self.single(move |c| {
             Box::pin(async move {
                 let sql = format!(
                     "SELECT {TI_COLS} FROM task_instances
@@ -1381,7 +1389,7 @@ impl Store for PgStore {
 
     async fn worker_attempts(&self, worker_id: &str) -> Result<Vec<TaskRow>> {
         let worker_id = worker_id.to_owned();
-        self.read(move |c| {
+        self.single(move |c| {
             Box::pin(async move {
                 let sql = format!(
                     "SELECT {TI_COLS} FROM task_instances WHERE state = 'running' AND worker_id = $1"
@@ -1396,16 +1404,25 @@ impl Store for PgStore {
         let r = reap.clone();
         let try_number = i32_of(r.try_number);
         // Zero: whatever the heartbeat.
-        let lease: Option<f64> = (!r.lease.is_zero()).then(|| r.lease.as_secs_f64());
+        let lease: Option<f64> = (!r.lease.is_zero()).then_some(r.lease.as_secs_f64());
         let refund = i32::from(r.refund_try);
-        self.write(move |tx| {
+        let origin = self.origin.clone();
+        self.single(move |c| {
             Box::pin(async move {
-                let changed = tx
-                    .exec(
-                        "UPDATE task_instances SET state = $4, retry_at = $5, ended_at = now(),
-                             updated_at = now(), max_tries = max_tries + $7
-                         WHERE id = $1 AND try_number = $2 AND worker_id = $3 AND state = 'running'
-                           AND ($6::float8 IS NULL OR heartbeat_at < now() - make_interval(secs => $6))",
+                let row = c
+                    .one(
+                        "WITH t AS (
+                             UPDATE task_instances SET state = $4, retry_at = $5, ended_at = now(),
+                                 updated_at = now(), max_tries = max_tries + $7
+                             WHERE id = $1 AND try_number = $2 AND worker_id = $3 AND state = 'running'
+                               AND ($6::float8 IS NULL
+                                    OR heartbeat_at < now() - make_interval(secs => $6))
+                             RETURNING id),
+                         a AS (
+                             UPDATE attempts SET state = $8, message = $9, ended_at = now()
+                             WHERE ti_id IN (SELECT id FROM t) AND try_number = $2)
+                         SELECT (SELECT count(*) FROM t),
+                                (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $10) FROM t) n)",
                         &[
                             &r.ti.0,
                             &try_number,
@@ -1414,27 +1431,20 @@ impl Store for PgStore {
                             &r.retry_at,
                             &lease,
                             &refund,
+                            &r.outcome,
+                            &r.message,
+                            &origin,
                         ],
                     )
                     .await?;
-                if changed == 0 {
-                    return Ok(false);
-                }
-                tx.exec(
-                    "UPDATE attempts SET state = $3, message = $4, ended_at = now()
-                     WHERE ti_id = $1 AND try_number = $2",
-                    &[&r.ti.0, &try_number, &r.outcome, &r.message],
-                )
-                .await?;
-                tx.exec("SELECT pg_notify('gale_changed', '')", &[]).await?;
-                Ok(true)
+                Ok(row.get::<_, i64>(0) > 0)
             })
         })
         .await
     }
 
     async fn attempts(&self, ti: TiId) -> Result<Vec<AttemptRow>> {
-        self.read(move |c| {
+        self.single(move |c| {
             Box::pin(async move {
                 let rows = c
                     .rows(
@@ -1479,7 +1489,7 @@ impl Store for PgStore {
             .iter()
             .map(|l| l.text.replace('\0', "\u{fffd}"))
             .collect();
-        self.write(move |tx| {
+        self.single(move |tx| {
             Box::pin(async move {
                 tx.exec(
                     "INSERT INTO logs (ti_id, try_number, ts, stream, line)
@@ -1505,7 +1515,7 @@ impl Store for PgStore {
     ) -> Result<Vec<LogRow>> {
         let try_number = i32_of(try_number);
         let limit = i64::from(limit);
-        self.read(move |c| {
+        self.single(move |c| {
             Box::pin(async move {
                 let rows = c
                     .rows(
@@ -1564,7 +1574,7 @@ impl Store for PgStore {
 
     async fn heartbeat_node(&self, node_id: &str, local_now: Timestamp) -> Result<()> {
         let node_id = node_id.to_owned();
-        self.write(move |tx| {
+        self.single(move |tx| {
             Box::pin(async move {
                 tx.exec(
                     "UPDATE nodes SET heartbeat_at = now(),
@@ -1581,7 +1591,7 @@ impl Store for PgStore {
 
     async fn set_node_state(&self, node_id: &str, state: &str) -> Result<()> {
         let (node_id, state) = (node_id.to_owned(), state.to_owned());
-        self.write(move |tx| {
+        self.single(move |tx| {
             Box::pin(async move {
                 tx.exec(
                     "UPDATE nodes SET state = $2, heartbeat_at = now() WHERE node_id = $1",
@@ -1595,7 +1605,7 @@ impl Store for PgStore {
     }
 
     async fn list_nodes(&self) -> Result<Vec<NodeRow>> {
-        self.read(|c| {
+        self.single(|c| {
             Box::pin(async move {
                 let rows = c
                     .rows(
@@ -1635,6 +1645,7 @@ impl Store for PgStore {
     async fn set_pool(&self, name: &str, slots: u32, description: Option<&str>) -> Result<()> {
         let (name, description) = (name.to_owned(), description.map(str::to_owned));
         let slots = i32_of(slots);
+        let origin = self.origin.clone();
         self.write(move |tx| {
             Box::pin(async move {
                 tx.exec(
@@ -1644,7 +1655,7 @@ impl Store for PgStore {
                 )
                 .await?;
                 // More room may let waiting task instances be queued.
-                tx.exec("SELECT pg_notify('gale_changed', '')", &[]).await?;
+                tx.exec("SELECT pg_notify('gale_changed', $1)", &[&origin]).await?;
                 Ok(())
             })
         })
@@ -1665,7 +1676,7 @@ impl Store for PgStore {
     }
 
     async fn list_pools(&self) -> Result<Vec<PoolRow>> {
-        self.read(|c| {
+        self.single(|c| {
             Box::pin(async move {
                 let rows = c
                     .rows(
@@ -1730,7 +1741,7 @@ impl Store for PgStore {
     async fn list_slots(&self, dag_id: &DagId, limit: u32) -> Result<Vec<SlotRow>> {
         let id = dag_id.0.clone();
         let limit = i64::from(limit.clamp(1, 10_000));
-        self.read(move |c| {
+        self.single(move |c| {
             Box::pin(async move {
                 let rows = c
                     .rows(
@@ -1756,7 +1767,7 @@ impl Store for PgStore {
     }
 
     async fn schema_version(&self) -> Result<i64> {
-        self.read(|c| {
+        self.single(|c| {
             Box::pin(async move {
                 Ok(
                     c.one("SELECT coalesce(max(version), 0) FROM gale_schema", &[])

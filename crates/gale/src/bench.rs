@@ -1,11 +1,15 @@
-//! `gale bench`: scheduling latency and throughput on a temporary SQLite store,
-//! with the real scheduler and worker running `true` tasks in-process.
+//! `gale bench`: scheduling latency and throughput with the real scheduler and
+//! workers running `true` tasks in-process: on a temporary SQLite store, or on
+//! the PostgreSQL database given by `--database-url` (use a scratch database:
+//! the benchmark's DAGs and runs stay in it), with `--workers` workers that each
+//! listen for the database's notifications as separate processes would.
 //!
 //! - chain: N tasks, each needing the previous one. A hop is the time from an
 //!   upstream attempt's end (its result stored) to the downstream attempt's start
 //!   (claimed by the worker).
 //! - fan-out: N independent tasks in one run; tasks/s from the run's start to the
-//!   last task's end, and CPU time (this process and its children) per task.
+//!   last task's end, and CPU time (this process and its children, not the
+//!   database server) per task.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,13 +19,14 @@ use clap::Args;
 use gale_model::DagId;
 use gale_model::RunId;
 use gale_model::dag::{content_hash, parse};
+use gale_store::postgres::PgStore;
 use gale_store::sqlite::SqliteStore;
 use gale_store::{Store, TaskRow};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{self, EngineOptions};
-use crate::{Output, cli, exit};
+use crate::{Output, Paths, cli, exit};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -31,14 +36,19 @@ pub struct BenchArgs {
     /// Tasks in the fan-out.
     #[arg(long, default_value_t = 2000)]
     fanout: usize,
-    /// Worker slots.
+    /// Worker slots (per worker).
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Workers (each with its own claim loop and, on PostgreSQL, its own
+    /// notification connection); the first also runs the scheduler.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
 }
 
 #[derive(Serialize, Debug)]
 pub struct BenchReport {
     pub store: &'static str,
+    pub workers: usize,
     pub chain_tasks: usize,
     pub chain_hop_p50_ms: f64,
     pub chain_hop_p95_ms: f64,
@@ -108,12 +118,23 @@ async fn wait_done<S: Store + ?Sized>(
     }
 }
 
-pub async fn run(output: Output, args: BenchArgs) -> anyhow::Result<u8> {
-    if args.chain < 2 || args.fanout < 1 || args.concurrency < 1 {
-        bail!("--chain must be at least 2, --fanout and --concurrency at least 1");
+pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Result<u8> {
+    if args.chain < 2 || args.fanout < 1 || args.concurrency < 1 || args.workers < 1 {
+        bail!("--chain must be at least 2, --fanout, --concurrency and --workers at least 1");
     }
     let dir = tempfile::tempdir()?;
-    let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db"))?);
+    let (store, pg, kind): (Arc<dyn Store>, Option<Arc<PgStore>>, &'static str) =
+        match &paths.database_url {
+            Some(url) => {
+                let pg = Arc::new(PgStore::connect(url, Duration::from_secs(10)).await?);
+                (pg.clone(), Some(pg), "postgres")
+            }
+            None => (
+                Arc::new(SqliteStore::open(&dir.path().join("bench.db"))?),
+                None,
+                "sqlite",
+            ),
+        };
 
     let mut chain = String::from("tasks:\n");
     for i in 0..args.chain {
@@ -130,7 +151,7 @@ pub async fn run(output: Output, args: BenchArgs) -> anyhow::Result<u8> {
     install(&*store, "bench_fanout", &fanout).await?;
 
     let cancel = CancellationToken::new();
-    let opts = EngineOptions {
+    let mut opts = EngineOptions {
         scheduler: true,
         worker: true,
         dags_folder: None,
@@ -143,13 +164,32 @@ pub async fn run(output: Output, args: BenchArgs) -> anyhow::Result<u8> {
         shutdown_grace: Duration::from_secs(5),
         task_cwd: dir.path().to_path_buf(),
     };
-    let notifier = Arc::new(gale_store::Notifier::default());
-    let engine = tokio::spawn(engine::run(
-        store.clone(),
-        notifier.clone(),
-        opts,
-        cancel.clone(),
-    ));
+    let mut engines = Vec::new();
+    let mut notifier = None;
+    for n in 0..args.workers {
+        opts.scheduler = n == 0;
+        let own = Arc::new(gale_store::Notifier::default());
+        // Each worker gets its own connections, as a process of its own would.
+        let mut engine_store = store.clone();
+        if let (Some(pg), Some(url)) = (&pg, &paths.database_url) {
+            let pg = if n == 0 {
+                pg.clone()
+            } else {
+                Arc::new(PgStore::connect(url, Duration::from_secs(10)).await?)
+            };
+            engine_store = pg.clone();
+            let (own, stop) = (own.clone(), cancel.clone());
+            tokio::spawn(async move { pg.listen(own, stop).await });
+        }
+        notifier.get_or_insert_with(|| own.clone());
+        engines.push(tokio::spawn(engine::run(
+            engine_store,
+            own,
+            opts.clone(),
+            cancel.clone(),
+        )));
+    }
+    let notifier = notifier.expect("at least one worker");
 
     // Chain.
     let run = cli::trigger(&*store, &DagId("bench_chain".into()), None, None).await?;
@@ -197,10 +237,13 @@ pub async fn run(output: Output, args: BenchArgs) -> anyhow::Result<u8> {
     attempt_ms.sort_by(f64::total_cmp);
 
     cancel.cancel();
-    engine.await??;
+    for engine in engines {
+        engine.await??;
+    }
 
     let report = BenchReport {
-        store: "sqlite",
+        store: kind,
+        workers: args.workers,
         chain_tasks: args.chain,
         chain_hop_p50_ms: percentile(&hops, 0.50),
         chain_hop_p95_ms: percentile(&hops, 0.95),

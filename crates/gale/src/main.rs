@@ -70,7 +70,7 @@ enum Command {
     /// The metadata database.
     #[command(subcommand)]
     Db(cli::DbCmd),
-    /// Measure scheduling latency and throughput on a temporary store.
+    /// Measure scheduling latency and throughput (temporary SQLite, or --database-url).
     Bench(bench::BenchArgs),
     /// Print the version.
     Version,
@@ -164,7 +164,7 @@ fn main() -> ExitCode {
             Command::Pools(cmd) => cli::pools(&paths, output, cmd).await,
             Command::Backfill(args) => cli::backfill(&paths, output, args).await,
             Command::Db(cmd) => cli::db(&paths, cmd).await,
-            Command::Bench(args) => bench::run(output, args).await,
+            Command::Bench(args) => bench::run(&paths, output, args).await,
             Command::Version => {
                 println!("gale {}", env!("CARGO_PKG_VERSION"));
                 Ok(exit::OK)
