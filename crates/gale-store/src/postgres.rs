@@ -1239,10 +1239,17 @@ impl Store for PgStore {
         // open their attempt records, and return them with their runs.
         self.single(move |c| {
             Box::pin(async move {
+                // One queue (the usual case) reads the queued index in order and
+                // stops at the limit; several need a sort of their queued rows.
+                let queue_test = if queues.len() == 1 {
+                    "queue = ($2::text[])[1]"
+                } else {
+                    "queue = ANY($2)"
+                };
                 let sql = format!(
                     "WITH pick AS (
                          SELECT id FROM task_instances
-                         WHERE state = 'queued' AND queue = ANY($2)
+                         WHERE state = 'queued' AND {queue_test}
                          ORDER BY priority DESC, id LIMIT $3
                          FOR UPDATE SKIP LOCKED),
                      claimed AS (
@@ -1261,7 +1268,7 @@ impl Store for PgStore {
                      SELECT {}, {} FROM claimed c JOIN runs r ON r.id = c.run_id
                      ORDER BY c.priority DESC, c.id",
                     ti_cols_of("c"),
-                    cols_of(RUN_COLS, "r")
+                    cols_of(RUN_COLS, "r"),
                 );
                 let rows = c.rows(&sql, &[&worker_id, &queues, &limit, &host]).await?;
                 let width = TI_COLS.split(", ").count();

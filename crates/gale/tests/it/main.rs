@@ -4,8 +4,10 @@
 
 mod harness;
 
+mod cluster;
 mod crash;
 mod dag_files;
+mod failover;
 mod runs;
 mod scheduling;
 mod startup;
