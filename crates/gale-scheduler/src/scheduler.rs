@@ -103,6 +103,9 @@ impl<S: Store + ?Sized> Scheduler<S> {
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         let mut rest_until: Option<tokio::time::Instant> = None;
+        // Consecutive failed passes: the first is a warning, the rest debug lines
+        // (an outage fails a pass every half second), and recovery is logged.
+        let mut failures = 0u32;
         loop {
             if let Some(until) = rest_until.take() {
                 tokio::select! {
@@ -114,6 +117,10 @@ impl<S: Store + ?Sized> Scheduler<S> {
             match self.pass().await {
                 Ok(report) => {
                     backoff = Duration::from_millis(100);
+                    if failures > 0 {
+                        info!(failed_passes = failures, "scheduler passes succeed again");
+                        failures = 0;
+                    }
                     if report.changed() {
                         debug!(?report, "scheduler pass");
                         // Something moved: look again at once, it may unblock more.
@@ -132,12 +139,17 @@ impl<S: Store + ?Sized> Scheduler<S> {
                     rest_until = Some(tokio::time::Instant::now() + rest);
                 }
                 Err(e) => {
-                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "scheduler pass failed");
+                    failures += 1;
+                    if failures == 1 || failures % 20 == 0 {
+                        warn!(error = %e, failed_passes = failures, "scheduler pass failed; retrying every 0.5s at most");
+                    } else {
+                        debug!(error = %e, "scheduler pass failed");
+                    }
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
                     continue;
                 }
             }

@@ -439,7 +439,7 @@ impl PgStore {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
-            delay = (delay * 2).min(Duration::from_secs(2));
+            delay = (delay * 2).min(Duration::from_secs(1));
         }
     }
 

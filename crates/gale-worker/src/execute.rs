@@ -329,7 +329,7 @@ pub(crate) async fn execute<S: Store + ?Sized>(
                 retried = true;
                 warn!(%ti, error = %e, "reporting the result failed; retrying");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
+                delay = (delay * 2).min(Duration::from_millis(500));
             }
             Err(e) => {
                 warn!(%ti, error = %e, "could not report the result; the lease will expire and the reaper retries it");

@@ -112,6 +112,9 @@ pub(crate) struct Shared<S: ?Sized> {
     notifier: Arc<Notifier>,
     opts: WorkerOptions,
     held: Mutex<HashMap<TiId, Held>>,
+    /// Attempts whose process ended and whose result is being reported: no longer
+    /// heart-beaten, but still ours (not to be handed back as never started).
+    reporting: Mutex<std::collections::HashSet<TiId>>,
     specs: Mutex<HashMap<(DagId, String), Arc<Dag>>>,
     slot_freed: tokio::sync::Notify,
     http: reqwest::Client,
@@ -129,6 +132,7 @@ impl<S: Store + ?Sized> Worker<S> {
                 notifier,
                 opts,
                 held: Mutex::new(HashMap::new()),
+                reporting: Mutex::new(std::collections::HashSet::new()),
                 specs: Mutex::new(HashMap::new()),
                 slot_freed: tokio::sync::Notify::new(),
                 http: reqwest::Client::new(),
@@ -191,6 +195,11 @@ impl<S: Store + ?Sized> Worker<S> {
                                     .await;
                                 shared
                                     .held
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .remove(&ti);
+                                shared
+                                    .reporting
                                     .lock()
                                     .unwrap_or_else(|p| p.into_inner())
                                     .remove(&ti);
@@ -265,7 +274,13 @@ impl<S: Store + ?Sized> Shared<S> {
             .collect()
     }
 
+    /// The attempt's process ended: stop renewing its lease; its result is
+    /// reported next (the attempt stays ours until then).
     fn release(&self, ti: TiId) {
+        self.reporting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(ti);
         self.held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -323,11 +338,18 @@ impl<S: Store + ?Sized> Shared<S> {
             }
         };
         for t in listed {
+            // Checked in the order `release` changes them, so an attempt moving
+            // from held to reporting is seen in one or the other.
             let held = self
                 .held
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .contains_key(&t.id);
+                .contains_key(&t.id)
+                || self
+                    .reporting
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&t.id);
             if !held {
                 self.hand_back(
                     t.id,
