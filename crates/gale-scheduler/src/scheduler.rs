@@ -140,7 +140,7 @@ impl<S: Store + ?Sized> Scheduler<S> {
                 }
                 Err(e) => {
                     failures += 1;
-                    if failures == 1 || failures % 20 == 0 {
+                    if failures == 1 || failures.is_multiple_of(20) {
                         warn!(error = %e, failed_passes = failures, "scheduler pass failed; retrying every 0.5s at most");
                     } else {
                         debug!(error = %e, "scheduler pass failed");
