@@ -47,6 +47,7 @@ pub async fn run_all<S: Store>(new_store: impl Fn() -> S) {
     heartbeat_returns_only_held_attempts(&new_store()).await;
     expired_attempts_and_reap(&new_store()).await;
     reap_refund_try(&new_store()).await;
+    reaper_respects_the_workers_lease(&new_store()).await;
     logs_paging(&new_store()).await;
     nodes_round_trip(&new_store()).await;
 }
@@ -2032,6 +2033,7 @@ pub async fn nodes_round_trip<S: Store + ?Sized>(store: &S) {
         heartbeat_at: Timestamp::UNIX_EPOCH,
         clock_skew_us: 0,
         running_attempts: 0,
+        attempt_lease_ms: 0,
     };
     let n1 = node("n1", 100, &["scheduler", "worker"], 10);
     let n2 = node("n2", 200, &["worker"], 20);
@@ -2317,5 +2319,65 @@ pub async fn slot_ledger<S: Store + ?Sized>(store: &S) {
     assert_eq!(
         (day2.status, day2.run_id),
         (SlotStatus::Run, Some(backfill))
+    );
+}
+
+/// A worker registered with a longer lease than the reaper's is not reaped
+/// sooner: it fences itself by its own lease, so an earlier retry could overlap.
+pub async fn reaper_respects_the_workers_lease<S: Store + ?Sized>(store: &S) {
+    let (_dag, _run) = queued_run(store, "leases", 2).await;
+    let now = store.now().await.expect("now");
+    store
+        .register_node(&NodeRow {
+            node_id: "patient".into(),
+            host: "h".into(),
+            pid: 1,
+            roles: vec!["worker".into()],
+            version: "0".into(),
+            state: "running".into(),
+            started_at: now,
+            heartbeat_at: now,
+            clock_skew_us: 0,
+            running_attempts: 0,
+            attempt_lease_ms: 60_000,
+        })
+        .await
+        .expect("register_node");
+    let patient = store
+        .claim("patient", "h", &queues(&["default"]), 1)
+        .await
+        .expect("claim");
+    let unknown = store
+        .claim("unregistered", "h", &queues(&["default"]), 1)
+        .await
+        .expect("claim");
+    assert_eq!((patient.len(), unknown.len()), (1, 1));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let expired = ids(&store
+        .expired_attempts(Duration::from_secs(1))
+        .await
+        .expect("expired_attempts"));
+    assert!(
+        !expired.contains(&patient[0].task.id),
+        "the worker's own 60 s lease has not run out"
+    );
+    assert!(
+        expired.contains(&unknown[0].task.id),
+        "a worker without a registered lease is judged by the reaper's"
+    );
+    let t = &patient[0].task;
+    assert!(
+        !store
+            .reap_attempt(&reap(t.id, t.try_number, "patient", Duration::from_secs(1)))
+            .await
+            .expect("reap_attempt"),
+        "reaping by a shorter lease is refused"
+    );
+    assert!(
+        store
+            .reap_attempt(&reap(t.id, t.try_number, "patient", Duration::ZERO))
+            .await
+            .expect("reap_attempt"),
+        "a zero lease (recovery of a dead process) still applies"
     );
 }

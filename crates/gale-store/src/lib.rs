@@ -304,6 +304,9 @@ pub struct NodeRow {
     pub heartbeat_at: Timestamp,
     /// The node's clock minus the store's, as of its last heartbeat (output only).
     pub clock_skew_us: i64,
+    /// The attempt lease its worker fences itself by (0: no worker role). A
+    /// reaper never ends this worker's attempts sooner, whatever its own lease.
+    pub attempt_lease_ms: u64,
     /// Attempts running under this node's worker (output only).
     pub running_attempts: u32,
 }
@@ -444,12 +447,14 @@ pub trait Store: Send + Sync + 'static {
     /// returns those renewed. An attempt missing from the answer was fenced off.
     async fn heartbeat_attempts(&self, worker_id: &str, held: &[(TiId, u32)]) -> Result<Vec<TiId>>;
     async fn finish_attempt(&self, finish: &Finish) -> Result<bool>;
-    /// Running attempts whose heartbeat is older than `lease`.
+    /// Running attempts whose heartbeat is older than `lease`, and than their
+    /// worker's own registered lease when that is longer.
     async fn expired_attempts(&self, lease: Duration) -> Result<Vec<TaskRow>>;
     /// Running attempts held by `worker_id`.
     async fn worker_attempts(&self, worker_id: &str) -> Result<Vec<TaskRow>>;
     /// Ends an attempt whose worker is gone: applied only if it is still running
-    /// with this try under this worker and its heartbeat is older than `lease`.
+    /// with this try under this worker and its heartbeat is older than `lease`
+    /// (and than the worker's own registered lease, when longer).
     /// The attempt record says `lost` (or `handed_back`) with `message`.
     async fn reap_attempt(&self, reap: &Reap) -> Result<bool>;
     async fn attempts(&self, ti: TiId) -> Result<Vec<AttemptRow>>;

@@ -43,10 +43,14 @@ use crate::*;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_pools.sql")),
+    (
+        3,
+        include_str!("../migrations/postgres/0003_node_lease.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Key of the advisory lock that serialises migrations between processes.
 const MIGRATION_LOCK: i64 = 0x6761_6c65_6d69_6721;
@@ -1385,7 +1389,9 @@ impl Store for PgStore {
             Box::pin(async move {
                 let sql = format!(
                     "SELECT {TI_COLS} FROM task_instances
-                     WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
+                     WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => greatest($1,
+                         coalesce((SELECT n.attempt_lease_ms FROM nodes n
+                                   WHERE n.node_id = task_instances.worker_id), 0) / 1000.0::float8))
                      ORDER BY heartbeat_at LIMIT 1000"
                 );
                 Ok(c.rows(&sql, &[&secs]).await?.iter().map(ti_row).collect())
@@ -1423,7 +1429,9 @@ impl Store for PgStore {
                                  updated_at = now(), max_tries = max_tries + $7
                              WHERE id = $1 AND try_number = $2 AND worker_id = $3 AND state = 'running'
                                AND ($6::float8 IS NULL
-                                    OR heartbeat_at < now() - make_interval(secs => $6))
+                                    OR heartbeat_at < now() - make_interval(secs => greatest($6,
+                                        coalesce((SELECT n.attempt_lease_ms FROM nodes n
+                                                  WHERE n.node_id = $3), 0) / 1000.0::float8)))
                              RETURNING id),
                          a AS (
                              UPDATE attempts SET state = $8, message = $9, ended_at = now()
@@ -1548,14 +1556,16 @@ impl Store for PgStore {
     async fn register_node(&self, node: &NodeRow) -> Result<()> {
         let n = node.clone();
         let roles = n.roles.join(",");
+        let lease_ms = i64::try_from(n.attempt_lease_ms).unwrap_or(i64::MAX);
         self.write(move |tx| {
             Box::pin(async move {
                 tx.exec(
                     "INSERT INTO nodes (node_id, host, pid, roles, version, state, started_at,
-                         heartbeat_at, clock_skew_us)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, now(), 0)
+                         heartbeat_at, clock_skew_us, attempt_lease_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, now(), 0, $8)
                      ON CONFLICT (node_id) DO UPDATE SET host = $2, pid = $3, roles = $4,
-                         version = $5, state = $6, started_at = $7, heartbeat_at = now()",
+                         version = $5, state = $6, started_at = $7, heartbeat_at = now(),
+                         attempt_lease_ms = $8",
                     &[
                         &n.node_id,
                         &n.host,
@@ -1564,6 +1574,7 @@ impl Store for PgStore {
                         &n.version,
                         &n.state,
                         &n.started_at,
+                        &lease_ms,
                     ],
                 )
                 .await?;
@@ -1619,7 +1630,8 @@ impl Store for PgStore {
                         "SELECT n.node_id, n.host, n.pid, n.roles, n.version, n.state, n.started_at,
                              n.heartbeat_at, n.clock_skew_us,
                              (SELECT count(*) FROM task_instances t
-                              WHERE t.state = 'running' AND t.worker_id = n.node_id)
+                              WHERE t.state = 'running' AND t.worker_id = n.node_id),
+                             n.attempt_lease_ms
                          FROM nodes n ORDER BY n.started_at DESC LIMIT 500",
                         &[],
                     )
@@ -1642,6 +1654,7 @@ impl Store for PgStore {
                         heartbeat_at: r.get(7),
                         clock_skew_us: r.get(8),
                         running_attempts: u32::try_from(r.get::<_, i64>(9)).unwrap_or(0),
+                        attempt_lease_ms: u64::try_from(r.get::<_, i64>(10)).unwrap_or(0),
                     })
                     .collect())
             })

@@ -31,10 +31,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0003_slots_and_clock.sql"),
     ),
     (4, include_str!("../migrations/sqlite/0004_pools.sql")),
+    (5, include_str!("../migrations/sqlite/0005_node_lease.sql")),
 ];
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Reader connections per store: WAL lets them read while the writer writes, so
 /// a scheduler reading a large run never holds up a worker reporting a result.
@@ -379,6 +380,7 @@ fn node_row(r: &Row) -> rusqlite::Result<NodeRow> {
         heartbeat_at: ts(r.get(7)?),
         clock_skew_us: r.get(8)?,
         running_attempts: r.get(9)?,
+        attempt_lease_ms: u64::try_from(r.get::<_, i64>(10)?).unwrap_or(0),
     })
 }
 
@@ -1180,12 +1182,17 @@ impl Store for SqliteStore {
     }
 
     async fn expired_attempts(&self, lease: Duration) -> Result<Vec<TaskRow>> {
-        let cutoff = now_us() - i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
+        let (now, lease) = (
+            now_us(),
+            i64::try_from(lease.as_micros()).unwrap_or(i64::MAX),
+        );
         self.call(move |conn| {
             query_tis(
                 conn,
-                "state = 'running' AND heartbeat_at < ?1 ORDER BY heartbeat_at LIMIT 1000",
-                params![cutoff],
+                "state = 'running' AND heartbeat_at < ?1 - max(?2, coalesce(
+                     (SELECT attempt_lease_ms * 1000 FROM nodes WHERE node_id = worker_id), 0))
+                 ORDER BY heartbeat_at LIMIT 1000",
+                params![now, lease],
             )
         })
         .await
@@ -1207,17 +1214,16 @@ impl Store for SqliteStore {
         let r = reap.clone();
         self.write(move |tx| {
             let now = now_us();
-            let cutoff = if r.lease.is_zero() {
-                i64::MAX
-            } else {
-                now - i64::try_from(r.lease.as_micros()).unwrap_or(i64::MAX)
-            };
+            // Zero: whatever the heartbeat.
+            let lease: Option<i64> =
+                (!r.lease.is_zero()).then_some(i64::try_from(r.lease.as_micros()).unwrap_or(i64::MAX));
             let changed = tx
                 .execute(
                     "UPDATE task_instances SET state = ?4, retry_at = ?5, ended_at = ?6, updated_at = ?6,
                          max_tries = max_tries + ?8
                      WHERE id = ?1 AND try_number = ?2 AND worker_id = ?3 AND state = 'running'
-                       AND heartbeat_at < ?7",
+                       AND (?7 IS NULL OR heartbeat_at < ?6 - max(?7, coalesce(
+                           (SELECT attempt_lease_ms * 1000 FROM nodes WHERE node_id = ?3), 0)))",
                     params![
                         r.ti.0,
                         r.try_number,
@@ -1225,7 +1231,7 @@ impl Store for SqliteStore {
                         r.to.as_str(),
                         r.retry_at.map(to_micros),
                         now,
-                        cutoff,
+                        lease,
                         i64::from(r.refund_try)
                     ],
                 )
@@ -1325,8 +1331,8 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             tx.execute(
                 "INSERT OR REPLACE INTO nodes (node_id, host, pid, roles, version, state, started_at,
-                     heartbeat_at, clock_skew_us)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
+                     heartbeat_at, clock_skew_us, attempt_lease_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
                 params![
                     n.node_id,
                     n.host,
@@ -1335,7 +1341,8 @@ impl Store for SqliteStore {
                     n.version,
                     n.state,
                     to_micros(n.started_at),
-                    now_us()
+                    now_us(),
+                    i64::try_from(n.attempt_lease_ms).unwrap_or(i64::MAX)
                 ],
             )
             .map_err(map_err)?;
@@ -1384,7 +1391,8 @@ impl Store for SqliteStore {
                 "SELECT n.node_id, n.host, n.pid, n.roles, n.version, n.state, n.started_at,
                          n.heartbeat_at, n.clock_skew_us,
                          (SELECT count(*) FROM task_instances t
-                          WHERE t.state = 'running' AND t.worker_id = n.node_id)
+                          WHERE t.state = 'running' AND t.worker_id = n.node_id),
+                         n.attempt_lease_ms
                      FROM nodes n ORDER BY n.started_at DESC LIMIT 500",
                 [],
                 node_row,

@@ -78,6 +78,11 @@ pub async fn run<S: Store + ?Sized>(
             heartbeat_at: now,
             clock_skew_us: 0,
             running_attempts: 0,
+            attempt_lease_ms: if opts.worker {
+                u64::try_from(opts.attempt_lease.as_millis()).unwrap_or(u64::MAX)
+            } else {
+                0
+            },
         })
         .await?;
     info!(%node_id, "node registered");

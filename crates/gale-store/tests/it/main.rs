@@ -56,6 +56,7 @@ conformance_tests!(
     heartbeat_returns_only_held_attempts,
     expired_attempts_and_reap,
     reap_refund_try,
+    reaper_respects_the_workers_lease,
     logs_paging,
     run_state_counts_follow_transitions,
     nodes_round_trip,
