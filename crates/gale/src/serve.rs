@@ -33,7 +33,8 @@ pub struct RoleArgs {
     )]
     pub queues: Vec<String>,
     /// A running attempt whose worker is silent this long is retried elsewhere
-    /// (at least 3s). Give every node the same value.
+    /// (at least 3s). A worker that cannot renew kills its attempts before its
+    /// lease ends; a scheduler never reaps sooner than the worker's lease.
     #[arg(long, env = "GALE_ATTEMPT_LEASE", default_value = "10s", value_parser = parse_span)]
     pub attempt_lease: Duration,
     /// On shutdown, how long running attempts may finish before they are handed back.

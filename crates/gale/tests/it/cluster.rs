@@ -54,6 +54,8 @@ struct Load {
     max_active_runs: i64,
     max_active_tasks: i64,
     tasks: usize,
+    /// `needs` edges: (upstream, downstream).
+    edges: Vec<(String, String)>,
     yaml: String,
 }
 
@@ -103,6 +105,13 @@ tasks:
     run: sleep 0.1
 "#
     .to_owned();
+    let chain_edges = (1..8).map(|i| (format!("s{}", i - 1), format!("s{i}")));
+    let mix_edges = [
+        ("start", "left"),
+        ("start", "right"),
+        ("left", "join"),
+        ("right", "join"),
+    ];
     vec![
         Load {
             dag_id: "chaos_fan",
@@ -110,6 +119,7 @@ tasks:
             max_active_runs: 3,
             max_active_tasks: 6,
             tasks: 20,
+            edges: Vec::new(),
             yaml: fan,
         },
         Load {
@@ -118,6 +128,7 @@ tasks:
             max_active_runs: 6,
             max_active_tasks: 5,
             tasks: 8,
+            edges: chain_edges.collect(),
             yaml: chain,
         },
         Load {
@@ -126,6 +137,10 @@ tasks:
             max_active_runs: 2,
             max_active_tasks: 3,
             tasks: 4,
+            edges: mix_edges
+                .iter()
+                .map(|(u, d)| (u.to_string(), d.to_string()))
+                .collect(),
             yaml: mix,
         },
     ]
@@ -515,7 +530,7 @@ fn chaos_kills_schedulers_and_workers_under_load() {
     let total_tis: usize = loads.iter().map(|l| l.runs * l.tasks).sum();
     let stop = AtomicBool::new(false);
     let t0 = Instant::now();
-    let (chaos, triggered) = std::thread::scope(|s| {
+    let (chaos, triggered, sampled) = std::thread::scope(|s| {
         let stop_guard = StopOnDrop(&stop);
         let killer = s.spawn(|| killer(&roles, &stop, rng, t0));
         // One triggering thread per DAG, while the killer is already at work.
@@ -539,8 +554,25 @@ fn chaos_kills_schedulers_and_workers_under_load() {
             t0.elapsed().as_secs_f64()
         );
 
+        // Sampled by single statements, so in commit order whatever the
+        // timestamps say: the most runs running, and task instances queued or
+        // running, per DAG.
+        let mut sampled: BTreeMap<String, i64> = BTreeMap::new();
         let mut last_report = Instant::now();
         loop {
+            let now = server
+                .psql(
+                    "gale",
+                    "SELECT 'runs ' || dag_id || '=' || count(*) FROM runs \
+                     WHERE state = 'running' GROUP BY dag_id \
+                     UNION ALL SELECT 'tasks ' || dag_id || '=' || count(*) FROM task_instances \
+                     WHERE state IN ('queued', 'running') GROUP BY dag_id",
+                )
+                .unwrap_or_default();
+            for (k, v) in parse_counts(&now) {
+                let max = sampled.entry(k).or_insert(0);
+                *max = (*max).max(v);
+            }
             let states = server
                 .psql(
                     "gale",
@@ -590,7 +622,7 @@ fn chaos_kills_schedulers_and_workers_under_load() {
         }
         drop(stop_guard);
         let chaos = killer.join().expect("the killer thread panicked");
-        (chaos, triggered)
+        (chaos, triggered, sampled)
     });
     let elapsed = t0.elapsed();
     eprintln!("CHAOS: killer's log:\n  {}", chaos.events.join("\n  "));
@@ -729,6 +761,62 @@ fn chaos_kills_schedulers_and_workers_under_load() {
         "attempts of one task instance that overlap in time"
     );
 
+    // The limits held whenever the test looked (in commit order).
+    eprintln!("CHAOS: most seen at once while sampling: {sampled:?}");
+    for load in &loads {
+        for (what, limit) in [
+            ("runs", load.max_active_runs),
+            ("tasks", load.max_active_tasks),
+        ] {
+            let seen = sampled.get(&format!("{what} {}", load.dag_id)).copied();
+            assert!(
+                seen.unwrap_or(0) <= limit,
+                "{}: {seen:?} {what} active at once while sampling, over its limit {limit}",
+                load.dag_id
+            );
+        }
+    }
+
+    // The recorded times follow cause and effect: an attempt starts after
+    // its task instance was queued, and after its upstream tasks' successful
+    // attempts ended.
+    let before_queued = sql(
+        &server,
+        "SELECT 'attempt ' || a.run_id || '/' || a.task_id || '#' || a.try_number || ' started at ' \
+                || a.started_at || ', ' || (t.queued_at - a.started_at) \
+                || ' before its task instance was queued at ' || t.queued_at \
+         FROM attempts a JOIN task_instances t ON t.id = a.ti_id AND t.try_number = a.try_number \
+         WHERE a.started_at < t.queued_at ORDER BY a.started_at LIMIT 20",
+    );
+    let edges = loads
+        .iter()
+        .flat_map(|l| {
+            l.edges
+                .iter()
+                .map(|(u, d)| format!("('{}', '{u}', '{d}')", l.dag_id))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let before_upstream = sql(
+        &server,
+        &format!(
+            "WITH e (dag_id, up, down) AS (VALUES {edges}) \
+             SELECT 'run ' || r.id || ': ' || d.task_id || '#' || d.try_number || ' started at ' \
+                    || d.started_at || ', ' || (u.ended_at - d.started_at) || ' before ' \
+                    || u.task_id || '#' || u.try_number || ' (success) ended at ' || u.ended_at \
+             FROM e JOIN runs r ON r.dag_id = e.dag_id \
+             JOIN attempts u ON u.run_id = r.id AND u.task_id = e.up AND u.state = 'success' \
+             JOIN attempts d ON d.run_id = r.id AND d.task_id = e.down \
+             WHERE d.started_at < u.ended_at ORDER BY d.started_at LIMIT 20"
+        ),
+    );
+    if !before_queued.is_empty() || !before_upstream.is_empty() {
+        eprintln!(
+            "CHAOS: attempts stamped as started before they could have been claimed:\n\
+             {before_queued}\n{before_upstream}"
+        );
+    }
+
     // The limits held at every moment, by the database's own timestamps.
     let task_limits: Vec<(&str, i64)> = loads
         .iter()
@@ -753,6 +841,17 @@ fn chaos_kills_schedulers_and_workers_under_load() {
     );
     eprintln!("CHAOS: most attempts running at once per DAG: {task_peaks:?}");
     eprintln!("CHAOS: most runs running at once per DAG: {run_peaks:?}");
+    if !tasks_over.is_empty() || !runs_over.is_empty() {
+        eprintln!("CHAOS: limits exceeded by the recorded times:\n{tasks_over}\n{runs_over}");
+    }
+    assert_eq!(
+        before_queued, "",
+        "attempts stamped as started before their task instance was queued"
+    );
+    assert_eq!(
+        before_upstream, "",
+        "attempts stamped as started before their upstream's successful attempt ended"
+    );
     assert_eq!(
         tasks_over, "",
         "max_active_tasks exceeded (attempt intervals by the database's timestamps)"
