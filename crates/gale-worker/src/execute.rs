@@ -165,6 +165,9 @@ pub(crate) async fn execute<S: Store + ?Sized>(
                             let output = output_path(ti.0, try_number);
                             let started = Arc::new(std::sync::atomic::AtomicBool::new(true));
                             let on_start = |pid: Option<u32>| {
+                                if let Some(pid) = pid {
+                                    shared.guard.watch(pid);
+                                }
                                 let store = shared.store.clone();
                                 let command = command.clone();
                                 let running = started.clone();
@@ -204,6 +207,9 @@ pub(crate) async fn execute<S: Store + ?Sized>(
                             )
                             .await;
                             started.store(false, std::sync::atomic::Ordering::Release);
+                            if let Some(pid) = outcome.pid {
+                                shared.guard.forget(pid);
+                            }
                             Outcome {
                                 command: Some(command),
                                 ..outcome

@@ -8,6 +8,7 @@
 //! arrives after the attempt was reaped is rejected by the store and only logged.
 
 mod execute;
+pub mod guard;
 mod logs;
 
 use std::collections::HashMap;
@@ -42,6 +43,9 @@ pub struct WorkerOptions {
     pub shutdown_grace: Duration,
     /// Working directory of tasks that set no `cwd`.
     pub default_cwd: PathBuf,
+    /// A program that, run with the argument `__guard`, is this worker's guard
+    /// (see [`guard`]): the `gale` binary itself. None: no guard.
+    pub guard_program: Option<PathBuf>,
     pub limits: Limits,
 }
 
@@ -81,6 +85,7 @@ impl WorkerOptions {
             kill_grace: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
             default_cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            guard_program: None,
             limits: Limits::default(),
         }
     }
@@ -118,6 +123,7 @@ pub(crate) struct Shared<S: ?Sized> {
     specs: Mutex<HashMap<(DagId, String), Arc<Dag>>>,
     slot_freed: tokio::sync::Notify,
     http: reqwest::Client,
+    guard: guard::Guard,
 }
 
 pub struct Worker<S: ?Sized> {
@@ -126,6 +132,7 @@ pub struct Worker<S: ?Sized> {
 
 impl<S: Store + ?Sized> Worker<S> {
     pub fn new(store: Arc<S>, notifier: Arc<Notifier>, opts: WorkerOptions) -> Self {
+        let guard = guard::Guard::start(opts.guard_program.as_deref());
         Worker {
             shared: Arc::new(Shared {
                 store,
@@ -136,6 +143,7 @@ impl<S: Store + ?Sized> Worker<S> {
                 specs: Mutex::new(HashMap::new()),
                 slot_freed: tokio::sync::Notify::new(),
                 http: reqwest::Client::new(),
+                guard,
             }),
         }
     }

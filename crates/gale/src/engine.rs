@@ -124,6 +124,7 @@ pub async fn run<S: Store + ?Sized>(
     wopts.poll_interval = opts.poll_interval;
     wopts.shutdown_grace = opts.shutdown_grace;
     wopts.default_cwd = opts.task_cwd.clone();
+    wopts.guard_program = std::env::current_exe().ok();
     let worker_cancel = CancellationToken::new();
     let worker = if opts.worker {
         tokio::spawn(Worker::new(store.clone(), notifier.clone(), wopts).run(worker_cancel.clone()))

@@ -88,3 +88,46 @@ fn killed_standalone_run_recovers_on_restart() {
         .then_some(())
     });
 }
+
+/// A worker killed with SIGKILL takes its running tasks with it at once (its
+/// guard process kills their process groups), before any restart or reap: a
+/// retry elsewhere never runs beside them.
+#[test]
+fn killed_worker_takes_its_running_tasks_with_it() {
+    let home = Home::new();
+    let pids = home.file("pids");
+    home.write_dag(
+        "orphan.yaml",
+        &format!(
+            r#"tasks:
+  slow:
+    run: |
+      echo $$ >> {pids}
+      sleep 300 &
+      sleep 120
+"#
+        ),
+    );
+    let node = home.start();
+    home.wait_dag("orphan");
+    let run_id = home.trigger("orphan", &[]);
+    let pid: i32 = wait_until("slow to be running", || {
+        std::fs::read_to_string(&pids).ok()?.trim().parse().ok()
+    });
+    wait_until("the task's background sleep to start", || {
+        (crate::harness::live_group_members(pid).len() >= 2).then_some(())
+    });
+    node.crash();
+    // No gale process is left to end them but the guard.
+    wait_until("the killed worker's task group to end", || {
+        crate::harness::live_group_members(pid)
+            .is_empty()
+            .then_some(())
+    });
+    let tasks = home.tasks(run_id);
+    assert_eq!(
+        task(&tasks, "slow")["state"],
+        "running",
+        "nothing reaped it yet"
+    );
+}
