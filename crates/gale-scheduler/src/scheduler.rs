@@ -58,6 +58,8 @@ pub struct Scheduler<S: ?Sized> {
     /// have not moved (and has no retry waiting) has nothing new to plan.
     planned: HashMap<RunId, Vec<(TaskState, u32)>>,
     last_housekeeping: Option<std::time::Instant>,
+    /// The store's clock as last read, and when: `now` between readings.
+    clock: Option<(Timestamp, std::time::Instant)>,
     last_pool_check: Option<std::time::Instant>,
     /// (DAG, pool) pairs already warned about: a task names a pool that does not exist.
     warned_pools: std::collections::HashSet<(DagId, String)>,
@@ -95,6 +97,7 @@ impl<S: Store + ?Sized> Scheduler<S> {
             versions: HashMap::new(),
             planned: HashMap::new(),
             last_housekeeping: None,
+            clock: None,
             last_pool_check: None,
             warned_pools: std::collections::HashSet::new(),
         }
@@ -133,8 +136,9 @@ impl<S: Store + ?Sized> Scheduler<S> {
                     // A pass that found nothing to do rests a little before the next
                     // one: under load every finished attempt wakes the scheduler, and
                     // the wake-ups that arrive meanwhile are then handled by one pass.
-                    // The rest grows with the pass's cost (large runs), and stays
-                    // below a task's own start-up time, so chains are not slowed.
+                    // The rest is three times what the pass took (at least 2 ms, at
+                    // most 50 ms): it grows with large runs, and stays below a task's
+                    // own start-up time, so chains are not slowed.
                     let rest = (started.elapsed() * 3).clamp(MIN_REST, Duration::from_millis(50));
                     rest_until = Some(tokio::time::Instant::now() + rest);
                 }
@@ -188,13 +192,26 @@ impl<S: Store + ?Sized> Scheduler<S> {
     /// One scheduling pass over everything.
     pub async fn pass(&mut self) -> gale_store::Result<PassReport> {
         let mut report = PassReport::default();
-        let now = self.store.now().await?;
         // Schedules tick in seconds and leases in seconds: creating due runs and
         // reaping are done a few times a second, not on every wake-up (one per
         // finished attempt under load).
         let housekeeping = self
             .last_housekeeping
             .is_none_or(|at| at.elapsed() >= HOUSEKEEPING_EVERY);
+        // The store's clock is read at housekeeping; in between, this process's
+        // monotonic clock carries it forward (no round trip per pass).
+        let now = if housekeeping {
+            let now = self.store.now().await?;
+            self.clock = Some((now, std::time::Instant::now()));
+            now
+        } else {
+            match self.clock {
+                Some((at, read)) => {
+                    at + SignedDuration::try_from(read.elapsed()).unwrap_or_default()
+                }
+                None => self.store.now().await?,
+            }
+        };
         if housekeeping {
             self.last_housekeeping = Some(std::time::Instant::now());
             report.runs_created = self.create_due_runs(now).await?;

@@ -82,6 +82,10 @@ pub struct PgStore {
     /// The payload of this handle's notifications: its own listener skips them,
     /// since in-process wake-ups already covered them.
     origin: String,
+    /// Whether a finished attempt is announced to schedulers (`gale_changed`).
+    /// A process that runs a scheduler itself wakes it in-process, and one
+    /// scheduler is enough: only worker-only processes need to announce.
+    announce_results: Arc<std::sync::atomic::AtomicBool>,
 }
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -301,6 +305,7 @@ impl PgStore {
             config,
             opts,
             origin,
+            announce_results: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
         let deadline = tokio::time::Instant::now() + wait;
         let mut delay = Duration::from_millis(100);
@@ -357,6 +362,13 @@ impl PgStore {
             })
         })
         .await
+    }
+
+    /// Whether finished attempts are announced to other processes' schedulers
+    /// (default: yes). A process that runs a scheduler turns this off.
+    pub fn announce_results(&self, on: bool) {
+        self.announce_results
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A connection from the pool.
@@ -1344,6 +1356,9 @@ impl Store for PgStore {
         let f = finish.clone();
         let try_number = i32_of(f.try_number);
         let origin = self.origin.clone();
+        let announce = self
+            .announce_results
+            .load(std::sync::atomic::Ordering::Relaxed);
         // One statement: the fenced change, its attempt record, and the wake-up.
         self.single(move |c| {
             Box::pin(async move {
@@ -1360,7 +1375,7 @@ impl Store for PgStore {
                                  command = coalesce($11, command)
                              WHERE ti_id IN (SELECT id FROM t) AND try_number = $2)
                          SELECT (SELECT count(*) FROM t),
-                                (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $12) FROM t) n)",
+                                (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $12) FROM t WHERE $13) n)",
                         &[
                             &f.ti.0,
                             &try_number,
@@ -1374,6 +1389,7 @@ impl Store for PgStore {
                             &f.pid,
                             &f.command,
                             &origin,
+                            &announce,
                         ],
                     )
                     .await?;

@@ -147,6 +147,9 @@ async fn serve(paths: &Paths, mode: Mode, args: RoleArgs, folder_note: &str) -> 
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(cancel.clone()));
     let notifier = Arc::new(gale_store::Notifier::default());
+    if let Some(pg) = &opened.pg {
+        pg.announce_results(!mode.scheduler());
+    }
     let listener = opened.pg.clone().map(|pg| {
         let (notifier, stop) = (notifier.clone(), cancel.clone());
         tokio::spawn(async move { pg.listen(notifier, stop).await })
