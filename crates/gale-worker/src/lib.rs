@@ -159,6 +159,8 @@ impl<S: Store + ?Sized> Worker<S> {
         // A claim that failed may still have committed (its answer was lost with the
         // connection): the store may list attempts as ours that we never started.
         let mut reconcile = false;
+        // Consecutive failed claims: the first is a warning, then one in twenty.
+        let mut failures = 0u32;
         while !cancel.is_cancelled() {
             if reconcile {
                 reconcile = !shared.hand_back_unknown().await;
@@ -178,6 +180,10 @@ impl<S: Store + ?Sized> Worker<S> {
                 {
                     Ok(claims) => {
                         backoff = Duration::from_millis(100);
+                        if failures > 0 {
+                            info!(failed_claims = failures, "claiming works again");
+                            failures = 0;
+                        }
                         claimed_full = claims.len() == free;
                         for claim in claims {
                             let kill = CancellationToken::new();
@@ -218,7 +224,12 @@ impl<S: Store + ?Sized> Worker<S> {
                     }
                     Err(e) => {
                         reconcile = true;
-                        warn!(error = %e, "claiming attempts failed; retrying");
+                        failures += 1;
+                        if failures == 1 || failures.is_multiple_of(20) {
+                            warn!(error = %e, failed_claims = failures, "claiming attempts failed; retrying every 0.5s at most");
+                        } else {
+                            debug!(error = %e, "claiming attempts failed");
+                        }
                         tokio::select! {
                             _ = cancel.cancelled() => break,
                             _ = tokio::time::sleep(backoff) => {}

@@ -5,6 +5,7 @@
 mod harness;
 
 mod cluster;
+mod cluster_cli;
 mod crash;
 mod dag_files;
 mod failover;
