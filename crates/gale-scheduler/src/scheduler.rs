@@ -40,6 +40,9 @@ impl Default for SchedulerOptions {
 /// The shortest rest after a pass that found nothing to do.
 const MIN_REST: Duration = Duration::from_millis(2);
 
+/// Most slots recorded for one gap in a DAG's schedule (the newest ones).
+const MAX_SLOTS_PASSED_OVER: usize = 1000;
+
 /// How often a busy scheduler creates due runs, starts queued ones and reaps.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
 
@@ -333,7 +336,8 @@ impl<S: Store + ?Sized> Scheduler<S> {
 
     /// Records in the slot ledger the slots a DAG without catchup will never run:
     /// those that passed while it was paused (`skipped`), before its first run
-    /// (`skipped`), or while no scheduler ran (`missed`). At most 1000 per call.
+    /// (`skipped`), or while no scheduler ran (`missed`): the newest 1000 of them,
+    /// since the cursor moves past all of them at once.
     /// Returns the end of the last slot passed over (the DAG's cursor moved there).
     async fn pass_over_slots(
         &mut self,
@@ -350,22 +354,37 @@ impl<S: Store + ?Sized> Scheduler<S> {
             (None, Some(start)) => schedule.next_at_or_after(start),
             (None, None) => None,
         };
-        let Some(from) = earliest else {
+        let Some(mut from) = earliest else {
             return Ok(None);
         };
         // Paused: the latest slot is passed over too; running: it gets a run.
-        let until = if row.paused {
-            latest.start
+        let (until, last) = if row.paused {
+            (latest.start, Some(latest.start))
         } else {
-            latest.start - SignedDuration::from_micros(1)
+            (
+                latest.start - SignedDuration::from_micros(1),
+                schedule.prev_before(latest.start),
+            )
         };
         if from > until {
             return Ok(None);
         }
-        let slots: Vec<(Timestamp, Timestamp)> = intervals_between(schedule, from, until, 1000)
-            .into_iter()
-            .map(|iv| (iv.start, iv.end))
-            .collect();
+        // A long gap (a year of a minutely schedule) keeps its newest slots.
+        let mut oldest_kept = last;
+        for _ in 1..MAX_SLOTS_PASSED_OVER {
+            match oldest_kept.and_then(|t| schedule.prev_before(t)) {
+                Some(t) if t >= from => oldest_kept = Some(t),
+                _ => break,
+            }
+        }
+        if let Some(t) = oldest_kept {
+            from = from.max(t);
+        }
+        let slots: Vec<(Timestamp, Timestamp)> =
+            intervals_between(schedule, from, until, MAX_SLOTS_PASSED_OVER)
+                .into_iter()
+                .map(|iv| (iv.start, iv.end))
+                .collect();
         let status = if row.paused || cursor.last_end.is_none() {
             SlotStatus::Skipped
         } else {

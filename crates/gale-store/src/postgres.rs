@@ -1127,7 +1127,14 @@ impl Store for PgStore {
                     .exec(
                         "UPDATE task_instances t SET state = u.to_state, retry_at = u.retry_at,
                              updated_at = now(),
-                             ended_at = CASE WHEN u.terminal THEN now() ELSE t.ended_at END
+                             ended_at = CASE WHEN u.terminal THEN now()
+                                 WHEN u.to_state IN ('scheduled', 'queued') THEN NULL
+                                 ELSE t.ended_at END,
+                             -- A task waiting for its next try shows no previous worker.
+                             worker_id = CASE WHEN u.to_state IN ('scheduled', 'queued') THEN NULL
+                                 ELSE t.worker_id END,
+                             started_at = CASE WHEN u.to_state IN ('scheduled', 'queued') THEN NULL
+                                 ELSE t.started_at END
                          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::bool[])
                              AS u(id, from_state, to_state, retry_at, terminal)
                          WHERE t.id = u.id AND t.state = u.from_state",

@@ -895,7 +895,13 @@ impl Store for SqliteStore {
             let mut stmt = tx
                 .prepare_cached(
                     "UPDATE task_instances SET state = ?3, retry_at = ?4, updated_at = ?5,
-                         ended_at = CASE WHEN ?6 THEN ?5 ELSE ended_at END
+                         ended_at = CASE WHEN ?6 THEN ?5
+                             WHEN ?3 IN ('scheduled', 'queued') THEN NULL ELSE ended_at END,
+                         -- A task waiting for its next try shows no previous worker.
+                         worker_id = CASE WHEN ?3 IN ('scheduled', 'queued') THEN NULL
+                             ELSE worker_id END,
+                         started_at = CASE WHEN ?3 IN ('scheduled', 'queued') THEN NULL
+                             ELSE started_at END
                      WHERE id = ?1 AND state = ?2",
                 )
                 .map_err(map_err)?;

@@ -42,7 +42,8 @@ pub async fn run(paths: &Paths, output: Output, cmd: ClusterCmd) -> anyhow::Resu
 struct NodeView {
     #[serde(flatten)]
     node: NodeRow,
-    /// `running`, `unresponsive` (no heartbeat for a while) or `stopped`.
+    /// `running`, `unresponsive` (no heartbeat for a while), `stopped`, or
+    /// `dead` (crashed; its attempts were recovered).
     health: &'static str,
     heartbeat_age_s: f64,
 }
@@ -52,7 +53,10 @@ fn age_s(now: Timestamp, then: Timestamp) -> f64 {
 }
 
 fn health(node: &NodeRow, now: Timestamp) -> &'static str {
-    if node.state != "running" {
+    if node.state == "dead" {
+        // Found dead by a later process on its host, which recovered its attempts.
+        "dead"
+    } else if node.state != "running" {
         "stopped"
     } else if age_s(now, node.heartbeat_at) > SILENT_AFTER.as_secs_f64() {
         "unresponsive"
