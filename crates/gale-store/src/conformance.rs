@@ -21,35 +21,51 @@ use crate::{
     TaskRow, TiId, Transition,
 };
 
+/// Calls `$m!(check, check, ...)` with the name of every check: a backend's
+/// test file turns them into one test each, and no check can be left out.
+#[macro_export]
+macro_rules! for_each_check {
+    ($m:ident) => {
+        $m!(
+            upsert_dag_versions,
+            duplicate_dag_id_is_refused,
+            sync_files_marks_absent_files,
+            renamed_dag_id_retires_the_old_one,
+            import_errors_round_trip,
+            set_paused,
+            create_run_one_per_slot,
+            create_run_moves_cursor,
+            create_run_task_instances,
+            promote_runs_respects_max_active_runs,
+            promote_runs_skips_paused_dags,
+            apply_transitions_is_conditional,
+            run_state_counts_follow_transitions,
+            enqueue_respects_max_active_tasks,
+            enqueue_respects_pools,
+            slot_ledger,
+            claim_priority_queues_and_limit,
+            claim_is_exclusive,
+            finish_attempt_is_fenced,
+            retry_claims_next_try,
+            heartbeat_returns_only_held_attempts,
+            expired_attempts_and_reap,
+            reap_refund_try,
+            reaper_respects_the_workers_lease,
+            logs_paging,
+            nodes_round_trip,
+        );
+    };
+}
+
 /// Runs every check, each against a store from `new_store` (which must return a
 /// fresh, empty store on every call).
 pub async fn run_all<S: Store>(new_store: impl Fn() -> S) {
-    upsert_dag_versions(&new_store()).await;
-    duplicate_dag_id_is_refused(&new_store()).await;
-    sync_files_marks_absent_files(&new_store()).await;
-    renamed_dag_id_retires_the_old_one(&new_store()).await;
-    import_errors_round_trip(&new_store()).await;
-    set_paused(&new_store()).await;
-    create_run_one_per_slot(&new_store()).await;
-    create_run_moves_cursor(&new_store()).await;
-    create_run_task_instances(&new_store()).await;
-    promote_runs_respects_max_active_runs(&new_store()).await;
-    promote_runs_skips_paused_dags(&new_store()).await;
-    apply_transitions_is_conditional(&new_store()).await;
-    run_state_counts_follow_transitions(&new_store()).await;
-    enqueue_respects_max_active_tasks(&new_store()).await;
-    enqueue_respects_pools(&new_store()).await;
-    slot_ledger(&new_store()).await;
-    claim_priority_queues_and_limit(&new_store()).await;
-    claim_is_exclusive(&new_store()).await;
-    finish_attempt_is_fenced(&new_store()).await;
-    retry_claims_next_try(&new_store()).await;
-    heartbeat_returns_only_held_attempts(&new_store()).await;
-    expired_attempts_and_reap(&new_store()).await;
-    reap_refund_try(&new_store()).await;
-    reaper_respects_the_workers_lease(&new_store()).await;
-    logs_paging(&new_store()).await;
-    nodes_round_trip(&new_store()).await;
+    macro_rules! run_each {
+        ($($check:ident),* $(,)?) => {
+            $( $check(&new_store()).await; )*
+        };
+    }
+    for_each_check!(run_each);
 }
 
 // ---------- fixtures ----------

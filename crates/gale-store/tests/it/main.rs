@@ -33,34 +33,7 @@ macro_rules! conformance_tests {
     };
 }
 
-conformance_tests!(
-    upsert_dag_versions,
-    duplicate_dag_id_is_refused,
-    sync_files_marks_absent_files,
-    renamed_dag_id_retires_the_old_one,
-    import_errors_round_trip,
-    set_paused,
-    create_run_one_per_slot,
-    create_run_moves_cursor,
-    create_run_task_instances,
-    promote_runs_respects_max_active_runs,
-    promote_runs_skips_paused_dags,
-    apply_transitions_is_conditional,
-    enqueue_respects_max_active_tasks,
-    enqueue_respects_pools,
-    slot_ledger,
-    claim_priority_queues_and_limit,
-    claim_is_exclusive,
-    finish_attempt_is_fenced,
-    retry_claims_next_try,
-    heartbeat_returns_only_held_attempts,
-    expired_attempts_and_reap,
-    reap_refund_try,
-    reaper_respects_the_workers_lease,
-    logs_paging,
-    run_state_counts_follow_transitions,
-    nodes_round_trip,
-);
+gale_store::for_each_check!(conformance_tests);
 
 /// `run_all` itself, the entry point another backend uses: one store per check.
 #[tokio::test]
