@@ -996,7 +996,7 @@ impl Store for PgStore {
                                         WHERE x.dag_id = r.dag_id AND x.state = 'running') AS room
                              FROM runs r JOIN dags d ON d.dag_id = r.dag_id
                              WHERE r.state = 'queued' AND r.dag_id = ANY($1))
-                         UPDATE runs SET state = 'running', started_at = now()
+                         UPDATE runs SET state = 'running', started_at = clock_timestamp()
                          FROM ranked WHERE runs.id = ranked.id AND ranked.n <= ranked.room
                            AND runs.state = 'queued'
                          RETURNING runs.id",
@@ -1232,7 +1232,7 @@ impl Store for PgStore {
                 }
                 let n = tx
                     .exec(
-                        "UPDATE task_instances SET state = 'queued', queued_at = now(), updated_at = now()
+                        "UPDATE task_instances SET state = 'queued', queued_at = clock_timestamp(), updated_at = now()
                          WHERE id = ANY($1) AND state = 'scheduled'",
                         &[&chosen],
                     )
@@ -1277,17 +1277,17 @@ impl Store for PgStore {
                          FOR UPDATE SKIP LOCKED),
                      claimed AS (
                          UPDATE task_instances t SET state = 'running', try_number = t.try_number + 1,
-                             worker_id = $1, heartbeat_at = now(), started_at = now(), ended_at = NULL,
+                             worker_id = $1, heartbeat_at = clock_timestamp(), started_at = clock_timestamp(), ended_at = NULL,
                              retry_at = NULL, outputs = NULL, updated_at = now()
                          FROM pick WHERE t.id = pick.id AND t.state = 'queued'
                          RETURNING t.*),
                      opened AS (
                          INSERT INTO attempts (ti_id, try_number, run_id, task_id, worker_id, host,
                              state, started_at)
-                         SELECT id, try_number, run_id, task_id, $1, $4, 'running', now() FROM claimed
+                         SELECT id, try_number, run_id, task_id, $1, $4, 'running', started_at FROM claimed
                          ON CONFLICT (ti_id, try_number) DO UPDATE SET worker_id = $1, host = $4,
                              pid = NULL, state = 'running', exit_code = NULL, message = NULL,
-                             command = NULL, started_at = now(), ended_at = NULL)
+                             command = NULL, started_at = EXCLUDED.started_at, ended_at = NULL)
                      SELECT {}, {} FROM claimed c JOIN runs r ON r.id = c.run_id
                      ORDER BY c.priority DESC, c.id",
                     ti_cols_of("c"),

@@ -284,6 +284,14 @@ impl<S: Store + ?Sized> Shared<S> {
         self.held.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    fn holds(&self, ti: TiId, try_number: u32) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&ti)
+            .is_some_and(|h| h.try_number == try_number)
+    }
+
     fn held_list(&self) -> Vec<(TiId, u32)> {
         self.held
             .lock()
@@ -447,7 +455,9 @@ async fn heartbeat_loop<S: Store + ?Sized>(shared: Arc<Shared<S>>, stop: Cancell
                     last_ok = sent;
                     fenced = false;
                     for (ti, try_number) in held {
-                        if !renewed.contains(&ti) {
+                        // One that ended meanwhile was released before its result was
+                        // sent: only one still held was taken from us.
+                        if !renewed.contains(&ti) && shared.holds(ti, try_number) {
                             warn!(%ti, try_number, "attempt is no longer ours (reaped or changed): killing it");
                             shared.kill(ti, KillReason::Fenced);
                         }

@@ -121,7 +121,14 @@ async fn serve(paths: &Paths, mode: Mode, args: RoleArgs, folder_note: &str) -> 
     // The SQLite file, and the working directory of tasks that set no `cwd`.
     std::fs::create_dir_all(&paths.home)
         .with_context(|| format!("creating GALE_HOME {}", paths.home.display()))?;
-    let opened = open_store_waiting(paths, args.connect_wait).await?;
+    // Signals are handled from the start: a stop while waiting for the database
+    // is a clean exit too.
+    let cancel = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(cancel.clone()));
+    let opened = tokio::select! {
+        opened = open_store_waiting(paths, args.connect_wait) => opened?,
+        _ = cancel.cancelled() => return Ok(exit::OK),
+    };
     eprintln!("gale {} {}", mode.name(), env!("CARGO_PKG_VERSION"));
     eprintln!("  database   {}", opened.store.endpoint());
     if mode.scheduler() {
@@ -144,8 +151,6 @@ async fn serve(paths: &Paths, mode: Mode, args: RoleArgs, folder_note: &str) -> 
         eprintln!("Stop with Ctrl-C or SIGTERM.");
     }
 
-    let cancel = CancellationToken::new();
-    tokio::spawn(shutdown_on_signal(cancel.clone()));
     let notifier = Arc::new(gale_store::Notifier::default());
     if let Some(pg) = &opened.pg {
         pg.announce_results(!mode.scheduler());

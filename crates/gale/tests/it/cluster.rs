@@ -5,7 +5,11 @@
 //! every run succeeded, every task instance has exactly one successful attempt
 //! (its last), no two attempts of one task instance overlap in time, nothing is
 //! left queued or running, and neither `max_active_tasks` nor
-//! `max_active_runs` was ever exceeded.
+//! `max_active_runs` was ever exceeded: not in counts sampled while the runs
+//! flowed, and not by the recorded times of attempts and runs, which must also
+//! follow cause and effect (no attempt stamped as started before its task
+//! instance was queued, or before its upstream's successful attempt ended).
+//! Every process must then stop with exit code 0 on SIGTERM.
 //!
 //! Without PostgreSQL binaries this test prints SKIPPED and passes, except
 //! under `CI=true`, where it fails (see `gale_pgtest`). `GALE_IT_SEED=N`
