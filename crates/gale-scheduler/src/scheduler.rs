@@ -139,10 +139,10 @@ impl<S: Store + ?Sized> Scheduler<S> {
                     // A pass that found nothing to do rests a little before the next
                     // one: under load every finished attempt wakes the scheduler, and
                     // the wake-ups that arrive meanwhile are then handled by one pass.
-                    // The rest is three times what the pass took (at least 2 ms, at
-                    // most 50 ms): it grows with large runs, and stays below a task's
-                    // own start-up time, so chains are not slowed.
-                    let rest = (started.elapsed() * 3).clamp(MIN_REST, Duration::from_millis(50));
+                    // The rest is as long as the pass took (at least 2 ms, at most
+                    // 50 ms): it grows with large runs, and stays below a task's own
+                    // start-up time, so chains are not slowed.
+                    let rest = started.elapsed().clamp(MIN_REST, Duration::from_millis(50));
                     rest_until = Some(tokio::time::Instant::now() + rest);
                 }
                 Err(e) => {
