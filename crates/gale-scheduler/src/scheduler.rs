@@ -64,6 +64,9 @@ pub struct Scheduler<S: ?Sized> {
     /// The store's clock as last read, and when: `now` between readings.
     clock: Option<(Timestamp, std::time::Instant)>,
     last_pool_check: Option<std::time::Instant>,
+    /// Running runs planned on every pass, not only when they change: some of
+    /// their tasks wait for room (`max_active_tasks`, a pool) or a retry time.
+    watch: std::collections::HashSet<RunId>,
     /// (DAG, pool) pairs already warned about: a task names a pool that does not exist.
     warned_pools: std::collections::HashSet<(DagId, String)>,
 }
@@ -102,6 +105,7 @@ impl<S: Store + ?Sized> Scheduler<S> {
             last_housekeeping: None,
             clock: None,
             last_pool_check: None,
+            watch: std::collections::HashSet::new(),
             warned_pools: std::collections::HashSet::new(),
         }
     }
@@ -221,9 +225,18 @@ impl<S: Store + ?Sized> Scheduler<S> {
         }
         // Queued runs (triggered, backfilled, or waiting for `max_active_runs`) are
         // started on every pass; the store answers "none" without a write.
-        report.runs_started = self.store.promote_runs().await?.len();
+        let started = self.store.promote_runs().await?;
+        report.runs_started = started.len();
+        // Between sweeps (every housekeeping), only runs that something moved:
+        // a task finished or was reaped, the run just started, or its last plan
+        // left tasks waiting for room or for a retry time.
+        let mut due = self.notifier.take_changed_runs();
+        due.extend(started);
+        due.extend(self.watch.iter().copied());
         for run in self.store.running_runs(self.opts.max_runs_per_pass).await? {
-            self.advance_run(&run, now, &mut report).await?;
+            if housekeeping || due.contains(&run.id) {
+                self.advance_run(&run, now, &mut report).await?;
+            }
         }
         if housekeeping {
             report.reaped = self.reap().await?;
@@ -418,10 +431,16 @@ impl<S: Store + ?Sized> Scheduler<S> {
                 .map_or(0, |(_, n)| *n)
         };
         let waiting = count(TaskState::None);
-        // Scheduled ones may be held back by `max_active_tasks`, which other runs'
-        // attempts free: those runs get planned every pass.
+        // Scheduled ones may be held back by `max_active_tasks` or a pool, which
+        // other runs' attempts free, and retries wait for their time: such runs
+        // get planned every pass.
         let scheduled = count(TaskState::Scheduled);
         let retrying = count(TaskState::UpForRetry);
+        if scheduled > 0 || retrying > 0 {
+            self.watch.insert(run.id);
+        } else {
+            self.watch.remove(&run.id);
+        }
         let in_flight = count(TaskState::Queued) + count(TaskState::Running);
         // States only move forward (a retry cycle ends in flight again), so equal
         // counts mean no upstream finished since the last plan.
@@ -434,6 +453,7 @@ impl<S: Store + ?Sized> Scheduler<S> {
         }
         self.planned.insert(run.id, counts);
         // A few rounds, so that chains of skips settle in one pass.
+        let moved_before = report.transitions + report.queued;
         for _ in 0..4 {
             let tasks = self.store.run_tasks(run.id).await?;
             let plan = plan_run(&cached.dag, &cached.order, &tasks, now);
@@ -451,6 +471,7 @@ impl<S: Store + ?Sized> Scheduler<S> {
                 {
                     info!(run_id = %run.id, dag_id = %run.dag_id, state = %outcome, "run finished");
                     self.planned.remove(&run.id);
+                    self.watch.remove(&run.id);
                     report.runs_finished += 1;
                 }
                 break;
@@ -458,6 +479,10 @@ impl<S: Store + ?Sized> Scheduler<S> {
             if applied == 0 {
                 break;
             }
+        }
+        // What this plan moved may let more move: look again next pass.
+        if report.transitions + report.queued > moved_before {
+            self.notifier.mark_run(run.id);
         }
         Ok(())
     }
@@ -505,7 +530,7 @@ impl<S: Store + ?Sized> Scheduler<S> {
             .await?;
         if applied {
             warn!(ti = %ti.id, dag_id = %ti.dag_id, task_id = %ti.task_id, try_number = ti.try_number, next = %to, "{message}");
-            self.notifier.scheduler.notify_one();
+            self.notifier.run_changed(ti.run_id);
         }
         Ok(applied)
     }

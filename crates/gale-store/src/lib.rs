@@ -561,8 +561,39 @@ pub struct Reap {
 /// scheduler, a scheduler that queues work wakes the workers. Every loop also polls,
 /// so a change made by another process is seen within one poll interval; a
 /// networked backend feeds these from the database's own notifications.
+///
+/// A finished or reaped attempt also names its run (`run_changed`), so a
+/// scheduler plans just the runs that moved instead of counting every running
+/// run's tasks on every wake-up; it still looks at all of them a few times a
+/// second.
 #[derive(Default, Debug)]
 pub struct Notifier {
     pub scheduler: tokio::sync::Notify,
     pub workers: tokio::sync::Notify,
+    changed_runs: std::sync::Mutex<std::collections::HashSet<RunId>>,
+}
+
+impl Notifier {
+    /// A task of `run` finished or was reaped: wake the scheduler to plan it.
+    pub fn run_changed(&self, run: RunId) {
+        self.changed_runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(run);
+        self.scheduler.notify_one();
+    }
+
+    /// Like `run_changed`, without a wake-up (the scheduler marking a run it just
+    /// moved, for its next pass).
+    pub fn mark_run(&self, run: RunId) {
+        self.changed_runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(run);
+    }
+
+    /// The runs that changed since the last call.
+    pub fn take_changed_runs(&self) -> std::collections::HashSet<RunId> {
+        std::mem::take(&mut *self.changed_runs.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }

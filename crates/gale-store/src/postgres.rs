@@ -495,11 +495,18 @@ impl PgStore {
             tokio::select! {
                 _ = stop.cancelled() => return ListenEnd::Stopped,
                 msg = rx.recv() => match msg {
-                    Some(AsyncMessage::Notification(n)) if n.payload() == self.origin => {}
-                    Some(AsyncMessage::Notification(n)) => match n.channel() {
-                        "gale_queued" => notifier.workers.notify_one(),
-                        _ => notifier.scheduler.notify_one(),
-                    },
+                    Some(AsyncMessage::Notification(n)) => {
+                        // The payload: the sender's origin, then the run that changed.
+                        let mut words = n.payload().split(' ');
+                        if words.next() == Some(self.origin.as_str()) {
+                            continue;
+                        }
+                        match (n.channel(), words.next().and_then(|r| r.parse().ok())) {
+                            ("gale_queued", _) => notifier.workers.notify_one(),
+                            (_, Some(run)) => notifier.run_changed(RunId(run)),
+                            _ => notifier.scheduler.notify_one(),
+                        }
+                    }
                     Some(_) => {}
                     None => return ListenEnd::Lost("connection closed".into()),
                 },
@@ -1375,14 +1382,14 @@ impl Store for PgStore {
                              UPDATE task_instances SET state = $4, retry_at = $5, outputs = $6,
                                  ended_at = now(), updated_at = now()
                              WHERE id = $1 AND try_number = $2 AND worker_id = $3 AND state = 'running'
-                             RETURNING id),
+                             RETURNING id, run_id),
                          a AS (
                              UPDATE attempts SET state = $7, exit_code = $8, message = $9,
                                  ended_at = now(), pid = coalesce($10, pid),
                                  command = coalesce($11, command)
                              WHERE ti_id IN (SELECT id FROM t) AND try_number = $2)
                          SELECT (SELECT count(*) FROM t),
-                                (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $12) FROM t WHERE $13) n)",
+                                (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $12 || ' ' || run_id) FROM t WHERE $13) n)",
                         &[
                             &f.ti.0,
                             &try_number,
@@ -1455,12 +1462,12 @@ impl Store for PgStore {
                                     OR heartbeat_at < now() - make_interval(secs => greatest($6,
                                         coalesce((SELECT n.attempt_lease_ms FROM nodes n
                                                   WHERE n.node_id = $3), 0) / 1000.0::float8)))
-                             RETURNING id),
+                             RETURNING id, run_id),
                          a AS (
                              UPDATE attempts SET state = $8, message = $9, ended_at = now()
                              WHERE ti_id IN (SELECT id FROM t) AND try_number = $2)
                          SELECT (SELECT count(*) FROM t),
-                                (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $10) FROM t) n)",
+                                (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $10 || ' ' || run_id) FROM t) n)",
                         &[
                             &r.ti.0,
                             &try_number,

@@ -204,7 +204,7 @@ impl<S: Store + ?Sized> Worker<S> {
                                 );
                             let shared = shared.clone();
                             tracker.spawn(async move {
-                                let ti = claim.task.id;
+                                let (ti, run) = (claim.task.id, claim.task.run_id);
                                 execute::execute(&shared, claim, kill, kill_reason, hard_kill)
                                     .await;
                                 shared
@@ -218,7 +218,7 @@ impl<S: Store + ?Sized> Worker<S> {
                                     .unwrap_or_else(|p| p.into_inner())
                                     .remove(&ti);
                                 shared.slot_freed.notify_one();
-                                shared.notifier.scheduler.notify_one();
+                                shared.notifier.run_changed(run);
                             });
                         }
                     }

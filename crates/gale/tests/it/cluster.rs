@@ -4,8 +4,9 @@
 //! the same role again. Afterwards the database must show a clean history:
 //! every run succeeded, every task instance has exactly one successful attempt
 //! (its last), no two attempts of one task instance overlap in time, nothing is
-//! left queued or running, and neither `max_active_tasks` nor
-//! `max_active_runs` was ever exceeded: not in counts sampled while the runs
+//! left queued or running, and neither `max_active_tasks`, `max_active_runs`
+//! nor the slots of a pool two DAGs share was ever exceeded: not in counts
+//! sampled while the runs
 //! flowed, and not by the recorded times of attempts and runs, which must also
 //! follow cause and effect (no attempt stamped as started before its task
 //! instance was queued, or before its upstream's successful attempt ended).
@@ -63,6 +64,9 @@ struct Load {
     yaml: String,
 }
 
+/// Slots of the pool that the fan-out's sleeps and the chain's tasks share.
+const SHARED_POOL_SLOTS: i64 = 4;
+
 fn loads() -> Vec<Load> {
     // 20 independent tasks, half of them short sleeps.
     let mut fan = String::from(
@@ -70,7 +74,12 @@ fn loads() -> Vec<Load> {
          defaults: { retries: 5, retry_delay: 1s }\ntasks:\n",
     );
     for i in 0..20 {
-        let run = if i % 2 == 0 { "sleep 0.2" } else { "'true'" };
+        // The sleeps share the `shared` pool with the chain's tasks.
+        let run = if i % 2 == 0 {
+            "sleep 0.2\n    pool: shared"
+        } else {
+            "'true'"
+        };
         fan.push_str(&format!("  t{i:02}:\n    run: {run}\n"));
     }
     // 8 tasks in a line.
@@ -79,7 +88,7 @@ fn loads() -> Vec<Load> {
          defaults: { retries: 5, retry_delay: 1s }\ntasks:\n",
     );
     for i in 0..8 {
-        chain.push_str(&format!("  s{i}:\n    run: sleep 0.1\n"));
+        chain.push_str(&format!("  s{i}:\n    run: sleep 0.1\n    pool: shared\n"));
         if i > 0 {
             chain.push_str(&format!("    needs: [s{}]\n", i - 1));
         }
@@ -486,6 +495,8 @@ fn chaos_kills_schedulers_and_workers_under_load() {
         home: &home,
         url: url.clone(),
     };
+    let out = cli.gale(&["pools", "set", "shared", &SHARED_POOL_SLOTS.to_string()]);
+    assert_eq!(out.code, 0, "creating the pool failed: {out}");
 
     let dags = home.dags().display().to_string();
     let common = [
@@ -842,6 +853,24 @@ fn chaos_kills_schedulers_and_workers_under_load() {
         &server,
         "SELECT dag_id, 'run ' || id AS what, started_at AS s, ended_at AS e FROM runs",
         &run_limits,
+    );
+    let (pool_peaks, pool_over) = check_limit(
+        &server,
+        "SELECT t.pool AS dag_id, 'attempt ' || a.run_id || '/' || a.task_id || '#' || a.try_number \
+                || ' (' || a.state || ' on ' || a.worker_id || ')' AS what, \
+                a.started_at AS s, a.ended_at AS e \
+         FROM attempts a JOIN task_instances t ON t.id = a.ti_id WHERE t.pool IS NOT NULL",
+        &[("shared", SHARED_POOL_SLOTS)],
+    );
+    eprintln!("CHAOS: most attempts running at once in the shared pool: {pool_peaks:?}");
+    assert_eq!(
+        pool_over, "",
+        "the shared pool's slots were exceeded (attempt intervals by the database's timestamps)"
+    );
+    assert_eq!(
+        pool_peaks.get("shared"),
+        Some(&SHARED_POOL_SLOTS),
+        "the pool was never full: it did not limit anything"
     );
     eprintln!("CHAOS: most attempts running at once per DAG: {task_peaks:?}");
     eprintln!("CHAOS: most runs running at once per DAG: {run_peaks:?}");
