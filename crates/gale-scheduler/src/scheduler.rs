@@ -420,8 +420,16 @@ impl<S: Store + ?Sized> Scheduler<S> {
             warn!(run_id = %run.id, dag_id = %run.dag_id, "run's DAG version is missing from the store");
             return Ok(());
         };
+        // Nothing waiting and something in flight: a plan would change nothing (a
+        // run ends only when every task has). This check stops at the first
+        // matching row, so a large fan-out costs nothing per finished task.
+        let activity = self.store.run_activity(run.id).await?;
+        if !activity.pending && activity.in_flight {
+            self.watch.remove(&run.id);
+            return Ok(());
+        }
         // Reading a large run costs milliseconds; counting its states by index costs
-        // microseconds. Plan only when something a plan looks at has changed.
+        // less. Plan only when something a plan looks at has changed.
         let mut counts = self.store.run_state_counts(run.id).await?;
         counts.sort_by_key(|(s, _)| s.as_str());
         let count = |state: TaskState| {

@@ -17,8 +17,8 @@ use gale_model::{Dag, DagError, DagId, RunId, RunState, TaskState};
 use jiff::Timestamp;
 
 use crate::{
-    Finish, LogLine, NewRun, NewTask, NodeRow, Reap, RunFilter, RunType, SlotStatus, Store, Stream,
-    TaskRow, TiId, Transition,
+    Finish, LogLine, NewRun, NewTask, NodeRow, Reap, RunActivity, RunFilter, RunType, SlotStatus,
+    Store, Stream, TaskRow, TiId, Transition,
 };
 
 /// Calls `$m!(check, check, ...)` with the name of every check: a backend's
@@ -1031,6 +1031,49 @@ pub async fn run_state_counts_follow_transitions<S: Store + ?Sized>(store: &S) {
         .await
         .expect("run_state_counts");
     assert!(missing.is_empty());
+
+    // run_activity: pending (none/scheduled/up_for_retry) and in flight
+    // (queued/running), each true as soon as one task instance is.
+    let activity = |pending, in_flight| RunActivity { pending, in_flight };
+    assert_eq!(
+        store.run_activity(run).await.expect("run_activity"),
+        activity(true, false)
+    );
+    let rows = tasks_of(store, run).await;
+    let t1 = find(&rows, "t1").id;
+    assert_eq!(
+        store
+            .enqueue(&dag.dag.id, &[t1], None)
+            .await
+            .expect("enqueue"),
+        1
+    );
+    assert_eq!(
+        store.run_activity(run).await.expect("run_activity"),
+        activity(true, true),
+        "t3 still waits"
+    );
+    store
+        .apply_transitions(&[Transition {
+            ti: find(&rows, "t3").id,
+            from: TaskState::None,
+            to: TaskState::UpstreamFailed,
+            retry_at: None,
+        }])
+        .await
+        .expect("apply_transitions");
+    assert_eq!(
+        store.run_activity(run).await.expect("run_activity"),
+        activity(false, true),
+        "only t1 is left, queued"
+    );
+    assert_eq!(
+        store
+            .run_activity(RunId(999_999))
+            .await
+            .expect("run_activity"),
+        activity(false, false)
+    );
 }
 
 pub async fn apply_transitions_is_conditional<S: Store + ?Sized>(store: &S) {

@@ -192,6 +192,15 @@ pub struct TaskRow {
     pub pool: Option<String>,
 }
 
+/// See [`Store::run_activity`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunActivity {
+    /// Some task instance is `none`, `scheduled` or `up_for_retry`.
+    pub pending: bool,
+    /// Some task instance is `queued` or `running`.
+    pub in_flight: bool,
+}
+
 /// A scheduler's conditional state change of a task instance.
 #[derive(Clone, Debug)]
 pub struct Transition {
@@ -414,6 +423,10 @@ pub trait Store: Send + Sync + 'static {
     /// How many of a run's task instances are in each state (states with none are
     /// left out). Cheap: it reads an index, not the rows.
     async fn run_state_counts(&self, run_id: RunId) -> Result<Vec<(TaskState, u32)>>;
+    /// Whether a run has task instances a plan could move (`none`, `scheduled`,
+    /// `up_for_retry`) and whether it has any queued or running. Cheaper than
+    /// `run_state_counts` on a large run: it stops at the first of each.
+    async fn run_activity(&self, run_id: RunId) -> Result<RunActivity>;
     /// Applies each transition only if the task is still in `from`; returns how many applied.
     async fn apply_transitions(&self, transitions: &[Transition]) -> Result<usize>;
     /// Moves `scheduled` task instances of one DAG to `queued`, in the order given,

@@ -1119,6 +1119,27 @@ impl Store for PgStore {
         .await
     }
 
+    async fn run_activity(&self, run_id: RunId) -> Result<RunActivity> {
+        self.single(move |c| {
+            Box::pin(async move {
+                let r = c
+                    .one(
+                        "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_id = $1
+                                        AND state IN ('none', 'scheduled', 'up_for_retry')),
+                                EXISTS (SELECT 1 FROM task_instances WHERE run_id = $1
+                                        AND state IN ('queued', 'running'))",
+                        &[&run_id.0],
+                    )
+                    .await?;
+                Ok(RunActivity {
+                    pending: r.get(0),
+                    in_flight: r.get(1),
+                })
+            })
+        })
+        .await
+    }
+
     async fn apply_transitions(&self, transitions: &[Transition]) -> Result<usize> {
         if transitions.is_empty() {
             return Ok(0);
@@ -1387,7 +1408,7 @@ impl Store for PgStore {
                              UPDATE attempts SET state = $7, exit_code = $8, message = $9,
                                  ended_at = now(), pid = coalesce($10, pid),
                                  command = coalesce($11, command)
-                             WHERE ti_id IN (SELECT id FROM t) AND try_number = $2)
+                             WHERE ti_id = $1 AND try_number = $2 AND EXISTS (SELECT 1 FROM t))
                          SELECT (SELECT count(*) FROM t),
                                 (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $12 || ' ' || run_id) FROM t WHERE $13) n)",
                         &[
@@ -1465,7 +1486,7 @@ impl Store for PgStore {
                              RETURNING id, run_id),
                          a AS (
                              UPDATE attempts SET state = $8, message = $9, ended_at = now()
-                             WHERE ti_id IN (SELECT id FROM t) AND try_number = $2)
+                             WHERE ti_id = $1 AND try_number = $2 AND EXISTS (SELECT 1 FROM t))
                          SELECT (SELECT count(*) FROM t),
                                 (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $10 || ' ' || run_id) FROM t) n)",
                         &[

@@ -885,6 +885,27 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn run_activity(&self, run_id: RunId) -> Result<RunActivity> {
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_id = ?1
+                                AND state IN ('none', 'scheduled', 'up_for_retry')),
+                        EXISTS (SELECT 1 FROM task_instances WHERE run_id = ?1
+                                AND state IN ('queued', 'running'))",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![run_id.0], |r| {
+                    Ok(RunActivity {
+                        pending: r.get(0)?,
+                        in_flight: r.get(1)?,
+                    })
+                })
+            })
+            .map_err(map_err)
+        })
+        .await
+    }
+
     async fn apply_transitions(&self, transitions: &[Transition]) -> Result<usize> {
         if transitions.is_empty() {
             return Ok(0);
