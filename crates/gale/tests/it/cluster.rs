@@ -17,19 +17,16 @@
 //! replays the killer's choices; `GALE_IT_KEEP=1` keeps the logs.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gale_pgtest::{PgServer, server_or_skip};
-use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
-use crate::harness::{Home, Out, wait_until};
+use crate::harness::Home;
+use crate::pg::{Pg, Role, sql};
 
 /// The lease every process runs with (the smallest Gale accepts).
 const LEASE: &str = "3s";
@@ -43,14 +40,6 @@ const WORKER_CONCURRENCY: &str = "4";
 /// From the first trigger until every run must have ended.
 const RUNS_DEADLINE: Duration = Duration::from_secs(480);
 const MIN_KILLS: usize = 5;
-
-/// Environment variables that would change what a `gale` process does, beyond
-/// the ones `Home::command` already removes.
-const MORE_GALE_VARS: &[&str] = &[
-    "GALE_DATABASE_URL",
-    "GALE_SHUTDOWN_GRACE",
-    "GALE_CONNECT_WAIT",
-];
 
 /// One DAG of the load: its file, how many runs to trigger, and its limits.
 struct Load {
@@ -195,106 +184,6 @@ impl Rng {
     }
 }
 
-/// Runs `sql` in database `gale`, panicking on an error.
-fn sql(server: &PgServer, sql: &str) -> String {
-    server
-        .psql("gale", sql)
-        .unwrap_or_else(|e| panic!("psql `{sql}`: {e}"))
-}
-
-/// One long-running role process (`gale scheduler` or `gale worker`), started
-/// again after each kill on the same GALE_HOME, each start logging to its own
-/// file. SIGKILLed with its process group on drop (its home then kills the task
-/// processes it left behind); the tail of its log is printed when the test fails.
-struct Role {
-    name: String,
-    args: Vec<String>,
-    home: Home,
-    logs: PathBuf,
-    starts: usize,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Role {
-    fn new(name: String, args: Vec<String>, logs: &Path) -> Role {
-        let mut role = Role {
-            name,
-            args,
-            home: Home::new(),
-            logs: logs.to_path_buf(),
-            starts: 0,
-            child: None,
-            log: PathBuf::new(),
-        };
-        role.start();
-        role
-    }
-
-    fn start(&mut self) {
-        self.starts += 1;
-        self.log = self.logs.join(format!("{}.{}.log", self.name, self.starts));
-        let file = File::create(&self.log).expect("creating a process log");
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let mut cmd = self.home.command(&args);
-        for v in MORE_GALE_VARS {
-            cmd.env_remove(v);
-        }
-        let child = cmd
-            .env("GALE_LOG", "info")
-            .stdout(Stdio::from(
-                file.try_clone().expect("cloning a file handle"),
-            ))
-            .stderr(Stdio::from(file))
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", self.name));
-        self.child = Some(child);
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().map_or(0, |c| c.id() as i32)
-    }
-
-    /// Its exit status, if it has ended.
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut()?.try_wait().ok().flatten()
-    }
-
-    /// A crash: SIGKILL to the gale process only (its tasks run in process
-    /// groups of their own and are left behind), then reaped so its pid is gone.
-    fn crash(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            child.wait().expect("reaping a killed gale process");
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Role {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            let log = self.log_text();
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!(
-                "--- last lines of {} ({}):\n{}",
-                self.name,
-                self.log.display(),
-                lines[lines.len().saturating_sub(80)..].join("\n")
-            );
-        }
-    }
-}
-
 /// The folder of every process log; on a failure, prints the errors, warnings
 /// and panics of every log in it (earlier starts of a role included).
 struct LogDir(PathBuf);
@@ -350,7 +239,7 @@ struct Chaos {
 /// Every 2 to 4 s (at random), SIGKILLs a random role process, waits a moment
 /// and starts the same role again, until `stop`. Between kills, any process
 /// that ended by itself is recorded and started again.
-fn killer(roles: &Mutex<Vec<Role>>, stop: &AtomicBool, mut rng: Rng, t0: Instant) -> Chaos {
+fn killer(roles: &Mutex<Vec<Role<'_>>>, stop: &AtomicBool, mut rng: Rng, t0: Instant) -> Chaos {
     let mut chaos = Chaos::default();
     'outer: loop {
         let until = Instant::now() + rng.millis(2000, 4000);
@@ -362,17 +251,16 @@ fn killer(roles: &Mutex<Vec<Role>>, stop: &AtomicBool, mut rng: Rng, t0: Instant
             let mut roles = roles.lock().expect("the roles lock");
             for role in roles.iter_mut() {
                 if let Some(status) = role.exited() {
-                    let log = role.log_text();
+                    let log = role.log();
                     let lines: Vec<&str> = log.lines().collect();
                     chaos.unexpected.push(format!(
                         "{:.1}s {} (pid {}) exited by itself ({status}); its log ends:\n{}",
                         t0.elapsed().as_secs_f64(),
-                        role.name,
+                        role.name(),
                         role.pid(),
                         lines[lines.len().saturating_sub(40)..].join("\n")
                     ));
-                    role.child = None;
-                    role.start();
+                    role.restart();
                 }
             }
         }
@@ -384,39 +272,16 @@ fn killer(roles: &Mutex<Vec<Role>>, stop: &AtomicBool, mut rng: Rng, t0: Instant
         chaos.kills += 1;
         let down = rng.millis(100, 1000);
         std::thread::sleep(down);
-        role.start();
+        role.restart();
         chaos.events.push(format!(
             "{:.1}s killed {} (pid {pid}), started again as pid {} after {:.1}s",
             at.as_secs_f64(),
-            role.name,
+            role.name(),
             role.pid(),
             down.as_secs_f64()
         ));
     }
     chaos
-}
-
-/// `gale` CLI commands on the database.
-struct Cli<'a> {
-    home: &'a Home,
-    url: String,
-}
-
-impl Cli<'_> {
-    fn gale(&self, args: &[&str]) -> Out {
-        let mut all = vec!["--database-url", self.url.as_str()];
-        all.extend_from_slice(args);
-        self.home.gale(&all)
-    }
-
-    fn trigger(&self, dag_id: &str, conf: &str) -> i64 {
-        let out = self.gale(&["dags", "trigger", dag_id, "--conf", conf]);
-        assert_eq!(out.code, 0, "triggering {dag_id} failed: {out}");
-        out.stdout
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("trigger printed no run id: {out}"))
-    }
 }
 
 /// Checks a limit on intervals, by the database's own timestamps: `intervals`
@@ -491,55 +356,40 @@ fn chaos_kills_schedulers_and_workers_under_load() {
     }
     let logs = LogDir(home.path().join("logs"));
     std::fs::create_dir_all(&logs.0).expect("creating the log folder");
-    let cli = Cli {
-        home: &home,
-        url: url.clone(),
-    };
+    let cli = Pg::new(&home, &url);
     let out = cli.gale(&["pools", "set", "shared", &SHARED_POOL_SLOTS.to_string()]);
     assert_eq!(out.code, 0, "creating the pool failed: {out}");
 
     let dags = home.dags().display().to_string();
-    let common = [
-        "--database-url",
-        &url,
-        "--attempt-lease",
-        LEASE,
-        "--shutdown-grace",
-        GRACE,
-    ];
+    let common = ["--attempt-lease", LEASE, "--shutdown-grace", GRACE];
+    let scheduler: Vec<&str> = ["scheduler", "--dags-folder", &dags]
+        .into_iter()
+        .chain(common)
+        .collect();
+    let worker: Vec<&str> = ["worker", "--concurrency", WORKER_CONCURRENCY]
+        .into_iter()
+        .chain(common)
+        .collect();
+    // Each process on a GALE_HOME of its own, which kills the task processes
+    // it left behind when the test ends.
+    let role_homes: Vec<Home> = (0..SCHEDULERS + WORKERS).map(|_| Home::new()).collect();
+    let mut role_homes = role_homes.iter();
     let mut roles = Vec::new();
-    for i in 1..=SCHEDULERS {
-        let mut args: Vec<String> = vec!["scheduler".into(), "--dags-folder".into(), dags.clone()];
-        args.extend(common.iter().map(|s| s.to_string()));
-        roles.push(Role::new(format!("scheduler-{i}"), args, &logs.0));
-    }
-    for i in 1..=WORKERS {
-        let mut args: Vec<String> = vec![
-            "worker".into(),
-            "--concurrency".into(),
-            WORKER_CONCURRENCY.into(),
-        ];
-        args.extend(common.iter().map(|s| s.to_string()));
-        roles.push(Role::new(format!("worker-{i}"), args, &logs.0));
+    for (name, args, n) in [
+        ("scheduler", &scheduler, SCHEDULERS),
+        ("worker", &worker, WORKERS),
+    ] {
+        for i in 1..=n {
+            let role_home = role_homes.next().expect("a home per process");
+            let role =
+                Pg::new(role_home, &url).start_logging_in(&format!("{name}-{i}"), args, &logs.0);
+            roles.push(role);
+        }
     }
     let roles = Mutex::new(roles);
 
-    wait_until("the DAGs to be loaded", || {
-        let out = cli.gale(&["dags", "list", "--output", "json"]);
-        if out.code != 0 {
-            return None;
-        }
-        let v = out.json();
-        let listed = v["dags"].as_array()?;
-        loads
-            .iter()
-            .all(|l| {
-                listed
-                    .iter()
-                    .any(|d| d["dag_id"] == l.dag_id && d["active"] == true)
-            })
-            .then_some(())
-    });
+    let dag_ids: Vec<&str> = loads.iter().map(|l| l.dag_id).collect();
+    cli.wait_dags(&dag_ids);
 
     let total_runs: usize = loads.iter().map(|l| l.runs).sum();
     let total_tis: usize = loads.iter().map(|l| l.runs * l.tasks).sum();
@@ -555,7 +405,10 @@ fn chaos_kills_schedulers_and_workers_under_load() {
                 let cli = &cli;
                 s.spawn(move || {
                     (0..load.runs)
-                        .map(|i| cli.trigger(load.dag_id, &format!("{{\"n\": {i}}}")))
+                        .map(|i| {
+                            let conf = format!("{{\"n\": {i}}}");
+                            cli.trigger(load.dag_id, &["--conf", &conf])
+                        })
                         .collect::<Vec<i64>>()
                 })
             })
@@ -646,22 +499,20 @@ fn chaos_kills_schedulers_and_workers_under_load() {
     // process the killer just started is first given time to come up: until
     // it has registered, it has no SIGTERM handler yet.
     let mut roles = roles.into_inner().expect("the roles lock");
-    for role in &roles {
-        wait_until(&format!("{} to register", role.name), || {
-            role.log_text().contains("node registered").then_some(())
-        });
+    for role in &mut roles {
+        role.wait_registered();
     }
     std::thread::sleep(Duration::from_millis(500));
     for role in &roles {
-        kill(Pid::from_raw(role.pid()), Signal::SIGTERM).expect("SIGTERM a gale process");
+        role.signal(Signal::SIGTERM);
     }
     let mut bad_exits = Vec::new();
     for role in &mut roles {
         let pid = role.pid();
-        let status = wait_until_exit(role);
+        let status = role.exit_within(EXIT_WITHIN).map(|(status, _)| status);
         match status {
             Some(s) if s.success() => {}
-            other => bad_exits.push(format!("{} (pid {pid}): {other:?}", role.name)),
+            other => bad_exits.push(format!("{} (pid {pid}): {other:?}", role.name())),
         }
     }
     assert!(
@@ -904,17 +755,4 @@ fn chaos_kills_schedulers_and_workers_under_load() {
         lost >= 1,
         "no attempt was recorded lost: the kills never hit a running task"
     );
-}
-
-/// Waits up to [`EXIT_WITHIN`] for a SIGTERMed process to exit.
-fn wait_until_exit(role: &mut Role) -> Option<ExitStatus> {
-    let start = Instant::now();
-    while start.elapsed() < EXIT_WITHIN {
-        if let Some(status) = role.exited() {
-            role.child = None;
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
 }

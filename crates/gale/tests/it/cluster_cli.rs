@@ -14,31 +14,20 @@
 //! The PostgreSQL tests print SKIPPED and pass without PostgreSQL binaries,
 //! except under `CI=true` (see `gale_pgtest`).
 
-use std::fs::File;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use gale_pgtest::shared_database;
 use jiff::{SignedDuration, Timestamp};
-use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::harness::{Home, Out, alive_in_group, task, wait_until};
+use crate::pg::{Pg, Role};
 
 /// The lease every process here runs with (the smallest Gale accepts).
 const LEASE: &str = "3s";
 /// A password in every URL: trust authentication ignores it, and no output may show it.
 const PASSWORD: &str = "s3cret-pw";
-/// Environment variables that would change what a `gale` process does, beyond
-/// the ones `Home::command` already removes.
-const MORE_GALE_VARS: &[&str] = &[
-    "GALE_DATABASE_URL",
-    "GALE_SHUTDOWN_GRACE",
-    "GALE_CONNECT_WAIT",
-];
 
 /// A fresh database on the shared test server: (URL with a password, the
 /// endpoint Gale should show for it). `None`: skip the test.
@@ -58,185 +47,6 @@ fn ts(v: &Value) -> Timestamp {
         .unwrap_or_else(|| panic!("not a timestamp: {v}"))
         .parse()
         .unwrap_or_else(|e| panic!("not a timestamp: {v}: {e}"))
-}
-
-/// A home whose `gale` commands use a PostgreSQL URL.
-struct Pg<'a> {
-    home: &'a Home,
-    url: String,
-}
-
-impl<'a> Pg<'a> {
-    fn args<'b>(&'b self, args: &[&'b str]) -> Vec<&'b str> {
-        let mut all = vec!["--database-url", self.url.as_str()];
-        all.extend_from_slice(args);
-        all
-    }
-
-    fn gale(&self, args: &[&str]) -> Out {
-        self.home.gale(&self.args(args))
-    }
-
-    fn ok(&self, args: &[&str]) -> Out {
-        self.home.ok(&self.args(args))
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        self.home.json(&self.args(args))
-    }
-
-    fn wait_dag(&self, dag_id: &str) {
-        wait_until(&format!("DAG {dag_id} to be loaded"), || {
-            let out = self.gale(&["dags", "list", "--output", "json"]);
-            (out.code == 0
-                && out.json()["dags"]
-                    .as_array()?
-                    .iter()
-                    .any(|d| d["dag_id"] == dag_id && d["active"] == true))
-            .then_some(())
-        });
-    }
-
-    fn trigger(&self, dag_id: &str) -> i64 {
-        let out = self.ok(&["dags", "trigger", dag_id]);
-        out.stdout
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("trigger printed no run id: {out}"))
-    }
-
-    fn tasks(&self, run_id: i64) -> Vec<Value> {
-        self.json(&["tasks", "list", &run_id.to_string()])
-            .as_array()
-            .expect("tasks list prints an array")
-            .clone()
-    }
-
-    /// `gale cluster status [--all] --output json`.
-    fn status(&self, all: bool) -> Value {
-        let mut args = vec!["cluster", "status"];
-        if all {
-            args.push("--all");
-        }
-        self.json(&args)
-    }
-
-    fn nodes(&self) -> Vec<Value> {
-        self.status(false)["nodes"]
-            .as_array()
-            .expect("cluster status lists nodes")
-            .clone()
-    }
-
-    /// The node of the `gale` process with this pid.
-    fn node(&self, pid: u32) -> Option<Value> {
-        self.nodes().into_iter().find(|n| n["pid"] == pid)
-    }
-
-    /// Starts a long-running `gale` command (`node`, `scheduler`, `worker`) on
-    /// this URL, in its own process group, its output going to `NAME.log`, and
-    /// waits until it has registered (from then on it handles SIGTERM).
-    fn start(&self, name: &str, args: &[&str]) -> Proc {
-        let log = self.home.path().join(format!("{name}.log"));
-        let file = File::create(&log).expect("creating a process log");
-        let mut cmd = self.home.command(&self.args(args));
-        for v in MORE_GALE_VARS {
-            cmd.env_remove(v);
-        }
-        let child = cmd
-            .env("GALE_LOG", "info")
-            .stdout(Stdio::from(
-                file.try_clone().expect("cloning a file handle"),
-            ))
-            .stderr(Stdio::from(file))
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting gale {name}: {e}"));
-        let mut proc = Proc {
-            name: name.to_owned(),
-            child: Some(child),
-            log,
-        };
-        wait_until(&format!("gale {name} to register"), || {
-            if let Some(status) = proc.exited() {
-                panic!("gale {name} exited ({status}) before it registered");
-            }
-            proc.log().contains("node registered").then_some(())
-        });
-        proc
-    }
-}
-
-/// A long-running `gale` process; SIGKILLed with its process group on drop
-/// (the home kills the task processes it left behind), its log tail printed
-/// when the test fails.
-struct Proc {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("a live process").id()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut()?.try_wait().ok().flatten()
-    }
-
-    /// Sends `signal` to the gale process only (not its process group).
-    fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.pid() as i32), signal)
-            .unwrap_or_else(|e| panic!("{signal} to gale {}: {e}", self.name));
-    }
-
-    /// A crash: SIGKILL, then reaped so that its pid is gone.
-    fn crash(&mut self) {
-        self.signal(Signal::SIGKILL);
-        let mut child = self.child.take().expect("a live process");
-        child.wait().expect("reaping a killed gale process");
-    }
-
-    /// Waits up to `within` for the process to exit; returns its status and how
-    /// long it took, or panics.
-    fn wait_exit(&mut self, within: Duration) -> (ExitStatus, Duration) {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.exited() {
-                self.child = None;
-                return (status, start.elapsed());
-            }
-            if start.elapsed() > within {
-                panic!("gale {} did not exit within {within:?}", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            let log = self.log();
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!(
-                "--- last lines of gale {} ({}):\n{}",
-                self.name,
-                self.log.display(),
-                lines[lines.len().saturating_sub(100)..].join("\n")
-            );
-        }
-    }
 }
 
 /// The findings of `gale cluster check` in its table form: (ok, line).
@@ -274,12 +84,9 @@ fn cluster_status_and_check_on_postgres() {
     };
     let home = Home::new();
     std::fs::create_dir_all(home.dags()).expect("creating the DAG folder");
-    let pg = Pg {
-        home: &home,
-        url: url.clone(),
-    };
+    let pg = Pg::new(&home, &url);
     let dags = home.dags().display().to_string();
-    let mut scheduler = pg.start(
+    let mut scheduler = pg.start_registered(
         "scheduler",
         &[
             "scheduler",
@@ -289,7 +96,7 @@ fn cluster_status_and_check_on_postgres() {
             LEASE,
         ],
     );
-    let mut worker = pg.start(
+    let mut worker = pg.start_registered(
         "worker",
         &["worker", "--attempt-lease", LEASE, "--concurrency", "3"],
     );
@@ -392,9 +199,7 @@ fn cluster_status_and_check_on_postgres() {
         assert!(has_finding(&out, true, "clock", id), "{out}");
     }
     assert!(!out.stdout.contains(PASSWORD), "{out}");
-    let findings = pg
-        .home
-        .gale(&pg.args(&["cluster", "check", "--output", "json"]));
+    let findings = pg.gale(&["cluster", "check", "--output", "json"]);
     assert_eq!(findings.code, 0, "{findings}");
     let findings = findings.json();
     let findings = findings.as_array().expect("a list of findings");
@@ -548,7 +353,7 @@ fn cluster_status_and_check_on_postgres() {
 }
 
 /// Waits (polling fast) until `path` exists and holds a pid.
-fn wait_pid_file(path: &str, proc: &mut Proc) -> i32 {
+fn wait_pid_file(path: &str, role: &mut Role) -> i32 {
     let start = Instant::now();
     loop {
         if let Some(pid) = std::fs::read_to_string(path)
@@ -557,10 +362,10 @@ fn wait_pid_file(path: &str, proc: &mut Proc) -> i32 {
         {
             return pid;
         }
-        if let Some(status) = proc.exited() {
+        if let Some(status) = role.exited() {
             panic!(
                 "gale {} exited ({status}) before the task started",
-                proc.name
+                role.name()
             );
         }
         if start.elapsed() > crate::harness::DEADLINE {
@@ -593,12 +398,9 @@ fn sigterm_leaves_no_attempt_running() {
              exec sleep 30\n"
         ),
     );
-    let pg = Pg {
-        home: &home,
-        url: url.clone(),
-    };
+    let pg = Pg::new(&home, &url);
     let dags = home.dags().display().to_string();
-    let mut node = pg.start(
+    let mut node = pg.start_registered(
         "node-1",
         &[
             "node",
@@ -612,7 +414,7 @@ fn sigterm_leaves_no_attempt_running() {
     );
     let node_pid = node.pid();
     pg.wait_dag("long");
-    let run = pg.trigger("long");
+    let run = pg.trigger("long", &[]);
     let task_pid = wait_pid_file(&pid_file, &mut node);
     assert!(alive_in_group(task_pid, task_pid), "the task runs");
     let attempt = wait_until("the attempt to be running", || {
@@ -691,7 +493,7 @@ fn sigterm_leaves_no_attempt_running() {
     assert_eq!(n["running_attempts"], 0, "{n:#}");
 
     // Another node retries it, at once.
-    let mut other = pg.start(
+    let mut other = pg.start_registered(
         "node-2",
         &[
             "node",
@@ -726,7 +528,7 @@ fn sigterm_leaves_no_attempt_running() {
         &format!("id: short\ntasks:\n  quick:\n    run: echo $$ > {started_file}; sleep 2\n"),
     );
     pg.wait_dag("short");
-    let run = pg.trigger("short");
+    let run = pg.trigger("short", &[]);
     let quick_pid = wait_pid_file(&started_file, &mut other);
     other.signal(Signal::SIGTERM);
     let (exit, took) = other.wait_exit(Duration::from_secs(30));

@@ -11,21 +11,16 @@
 //! Without PostgreSQL binaries these tests print SKIPPED and pass, except under
 //! `CI=true`, where they fail (see `gale_pgtest`).
 
-use std::fs::File;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gale_pgtest::{PgServer, server_or_skip};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::harness::{Home, Out, alive_in_group, task, wait_until};
+use crate::harness::{Home, alive_in_group, task, wait_until};
+use crate::pg::{Pg, Role, sql};
 
 /// The lease every process here runs with (the smallest Gale accepts).
 const LEASE: &str = "3s";
@@ -42,164 +37,6 @@ fn epoch_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .expect("a clock after 1970")
         .as_secs_f64()
-}
-
-/// Runs `sql` on `server` in database `gale`, panicking on an error.
-fn sql(server: &PgServer, sql: &str) -> String {
-    server
-        .psql("gale", sql)
-        .unwrap_or_else(|e| panic!("psql `{sql}`: {e}"))
-}
-
-/// A home whose `gale` commands use a PostgreSQL URL.
-struct Pg<'a> {
-    home: &'a Home,
-    url: String,
-}
-
-impl<'a> Pg<'a> {
-    fn new(home: &'a Home, url: &str) -> Pg<'a> {
-        Pg {
-            home,
-            url: url.to_owned(),
-        }
-    }
-
-    fn args<'b>(&'b self, args: &[&'b str]) -> Vec<&'b str> {
-        let mut all = vec!["--database-url", self.url.as_str()];
-        all.extend_from_slice(args);
-        all
-    }
-
-    fn gale(&self, args: &[&str]) -> Out {
-        self.home.gale(&self.args(args))
-    }
-
-    fn ok(&self, args: &[&str]) -> Out {
-        self.home.ok(&self.args(args))
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        self.home.json(&self.args(args))
-    }
-
-    fn wait_dag(&self, dag_id: &str) {
-        wait_until(&format!("DAG {dag_id} to be loaded"), || {
-            let out = self.gale(&["dags", "list", "--output", "json"]);
-            (out.code == 0
-                && out.json()["dags"]
-                    .as_array()?
-                    .iter()
-                    .any(|d| d["dag_id"] == dag_id && d["active"] == true))
-            .then_some(())
-        });
-    }
-
-    fn trigger(&self, dag_id: &str) -> i64 {
-        let out = self.ok(&["dags", "trigger", dag_id]);
-        out.stdout
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("trigger printed no run id: {out}"))
-    }
-
-    fn tasks(&self, run_id: i64) -> Vec<Value> {
-        self.json(&["tasks", "list", &run_id.to_string()])
-            .as_array()
-            .expect("tasks list prints an array")
-            .clone()
-    }
-
-    /// `gale cluster status --output json`: the nodes.
-    fn nodes(&self) -> Vec<Value> {
-        self.json(&["cluster", "status"])["nodes"]
-            .as_array()
-            .expect("cluster status lists nodes")
-            .clone()
-    }
-
-    /// The node id of the `gale` process with this pid, once it registered.
-    fn node_id(&self, pid: u32) -> String {
-        wait_until(&format!("process {pid} to register"), || {
-            self.nodes()
-                .iter()
-                .find(|n| n["pid"] == pid)
-                .and_then(|n| n["node_id"].as_str().map(str::to_owned))
-        })
-    }
-
-    /// Starts a long-running `gale` command (`node`, `scheduler`, `worker`) on
-    /// this URL, in its own process group, its output going to `NAME.log`.
-    fn start(&self, name: &str, args: &[&str]) -> Proc {
-        let log = self.home.path().join(format!("{name}.log"));
-        let file = File::create(&log).expect("creating a process log");
-        let child = self
-            .home
-            .command(&self.args(args))
-            .env("GALE_LOG", "info")
-            .stdout(Stdio::from(
-                file.try_clone().expect("cloning a file handle"),
-            ))
-            .stderr(Stdio::from(file))
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting gale {name}: {e}"));
-        Proc {
-            name: name.to_owned(),
-            child: Some(child),
-            log,
-        }
-    }
-}
-
-/// A long-running `gale` process; SIGKILLed with its process group on drop
-/// (the home kills the task processes it left behind), its log tail printed
-/// when the test fails.
-struct Proc {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("a started process").id()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Panics if the process has exited.
-    fn assert_running(&mut self) {
-        let status = self
-            .child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten());
-        if let Some(status) = status {
-            panic!("gale {} exited ({status}) while the test ran", self.name);
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            let log = self.log();
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!(
-                "--- last lines of {} ({}):\n{}",
-                self.name,
-                self.log.display(),
-                lines[lines.len().saturating_sub(150)..].join("\n")
-            );
-        }
-    }
 }
 
 /// The database fails over while runs are flowing: the primary crashes, the
@@ -271,7 +108,9 @@ fn database_failover_mid_load() {
     ];
     pg.wait_dag("failover_load");
     let started = Instant::now();
-    let run_ids: Vec<i64> = (0..RUNS).map(|_| pg.trigger("failover_load")).collect();
+    let run_ids: Vec<i64> = (0..RUNS)
+        .map(|_| pg.trigger("failover_load", &[]))
+        .collect();
 
     // Mid-load: some runs done, task attempts running, most runs still to go.
     wait_until("runs to be flowing", || {
@@ -414,7 +253,7 @@ fn database_failover_mid_load() {
         assert_eq!(tasks.len(), TASKS);
         assert!(tasks.iter().all(|t| t["state"] == "success"), "{tasks:#?}");
     }
-    let pids: Vec<u32> = nodes.iter().map(Proc::pid).collect();
+    let pids: Vec<u32> = nodes.iter().map(Role::pid).collect();
     let status = wait_until("both nodes to show as running", || {
         let out = pg.gale(&["cluster", "status", "--output", "json"]);
         if out.code != 0 {
@@ -652,7 +491,7 @@ fn partitioned_worker_fences_itself_and_its_late_result_is_rejected() {
     let w1_id = pg.node_id(w1.pid());
 
     // Both attempts start on W1, the only worker so far.
-    let hold_run = pg.trigger("fence_hold");
+    let hold_run = pg.trigger("fence_hold", &[]);
     let hold_pid: i32 = wait_until("hold to run on W1", || {
         std::fs::read_to_string(&hold_pid_file)
             .ok()?
@@ -660,7 +499,7 @@ fn partitioned_worker_fences_itself_and_its_late_result_is_rejected() {
             .parse()
             .ok()
     });
-    let quick_run = pg.trigger("fence_quick");
+    let quick_run = pg.trigger("fence_quick", &[]);
     poll_fast("quick to start on W1", Duration::from_secs(60), || {
         std::fs::metadata(&quick_pid_file).is_ok()
     });

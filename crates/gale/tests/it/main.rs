@@ -1,8 +1,10 @@
 //! End-to-end tests: the real `gale` binary, as separate processes, on a
 //! temporary GALE_HOME per test. See `harness` for how processes are started,
-//! awaited and cleaned up.
+//! awaited and cleaned up, and `pg` for the processes and commands of a
+//! cluster on PostgreSQL.
 
 mod harness;
+mod pg;
 
 mod cluster;
 mod cluster_cli;
