@@ -140,13 +140,24 @@ pub async fn run<S: Store + ?Sized>(
         let stop = roles_cancel.clone();
         let every = opts.heartbeat_interval;
         tokio::spawn(async move {
+            let mut failing = false;
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(every) => {}
                 }
-                if let Err(e) = store.heartbeat_node(&node_id, jiff::Timestamp::now()).await {
-                    warn!(error = %e, "node heartbeat failed");
+                // One warning per outage, and a line when it is over.
+                match store.heartbeat_node(&node_id, jiff::Timestamp::now()).await {
+                    Ok(()) if failing => {
+                        info!("node heartbeat works again");
+                        failing = false;
+                    }
+                    Ok(()) => {}
+                    Err(e) if !failing => {
+                        warn!(error = %e, "node heartbeat failed; retrying");
+                        failing = true;
+                    }
+                    Err(_) => {}
                 }
             }
         })
