@@ -121,6 +121,9 @@ pub(crate) struct Shared<S: ?Sized> {
     /// heart-beaten, but still ours (not to be handed back as never started).
     reporting: Mutex<std::collections::HashSet<TiId>>,
     specs: Mutex<HashMap<(DagId, String), Arc<Dag>>>,
+    /// Held while a DAG version is fetched: the attempts of a new run all start
+    /// at once, and one fetch of a large version serves them all.
+    spec_fetch: tokio::sync::Mutex<()>,
     slot_freed: tokio::sync::Notify,
     http: reqwest::Client,
     guard: guard::Guard,
@@ -141,6 +144,7 @@ impl<S: Store + ?Sized> Worker<S> {
                 held: Mutex::new(HashMap::new()),
                 reporting: Mutex::new(std::collections::HashSet::new()),
                 specs: Mutex::new(HashMap::new()),
+                spec_fetch: tokio::sync::Mutex::new(()),
                 slot_freed: tokio::sync::Notify::new(),
                 http: reqwest::Client::new(),
                 guard,
@@ -334,13 +338,19 @@ impl<S: Store + ?Sized> Shared<S> {
         hash: &str,
     ) -> gale_store::Result<Option<Arc<Dag>>> {
         let key = (dag_id.clone(), hash.to_owned());
-        if let Some(d) = self
-            .specs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(Some(d.clone()));
+        let cached = || {
+            self.specs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .cloned()
+        };
+        if let Some(d) = cached() {
+            return Ok(Some(d));
+        }
+        let _fetching = self.spec_fetch.lock().await;
+        if let Some(d) = cached() {
+            return Ok(Some(d));
         }
         let Some(version) = self.store.get_version(dag_id, hash).await? else {
             return Ok(None);
