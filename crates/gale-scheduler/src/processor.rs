@@ -19,6 +19,8 @@ const MAX_FILES: usize = 10_000;
 
 pub struct DagProcessor<S: ?Sized> {
     store: Arc<S>,
+    /// `host:folder`: whose DAGs these are (see `Store::sync_files`).
+    owner: String,
     folder: PathBuf,
     interval: Duration,
     /// (mtime, size) of each file as last stored, so unchanged files are not re-parsed.
@@ -88,8 +90,16 @@ pub fn load_file(path: &Path) -> Result<(gale_model::Dag, String), Vec<DagError>
 
 impl<S: Store + ?Sized> DagProcessor<S> {
     pub fn new(store: Arc<S>, folder: PathBuf, interval: Duration) -> Self {
+        // This processor's name in the store: the DAGs and import errors it
+        // records are its own to retire when their files leave its folder.
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into());
+        let path = std::fs::canonicalize(&folder).unwrap_or_else(|_| folder.clone());
         DagProcessor {
             store,
+            owner: format!("{host}:{}", path.display()),
             folder,
             interval,
             seen: HashMap::new(),
@@ -115,7 +125,7 @@ impl<S: Store + ?Sized> DagProcessor<S> {
             .await
             .unwrap_or_default();
         let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-        self.store.sync_files(&names).await?;
+        self.store.sync_files(&self.owner, &names).await?;
         self.seen.retain(|p, _| files.contains(p));
         let mut parsed = 0;
         for path in files {
@@ -147,7 +157,11 @@ impl<S: Store + ?Sized> DagProcessor<S> {
             match loaded {
                 Ok((dag, source)) => {
                     let hash = dag::content_hash(&source);
-                    match self.store.upsert_dag(&dag, &name, &source, &hash).await {
+                    match self
+                        .store
+                        .upsert_dag(&dag, &name, &source, &hash, &self.owner)
+                        .await
+                    {
                         Ok(new) => {
                             if new {
                                 info!(dag_id = %dag.id, file = %name, version = %hash, "stored DAG version");
@@ -162,7 +176,12 @@ impl<S: Store + ?Sized> DagProcessor<S> {
                             };
                             warn!(file = %name, "{err}");
                             self.store
-                                .record_import_errors(&name, Some(dag.id.as_str()), &[err])
+                                .record_import_errors(
+                                    &name,
+                                    Some(dag.id.as_str()),
+                                    &[err],
+                                    &self.owner,
+                                )
                                 .await?;
                             // Not remembered as seen: once the other file goes away,
                             // the next scan stores this one.
@@ -176,7 +195,7 @@ impl<S: Store + ?Sized> DagProcessor<S> {
                         warn!("DAG file error: {e}");
                     }
                     self.store
-                        .record_import_errors(&name, None, &errors)
+                        .record_import_errors(&name, None, &errors, &self.owner)
                         .await?;
                 }
             }

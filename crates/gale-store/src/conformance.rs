@@ -70,6 +70,9 @@ pub async fn run_all<S: Store>(new_store: impl Fn() -> S) {
 
 // ---------- fixtures ----------
 
+/// The DAG processor the fixtures record DAGs as.
+const OWNER: &str = "host:/dags";
+
 /// 2026-01-01T00:00:00Z.
 const BASE_SECOND: i64 = 1_767_225_600;
 
@@ -155,7 +158,7 @@ async fn seed<S: Store + ?Sized>(store: &S, file: &str, source: &str) -> Seeded 
     let dag = parse_dag(file, source);
     let hash = content_hash(source);
     store
-        .upsert_dag(&dag, file, source, &hash)
+        .upsert_dag(&dag, file, source, &hash, OWNER)
         .await
         .unwrap_or_else(|e| panic!("upsert_dag({file}) failed: {e}"));
     Seeded {
@@ -296,7 +299,7 @@ pub async fn upsert_dag_versions<S: Store + ?Sized>(store: &S) {
     let dag = parse_dag("dags/etl.yaml", ETL_V1);
     let hash = content_hash(ETL_V1);
     let new = store
-        .upsert_dag(&dag, "dags/etl.yaml", ETL_V1, &hash)
+        .upsert_dag(&dag, "dags/etl.yaml", ETL_V1, &hash, OWNER)
         .await
         .expect("upsert_dag");
     assert!(
@@ -337,7 +340,7 @@ pub async fn upsert_dag_versions<S: Store + ?Sized>(store: &S) {
     assert_eq!(version.spec, dag, "the stored spec must round-trip");
 
     let again = store
-        .upsert_dag(&dag, "dags/etl.yaml", ETL_V1, &hash)
+        .upsert_dag(&dag, "dags/etl.yaml", ETL_V1, &hash, OWNER)
         .await
         .expect("upsert_dag again");
     assert!(!again, "the same content again must not be a new version");
@@ -348,7 +351,7 @@ pub async fn upsert_dag_versions<S: Store + ?Sized>(store: &S) {
     let hash2 = content_hash(ETL_V2);
     assert_ne!(hash, hash2);
     let new = store
-        .upsert_dag(&dag2, "dags/etl.yaml", ETL_V2, &hash2)
+        .upsert_dag(&dag2, "dags/etl.yaml", ETL_V2, &hash2, OWNER)
         .await
         .expect("upsert_dag v2");
     assert!(new, "changed content must be a new version");
@@ -401,7 +404,7 @@ pub async fn duplicate_dag_id_is_refused<S: Store + ?Sized>(store: &S) {
     assert_eq!(copy.id, original.dag.id);
     let copy_hash = content_hash(&copy_source);
     let err = store
-        .upsert_dag(&copy, "dags/copy.yaml", &copy_source, &copy_hash)
+        .upsert_dag(&copy, "dags/copy.yaml", &copy_source, &copy_hash, OWNER)
         .await
         .expect_err("a second file defining an active DAG id must be refused");
     assert!(
@@ -430,7 +433,7 @@ pub async fn duplicate_dag_id_is_refused<S: Store + ?Sized>(store: &S) {
     );
     // The original file itself may be upserted again.
     let again = store
-        .upsert_dag(&original.dag, &original.file, ETL_V1, &original.hash)
+        .upsert_dag(&original.dag, &original.file, ETL_V1, &original.hash, OWNER)
         .await
         .expect("the file that owns the DAG id may upsert it again");
     assert!(!again);
@@ -493,18 +496,75 @@ pub async fn sync_files_marks_absent_files<S: Store + ?Sized>(store: &S) {
         message: "bad".into(),
     };
     store
-        .record_import_errors("dags/gone.yaml", None, &[err("dags/gone.yaml")])
+        .record_import_errors("dags/gone.yaml", None, &[err("dags/gone.yaml")], OWNER)
         .await
         .expect("record_import_errors");
     store
-        .record_import_errors("dags/bad.yaml", Some("bad"), &[err("dags/bad.yaml")])
+        .record_import_errors("dags/bad.yaml", Some("bad"), &[err("dags/bad.yaml")], OWNER)
+        .await
+        .expect("record_import_errors");
+
+    // What another DAG processor (another host or folder) recorded is its own.
+    let theirs_source = flat_dag_source("theirs", 1, "");
+    let theirs = parse_dag("other/theirs.yaml", &theirs_source);
+    store
+        .upsert_dag(
+            &theirs,
+            "other/theirs.yaml",
+            &theirs_source,
+            &content_hash(&theirs_source),
+            "node2:/other",
+        )
+        .await
+        .expect("upsert_dag");
+    store
+        .record_import_errors(
+            "other/broken.yaml",
+            None,
+            &[err("other/broken.yaml")],
+            "node2:/other",
+        )
         .await
         .expect("record_import_errors");
 
     store
-        .sync_files(&["dags/a.yaml".to_owned(), "dags/bad.yaml".to_owned()])
+        .sync_files(
+            OWNER,
+            &["dags/a.yaml".to_owned(), "dags/bad.yaml".to_owned()],
+        )
         .await
         .expect("sync_files");
+    assert!(
+        store
+            .get_dag(&theirs.id)
+            .await
+            .expect("get_dag")
+            .expect("theirs")
+            .active,
+        "another processor's DAG is not retired by this one"
+    );
+    assert!(
+        store
+            .list_import_errors()
+            .await
+            .expect("list_import_errors")
+            .iter()
+            .any(|e| e.file == "other/broken.yaml"),
+        "another processor's import errors are not dropped by this one"
+    );
+    store
+        .sync_files("node2:/other", &[])
+        .await
+        .expect("sync_files");
+    assert!(
+        !store
+            .get_dag(&theirs.id)
+            .await
+            .expect("get_dag")
+            .expect("theirs")
+            .active,
+        "its own processor retires it"
+    );
 
     let a_row = store.get_dag(a.id()).await.expect("get_dag").unwrap();
     assert!(a_row.active, "a DAG whose file is present stays active");
@@ -546,7 +606,7 @@ pub async fn import_errors_round_trip<S: Store + ?Sized>(store: &S) {
         parse("dags/broken.yaml", "broken", broken).expect_err("the fixture must not parse");
     assert!(errors.len() >= 2, "{errors:?}");
     store
-        .record_import_errors("dags/broken.yaml", Some("broken"), &errors)
+        .record_import_errors("dags/broken.yaml", Some("broken"), &errors, OWNER)
         .await
         .expect("record_import_errors");
     let other = vec![DagError {
@@ -556,7 +616,7 @@ pub async fn import_errors_round_trip<S: Store + ?Sized>(store: &S) {
         message: "file is not UTF-8: ünïcödé ✓".into(),
     }];
     store
-        .record_import_errors("dags/other.yaml", None, &other)
+        .record_import_errors("dags/other.yaml", None, &other, OWNER)
         .await
         .expect("record_import_errors");
 
@@ -583,7 +643,7 @@ pub async fn import_errors_round_trip<S: Store + ?Sized>(store: &S) {
         message: "still broken".into(),
     }];
     store
-        .record_import_errors("dags/broken.yaml", None, &replacement)
+        .record_import_errors("dags/broken.yaml", None, &replacement, OWNER)
         .await
         .expect("record_import_errors again");
     let listed = store

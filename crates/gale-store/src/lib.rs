@@ -383,16 +383,29 @@ pub trait Store: Send + Sync + 'static {
     /// Records a successfully parsed DAG file: a new version if its content is new,
     /// the DAG row pointing at it, and no import error for the file. Returns whether
     /// the version was new. Refuses a DAG id that another active file already defines.
-    async fn upsert_dag(&self, dag: &Dag, file: &str, source: &str, hash: &str) -> Result<bool>;
+    ///
+    /// `owner` names the DAG processor (host and folder) recording it: see
+    /// `sync_files`.
+    async fn upsert_dag(
+        &self,
+        dag: &Dag,
+        file: &str,
+        source: &str,
+        hash: &str,
+        owner: &str,
+    ) -> Result<bool>;
     async fn record_import_errors(
         &self,
         file: &str,
         dag_id: Option<&str>,
         errors: &[DagError],
+        owner: &str,
     ) -> Result<()>;
-    /// Marks DAGs whose files are not in `present` inactive and drops the import
-    /// errors of files that are gone.
-    async fn sync_files(&self, present: &[String]) -> Result<()>;
+    /// For the DAG processor `owner`, whose folder now holds exactly `present`:
+    /// marks the DAGs it recorded whose files are gone inactive, and drops its
+    /// import errors of files that are gone. What other processors recorded is
+    /// left alone (rows from before owners were recorded count as anyone's).
+    async fn sync_files(&self, owner: &str, present: &[String]) -> Result<()>;
     async fn list_dags(&self) -> Result<Vec<DagRow>>;
     async fn get_dag(&self, dag_id: &DagId) -> Result<Option<DagRow>>;
     async fn get_version(&self, dag_id: &DagId, hash: &str) -> Result<Option<DagVersion>>;

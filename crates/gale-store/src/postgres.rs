@@ -47,10 +47,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../migrations/postgres/0003_node_lease.sql"),
     ),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_file_owner.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Key of the advisory lock that serialises migrations between processes.
 const MIGRATION_LOCK: i64 = 0x6761_6c65_6d69_6721;
@@ -654,7 +658,15 @@ impl Store for PgStore {
             .await
     }
 
-    async fn upsert_dag(&self, dag: &Dag, file: &str, source: &str, hash: &str) -> Result<bool> {
+    async fn upsert_dag(
+        &self,
+        dag: &Dag,
+        file: &str,
+        source: &str,
+        hash: &str,
+        owner: &str,
+    ) -> Result<bool> {
+        let owner = owner.to_owned();
         let spec = serde_json::to_string(dag)
             .map_err(|e| Error::Invalid(format!("cannot encode JSON: {e}")))?;
         let tags = to_value(&dag.tags)?;
@@ -694,11 +706,11 @@ impl Store for PgStore {
                     > 0;
                 tx.exec(
                     "INSERT INTO dags (dag_id, file, version_hash, paused, active, schedule, timezone,
-                         max_active_runs, description, tags, created_at, updated_at)
-                     VALUES ($1, $2, $3, false, true, $4, $5, $6, $7, $8, now(), now())
+                         max_active_runs, description, tags, created_at, updated_at, owner)
+                     VALUES ($1, $2, $3, false, true, $4, $5, $6, $7, $8, now(), now(), $9)
                      ON CONFLICT (dag_id) DO UPDATE SET file = $2, version_hash = $3, active = true,
                          schedule = $4, timezone = $5, max_active_runs = $6, description = $7,
-                         tags = $8, updated_at = now()",
+                         tags = $8, updated_at = now(), owner = $9",
                     &[
                         &id,
                         &file,
@@ -708,6 +720,7 @@ impl Store for PgStore {
                         &max_active_runs,
                         &dag.description,
                         &tags,
+                        &owner,
                     ],
                 )
                 .await?;
@@ -731,16 +744,18 @@ impl Store for PgStore {
         file: &str,
         dag_id: Option<&str>,
         errors: &[DagError],
+        owner: &str,
     ) -> Result<()> {
         let errors = to_value(&errors)?;
-        let (file, dag_id) = (file.to_owned(), dag_id.map(str::to_owned));
+        let (file, dag_id, owner) = (file.to_owned(), dag_id.map(str::to_owned), owner.to_owned());
         self.single(move |tx| {
             Box::pin(async move {
                 tx.exec(
-                    "INSERT INTO import_errors (file, dag_id, errors, updated_at)
-                     VALUES ($1, $2, $3, now())
-                     ON CONFLICT (file) DO UPDATE SET dag_id = $2, errors = $3, updated_at = now()",
-                    &[&file, &dag_id, &errors],
+                    "INSERT INTO import_errors (file, dag_id, errors, updated_at, owner)
+                     VALUES ($1, $2, $3, now(), $4)
+                     ON CONFLICT (file) DO UPDATE SET dag_id = $2, errors = $3, updated_at = now(),
+                         owner = $4",
+                    &[&file, &dag_id, &errors, &owner],
                 )
                 .await?;
                 Ok(())
@@ -749,19 +764,19 @@ impl Store for PgStore {
         .await
     }
 
-    async fn sync_files(&self, present: &[String]) -> Result<()> {
-        let present = present.to_vec();
+    async fn sync_files(&self, owner: &str, present: &[String]) -> Result<()> {
+        let (owner, present) = (owner.to_owned(), present.to_vec());
         self.write(move |tx| {
             Box::pin(async move {
                 tx.exec(
                     "UPDATE dags SET active = false, updated_at = now()
-                     WHERE active AND NOT (file = ANY($1))",
-                    &[&present],
+                     WHERE active AND owner IN ($1, '') AND NOT (file = ANY($2))",
+                    &[&owner, &present],
                 )
                 .await?;
                 tx.exec(
-                    "DELETE FROM import_errors WHERE NOT (file = ANY($1))",
-                    &[&present],
+                    "DELETE FROM import_errors WHERE owner IN ($1, '') AND NOT (file = ANY($2))",
+                    &[&owner, &present],
                 )
                 .await?;
                 Ok(())

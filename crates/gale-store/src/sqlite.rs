@@ -32,10 +32,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (4, include_str!("../migrations/sqlite/0004_pools.sql")),
     (5, include_str!("../migrations/sqlite/0005_node_lease.sql")),
+    (6, include_str!("../migrations/sqlite/0006_file_owner.sql")),
 ];
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Reader connections per store: WAL lets them read while the writer writes, so
 /// a scheduler reading a large run never holds up a worker reporting a result.
@@ -411,14 +412,22 @@ impl Store for SqliteStore {
         Ok(Timestamp::now())
     }
 
-    async fn upsert_dag(&self, dag: &Dag, file: &str, source: &str, hash: &str) -> Result<bool> {
+    async fn upsert_dag(
+        &self,
+        dag: &Dag,
+        file: &str,
+        source: &str,
+        hash: &str,
+        owner: &str,
+    ) -> Result<bool> {
         let spec = to_json(dag)?;
         let tags = to_json(&dag.tags)?;
-        let (dag, file, source, hash) = (
+        let (dag, file, source, hash, owner) = (
             dag.clone(),
             file.to_owned(),
             source.to_owned(),
             hash.to_owned(),
+            owner.to_owned(),
         );
         self.write(move |tx| {
             let now = now_us();
@@ -446,11 +455,11 @@ impl Store for SqliteStore {
                 > 0;
             tx.execute(
                 "INSERT INTO dags (dag_id, file, version_hash, paused, active, schedule, timezone,
-                     max_active_runs, description, tags, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, 0, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+                     max_active_runs, description, tags, created_at, updated_at, owner)
+                 VALUES (?1, ?2, ?3, 0, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
                  ON CONFLICT (dag_id) DO UPDATE SET file = ?2, version_hash = ?3, active = 1,
                      schedule = ?4, timezone = ?5, max_active_runs = ?6, description = ?7,
-                     tags = ?8, updated_at = ?9",
+                     tags = ?8, updated_at = ?9, owner = ?10",
                 params![
                     dag.id.as_str(),
                     file,
@@ -460,7 +469,8 @@ impl Store for SqliteStore {
                     dag.max_active_runs,
                     dag.description,
                     tags,
-                    now
+                    now,
+                    owner
                 ],
             )
             .map_err(map_err)?;
@@ -483,14 +493,17 @@ impl Store for SqliteStore {
         file: &str,
         dag_id: Option<&str>,
         errors: &[DagError],
+        owner: &str,
     ) -> Result<()> {
         let text = to_json(&errors)?;
-        let (file, dag_id) = (file.to_owned(), dag_id.map(str::to_owned));
+        let (file, dag_id, owner) = (file.to_owned(), dag_id.map(str::to_owned), owner.to_owned());
         self.write(move |tx| {
             tx.execute(
-                "INSERT INTO import_errors (file, dag_id, errors, updated_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (file) DO UPDATE SET dag_id = ?2, errors = ?3, updated_at = ?4",
-                params![file, dag_id, text, now_us()],
+                "INSERT INTO import_errors (file, dag_id, errors, updated_at, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (file) DO UPDATE SET dag_id = ?2, errors = ?3, updated_at = ?4,
+                     owner = ?5",
+                params![file, dag_id, text, now_us(), owner],
             )
             .map_err(map_err)?;
             Ok(())
@@ -498,41 +511,31 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn sync_files(&self, present: &[String]) -> Result<()> {
+    async fn sync_files(&self, owner: &str, present: &[String]) -> Result<()> {
         let present: HashSet<String> = present.iter().cloned().collect();
+        let owner = owner.to_owned();
         self.write(move |tx| {
-            let files: Vec<(String, String)> = {
-                let mut stmt = tx
-                    .prepare("SELECT dag_id, file FROM dags WHERE active = 1")
+            let gone = |sql: &str| -> Result<Vec<String>> {
+                let mut stmt = tx.prepare_cached(sql).map_err(map_err)?;
+                let files = stmt
+                    .query_map(params![owner], |r| r.get::<_, String>(0))
+                    .map_err(map_err)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
                     .map_err(map_err)?;
-                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .map_err(map_err)?
-                    .collect::<rusqlite::Result<_>>()
-                    .map_err(map_err)?
+                Ok(files.into_iter().filter(|f| !present.contains(f)).collect())
             };
-            for (dag_id, file) in files {
-                if !present.contains(&file) {
-                    tx.execute(
-                        "UPDATE dags SET active = 0, updated_at = ?2 WHERE dag_id = ?1",
-                        params![dag_id, now_us()],
-                    )
-                    .map_err(map_err)?;
-                }
+            let now = now_us();
+            for file in gone("SELECT file FROM dags WHERE active = 1 AND owner IN (?1, '')")? {
+                tx.execute(
+                    "UPDATE dags SET active = 0, updated_at = ?2
+                     WHERE file = ?1 AND active = 1 AND owner IN (?3, '')",
+                    params![file, now, owner],
+                )
+                .map_err(map_err)?;
             }
-            let error_files: Vec<String> = {
-                let mut stmt = tx
-                    .prepare("SELECT file FROM import_errors")
+            for file in gone("SELECT file FROM import_errors WHERE owner IN (?1, '')")? {
+                tx.execute("DELETE FROM import_errors WHERE file = ?1", params![file])
                     .map_err(map_err)?;
-                stmt.query_map([], |r| r.get(0))
-                    .map_err(map_err)?
-                    .collect::<rusqlite::Result<_>>()
-                    .map_err(map_err)?
-            };
-            for file in error_files {
-                if !present.contains(&file) {
-                    tx.execute("DELETE FROM import_errors WHERE file = ?1", params![file])
-                        .map_err(map_err)?;
-                }
             }
             Ok(())
         })

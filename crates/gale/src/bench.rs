@@ -107,7 +107,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn install<S: Store + ?Sized>(store: &S, id: &str, yaml: &str) -> anyhow::Result<()> {
     let dag = parse(&format!("{id}.yaml"), id, yaml).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     store
-        .upsert_dag(&dag, &format!("bench/{id}.yaml"), yaml, &content_hash(yaml))
+        .upsert_dag(
+            &dag,
+            &format!("bench/{id}.yaml"),
+            yaml,
+            &content_hash(yaml),
+            "bench",
+        )
         .await?;
     Ok(())
 }

@@ -84,7 +84,7 @@ async fn seed_shared(store: &SqliteStore) -> String {
     let dag = parse("dags/shared.yaml", "shared", SOURCE).expect("fixture parses");
     let hash = content_hash(SOURCE);
     store
-        .upsert_dag(&dag, "dags/shared.yaml", SOURCE, &hash)
+        .upsert_dag(&dag, "dags/shared.yaml", SOURCE, &hash, "host:/dags")
         .await
         .expect("upsert_dag");
     hash
