@@ -89,13 +89,10 @@ pub fn load_file(path: &Path) -> Result<(gale_model::Dag, String), Vec<DagError>
 }
 
 impl<S: Store + ?Sized> DagProcessor<S> {
-    pub fn new(store: Arc<S>, folder: PathBuf, interval: Duration) -> Self {
+    /// A processor of `folder` on `host`.
+    pub fn new(store: Arc<S>, folder: PathBuf, interval: Duration, host: &str) -> Self {
         // This processor's name in the store: the DAGs and import errors it
         // records are its own to retire when their files leave its folder.
-        let host = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "localhost".into());
         let path = std::fs::canonicalize(&folder).unwrap_or_else(|_| folder.clone());
         DagProcessor {
             store,

@@ -216,8 +216,8 @@ async fn ti_of<S: Store + ?Sized>(store: &S, run: RunId, task_id: &str) -> TaskR
     find(&tasks_of(store, run).await, task_id).clone()
 }
 
-/// Moves the named task instances of a run `none -> scheduled -> queued`.
-async fn queue_tasks<S: Store + ?Sized>(store: &S, dag: &DagId, run: RunId, task_ids: &[&str]) {
+/// Moves the named task instances of a run `none -> scheduled`.
+async fn schedule_tasks<S: Store + ?Sized>(store: &S, run: RunId, task_ids: &[&str]) -> Vec<TiId> {
     let rows = tasks_of(store, run).await;
     let tis: Vec<TiId> = task_ids.iter().map(|id| find(&rows, id).id).collect();
     let transitions: Vec<Transition> = tis
@@ -234,6 +234,12 @@ async fn queue_tasks<S: Store + ?Sized>(store: &S, dag: &DagId, run: RunId, task
         .await
         .expect("apply_transitions");
     assert_eq!(n, tis.len(), "scheduling {task_ids:?} of run {run}");
+    tis
+}
+
+/// Moves the named task instances of a run `none -> scheduled -> queued`.
+async fn queue_tasks<S: Store + ?Sized>(store: &S, dag: &DagId, run: RunId, task_ids: &[&str]) {
+    let tis = schedule_tasks(store, run, task_ids).await;
     let n = store.enqueue(dag, &tis, None).await.expect("enqueue");
     assert_eq!(n, tis.len(), "queueing {task_ids:?} of run {run}");
 }
@@ -2243,26 +2249,6 @@ pub async fn nodes_round_trip<S: Store + ?Sized>(store: &S) {
 }
 
 // ---------- pools ----------
-
-/// Schedules the named task instances of a run (`none -> scheduled`).
-async fn schedule_tasks<S: Store + ?Sized>(store: &S, run: RunId, task_ids: &[&str]) -> Vec<TiId> {
-    let rows = tasks_of(store, run).await;
-    let tis: Vec<TiId> = task_ids.iter().map(|id| find(&rows, id).id).collect();
-    let transitions: Vec<Transition> = tis
-        .iter()
-        .map(|&ti| Transition {
-            ti,
-            from: TaskState::None,
-            to: TaskState::Scheduled,
-            retry_at: None,
-        })
-        .collect();
-    store
-        .apply_transitions(&transitions)
-        .await
-        .expect("apply_transitions");
-    tis
-}
 
 /// A pool caps queued plus running task instances across DAGs; a task whose
 /// pool does not exist stays scheduled; tasks without a pool are not held back.

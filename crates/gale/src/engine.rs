@@ -111,7 +111,7 @@ pub async fn run<S: Store + ?Sized>(
     let mut tasks = tokio::task::JoinSet::new();
     if opts.scheduler {
         if let Some(folder) = opts.dags_folder.clone() {
-            let processor = DagProcessor::new(store.clone(), folder, opts.parse_interval);
+            let processor = DagProcessor::new(store.clone(), folder, opts.parse_interval, &host);
             tasks.spawn(processor.run(roles_cancel.clone()));
         }
         tasks.spawn(scheduler.run(roles_cancel.clone()));
