@@ -102,13 +102,9 @@ impl<'a> Pg<'a> {
     /// Creates a manual run (without waiting for it) and returns its id;
     /// `extra` goes after the DAG id (e.g. `--conf`).
     pub fn trigger(&self, dag_id: &str, extra: &[&str]) -> i64 {
-        let mut args = vec!["dags", "trigger", dag_id];
-        args.extend_from_slice(extra);
-        let out = self.ok(&args);
-        out.stdout
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("trigger printed no run id: {out}"))
+        let mut args = extra.to_vec();
+        args.extend(["--database-url", self.url.as_str()]);
+        self.home.trigger(dag_id, &args)
     }
 
     /// `gale tasks list RUN --output json`: task instances with their attempts.
