@@ -24,6 +24,7 @@ use serde::Serialize;
 pub mod conformance;
 pub mod postgres;
 pub mod sqlite;
+pub mod telemetry;
 
 /// A store error, saying whether trying again may help.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +116,14 @@ pub struct DagVersion {
     pub created_at: Timestamp,
 }
 
+/// One stored version of a DAG (its content hash), without the content.
+#[derive(Clone, Debug, Serialize)]
+pub struct VersionInfo {
+    pub version_hash: String,
+    pub file: String,
+    pub created_at: Timestamp,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ImportError {
     pub file: String,
@@ -167,6 +176,10 @@ pub struct RunRow {
 pub struct RunFilter {
     pub dag_id: Option<DagId>,
     pub state: Option<RunState>,
+    pub run_type: Option<RunType>,
+    /// Only runs with a smaller id (the next page of a newest-first listing).
+    pub before: Option<RunId>,
+    /// At most this many (0: 100; never more than 10,000).
     pub limit: u32,
 }
 
@@ -372,6 +385,86 @@ pub struct SlotRow {
     pub recorded_at: Timestamp,
 }
 
+/// A person (or script) who may use the web UI and API.
+#[derive(Clone, Debug, Serialize)]
+pub struct UserRow {
+    pub name: String,
+    /// `admin`, `operator` or `viewer`.
+    pub role: String,
+    /// A PHC string (argon2id); never shown.
+    #[serde(skip)]
+    pub password_hash: String,
+    pub created_at: Timestamp,
+}
+
+/// A logged-in browser session, found by the SHA-256 of its cookie.
+#[derive(Clone, Debug)]
+pub struct SessionRow {
+    pub user: String,
+    pub role: String,
+    /// The token every state-changing request of this session must echo.
+    pub csrf_token: String,
+    pub expires_at: Timestamp,
+}
+
+/// An API token (the secret itself is shown once and stored only hashed).
+#[derive(Clone, Debug, Serialize)]
+pub struct TokenRow {
+    pub id: i64,
+    pub name: String,
+    pub user: String,
+    /// The user's role (output only).
+    pub role: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// An operator's change of a whole run (`mark_run`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMark {
+    /// The run succeeds: every unfinished task instance becomes `success`.
+    Success,
+    /// The run fails: queued and running task instances become `failed`, the
+    /// other unfinished ones `skipped`.
+    Failed,
+    /// Like `Failed`, but only for a run that is still queued or running.
+    Cancel,
+}
+
+/// A task instance an operator clears, and the tries it gets from now on.
+#[derive(Clone, Debug)]
+pub struct ClearTask {
+    pub ti: TiId,
+    /// Its state when read: the clear applies only if it is still in it.
+    pub from: TaskState,
+    /// The new `max_tries`: its current try number plus the tries the task allows.
+    pub max_tries: u32,
+}
+
+/// A backfill: the schedule slots of a DAG between two logical dates, run as
+/// `backfill` runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackfillRow {
+    pub id: i64,
+    pub dag_id: DagId,
+    pub from_date: Timestamp,
+    pub to_date: Timestamp,
+    pub created_by: Option<String>,
+    pub created_at: Timestamp,
+    /// The backfill runs of the DAG with a logical date in the range, by state
+    /// (output only).
+    pub runs: BTreeMap<String, u32>,
+}
+
+/// What a metrics scrape or the cluster page counts.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StoreCounts {
+    pub runs_by_state: BTreeMap<String, u64>,
+    pub tasks_by_state: BTreeMap<String, u64>,
+    /// Task instances queued, per queue.
+    pub queued_by_queue: BTreeMap<String, u64>,
+}
+
 /// The metadata store. Every method is one transaction.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -409,6 +502,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_dags(&self) -> Result<Vec<DagRow>>;
     async fn get_dag(&self, dag_id: &DagId) -> Result<Option<DagRow>>;
     async fn get_version(&self, dag_id: &DagId, hash: &str) -> Result<Option<DagVersion>>;
+    /// A DAG's versions, newest first.
+    async fn list_versions(&self, dag_id: &DagId) -> Result<Vec<VersionInfo>>;
     async fn list_import_errors(&self) -> Result<Vec<ImportError>>;
     /// Returns false when the DAG does not exist.
     async fn set_paused(&self, dag_id: &DagId, paused: bool) -> Result<bool>;
@@ -530,6 +625,72 @@ pub trait Store: Send + Sync + 'static {
     /// A DAG's most recent slots, newest first.
     async fn list_slots(&self, dag_id: &DagId, limit: u32) -> Result<Vec<SlotRow>>;
 
+    // ---- operators' actions ----
+
+    /// Marks a run `success` or `failed` (see [`RunMark`]) with the unfinished task
+    /// instances it holds; a running attempt among them is recorded as
+    /// `marked_success` / `marked_failed` / `cancelled`, and its worker, whose
+    /// lease renewal now fails, kills it. Returns false when the run does not
+    /// exist, is already in that state, or (`Cancel`) has finished.
+    async fn mark_run(&self, run_id: RunId, mark: RunMark, by: &str) -> Result<bool>;
+    /// Sets one task instance to `success` or `failed` (an operator's decision,
+    /// recorded on its running attempt as `marked_<state>`, which is then
+    /// fenced off). Returns false when it is already in that state or gone.
+    async fn mark_task(&self, ti: TiId, to: TaskState, by: &str) -> Result<bool>;
+    /// Sends finished task instances of a run back to `none` so the scheduler
+    /// runs them again, each only if still in the state it was read in; the run,
+    /// if finished, is queued again. Returns how many were cleared.
+    async fn clear_tasks(&self, run_id: RunId, tasks: &[ClearTask]) -> Result<usize>;
+    async fn get_task(&self, ti: TiId) -> Result<Option<TaskRow>>;
+    /// The task instances of several runs (a grid's window).
+    async fn tasks_of_runs(&self, runs: &[RunId]) -> Result<Vec<TaskRow>>;
+    /// The newest `per_dag` runs of every DAG, newest first within each.
+    async fn recent_runs(&self, per_dag: u32) -> Result<Vec<RunRow>>;
+    async fn counts(&self) -> Result<StoreCounts>;
+
+    // ---- backfills ----
+
+    async fn create_backfill(
+        &self,
+        dag_id: &DagId,
+        from: Timestamp,
+        to: Timestamp,
+        by: Option<&str>,
+    ) -> Result<i64>;
+    async fn list_backfills(&self, dag_id: Option<&DagId>, limit: u32) -> Result<Vec<BackfillRow>>;
+    async fn get_backfill(&self, id: i64) -> Result<Option<BackfillRow>>;
+
+    // ---- users, sessions and API tokens ----
+
+    /// Returns false when a user of that name exists.
+    async fn create_user(&self, name: &str, role: &str, password_hash: &str) -> Result<bool>;
+    async fn get_user(&self, name: &str) -> Result<Option<UserRow>>;
+    async fn list_users(&self) -> Result<Vec<UserRow>>;
+    /// Deletes the user with their sessions and tokens; false when there was none.
+    async fn delete_user(&self, name: &str) -> Result<bool>;
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool>;
+    async fn create_session(
+        &self,
+        id_hash: &str,
+        user: &str,
+        csrf_token: &str,
+        expires_at: Timestamp,
+    ) -> Result<()>;
+    /// A session that has not expired (expired ones are deleted on the way).
+    async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRow>>;
+    async fn delete_session(&self, id_hash: &str) -> Result<()>;
+    async fn create_token(
+        &self,
+        name: &str,
+        user: &str,
+        secret_hash: &str,
+        expires_at: Option<Timestamp>,
+    ) -> Result<i64>;
+    /// The token with this hash, if it exists and has not expired.
+    async fn get_token(&self, secret_hash: &str) -> Result<Option<TokenRow>>;
+    async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenRow>>;
+    async fn revoke_token(&self, id: i64) -> Result<bool>;
+
     // ---- the database itself ----
 
     /// The schema version the database is at.
@@ -564,6 +725,15 @@ pub(crate) fn fit_limits(
         chosen.push(*id);
     }
     chosen
+}
+
+/// What a marked run's running attempts are recorded as, and the message.
+pub(crate) fn mark_words(mark: RunMark, by: &str) -> (&'static str, String) {
+    match mark {
+        RunMark::Success => ("marked_success", format!("run marked success by {by}")),
+        RunMark::Failed => ("marked_failed", format!("run marked failed by {by}")),
+        RunMark::Cancel => ("cancelled", format!("run cancelled by {by}")),
+    }
 }
 
 /// A reaper's or a shutting-down worker's conditional end of an attempt.

@@ -51,10 +51,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/postgres/0004_file_owner.sql"),
     ),
+    (5, include_str!("../migrations/postgres/0005_web.sql")),
 ];
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Key of the advisory lock that serialises migrations between processes.
 const MIGRATION_LOCK: i64 = 0x6761_6c65_6d69_6721;
@@ -408,8 +409,11 @@ impl PgStore {
                 "the database did not answer in time".into(),
             )),
         };
-        if matches!(out, Err(Error::Unavailable(_))) {
-            self.discard(client);
+        if let Err(e) = &out {
+            crate::telemetry::count_error("postgres", e);
+            if e.is_retryable() {
+                self.discard(client);
+            }
         }
         out
     }
@@ -434,8 +438,11 @@ impl PgStore {
                 "the database did not answer in time".into(),
             )),
         };
-        if matches!(out, Err(Error::Unavailable(_))) {
-            self.discard(client);
+        if let Err(e) = &out {
+            crate::telemetry::count_error("postgres", e);
+            if e.is_retryable() {
+                self.discard(client);
+            }
         }
         out
     }
@@ -651,6 +658,48 @@ fn ti_cols_of(alias: &str) -> String {
     cols_of(TI_COLS, alias)
 }
 
+/// A backfill's columns, with its runs by state as a JSON object.
+const BACKFILL_COLS: &str = "b.id, b.dag_id, b.from_date, b.to_date, b.created_by, b.created_at, \
+     (SELECT coalesce(jsonb_object_agg(state, n), '{}') FROM (
+          SELECT state, count(*) AS n FROM runs
+          WHERE runs.dag_id = b.dag_id AND run_type = 'backfill'
+            AND logical_date BETWEEN b.from_date AND b.to_date
+          GROUP BY state) s)";
+
+fn backfill_row(r: &Row) -> BackfillRow {
+    BackfillRow {
+        id: r.get(0),
+        dag_id: DagId(r.get(1)),
+        from_date: r.get(2),
+        to_date: r.get(3),
+        created_by: r.get(4),
+        created_at: r.get(5),
+        runs: serde_json::from_value(r.get(6)).unwrap_or_default(),
+    }
+}
+
+fn user_row(r: &Row) -> UserRow {
+    UserRow {
+        name: r.get(0),
+        role: r.get(1),
+        password_hash: r.get(2),
+        created_at: r.get(3),
+    }
+}
+
+const TOKEN_COLS: &str = "t.id, t.name, t.user_name, u.role, t.created_at, t.expires_at";
+
+fn token_row(r: &Row) -> TokenRow {
+    TokenRow {
+        id: r.get(0),
+        name: r.get(1),
+        user: r.get(2),
+        role: r.get(3),
+        created_at: r.get(4),
+        expires_at: r.get(5),
+    }
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn now(&self) -> Result<Timestamp> {
@@ -831,6 +880,30 @@ impl Store for PgStore {
                     spec,
                     created_at: r.get(3),
                 }))
+            })
+        })
+        .await
+    }
+
+    async fn list_versions(&self, dag_id: &DagId) -> Result<Vec<VersionInfo>> {
+        let dag_id = dag_id.0.clone();
+        self.single(move |c| {
+            Box::pin(async move {
+                let rows = c
+                    .rows(
+                        "SELECT version_hash, file, created_at FROM dag_versions
+                         WHERE dag_id = $1 ORDER BY created_at DESC, version_hash",
+                        &[&dag_id],
+                    )
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .map(|r| VersionInfo {
+                        version_hash: r.get(0),
+                        file: r.get(1),
+                        created_at: r.get(2),
+                    })
+                    .collect())
             })
         })
         .await
@@ -1036,6 +1109,8 @@ impl Store for PgStore {
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
         let dag_id = filter.dag_id.as_ref().map(|d| d.0.clone());
         let state = filter.state.map(|s| s.as_str());
+        let run_type = filter.run_type.map(|t| t.as_str());
+        let before = filter.before.map(|r| r.0);
         let limit = i64::from(if filter.limit == 0 {
             100
         } else {
@@ -1046,9 +1121,10 @@ impl Store for PgStore {
                 let sql = format!(
                     "SELECT {RUN_COLS} FROM runs
                      WHERE ($1::text IS NULL OR dag_id = $1) AND ($2::text IS NULL OR state = $2)
+                       AND ($4::text IS NULL OR run_type = $4) AND ($5::bigint IS NULL OR id < $5)
                      ORDER BY id DESC LIMIT $3"
                 );
-                Ok(c.rows(&sql, &[&dag_id, &state, &limit])
+                Ok(c.rows(&sql, &[&dag_id, &state, &limit, &run_type, &before])
                     .await?
                     .iter()
                     .map(run_row)
@@ -1847,6 +1923,502 @@ impl Store for PgStore {
                         recorded_at: r.get(4),
                     })
                     .collect())
+            })
+        })
+        .await
+    }
+
+    async fn mark_run(&self, run_id: RunId, mark: RunMark, by: &str) -> Result<bool> {
+        let (outcome, message) = mark_words(mark, by);
+        let origin = self.origin.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let (run_state, from) = match mark {
+                    RunMark::Success => ("success", "state <> 'success'"),
+                    RunMark::Failed => ("failed", "state <> 'failed'"),
+                    RunMark::Cancel => ("failed", "state IN ('queued', 'running')"),
+                };
+                let changed = tx
+                    .exec(
+                        &format!(
+                            "UPDATE runs SET state = $2, ended_at = now(),
+                                 started_at = coalesce(started_at, now())
+                             WHERE id = $1 AND {from}"
+                        ),
+                        &[&run_id.0, &run_state],
+                    )
+                    .await?;
+                if changed == 0 {
+                    return Ok(false);
+                }
+                // Lock the run's unfinished task instances first: a claim that
+                // commits after this statement skips them, and one in progress is
+                // waited for, so the attempt it opened is ended below (instead of
+                // its task failing under an attempt left `running`).
+                tx.exec(
+                    "SELECT 1 FROM task_instances
+                     WHERE run_id = $1
+                       AND state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')
+                     FOR UPDATE",
+                    &[&run_id.0],
+                )
+                .await?;
+                tx.exec(
+                    "UPDATE attempts a SET state = $2, message = $3, ended_at = now()
+                     FROM task_instances t
+                     WHERE t.run_id = $1 AND t.state = 'running'
+                       AND a.ti_id = t.id AND a.try_number = t.try_number",
+                    &[&run_id.0, &outcome, &message],
+                )
+                .await?;
+                let sql = match mark {
+                    RunMark::Success => {
+                        "UPDATE task_instances SET state = 'success', ended_at = now(), updated_at = now()
+                         WHERE run_id = $1
+                           AND state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')"
+                    }
+                    RunMark::Failed | RunMark::Cancel => {
+                        "UPDATE task_instances SET
+                             state = CASE WHEN state IN ('queued', 'running') THEN 'failed' ELSE 'skipped' END,
+                             ended_at = now(), updated_at = now()
+                         WHERE run_id = $1
+                           AND state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')"
+                    }
+                };
+                tx.exec(sql, &[&run_id.0]).await?;
+                let payload = format!("{origin} {}", run_id.0);
+                tx.exec("SELECT pg_notify('gale_changed', $1)", &[&payload])
+                    .await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn mark_task(&self, ti: TiId, to: TaskState, by: &str) -> Result<bool> {
+        if !matches!(to, TaskState::Success | TaskState::Failed) {
+            return Err(Error::Invalid(format!(
+                "a task can be marked success or failed, not {to}"
+            )));
+        }
+        let outcome = format!("marked_{to}");
+        let message = format!("marked {to} by {by}");
+        let origin = self.origin.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let Some(row) = tx
+                    .opt(
+                        "SELECT state, try_number, run_id FROM task_instances WHERE id = $1 FOR UPDATE",
+                        &[&ti.0],
+                    )
+                    .await?
+                else {
+                    return Ok(false);
+                };
+                let (state, try_number, run_id): (String, i32, i64) =
+                    (row.get(0), row.get(1), row.get(2));
+                if state == to.as_str() {
+                    return Ok(false);
+                }
+                tx.exec(
+                    "UPDATE task_instances SET state = $2, ended_at = now(), updated_at = now(),
+                         retry_at = NULL
+                     WHERE id = $1",
+                    &[&ti.0, &to.as_str()],
+                )
+                .await?;
+                if state == "running" {
+                    tx.exec(
+                        "UPDATE attempts SET state = $3, message = $4, ended_at = now()
+                         WHERE ti_id = $1 AND try_number = $2",
+                        &[&ti.0, &try_number, &outcome, &message],
+                    )
+                    .await?;
+                }
+                let payload = format!("{origin} {run_id}");
+                tx.exec("SELECT pg_notify('gale_changed', $1)", &[&payload])
+                    .await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn clear_tasks(&self, run_id: RunId, tasks: &[ClearTask]) -> Result<usize> {
+        let ids: Vec<i64> = tasks
+            .iter()
+            .filter(|t| t.from.is_terminal())
+            .map(|t| t.ti.0)
+            .collect();
+        let froms: Vec<&'static str> = tasks
+            .iter()
+            .filter(|t| t.from.is_terminal())
+            .map(|t| t.from.as_str())
+            .collect();
+        let tries: Vec<i32> = tasks
+            .iter()
+            .filter(|t| t.from.is_terminal())
+            .map(|t| i32_of(t.max_tries))
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let origin = self.origin.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let cleared = tx
+                    .exec(
+                        "UPDATE task_instances t SET state = 'none', max_tries = c.tries,
+                             worker_id = NULL, heartbeat_at = NULL, queued_at = NULL,
+                             started_at = NULL, ended_at = NULL, retry_at = NULL, outputs = NULL,
+                             updated_at = now()
+                         FROM unnest($2::bigint[], $3::text[], $4::int[]) AS c(id, from_state, tries)
+                         WHERE t.id = c.id AND t.run_id = $1 AND t.state = c.from_state",
+                        &[&run_id.0, &ids, &froms, &tries],
+                    )
+                    .await?;
+                if cleared > 0 {
+                    tx.exec(
+                        "UPDATE runs SET state = 'queued', ended_at = NULL
+                         WHERE id = $1 AND state IN ('success', 'failed')",
+                        &[&run_id.0],
+                    )
+                    .await?;
+                    let payload = format!("{origin} {}", run_id.0);
+                    tx.exec("SELECT pg_notify('gale_changed', $1)", &[&payload])
+                        .await?;
+                }
+                Ok(usize::try_from(cleared).unwrap_or(0))
+            })
+        })
+        .await
+    }
+
+    async fn get_task(&self, ti: TiId) -> Result<Option<TaskRow>> {
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!("SELECT {TI_COLS} FROM task_instances WHERE id = $1");
+                Ok(c.opt(&sql, &[&ti.0]).await?.as_ref().map(ti_row))
+            })
+        })
+        .await
+    }
+
+    async fn tasks_of_runs(&self, runs: &[RunId]) -> Result<Vec<TaskRow>> {
+        let ids: Vec<i64> = runs.iter().map(|r| r.0).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {TI_COLS} FROM task_instances WHERE run_id = ANY($1) ORDER BY run_id, id"
+                );
+                Ok(c.rows(&sql, &[&ids]).await?.iter().map(ti_row).collect())
+            })
+        })
+        .await
+    }
+
+    async fn recent_runs(&self, per_dag: u32) -> Result<Vec<RunRow>> {
+        let per_dag = i64::from(per_dag);
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {} FROM dags d CROSS JOIN LATERAL (
+                         SELECT * FROM runs WHERE runs.dag_id = d.dag_id ORDER BY id DESC LIMIT $1) r
+                     ORDER BY d.dag_id, r.id DESC",
+                    cols_of(RUN_COLS, "r")
+                );
+                Ok(c.rows(&sql, &[&per_dag]).await?.iter().map(run_row).collect())
+            })
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<StoreCounts> {
+        self.single(|c| {
+            Box::pin(async move {
+                let rows = c
+                    .rows(
+                        "SELECT 'run', state, count(*) FROM runs GROUP BY state
+                         UNION ALL
+                         SELECT 'task', state, count(*) FROM task_instances GROUP BY state
+                         UNION ALL
+                         SELECT 'queue', queue, count(*) FROM task_instances
+                             WHERE state = 'queued' GROUP BY queue",
+                        &[],
+                    )
+                    .await?;
+                let mut out = StoreCounts::default();
+                for r in &rows {
+                    let (kind, key, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+                    let n = u64::try_from(n).unwrap_or(0);
+                    match kind.as_str() {
+                        "run" => out.runs_by_state.insert(key, n),
+                        "task" => out.tasks_by_state.insert(key, n),
+                        _ => out.queued_by_queue.insert(key, n),
+                    };
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn create_backfill(
+        &self,
+        dag_id: &DagId,
+        from: Timestamp,
+        to: Timestamp,
+        by: Option<&str>,
+    ) -> Result<i64> {
+        let (dag_id, by) = (dag_id.0.clone(), by.map(str::to_owned));
+        self.single(move |c| {
+            Box::pin(async move {
+                Ok(c.one(
+                    "INSERT INTO backfills (dag_id, from_date, to_date, created_by, created_at)
+                     VALUES ($1, $2, $3, $4, now()) RETURNING id",
+                    &[&dag_id, &from, &to, &by],
+                )
+                .await?
+                .get(0))
+            })
+        })
+        .await
+    }
+
+    async fn list_backfills(&self, dag_id: Option<&DagId>, limit: u32) -> Result<Vec<BackfillRow>> {
+        let dag_id = dag_id.map(|d| d.0.clone());
+        let limit = i64::from(limit.clamp(1, 1000));
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {BACKFILL_COLS} FROM backfills b
+                     WHERE $1::text IS NULL OR b.dag_id = $1 ORDER BY b.id DESC LIMIT $2"
+                );
+                Ok(c.rows(&sql, &[&dag_id, &limit])
+                    .await?
+                    .iter()
+                    .map(backfill_row)
+                    .collect())
+            })
+        })
+        .await
+    }
+
+    async fn get_backfill(&self, id: i64) -> Result<Option<BackfillRow>> {
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!("SELECT {BACKFILL_COLS} FROM backfills b WHERE b.id = $1");
+                Ok(c.opt(&sql, &[&id]).await?.as_ref().map(backfill_row))
+            })
+        })
+        .await
+    }
+
+    async fn create_user(&self, name: &str, role: &str, password_hash: &str) -> Result<bool> {
+        let (name, role, hash) = (name.to_owned(), role.to_owned(), password_hash.to_owned());
+        self.single(move |c| {
+            Box::pin(async move {
+                Ok(c.exec(
+                    "INSERT INTO users (name, role, password_hash, created_at)
+                     VALUES ($1, $2, $3, now()) ON CONFLICT (name) DO NOTHING",
+                    &[&name, &role, &hash],
+                )
+                .await?
+                    > 0)
+            })
+        })
+        .await
+    }
+
+    async fn get_user(&self, name: &str) -> Result<Option<UserRow>> {
+        let name = name.to_owned();
+        self.single(move |c| {
+            Box::pin(async move {
+                Ok(c.opt(
+                    "SELECT name, role, password_hash, created_at FROM users WHERE name = $1",
+                    &[&name],
+                )
+                .await?
+                .as_ref()
+                .map(user_row))
+            })
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRow>> {
+        self.single(|c| {
+            Box::pin(async move {
+                Ok(c.rows(
+                    "SELECT name, role, password_hash, created_at FROM users ORDER BY name",
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(user_row)
+                .collect())
+            })
+        })
+        .await
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.single(move |c| {
+            Box::pin(async move {
+                Ok(c.exec("DELETE FROM users WHERE name = $1", &[&name])
+                    .await?
+                    > 0)
+            })
+        })
+        .await
+    }
+
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool> {
+        let (name, hash) = (name.to_owned(), password_hash.to_owned());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let changed = tx
+                    .exec(
+                        "UPDATE users SET password_hash = $2 WHERE name = $1",
+                        &[&name, &hash],
+                    )
+                    .await?;
+                // A new password ends every session of the old one.
+                tx.exec("DELETE FROM sessions WHERE user_name = $1", &[&name])
+                    .await?;
+                Ok(changed > 0)
+            })
+        })
+        .await
+    }
+
+    async fn create_session(
+        &self,
+        id_hash: &str,
+        user: &str,
+        csrf_token: &str,
+        expires_at: Timestamp,
+    ) -> Result<()> {
+        let (id, user, csrf) = (id_hash.to_owned(), user.to_owned(), csrf_token.to_owned());
+        self.write(move |tx| {
+            Box::pin(async move {
+                tx.exec("DELETE FROM sessions WHERE expires_at <= now()", &[])
+                    .await?;
+                tx.exec(
+                    "INSERT INTO sessions (id_hash, user_name, csrf_token, created_at, expires_at)
+                     VALUES ($1, $2, $3, now(), $4)",
+                    &[&id, &user, &csrf, &expires_at],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRow>> {
+        let id = id_hash.to_owned();
+        self.single(move |c| {
+            Box::pin(async move {
+                Ok(c.opt(
+                    "SELECT s.user_name, u.role, s.csrf_token, s.expires_at
+                     FROM sessions s JOIN users u ON u.name = s.user_name
+                     WHERE s.id_hash = $1 AND s.expires_at > now()",
+                    &[&id],
+                )
+                .await?
+                .map(|r| SessionRow {
+                    user: r.get(0),
+                    role: r.get(1),
+                    csrf_token: r.get(2),
+                    expires_at: r.get(3),
+                }))
+            })
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        let id = id_hash.to_owned();
+        self.single(move |c| {
+            Box::pin(async move {
+                c.exec("DELETE FROM sessions WHERE id_hash = $1", &[&id])
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn create_token(
+        &self,
+        name: &str,
+        user: &str,
+        secret_hash: &str,
+        expires_at: Option<Timestamp>,
+    ) -> Result<i64> {
+        let (name, user, hash) = (name.to_owned(), user.to_owned(), secret_hash.to_owned());
+        self.single(move |c| {
+            Box::pin(async move {
+                let row = c
+                    .opt(
+                        "INSERT INTO api_tokens (name, user_name, secret_hash, created_at, expires_at)
+                         SELECT $1, name, $3, now(), $4 FROM users WHERE name = $2
+                         RETURNING id",
+                        &[&name, &user, &hash, &expires_at],
+                    )
+                    .await?;
+                match row {
+                    Some(r) => Ok(r.get(0)),
+                    None => Err(Error::Invalid(format!("no user {user:?}"))),
+                }
+            })
+        })
+        .await
+    }
+
+    async fn get_token(&self, secret_hash: &str) -> Result<Option<TokenRow>> {
+        let hash = secret_hash.to_owned();
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {TOKEN_COLS} FROM api_tokens t JOIN users u ON u.name = t.user_name
+                     WHERE t.secret_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > now())"
+                );
+                Ok(c.opt(&sql, &[&hash]).await?.as_ref().map(token_row))
+            })
+        })
+        .await
+    }
+
+    async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenRow>> {
+        let user = user.map(str::to_owned);
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {TOKEN_COLS} FROM api_tokens t JOIN users u ON u.name = t.user_name
+                     WHERE $1::text IS NULL OR t.user_name = $1 ORDER BY t.id"
+                );
+                Ok(c.rows(&sql, &[&user])
+                    .await?
+                    .iter()
+                    .map(token_row)
+                    .collect())
+            })
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: i64) -> Result<bool> {
+        self.single(move |c| {
+            Box::pin(async move {
+                Ok(c.exec("DELETE FROM api_tokens WHERE id = $1", &[&id])
+                    .await?
+                    > 0)
             })
         })
         .await

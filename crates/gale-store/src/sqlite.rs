@@ -6,7 +6,7 @@
 //! busy database is waited for (`busy_timeout`) before the error is reported as
 //! retryable.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,10 +33,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_pools.sql")),
     (5, include_str!("../migrations/sqlite/0005_node_lease.sql")),
     (6, include_str!("../migrations/sqlite/0006_file_owner.sql")),
+    (7, include_str!("../migrations/sqlite/0007_web.sql")),
 ];
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Reader connections per store: WAL lets them read while the writer writes, so
 /// a scheduler reading a large run never holds up a worker reporting a result.
@@ -254,6 +255,7 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| Error::Database(format!("store task failed: {e}")))?
+        .inspect_err(|e| crate::telemetry::count_error("sqlite", e))
     }
 
     /// Runs `f` on the writer thread inside a write transaction; its changes are
@@ -270,6 +272,7 @@ impl SqliteStore {
         answer
             .await
             .map_err(|_| Error::Database("the SQLite writer thread has stopped".into()))?
+            .inspect_err(|e| crate::telemetry::count_error("sqlite", e))
     }
 }
 
@@ -404,6 +407,57 @@ fn query_all<T>(
 fn query_tis(conn: &Connection, sql_where: &str, p: impl rusqlite::Params) -> Result<Vec<TaskRow>> {
     let sql = format!("SELECT {TI_COLS} FROM task_instances WHERE {sql_where}");
     query_all(conn, &sql, p, ti_row)
+}
+
+const BACKFILL_COLS: &str = "id, dag_id, from_date, to_date, created_by, created_at";
+
+fn backfill_row(r: &Row) -> rusqlite::Result<BackfillRow> {
+    Ok(BackfillRow {
+        id: r.get(0)?,
+        dag_id: DagId(r.get(1)?),
+        from_date: ts(r.get(2)?),
+        to_date: ts(r.get(3)?),
+        created_by: r.get(4)?,
+        created_at: ts(r.get(5)?),
+        runs: BTreeMap::new(),
+    })
+}
+
+/// Fills in how many of a backfill's runs are in each state.
+fn backfill_progress(conn: &Connection, b: &mut BackfillRow) -> Result<()> {
+    b.runs = query_all(
+        conn,
+        "SELECT state, count(*) FROM runs
+         WHERE dag_id = ?1 AND run_type = 'backfill' AND logical_date BETWEEN ?2 AND ?3
+         GROUP BY state",
+        params![b.dag_id.0, to_micros(b.from_date), to_micros(b.to_date)],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)),
+    )?
+    .into_iter()
+    .collect();
+    Ok(())
+}
+
+fn user_row(r: &Row) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        name: r.get(0)?,
+        role: r.get(1)?,
+        password_hash: r.get(2)?,
+        created_at: ts(r.get(3)?),
+    })
+}
+
+const TOKEN_COLS: &str = "t.id, t.name, t.user_name, u.role, t.created_at, t.expires_at";
+
+fn token_row(r: &Row) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        user: r.get(2)?,
+        role: r.get(3)?,
+        created_at: ts(r.get(4)?),
+        expires_at: opt_ts(r.get(5)?),
+    })
 }
 
 #[async_trait]
@@ -596,6 +650,26 @@ impl Store for SqliteStore {
                 spec,
                 created_at: ts(created_at),
             }))
+        })
+        .await
+    }
+
+    async fn list_versions(&self, dag_id: &DagId) -> Result<Vec<VersionInfo>> {
+        let dag_id = dag_id.0.clone();
+        self.call(move |conn| {
+            query_all(
+                conn,
+                "SELECT version_hash, file, created_at FROM dag_versions
+                 WHERE dag_id = ?1 ORDER BY created_at DESC, version_hash",
+                params![dag_id],
+                |r| {
+                    Ok(VersionInfo {
+                        version_hash: r.get(0)?,
+                        file: r.get(1)?,
+                        created_at: ts(r.get(2)?),
+                    })
+                },
+            )
         })
         .await
     }
@@ -806,6 +880,13 @@ impl Store for SqliteStore {
             if let Some(s) = filter.state {
                 args.push(s.as_str().to_owned());
                 sql.push_str(&format!(" AND state = ?{}", args.len()));
+            }
+            if let Some(t) = filter.run_type {
+                args.push(t.as_str().to_owned());
+                sql.push_str(&format!(" AND run_type = ?{}", args.len()));
+            }
+            if let Some(before) = filter.before {
+                sql.push_str(&format!(" AND id < {}", before.0));
             }
             let limit = if filter.limit == 0 {
                 100
@@ -1545,6 +1626,458 @@ impl Store for SqliteStore {
                     })
                 },
             )
+        })
+        .await
+    }
+
+    async fn mark_run(&self, run_id: RunId, mark: RunMark, by: &str) -> Result<bool> {
+        let by = by.to_owned();
+        self.write(move |tx| {
+            let now = now_us();
+            let (run_state, from) = match mark {
+                RunMark::Success => ("success", "state <> 'success'"),
+                RunMark::Failed => ("failed", "state <> 'failed'"),
+                RunMark::Cancel => ("failed", "state IN ('queued', 'running')"),
+            };
+            let changed = tx
+                .execute(
+                    &format!(
+                        "UPDATE runs SET state = ?2, ended_at = ?3, started_at = coalesce(started_at, ?3)
+                         WHERE id = ?1 AND {from}"
+                    ),
+                    params![run_id.0, run_state, now],
+                )
+                .map_err(map_err)?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            let (outcome, message) = mark_words(mark, &by);
+            tx.execute(
+                "UPDATE attempts SET state = ?2, message = ?3, ended_at = ?4
+                 WHERE (ti_id, try_number) IN (SELECT id, try_number FROM task_instances
+                                               WHERE run_id = ?1 AND state = 'running')",
+                params![run_id.0, outcome, message, now],
+            )
+            .map_err(map_err)?;
+            let sql = match mark {
+                RunMark::Success => {
+                    "UPDATE task_instances SET state = 'success', ended_at = ?2, updated_at = ?2
+                     WHERE run_id = ?1 AND state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')"
+                }
+                RunMark::Failed | RunMark::Cancel => {
+                    "UPDATE task_instances SET
+                         state = CASE WHEN state IN ('queued', 'running') THEN 'failed' ELSE 'skipped' END,
+                         ended_at = ?2, updated_at = ?2
+                     WHERE run_id = ?1 AND state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')"
+                }
+            };
+            tx.execute(sql, params![run_id.0, now]).map_err(map_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn mark_task(&self, ti: TiId, to: TaskState, by: &str) -> Result<bool> {
+        if !matches!(to, TaskState::Success | TaskState::Failed) {
+            return Err(Error::Invalid(format!(
+                "a task can be marked success or failed, not {to}"
+            )));
+        }
+        let by = by.to_owned();
+        self.write(move |tx| {
+            let now = now_us();
+            let current: Option<(String, u32)> = tx
+                .query_row(
+                    "SELECT state, try_number FROM task_instances WHERE id = ?1",
+                    params![ti.0],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(map_err)?;
+            let Some((state, try_number)) = current else {
+                return Ok(false);
+            };
+            if state == to.as_str() {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE task_instances SET state = ?2, ended_at = ?3, updated_at = ?3, retry_at = NULL
+                 WHERE id = ?1 AND state = ?4",
+                params![ti.0, to.as_str(), now, state],
+            )
+            .map_err(map_err)?;
+            if state == "running" {
+                tx.execute(
+                    "UPDATE attempts SET state = ?3, message = ?4, ended_at = ?5
+                     WHERE ti_id = ?1 AND try_number = ?2",
+                    params![
+                        ti.0,
+                        try_number,
+                        format!("marked_{to}"),
+                        format!("marked {to} by {by}"),
+                        now
+                    ],
+                )
+                .map_err(map_err)?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn clear_tasks(&self, run_id: RunId, tasks: &[ClearTask]) -> Result<usize> {
+        let tasks = tasks.to_vec();
+        self.write(move |tx| {
+            let now = now_us();
+            let mut cleared = 0;
+            for t in &tasks {
+                if !t.from.is_terminal() {
+                    continue;
+                }
+                cleared += tx
+                    .execute(
+                        "UPDATE task_instances SET state = 'none', max_tries = ?4, worker_id = NULL,
+                             heartbeat_at = NULL, queued_at = NULL, started_at = NULL, ended_at = NULL,
+                             retry_at = NULL, outputs = NULL, updated_at = ?5
+                         WHERE id = ?1 AND run_id = ?2 AND state = ?3",
+                        params![t.ti.0, run_id.0, t.from.as_str(), t.max_tries, now],
+                    )
+                    .map_err(map_err)?;
+            }
+            if cleared > 0 {
+                tx.execute(
+                    "UPDATE runs SET state = 'queued', ended_at = NULL
+                     WHERE id = ?1 AND state IN ('success', 'failed')",
+                    params![run_id.0],
+                )
+                .map_err(map_err)?;
+            }
+            Ok(cleared)
+        })
+        .await
+    }
+
+    async fn get_task(&self, ti: TiId) -> Result<Option<TaskRow>> {
+        self.call(move |conn| Ok(query_tis(conn, "id = ?1", params![ti.0])?.pop()))
+            .await
+    }
+
+    async fn tasks_of_runs(&self, runs: &[RunId]) -> Result<Vec<TaskRow>> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = runs.iter().map(|r| r.0).collect();
+        self.call(move |conn| {
+            let marks = vec!["?"; ids.len()].join(", ");
+            query_tis(
+                conn,
+                &format!("run_id IN ({marks}) ORDER BY run_id, id"),
+                params_from_iter(ids.iter()),
+            )
+        })
+        .await
+    }
+
+    async fn recent_runs(&self, per_dag: u32) -> Result<Vec<RunRow>> {
+        self.call(move |conn| {
+            let dags = query_all(conn, "SELECT dag_id FROM dags ORDER BY dag_id", [], |r| {
+                r.get::<_, String>(0)
+            })?;
+            let mut out = Vec::new();
+            for d in dags {
+                out.extend(query_all(
+                    conn,
+                    &format!(
+                        "SELECT {RUN_COLS} FROM runs WHERE dag_id = ?1 ORDER BY id DESC LIMIT ?2"
+                    ),
+                    params![d, per_dag],
+                    run_row,
+                )?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<StoreCounts> {
+        self.call(|conn| {
+            let pairs = |sql: &str| -> Result<BTreeMap<String, u64>> {
+                Ok(query_all(conn, sql, [], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })?
+                .into_iter()
+                .map(|(k, v)| (k, u64::try_from(v).unwrap_or(0)))
+                .collect())
+            };
+            Ok(StoreCounts {
+                runs_by_state: pairs("SELECT state, count(*) FROM runs GROUP BY state")?,
+                tasks_by_state: pairs(
+                    "SELECT state, count(*) FROM task_instances GROUP BY state",
+                )?,
+                queued_by_queue: pairs(
+                    "SELECT queue, count(*) FROM task_instances WHERE state = 'queued' GROUP BY queue",
+                )?,
+            })
+        })
+        .await
+    }
+
+    async fn create_backfill(
+        &self,
+        dag_id: &DagId,
+        from: Timestamp,
+        to: Timestamp,
+        by: Option<&str>,
+    ) -> Result<i64> {
+        let (dag_id, by) = (dag_id.0.clone(), by.map(str::to_owned));
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO backfills (dag_id, from_date, to_date, created_by, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![dag_id, to_micros(from), to_micros(to), by, now_us()],
+            )
+            .map_err(map_err)?;
+            Ok(tx.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn list_backfills(&self, dag_id: Option<&DagId>, limit: u32) -> Result<Vec<BackfillRow>> {
+        let dag_id = dag_id.map(|d| d.0.clone());
+        self.call(move |conn| {
+            let limit = limit.clamp(1, 1000);
+            let mut rows = query_all(
+                conn,
+                &format!(
+                    "SELECT {BACKFILL_COLS} FROM backfills WHERE ?1 IS NULL OR dag_id = ?1
+                     ORDER BY id DESC LIMIT ?2"
+                ),
+                params![dag_id, limit],
+                backfill_row,
+            )?;
+            for b in &mut rows {
+                backfill_progress(conn, b)?;
+            }
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn get_backfill(&self, id: i64) -> Result<Option<BackfillRow>> {
+        self.call(move |conn| {
+            let row = conn
+                .query_row(
+                    &format!("SELECT {BACKFILL_COLS} FROM backfills WHERE id = ?1"),
+                    params![id],
+                    backfill_row,
+                )
+                .optional()
+                .map_err(map_err)?;
+            match row {
+                Some(mut b) => {
+                    backfill_progress(conn, &mut b)?;
+                    Ok(Some(b))
+                }
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn create_user(&self, name: &str, role: &str, password_hash: &str) -> Result<bool> {
+        let (name, role, hash) = (name.to_owned(), role.to_owned(), password_hash.to_owned());
+        self.write(move |tx| {
+            Ok(tx
+                .execute(
+                    "INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (name) DO NOTHING",
+                    params![name, role, hash, now_us()],
+                )
+                .map_err(map_err)?
+                > 0)
+        })
+        .await
+    }
+
+    async fn get_user(&self, name: &str) -> Result<Option<UserRow>> {
+        let name = name.to_owned();
+        self.call(move |conn| {
+            conn.query_row(
+                "SELECT name, role, password_hash, created_at FROM users WHERE name = ?1",
+                params![name],
+                user_row,
+            )
+            .optional()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRow>> {
+        self.call(|conn| {
+            query_all(
+                conn,
+                "SELECT name, role, password_hash, created_at FROM users ORDER BY name",
+                [],
+                user_row,
+            )
+        })
+        .await
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            Ok(tx
+                .execute("DELETE FROM users WHERE name = ?1", params![name])
+                .map_err(map_err)?
+                > 0)
+        })
+        .await
+    }
+
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool> {
+        let (name, hash) = (name.to_owned(), password_hash.to_owned());
+        self.write(move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE users SET password_hash = ?2 WHERE name = ?1",
+                    params![name, hash],
+                )
+                .map_err(map_err)?;
+            // A new password ends every session of the old one.
+            tx.execute("DELETE FROM sessions WHERE user_name = ?1", params![name])
+                .map_err(map_err)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn create_session(
+        &self,
+        id_hash: &str,
+        user: &str,
+        csrf_token: &str,
+        expires_at: Timestamp,
+    ) -> Result<()> {
+        let (id, user, csrf) = (id_hash.to_owned(), user.to_owned(), csrf_token.to_owned());
+        self.write(move |tx| {
+            let now = now_us();
+            tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now])
+                .map_err(map_err)?;
+            tx.execute(
+                "INSERT INTO sessions (id_hash, user_name, csrf_token, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, user, csrf, now, to_micros(expires_at)],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRow>> {
+        let id = id_hash.to_owned();
+        self.call(move |conn| {
+            conn.query_row(
+                "SELECT s.user_name, u.role, s.csrf_token, s.expires_at
+                 FROM sessions s JOIN users u ON u.name = s.user_name
+                 WHERE s.id_hash = ?1 AND s.expires_at > ?2",
+                params![id, now_us()],
+                |r| {
+                    Ok(SessionRow {
+                        user: r.get(0)?,
+                        role: r.get(1)?,
+                        csrf_token: r.get(2)?,
+                        expires_at: ts(r.get(3)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        let id = id_hash.to_owned();
+        self.write(move |tx| {
+            tx.execute("DELETE FROM sessions WHERE id_hash = ?1", params![id])
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_token(
+        &self,
+        name: &str,
+        user: &str,
+        secret_hash: &str,
+        expires_at: Option<Timestamp>,
+    ) -> Result<i64> {
+        let (name, user, hash) = (name.to_owned(), user.to_owned(), secret_hash.to_owned());
+        self.write(move |tx| {
+            let exists: bool = tx
+                .query_row(
+                    "SELECT count(*) > 0 FROM users WHERE name = ?1",
+                    params![user],
+                    |r| r.get(0),
+                )
+                .map_err(map_err)?;
+            if !exists {
+                return Err(Error::Invalid(format!("no user {user:?}")));
+            }
+            tx.execute(
+                "INSERT INTO api_tokens (name, user_name, secret_hash, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![name, user, hash, now_us(), expires_at.map(to_micros)],
+            )
+            .map_err(map_err)?;
+            Ok(tx.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn get_token(&self, secret_hash: &str) -> Result<Option<TokenRow>> {
+        let hash = secret_hash.to_owned();
+        self.call(move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {TOKEN_COLS} FROM api_tokens t JOIN users u ON u.name = t.user_name
+                     WHERE t.secret_hash = ?1 AND (t.expires_at IS NULL OR t.expires_at > ?2)"
+                ),
+                params![hash, now_us()],
+                token_row,
+            )
+            .optional()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenRow>> {
+        let user = user.map(str::to_owned);
+        self.call(move |conn| {
+            query_all(
+                conn,
+                &format!(
+                    "SELECT {TOKEN_COLS} FROM api_tokens t JOIN users u ON u.name = t.user_name
+                     WHERE ?1 IS NULL OR t.user_name = ?1 ORDER BY t.id"
+                ),
+                params![user],
+                token_row,
+            )
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: i64) -> Result<bool> {
+        self.write(move |tx| {
+            Ok(tx
+                .execute("DELETE FROM api_tokens WHERE id = ?1", params![id])
+                .map_err(map_err)?
+                > 0)
         })
         .await
     }

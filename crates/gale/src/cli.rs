@@ -71,12 +71,12 @@ pub struct Opened {
     pub pg: Option<Arc<PgStore>>,
 }
 
-fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
-fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut t = comfy_table::Table::new();
     t.load_style(comfy_table::presets::NOTHING);
     t.set_header(headers.iter().map(|h| h.to_string()));
@@ -90,7 +90,7 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
         .join("\n")
 }
 
-fn when(ts: Option<Timestamp>) -> String {
+pub(crate) fn when(ts: Option<Timestamp>) -> String {
     ts.map(rfc3339).unwrap_or_else(|| "-".into())
 }
 
@@ -171,8 +171,8 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
                 let last = store
                     .list_runs(&RunFilter {
                         dag_id: Some(d.dag_id.clone()),
-                        state: None,
                         limit: 1,
+                        ..RunFilter::default()
                     })
                     .await?
                     .into_iter()
@@ -651,6 +651,7 @@ pub async fn runs(paths: &Paths, output: Output, cmd: RunsCmd) -> anyhow::Result
                     dag_id: dag.map(DagId),
                     state,
                     limit,
+                    ..RunFilter::default()
                 })
                 .await?;
             if output == Output::Json {

@@ -14,7 +14,7 @@ use gale_worker::{Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct EngineOptions {
     /// Run the scheduler role (and the DAG processor, when a folder is given).
     pub scheduler: bool,
@@ -29,6 +29,16 @@ pub struct EngineOptions {
     pub parse_interval: Duration,
     pub shutdown_grace: Duration,
     pub task_cwd: PathBuf,
+    /// Serve the web UI and API on this (already bound) listener.
+    pub web: Option<Web>,
+}
+
+/// The webserver role: where it listens, and how.
+#[derive(Debug)]
+pub struct Web {
+    pub listener: std::net::TcpListener,
+    pub tls: Option<gale_server::TlsFiles>,
+    pub auth: bool,
 }
 
 pub fn hostname() -> String {
@@ -50,8 +60,8 @@ pub fn new_node_id(host: &str) -> String {
 /// drain or hand back attempts, mark the node stopped. Whoever writes to the
 /// store in this process (a triggered run, a database notification) wakes the
 /// roles through `notifier`.
-pub async fn run<S: Store + ?Sized>(
-    store: Arc<S>,
+pub async fn run(
+    store: Arc<dyn Store>,
     notifier: Arc<Notifier>,
     opts: EngineOptions,
     cancel: CancellationToken,
@@ -65,6 +75,14 @@ pub async fn run<S: Store + ?Sized>(
     if opts.worker {
         roles.push("worker".to_owned());
     }
+    if opts.web.is_some() {
+        roles.push("webserver".to_owned());
+    }
+    // A TLS key that does not load stops the start, before anything registers.
+    let tls = match opts.web.as_ref().and_then(|w| w.tls.as_ref()) {
+        Some(files) => Some(gale_server::load_tls(files).await?),
+        None => None,
+    };
     let now = store.now().await?;
     store
         .register_node(&NodeRow {
@@ -115,6 +133,22 @@ pub async fn run<S: Store + ?Sized>(
             tasks.spawn(processor.run(roles_cancel.clone()));
         }
         tasks.spawn(scheduler.run(roles_cancel.clone()));
+    }
+    if let Some(web) = opts.web {
+        let state = Arc::new(gale_server::AppState {
+            store: store.clone(),
+            notifier: Some(notifier.clone()),
+            auth: web.auth,
+            secure_cookies: tls.is_some(),
+        });
+        let stop = roles_cancel.clone();
+        tasks.spawn(async move {
+            if let Err(e) = gale_server::serve(state, web.listener, tls, stop.clone()).await {
+                tracing::error!(error = %e, "the webserver failed");
+            }
+            // Ending before the node stops counts as a failure (see below).
+            stop.cancelled().await;
+        });
     }
     let mut wopts = WorkerOptions::new(node_id.clone(), host.clone());
     wopts.concurrency = opts.concurrency;

@@ -7,6 +7,7 @@ mod cluster;
 mod engine;
 mod examples;
 mod serve;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,12 +45,20 @@ pub enum Output {
 enum Command {
     /// Run every role in one process, on SQLite, with example DAGs on first start.
     Standalone(serve::StandaloneArgs),
-    /// Run every role in one process, as each node of a cluster does.
-    Node(serve::RoleArgs),
+    /// Run every role in one process (web UI included), as each node of a cluster does.
+    Node(serve::NodeArgs),
     /// Run the scheduler role (and parse a DAG folder, if given).
     Scheduler(serve::RoleArgs),
     /// Run the worker role: claim and run task attempts.
     Worker(serve::RoleArgs),
+    /// Run the web UI and REST API only (stateless: run any number).
+    Webserver(serve::WebserverArgs),
+    /// Users of the web UI and API.
+    #[command(subcommand)]
+    Users(users::UsersCmd),
+    /// API tokens (`Authorization: Bearer ...`).
+    #[command(subcommand)]
+    Tokens(users::TokensCmd),
     /// The cluster: every Gale process and the database.
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
@@ -141,7 +150,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let long_running = matches!(
         cli.command,
-        Command::Standalone(_) | Command::Node(_) | Command::Scheduler(_) | Command::Worker(_)
+        Command::Standalone(_)
+            | Command::Node(_)
+            | Command::Scheduler(_)
+            | Command::Worker(_)
+            | Command::Webserver(_)
     );
     init_tracing(if long_running { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -159,9 +172,12 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async move {
         let res = match cli.command {
             Command::Standalone(args) => serve::standalone(&paths, args).await,
-            Command::Node(args) => serve::node(&paths, serve::Mode::Node, args).await,
-            Command::Scheduler(args) => serve::node(&paths, serve::Mode::Scheduler, args).await,
-            Command::Worker(args) => serve::node(&paths, serve::Mode::Worker, args).await,
+            Command::Node(args) => serve::node(&paths, args).await,
+            Command::Scheduler(args) => serve::role(&paths, serve::Mode::Scheduler, args).await,
+            Command::Worker(args) => serve::role(&paths, serve::Mode::Worker, args).await,
+            Command::Webserver(args) => serve::webserver(&paths, args).await,
+            Command::Users(cmd) => users::users(&paths, output, cmd).await,
+            Command::Tokens(cmd) => users::tokens(&paths, output, cmd).await,
             Command::Cluster(cmd) => cluster::run(&paths, output, cmd).await,
             Command::Dags(cmd) => cli::dags(&paths, output, cmd).await,
             Command::Runs(cmd) => cli::runs(&paths, output, cmd).await,

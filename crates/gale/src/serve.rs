@@ -2,6 +2,7 @@
 //! example DAGs), `gale node` (every role, as each node of a cluster runs),
 //! `gale scheduler` and `gale worker` (one role each).
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,10 +46,52 @@ pub struct RoleArgs {
     pub connect_wait: Duration,
 }
 
+/// Settings of the web UI and API.
+#[derive(Args, Debug, Clone)]
+pub struct WebArgs {
+    /// The port of the web UI and API (0: any free port).
+    #[arg(long, env = "GALE_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// The address to listen on [default: 127.0.0.1 for standalone, 0.0.0.0 otherwise].
+    #[arg(long, env = "GALE_BIND")]
+    pub bind: Option<IpAddr>,
+    /// Let anyone in without logging in (refused unless --bind is a loopback address).
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "GALE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "GALE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub roles: RoleArgs,
+    #[command(flatten)]
+    pub web: WebArgs,
+    /// Do not serve the web UI and API from this node.
+    #[arg(long)]
+    pub no_webserver: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WebserverArgs {
+    #[command(flatten)]
+    pub web: WebArgs,
+    /// How long to wait for the database at start-up before giving up.
+    #[arg(long, env = "GALE_CONNECT_WAIT", default_value = "60s", value_parser = parse_span)]
+    pub connect_wait: Duration,
+}
+
 #[derive(Args, Debug)]
 pub struct StandaloneArgs {
     #[command(flatten)]
     pub roles: RoleArgs,
+    #[command(flatten)]
+    pub web: WebArgs,
     /// Do not write the example DAGs into a new DAG folder.
     #[arg(long)]
     pub no_examples: bool,
@@ -61,6 +104,7 @@ pub enum Mode {
     Node,
     Scheduler,
     Worker,
+    Webserver,
 }
 
 impl Mode {
@@ -70,13 +114,14 @@ impl Mode {
             Mode::Node => "node",
             Mode::Scheduler => "scheduler",
             Mode::Worker => "worker",
+            Mode::Webserver => "webserver",
         }
     }
     fn scheduler(self) -> bool {
-        self != Mode::Worker
+        matches!(self, Mode::Standalone | Mode::Node | Mode::Scheduler)
     }
     fn worker(self) -> bool {
-        self != Mode::Scheduler
+        matches!(self, Mode::Standalone | Mode::Node | Mode::Worker)
     }
 }
 
@@ -95,14 +140,66 @@ pub async fn standalone(paths: &Paths, args: StandaloneArgs) -> anyhow::Result<u
     };
     let mut roles = args.roles;
     roles.dags_folder = Some(folder);
-    serve(paths, Mode::Standalone, roles, note).await
+    serve(paths, Mode::Standalone, roles, Some(args.web), note).await
 }
 
-pub async fn node(paths: &Paths, mode: Mode, args: RoleArgs) -> anyhow::Result<u8> {
-    serve(paths, mode, args, "").await
+pub async fn node(paths: &Paths, args: NodeArgs) -> anyhow::Result<u8> {
+    let web = (!args.no_webserver).then_some(args.web);
+    serve(paths, Mode::Node, args.roles, web, "").await
 }
 
-async fn serve(paths: &Paths, mode: Mode, args: RoleArgs, folder_note: &str) -> anyhow::Result<u8> {
+pub async fn role(paths: &Paths, mode: Mode, args: RoleArgs) -> anyhow::Result<u8> {
+    serve(paths, mode, args, None, "").await
+}
+
+pub async fn webserver(paths: &Paths, args: WebserverArgs) -> anyhow::Result<u8> {
+    let roles = RoleArgs {
+        dags_folder: None,
+        concurrency: 1,
+        queues: vec!["default".into()],
+        attempt_lease: Duration::from_secs(10),
+        shutdown_grace: Duration::from_secs(5),
+        connect_wait: args.connect_wait,
+    };
+    serve(paths, Mode::Webserver, roles, Some(args.web), "").await
+}
+
+/// Binds the web listener (before anything else starts, so a port in use is
+/// reported at once) and checks the authentication settings.
+fn bind_web(mode: Mode, web: &WebArgs) -> anyhow::Result<engine::Web> {
+    let default_bind = if mode == Mode::Standalone {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        IpAddr::from([0, 0, 0, 0])
+    };
+    let bind = web.bind.unwrap_or(default_bind);
+    if web.no_auth && !bind.is_loopback() {
+        bail!(
+            "--no-auth is refused on {bind}: anyone who can reach it could run commands. \
+             Bind to 127.0.0.1 (--bind 127.0.0.1) or keep authentication on"
+        );
+    }
+    let tls = match (&web.tls_cert, &web.tls_key) {
+        (Some(cert), Some(key)) => Some(gale_server::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    Ok(engine::Web {
+        listener: gale_server::bind(SocketAddr::new(bind, web.port))?,
+        tls,
+        auth: !web.no_auth,
+    })
+}
+
+async fn serve(
+    paths: &Paths,
+    mode: Mode,
+    args: RoleArgs,
+    web: Option<WebArgs>,
+    folder_note: &str,
+) -> anyhow::Result<u8> {
     if args.attempt_lease < Duration::from_secs(3) {
         bail!("--attempt-lease must be at least 3s");
     }
@@ -118,6 +215,7 @@ async fn serve(paths: &Paths, mode: Mode, args: RoleArgs, folder_note: &str) -> 
     {
         bail!("the DAG folder {} does not exist", folder.display());
     }
+    let web = web.map(|w| bind_web(mode, &w)).transpose()?;
     // The SQLite file, and the working directory of tasks that set no `cwd`.
     std::fs::create_dir_all(&paths.home)
         .with_context(|| format!("creating GALE_HOME {}", paths.home.display()))?;
@@ -150,6 +248,33 @@ async fn serve(paths: &Paths, mode: Mode, args: RoleArgs, folder_note: &str) -> 
     } else {
         eprintln!("Stop with Ctrl-C or SIGTERM.");
     }
+    if let Some(w) = &web {
+        let addr = w.listener.local_addr()?;
+        let scheme = if w.tls.is_some() { "https" } else { "http" };
+        eprintln!(
+            "  web UI     {scheme}://{addr}/  (API: {scheme}://{addr}/api/v1, reference: /api/docs)"
+        );
+        if !w.auth {
+            eprintln!("  auth       OFF (--no-auth): anyone who can reach {addr} is an admin");
+        } else if mode == Mode::Standalone {
+            match gale_server::ensure_admin(&*opened.store).await? {
+                Some(password) => {
+                    eprintln!("  first start: created the user `admin` with the password");
+                    eprintln!();
+                    eprintln!("      {password}");
+                    eprintln!();
+                    eprintln!(
+                        "  It is shown only this once. Change it with `gale users passwd admin`."
+                    );
+                }
+                None => {}
+            }
+        } else if opened.store.list_users().await?.is_empty() {
+            eprintln!(
+                "  note: there are no users yet: create one with `gale users create NAME --role admin`"
+            );
+        }
+    }
 
     let notifier = Arc::new(gale_store::Notifier::default());
     if let Some(pg) = &opened.pg {
@@ -172,6 +297,7 @@ async fn serve(paths: &Paths, mode: Mode, args: RoleArgs, folder_note: &str) -> 
         parse_interval: Duration::from_secs(2),
         shutdown_grace: args.shutdown_grace,
         task_cwd: paths.home.clone(),
+        web,
     };
     let result = engine::run(opened.store, notifier, opts, cancel.clone()).await;
     cancel.cancel();

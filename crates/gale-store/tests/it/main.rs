@@ -217,8 +217,8 @@ async fn concurrent_writers_on_separate_handles() {
     let runs = first
         .list_runs(&RunFilter {
             dag_id: Some(DagId::from("shared")),
-            state: None,
             limit: 1000,
+            ..RunFilter::default()
         })
         .await
         .expect("list_runs");

@@ -27,6 +27,9 @@ const GALE_VARS: &[&str] = &[
     "GALE_QUEUES",
     "GALE_ATTEMPT_LEASE",
     "GALE_LOG",
+    "GALE_BIND",
+    "GALE_TLS_CERT",
+    "GALE_TLS_KEY",
 ];
 
 /// Polls `check` until it returns `Some`, or panics after [`DEADLINE`].
@@ -110,7 +113,9 @@ impl Home {
         for v in GALE_VARS {
             cmd.env_remove(v);
         }
+        // Every web UI a test starts listens on a free port of its own.
         cmd.env("GALE_HOME", self.path())
+            .env("GALE_PORT", "0")
             .env("NO_COLOR", "1")
             .args(args)
             .stdin(Stdio::null());

@@ -1,7 +1,8 @@
 //! End-to-end tests: the real `gale` binary, as separate processes, on a
 //! temporary GALE_HOME per test. See `harness` for how processes are started,
-//! awaited and cleaned up, and `pg` for the processes and commands of a
-//! cluster on PostgreSQL.
+//! awaited and cleaned up, `pg` for the processes and commands of a
+//! cluster on PostgreSQL, and `webdriver` for driving headless Chromium in
+//! browser tests.
 
 mod harness;
 mod pg;
@@ -14,3 +15,4 @@ mod failover;
 mod runs;
 mod scheduling;
 mod startup;
+mod webdriver;

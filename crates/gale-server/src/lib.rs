@@ -1,0 +1,193 @@
+//! Gale's webserver: the REST API under `/api/v1` (with its OpenAPI document),
+//! the web UI, authentication, `/health` for load balancers and `/metrics` for
+//! Prometheus. Stateless: every fact it shows or changes is in the store, and
+//! sessions are rows there too, so any number of webservers may run behind a
+//! load balancer.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, header};
+use gale_store::{Notifier, Store};
+use tokio_util::sync::CancellationToken;
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::OpenApi as _;
+
+pub mod actions;
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod ui;
+
+pub use error::{ApiError, ApiResult};
+
+/// What every request handler shares.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    /// Wakes this process's scheduler after a trigger or clear (when it has one).
+    pub notifier: Option<Arc<Notifier>>,
+    /// False only with `--no-auth` on a loopback address.
+    pub auth: bool,
+    /// Cookies get `Secure` (the server speaks TLS).
+    pub secure_cookies: bool,
+}
+
+impl AppState {
+    /// Tells this process's scheduler that a run changed.
+    pub fn run_changed(&self, run: gale_model::RunId) {
+        if let Some(n) = &self.notifier {
+            n.run_changed(run);
+        }
+    }
+}
+
+/// Largest request body the server reads.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// The whole application: UI, API, OpenAPI document and reference page,
+/// health, metrics; behind authentication and security headers.
+pub fn app(state: Arc<AppState>) -> Router {
+    let (api_router, openapi) = api::router().split_for_parts();
+    let openapi = Arc::new(openapi);
+    let doc = openapi.clone();
+    Router::new()
+        .merge(ui::router())
+        .merge(api_router)
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/api/docs").url(
+            "/api/v1/openapi-ui.json",
+            api::ApiDoc::openapi().merge_from(openapi.as_ref().clone()),
+        ))
+        .route("/health", axum::routing::get(health::health))
+        .route("/health/live", axum::routing::get(health::live))
+        .route("/health/ready", axum::routing::get(health::ready))
+        .route("/metrics", axum::routing::get(metrics::metrics))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("content-security-policy"),
+            HeaderValue::from_static(
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+                 script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+            ),
+        ))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("nothing at {}", uri.path()))
+}
+
+/// Binds the address; the error names it.
+pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on {addr} (is --port in use?)"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// A PEM certificate chain and private key: serve HTTPS.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Loads the TLS files (an error names them), before anything starts.
+pub async fn load_tls(tls: &TlsFiles) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
+    let _ = rustls_provider();
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot load the TLS certificate {} and key {}",
+                tls.cert.display(),
+                tls.key.display()
+            )
+        })
+}
+
+/// Serves on `listener` until `cancel`, then lets requests in flight finish
+/// for up to 5 s.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: std::net::TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        cancel.cancelled().await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(5)));
+    });
+    let app = app(state).into_make_service();
+    match tls {
+        Some(config) => {
+            axum_server::from_tcp_rustls(listener, config)?
+                .handle(handle)
+                .serve(app)
+                .await?
+        }
+        None => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(app)
+                .await?
+        }
+    }
+    Ok(())
+}
+
+/// Installs the process-wide TLS crypto provider once.
+fn rustls_provider() -> bool {
+    static ONCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ONCE.get_or_init(|| {
+        rustls::crypto::aws_lc_rs::default_provider()
+            .install_default()
+            .is_ok()
+    })
+}
+
+/// On first start (no users yet): creates the user `admin` with a random
+/// password and returns the password, to be shown once.
+pub async fn ensure_admin(store: &dyn Store) -> anyhow::Result<Option<String>> {
+    if !store.list_users().await?.is_empty() {
+        return Ok(None);
+    }
+    let password = auth::new_password();
+    let hash = auth::hash_password(&password)?;
+    Ok(store
+        .create_user("admin", "admin", &hash)
+        .await?
+        .then_some(password))
+}

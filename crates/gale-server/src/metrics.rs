@@ -1,0 +1,138 @@
+//! `/metrics` in Prometheus text format: runs and task instances by state,
+//! queue depth per queue and live nodes by role (read from the store at each
+//! scrape), and this process's own measurements (claim-to-start latency, queue
+//! wait, task duration, scheduler pass duration, store errors by kind).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabel {
+    queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabel {
+    role: String,
+}
+
+/// The Prometheus text of this scrape.
+pub async fn render(state: &AppState) -> String {
+    let mut registry = Registry::with_prefix("gale");
+    let t = gale_store::telemetry::telemetry();
+    registry.register(
+        "task_claim_to_start_seconds",
+        "Seconds from an attempt's claim to its process starting (this process's worker)",
+        t.claim_to_start.clone(),
+    );
+    registry.register(
+        "task_queue_wait_seconds",
+        "Seconds a task instance waited queued before a worker claimed it (this process's worker)",
+        t.queue_wait.clone(),
+    );
+    registry.register(
+        "task_duration_seconds",
+        "Seconds an attempt ran (this process's worker)",
+        t.task_duration.clone(),
+    );
+    registry.register(
+        "scheduler_loop_seconds",
+        "Seconds one scheduler pass took (this process's scheduler)",
+        t.scheduler_pass.clone(),
+    );
+    registry.register(
+        "db_errors",
+        "Store errors by kind (unavailable, invalid, database) and backend",
+        t.db_errors.clone(),
+    );
+    let up = Gauge::<i64>::default();
+    registry.register(
+        "database_up",
+        "1 when the database answered this scrape",
+        up.clone(),
+    );
+    match (state.store.counts().await, state.store.list_nodes().await) {
+        (Ok(counts), Ok(nodes)) => {
+            up.set(1);
+            let runs = Family::<StateLabel, Gauge>::default();
+            for (s, n) in &counts.runs_by_state {
+                runs.get_or_create(&StateLabel { state: s.clone() })
+                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
+            }
+            registry.register("runs", "DAG runs by state", runs);
+            let tasks = Family::<StateLabel, Gauge>::default();
+            for (s, n) in &counts.tasks_by_state {
+                tasks
+                    .get_or_create(&StateLabel { state: s.clone() })
+                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
+            }
+            registry.register("task_instances", "Task instances by state", tasks);
+            let queued = Family::<QueueLabel, Gauge>::default();
+            for (q, n) in &counts.queued_by_queue {
+                queued
+                    .get_or_create(&QueueLabel { queue: q.clone() })
+                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
+            }
+            registry.register("queue_depth", "Task instances queued, per queue", queued);
+            let live = Family::<RoleLabel, Gauge>::default();
+            let now = state
+                .store
+                .now()
+                .await
+                .unwrap_or_else(|_| jiff::Timestamp::now());
+            for role in ["scheduler", "worker"] {
+                live.get_or_create(&RoleLabel { role: role.into() }).set(0);
+            }
+            for n in nodes.iter().filter(|n| {
+                n.state == "running"
+                    && now.duration_since(n.heartbeat_at).as_secs_f64()
+                        <= crate::health::LIVE_WITHIN.as_secs_f64()
+            }) {
+                for r in &n.roles {
+                    live.get_or_create(&RoleLabel { role: r.clone() }).inc();
+                }
+            }
+            registry.register(
+                "live_nodes",
+                "Gale processes with a recent heartbeat, by role",
+                live,
+            );
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "metrics: database unavailable");
+            up.set(0);
+        }
+    }
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        tracing::error!(error = %e, "cannot encode metrics");
+    }
+    out
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let body = render(&state).await;
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
