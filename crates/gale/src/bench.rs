@@ -178,8 +178,8 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
     install(&*store, "bench_fanout", &fanout).await?;
 
     let cancel = CancellationToken::new();
-    let mut opts = EngineOptions {
-        scheduler: true,
+    let opts = |scheduler: bool| EngineOptions {
+        scheduler,
         worker: true,
         dags_folder: None,
         concurrency: args.concurrency,
@@ -195,7 +195,6 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
     let mut engines = Vec::new();
     let mut notifier = None;
     for n in 0..args.workers {
-        opts.scheduler = n == 0;
         let own = Arc::new(gale_store::Notifier::default());
         // Each worker gets its own connections, as a process of its own would.
         let mut engine_store = store.clone();
@@ -214,7 +213,7 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
         engines.push(tokio::spawn(engine::run(
             engine_store,
             own,
-            opts.clone(),
+            opts(n == 0),
             cancel.clone(),
         )));
     }
