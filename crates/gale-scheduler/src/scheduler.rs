@@ -124,7 +124,11 @@ impl<S: Store + ?Sized> Scheduler<S> {
                 }
             }
             let started = tokio::time::Instant::now();
-            match self.pass().await {
+            let outcome = self.pass().await;
+            gale_store::telemetry::telemetry()
+                .scheduler_pass
+                .observe(started.elapsed().as_secs_f64());
+            match outcome {
                 Ok(report) => {
                     backoff = Duration::from_millis(100);
                     if failures > 0 {

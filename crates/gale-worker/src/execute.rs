@@ -128,6 +128,15 @@ pub(crate) async fn execute<S: Store + ?Sized>(
 ) {
     let Claim { task: row, run } = claim;
     let (ti, try_number) = (row.id, row.try_number);
+    let telemetry = gale_store::telemetry::telemetry();
+    let claimed = std::time::Instant::now();
+    if let (Some(queued), Some(started)) = (row.queued_at, row.started_at) {
+        telemetry
+            .queue_wait
+            .observe(started.duration_since(queued).as_secs_f64().max(0.0));
+    }
+    // Set when the process (or request) starts: claim-to-start, then the duration.
+    let began = std::sync::OnceLock::new();
     let sink = LogSink::start(shared.store.clone(), ti, try_number, shared.opts.limits);
 
     let spec = match shared.spec(&run.dag_id, &run.version_hash).await {
@@ -165,6 +174,11 @@ pub(crate) async fn execute<S: Store + ?Sized>(
                             let output = output_path(ti.0, try_number);
                             let started = Arc::new(std::sync::atomic::AtomicBool::new(true));
                             let on_start = |pid: Option<u32>| {
+                                if began.set(std::time::Instant::now()).is_ok() {
+                                    telemetry
+                                        .claim_to_start
+                                        .observe(claimed.elapsed().as_secs_f64());
+                                }
                                 if let Some(pid) = pid {
                                     shared.guard.watch(pid);
                                 }
@@ -219,6 +233,10 @@ pub(crate) async fn execute<S: Store + ?Sized>(
                     }
                 }
                 TaskKind::Http(h) => {
+                    let _ = began.set(std::time::Instant::now());
+                    telemetry
+                        .claim_to_start
+                        .observe(claimed.elapsed().as_secs_f64());
                     run_http(&work, task, h, &ctx, sink.sender(), kill.clone()).await
                 }
             }
@@ -226,6 +244,11 @@ pub(crate) async fn execute<S: Store + ?Sized>(
         (Err(e), _) | (_, Err(e)) => failed(e.clone()),
     };
 
+    if let Some(began) = began.get() {
+        telemetry
+            .task_duration
+            .observe(began.elapsed().as_secs_f64());
+    }
     if let Some(m) = &outcome.message {
         sink.system(format!("[gale] {m}")).await;
     }
