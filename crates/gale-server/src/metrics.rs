@@ -1,4 +1,4 @@
-//! `/metrics` in Prometheus text format: runs and task instances by state,
+//! `/metrics` in Prometheus text format: unfinished runs and task instances by state,
 //! queue depth per queue and live nodes by role (read from the store at each
 //! scrape), and this process's own measurements (claim-to-start latency, queue
 //! wait, task duration, scheduler pass duration, store errors by kind).
@@ -73,14 +73,18 @@ pub async fn render(state: &AppState) -> String {
                 runs.get_or_create(&StateLabel { state: s.clone() })
                     .set(i64::try_from(*n).unwrap_or(i64::MAX));
             }
-            registry.register("runs", "DAG runs by state", runs);
+            registry.register("runs", "Unfinished DAG runs by state", runs);
             let tasks = Family::<StateLabel, Gauge>::default();
             for (s, n) in &counts.tasks_by_state {
                 tasks
                     .get_or_create(&StateLabel { state: s.clone() })
                     .set(i64::try_from(*n).unwrap_or(i64::MAX));
             }
-            registry.register("task_instances", "Task instances by state", tasks);
+            registry.register(
+                "task_instances",
+                "Unfinished task instances by state",
+                tasks,
+            );
             let queued = Family::<QueueLabel, Gauge>::default();
             for (q, n) in &counts.queued_by_queue {
                 queued

@@ -456,10 +456,13 @@ pub struct BackfillRow {
     pub runs: BTreeMap<String, u32>,
 }
 
-/// What a metrics scrape or the cluster page counts.
+/// What a metrics scrape or the cluster page counts: only what is unfinished,
+/// so the cost does not grow with the history.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StoreCounts {
+    /// Queued and running runs.
     pub runs_by_state: BTreeMap<String, u64>,
+    /// Task instances in `none`, `scheduled`, `queued`, `running` or `up_for_retry`.
     pub tasks_by_state: BTreeMap<String, u64>,
     /// Task instances queued, per queue.
     pub queued_by_queue: BTreeMap<String, u64>,

@@ -103,6 +103,14 @@ impl From<tokio_postgres::Error> for Error {
     }
 }
 
+/// Refreshes the planner's statistics after a bulk load.
+async fn tx_analyze(client: &deadpool_postgres::Object) -> Result<()> {
+    client
+        .batch_execute("ANALYZE runs; ANALYZE task_instances; ANALYZE attempts;")
+        .await?;
+    Ok(())
+}
+
 /// Whether an error means "the database is (momentarily) not there".
 fn classify(e: &tokio_postgres::Error) -> Error {
     let text = describe(e);
@@ -367,6 +375,77 @@ impl PgStore {
             })
         })
         .await
+    }
+
+    /// Fills the store with a long, finished history of `dag_id` for page-time
+    /// benchmarks: `runs` hourly scheduled runs from `start`, each with one
+    /// task instance per task id and one attempt each (every 50th run failed
+    /// in its last task). Returns the run ids' range.
+    pub async fn seed_history(
+        &self,
+        dag_id: &DagId,
+        version_hash: &str,
+        task_ids: &[String],
+        runs: u32,
+        start: Timestamp,
+    ) -> Result<(RunId, RunId)> {
+        let (dag, hash) = (dag_id.0.clone(), version_hash.to_owned());
+        let tasks = task_ids.to_vec();
+        let last_task = task_ids.last().cloned().unwrap_or_default();
+        let runs = i64::from(runs);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
+        let ids = tx
+            .query_one(
+                "WITH r AS (
+                     INSERT INTO runs (dag_id, run_key, run_type, version_hash, logical_date,
+                                       interval_start, interval_end, conf, state, created_at,
+                                       started_at, ended_at)
+                     SELECT $1, 'seed__' || i, 'scheduled', $2, $4 + i * interval '1 hour',
+                            $4 + i * interval '1 hour', $4 + (i + 1) * interval '1 hour', '{}',
+                            CASE WHEN i % 50 = 49 THEN 'failed' ELSE 'success' END,
+                            $4 + (i + 1) * interval '1 hour',
+                            $4 + (i + 1) * interval '1 hour' + interval '1 ms',
+                            $4 + (i + 1) * interval '1 hour' + interval '1 minute'
+                     FROM generate_series(0, $3 - 1) i
+                     RETURNING id)
+                 SELECT min(id), max(id) FROM r",
+                &[&dag, &hash, &runs, &start],
+            )
+            .await?;
+        let (first, last): (i64, i64) = (ids.get(0), ids.get(1));
+        tx.execute(
+            "INSERT INTO task_instances (run_id, dag_id, task_id, state, try_number, max_tries,
+                 queue, priority, worker_id, queued_at, started_at, ended_at, updated_at)
+             SELECT r.id, r.dag_id, t.task_id,
+                    CASE WHEN r.state = 'failed' AND t.task_id = $3 THEN 'failed' ELSE 'success' END,
+                    1, 1, 'default', 0, 'seed', r.started_at,
+                    r.started_at + t.n * interval '1 second',
+                    r.started_at + t.n * interval '1 second' + interval '900 ms', r.ended_at
+             FROM runs r, unnest($2::text[]) WITH ORDINALITY AS t(task_id, n)
+             WHERE r.id BETWEEN $1 AND $4",
+            &[&first, &tasks, &last_task, &last],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO attempts (ti_id, try_number, run_id, task_id, worker_id, host, pid,
+                 state, exit_code, message, command, started_at, ended_at)
+             SELECT id, 1, run_id, task_id, 'seed', 'seed-host', 4242, state,
+                    CASE WHEN state = 'failed' THEN 1 ELSE 0 END, NULL, 'true',
+                    started_at, ended_at
+             FROM task_instances WHERE run_id BETWEEN $1 AND $2",
+            &[&first, &last],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE dags SET last_interval_end = $2 + $3 * interval '1 hour' WHERE dag_id = $1",
+            &[&dag, &start, &runs],
+        )
+        .await?;
+        tx.commit().await?;
+        tx_analyze(&client).await?;
+        Ok((RunId(first), RunId(last)))
     }
 
     /// Whether finished attempts are announced to other processes' schedulers
@@ -2141,9 +2220,12 @@ impl Store for PgStore {
             Box::pin(async move {
                 let rows = c
                     .rows(
-                        "SELECT 'run', state, count(*) FROM runs GROUP BY state
+                        "SELECT 'run', state, count(*) FROM runs
+                             WHERE state IN ('queued', 'running') GROUP BY state
                          UNION ALL
-                         SELECT 'task', state, count(*) FROM task_instances GROUP BY state
+                         SELECT 'task', state, count(*) FROM task_instances
+                             WHERE state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')
+                             GROUP BY state
                          UNION ALL
                          SELECT 'queue', queue, count(*) FROM task_instances
                              WHERE state = 'queued' GROUP BY queue",

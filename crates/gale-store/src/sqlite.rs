@@ -239,6 +239,78 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Fills the store with a long, finished history of `dag_id` for page-time
+    /// benchmarks: `runs` hourly scheduled runs from `start`, each with one
+    /// task instance per task id and one attempt each (every 50th run failed
+    /// in its last task). Returns the run ids' range.
+    pub async fn seed_history(
+        &self,
+        dag_id: &DagId,
+        version_hash: &str,
+        task_ids: &[String],
+        runs: u32,
+        start: Timestamp,
+    ) -> Result<(RunId, RunId)> {
+        let (dag, hash, tasks) = (
+            dag_id.0.clone(),
+            version_hash.to_owned(),
+            to_json(&task_ids)?,
+        );
+        let last_task = task_ids.last().cloned().unwrap_or_default();
+        let start = to_micros(start);
+        self.write(move |tx| {
+            let first: i64 = tx
+                .query_row("SELECT coalesce(max(id), 0) + 1 FROM runs", [], |r| r.get(0))
+                .map_err(map_err)?;
+            tx.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?3)
+                 INSERT INTO runs (dag_id, run_key, run_type, version_hash, logical_date,
+                                   interval_start, interval_end, conf, state, created_at,
+                                   started_at, ended_at)
+                 SELECT ?1, 'seed__' || i, 'scheduled', ?2, ?4 + i * 3600000000,
+                        ?4 + i * 3600000000, ?4 + (i + 1) * 3600000000, '{}',
+                        CASE WHEN i % 50 = 49 THEN 'failed' ELSE 'success' END,
+                        ?4 + (i + 1) * 3600000000, ?4 + (i + 1) * 3600000000 + 1000,
+                        ?4 + (i + 1) * 3600000000 + 60000000
+                 FROM n",
+                params![dag, hash, runs, start],
+            )
+            .map_err(map_err)?;
+            tx.execute(
+                "INSERT INTO task_instances (run_id, dag_id, task_id, state, try_number, max_tries,
+                     queue, priority, worker_id, queued_at, started_at, ended_at, updated_at)
+                 SELECT r.id, r.dag_id, t.value,
+                        CASE WHEN r.state = 'failed' AND t.value = ?3 THEN 'failed' ELSE 'success' END,
+                        1, 1, 'default', 0, 'seed', r.started_at,
+                        r.started_at + t.key * 1000000, r.started_at + t.key * 1000000 + 900000,
+                        r.ended_at
+                 FROM runs r, json_each(?2) t WHERE r.dag_id = ?1 AND r.id >= ?4",
+                params![dag, tasks, last_task, first],
+            )
+            .map_err(map_err)?;
+            tx.execute(
+                "INSERT INTO attempts (ti_id, try_number, run_id, task_id, worker_id, host, pid,
+                     state, exit_code, message, command, started_at, ended_at)
+                 SELECT id, 1, run_id, task_id, 'seed', 'seed-host', 4242, state,
+                        CASE WHEN state = 'failed' THEN 1 ELSE 0 END, NULL, 'true',
+                        started_at, ended_at
+                 FROM task_instances WHERE dag_id = ?1 AND run_id >= ?2",
+                params![dag, first],
+            )
+            .map_err(map_err)?;
+            let last: i64 = tx
+                .query_row("SELECT max(id) FROM runs", [], |r| r.get(0))
+                .map_err(map_err)?;
+            tx.execute(
+                "UPDATE dags SET last_interval_end = ?2 WHERE dag_id = ?1",
+                params![dag, start + i64::from(runs) * 3_600_000_000],
+            )
+            .map_err(map_err)?;
+            Ok((RunId(first), RunId(last)))
+        })
+        .await
+    }
+
     /// Runs the read-only `f` on a blocking thread with a free reader connection.
     async fn call<T, F>(&self, f: F) -> Result<T>
     where
@@ -1810,9 +1882,14 @@ impl Store for SqliteStore {
                 .collect())
             };
             Ok(StoreCounts {
-                runs_by_state: pairs("SELECT state, count(*) FROM runs GROUP BY state")?,
+                runs_by_state: pairs(
+                    "SELECT state, count(*) FROM runs WHERE state IN ('queued', 'running')
+                     GROUP BY state",
+                )?,
                 tasks_by_state: pairs(
-                    "SELECT state, count(*) FROM task_instances GROUP BY state",
+                    "SELECT state, count(*) FROM task_instances
+                     WHERE state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')
+                     GROUP BY state",
                 )?,
                 queued_by_queue: pairs(
                     "SELECT queue, count(*) FROM task_instances WHERE state = 'queued' GROUP BY queue",

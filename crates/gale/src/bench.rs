@@ -29,7 +29,10 @@ use crate::engine::{self, EngineOptions};
 use crate::{Output, Paths, cli, exit};
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    what: Option<BenchCmd>,
     /// Tasks in the chain.
     #[arg(long, default_value_t = 40)]
     chain: usize,
@@ -43,6 +46,12 @@ pub struct BenchArgs {
     /// notification connection); the first also runs the scheduler.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum BenchCmd {
+    /// Page times of the web UI and API on a store with a long history.
+    Web(crate::bench_web::WebBenchArgs),
 }
 
 #[derive(Serialize, Debug)]
@@ -146,6 +155,9 @@ async fn wait_done<S: Store + ?Sized>(
 }
 
 pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Result<u8> {
+    if let Some(BenchCmd::Web(web)) = args.what {
+        return crate::bench_web::run(paths, output, web).await;
+    }
     if args.chain < 2 || args.fanout < 1 || args.concurrency < 1 || args.workers < 1 {
         bail!("--chain must be at least 2, --fanout, --concurrency and --workers at least 1");
     }

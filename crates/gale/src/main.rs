@@ -2,6 +2,7 @@
 //! mode that runs every role in one process.
 
 mod bench;
+mod bench_web;
 mod cli;
 mod cluster;
 mod engine;
@@ -79,7 +80,8 @@ enum Command {
     /// The metadata database.
     #[command(subcommand)]
     Db(cli::DbCmd),
-    /// Measure scheduling latency and throughput (temporary SQLite, or --database-url).
+    /// Measure scheduling latency and throughput (temporary SQLite, or
+    /// --database-url); `gale bench web`: page times on a long history.
     Bench(bench::BenchArgs),
     /// Print the version.
     Version,

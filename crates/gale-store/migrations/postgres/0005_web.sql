@@ -1,3 +1,8 @@
+-- Unfinished task instances by state, for metrics and the cluster page (a
+-- long history of finished ones is never counted).
+CREATE INDEX ti_unfinished ON task_instances (state, queue)
+    WHERE state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry');
+
 -- People and scripts who use the web UI and API, their sessions and API tokens
 -- (secrets are stored only as SHA-256 hashes; passwords as argon2id PHC strings),
 -- and backfills.
