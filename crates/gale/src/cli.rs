@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use gale_model::schedule::{self, intervals_between};
+use gale_model::schedule;
 use gale_model::time::rfc3339;
 use gale_model::{DagId, RunId, RunState, TaskState};
 use gale_scheduler::processor::{dag_files, load_file};
-use gale_scheduler::scheduler::new_tasks;
+use gale_server::actions;
 use gale_store::postgres::PgStore;
 use gale_store::sqlite::SqliteStore;
-use gale_store::{NewRun, RunFilter, RunRow, RunType, Store, TaskRow};
+use gale_store::{RunFilter, RunRow, RunType, Store, TaskRow};
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -460,43 +460,21 @@ fn parse_conf(conf: Option<&str>) -> anyhow::Result<serde_json::Map<String, serd
     }
 }
 
-pub async fn trigger<S: Store + ?Sized>(
-    store: &S,
+/// Creates a manual run (see `gale_server::actions::trigger`); a missing DAG is
+/// `NotFound`.
+pub async fn trigger(
+    store: &dyn Store,
     dag_id: &DagId,
     conf: Option<&str>,
     logical_date: Option<&str>,
 ) -> anyhow::Result<RunRow> {
     let conf = parse_conf(conf)?;
-    let (row, version) = current_dag(store, dag_id).await?;
-    let now = store.now().await?;
-    let logical = match logical_date {
-        Some(text) => {
-            let tz = schedule::time_zone(&version.spec.timezone).map_err(anyhow::Error::msg)?;
-            schedule::parse_date(text, &tz).map_err(|e| anyhow::anyhow!("--logical-date: {e}"))?
-        }
-        None => now,
-    };
-    let run = NewRun {
-        dag_id: dag_id.clone(),
-        run_key: format!("manual__{}", logical.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")),
-        run_type: RunType::Manual,
-        version_hash: row.version_hash.clone(),
-        logical_date: logical,
-        interval_start: logical,
-        interval_end: logical,
-        conf,
-        tasks: new_tasks(&version.spec),
-    };
-    let Some(run_id) = store.create_run(&run).await? else {
-        bail!(
-            "{dag_id} already has a manual run at {}: pick another --logical-date",
-            rfc3339(logical)
-        );
-    };
-    store
-        .get_run(run_id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("run {run_id} vanished"))
+    actions::trigger(store, dag_id, conf, logical_date)
+        .await
+        .map_err(|e| match e.downcast::<actions::NotFound>() {
+            Ok(n) => NotFound(format!("{}: see `gale dags list`", n.0)).into(),
+            Err(e) => e,
+        })
 }
 
 async fn warn_if_not_running<S: Store + ?Sized>(store: &S, dag_id: &DagId) -> anyhow::Result<()> {
@@ -957,58 +935,18 @@ pub struct BackfillArgs {
     no_wait: bool,
 }
 
-/// The most runs one backfill may create.
-const MAX_BACKFILL_RUNS: usize = 10_000;
-
 pub async fn backfill(paths: &Paths, output: Output, args: BackfillArgs) -> anyhow::Result<u8> {
     let store = open_store(paths).await?;
     let dag_id = DagId(args.dag_id);
-    let (row, version) = current_dag(&*store, &dag_id).await?;
-    let dag = &version.spec;
-    let Some(sched) = dag.parsed_schedule() else {
-        bail!("{dag_id} has no schedule: trigger it with `gale dags trigger` instead");
-    };
-    let tz = schedule::time_zone(&dag.timezone).map_err(anyhow::Error::msg)?;
-    let from = schedule::parse_date(&args.from, &tz).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
-    let to = schedule::parse_date(&args.to, &tz).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
-    if to < from {
-        bail!("--to is before --from");
-    }
-    let intervals = intervals_between(&sched, from, to, MAX_BACKFILL_RUNS + 1);
-    if intervals.len() > MAX_BACKFILL_RUNS {
-        bail!("that range has more than {MAX_BACKFILL_RUNS} schedule slots: backfill it in parts");
-    }
-    if intervals.is_empty() {
-        bail!(
-            "no schedule slot of {dag_id} ({}) lies between {} and {}",
-            sched.expr(),
-            rfc3339(from),
-            rfc3339(to)
-        );
-    }
-    let mut run_ids = Vec::new();
-    let mut existing = 0;
-    for iv in &intervals {
-        let run = NewRun {
-            dag_id: dag_id.clone(),
-            run_key: format!("backfill__{}", rfc3339(iv.start)),
-            run_type: RunType::Backfill,
-            version_hash: row.version_hash.clone(),
-            logical_date: iv.start,
-            interval_start: iv.start,
-            interval_end: iv.end,
-            conf: serde_json::Map::new(),
-            tasks: new_tasks(dag),
-        };
-        match store.create_run(&run).await? {
-            Some(id) => run_ids.push(id),
-            None => existing += 1,
-        }
-    }
+    let (_, version) = current_dag(&*store, &dag_id).await?;
+    let by = std::env::var("USER").ok();
+    let made = actions::backfill(&*store, &dag_id, &args.from, &args.to, by.as_deref()).await?;
+    let (run_ids, existing) = (made.created, made.existing);
     eprintln!(
-        "backfill of {dag_id}: {} run(s) created, {existing} slot(s) already had a run; max_active_runs = {}",
+        "backfill {} of {dag_id}: {} run(s) created, {existing} slot(s) already had a run; max_active_runs = {}",
+        made.id,
         run_ids.len(),
-        dag.max_active_runs
+        version.spec.max_active_runs
     );
     warn_if_not_running(&*store, &dag_id).await?;
     if args.no_wait || run_ids.is_empty() {
