@@ -17,8 +17,8 @@ use gale_model::{Dag, DagError, DagId, RunId, RunState, TaskState};
 use jiff::Timestamp;
 
 use crate::{
-    Finish, LogLine, NewRun, NewTask, NodeRow, Reap, RunActivity, RunFilter, RunType, SlotStatus,
-    Store, Stream, TaskRow, TiId, Transition,
+    AttemptRow, ClearTask, Finish, LogLine, NewRun, NewTask, NodeRow, Reap, RunActivity, RunFilter,
+    RunMark, RunRow, RunType, SlotStatus, Store, Stream, TaskRow, TiId, Transition,
 };
 
 /// Calls `$m!(check, check, ...)` with the name of every check: a backend's
@@ -53,6 +53,12 @@ macro_rules! for_each_check {
             reaper_respects_the_workers_lease,
             logs_paging,
             nodes_round_trip,
+            mark_run_and_cancel,
+            mark_task_states,
+            clear_tasks_requeues_finished_run,
+            listing_for_the_web,
+            backfills_progress,
+            users_sessions_tokens,
         );
     };
 }
@@ -2484,5 +2490,1394 @@ pub async fn reaper_respects_the_workers_lease<S: Store + ?Sized>(store: &S) {
             .await
             .expect("reap_attempt"),
         "a zero lease (recovery of a dead process) still applies"
+    );
+}
+
+// ---------- operators' actions ----------
+
+/// The attempt records of a task instance, with the last one (the one an
+/// operator's action ends) checked to say `state` and name `who`.
+async fn last_attempt_says<S: Store + ?Sized>(store: &S, ti: TiId, state: &str, who: &str) {
+    let attempts = store.attempts(ti).await.expect("attempts");
+    let a = attempts
+        .last()
+        .unwrap_or_else(|| panic!("task instance {ti} has no attempt record"));
+    assert_eq!(
+        a.state, state,
+        "the running attempt of {ti} must be recorded as {state:?}: {a:#?}"
+    );
+    let message = a.message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains(who),
+        "the attempt's message must name who did it ({who:?}): {message:?}"
+    );
+    assert!(
+        a.ended_at.is_some(),
+        "an attempt ended by an operator has ended_at: {a:#?}"
+    );
+}
+
+/// An operator's action fenced the attempt `try_number` of `ti` off its worker:
+/// its lease is not renewed, the worker no longer holds it and its late report
+/// changes nothing.
+async fn fenced_off<S: Store + ?Sized>(store: &S, ti: TiId, try_number: u32, worker: &str) {
+    let before = store
+        .get_task(ti)
+        .await
+        .expect("get_task")
+        .expect("the task instance");
+    let attempts_before = store.attempts(ti).await.expect("attempts");
+    assert!(
+        store
+            .heartbeat_attempts(worker, &[(ti, try_number)])
+            .await
+            .expect("heartbeat_attempts")
+            .is_empty(),
+        "the worker's heartbeat must no longer renew an attempt an operator ended"
+    );
+    assert!(
+        !ids(&store
+            .worker_attempts(worker)
+            .await
+            .expect("worker_attempts"))
+        .contains(&ti),
+        "the worker no longer holds an attempt an operator ended"
+    );
+    let late = Finish {
+        exit_code: Some(0),
+        message: Some("done after all".into()),
+        ..finish(ti, try_number, worker, TaskState::UpForRetry, "failed")
+    };
+    assert!(
+        !store.finish_attempt(&late).await.expect("finish_attempt"),
+        "the worker's late finish of an attempt an operator ended must be refused"
+    );
+    let after = store
+        .get_task(ti)
+        .await
+        .expect("get_task")
+        .expect("the task instance");
+    assert_eq!(
+        after.state, before.state,
+        "a refused late finish changes nothing"
+    );
+    let attempts_after = store.attempts(ti).await.expect("attempts");
+    let states = |rows: &[AttemptRow]| -> Vec<(u32, String, Option<String>)> {
+        rows.iter()
+            .map(|a| (a.try_number, a.state.clone(), a.message.clone()))
+            .collect()
+    };
+    assert_eq!(
+        states(&attempts_after),
+        states(&attempts_before),
+        "a refused late finish must not touch the attempt records"
+    );
+}
+
+/// `mark_run(Cancel)` fails a queued or running run: its queued and running task
+/// instances fail, its other unfinished ones are skipped, finished ones are kept,
+/// and the running attempt, recorded `cancelled`, is fenced off its worker.
+/// `Success` finishes every unfinished task instance as success; `Failed` applies
+/// to any run not failed already. A run already in that state, a finished run
+/// (for `Cancel`) and a missing run are refused.
+pub async fn mark_run_and_cancel<S: Store + ?Sized>(store: &S) {
+    let dag = seed(store, "dags/marked.yaml", &flat_dag_source("marked", 7, "")).await;
+    let run = create(store, &new_run(&dag, "manual__1", RunType::Manual, day(1))).await;
+    assert_eq!(store.promote_runs().await.expect("promote_runs"), vec![run]);
+
+    // t1 and t2 succeeded, t3 runs under w1, t4 is queued, t5 scheduled, t6 none
+    // and t7 up for retry.
+    queue_tasks(store, dag.id(), run, &["t1", "t2", "t3"]).await;
+    let claims = store
+        .claim("w1", "host-1", &queues(&["default"]), 3)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 3, "t1, t2 and t3 claimed: {claims:#?}");
+    for id in ["t1", "t2"] {
+        let ti = ti_of(store, run, id).await.id;
+        assert!(
+            store
+                .finish_attempt(&finish(ti, 1, "w1", TaskState::Success, "success"))
+                .await
+                .expect("finish_attempt")
+        );
+    }
+    queue_tasks(store, dag.id(), run, &["t4"]).await;
+    let scheduled = schedule_tasks(store, run, &["t5", "t7"]).await;
+    assert_eq!(
+        store
+            .apply_transitions(&[Transition {
+                ti: scheduled[1],
+                from: TaskState::Scheduled,
+                to: TaskState::UpForRetry,
+                retry_at: Some(day(5)),
+            }])
+            .await
+            .expect("apply_transitions"),
+        1
+    );
+    let t3 = ti_of(store, run, "t3").await;
+    assert_eq!(t3.state, TaskState::Running);
+    assert_eq!(t3.worker_id.as_deref(), Some("w1"));
+
+    assert!(
+        store
+            .mark_run(run, RunMark::Cancel, "alice")
+            .await
+            .expect("mark_run"),
+        "cancelling a running run must apply"
+    );
+    let row = store.get_run(run).await.expect("get_run").expect("the run");
+    assert_eq!(row.state, RunState::Failed, "a cancelled run is failed");
+    assert!(row.ended_at.is_some(), "a cancelled run has ended_at");
+    let rows = tasks_of(store, run).await;
+    for (id, state) in [
+        ("t1", TaskState::Success),
+        ("t2", TaskState::Success),
+        ("t3", TaskState::Failed),
+        ("t4", TaskState::Failed),
+        ("t5", TaskState::Skipped),
+        ("t6", TaskState::Skipped),
+        ("t7", TaskState::Skipped),
+    ] {
+        assert_eq!(
+            find(&rows, id).state,
+            state,
+            "after a cancel, {id} must be {state} (success kept, queued/running failed, \
+             the other unfinished ones skipped)"
+        );
+        assert!(
+            find(&rows, id).ended_at.is_some(),
+            "after a cancel, {id} has ended_at"
+        );
+    }
+    last_attempt_says(store, t3.id, "cancelled", "alice").await;
+    assert_eq!(
+        store.attempts(t3.id).await.expect("attempts").len(),
+        1,
+        "a cancel adds no attempt record"
+    );
+    fenced_off(store, t3.id, 1, "w1").await;
+    assert_eq!(
+        store
+            .attempts(find(&rows, "t1").id)
+            .await
+            .expect("attempts")[0]
+            .state,
+        "success",
+        "a finished attempt's record is not touched by a cancel"
+    );
+
+    assert!(
+        !store
+            .mark_run(run, RunMark::Cancel, "alice")
+            .await
+            .expect("mark_run"),
+        "a finished run cannot be cancelled"
+    );
+    assert!(
+        !store
+            .mark_run(run, RunMark::Failed, "alice")
+            .await
+            .expect("mark_run"),
+        "marking a failed run failed must return false"
+    );
+
+    // Marking the cancelled run success keeps its finished task instances.
+    assert!(
+        store
+            .mark_run(run, RunMark::Success, "bob")
+            .await
+            .expect("mark_run"),
+        "a failed run may be marked success"
+    );
+    let row = store.get_run(run).await.expect("get_run").expect("the run");
+    assert_eq!(row.state, RunState::Success);
+    assert!(row.ended_at.is_some());
+    let after: Vec<(String, TaskState)> = tasks_of(store, run)
+        .await
+        .iter()
+        .map(|t| (t.task_id.to_string(), t.state))
+        .collect();
+    let before: Vec<(String, TaskState)> = rows
+        .iter()
+        .map(|t| (t.task_id.to_string(), t.state))
+        .collect();
+    assert_eq!(
+        after, before,
+        "marking a run success leaves its finished task instances as they are"
+    );
+    assert!(
+        !store
+            .mark_run(run, RunMark::Success, "bob")
+            .await
+            .expect("mark_run"),
+        "marking a successful run success must return false"
+    );
+    assert!(
+        store
+            .mark_run(run, RunMark::Failed, "bob")
+            .await
+            .expect("mark_run"),
+        "a successful run may be marked failed"
+    );
+    assert_eq!(
+        store
+            .get_run(run)
+            .await
+            .expect("get_run")
+            .expect("the run")
+            .state,
+        RunState::Failed
+    );
+    assert!(
+        !store
+            .mark_run(run, RunMark::Failed, "bob")
+            .await
+            .expect("mark_run"),
+        "marking a failed run failed again must return false"
+    );
+    for mark in [RunMark::Success, RunMark::Failed, RunMark::Cancel] {
+        assert!(
+            !store
+                .mark_run(RunId(999_999), mark, "bob")
+                .await
+                .expect("mark_run of a missing run"),
+            "mark_run({mark:?}) of a missing run must return false"
+        );
+    }
+
+    // A run with unfinished task instances marked success: every one of them
+    // succeeds, and the running attempt is recorded `marked_success`.
+    let run2 = create(store, &new_run(&dag, "manual__2", RunType::Manual, day(2))).await;
+    queue_tasks(store, dag.id(), run2, &["t1"]).await;
+    let claims = store
+        .claim("w2", "host-2", &queues(&["default"]), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 1, "only run2's t1 is queued: {claims:#?}");
+    let running = claims[0].task.clone();
+    assert_eq!(running.run_id, run2);
+    queue_tasks(store, dag.id(), run2, &["t2"]).await;
+    schedule_tasks(store, run2, &["t3"]).await;
+    assert!(
+        store
+            .mark_run(run2, RunMark::Success, "bob")
+            .await
+            .expect("mark_run"),
+        "marking a queued run success must apply"
+    );
+    let row = store
+        .get_run(run2)
+        .await
+        .expect("get_run")
+        .expect("the run");
+    assert_eq!(row.state, RunState::Success);
+    assert!(row.ended_at.is_some(), "a run marked success has ended_at");
+    for t in tasks_of(store, run2).await {
+        assert_eq!(
+            t.state,
+            TaskState::Success,
+            "every unfinished task instance of a run marked success succeeds: {t:#?}"
+        );
+        assert!(t.ended_at.is_some(), "{} has ended_at", t.task_id);
+    }
+    last_attempt_says(store, running.id, "marked_success", "bob").await;
+    fenced_off(store, running.id, running.try_number, "w2").await;
+
+    // A queued run can be cancelled too; its task instances are skipped.
+    let run3 = create(store, &new_run(&dag, "manual__3", RunType::Manual, day(3))).await;
+    assert!(
+        store
+            .mark_run(run3, RunMark::Cancel, "carol")
+            .await
+            .expect("mark_run"),
+        "cancelling a queued run must apply"
+    );
+    let row = store
+        .get_run(run3)
+        .await
+        .expect("get_run")
+        .expect("the run");
+    assert_eq!(row.state, RunState::Failed);
+    assert!(row.ended_at.is_some());
+    for t in tasks_of(store, run3).await {
+        assert_eq!(
+            t.state,
+            TaskState::Skipped,
+            "a cancelled run's task instances that never ran are skipped: {t:#?}"
+        );
+    }
+    assert!(
+        store.promote_runs().await.expect("promote_runs").is_empty(),
+        "marked runs are not started"
+    );
+}
+
+/// `mark_task` sets one task instance to success or failed: a running attempt is
+/// recorded `marked_<state>` and fenced off its worker. Marking it in the state it
+/// is in, or a missing one, returns false; any other target state is an error.
+pub async fn mark_task_states<S: Store + ?Sized>(store: &S) {
+    let (_dag, run) = queued_run(store, "marks", 3).await;
+    let claims = store
+        .claim("w1", "host-1", &queues(&["default"]), 1)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 1);
+    let t1 = claims[0].task.clone();
+    assert_eq!(t1.task_id.as_str(), "t1");
+
+    assert!(
+        store
+            .mark_task(t1.id, TaskState::Success, "carol")
+            .await
+            .expect("mark_task"),
+        "marking a running task instance success must apply"
+    );
+    let row = store
+        .get_task(t1.id)
+        .await
+        .expect("get_task")
+        .expect("get_task of an existing task instance");
+    assert_eq!(row.id, t1.id);
+    assert_eq!(row.run_id, run);
+    assert_eq!(row.task_id, t1.task_id);
+    assert_eq!(row.state, TaskState::Success);
+    assert_eq!(row.try_number, 1, "marking does not change the try number");
+    assert!(
+        row.ended_at.is_some(),
+        "a marked task instance has ended_at"
+    );
+    last_attempt_says(store, t1.id, "marked_success", "carol").await;
+    fenced_off(store, t1.id, 1, "w1").await;
+    assert!(
+        !store
+            .mark_task(t1.id, TaskState::Success, "carol")
+            .await
+            .expect("mark_task"),
+        "marking a task instance success again must return false"
+    );
+
+    let t2 = ti_of(store, run, "t2").await;
+    assert_eq!(t2.state, TaskState::Queued);
+    assert!(
+        store
+            .mark_task(t2.id, TaskState::Failed, "dave")
+            .await
+            .expect("mark_task"),
+        "marking a queued task instance failed must apply"
+    );
+    let row = store.get_task(t2.id).await.expect("get_task").unwrap();
+    assert_eq!(row.state, TaskState::Failed);
+    assert!(
+        store.attempts(t2.id).await.expect("attempts").is_empty(),
+        "a task instance that never ran has no attempt to record"
+    );
+    assert!(
+        store
+            .claim("w1", "host-1", &queues(&["default"]), 10)
+            .await
+            .expect("claim")
+            .iter()
+            .all(|c| c.task.id != t2.id),
+        "a task instance marked failed is no longer queued"
+    );
+    assert!(
+        store
+            .mark_task(t2.id, TaskState::Success, "dave")
+            .await
+            .expect("mark_task"),
+        "a failed task instance may be marked success"
+    );
+    assert_eq!(
+        store
+            .get_task(t2.id)
+            .await
+            .expect("get_task")
+            .unwrap()
+            .state,
+        TaskState::Success
+    );
+
+    let t3 = ti_of(store, run, "t3").await;
+    for to in [
+        TaskState::None,
+        TaskState::Scheduled,
+        TaskState::Queued,
+        TaskState::Running,
+        TaskState::UpForRetry,
+        TaskState::Skipped,
+        TaskState::UpstreamFailed,
+    ] {
+        store
+            .mark_task(t3.id, to, "eve")
+            .await
+            .expect_err("a task instance can only be marked success or failed");
+    }
+    let row = store.get_task(t3.id).await.expect("get_task").unwrap();
+    assert_eq!(
+        (row.state, row.worker_id.clone()),
+        (t3.state, t3.worker_id.clone()),
+        "a refused mark changes nothing"
+    );
+
+    let missing = TiId(999_999_999);
+    for to in [TaskState::Success, TaskState::Failed] {
+        assert!(
+            !store
+                .mark_task(missing, to, "eve")
+                .await
+                .expect("mark_task"),
+            "marking a missing task instance must return false"
+        );
+    }
+    assert!(
+        store.get_task(missing).await.expect("get_task").is_none(),
+        "get_task of a missing task instance is None"
+    );
+}
+
+/// `clear_tasks` sends finished task instances back to `none` with new
+/// `max_tries` (each only if still in the state it was read in), keeps their
+/// attempt records, and queues their run again if it had finished; the next
+/// claim is the next try. Unfinished task instances are not cleared.
+pub async fn clear_tasks_requeues_finished_run<S: Store + ?Sized>(store: &S) {
+    let dag = seed(
+        store,
+        "dags/cleared.yaml",
+        &flat_dag_source("cleared", 3, ""),
+    )
+    .await;
+    let run = create(store, &new_run(&dag, "manual__1", RunType::Manual, day(1))).await;
+    assert_eq!(store.promote_runs().await.expect("promote_runs"), vec![run]);
+    queue_tasks(store, dag.id(), run, &["t1", "t2"]).await;
+    let claims = store
+        .claim("w1", "host-1", &queues(&["default"]), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 2);
+    let ti = |id: &str| {
+        claims
+            .iter()
+            .find(|c| c.task.task_id.as_str() == id)
+            .unwrap_or_else(|| panic!("{id} claimed"))
+            .task
+            .id
+    };
+    assert!(
+        store
+            .finish_attempt(&finish(ti("t1"), 1, "w1", TaskState::Success, "success"))
+            .await
+            .expect("finish_attempt")
+    );
+    assert!(
+        store
+            .finish_attempt(&Finish {
+                exit_code: Some(1),
+                message: Some("exit status 1".into()),
+                ..finish(ti("t2"), 1, "w1", TaskState::Failed, "failed")
+            })
+            .await
+            .expect("finish_attempt")
+    );
+    let t3 = ti_of(store, run, "t3").await.id;
+    assert_eq!(
+        store
+            .apply_transitions(&[Transition {
+                ti: t3,
+                from: TaskState::None,
+                to: TaskState::UpstreamFailed,
+                retry_at: None,
+            }])
+            .await
+            .expect("apply_transitions"),
+        1
+    );
+    assert!(
+        store
+            .finish_run(run, RunState::Failed)
+            .await
+            .expect("finish_run")
+    );
+
+    let rows = tasks_of(store, run).await;
+    let (t1, t2, t3) = (
+        find(&rows, "t1").clone(),
+        find(&rows, "t2").clone(),
+        find(&rows, "t3").clone(),
+    );
+    assert_eq!(
+        (t1.state, t2.state, t3.state),
+        (
+            TaskState::Success,
+            TaskState::Failed,
+            TaskState::UpstreamFailed
+        )
+    );
+    let clear = |t: &TaskRow| ClearTask {
+        ti: t.id,
+        from: t.state,
+        max_tries: t.try_number + 2,
+    };
+    assert_eq!(
+        store
+            .clear_tasks(run, &[clear(&t2), clear(&t3)])
+            .await
+            .expect("clear_tasks"),
+        2,
+        "both finished task instances are cleared"
+    );
+    for t in [&t2, &t3] {
+        let row = store.get_task(t.id).await.expect("get_task").unwrap();
+        assert_eq!(
+            row.state,
+            TaskState::None,
+            "a cleared task is none: {row:#?}"
+        );
+        assert_eq!(
+            row.max_tries,
+            t.try_number + 2,
+            "a cleared task gets the new max_tries: {row:#?}"
+        );
+        assert_eq!(
+            row.worker_id, None,
+            "a cleared task has no worker: {row:#?}"
+        );
+        assert_eq!(row.heartbeat_at, None, "{row:#?}");
+        assert_eq!(row.queued_at, None, "{row:#?}");
+        assert_eq!(row.started_at, None, "{row:#?}");
+        assert_eq!(
+            row.ended_at, None,
+            "a cleared task has no ended_at: {row:#?}"
+        );
+        assert_eq!(row.retry_at, None, "{row:#?}");
+    }
+    let row = store.get_task(t1.id).await.expect("get_task").unwrap();
+    assert_eq!(
+        (row.state, row.ended_at, row.max_tries),
+        (t1.state, t1.ended_at, t1.max_tries),
+        "a task not listed is not cleared"
+    );
+    let row = store.get_run(run).await.expect("get_run").expect("the run");
+    assert_eq!(
+        row.state,
+        RunState::Queued,
+        "clearing tasks of a finished run queues it again"
+    );
+    assert_eq!(row.ended_at, None, "a run queued again has no ended_at");
+    let attempts = store.attempts(t2.id).await.expect("attempts");
+    assert_eq!(
+        attempts.len(),
+        1,
+        "clearing keeps the attempt history: {attempts:#?}"
+    );
+    assert_eq!(
+        (attempts[0].try_number, attempts[0].state.as_str()),
+        (1, "failed")
+    );
+
+    // Stale clears (the task is no longer in the state read), another run's task
+    // and nothing at all change nothing.
+    let stale = [
+        ClearTask {
+            ti: t2.id,
+            from: TaskState::Failed,
+            max_tries: 9,
+        },
+        ClearTask {
+            ti: t1.id,
+            from: TaskState::Failed,
+            max_tries: 9,
+        },
+    ];
+    assert_eq!(
+        store.clear_tasks(run, &stale).await.expect("clear_tasks"),
+        0,
+        "a clear of a task no longer in the state read must not apply"
+    );
+    assert_eq!(
+        store
+            .clear_tasks(RunId(run.0 + 1_000_000), &[clear(&t1)])
+            .await
+            .expect("clear_tasks"),
+        0,
+        "clear_tasks only clears task instances of the run named"
+    );
+    assert_eq!(store.clear_tasks(run, &[]).await.expect("clear_tasks"), 0);
+    let row = store.get_task(t2.id).await.expect("get_task").unwrap();
+    assert_eq!(
+        (row.state, row.max_tries),
+        (TaskState::None, t2.try_number + 2)
+    );
+    let row = store.get_task(t1.id).await.expect("get_task").unwrap();
+    assert_eq!(
+        (row.state, row.max_tries),
+        (TaskState::Success, t1.max_tries)
+    );
+
+    // Run again: the next claim is the next try, with a new attempt record.
+    assert_eq!(
+        store.promote_runs().await.expect("promote_runs"),
+        vec![run],
+        "a run queued again by a clear is started again"
+    );
+    queue_tasks(store, dag.id(), run, &["t2"]).await;
+    let claims = store
+        .claim("w2", "host-2", &queues(&["default"]), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].task.id, t2.id);
+    assert_eq!(
+        claims[0].task.try_number,
+        t2.try_number + 1,
+        "a cleared task's next claim is the next try"
+    );
+    let attempts = store.attempts(t2.id).await.expect("attempts");
+    let tries: Vec<(u32, &str)> = attempts
+        .iter()
+        .map(|a| (a.try_number, a.state.as_str()))
+        .collect();
+    assert_eq!(tries, vec![(1, "failed"), (2, "running")]);
+
+    // A running task instance is not cleared, whatever state is claimed for it.
+    assert_eq!(
+        store
+            .clear_tasks(
+                run,
+                &[ClearTask {
+                    ti: t2.id,
+                    from: TaskState::Running,
+                    max_tries: 9,
+                }]
+            )
+            .await
+            .expect("clear_tasks"),
+        0,
+        "clearing a running task instance must be ignored"
+    );
+    let row = store.get_task(t2.id).await.expect("get_task").unwrap();
+    assert_eq!(
+        (row.state, row.worker_id.as_deref(), row.max_tries),
+        (TaskState::Running, Some("w2"), t2.try_number + 2),
+        "an ignored clear changes nothing"
+    );
+
+    // Clearing a finished task of a running run leaves the run running.
+    assert_eq!(
+        store
+            .clear_tasks(run, &[clear(&t1)])
+            .await
+            .expect("clear_tasks"),
+        1
+    );
+    assert_eq!(
+        store
+            .get_run(run)
+            .await
+            .expect("get_run")
+            .expect("the run")
+            .state,
+        RunState::Running,
+        "clearing tasks of a running run leaves it running"
+    );
+}
+
+// ---------- listings for the web ----------
+
+fn nonzero(counts: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| (k.clone(), *n))
+        .collect()
+}
+
+fn counted(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
+}
+
+/// `list_runs` pages newest first with `before`, and filters by run type;
+/// `recent_runs` gives each DAG's newest runs; `tasks_of_runs` the task
+/// instances of exactly the runs given; `counts` the unfinished runs and task
+/// instances by state; `list_versions` a DAG's versions, newest first.
+pub async fn listing_for_the_web<S: Store + ?Sized>(store: &S) {
+    let alpha = seed(store, "dags/alpha.yaml", &flat_dag_source("alpha", 2, "")).await;
+    let etl = seed(store, "dags/etl.yaml", ETL_V1).await;
+    let a1 = create(
+        store,
+        &new_run(&alpha, "scheduled__1", RunType::Scheduled, day(1)),
+    )
+    .await;
+    let e1 = create(
+        store,
+        &new_run(&etl, "scheduled__1", RunType::Scheduled, day(1)),
+    )
+    .await;
+    let a2 = create(
+        store,
+        &new_run(&alpha, "manual__2", RunType::Manual, day(2)),
+    )
+    .await;
+    let e2 = create(store, &new_run(&etl, "manual__2", RunType::Manual, day(2))).await;
+    let a3 = create(
+        store,
+        &new_run(&alpha, "backfill__3", RunType::Backfill, day(3)),
+    )
+    .await;
+    let newest_first = vec![a3, e2, a2, e1, a1];
+
+    // Paging: every run once, newest first.
+    let mut walked = Vec::new();
+    let mut before = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_runs(&RunFilter {
+                before,
+                limit: 2,
+                ..RunFilter::default()
+            })
+            .await
+            .expect("list_runs");
+        assert!(page.len() <= 2, "list_runs must respect the limit");
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        walked.extend(page.iter().map(|r| r.id));
+        pages += 1;
+        assert!(pages <= 10, "paging does not end: {walked:?}");
+    }
+    assert_eq!(
+        walked, newest_first,
+        "paging with `before` walks every run once, newest first"
+    );
+    assert_eq!(pages, 3, "5 runs in pages of 2");
+    let page = store
+        .list_runs(&RunFilter {
+            dag_id: Some(alpha.id().clone()),
+            before: Some(a3),
+            ..RunFilter::default()
+        })
+        .await
+        .expect("list_runs");
+    assert_eq!(
+        page.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![a2, a1],
+        "`before` combines with the other filters"
+    );
+
+    let of_type = async |dag_id: Option<&DagId>, run_type| {
+        store
+            .list_runs(&RunFilter {
+                dag_id: dag_id.cloned(),
+                run_type: Some(run_type),
+                ..RunFilter::default()
+            })
+            .await
+            .expect("list_runs")
+            .iter()
+            .map(|r| {
+                assert_eq!(r.run_type, run_type, "the run_type filter: {r:#?}");
+                r.id
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of_type(None, RunType::Manual).await, vec![e2, a2]);
+    assert_eq!(of_type(None, RunType::Scheduled).await, vec![e1, a1]);
+    assert_eq!(of_type(None, RunType::Backfill).await, vec![a3]);
+    assert_eq!(
+        of_type(Some(etl.id()), RunType::Manual).await,
+        vec![e2],
+        "run_type combines with dag_id"
+    );
+    assert!(of_type(Some(etl.id()), RunType::Backfill).await.is_empty());
+
+    // recent_runs: at most `per_dag` per DAG, newest first within each.
+    let per_dag = |runs: &[RunRow], dag: &DagId| -> Vec<RunId> {
+        runs.iter()
+            .filter(|r| &r.dag_id == dag)
+            .map(|r| r.id)
+            .collect()
+    };
+    let recent = store.recent_runs(2).await.expect("recent_runs");
+    assert_eq!(recent.len(), 4, "two runs of each of two DAGs: {recent:#?}");
+    assert_eq!(per_dag(&recent, alpha.id()), vec![a3, a2]);
+    assert_eq!(per_dag(&recent, etl.id()), vec![e2, e1]);
+    let recent = store.recent_runs(10).await.expect("recent_runs");
+    assert_eq!(per_dag(&recent, alpha.id()), vec![a3, a2, a1]);
+    assert_eq!(per_dag(&recent, etl.id()), vec![e2, e1]);
+
+    // tasks_of_runs: the task instances of exactly the runs given.
+    let mut expected = ids(&tasks_of(store, a1).await);
+    expected.extend(ids(&tasks_of(store, e2).await));
+    let got = store.tasks_of_runs(&[a1, e2]).await.expect("tasks_of_runs");
+    assert_eq!(got.len(), 4, "two task instances in each run: {got:#?}");
+    assert_eq!(
+        ids(&got),
+        expected,
+        "tasks_of_runs returns the runs' task instances"
+    );
+    assert!(
+        store
+            .tasks_of_runs(&[])
+            .await
+            .expect("tasks_of_runs")
+            .is_empty(),
+        "no runs, no task instances"
+    );
+    assert!(
+        store
+            .tasks_of_runs(&[RunId(999_999)])
+            .await
+            .expect("tasks_of_runs")
+            .is_empty()
+    );
+
+    // counts (unfinished work only): runs running a1 and e2, queued a2 and a3,
+    // e1 failed (not counted).
+    let promoted: BTreeSet<RunId> = store
+        .promote_runs()
+        .await
+        .expect("promote_runs")
+        .into_iter()
+        .collect();
+    assert_eq!(promoted, BTreeSet::from([a1, e1, e2]));
+    assert!(
+        store
+            .finish_run(e1, RunState::Failed)
+            .await
+            .expect("finish_run")
+    );
+    // Tasks: a1's t1, t2 and e2's load queued, e2's extract running, the other
+    // five none; e1's extract skipped (not counted).
+    queue_tasks(store, alpha.id(), a1, &["t1", "t2"]).await;
+    queue_tasks(store, etl.id(), e2, &["extract", "load"]).await;
+    let claims = store
+        .claim("w1", "host-1", &queues(&["default"]), 1)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 1);
+    assert_eq!(
+        (claims[0].task.run_id, claims[0].task.task_id.as_str()),
+        (e2, "extract"),
+        "the highest priority is claimed"
+    );
+    let e1_extract = ti_of(store, e1, "extract").await.id;
+    assert_eq!(
+        store
+            .apply_transitions(&[Transition {
+                ti: e1_extract,
+                from: TaskState::None,
+                to: TaskState::Skipped,
+                retry_at: None,
+            }])
+            .await
+            .expect("apply_transitions"),
+        1
+    );
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(
+        nonzero(&counts.runs_by_state),
+        counted(&[("queued", 2), ("running", 2)]),
+        "queued and running runs by state (finished ones are not counted): {counts:#?}"
+    );
+    assert_eq!(
+        nonzero(&counts.tasks_by_state),
+        counted(&[("none", 5), ("queued", 3), ("running", 1)]),
+        "unfinished task instances by state (finished ones are not counted): {counts:#?}"
+    );
+    assert_eq!(
+        nonzero(&counts.queued_by_queue),
+        counted(&[("default", 2), ("io", 1)]),
+        "queued task instances by queue: {counts:#?}"
+    );
+
+    // list_versions: newest first.
+    let etl2 = seed(store, "dags/etl.yaml", ETL_V2).await;
+    let versions = store.list_versions(etl.id()).await.expect("list_versions");
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| v.version_hash.as_str())
+            .collect::<Vec<_>>(),
+        vec![etl2.hash.as_str(), etl.hash.as_str()],
+        "both versions, newest first: {versions:#?}"
+    );
+    assert!(versions.iter().all(|v| v.file == "dags/etl.yaml"));
+    assert!(versions[0].created_at >= versions[1].created_at);
+    let alpha_versions = store
+        .list_versions(alpha.id())
+        .await
+        .expect("list_versions");
+    assert_eq!(alpha_versions.len(), 1);
+    assert_eq!(alpha_versions[0].version_hash, alpha.hash);
+    assert!(
+        store
+            .list_versions(&DagId::from("nope"))
+            .await
+            .expect("list_versions")
+            .is_empty()
+    );
+}
+
+// ---------- backfills ----------
+
+/// A backfill reports the backfill runs of its DAG with a logical date in its
+/// range (bounds included) by state; backfills are listed newest first.
+pub async fn backfills_progress<S: Store + ?Sized>(store: &S) {
+    let dag = seed(
+        store,
+        "dags/bf.yaml",
+        &flat_dag_source("bf", 1, "max_active_runs: 10"),
+    )
+    .await;
+    let other = seed(
+        store,
+        "dags/bf_other.yaml",
+        &flat_dag_source("bf_other", 1, ""),
+    )
+    .await;
+    let started = store.now().await.expect("now");
+    let b1 = store
+        .create_backfill(dag.id(), day(1), day(4), Some("dora"))
+        .await
+        .expect("create_backfill");
+
+    let backfill = async |d: &Seeded, n: i64| {
+        create(
+            store,
+            &new_run(d, &format!("backfill__{n}"), RunType::Backfill, day(n)),
+        )
+        .await
+    };
+    let first = backfill(&dag, 1).await;
+    let second = backfill(&dag, 2).await;
+    // Not counted: before and after the range, not backfill runs, another DAG.
+    backfill(&dag, 0).await;
+    backfill(&dag, 5).await;
+    create(
+        store,
+        &new_run(&dag, "scheduled__3", RunType::Scheduled, day(3)),
+    )
+    .await;
+    create(store, &new_run(&dag, "manual__2", RunType::Manual, day(2))).await;
+    backfill(&other, 2).await;
+    assert_eq!(
+        store.promote_runs().await.expect("promote_runs").len(),
+        7,
+        "every run starts"
+    );
+    assert!(
+        store
+            .finish_run(first, RunState::Success)
+            .await
+            .expect("finish_run")
+    );
+    assert!(
+        store
+            .finish_run(second, RunState::Failed)
+            .await
+            .expect("finish_run")
+    );
+    // On the upper bound, still queued.
+    backfill(&dag, 4).await;
+
+    let expected = counted(&[("failed", 1), ("queued", 1), ("success", 1)]);
+    let as_counts = |runs: &BTreeMap<String, u32>| -> BTreeMap<String, u64> {
+        runs.iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| (k.clone(), u64::from(*n)))
+            .collect()
+    };
+    let row = store
+        .get_backfill(b1)
+        .await
+        .expect("get_backfill")
+        .expect("the backfill");
+    assert_eq!(row.id, b1);
+    assert_eq!(&row.dag_id, dag.id());
+    assert_eq!((row.from_date, row.to_date), (day(1), day(4)));
+    assert_eq!(row.created_by.as_deref(), Some("dora"));
+    assert!(
+        row.created_at >= started,
+        "created_at is the store's now: {row:#?}"
+    );
+    assert_eq!(
+        as_counts(&row.runs),
+        expected,
+        "only the DAG's backfill runs with a logical date in the range (bounds \
+         included) are counted, by state: {row:#?}"
+    );
+
+    let b2 = store
+        .create_backfill(dag.id(), day(5), day(5), None)
+        .await
+        .expect("create_backfill");
+    let b3 = store
+        .create_backfill(other.id(), day(10), day(12), Some("erin"))
+        .await
+        .expect("create_backfill");
+    let row = store.get_backfill(b2).await.expect("get_backfill").unwrap();
+    assert_eq!(row.created_by, None);
+    assert_eq!(
+        as_counts(&row.runs),
+        counted(&[("running", 1)]),
+        "a one-day range counts its day's run: {row:#?}"
+    );
+    let row = store.get_backfill(b3).await.expect("get_backfill").unwrap();
+    assert!(
+        as_counts(&row.runs).is_empty(),
+        "a backfill without runs yet counts none: {row:#?}"
+    );
+
+    let listed = store
+        .list_backfills(Some(dag.id()), 10)
+        .await
+        .expect("list_backfills");
+    assert_eq!(
+        listed.iter().map(|b| b.id).collect::<Vec<_>>(),
+        vec![b2, b1],
+        "a DAG's backfills, newest first"
+    );
+    assert_eq!(
+        as_counts(&listed[1].runs),
+        expected,
+        "listed backfills carry their progress"
+    );
+    let all = store
+        .list_backfills(None, 10)
+        .await
+        .expect("list_backfills");
+    assert_eq!(
+        all.iter().map(|b| b.id).collect::<Vec<_>>(),
+        vec![b3, b2, b1],
+        "every backfill, newest first"
+    );
+    let limited = store.list_backfills(None, 2).await.expect("list_backfills");
+    assert_eq!(
+        limited.iter().map(|b| b.id).collect::<Vec<_>>(),
+        vec![b3, b2],
+        "list_backfills respects the limit"
+    );
+    assert!(
+        store
+            .list_backfills(Some(&DagId::from("nope")), 10)
+            .await
+            .expect("list_backfills")
+            .is_empty()
+    );
+    assert!(
+        store
+            .get_backfill(b3 + 1_000_000)
+            .await
+            .expect("get_backfill")
+            .is_none(),
+        "an unknown backfill is None"
+    );
+}
+
+// ---------- users, sessions and API tokens ----------
+
+/// Users round-trip; a session or token is found by its hash until it expires,
+/// is deleted or revoked, its user's password changes (sessions) or its user is
+/// deleted.
+pub async fn users_sessions_tokens<S: Store + ?Sized>(store: &S) {
+    let hash_a = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaC1h";
+    assert!(
+        store
+            .create_user("ann", "admin", hash_a)
+            .await
+            .expect("create_user"),
+        "creating a new user must return true"
+    );
+    assert!(
+        !store
+            .create_user("ann", "viewer", "other")
+            .await
+            .expect("create_user"),
+        "creating an existing user must return false"
+    );
+    assert!(
+        store
+            .create_user("bob", "viewer", "hash-b")
+            .await
+            .expect("create_user")
+    );
+    let ann = store
+        .get_user("ann")
+        .await
+        .expect("get_user")
+        .expect("ann exists");
+    assert_eq!(
+        (
+            ann.name.as_str(),
+            ann.role.as_str(),
+            ann.password_hash.as_str()
+        ),
+        ("ann", "admin", hash_a),
+        "a user round-trips, and a second create_user changes nothing"
+    );
+    assert!(store.get_user("nobody").await.expect("get_user").is_none());
+    let mut users: Vec<(String, String, String)> = store
+        .list_users()
+        .await
+        .expect("list_users")
+        .into_iter()
+        .map(|u| (u.name, u.role, u.password_hash))
+        .collect();
+    users.sort();
+    assert_eq!(
+        users,
+        vec![
+            ("ann".to_owned(), "admin".to_owned(), hash_a.to_owned()),
+            ("bob".to_owned(), "viewer".to_owned(), "hash-b".to_owned()),
+        ]
+    );
+
+    // Sessions.
+    let now = store.now().await.expect("now").as_second();
+    let at = |s: i64| Timestamp::from_second(now + s).expect("a valid timestamp");
+    store
+        .create_session("sess-a", "ann", "csrf-a", at(3600))
+        .await
+        .expect("create_session");
+    let s = store
+        .get_session("sess-a")
+        .await
+        .expect("get_session")
+        .expect("a live session is found by its hash");
+    assert_eq!(
+        (s.user.as_str(), s.role.as_str(), s.csrf_token.as_str()),
+        ("ann", "admin", "csrf-a")
+    );
+    assert_eq!(s.expires_at, at(3600));
+    store
+        .create_session("sess-old", "ann", "csrf-o", at(-60))
+        .await
+        .expect("create_session");
+    assert!(
+        store
+            .get_session("sess-old")
+            .await
+            .expect("get_session")
+            .is_none(),
+        "an expired session is not returned"
+    );
+    assert!(
+        store
+            .get_session("sess-nope")
+            .await
+            .expect("get_session")
+            .is_none()
+    );
+    store
+        .delete_session("sess-a")
+        .await
+        .expect("delete_session");
+    assert!(
+        store
+            .get_session("sess-a")
+            .await
+            .expect("get_session")
+            .is_none(),
+        "a deleted session is gone"
+    );
+    store
+        .delete_session("sess-a")
+        .await
+        .expect("deleting a missing session is not an error");
+
+    // A new password ends the user's sessions, not other users'.
+    store
+        .create_session("sess-b", "ann", "csrf-b", at(3600))
+        .await
+        .expect("create_session");
+    store
+        .create_session("sess-bob", "bob", "csrf-bob", at(3600))
+        .await
+        .expect("create_session");
+    assert!(
+        store
+            .set_password("ann", "hash-a2")
+            .await
+            .expect("set_password")
+    );
+    assert_eq!(
+        store
+            .get_user("ann")
+            .await
+            .expect("get_user")
+            .unwrap()
+            .password_hash,
+        "hash-a2"
+    );
+    assert!(
+        store
+            .get_session("sess-b")
+            .await
+            .expect("get_session")
+            .is_none(),
+        "set_password ends the user's sessions"
+    );
+    assert_eq!(
+        store
+            .get_session("sess-bob")
+            .await
+            .expect("get_session")
+            .expect("another user's session is kept")
+            .role,
+        "viewer"
+    );
+    assert!(
+        !store
+            .set_password("nobody", "x")
+            .await
+            .expect("set_password"),
+        "set_password of a missing user must return false"
+    );
+
+    // API tokens.
+    store
+        .create_token("ci", "nobody", "sec-x", None)
+        .await
+        .expect_err("a token for a missing user must be refused");
+    let ci = store
+        .create_token("ci", "ann", "sec-1", None)
+        .await
+        .expect("create_token");
+    let laptop = store
+        .create_token("laptop", "ann", "sec-2", Some(at(86_400)))
+        .await
+        .expect("create_token");
+    let bot = store
+        .create_token("bot", "bob", "sec-3", None)
+        .await
+        .expect("create_token");
+    let old = store
+        .create_token("old", "bob", "sec-4", Some(at(-60)))
+        .await
+        .expect("create_token");
+    assert_eq!(
+        BTreeSet::from([ci, laptop, bot, old]).len(),
+        4,
+        "token ids are unique"
+    );
+    let t = store
+        .get_token("sec-1")
+        .await
+        .expect("get_token")
+        .expect("a live token is found by its hash");
+    assert_eq!(
+        (t.id, t.name.as_str(), t.user.as_str(), t.role.as_str()),
+        (ci, "ci", "ann", "admin")
+    );
+    assert_eq!(t.expires_at, None);
+    let t = store
+        .get_token("sec-2")
+        .await
+        .expect("get_token")
+        .expect("a token that expires tomorrow is live");
+    assert_eq!((t.id, t.expires_at), (laptop, Some(at(86_400))));
+    assert_eq!(
+        store
+            .get_token("sec-3")
+            .await
+            .expect("get_token")
+            .expect("bob's token")
+            .role,
+        "viewer",
+        "a token carries its user's role"
+    );
+    assert!(
+        store.get_token("sec-4").await.expect("get_token").is_none(),
+        "an expired token is not returned"
+    );
+    assert!(
+        store
+            .get_token("sec-nope")
+            .await
+            .expect("get_token")
+            .is_none()
+    );
+    let token_ids = async |user: Option<&str>| -> BTreeSet<i64> {
+        store
+            .list_tokens(user)
+            .await
+            .expect("list_tokens")
+            .iter()
+            .map(|t| t.id)
+            .collect()
+    };
+    assert_eq!(
+        token_ids(Some("ann")).await,
+        BTreeSet::from([ci, laptop]),
+        "list_tokens of a user lists only theirs"
+    );
+    let everyone = token_ids(None).await;
+    assert!(
+        everyone.is_superset(&BTreeSet::from([ci, laptop, bot]))
+            && everyone.is_subset(&BTreeSet::from([ci, laptop, bot, old])),
+        "list_tokens(None) lists every user's tokens: {everyone:?}"
+    );
+    assert!(store.revoke_token(ci).await.expect("revoke_token"));
+    assert!(
+        !store.revoke_token(ci).await.expect("revoke_token"),
+        "revoking a revoked token must return false"
+    );
+    assert!(
+        store.get_token("sec-1").await.expect("get_token").is_none(),
+        "a revoked token is not returned"
+    );
+    assert_eq!(token_ids(Some("ann")).await, BTreeSet::from([laptop]));
+
+    // Deleting a user deletes their sessions and tokens, and nobody else's.
+    store
+        .create_session("sess-c", "ann", "csrf-c", at(3600))
+        .await
+        .expect("create_session");
+    assert!(store.delete_user("ann").await.expect("delete_user"));
+    assert!(store.get_user("ann").await.expect("get_user").is_none());
+    assert!(
+        store
+            .get_session("sess-c")
+            .await
+            .expect("get_session")
+            .is_none(),
+        "a deleted user's sessions are gone"
+    );
+    assert!(
+        store.get_token("sec-2").await.expect("get_token").is_none(),
+        "a deleted user's tokens are gone"
+    );
+    assert!(token_ids(Some("ann")).await.is_empty());
+    assert!(
+        !token_ids(None).await.contains(&laptop),
+        "a deleted user's tokens are not listed"
+    );
+    assert!(
+        !store.delete_user("ann").await.expect("delete_user"),
+        "deleting a missing user must return false"
+    );
+    assert!(
+        store.get_token("sec-3").await.expect("get_token").is_some(),
+        "other users' tokens are kept"
+    );
+    assert!(
+        store
+            .get_session("sess-bob")
+            .await
+            .expect("get_session")
+            .is_some(),
+        "other users' sessions are kept"
+    );
+    assert_eq!(
+        store
+            .list_users()
+            .await
+            .expect("list_users")
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["bob"]
     );
 }

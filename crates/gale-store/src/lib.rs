@@ -679,7 +679,8 @@ pub trait Store: Send + Sync + 'static {
         csrf_token: &str,
         expires_at: Timestamp,
     ) -> Result<()>;
-    /// A session that has not expired (expired ones are deleted on the way).
+    /// A session that has not expired (expired rows are removed by the next
+    /// `create_session`).
     async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRow>>;
     async fn delete_session(&self, id_hash: &str) -> Result<()>;
     async fn create_token(

@@ -392,7 +392,7 @@ impl PgStore {
         let (dag, hash) = (dag_id.0.clone(), version_hash.to_owned());
         let tasks = task_ids.to_vec();
         let last_task = task_ids.last().cloned().unwrap_or_default();
-        let runs = i64::from(runs);
+        let runs = i32::try_from(runs).unwrap_or(i32::MAX);
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
@@ -402,13 +402,13 @@ impl PgStore {
                      INSERT INTO runs (dag_id, run_key, run_type, version_hash, logical_date,
                                        interval_start, interval_end, conf, state, created_at,
                                        started_at, ended_at)
-                     SELECT $1, 'seed__' || i, 'scheduled', $2, $4 + i * interval '1 hour',
-                            $4 + i * interval '1 hour', $4 + (i + 1) * interval '1 hour', '{}',
+                     SELECT $1, 'seed__' || i, 'scheduled', $2, $4::timestamptz + i * interval '1 hour',
+                            $4::timestamptz + i * interval '1 hour', $4::timestamptz + (i + 1) * interval '1 hour', '{}',
                             CASE WHEN i % 50 = 49 THEN 'failed' ELSE 'success' END,
-                            $4 + (i + 1) * interval '1 hour',
-                            $4 + (i + 1) * interval '1 hour' + interval '1 ms',
-                            $4 + (i + 1) * interval '1 hour' + interval '1 minute'
-                     FROM generate_series(0, $3 - 1) i
+                            $4::timestamptz + (i + 1) * interval '1 hour',
+                            $4::timestamptz + (i + 1) * interval '1 hour' + interval '1 ms',
+                            $4::timestamptz + (i + 1) * interval '1 hour' + interval '1 minute'
+                     FROM generate_series(0, $3::int - 1) i
                      RETURNING id)
                  SELECT min(id), max(id) FROM r",
                 &[&dag, &hash, &runs, &start],
@@ -439,7 +439,7 @@ impl PgStore {
         )
         .await?;
         tx.execute(
-            "UPDATE dags SET last_interval_end = $2 + $3 * interval '1 hour' WHERE dag_id = $1",
+            "UPDATE dags SET last_interval_end = $2::timestamptz + make_interval(hours => $3::int) WHERE dag_id = $1",
             &[&dag, &start, &runs],
         )
         .await?;

@@ -4,8 +4,11 @@
 
 use std::time::Duration;
 
+use gale_model::TaskState;
+use gale_model::dag::{content_hash, parse};
 use gale_store::postgres::PgStore;
-use gale_store::{Store, conformance};
+use gale_store::{NewRun, NewTask, RunMark, RunType, Store, Transition, conformance};
+use jiff::Timestamp;
 
 /// A fresh, migrated store on its own database; `None` (a loud skip) when
 /// PostgreSQL cannot be started outside CI.
@@ -77,5 +80,107 @@ async fn an_unreachable_database_is_a_clear_retryable_error() {
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "gave up within its wait"
+    );
+}
+
+/// A run cancelled while a worker claims its tasks: every attempt a claim opened
+/// is ended with the run, none is left `running` under a failed task (a claim
+/// committing between `mark_run`'s attempt and task updates used to be).
+#[tokio::test]
+async fn cancel_racing_claims_leaves_no_attempt_running() {
+    let Some(store) = fresh("cancel_racing_claims").await else {
+        return;
+    };
+    let mut source = String::from("id: race\ntasks:\n");
+    for i in 0..40 {
+        source.push_str(&format!("  t{i}:\n    run: 'true'\n"));
+    }
+    let dag = parse("dags/race.yaml", "race", &source).expect("fixture parses");
+    let hash = content_hash(&source);
+    store
+        .upsert_dag(&dag, "dags/race.yaml", &source, &hash, "host:/dags")
+        .await
+        .expect("upsert_dag");
+    let mut stuck = Vec::new();
+    for round in 0..12u32 {
+        let at = Timestamp::from_second(1_767_225_600 + i64::from(round) * 86_400).unwrap();
+        let run = store
+            .create_run(&NewRun {
+                dag_id: dag.id.clone(),
+                run_key: format!("manual__{round}"),
+                run_type: RunType::Manual,
+                version_hash: hash.clone(),
+                logical_date: at,
+                interval_start: at,
+                interval_end: at,
+                conf: serde_json::Map::new(),
+                tasks: dag
+                    .tasks
+                    .iter()
+                    .map(|t| NewTask {
+                        task_id: t.id.clone(),
+                        max_tries: 1,
+                        queue: t.queue.clone(),
+                        priority: t.priority,
+                        pool: t.pool.clone(),
+                    })
+                    .collect(),
+            })
+            .await
+            .expect("create_run")
+            .expect("a run");
+        let tis: Vec<_> = store
+            .run_tasks(run)
+            .await
+            .expect("run_tasks")
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        let scheduled: Vec<Transition> = tis
+            .iter()
+            .map(|&ti| Transition {
+                ti,
+                from: TaskState::None,
+                to: TaskState::Scheduled,
+                retry_at: None,
+            })
+            .collect();
+        store
+            .apply_transitions(&scheduled)
+            .await
+            .expect("apply_transitions");
+        store.enqueue(&dag.id, &tis, None).await.expect("enqueue");
+        let default = vec!["default".to_owned()];
+        let claims = async {
+            loop {
+                match store.claim("w", "h", &default, 1).await {
+                    Ok(c) if c.is_empty() => break,
+                    Ok(_) => {}
+                    Err(e) => assert!(e.is_retryable(), "{e}"),
+                }
+            }
+        };
+        let cancel = async {
+            tokio::time::sleep(Duration::from_micros(200 * u64::from(round % 10))).await;
+            loop {
+                match store.mark_run(run, RunMark::Cancel, "op").await {
+                    Ok(done) => break done,
+                    Err(e) => assert!(e.is_retryable(), "{e}"),
+                }
+            }
+        };
+        let ((), cancelled) = tokio::join!(claims, cancel);
+        assert!(cancelled);
+        for ti in &tis {
+            for a in store.attempts(*ti).await.expect("attempts") {
+                if a.state == "running" {
+                    stuck.push((round, *ti));
+                }
+            }
+        }
+    }
+    assert!(
+        stuck.is_empty(),
+        "attempts left running under a cancelled run: {stuck:?}"
     );
 }
