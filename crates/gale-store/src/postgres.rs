@@ -2020,8 +2020,7 @@ impl Store for PgStore {
                 let changed = tx
                     .exec(
                         &format!(
-                            "UPDATE runs SET state = $2, ended_at = now(),
-                                 started_at = coalesce(started_at, now())
+                            "UPDATE runs SET state = $2, ended_at = now()
                              WHERE id = $1 AND {from}"
                         ),
                         &[&run_id.0, &run_state],
@@ -2052,14 +2051,15 @@ impl Store for PgStore {
                 .await?;
                 let sql = match mark {
                     RunMark::Success => {
-                        "UPDATE task_instances SET state = 'success', ended_at = now(), updated_at = now()
+                        "UPDATE task_instances SET state = 'success', ended_at = now(), updated_at = now(),
+                             retry_at = NULL
                          WHERE run_id = $1
                            AND state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')"
                     }
                     RunMark::Failed | RunMark::Cancel => {
                         "UPDATE task_instances SET
                              state = CASE WHEN state IN ('queued', 'running') THEN 'failed' ELSE 'skipped' END,
-                             ended_at = now(), updated_at = now()
+                             ended_at = now(), updated_at = now(), retry_at = NULL
                          WHERE run_id = $1
                            AND state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')"
                     }
@@ -2272,7 +2272,7 @@ impl Store for PgStore {
 
     async fn list_backfills(&self, dag_id: Option<&DagId>, limit: u32) -> Result<Vec<BackfillRow>> {
         let dag_id = dag_id.map(|d| d.0.clone());
-        let limit = i64::from(limit.clamp(1, 1000));
+        let limit = i64::from(if limit == 0 { 100 } else { limit.min(1000) });
         self.single(move |c| {
             Box::pin(async move {
                 let sql = format!(

@@ -1714,7 +1714,7 @@ impl Store for SqliteStore {
             let changed = tx
                 .execute(
                     &format!(
-                        "UPDATE runs SET state = ?2, ended_at = ?3, started_at = coalesce(started_at, ?3)
+                        "UPDATE runs SET state = ?2, ended_at = ?3
                          WHERE id = ?1 AND {from}"
                     ),
                     params![run_id.0, run_state, now],
@@ -1733,13 +1733,13 @@ impl Store for SqliteStore {
             .map_err(map_err)?;
             let sql = match mark {
                 RunMark::Success => {
-                    "UPDATE task_instances SET state = 'success', ended_at = ?2, updated_at = ?2
+                    "UPDATE task_instances SET state = 'success', ended_at = ?2, updated_at = ?2, retry_at = NULL
                      WHERE run_id = ?1 AND state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')"
                 }
                 RunMark::Failed | RunMark::Cancel => {
                     "UPDATE task_instances SET
                          state = CASE WHEN state IN ('queued', 'running') THEN 'failed' ELSE 'skipped' END,
-                         ended_at = ?2, updated_at = ?2
+                         ended_at = ?2, updated_at = ?2, retry_at = NULL
                      WHERE run_id = ?1 AND state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')"
                 }
             };
@@ -1922,7 +1922,7 @@ impl Store for SqliteStore {
     async fn list_backfills(&self, dag_id: Option<&DagId>, limit: u32) -> Result<Vec<BackfillRow>> {
         let dag_id = dag_id.map(|d| d.0.clone());
         self.call(move |conn| {
-            let limit = limit.clamp(1, 1000);
+            let limit = if limit == 0 { 100 } else { limit.min(1000) };
             let mut rows = query_all(
                 conn,
                 &format!(
