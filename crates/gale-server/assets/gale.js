@@ -1,7 +1,9 @@
 // Gale's browser helpers, with no framework and no build step:
 //   (a) every htmx request that can change something carries the CSRF token;
 //   (b) <pre class="log" data-follow-url="..."> follows a running attempt's log;
-//   (c) forms (or their submit buttons) with data-confirm="..." ask first.
+//   (c) forms (or their submit buttons) with data-confirm="..." ask first;
+//   (d) <select data-autosubmit> submits its form when changed;
+//   (e) a self-refreshing part whose session ended sends the page to the login.
 // Everything from the server is inserted as text, never as markup.
 (function () {
   "use strict";
@@ -147,6 +149,29 @@
     },
     true
   );
+
+  // (d) Auto-submitting selects -------------------------------------------------
+
+  document.addEventListener("change", function (event) {
+    var el = event.target;
+    if (el && el.matches && el.matches("select[data-autosubmit]") && el.form) {
+      if (el.form.requestSubmit) el.form.requestSubmit();
+      else el.form.submit();
+    }
+  });
+
+  // (e) Expired sessions ----------------------------------------------------------
+
+  // A poll after the session ended is redirected to the login page: rather than
+  // swap that page into a fragment, load it whole (it brings the user back here).
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail && event.detail.xhr;
+    var url = (xhr && xhr.responseURL) || "";
+    if (url && new URL(url, window.location.href).pathname === "/login") {
+      event.detail.shouldSwap = false;
+      window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname + window.location.search));
+    }
+  });
 
   // Start-up --------------------------------------------------------------------
 

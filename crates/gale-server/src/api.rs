@@ -48,6 +48,12 @@ impl utoipa::Modify for BearerAuth {
 
 /// Every API route, with its OpenAPI description.
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    let mut router = routes();
+    describe_problems(router.get_openapi_mut());
+    router
+}
+
+fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(version))
         .routes(routes!(list_dags))
@@ -73,6 +79,71 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(list_nodes))
         .routes(routes!(list_pools))
 }
+
+/// Makes the document say what every operation answers besides its own
+/// responses, as the extractors and the authentication middleware do: errors
+/// are `application/problem+json` (not the `application/json` utoipa
+/// assumes for `body = Problem`); 401 without a valid credential and 403
+/// without the role, since every operation needs one; 400 for a malformed
+/// parameter or body; 413 and 415 for a body too large or not JSON.
+fn describe_problems(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            let takes_body = op.request_body.is_some();
+            let takes_parameters = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let responses = &mut op.responses.responses;
+            for (status, response) in responses.iter_mut() {
+                if let (true, RefOr::T(response)) = (status.starts_with(['4', '5']), response) {
+                    response.content = std::mem::take(&mut response.content)
+                        .into_iter()
+                        .map(|(kind, content)| match kind.as_str() {
+                            "application/json" => (PROBLEM_JSON.to_owned(), content),
+                            _ => (kind, content),
+                        })
+                        .collect();
+                }
+            }
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| RefOr::T(problem(description)));
+            };
+            if takes_body || takes_parameters {
+                add("400", "A malformed parameter or body");
+            }
+            add(
+                "401",
+                "No credential, or an unknown, revoked or expired one",
+            );
+            add("403", "The caller's role may not do this");
+            if takes_body {
+                add("413", "The body is larger than 1 MiB");
+                add("415", "The body is not sent as `application/json`");
+            }
+        }
+    }
+}
+
+const PROBLEM_JSON: &str = "application/problem+json";
 
 impl From<anyhow::Error> for ErrorKind {
     fn from(e: anyhow::Error) -> ErrorKind {
@@ -205,6 +276,7 @@ pub struct DagQuery {
     /// Include DAGs whose file is gone (default false).
     pub include_inactive: Option<bool>,
     /// 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     pub offset: Option<usize>,
 }
@@ -338,6 +410,7 @@ pub struct RunQuery {
     /// Only runs with a smaller id (the next page).
     pub before: Option<i64>,
     /// 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -362,8 +435,15 @@ pub struct TriggerRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MarkRequest {
-    /// `success` or `failed`.
-    pub state: String,
+    pub state: MarkAs,
+}
+
+/// The state a run or task is marked with.
+#[derive(Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkAs {
+    Success,
+    Failed,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -484,6 +564,7 @@ pub struct LogQuery {
     /// Only lines after this sequence number (from `next_after`).
     pub after: Option<i64>,
     /// 1–10000 lines (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
     /// Wait up to 10 s for new lines while the attempt runs.
     pub follow: Option<bool>,
@@ -572,6 +653,7 @@ pub struct BackfillCreated {
 pub struct BackfillQuery {
     pub dag_id: Option<String>,
     /// 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -579,6 +661,7 @@ pub struct BackfillQuery {
 #[into_params(parameter_in = Query)]
 pub struct LimitQuery {
     /// 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -660,13 +743,10 @@ async fn task_of(store: &dyn Store, run_id: i64, task_id: &str) -> ApiResult<gal
         .ok_or_else(|| ApiError::not_found(format!("run {run_id} has no task {task_id:?}")))
 }
 
-fn mark_state(state: &str) -> ApiResult<(RunMark, TaskState)> {
+fn mark_state(state: MarkAs) -> (RunMark, TaskState) {
     match state {
-        "success" => Ok((RunMark::Success, TaskState::Success)),
-        "failed" => Ok((RunMark::Failed, TaskState::Failed)),
-        other => Err(ApiError::bad_request(format!(
-            "state must be \"success\" or \"failed\", not {other:?}"
-        ))),
+        MarkAs::Success => (RunMark::Success, TaskState::Success),
+        MarkAs::Failed => (RunMark::Failed, TaskState::Failed),
     }
 }
 
@@ -978,12 +1058,11 @@ async fn mark_run(
     Path(run_id): Path<i64>,
     Json(req): Json<MarkRequest>,
 ) -> ApiResult<Json<Run>> {
-    let (mark, _) = mark_state(&req.state)?;
+    let (mark, state) = mark_state(req.state);
     let run = run_of(&*s.store, run_id).await?;
     if !s.store.mark_run(run.id, mark, &caller.user).await? {
         return Err(ApiError::conflict(format!(
-            "run {run_id} is already {}",
-            req.state
+            "run {run_id} is already {state}"
         )));
     }
     s.run_changed(run.id);
@@ -1067,6 +1146,11 @@ async fn task_logs(
 ) -> ApiResult<Json<LogPage>> {
     let limit = limit_of(q.limit, 1000, 10_000)?;
     let t = task_of(&*s.store, run_id, &task_id).await?;
+    if t.try_number == 0 {
+        return Err(ApiError::not_found(format!(
+            "task {task_id} of run {run_id} has not started yet: no attempt, no log"
+        )));
+    }
     let try_number = q.try_number.unwrap_or(t.try_number);
     if try_number == 0 || try_number > t.try_number {
         return Err(ApiError::not_found(format!(
@@ -1149,7 +1233,7 @@ async fn mark_task(
     Path((run_id, task_id)): Path<(i64, String)>,
     Json(req): Json<MarkRequest>,
 ) -> ApiResult<Json<TaskInstance>> {
-    let (_, to) = mark_state(&req.state)?;
+    let (_, to) = mark_state(req.state);
     let t = task_of(&*s.store, run_id, &task_id).await?;
     if !s.store.mark_task(t.id, to, &caller.user).await? {
         return Err(ApiError::conflict(format!(

@@ -110,7 +110,9 @@ impl IntoResponse for ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// `axum::Json` whose rejections are problems: malformed JSON and wrong
-/// fields are 400, a missing JSON content type is 415.
+/// fields are 400, a missing JSON content type is 415. The body must be a
+/// JSON object: serde would also fill a struct from an array, field by field
+/// in order (`[true]` as `{"downstream": true}`), which no client means.
 pub struct Json<T>(pub T);
 
 impl<T, S> FromRequest<S> for Json<T>
@@ -121,10 +123,18 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        if !value.is_object() {
+            return Err(ApiError::bad_request(
+                "the JSON body must be an object (`{...}`)",
+            ));
         }
+        serde_json::from_value(value)
+            .map(Json)
+            .map_err(|e| ApiError::bad_request(format!("the JSON body does not fit: {e}")))
     }
 }
 

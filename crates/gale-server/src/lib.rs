@@ -75,6 +75,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/health/live", axum::routing::get(health::live))
         .route("/health/ready", axum::routing::get(health::ready))
         .route("/metrics", axum::routing::get(metrics::metrics))
+        // After every route: it applies to the routes registered before it.
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -103,8 +105,30 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!("nothing at {}", uri.path()))
+/// A path nothing serves: problem+json under `/api/` and for assets, else a page.
+async fn not_found(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let path = req.uri().path().to_owned();
+    let detail = format!("nothing at {path}");
+    if path.starts_with("/api/") || path.starts_with("/assets/") {
+        return ApiError::not_found(detail).into_response();
+    }
+    ui::not_found_page(&state, req, detail).await
+}
+
+/// A path that exists, asked with a method it does not take (axum adds the
+/// `Allow` header).
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} does not take {method}: the Allow header lists what it takes",
+            uri.path()
+        ),
+    )
 }
 
 /// Binds the address; the error names it.

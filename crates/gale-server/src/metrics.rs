@@ -13,7 +13,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use gale_model::{RunState, TaskState};
+use gale_store::telemetry::ErrorLabels;
+
 use crate::AppState;
+
+/// The queue of tasks that name none; its depth is shown even at 0.
+const DEFAULT_QUEUE: &str = "default";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
@@ -54,6 +60,19 @@ pub async fn render(state: &AppState) -> String {
         "Seconds one scheduler pass took (this process's scheduler)",
         t.scheduler_pass.clone(),
     );
+    // Every series exists from the first scrape, at 0: a counter that only
+    // appears with its first increment hides that increment from `rate()`
+    // and `increase()`, and a missing gauge reads as "no data", not 0.
+    let backend = if state.store.endpoint().starts_with("sqlite:") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    for kind in ["unavailable", "invalid", "database"] {
+        t.db_errors
+            .get_or_create(&ErrorLabels { kind, backend })
+            .inc_by(0);
+    }
     registry.register(
         "db_errors",
         "Store errors by kind (unavailable, invalid, database) and backend",
@@ -69,12 +88,25 @@ pub async fn render(state: &AppState) -> String {
         (Ok(counts), Ok(nodes)) => {
             up.set(1);
             let runs = Family::<StateLabel, Gauge>::default();
+            for s in [RunState::Queued, RunState::Running] {
+                runs.get_or_create(&StateLabel {
+                    state: s.as_str().into(),
+                })
+                .set(0);
+            }
             for (s, n) in &counts.runs_by_state {
                 runs.get_or_create(&StateLabel { state: s.clone() })
                     .set(i64::try_from(*n).unwrap_or(i64::MAX));
             }
             registry.register("runs", "Unfinished DAG runs by state", runs);
             let tasks = Family::<StateLabel, Gauge>::default();
+            for s in TaskState::ALL.into_iter().filter(|s| !s.is_terminal()) {
+                tasks
+                    .get_or_create(&StateLabel {
+                        state: s.as_str().into(),
+                    })
+                    .set(0);
+            }
             for (s, n) in &counts.tasks_by_state {
                 tasks
                     .get_or_create(&StateLabel { state: s.clone() })
@@ -86,6 +118,11 @@ pub async fn render(state: &AppState) -> String {
                 tasks,
             );
             let queued = Family::<QueueLabel, Gauge>::default();
+            queued
+                .get_or_create(&QueueLabel {
+                    queue: DEFAULT_QUEUE.into(),
+                })
+                .set(0);
             for (q, n) in &counts.queued_by_queue {
                 queued
                     .get_or_create(&QueueLabel { queue: q.clone() })

@@ -257,17 +257,14 @@ async fn serve(
         if !w.auth {
             eprintln!("  auth       OFF (--no-auth): anyone who can reach {addr} is an admin");
         } else if mode == Mode::Standalone {
-            match gale_server::ensure_admin(&*opened.store).await? {
-                Some(password) => {
-                    eprintln!("  first start: created the user `admin` with the password");
-                    eprintln!();
-                    eprintln!("      {password}");
-                    eprintln!();
-                    eprintln!(
-                        "  It is shown only this once. Change it with `gale users passwd admin`."
-                    );
-                }
-                None => {}
+            if let Some(password) = gale_server::ensure_admin(&*opened.store).await? {
+                eprintln!("  first start: created the user `admin` with the password");
+                eprintln!();
+                eprintln!("      {password}");
+                eprintln!();
+                eprintln!(
+                    "  It is shown only this once. Change it with `gale users passwd admin`."
+                );
             }
         } else if opened.store.list_users().await?.is_empty() {
             eprintln!(

@@ -50,8 +50,8 @@ const MAX_BENDS: usize = 10_000;
 /// Most ordering rounds (a sweep down the layers, then one back up); the order
 /// with the fewest crossings seen wins.
 const MAX_ORDER_ROUNDS: usize = 4;
-/// Vertices plus segments the ordering may visit in all its sweeps, a fraction
-/// of which a large graph gets fewer rounds.
+/// How many vertices and segments the ordering may visit in all: a graph too
+/// big for [`MAX_ORDER_ROUNDS`] rounds within it gets fewer (but at least one).
 const ORDER_WORK: usize = 100_000;
 /// Vertical placement passes, alternately towards upstream and downstream.
 const PLACE_PASSES: usize = 4;
@@ -197,8 +197,8 @@ impl Layout {
         let mut pos = vec![0; self.layer_of.len()];
         update_positions(&layers, &mut pos);
 
-        // Each pass visits every vertex and segment once; big graphs get fewer
-        // passes so the cost stays bounded.
+        // A round visits every vertex and segment a few times (two sweeps and a
+        // count); big graphs get fewer rounds so the cost stays bounded.
         let size = self.layer_of.len() + self.downs.iter().map(Vec::len).sum::<usize>();
         let n_rounds = (ORDER_WORK / size.max(1)).clamp(1, MAX_ORDER_ROUNDS);
         let mut best = layers.clone();
@@ -207,11 +207,11 @@ impl Layout {
             if best_crossings == 0 {
                 break;
             }
-            for layer in 1..n_layers {
-                reorder(&mut layers[layer], &mut pos, &self.ups);
+            for layer in layers.iter_mut().skip(1) {
+                reorder(layer, &mut pos, &self.ups);
             }
-            for layer in (0..n_layers.saturating_sub(1)).rev() {
-                reorder(&mut layers[layer], &mut pos, &self.downs);
+            for layer in layers.iter_mut().rev().skip(1) {
+                reorder(layer, &mut pos, &self.downs);
             }
             let crossings = count_crossings(&layers, &pos, &self.downs);
             if crossings >= best_crossings {
@@ -394,10 +394,10 @@ fn reorder(layer: &mut [usize], pos: &mut [usize], neighbours: &[Vec<usize>]) {
     }
     let mut movable = sort_barycenters(movable).into_iter();
     for (slot, vertex) in layer.iter_mut().enumerate() {
-        if !fixed[slot] {
-            if let Some(next) = movable.next() {
-                *vertex = next.vertex;
-            }
+        if !fixed[slot]
+            && let Some(next) = movable.next()
+        {
+            *vertex = next.vertex;
         }
     }
     for (i, &vertex) in layer.iter().enumerate() {
@@ -1030,170 +1030,5 @@ mod tests {
         assert!(layout.layer_of.len() - n <= MAX_BENDS);
         assert!(layout.edges.iter().any(|e| e.kind == EdgeKind::Direct));
         check_well_formed(&svg(&nodes));
-    }
-
-    #[test]
-    fn zz_dump() {
-        let mut seed: u64 = 42;
-        let mut next = |bound: usize| {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (seed >> 33) as usize % bound
-        };
-        let mut nodes = vec![node("t0", &[]), node("t1", &["t0"])];
-        for i in 2..2000 {
-            let needs = [
-                format!("t{}", i - 1 - next(i.min(50))),
-                format!("t{}", next(i)),
-            ];
-            nodes.push(GraphNode {
-                id: format!("t{i}"),
-                needs: needs.to_vec(),
-                ..GraphNode::default()
-            });
-        }
-        let t = std::time::Instant::now();
-        let s = svg(&nodes);
-        eprintln!("2000/4000 random: {:?} {} bytes", t.elapsed(), s.len());
-        let l = Layout::new(&nodes);
-        eprintln!(
-            "layers {} vertices {} direct {}",
-            l.layers.len(),
-            l.layer_of.len(),
-            l.edges
-                .iter()
-                .filter(|e| e.kind == EdgeKind::Direct)
-                .count()
-        );
-        std::fs::write("/tmp/g_random.svg", &s).unwrap();
-        // layered-ish: 40 layers of 50, each needs 2 from previous layer
-        let mut nodes = vec![];
-        for l in 0..40 {
-            for k in 0..50 {
-                let id = format!("l{l}_{k}");
-                let needs = if l == 0 {
-                    vec![]
-                } else {
-                    vec![
-                        format!("l{}_{}", l - 1, next(50)),
-                        format!("l{}_{}", l - 1, next(50)),
-                    ]
-                };
-                nodes.push(GraphNode {
-                    id,
-                    needs,
-                    ..GraphNode::default()
-                });
-            }
-        }
-        let t = std::time::Instant::now();
-        let s = svg(&nodes);
-        eprintln!("layered 2000: {:?} {} bytes", t.elapsed(), s.len());
-        let t = std::time::Instant::now();
-        let mut fan = vec![node("start", &[])];
-        for i in 0..2000 {
-            fan.push(GraphNode {
-                id: format!("t{i}"),
-                needs: vec!["start".into()],
-                ..Default::default()
-            });
-        }
-        let s = svg(&fan);
-        eprintln!("fan 2000: {:?} {} bytes", t.elapsed(), s.len());
-        let t = std::time::Instant::now();
-        let n = 2000;
-        let mut nodes = vec![node("t0", &[])];
-        for i in 1..n {
-            nodes.push(GraphNode {
-                id: format!("t{i}"),
-                needs: vec![format!("t{}", i - 1), "t0".to_owned()],
-                ..GraphNode::default()
-            });
-        }
-        let s = svg(&nodes);
-        eprintln!("chain+hub 2000: {:?} {} bytes", t.elapsed(), s.len());
-        let st = [
-            "success",
-            "failed",
-            "running",
-            "queued",
-            "scheduled",
-            "up_for_retry",
-            "upstream_failed",
-            "skipped",
-            "none",
-            "removed",
-        ];
-        let mk = |id: &str, needs: &[&str], i: usize, label: &str| GraphNode {
-            id: id.into(),
-            needs: needs.iter().map(|s| s.to_string()).collect(),
-            state: Some(st[i % st.len()].into()),
-            href: Some(format!("/t/{id}")),
-            label: Some(label.into()),
-        };
-        let small = vec![
-            mk("extract_orders", &[], 0, "shell"),
-            mk("extract_customers", &[], 0, "shell"),
-            mk("extract_products_from_the_legacy_warehouse", &[], 1, "http"),
-            mk("clean_orders", &["extract_orders"], 2, "shell"),
-            mk(
-                "join",
-                &[
-                    "clean_orders",
-                    "extract_customers",
-                    "extract_products_from_the_legacy_warehouse",
-                ],
-                3,
-                "shell",
-            ),
-            mk("aggregate", &["join"], 4, "shell"),
-            mk("report", &["aggregate", "extract_orders"], 5, "shell"),
-            mk("notify", &["report"], 6, "http"),
-            mk("audit", &["extract_customers"], 7, "shell"),
-            mk("archive", &["report", "audit"], 8, "shell"),
-            mk("cleanup", &["archive"], 9, "shell"),
-        ];
-        std::fs::write("/tmp/g_small.svg", svg(&small)).unwrap();
-        use crate::ui::gantt::{GanttBar, svg as gsvg};
-        let t0 = jiff::Timestamp::from_second(1_800_000_000).unwrap();
-        let ts = |s: i64| t0 + jiff::SignedDuration::from_millis(s);
-        let gb = |id: &str, tr: u32, st: &str, a: i64, b: Option<i64>| GanttBar {
-            task_id: id.into(),
-            try_number: tr,
-            state: st.into(),
-            start: ts(a),
-            end: b.map(ts),
-            href: Some(format!("/x/{id}")),
-        };
-        let bars = vec![
-            gb("extract_orders", 1, "success", 0, Some(12_000)),
-            gb("extract_customers", 1, "success", 300, Some(8_000)),
-            gb(
-                "extract_products_from_the_legacy_warehouse",
-                1,
-                "failed",
-                400,
-                Some(3_000),
-            ),
-            gb(
-                "extract_products_from_the_legacy_warehouse",
-                2,
-                "up_for_retry",
-                33_000,
-                Some(40_000),
-            ),
-            gb(
-                "extract_products_from_the_legacy_warehouse",
-                3,
-                "running",
-                70_000,
-                None,
-            ),
-            gb("clean_orders", 1, "success", 12_100, Some(30_000)),
-            gb("join", 1, "queued", 30_500, Some(30_600)),
-            gb("notify", 1, "skipped", 31_000, Some(31_000)),
-        ];
-        std::fs::write("/tmp/gantt.svg", gsvg(&bars, ts(95_000))).unwrap();
     }
 }

@@ -1,12 +1,14 @@
 //! End-to-end tests: the real `gale` binary, as separate processes, on a
 //! temporary GALE_HOME per test. See `harness` for how processes are started,
 //! awaited and cleaned up, `pg` for the processes and commands of a
-//! cluster on PostgreSQL, and `webdriver` for driving headless Chromium in
-//! browser tests.
+//! cluster on PostgreSQL, `web` for HTTP against a running webserver, and
+//! `webdriver` for driving headless Chromium in browser tests.
 
 mod harness;
 mod pg;
+mod web;
 
+mod api;
 mod cluster;
 mod cluster_cli;
 mod crash;
@@ -15,4 +17,5 @@ mod failover;
 mod runs;
 mod scheduling;
 mod startup;
+mod ui;
 mod webdriver;

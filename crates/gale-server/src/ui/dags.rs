@@ -1,0 +1,333 @@
+//! The DAG list (the home page) and the pause toggle. The list reads every
+//! DAG's last runs in one query (`recent_runs`), never one per DAG.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use gale_store::{DagRow, RunFilter, RunRow, Store};
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use super::{Ctx, Flash, Layout, UiError, dag_id_of, format, html, is_htmx, is_local_path};
+use crate::AppState;
+use crate::auth::url_escape;
+
+/// Runs shown per DAG.
+const RECENT: u32 = 10;
+
+/// The pause switch of one DAG (a macro in `macros.html`).
+#[derive(Clone, Debug)]
+pub(crate) struct Toggle {
+    pub dag_id: String,
+    pub paused: bool,
+    /// The form's action: `/dags/ID/pause` or `/unpause`.
+    pub action: String,
+    /// Where a browser without JavaScript returns.
+    pub back: String,
+    pub csrf: String,
+    pub enabled: bool,
+    /// In the DAG list, htmx swaps the DAG's row in place; elsewhere the
+    /// form reloads the page (which then shows every consequence).
+    pub in_list: bool,
+}
+
+impl Toggle {
+    pub fn new(dag_id: &str, paused: bool, back: &str, page: &Layout) -> Toggle {
+        let verb = if paused { "unpause" } else { "pause" };
+        Toggle {
+            dag_id: dag_id.to_owned(),
+            paused,
+            action: format!("/dags/{}/{verb}", url_escape(dag_id)),
+            back: back.to_owned(),
+            csrf: page.csrf.clone(),
+            enabled: page.operator,
+            in_list: false,
+        }
+    }
+}
+
+pub(crate) struct RunDot {
+    pub state: &'static str,
+    pub href: String,
+    pub title: String,
+}
+
+impl From<&RunRow> for RunDot {
+    fn from(r: &RunRow) -> RunDot {
+        RunDot {
+            state: r.state.as_str(),
+            href: format!("/runs/{}", r.id.0),
+            title: format!(
+                "run {} · {} · {} · {}",
+                r.id.0,
+                r.run_type.as_str(),
+                r.state.as_str(),
+                format::ts(r.logical_date)
+            ),
+        }
+    }
+}
+
+/// One DAG's line of the list; `runs` oldest first.
+async fn dag_line(
+    store: &dyn Store,
+    row: &DagRow,
+    runs: Vec<RunDot>,
+    now: Timestamp,
+    back: &str,
+    page: &Layout,
+) -> Result<DagLine, UiError> {
+    let spec = super::version(store, &row.dag_id, &row.version_hash).await?;
+    let spec = spec.as_ref().map(|v| &v.spec);
+    let sched = spec.and_then(|s| s.parsed_schedule());
+    let next = spec
+        .filter(|_| !row.paused)
+        .and_then(|spec| crate::actions::next_run(row, spec, now));
+    Ok(DagLine {
+        dag_id: row.dag_id.0.clone(),
+        href: format!("/dags/{}", url_escape(&row.dag_id.0)),
+        description: row.description.clone().unwrap_or_default(),
+        tags: row.tags.clone(),
+        toggle: Toggle {
+            in_list: true,
+            ..Toggle::new(&row.dag_id.0, row.paused, back, page)
+        },
+        schedule: match &sched {
+            Some(s) => s.describe(),
+            None => "manual".to_owned(),
+        },
+        schedule_expr: row.schedule.clone().unwrap_or_default(),
+        next_run: next.map(|t| format::ago(t, now)).unwrap_or_default(),
+        next_run_title: next.map(format::ts).unwrap_or_default(),
+        runs,
+    })
+}
+
+pub(crate) struct DagLine {
+    pub dag_id: String,
+    pub href: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub toggle: Toggle,
+    pub schedule: String,
+    pub schedule_expr: String,
+    pub next_run: String,
+    pub next_run_title: String,
+    pub runs: Vec<RunDot>,
+}
+
+pub(crate) struct Broken {
+    pub file: String,
+    pub errors: Vec<String>,
+    pub when: String,
+}
+
+#[derive(Template)]
+#[template(path = "dags.html")]
+struct DagsPage {
+    page: Layout,
+    q: String,
+    tag: String,
+    paused: String,
+    all_tags: Vec<String>,
+    dags: Vec<DagLine>,
+    total: usize,
+    n_paused: usize,
+    broken: Vec<Broken>,
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    q: Option<String>,
+    tag: Option<String>,
+    /// `yes` or `no`.
+    paused: Option<String>,
+}
+
+pub async fn list(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let res = list_page(&s, &ctx, q).await;
+    ctx.respond(res)
+}
+
+async fn list_page(s: &AppState, ctx: &Ctx, q: ListQuery) -> Result<Response, UiError> {
+    let store = &*s.store;
+    let page = ctx.layout("dags");
+    let now = store.now().await?;
+    let all: Vec<_> = store
+        .list_dags()
+        .await?
+        .into_iter()
+        .filter(|d| d.active)
+        .collect();
+    let all_tags: Vec<String> = all
+        .iter()
+        .flat_map(|d| d.tags.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let needle = q.q.as_deref().map(str::trim).unwrap_or("").to_lowercase();
+    let tag = q.tag.clone().unwrap_or_default();
+    let paused = q.paused.clone().unwrap_or_default();
+    let shown: Vec<_> = all
+        .iter()
+        .filter(|d| tag.is_empty() || d.tags.contains(&tag))
+        .filter(|d| match paused.as_str() {
+            "yes" => d.paused,
+            "no" => !d.paused,
+            _ => true,
+        })
+        .filter(|d| {
+            needle.is_empty()
+                || d.dag_id.0.to_lowercase().contains(&needle)
+                || d.description
+                    .as_deref()
+                    .is_some_and(|x| x.to_lowercase().contains(&needle))
+        })
+        .collect();
+
+    let mut runs_of: HashMap<String, Vec<RunDot>> = HashMap::new();
+    for r in store.recent_runs(RECENT).await? {
+        runs_of
+            .entry(r.dag_id.0.clone())
+            .or_default()
+            .push(RunDot::from(&r));
+    }
+
+    let back = back_of_list(&q);
+    let mut dags = Vec::with_capacity(shown.len());
+    for row in shown {
+        let mut runs = runs_of.remove(&row.dag_id.0).unwrap_or_default();
+        runs.reverse();
+        dags.push(dag_line(store, row, runs, now, &back, &page).await?);
+    }
+    let broken = store
+        .list_import_errors()
+        .await?
+        .into_iter()
+        .map(|e| Broken {
+            file: e.file,
+            errors: e.errors.iter().map(ToString::to_string).collect(),
+            when: format::ago(e.updated_at, now),
+        })
+        .collect();
+    let tmpl = DagsPage {
+        n_paused: all.iter().filter(|d| d.paused).count(),
+        total: all.len(),
+        page,
+        q: q.q.unwrap_or_default(),
+        tag,
+        paused,
+        all_tags,
+        dags,
+        broken,
+    };
+    Ok(ctx.page(StatusCode::OK, &tmpl))
+}
+
+/// The list's own URL with its filters, for the toggle to come back to.
+fn back_of_list(q: &ListQuery) -> String {
+    let mut parts = Vec::new();
+    for (k, v) in [("q", &q.q), ("tag", &q.tag), ("paused", &q.paused)] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            parts.push(format!("{k}={}", url_escape(v)));
+        }
+    }
+    if parts.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("/?{}", parts.join("&"))
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ToggleForm {
+    back: Option<String>,
+}
+
+/// A DAG's row of the list, for htmx to swap in after its switch was used.
+#[derive(Template)]
+#[template(path = "dag_row.html")]
+struct RowFragment {
+    d: DagLine,
+}
+
+pub async fn pause(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Path(dag_id): Path<String>,
+    Form(form): Form<ToggleForm>,
+) -> Response {
+    set_paused(&s, ctx, &headers, dag_id, form, true).await
+}
+
+pub async fn unpause(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Path(dag_id): Path<String>,
+    Form(form): Form<ToggleForm>,
+) -> Response {
+    set_paused(&s, ctx, &headers, dag_id, form, false).await
+}
+
+/// Pauses or unpauses; an htmx request (the DAG list's switch) gets the DAG's
+/// new row, a plain form a redirect back with a flash.
+async fn set_paused(
+    s: &AppState,
+    ctx: Ctx,
+    headers: &HeaderMap,
+    dag_id: String,
+    form: ToggleForm,
+    paused: bool,
+) -> Response {
+    let dag_id = match dag_id_of(dag_id) {
+        Ok(d) => d,
+        Err(e) => return ctx.error(e),
+    };
+    match s.store.set_paused(&dag_id, paused).await {
+        Ok(true) => {}
+        Ok(false) => return ctx.error(UiError::NotFound(format!("no DAG {dag_id}"))),
+        Err(e) => return ctx.error(e.into()),
+    }
+    if let Some(n) = &s.notifier {
+        n.scheduler.notify_one();
+    }
+    let back = form
+        .back
+        .filter(|b| is_local_path(b))
+        .unwrap_or_else(|| format!("/dags/{}", url_escape(&dag_id.0)));
+    if is_htmx(headers) {
+        let res = async {
+            let store = &*s.store;
+            let row = store
+                .get_dag(&dag_id)
+                .await?
+                .ok_or_else(|| UiError::NotFound(format!("no DAG {dag_id}")))?;
+            let runs = store
+                .list_runs(&RunFilter {
+                    dag_id: Some(dag_id.clone()),
+                    limit: RECENT,
+                    ..RunFilter::default()
+                })
+                .await?;
+            let runs = runs.iter().rev().map(RunDot::from).collect();
+            let now = store.now().await?;
+            let d = dag_line(store, &row, runs, now, &back, &ctx.layout("dags")).await?;
+            Ok(html(&RowFragment { d }))
+        }
+        .await;
+        return ctx.respond(res);
+    }
+    let word = if paused { "paused" } else { "unpaused" };
+    ctx.redirect(&back, Flash::ok(format!("{dag_id} {word}")))
+}

@@ -1,0 +1,140 @@
+//! Logging in and out. The login page and its POST are public (the auth
+//! middleware lets `/login` through); they refuse a cross-site POST themselves,
+//! so another site cannot log a browser into someone else's account.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{Ctx, assets, html, is_local_path, see_other};
+use crate::AppState;
+use crate::auth;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    asset_v: &'static str,
+    next: String,
+    user: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    password: String,
+    next: Option<String>,
+}
+
+/// Where to go after logging in: `next` if it is a path on this server, else `/`.
+pub(crate) fn next_target(next: Option<&str>) -> &str {
+    next.filter(|n| is_local_path(n)).unwrap_or("/")
+}
+
+/// The login form; someone already logged in goes straight on.
+pub async fn page(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> Response {
+    let next = next_target(q.next.as_deref()).to_owned();
+    if !s.auth {
+        return see_other(&next, None, s.secure_cookies);
+    }
+    if let Some(cookie) = auth::cookie(&headers, auth::SESSION_COOKIE) {
+        // A store error here just shows the form.
+        if let Ok(Some(_)) = s.store.get_session(&auth::sha256_hex(cookie)).await {
+            return see_other(&next, None, s.secure_cookies);
+        }
+    }
+    html(&LoginPage {
+        asset_v: assets::version(),
+        next,
+        user: String::new(),
+        error: None,
+    })
+}
+
+/// Checks the password; on success sets the session cookie and goes to `next`.
+pub async fn submit(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let next = next_target(form.next.as_deref()).to_owned();
+    let form_again = |status: StatusCode, error: &str| {
+        let page = LoginPage {
+            asset_v: assets::version(),
+            next: next.clone(),
+            user: form.user.clone(),
+            error: Some(error.to_owned()),
+        };
+        (status, html(&page)).into_response()
+    };
+    if !same_origin(&headers) {
+        return form_again(
+            StatusCode::FORBIDDEN,
+            "this login came from another site and was refused",
+        );
+    }
+    match auth::login(&*s.store, form.user.trim(), &form.password).await {
+        Ok(Some((cookie, _csrf))) => {
+            let mut res = see_other(&next, None, s.secure_cookies);
+            res.headers_mut().append(
+                header::SET_COOKIE,
+                auth::session_cookie(Some(&cookie), s.secure_cookies),
+            );
+            res
+        }
+        Ok(None) => form_again(StatusCode::UNAUTHORIZED, "wrong user name or password"),
+        Err(e) => {
+            tracing::warn!(error = %e, "login failed: store error");
+            form_again(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unavailable: try again in a few seconds",
+            )
+        }
+    }
+}
+
+/// Ends the session (in the store, so no webserver accepts it any more) and
+/// clears the cookie.
+pub async fn logout(State(s): State<Arc<AppState>>, ctx: Ctx, headers: HeaderMap) -> Response {
+    if let Some(cookie) = auth::cookie(&headers, auth::SESSION_COOKIE)
+        && let Err(e) = s.store.delete_session(&auth::sha256_hex(cookie)).await
+    {
+        tracing::warn!(error = %e, user = %ctx.identity.user, "logout: deleting the session failed");
+        return ctx.error(e.into());
+    }
+    let mut res = see_other("/login", None, s.secure_cookies);
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        auth::session_cookie(None, s.secure_cookies),
+    );
+    res
+}
+
+/// No `Origin`, or one naming this request's `Host`.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
+    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+}

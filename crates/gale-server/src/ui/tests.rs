@@ -1,0 +1,967 @@
+//! The UI's pure parts (redirect checks, grid assembly, flash cookies, conf
+//! parsing, formatting), and its pages driven through the whole app (auth
+//! middleware included) with `oneshot` on a SQLite store in a temp dir.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use gale_model::{DagId, RunId, RunState, TaskId, TaskState};
+use gale_store::{Finish, LogLine, RunRow, RunType, Store, Stream, TaskRow, TiId, Transition};
+use jiff::Timestamp;
+use tower::ServiceExt as _;
+
+use super::*;
+use crate::auth::{Identity, Role, Via};
+
+// ------------------------------------------------------------------ pure parts
+
+#[test]
+fn next_must_be_a_local_path() {
+    use super::login::next_target;
+    for (next, want) in [
+        (None, "/"),
+        (Some(""), "/"),
+        (Some("/"), "/"),
+        (Some("/dags/a?tab=graph"), "/dags/a?tab=graph"),
+        (Some("//evil.example/x"), "/"),
+        (Some("/\\evil.example"), "/"),
+        (Some("https://evil.example/"), "/"),
+        (Some("javascript:alert(1)"), "/"),
+        (Some("dags"), "/"),
+        (Some("/a\r\nSet-Cookie: x=1"), "/"),
+    ] {
+        assert_eq!(next_target(next), want, "next = {next:?}");
+    }
+}
+
+fn ts(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + secs).expect("a valid timestamp")
+}
+
+fn run_row(id: i64, state: RunState, started: Option<i64>, ended: Option<i64>) -> RunRow {
+    RunRow {
+        id: RunId(id),
+        dag_id: DagId("d".into()),
+        run_key: format!("manual__{id}"),
+        run_type: RunType::Manual,
+        version_hash: "h".into(),
+        logical_date: ts(id * 60),
+        interval_start: ts(id * 60),
+        interval_end: ts(id * 60),
+        conf: serde_json::Map::new(),
+        state,
+        created_at: ts(id * 60),
+        started_at: started.map(ts),
+        ended_at: ended.map(ts),
+    }
+}
+
+fn task_row(ti: i64, run: i64, task_id: &str, state: TaskState) -> TaskRow {
+    TaskRow {
+        id: TiId(ti),
+        run_id: RunId(run),
+        dag_id: DagId("d".into()),
+        task_id: TaskId(task_id.into()),
+        state,
+        try_number: 1,
+        max_tries: 1,
+        queue: "default".into(),
+        priority: 0,
+        worker_id: None,
+        heartbeat_at: None,
+        queued_at: None,
+        started_at: None,
+        ended_at: None,
+        retry_at: None,
+        outputs: BTreeMap::new(),
+        pool: None,
+    }
+}
+
+#[test]
+fn grid_puts_oldest_runs_left_and_tasks_in_dag_order() {
+    // As list_runs returns them: newest first. Run 2 ran twice as long as run 1.
+    let runs = vec![
+        run_row(3, RunState::Running, Some(0), None),
+        run_row(2, RunState::Success, Some(0), Some(20)),
+        run_row(1, RunState::Failed, Some(0), Some(10)),
+    ];
+    let tasks = vec![
+        task_row(1, 1, "extract", TaskState::Failed),
+        task_row(2, 1, "old_task", TaskState::Success),
+        task_row(3, 2, "extract", TaskState::Success),
+        task_row(4, 2, "load", TaskState::Success),
+        task_row(5, 3, "load", TaskState::None),
+        task_row(6, 3, "extract", TaskState::Running),
+    ];
+    let grid = grid::assemble(&["extract", "load"], &runs, &tasks, ts(5));
+    let columns: Vec<(i64, &str)> = grid.columns.iter().map(|c| (c.run_id, c.state)).collect();
+    assert_eq!(
+        columns,
+        [(1, "failed"), (2, "success"), (3, "running")],
+        "oldest left"
+    );
+    assert_eq!(
+        grid.columns.iter().map(|c| c.height).collect::<Vec<_>>(),
+        [21, 36, 14],
+        "bars scale with duration (run 3 still running at now = 5 s)"
+    );
+    let rows: Vec<(&str, Vec<Option<&str>>)> = grid
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.task_id.as_str(),
+                r.cells
+                    .iter()
+                    .map(|c| c.as_ref().map(|c| c.state))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                "extract",
+                vec![Some("failed"), Some("success"), Some("running")]
+            ),
+            ("load", vec![None, Some("success"), Some("none")]),
+            ("old_task", vec![Some("success"), None, None]),
+        ],
+        "DAG order, then tasks only older versions had"
+    );
+    let cell = grid.rows[0].cells[2].as_ref().expect("a cell");
+    assert_eq!(cell.href, "/runs/3/tasks/extract");
+    assert_eq!((cell.run_id, cell.task_id.as_str()), (3, "extract"));
+}
+
+#[test]
+fn grid_of_no_runs_is_empty_but_lists_tasks() {
+    let grid = grid::assemble(&["a", "b"], &[], &[], ts(0));
+    assert!(grid.columns.is_empty());
+    assert_eq!(grid.rows.len(), 2);
+    assert!(grid.rows.iter().all(|r| r.cells.is_empty()));
+}
+
+#[test]
+fn flash_survives_the_cookie_round_trip() {
+    for f in [
+        Flash::ok("triggered run 7 (manual__2026-01-01T00:00:00Z)"),
+        Flash::error("conf is not valid JSON: expected `:` at line 1; x=1 <b>"),
+        Flash::ok("ünïcode ✓"),
+    ] {
+        let value = f.encode();
+        assert!(
+            value
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b';' && b != b','),
+            "a cookie-safe value: {value}"
+        );
+        assert_eq!(Flash::decode(&value), Some(f));
+    }
+    assert_eq!(Flash::decode("warn:x"), None, "unknown kinds are dropped");
+    assert_eq!(Flash::decode("ok:"), None);
+    assert_eq!(Flash::decode("garbage"), None);
+}
+
+#[test]
+fn conf_must_be_a_json_object() {
+    use super::dag::parse_conf;
+    assert_eq!(parse_conf("").expect("empty is {}").len(), 0);
+    assert_eq!(parse_conf("  \n").expect("blank is {}").len(), 0);
+    assert_eq!(
+        parse_conf(r#"{"who": "you"}"#).expect("an object")["who"],
+        "you"
+    );
+    assert!(
+        parse_conf("[1, 2]")
+            .expect_err("an array")
+            .contains("JSON object")
+    );
+    assert!(
+        parse_conf("{\"who\": ")
+            .expect_err("malformed")
+            .contains("not valid JSON")
+    );
+}
+
+#[test]
+fn times_and_durations_read_well() {
+    assert_eq!(format::duration(0.42), "0.4s");
+    assert_eq!(format::duration(42.0), "42s");
+    assert_eq!(format::duration(185.0), "3m 05s");
+    assert_eq!(format::duration(7380.0), "2h 03m");
+    assert_eq!(format::duration(90_000.0), "1d 01h");
+    assert_eq!(format::ago(ts(0), ts(5)), "5s ago");
+    assert_eq!(format::ago(ts(0), ts(600)), "10m ago");
+    assert_eq!(format::ago(ts(600), ts(0)), "in 10m");
+    assert_eq!(format::span(None, None, ts(0)), "—");
+    assert_eq!(format::ts(ts(0)), "2027-01-15 08:00:00");
+    assert_eq!(super::cluster::skew(-0.3), "0 ms");
+    assert_eq!(super::cluster::skew(12.4), "+12 ms");
+    assert_eq!(super::cluster::skew(-1500.0), "-1500 ms");
+}
+
+#[tokio::test]
+async fn store_failures_never_show_their_text() {
+    let ctx = Ctx {
+        identity: Identity {
+            user: "ann".into(),
+            role: Role::Viewer,
+            csrf: None,
+            via: Via::Open,
+        },
+        flash: None,
+        secure: false,
+    };
+    let e =
+        gale_store::Error::Database("relation \"runs\" does not exist; password=hunter2".into());
+    let res = ctx.error(e.into());
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = body_text(res).await;
+    assert!(body.contains("database is unavailable"), "{body}");
+    assert!(
+        !body.contains("hunter2") && !body.contains("relation"),
+        "{body}"
+    );
+}
+
+// ------------------------------------------------------------------ pages
+
+const HELLO: &str = r#"description: Says <b>hello</b>
+params:
+  who: world
+  api_token: s3cret
+tags: [demo, "x<y"]
+tasks:
+  greet:
+    run: echo "hello {{ params.who }}"
+  after:
+    needs: [greet]
+    run: echo done
+"#;
+
+const NIGHTLY: &str = r#"schedule: "@daily"
+start_date: 2026-01-01
+catchup: false
+tasks:
+  only:
+    run: "true"
+"#;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    app: axum::Router,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store: Arc<dyn Store> = Arc::new(
+        gale_store::sqlite::SqliteStore::open(&dir.path().join("gale.db")).expect("open SQLite"),
+    );
+    for (name, source) in [("hello", HELLO), ("nightly", NIGHTLY)] {
+        let file = format!("dags/{name}.yaml");
+        let dag = gale_model::dag::parse(&file, name, source).expect("a valid DAG");
+        let hash = gale_model::dag::content_hash(source);
+        store
+            .upsert_dag(&dag, &file, source, &hash, "test")
+            .await
+            .expect("upsert_dag");
+    }
+    store
+        .record_import_errors(
+            "dags/broken.yaml",
+            None,
+            &[gale_model::DagError {
+                file: "dags/broken.yaml".into(),
+                line: 3,
+                column: 7,
+                message: "unknown field <oops>".into(),
+            }],
+            "test",
+        )
+        .await
+        .expect("record_import_errors");
+    for (name, role) in [("olga", "operator"), ("vic", "viewer")] {
+        let hash = auth::hash_password("pw-12345").expect("hash");
+        store.create_user(name, role, &hash).await.expect("user");
+    }
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        notifier: None,
+        auth: true,
+        secure_cookies: false,
+    });
+    Fixture {
+        _dir: dir,
+        store,
+        app: crate::app(state),
+    }
+}
+
+/// A logged-in user: the session cookie header and the CSRF token.
+async fn session(f: &Fixture, user: &str) -> (String, String) {
+    let (cookie, csrf) = auth::login(&*f.store, user, "pw-12345")
+        .await
+        .expect("login")
+        .expect("right password");
+    (format!("{}={cookie}", auth::SESSION_COOKIE), csrf)
+}
+
+async fn body_text(res: Response) -> String {
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 24)
+        .await
+        .expect("a body");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+async fn get(f: &Fixture, cookie: &str, uri: &str) -> (StatusCode, String) {
+    let res = f
+        .app
+        .clone()
+        .oneshot(
+            Request::get(uri)
+                .header(header::COOKIE, cookie)
+                .body(Body::empty())
+                .expect("a request"),
+        )
+        .await
+        .expect("a response");
+    (res.status(), body_text(res).await)
+}
+
+async fn post_form(f: &Fixture, cookie: &str, uri: &str, form: &str) -> Response {
+    f.app
+        .clone()
+        .oneshot(
+            Request::post(uri)
+                .header(header::COOKIE, cookie)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(form.to_owned()))
+                .expect("a request"),
+        )
+        .await
+        .expect("a response")
+}
+
+fn location(res: &Response) -> &str {
+    res.headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+fn set_cookies(res: &Response) -> Vec<String> {
+    res.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect()
+}
+
+fn enc(s: &str) -> String {
+    auth::url_escape(s)
+}
+
+#[tokio::test]
+async fn login_sets_a_session_and_goes_only_to_local_paths() {
+    let f = fixture().await;
+    let res = f
+        .app
+        .clone()
+        .oneshot(Request::get("/").body(Body::empty()).expect("req"))
+        .await
+        .expect("res");
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/login?next=/");
+
+    let (status, page) = get(&f, "", "/login?next=/dags/hello").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(r#"name="next" value="/dags/hello""#),
+        "{page}"
+    );
+
+    let res = post_form(&f, "", "/login", "user=olga&password=nope&next=%2F").await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookies(&res).is_empty());
+    assert!(body_text(res).await.contains("wrong user name or password"));
+
+    let res = post_form(
+        &f,
+        "",
+        "/login",
+        "user=olga&password=pw-12345&next=%2Fdags%2Fhello",
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/dags/hello");
+    let cookie = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with("gale_session="))
+        .expect("a session cookie");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let session = cookie.split(';').next().expect("name=value").to_owned();
+    let (status, page) = get(&f, &session, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"<meta name="csrf-token" content=""#));
+
+    let res = post_form(
+        &f,
+        "",
+        "/login",
+        "user=olga&password=pw-12345&next=%2F%2Fevil.example",
+    )
+    .await;
+    assert_eq!(location(&res), "/", "no open redirect");
+
+    // A cross-site login is refused.
+    let res = f
+        .app
+        .clone()
+        .oneshot(
+            Request::post("/login")
+                .header(header::HOST, "gale.local")
+                .header(header::ORIGIN, "https://evil.example")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from("user=olga&password=pw-12345"))
+                .expect("req"),
+        )
+        .await
+        .expect("res");
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_everywhere() {
+    let f = fixture().await;
+    let (cookie, csrf) = session(&f, "olga").await;
+    let res = post_form(
+        &f,
+        &cookie,
+        "/logout",
+        &format!("csrf_token={}", enc(&csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/login");
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .any(|c| c.starts_with("gale_session=;") && c.contains("Max-Age=0"))
+    );
+    let res = f
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/")
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("res");
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "the old cookie is dead"
+    );
+}
+
+#[tokio::test]
+async fn dag_list_shows_dags_broken_files_and_escapes_text() {
+    let f = fixture().await;
+    let (cookie, _) = session(&f, "vic").await;
+    let (status, page) = get(&f, &cookie, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"href="/dags/hello""#), "{page}");
+    assert!(page.contains("Says &#60;b&#62;hello&#60;/b&#62;") || page.contains("Says &lt;b&gt;"));
+    assert!(!page.contains("<b>hello</b>"), "descriptions are escaped");
+    assert!(page.contains("Broken DAG files"));
+    assert!(page.contains("dags/broken.yaml:3:7: unknown field"));
+    assert!(!page.contains("<oops>"));
+    assert!(page.contains("vic") && page.contains("viewer"));
+    assert!(page.contains(" disabled"), "a viewer's switch is disabled");
+
+    let (_, page) = get(&f, &cookie, "/?q=nothing-like-this").await;
+    assert!(page.contains("No DAG matches"));
+    let (_, page) = get(&f, &cookie, "/?tag=demo").await;
+    assert!(page.contains(r#"href="/dags/hello""#));
+    let (_, page) = get(&f, &cookie, "/?tag=other").await;
+    assert!(!page.contains(r#"href="/dags/hello""#));
+}
+
+#[tokio::test]
+async fn trigger_form_refuses_bad_conf_and_keeps_the_text() {
+    let f = fixture().await;
+    let (cookie, csrf) = session(&f, "olga").await;
+    let (status, page) = get(&f, &cookie, "/dags/hello?tab=trigger").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("&#34;who&#34;: &#34;world&#34;") || page.contains("&quot;who&quot;"));
+    assert!(!page.contains("s3cret"), "secret params are not prefilled");
+
+    let bad = r#"{"who": "you""#;
+    let res = post_form(
+        &f,
+        &cookie,
+        "/dags/hello/trigger",
+        &format!("csrf_token={}&conf={}", enc(&csrf), enc(bad)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let page = body_text(res).await;
+    assert!(page.contains("conf is not valid JSON"), "{page}");
+    assert!(page.contains("{&#34;who&#34;: &#34;you&#34;") || page.contains("{&quot;who"));
+
+    let res = post_form(
+        &f,
+        &cookie,
+        "/dags/hello/trigger",
+        &format!("csrf_token={}&conf=%5B1%5D", enc(&csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(body_text(res).await.contains("must be a JSON object"));
+
+    let res = post_form(
+        &f,
+        &cookie,
+        "/dags/hello/trigger",
+        &format!(
+            "csrf_token={}&conf={}&logical_date=",
+            enc(&csrf),
+            enc(r#"{"who": "you", "password": "pw"}"#)
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/dags/hello");
+    let flash = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with("gale_flash="))
+        .expect("a flash cookie");
+    let flash = flash.split(';').next().expect("name=value");
+    let (_, page) = get(&f, &format!("{cookie}; {flash}"), "/dags/hello").await;
+    assert!(page.contains("triggered run 1"), "{page}");
+    assert!(page.contains(r#"data-run-id="1" data-task-id="greet" data-state="none""#));
+
+    let runs = f
+        .store
+        .list_runs(&gale_store::RunFilter::default())
+        .await
+        .expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].conf["who"], "you");
+    let (_, page) = get(&f, &cookie, "/runs/1").await;
+    assert!(page.contains("&#34;password&#34;: &#34;***&#34;") || page.contains("***"));
+    assert!(!page.contains("\"pw\"") && !page.contains("&#34;pw&#34;"));
+}
+
+#[tokio::test]
+async fn forged_and_viewer_posts_change_nothing() {
+    let f = fixture().await;
+    let (cookie, _) = session(&f, "olga").await;
+    let res = post_form(&f, &cookie, "/dags/hello/trigger", "conf=%7B%7D").await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "no CSRF token");
+    let res = post_form(&f, &cookie, "/dags/hello/pause", "csrf_token=wrong").await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "a wrong CSRF token");
+
+    let (viewer, csrf) = session(&f, "vic").await;
+    let res = post_form(
+        &f,
+        &viewer,
+        "/dags/hello/trigger",
+        &format!("csrf_token={}", enc(&csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "a viewer");
+    let (_, page) = get(&f, &viewer, "/dags/hello?tab=trigger").await;
+    assert!(page.contains("triggering needs the operator role"));
+
+    assert!(
+        f.store
+            .list_runs(&gale_store::RunFilter::default())
+            .await
+            .expect("runs")
+            .is_empty()
+    );
+    let dag = f
+        .store
+        .get_dag(&DagId("hello".into()))
+        .await
+        .expect("dag")
+        .expect("exists");
+    assert!(!dag.paused);
+}
+
+#[tokio::test]
+async fn pause_toggle_answers_htmx_with_the_row_and_forms_with_a_redirect() {
+    let f = fixture().await;
+    let (cookie, csrf) = session(&f, "olga").await;
+    let res = f
+        .app
+        .clone()
+        .oneshot(
+            Request::post("/dags/hello/pause")
+                .header(header::COOKIE, &cookie)
+                .header("x-csrf-token", &csrf)
+                .header("hx-request", "true")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from("back=%2F"))
+                .expect("req"),
+        )
+        .await
+        .expect("res");
+    assert_eq!(res.status(), StatusCode::OK);
+    let fragment = body_text(res).await;
+    assert!(
+        fragment.starts_with(r#"<tr class="dag paused" data-dag-id="hello">"#),
+        "the DAG's row: {fragment}"
+    );
+    assert!(fragment.contains(r#"hx-post="/dags/hello/unpause""#));
+    assert!(fragment.contains(r#"aria-checked="false""#));
+    let dag = f.store.get_dag(&DagId("hello".into())).await.expect("dag");
+    assert!(dag.expect("exists").paused);
+
+    let res = post_form(
+        &f,
+        &cookie,
+        "/dags/hello/unpause",
+        &format!("csrf_token={}&back=%2F%3Ftag%3Ddemo", enc(&csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/?tag=demo");
+    let res = post_form(
+        &f,
+        &cookie,
+        "/dags/hello/pause",
+        &format!("csrf_token={}&back=https%3A%2F%2Fevil.example", enc(&csrf)),
+    )
+    .await;
+    assert_eq!(location(&res), "/dags/hello", "never back to another site");
+    let res = post_form(
+        &f,
+        &cookie,
+        "/dags/nope/pause",
+        &format!("csrf_token={}", enc(&csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+/// Runs `greet` of run 1 to success through the store, with a log.
+async fn run_greet(f: &Fixture) -> RunId {
+    let run = crate::actions::trigger(
+        &*f.store,
+        &DagId("hello".into()),
+        serde_json::Map::new(),
+        None,
+    )
+    .await
+    .expect("trigger");
+    f.store.promote_runs().await.expect("promote");
+    let tasks = f.store.run_tasks(run.id).await.expect("tasks");
+    let greet = tasks
+        .iter()
+        .find(|t| t.task_id.as_str() == "greet")
+        .expect("greet");
+    f.store
+        .apply_transitions(&[Transition {
+            ti: greet.id,
+            from: TaskState::None,
+            to: TaskState::Scheduled,
+            retry_at: None,
+        }])
+        .await
+        .expect("schedule");
+    f.store
+        .enqueue(&run.dag_id, &[greet.id], None)
+        .await
+        .expect("enqueue");
+    let claims = f
+        .store
+        .claim("w1", "host-1", &["default".to_owned()], 1)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 1);
+    let now = Timestamp::now();
+    f.store
+        .append_logs(
+            greet.id,
+            1,
+            &[
+                LogLine {
+                    ts: now,
+                    stream: Stream::Stdout,
+                    text: "hello <world>".into(),
+                },
+                LogLine {
+                    ts: now,
+                    stream: Stream::Stderr,
+                    text: "careful".into(),
+                },
+            ],
+        )
+        .await
+        .expect("logs");
+    let applied = f
+        .store
+        .finish_attempt(&Finish {
+            ti: greet.id,
+            try_number: 1,
+            worker_id: "w1".into(),
+            state: TaskState::Success,
+            retry_at: None,
+            outcome: "success".into(),
+            exit_code: Some(0),
+            message: None,
+            outputs: BTreeMap::from([("rows".to_owned(), "42".to_owned())]),
+            pid: Some(4242),
+            command: Some("echo \"hello world\"".into()),
+        })
+        .await
+        .expect("finish");
+    assert!(applied);
+    run.id
+}
+
+#[tokio::test]
+async fn run_and_attempt_pages_show_what_happened() {
+    let f = fixture().await;
+    let run = run_greet(&f).await;
+    let (cookie, _) = session(&f, "olga").await;
+
+    let (status, page) = get(&f, &cookie, &format!("/runs/{run}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"<svg"#) && page.contains("class=\"gantt"));
+    assert!(page.contains(r#"href="/runs/1/tasks/greet""#));
+    assert!(
+        page.contains(r#"action="/runs/1/cancel""#),
+        "operators get actions"
+    );
+    assert!(page.contains("data-confirm"));
+
+    let (status, page) = get(&f, &cookie, &format!("/runs/{run}/tasks/greet")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("hello &#60;world&#62;") || page.contains("hello &lt;world&gt;"));
+    assert!(page.contains(r#"class="line stderr""#));
+    assert!(page.contains("echo &#34;hello world&#34;") || page.contains("echo &quot;hello"));
+    assert!(page.contains("rows") && page.contains("42"));
+    assert!(page.contains("4242"), "the attempt's pid");
+    assert!(
+        !page.contains("data-follow-url"),
+        "a finished attempt's log is complete"
+    );
+
+    let (status, page) = get(&f, &cookie, &format!("/runs/{run}/tasks/after")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Not started yet"));
+    assert!(page.contains(r#"hx-trigger="every 2s""#));
+
+    let (viewer, _) = session(&f, "vic").await;
+    let (_, page) = get(&f, &viewer, &format!("/runs/{run}")).await;
+    assert!(!page.contains("/cancel"), "viewers get no actions");
+
+    for (uri, want) in [
+        ("/runs/999", "no run 999"),
+        ("/runs/abc", "no run"),
+        ("/runs/1/tasks/nope", "has no task"),
+        ("/runs/1/tasks/greet?try=9", "has no attempt"),
+        ("/dags/nope", "no DAG nope"),
+        ("/dags/hello?tab=nope", "no tab"),
+        ("/dags/hello?tab=source&version=abc", "no version"),
+        ("/dags/hello/grid", ""),
+    ] {
+        let (status, page) = get(&f, &cookie, uri).await;
+        if want.is_empty() {
+            assert_eq!(status, StatusCode::OK, "{uri}");
+            assert!(page.starts_with("<section id=\"grid\""), "{uri}: {page}");
+        } else {
+            assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+            assert!(page.contains(want), "{uri}: {page}");
+            assert!(page.contains("<nav class=\"top\""), "a page, not JSON");
+        }
+    }
+}
+
+#[tokio::test]
+async fn run_actions_redirect_back_with_a_flash() {
+    let f = fixture().await;
+    let run = run_greet(&f).await;
+    let (cookie, csrf) = session(&f, "olga").await;
+    let token = format!("csrf_token={}", enc(&csrf));
+    let res = post_form(&f, &cookie, &format!("/runs/{run}/cancel"), &token).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/runs/1");
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .any(|c| c.starts_with("gale_flash=ok:"))
+    );
+    let run_row = f.store.get_run(run).await.expect("run").expect("exists");
+    assert_eq!(run_row.state, RunState::Failed);
+
+    let res = post_form(&f, &cookie, &format!("/runs/{run}/cancel"), &token).await;
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .any(|c| c.starts_with("gale_flash=error:")),
+        "a finished run cannot be cancelled"
+    );
+    let res = post_form(
+        &f,
+        &cookie,
+        &format!("/runs/{run}/mark"),
+        &format!("{token}&state=bogus"),
+    )
+    .await;
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .any(|c| c.starts_with("gale_flash=error:"))
+    );
+
+    let res = post_form(
+        &f,
+        &cookie,
+        &format!("/runs/{run}/tasks/greet/clear"),
+        &format!("{token}&downstream=1"),
+    )
+    .await;
+    assert_eq!(location(&res), "/runs/1/tasks/greet");
+    let tasks = f.store.run_tasks(run).await.expect("tasks");
+    assert!(
+        tasks.iter().all(|t| t.state == TaskState::None),
+        "{tasks:?}"
+    );
+
+    let res = post_form(
+        &f,
+        &cookie,
+        &format!("/runs/{run}/tasks/greet/mark"),
+        &format!("{token}&state=success"),
+    )
+    .await;
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .any(|c| c.starts_with("gale_flash=ok:"))
+    );
+    let res = post_form(&f, &cookie, &format!("/runs/{run}/clear"), &token).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn dag_tabs_render() {
+    let f = fixture().await;
+    run_greet(&f).await;
+    let (cookie, csrf) = session(&f, "olga").await;
+    for (tab, want) in [
+        ("", "id=\"grid\""),
+        ("?tab=graph", "class=\"graph"),
+        ("?tab=graph&run=1", "<option value=\"1\" selected>"),
+        ("?tab=runs", "href=\"/runs/1\""),
+        ("?tab=source", "tasks:"),
+        ("?tab=backfill", "has no schedule"),
+    ] {
+        let (status, page) = get(&f, &cookie, &format!("/dags/hello{tab}")).await;
+        assert_eq!(status, StatusCode::OK, "{tab}");
+        assert!(page.contains(want), "{tab}: {want}\n{page}");
+    }
+    let res = post_form(
+        &f,
+        &cookie,
+        "/dags/hello/backfill",
+        &format!("csrf_token={}&from=2026-01-01&to=2026-01-02", enc(&csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(body_text(res).await.contains("has no schedule"));
+}
+
+#[tokio::test]
+async fn cluster_page_and_assets() {
+    let f = fixture().await;
+    let (cookie, _) = session(&f, "vic").await;
+    let (status, page) = get(&f, &cookie, "/cluster").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("hx-get=\"/cluster/live\""));
+    assert!(page.contains("Schema version"));
+    let (status, page) = get(&f, &cookie, "/cluster/live").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.starts_with("<section id=\"cluster\""));
+
+    for (uri, kind) in [
+        ("/assets/gale.css", "text/css; charset=utf-8"),
+        ("/assets/gale.js", "text/javascript; charset=utf-8"),
+        ("/assets/htmx.min.js", "text/javascript; charset=utf-8"),
+        ("/favicon.svg", "image/svg+xml"),
+    ] {
+        let res = f
+            .app
+            .clone()
+            .oneshot(Request::get(uri).body(Body::empty()).expect("req"))
+            .await
+            .expect("res");
+        assert_eq!(res.status(), StatusCode::OK, "{uri}");
+        assert_eq!(res.headers()[header::CONTENT_TYPE], kind, "{uri}");
+        assert!(res.headers().contains_key(header::CACHE_CONTROL));
+    }
+    let (status, _) = get(&f, "", "/assets/README.md").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(&f, "", "/assets/../Cargo.toml").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn backfill_form_creates_runs_and_lists_progress() {
+    let f = fixture().await;
+    let (cookie, csrf) = session(&f, "olga").await;
+    let (status, page) = get(&f, &cookie, "/dags/nightly?tab=backfill").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(r#"action="/dags/nightly/backfill""#),
+        "{page}"
+    );
+    assert!(page.contains("No backfills yet"));
+
+    let res = post_form(
+        &f,
+        &cookie,
+        "/dags/nightly/backfill",
+        &format!("csrf_token={}&from=2026-01-03&to=2026-01-01", enc(&csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let page = body_text(res).await;
+    assert!(page.contains("is before"), "{page}");
+    assert!(
+        page.contains(r#"value="2026-01-03""#),
+        "the form keeps its dates"
+    );
+
+    let res = post_form(
+        &f,
+        &cookie,
+        "/dags/nightly/backfill",
+        &format!("csrf_token={}&from=2026-01-01&to=2026-01-03", enc(&csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/dags/nightly?tab=backfill");
+    let flash = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with("gale_flash=ok:"))
+        .expect("a flash");
+    assert!(flash.contains("created%203%20runs"), "{flash}");
+    let (_, page) = get(&f, &cookie, "/dags/nightly?tab=backfill").await;
+    assert!(page.contains("class=\"progress\""), "{page}");
+    assert!(page.contains("0/3"), "{page}");
+    let (_, page) = get(&f, &cookie, "/dags/nightly").await;
+    assert_eq!(page.matches("class=\"cell run state-queued\"").count(), 3);
+}
