@@ -17,5 +17,6 @@ mod failover;
 mod runs;
 mod scheduling;
 mod startup;
+mod tls;
 mod ui;
 mod webdriver;

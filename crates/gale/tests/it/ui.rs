@@ -44,7 +44,7 @@ tasks:
 "#;
 
 /// The admin password `gale standalone` printed on its first start.
-fn admin_password(standalone: &Standalone) -> String {
+pub(crate) fn admin_password(standalone: &Standalone) -> String {
     wait_until("the first start's admin password", || {
         let log = standalone.log();
         let mut lines = log.lines().skip_while(|l| !l.contains("first start:"));
