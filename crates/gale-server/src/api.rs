@@ -191,16 +191,55 @@ pub fn is_secret_key(key: &str) -> bool {
     .any(|w| k.contains(w))
 }
 
+/// The values under secret-looking keys of a run's conf (at any depth), to be
+/// masked wherever they appear: a rendered command, a log line.
+#[derive(Default)]
+pub struct Secrets(Vec<String>);
+
+impl Secrets {
+    pub fn of(conf: &serde_json::Map<String, serde_json::Value>) -> Secrets {
+        fn walk(map: &serde_json::Map<String, serde_json::Value>, out: &mut Vec<String>) {
+            for (k, v) in map {
+                match v {
+                    serde_json::Value::Object(inner) => walk(inner, out),
+                    serde_json::Value::String(text) if is_secret_key(k) => out.push(text.clone()),
+                    serde_json::Value::Number(n) if is_secret_key(k) => out.push(n.to_string()),
+                    _ => {}
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(conf, &mut found);
+        // Short values would mask ordinary text; longest first, so a secret
+        // that contains another is masked whole.
+        found.retain(|v| v.chars().count() >= 4);
+        found.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        found.dedup();
+        Secrets(found)
+    }
+
+    /// `text` with every secret value replaced by `***`.
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for secret in &self.0 {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
 /// `conf` with secret-looking values replaced by `***`.
 pub fn mask_conf(
     conf: &serde_json::Map<String, serde_json::Value>,
 ) -> serde_json::Map<String, serde_json::Value> {
     conf.iter()
         .map(|(k, v)| {
-            let v = if is_secret_key(k) {
-                serde_json::Value::String("***".into())
-            } else {
-                v.clone()
+            let v = match v {
+                _ if is_secret_key(k) => serde_json::Value::String("***".into()),
+                serde_json::Value::Object(inner) => serde_json::Value::Object(mask_conf(inner)),
+                other => other.clone(),
             };
             (k.clone(), v)
         })
@@ -734,13 +773,22 @@ async fn run_of(store: &dyn Store, run_id: i64) -> ApiResult<gale_store::RunRow>
 }
 
 async fn task_of(store: &dyn Store, run_id: i64, task_id: &str) -> ApiResult<gale_store::TaskRow> {
+    Ok(run_and_task(store, run_id, task_id).await?.1)
+}
+
+async fn run_and_task(
+    store: &dyn Store,
+    run_id: i64,
+    task_id: &str,
+) -> ApiResult<(gale_store::RunRow, gale_store::TaskRow)> {
     let run = run_of(store, run_id).await?;
-    store
+    let task = store
         .run_tasks(run.id)
         .await?
         .into_iter()
         .find(|t| t.task_id.as_str() == task_id)
-        .ok_or_else(|| ApiError::not_found(format!("run {run_id} has no task {task_id:?}")))
+        .ok_or_else(|| ApiError::not_found(format!("run {run_id} has no task {task_id:?}")))?;
+    Ok((run, task))
 }
 
 fn mark_state(state: MarkAs) -> (RunMark, TaskState) {
@@ -1127,11 +1175,19 @@ async fn get_task(
     State(s): Shared,
     Path((run_id, task_id)): Path<(i64, String)>,
 ) -> ApiResult<Json<TaskDetail>> {
-    let t = task_of(&*s.store, run_id, &task_id).await?;
+    let (run, t) = run_and_task(&*s.store, run_id, &task_id).await?;
     let attempts = s.store.attempts(t.id).await?;
+    let secrets = Secrets::of(&run.conf);
     Ok(Json(TaskDetail {
         task: TaskInstance::from(&t),
-        attempts: attempts.iter().map(Attempt::from).collect(),
+        attempts: attempts
+            .iter()
+            .map(|a| {
+                let mut out = Attempt::from(a);
+                out.command = out.command.map(|c| secrets.mask(&c));
+                out
+            })
+            .collect(),
     }))
 }
 
@@ -1145,7 +1201,8 @@ async fn task_logs(
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Json<LogPage>> {
     let limit = limit_of(q.limit, 1000, 10_000)?;
-    let t = task_of(&*s.store, run_id, &task_id).await?;
+    let (run, t) = run_and_task(&*s.store, run_id, &task_id).await?;
+    let secrets = Secrets::of(&run.conf);
     if t.try_number == 0 {
         return Err(ApiError::not_found(format!(
             "task {task_id} of run {run_id} has not started yet: no attempt, no log"
@@ -1181,7 +1238,7 @@ async fn task_logs(
                         seq: r.seq,
                         ts: r.ts,
                         stream: r.stream.as_str().into(),
-                        text: r.text,
+                        text: secrets.mask(&r.text),
                     })
                     .collect(),
             }));
@@ -1402,4 +1459,33 @@ async fn list_pools(State(s): Shared) -> ApiResult<Json<Vec<Pool>>> {
             })
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_in_text() {
+        let conf = serde_json::json!({
+            "db_password": "hunter22",
+            "name": "hunter22-is-not-secret-here",
+            "nested": {"api_token": 123456, "region": "eu"},
+            "short_secret": "abc",
+        });
+        let secrets = Secrets::of(conf.as_object().expect("an object"));
+        assert_eq!(
+            secrets.mask("psql --password hunter22 --token 123456 --region eu"),
+            "psql --password *** --token *** --region eu"
+        );
+        assert_eq!(
+            secrets.mask("abc stays: too short to mask"),
+            "abc stays: too short to mask"
+        );
+        let masked = mask_conf(conf.as_object().expect("an object"));
+        assert_eq!(masked["db_password"], "***");
+        assert_eq!(masked["name"], "hunter22-is-not-secret-here");
+        assert_eq!(masked["nested"]["api_token"], "***");
+        assert_eq!(masked["nested"]["region"], "eu");
+    }
 }

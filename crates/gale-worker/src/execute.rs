@@ -255,7 +255,7 @@ pub(crate) async fn execute<S: Store + ?Sized>(
     let reason = *kill_reason.lock().unwrap_or_else(|p| p.into_inner());
     match reason {
         Some(KillReason::Fenced) => {
-            sink.system("[gale] attempt killed: the store no longer lists it as running on this worker (it was reaped); its result is discarded").await;
+            sink.system("[gale] attempt killed: the store no longer lists it as running on this worker (it was reaped, cancelled or marked by an operator); its result is discarded").await;
             sink.close().await;
             return;
         }

@@ -421,6 +421,7 @@ pub async fn task_page(
                 })?,
         };
         let chosen: Option<&AttemptRow> = attempts.iter().find(|a| a.try_number == try_number);
+        let secrets = crate::api::Secrets::of(&run.conf);
         let base = format!("/runs/{}/tasks/{}", run.id.0, url_escape(&task_id));
         let (log, follow_url, last_seq) = match chosen {
             Some(a) => {
@@ -443,7 +444,7 @@ pub async fn task_page(
                         stream: r.stream.as_str(),
                         ts: r.ts.to_string(),
                         time: r.ts.strftime("%H:%M:%S").to_string(),
-                        text: r.text,
+                        text: secrets.mask(&r.text),
                     })
                     .collect();
                 (lines, follow_url, last_seq)
@@ -496,7 +497,10 @@ pub async fn task_page(
                 })
                 .collect(),
             try_number,
-            command: chosen.and_then(|a| a.command.clone()).unwrap_or_default(),
+            command: chosen
+                .and_then(|a| a.command.as_deref())
+                .map(|c| secrets.mask(c))
+                .unwrap_or_default(),
             outputs: t
                 .outputs
                 .iter()

@@ -166,9 +166,10 @@ fn send_raw(
     web.send(method, path, &headers, Some(body.to_vec()))
 }
 
-/// The ways a JSON body can be wrong, each with the problem it must get: not
-/// JSON (400), not declared as JSON (415, or no content type at all), and,
-/// with `extra`, an unknown field next to valid ones (400).
+/// The ways a JSON body can be wrong, each with the problem it must get:
+/// malformed or empty (400), not declared as JSON (415, with another content
+/// type or none), an unknown field next to the fields of `valid` (400), an
+/// array instead of an object (400).
 fn check_bad_bodies(web: &Web, method: &str, path: &str, valid: &Value) {
     let text = serde_json::to_vec(valid).expect("JSON");
     send_raw(web, method, path, Some("application/json"), b"{\"oops\":").problem(400);
