@@ -133,7 +133,7 @@ pub async fn login(
     let Some(row) = store.get_user(user).await? else {
         // Spend the time a real check takes, so timing does not tell which
         // names exist.
-        let _ = verify_password(password, DUMMY_HASH);
+        let _ = verify_password(password, &DUMMY_HASH);
         return Ok(None);
     };
     if !verify_password(password, &row.password_hash) {
@@ -149,8 +149,10 @@ pub async fn login(
     Ok(Some((id, csrf)))
 }
 
-/// The argon2id hash of a random password nobody knows.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Zq2fW7fFQm2g1xk8b3N2Q0kYl8bq3p2v5o1mB0sWc9A";
+/// The argon2id hash of a random password nobody knows (made once, at the
+/// first login attempt).
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_password(&new_secret()).unwrap_or_default());
 
 /// Creates an API token for `user`; returns its id and the secret (shown once).
 pub async fn create_token(
@@ -489,6 +491,12 @@ mod tests {
         assert_eq!(required_role(&Method::POST, "/logout"), Role::Viewer);
         assert_eq!(required_role(&Method::GET, "/api/v1/users"), Role::Admin);
         assert!(Role::Admin > Role::Operator && Role::Operator > Role::Viewer);
+    }
+
+    #[test]
+    fn unknown_users_cost_a_real_password_check() {
+        assert!(DUMMY_HASH.starts_with("$argon2id$"), "{}", *DUMMY_HASH);
+        assert!(argon2::password_hash::phc::PasswordHash::new(&DUMMY_HASH).is_ok());
     }
 
     #[test]
