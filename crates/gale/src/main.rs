@@ -159,6 +159,15 @@ fn main() -> ExitCode {
             | Command::Webserver(_)
     );
     init_tracing(if long_running { "info" } else { "warn" });
+    if !long_running {
+        // A one-shot command piped into `head` ends quietly when the pipe
+        // closes, as other command-line tools do, instead of panicking in println.
+        // SAFETY: setting a signal's disposition to the default, before any
+        // thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Looks at and breaks the local cluster that up.sh started (GALE_CLUSTER_DIR,
+# default /tmp/gale-cluster). Every process is found through its pid file.
+# Nodes are numbered 1, 2, 3; node N runs etcdN, Patroni pgN and Gale galeN.
+#
+#   status             Patroni's members, Gale's processes, and every pid
+#   primary            the current primary: "pgN PORT" (from Patroni)
+#   env                export lines for this cluster (eval "$(ctl.sh env)")
+#   wait [SECONDS]     until a primary with 2 streaming replicas and 3 running
+#                      Gale nodes exist (default 120 s); exit 1 on timeout
+#   kill-gale N        SIGKILL Gale node N (its task guard kills its tasks)
+#   stop-gale N        SIGTERM Gale node N and wait: it drains, then exits
+#   start-gale N       start Gale node N again
+#   kill-patroni N     SIGKILL Patroni of node N. Its PostgreSQL keeps running and,
+#                      if it was the primary, stays writable to direct
+#                      connections after a replica is promoted (no watchdog):
+#                      the multi-host URL may then reach two primaries.
+#                      kill-db is the realistic "database host died".
+#   kill-postgres N    SIGKILL the PostgreSQL of node N (its process group);
+#                      Patroni restarts it (and keeps the leader key if it can)
+#   kill-db N          SIGKILL Patroni and PostgreSQL of node N, as a crashed host
+#   start-patroni N    start Patroni of node N again (it rejoins, rewinding if needed)
+#   stop-patroni N     SIGTERM Patroni of node N (stops its PostgreSQL cleanly)
+#   switchover [pgN]   planned switchover to pgN (default: the first replica)
+#   stop-etcd N        SIGTERM etcd member N
+#   kill-etcd N        SIGKILL etcd member N
+#   start-etcd N       start etcd member N again
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+node_arg() {
+    [[ ${1:-} =~ ^[123]$ ]] || die "give a node number: 1, 2 or 3"
+    echo "$1"
+}
+
+require_dead() {
+    local pid
+    if pid=$(pid_of "$1"); then die "$1 is already running (pid $pid)"; fi
+}
+
+kill_named() { # kill_named SIGNAL NAME
+    local pid
+    pid=$(pid_of "$2") || die "$2 is not running"
+    kill "-$1" "$pid"
+    log "sent SIG$1 to $2 (pid $pid)"
+    for ((i = 0; i < 150; i++)); do alive "$pid" || return 0; sleep 0.1; done
+    log "$2 (pid $pid) is still running"
+}
+
+status() {
+    echo "== Patroni"
+    patronictl_ list 2>&1 || true
+    echo
+    echo "== Gale"
+    gale_cli cluster status 2>&1 || true
+    echo
+    echo "== processes"
+    local name pid n
+    for name in $(lc_names); do
+        if pid=$(pid_of "$name"); then printf '  %-9s %s\n' "$name" "$pid"; else printf '  %-9s -\n' "$name"; fi
+    done
+    for n in "${NODES[@]}"; do
+        if pid=$(postmaster_pid "$n"); then printf '  %-9s %s\n' "postgres$n" "$pid"; else printf '  %-9s -\n' "postgres$n"; fi
+    done
+}
+
+cmd=${1:-help}
+shift || true
+case $cmd in
+help | -h | --help) usage; exit 0 ;;
+esac
+lc_load
+
+case $cmd in
+status) status ;;
+primary)
+    leader=$(leader_name) || die "no primary (no Patroni leader)"
+    n=${leader#pg}
+    echo "$leader ${PG_PORT[n]}"
+    ;;
+env)
+    printf 'export GALE_CLUSTER_DIR=%q\n' "$STATE"
+    printf 'export GALE_DATABASE_URL=%q\n' "$DATABASE_URL"
+    printf 'export GALE_BIN=%q\n' "$GALE_BIN"
+    printf 'export GALE_URL=%q\n' "http://127.0.0.1:$HA_HTTP_PORT"
+    if [[ -f $STATE/admin-token ]]; then printf 'export GALE_TOKEN=%q\n' "$(<"$STATE/admin-token")"; fi
+    ;;
+wait)
+    timeout=${1:-120}
+    wait_for "a primary with 2 streaming replicas" "$timeout" primary_with_replicas || exit 1
+    wait_for "3 running Gale nodes" "$timeout" gale_nodes_running 3 || exit 1
+    log "healthy: primary $(leader_name), 2 streaming replicas, 3 Gale nodes"
+    ;;
+kill-gale) kill_named KILL "gale$(node_arg "${1:-}")" ;;
+stop-gale)
+    n=$(node_arg "${1:-}")
+    pid=$(pid_of "gale$n") || die "gale$n is not running"
+    log "stopping gale$n (pid $pid): it drains running attempts"
+    stop_pid "gale$n" "$pid" "${GALE_STOP_TIMEOUT:-45}"
+    kill_session "$pid"
+    ;;
+start-gale)
+    n=$(node_arg "${1:-}")
+    require_dead "gale$n"
+    start_gale "$n"
+    log "started gale$n (pid $(pid_of "gale$n"))"
+    ;;
+kill-patroni) kill_named KILL "patroni$(node_arg "${1:-}")" ;;
+stop-patroni)
+    n=$(node_arg "${1:-}")
+    pid=$(pid_of "patroni$n") || die "patroni$n is not running"
+    stop_pid "patroni$n" "$pid" 30
+    ;;
+start-patroni)
+    n=$(node_arg "${1:-}")
+    require_dead "patroni$n"
+    start_patroni "$n"
+    log "started patroni$n (pid $(pid_of "patroni$n"))"
+    ;;
+kill-postgres | kill-db)
+    n=$(node_arg "${1:-}")
+    if [[ $cmd == kill-db ]] && pid_of "patroni$n" >/dev/null; then kill_named KILL "patroni$n"; fi
+    pid=$(postmaster_pid "$n") || die "PostgreSQL of node $n is not running"
+    pgid=$(ps -o pgid= -p "$pid" | tr -d ' ')
+    # Patroni starts each postmaster in a session of its own, so its process
+    # group is that server's processes (backends, walsender, ...) only.
+    if [[ -n $pgid && $pgid != 0 && $pgid != "$(ps -o pgid= -p $$ | tr -d ' ')" && $pgid != "$(pid_of "patroni$n" 2>/dev/null)" ]]; then
+        kill -KILL -- "-$pgid"
+    else
+        kill -KILL "$pid"
+    fi
+    log "sent SIGKILL to PostgreSQL of node $n (postmaster $pid)"
+    ;;
+switchover)
+    leader=$(leader_name) || die "no primary to switch over from"
+    cand=${1:-$(cluster_json | jq -er --arg l "$leader" '[.members[] | select(.name != $l and .role != "leader")][0].name')}
+    log "switchover $leader -> $cand"
+    patronictl_ switchover --leader "$leader" --candidate "$cand" --force
+    ;;
+stop-etcd) kill_named TERM "etcd$(node_arg "${1:-}")" ;;
+kill-etcd) kill_named KILL "etcd$(node_arg "${1:-}")" ;;
+start-etcd)
+    n=$(node_arg "${1:-}")
+    require_dead "etcd$n"
+    start_etcd "$n"
+    log "started etcd$n (pid $(pid_of "etcd$n"))"
+    ;;
+*) usage >&2; die "unknown command: $cmd" ;;
+esac
