@@ -228,6 +228,8 @@ listen gale
     mode http
     option httplog
     balance roundrobin
+    option redispatch
+    retries 2
     timeout client 60s
     timeout server 60s
     option httpchk GET /health

@@ -13,7 +13,9 @@ use tracing::{info, warn};
 
 use crate::Scheduler;
 
-/// Whether a process with this pid exists on this machine.
+/// Whether a process with this pid runs on this machine. A zombie does not:
+/// it has ended and only waits for its parent to collect its exit status,
+/// which an init that does not reap orphans (in some containers) never does.
 pub fn pid_alive(pid: i64) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
@@ -22,10 +24,21 @@ pub fn pid_alive(pid: i64) -> bool {
         return false;
     }
     match nix::sys::signal::kill(Pid::from_raw(pid), None) {
-        Ok(()) => true,
-        Err(nix::errno::Errno::EPERM) => true,
+        Ok(()) | Err(nix::errno::Errno::EPERM) => !zombie(pid),
         Err(_) => false,
     }
+}
+
+/// Whether /proc shows `pid` as a zombie (false where there is no /proc).
+fn zombie(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "pid (comm) S ...": comm may contain spaces and parentheses.
+    stat.rfind(')')
+        .and_then(|i| stat.get(i + 2..))
+        .and_then(|rest| rest.chars().next())
+        .is_some_and(|state| matches!(state, 'Z' | 'X'))
 }
 
 /// Reaps the attempts of dead Gale processes on `host`. Returns how many.
@@ -79,4 +92,31 @@ pub async fn recover_dead_local_nodes<S: Store + ?Sized>(
         store.set_node_state(&node.node_id, "dead").await?;
     }
     Ok(reaped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pid_alive;
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("starting sleep");
+        let pid = i64::from(child.id());
+        assert!(pid_alive(pid));
+        child.kill().expect("killing sleep");
+        // Not waited for yet: a zombie until `wait` collects it.
+        let start = std::time::Instant::now();
+        while pid_alive(pid) && start.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            !pid_alive(pid),
+            "a killed, uncollected child counts as alive"
+        );
+        child.wait().expect("collecting sleep");
+        assert!(!pid_alive(pid));
+    }
 }
