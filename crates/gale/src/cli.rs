@@ -357,21 +357,21 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
 }
 
 /// A DAG's row and its current version; `NotFound` when there is no such DAG.
-async fn current_dag<S: Store + ?Sized>(
-    store: &S,
+async fn current_dag(
+    store: &dyn Store,
     dag_id: &DagId,
 ) -> anyhow::Result<(gale_store::DagRow, gale_store::DagVersion)> {
-    let row = store
-        .get_dag(dag_id)
-        .await?
-        .ok_or_else(|| NotFound(format!("no DAG {dag_id}: see `gale dags list`")))?;
-    let version = store
-        .get_version(dag_id, &row.version_hash)
-        .await?
-        .ok_or_else(|| {
-            anyhow::anyhow!("the current version of {dag_id} is missing from the store")
-        })?;
-    Ok((row, version))
+    actions::current_dag(store, dag_id)
+        .await
+        .map_err(not_found_hint)
+}
+
+/// `actions::NotFound` as the CLI's `NotFound` (exit code 4), with a hint.
+fn not_found_hint(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast::<actions::NotFound>() {
+        Ok(n) => NotFound(format!("{}: see `gale dags list`", n.0)).into(),
+        Err(e) => e,
+    }
 }
 
 async fn set_paused(store: &dyn Store, dag_id: String, paused: bool) -> anyhow::Result<u8> {
@@ -471,10 +471,7 @@ pub async fn trigger(
     let conf = parse_conf(conf)?;
     actions::trigger(store, dag_id, conf, logical_date)
         .await
-        .map_err(|e| match e.downcast::<actions::NotFound>() {
-            Ok(n) => NotFound(format!("{}: see `gale dags list`", n.0)).into(),
-            Err(e) => e,
-        })
+        .map_err(not_found_hint)
 }
 
 async fn warn_if_not_running<S: Store + ?Sized>(store: &S, dag_id: &DagId) -> anyhow::Result<()> {
