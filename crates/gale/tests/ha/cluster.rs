@@ -24,6 +24,15 @@ const PORTS: u16 = 35;
 /// stops everything, without `--purge`.
 const KEEP_VAR: &str = "GALE_HA_KEEP";
 
+/// How Gale (and the probe) reach PostgreSQL: `haproxy` (the default here)
+/// or `multihost` (up.sh's own default), from `GALE_CLUSTER_DB`.
+fn db_mode() -> String {
+    match std::env::var("GALE_CLUSTER_DB") {
+        Ok(v) if !v.is_empty() => v,
+        _ => "haproxy".to_owned(),
+    }
+}
+
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local-cluster")
 }
@@ -41,6 +50,8 @@ pub struct Cluster {
     /// The copy of the gale binary the cluster runs.
     pub gale_bin: PathBuf,
     pub pg_bin: PathBuf,
+    /// `haproxy` or `multihost`: the GALE_CLUSTER_DB the cluster runs with.
+    pub db_mode: String,
     /// More logs to show when the test fails (processes the test started).
     extra_logs: Mutex<Vec<(String, PathBuf)>>,
     keep: bool,
@@ -70,16 +81,24 @@ impl Cluster {
             token: String::new(),
             gale_bin: PathBuf::new(),
             pg_bin,
+            db_mode: db_mode(),
             extra_logs: Mutex::new(Vec::new()),
             keep: std::env::var_os(KEEP_VAR).is_some(),
             watchdog: None,
         };
         cluster.watchdog = Some(cluster.start_watchdog());
         eprintln!(
-            "HA: bringing the cluster up in {} on ports {}..{}",
+            "HA: bringing the cluster up in {} on ports {}..{}, Gale reaching PostgreSQL by {} \
+             (GALE_CLUSTER_DB={})",
             cluster.dir.display(),
             port_base,
-            port_base + PORTS - 1
+            port_base + PORTS - 1,
+            if cluster.haproxy() {
+                "HAProxy"
+            } else {
+                "a multi-host URL"
+            },
+            cluster.db_mode
         );
         let out = run(cluster.script("up.sh", &[]), Duration::from_secs(300));
         assert!(out.ok, "up.sh did not bring the cluster up: {out}");
@@ -150,9 +169,14 @@ exec bash "$DOWN" --purge"#,
         cmd
     }
 
+    /// Whether Gale reaches PostgreSQL through HAProxy.
+    pub fn haproxy(&self) -> bool {
+        self.db_mode == "haproxy"
+    }
+
     /// `program` with this cluster's settings in its environment and no other
-    /// Gale setting (but GALE_PG_BIN, and GALE_CLUSTER_DB to run the suite
-    /// with Gale on HAProxy's PostgreSQL frontend: `haproxy`).
+    /// Gale setting (but GALE_PG_BIN; GALE_CLUSTER_DB is the suite's own,
+    /// `haproxy` unless set).
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new(program);
         for (k, _) in std::env::vars_os() {
@@ -164,6 +188,7 @@ exec bash "$DOWN" --purge"#,
             }
         }
         cmd.env("GALE_CLUSTER_DIR", &self.dir)
+            .env("GALE_CLUSTER_DB", &self.db_mode)
             .env("GALE_CLUSTER_PORT_BASE", self.port_base.to_string())
             .env("GALE_BIN", env!("CARGO_BIN_EXE_gale"))
             .env("GALE_STOP_TIMEOUT", "20");
@@ -220,8 +245,24 @@ exec bash "$DOWN" --purge"#,
 
     /// Runs `sql` on the primary in database `gale` (psql, unaligned, tuples only).
     pub fn try_sql(&self, sql: &str) -> Result<String, String> {
+        self.psql(&self.libpq_url(), sql)
+    }
+
+    /// Runs `sql` on node `n`'s PostgreSQL itself, whatever its role (not
+    /// through HAProxy nor the multi-host URL).
+    pub fn try_sql_on(&self, n: u8, sql: &str) -> Result<String, String> {
+        let port = self.port_base + 10 * u16::from(n) + 2;
+        self.psql(
+            &format!(
+                "postgres://gale@127.0.0.1:{port}/gale?connect_timeout=2&application_name=gale-ha-test"
+            ),
+            sql,
+        )
+    }
+
+    fn psql(&self, url: &str, sql: &str) -> Result<String, String> {
         let mut cmd = Command::new(self.pg_bin.join("psql"));
-        cmd.arg(self.libpq_url())
+        cmd.arg(url)
             .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .env("PGCONNECT_TIMEOUT", "2")
             .env("PGOPTIONS", "-c statement_timeout=20000");

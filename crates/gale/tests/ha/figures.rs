@@ -218,9 +218,15 @@ fn render(records: &[Record], load: &LoadStats, runs: usize, attempts: &str) -> 
         .filter(|r| r.db)
         .filter_map(|r| r.first_start)
         .collect();
+    let db_numbers: Vec<&str> = records
+        .iter()
+        .filter(|r| r.db && r.skipped.is_none())
+        .filter_map(|r| r.name.split('.').next())
+        .collect();
     md += &format!(
-        "\nMedian first task start after writes resume over the database scenarios (4, 5, 6, 8): {} \
+        "\nMedian first task start after writes resume over the database scenarios ({}): {} \
          (target: at most 1 s).\n",
+        db_numbers.join(", "),
         median(&db_firsts).map_or("n/a".into(), |m| format!("{m:.2} s"))
     );
     md += &format!(

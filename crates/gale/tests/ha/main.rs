@@ -1,6 +1,6 @@
 //! The failure-injection suite: the local cluster of `deploy/local-cluster`
 //! (3 etcd, 3 Patroni-managed PostgreSQL 15, HAProxy, 3 `gale node`) under
-//! continuous load, broken in eight ways one after another, each measured:
+//! continuous load, broken in nine ways one after another, each measured:
 //!
 //! 1. SIGKILL the busiest scheduler (the node running most attempts), restart it;
 //! 2. SIGKILL a worker mid-task, restart it once the others took its work over;
@@ -11,7 +11,11 @@
 //! 7. a worker cut off from the network in its own network namespace: it kills
 //!    its attempt before its lease ends, the retry runs elsewhere, its late
 //!    result is rejected;
-//! 8. etcd losing its majority for 20 s (Patroni demotes the primary), restored.
+//! 8. etcd losing its majority for 20 s (Patroni demotes the primary), restored;
+//! 9. the primary's Patroni alone SIGKILLed, its PostgreSQL left running and
+//!    writable to direct connections (no watchdog): through HAProxy, Gale
+//!    leaves it and nothing written is lost when it rejoins. Needs
+//!    `GALE_CLUSTER_DB=haproxy` (a multi-host URL is not protected).
 //!
 //! The load: a DAG scheduled every 5 s and a DAG triggered every second through
 //! HAProxy's HTTP frontend, both a chain with a fan-out of short tasks. A probe
@@ -25,8 +29,10 @@
 //! `*** SKIPPED` and passes, except under `CI=true`, where it fails.
 //! `GALE_HA_KEEP=1` keeps the cluster's state directory (logs) afterwards,
 //! `GALE_HA_PORT_BASE` forces the port base (default: a free one between 26000
-//! and 32600), `GALE_CLUSTER_DB=haproxy` has Gale (and the probe) reach
-//! PostgreSQL through HAProxy instead of the multi-host URL.
+//! and 32600). Gale (and the probe) reach PostgreSQL through HAProxy
+//! (`GALE_CLUSTER_DB=haproxy`, the suite's default); `GALE_CLUSTER_DB=multihost`
+//! runs scenarios 1-8 with the multi-host URL and skips scenario 9 (a failure
+//! under `CI=true`).
 
 mod cluster;
 mod figures;
@@ -259,6 +265,12 @@ impl Suite {
             "8. etcd loses its majority for 20 s",
             true,
             Suite::etcd_quorum_loss,
+        );
+        self.scenario(
+            epoch_now(),
+            "9. the primary's Patroni alone SIGKILLed (its PostgreSQL keeps running)",
+            true,
+            Suite::kill_primary_patroni,
         );
 
         // Stop the load and let everything drain.
@@ -769,6 +781,195 @@ impl Suite {
             },
             secs(back),
             self.cluster.primary()
+        ));
+    }
+
+    /// Only Patroni dies on the primary: its PostgreSQL keeps running and
+    /// stays writable to direct connections after a replica is promoted (no
+    /// watchdog). Through HAProxy (whose check asks that node's dead Patroni)
+    /// Gale and the probe must leave it at once, so nothing written after
+    /// the kill is lost when it rejoins (demoted, rewound). A multi-host URL
+    /// is not protected against this: the scenario needs
+    /// GALE_CLUSTER_DB=haproxy.
+    fn kill_primary_patroni(&mut self, rec: &mut Record) {
+        if !self.cluster.haproxy() {
+            let why = format!(
+                "needs GALE_CLUSTER_DB=haproxy (a multi-host URL is not protected against a \
+                 Patroni-only death without a watchdog; this run: {})",
+                self.cluster.db_mode
+            );
+            assert!(!ci(), "scenario 9 {why}; CI=true makes this a failure");
+            eprintln!("*** SKIPPED scenario 9: {why}");
+            rec.skipped = Some(why);
+            return;
+        }
+        let old = self.cluster.primary();
+        let since = rec.injected;
+        self.cluster.ctl(&["kill-patroni", &old.to_string()]);
+        self.wait_failover(since, old);
+        let new = self.cluster.primary();
+        // The old primary's PostgreSQL is still up and still a primary.
+        let old_role = self
+            .cluster
+            .try_sql_on(
+                old,
+                "SELECT CASE WHEN pg_is_in_recovery() THEN 'replica' ELSE 'primary' END",
+            )
+            .unwrap_or_else(|e| format!("unreachable ({e})"));
+        // Anything sent its way after the promotion would land within a few
+        // seconds: give it those, then read what it has since the kill.
+        std::thread::sleep(Duration::from_secs(3));
+        let t0 = since - 1.0;
+        let probe_sql = format!(
+            "SELECT id || ' ' || extract(epoch FROM at)::float8 FROM ha_write_probe \
+             WHERE at >= to_timestamp({t0}) ORDER BY id"
+        );
+        let attempts_sql = format!(
+            "SELECT ti_id || ' ' || try_number || ' ' || extract(epoch FROM started_at)::float8 \
+             || ' ' || state || ' ' || coalesce(extract(epoch FROM ended_at)::float8::text, '-') \
+             FROM attempts WHERE started_at >= to_timestamp({t0}) \
+                OR ended_at >= to_timestamp({t0}) ORDER BY 1"
+        );
+        let runs_sql =
+            format!("SELECT id::text FROM runs WHERE created_at >= to_timestamp({t0}) ORDER BY id");
+        let on_old = |sql: &str, what: &str| -> Vec<String> {
+            self.cluster
+                .try_sql_on(old, sql)
+                .unwrap_or_else(|e| {
+                    panic!("reading {what} from node {old}'s PostgreSQL before it rejoins: {e}")
+                })
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        };
+        let old_probe = on_old(&probe_sql, "the probe's rows");
+        let old_attempts = on_old(&attempts_sql, "attempts");
+        let old_runs = on_old(&runs_sql, "runs");
+        // The last write the old primary took, relative to the promotion
+        // (the first write on the new primary).
+        let first_new = self
+            .probe
+            .samples()
+            .iter()
+            .filter(|s| s.at >= since)
+            .skip_while(|s| s.db.is_some())
+            .find_map(|s| s.db);
+        let last_old = old_probe
+            .last()
+            .and_then(|l| l.split(' ').nth(1)?.parse::<f64>().ok());
+
+        self.cluster.ctl(&["start-patroni", &old.to_string()]);
+        self.cluster
+            .wait_healthy(&format!("node {old}'s Patroni was started again"));
+        wait_until(
+            &format!("node {old}'s PostgreSQL to rejoin as a replica"),
+            Duration::from_secs(120),
+            Duration::from_millis(500),
+            || {
+                (self
+                    .cluster
+                    .try_sql_on(old, "SELECT pg_is_in_recovery()")
+                    .ok()?
+                    == "t")
+                    .then_some(())
+            },
+            String::new,
+        );
+
+        // Nothing the old primary took, nor any write the probe saw acknowledged,
+        // may be missing from the cluster now.
+        let now_set = |sql: &str| -> std::collections::HashSet<String> {
+            self.cluster.sql(sql).lines().map(str::to_owned).collect()
+        };
+        let mut lost = Vec::new();
+        let probe_now = now_set(&probe_sql);
+        let acked: Vec<String> = self
+            .probe
+            .samples()
+            .iter()
+            .filter(|s| s.at >= since)
+            .filter_map(|s| Some(format!("{} {}", s.id?, s.db?)))
+            .collect();
+        let probe_ids_now: std::collections::HashSet<&str> = probe_now
+            .iter()
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        for a in &acked {
+            let id = a.split(' ').next().unwrap_or_default();
+            if !probe_ids_now.contains(id) {
+                lost.push(format!("probe write {a} (acknowledged to the probe)"));
+            }
+        }
+        for r in &old_probe {
+            if !probe_now.contains(r) {
+                lost.push(format!("probe row {r} (on node {old}'s old primary)"));
+            }
+        }
+        let attempts_now: std::collections::HashMap<String, String> = now_set(&attempts_sql)
+            .into_iter()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.splitn(3, ' ').collect();
+                Some((
+                    format!("{} {}", f.first()?, f.get(1)?),
+                    f.get(2)?.to_string(),
+                ))
+            })
+            .collect();
+        for r in &old_attempts {
+            let f: Vec<&str> = r.split(' ').collect();
+            let key = format!("{} {}", f[0], f.get(1).unwrap_or(&""));
+            let ended = matches!(f.get(3), Some(&"success" | &"failed"));
+            let ok = attempts_now.get(&key).is_some_and(|now| {
+                let n: Vec<&str> = now.split(' ').collect();
+                n.first() == f.get(2) && (!ended || (n.get(1) == f.get(3) && n.get(2) == f.get(4)))
+            });
+            if !ok {
+                lost.push(format!(
+                    "attempt {r} (on node {old}'s old primary; now {:?})",
+                    attempts_now.get(&key)
+                ));
+            }
+        }
+        let runs_now = now_set(&runs_sql);
+        for r in &old_runs {
+            if !runs_now.contains(r) {
+                lost.push(format!("run {r} (on node {old}'s old primary)"));
+            }
+        }
+        let created: Vec<i64> = self
+            .load
+            .stats()
+            .runs
+            .iter()
+            .filter(|(_, t)| *t >= since)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &created {
+            if !runs_now.contains(&id.to_string()) {
+                lost.push(format!("run {id} (created through the API)"));
+            }
+        }
+        assert!(
+            lost.is_empty(),
+            "expected nothing written since node {old}'s Patroni was killed to be lost when it \
+             rejoined; missing now:\n  {}",
+            lost.join("\n  ")
+        );
+        rec.notes.push(format!(
+            "node {old}'s Patroni SIGKILLed, its PostgreSQL left running ({old_role} after node \
+             {new} was promoted); its last write {} the promotion; {} probe rows, {} attempts and \
+             {} runs it held since the kill, {} acknowledged probe writes and {} runs created \
+             through the API all present after node {old} rejoined as a replica",
+            match (last_old, first_new) {
+                (Some(o), Some(n)) if o <= n => format!("{:.1}s before", n - o),
+                (Some(o), Some(n)) => format!("{:.1}s AFTER", o - n),
+                _ => "-".into(),
+            },
+            old_probe.len(),
+            old_attempts.len(),
+            old_runs.len(),
+            acked.len(),
+            created.len()
         ));
     }
 

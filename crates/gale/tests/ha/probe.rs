@@ -29,6 +29,8 @@ pub const TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS ha_write_probe (\
 pub struct Sample {
     pub at: f64,
     pub db: Option<f64>,
+    /// The id of the row written, if it was.
+    pub id: Option<i64>,
 }
 
 /// A stretch without writes, as the probe saw it.
@@ -151,10 +153,11 @@ async fn probe_loop(config: Config, stop: Arc<AtomicBool>, samples: Arc<Mutex<Ve
     while !stop.load(Ordering::SeqCst) {
         tick.tick().await;
         let at = epoch_now();
-        let db = tokio::time::timeout(LIMIT, write(&config, &mut client))
+        let written = tokio::time::timeout(LIMIT, write(&config, &mut client))
             .await
             .ok()
             .flatten();
+        let (id, db) = (written.map(|w| w.0), written.map(|w| w.1));
         if db.is_none() {
             // A failed or slow connection may point at a demoted primary.
             client = None;
@@ -162,13 +165,13 @@ async fn probe_loop(config: Config, stop: Arc<AtomicBool>, samples: Arc<Mutex<Ve
         samples
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Sample { at, db });
+            .push(Sample { at, db, id });
     }
 }
 
-/// Inserts a row (connecting first if need be) and returns the server's
-/// `clock_timestamp()` of it.
-async fn write(config: &Config, client: &mut Option<Client>) -> Option<f64> {
+/// Inserts a row (connecting first if need be) and returns its id and the
+/// server's `clock_timestamp()` of it.
+async fn write(config: &Config, client: &mut Option<Client>) -> Option<(i64, f64)> {
     if client.is_none() {
         let (c, conn) = config.connect(NoTls).await.ok()?;
         tokio::spawn(async move {
@@ -180,10 +183,13 @@ async fn write(config: &Config, client: &mut Option<Client>) -> Option<f64> {
         .as_ref()?
         .query_one(
             "INSERT INTO ha_write_probe DEFAULT VALUES \
-             RETURNING extract(epoch FROM at)::float8",
+             RETURNING id, extract(epoch FROM at)::float8",
             &[],
         )
         .await
         .ok()?;
-    row.try_get::<_, f64>(0).ok()
+    Some((
+        row.try_get::<_, i64>(0).ok()?,
+        row.try_get::<_, f64>(1).ok()?,
+    ))
 }
