@@ -367,7 +367,7 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Option<Identi
 
 /// No `Origin` (same-origin GET navigations, old browsers) or one whose host is
 /// this request's `Host`.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };

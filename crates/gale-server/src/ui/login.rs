@@ -83,7 +83,7 @@ pub async fn submit(
         };
         (status, html(&page)).into_response()
     };
-    if !same_origin(&headers) {
+    if !auth::same_origin(&headers) {
         return form_again(
             StatusCode::FORBIDDEN,
             "this login came from another site and was refused",
@@ -124,17 +124,4 @@ pub async fn logout(State(s): State<Arc<AppState>>, ctx: Ctx, headers: HeaderMap
         auth::session_cookie(None, s.secure_cookies),
     );
     res
-}
-
-/// No `Origin`, or one naming this request's `Host`.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
-    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
 }
