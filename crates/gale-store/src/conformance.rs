@@ -46,6 +46,7 @@ macro_rules! for_each_check {
             claim_priority_queues_and_limit,
             claim_is_exclusive,
             finish_attempt_is_fenced,
+            finish_attempts_fences_each,
             retry_claims_next_try,
             heartbeat_returns_only_held_attempts,
             expired_attempts_and_reap,
@@ -1653,6 +1654,84 @@ pub async fn finish_attempt_is_fenced<S: Store + ?Sized>(store: &S) {
     assert_eq!(a.state, "failed");
     assert_eq!(a.exit_code, Some(3));
     assert_eq!(a.message.as_deref(), Some("exit status 3"));
+}
+
+/// `finish_attempts` applies each result of a batch through the same fence as
+/// `finish_attempt`, and says which it recorded, in order.
+pub async fn finish_attempts_fences_each<S: Store + ?Sized>(store: &S) {
+    let (_dag, run) = queued_run(store, "batch", 4).await;
+    let claims = store
+        .claim("w1", "host-1", &queues(&["default"]), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 4);
+    let ti = |name: &str| {
+        claims
+            .iter()
+            .find(|c| c.task.task_id.as_str() == name)
+            .expect("claimed")
+            .task
+            .id
+    };
+    let batch = vec![
+        Finish {
+            exit_code: Some(0),
+            outputs: BTreeMap::from([("n".to_owned(), "1".to_owned())]),
+            pid: Some(4242),
+            command: Some("echo n=1".into()),
+            ..finish(ti("t1"), 1, "w1", TaskState::Success, "success")
+        },
+        // Another worker's late result: refused.
+        finish(ti("t2"), 1, "w2", TaskState::Success, "success"),
+        Finish {
+            retry_at: Some(day(3)),
+            exit_code: Some(2),
+            message: Some("exited with code 2".into()),
+            ..finish(ti("t3"), 1, "w1", TaskState::UpForRetry, "failed")
+        },
+        // A try that is not running: refused.
+        finish(ti("t4"), 2, "w1", TaskState::Success, "success"),
+    ];
+    let recorded = store
+        .finish_attempts(&batch)
+        .await
+        .expect("finish_attempts");
+    assert_eq!(recorded, vec![true, false, true, false]);
+    let t1 = ti_of(store, run, "t1").await;
+    assert_eq!(t1.state, TaskState::Success);
+    assert_eq!(t1.outputs.get("n").map(String::as_str), Some("1"));
+    let a1 = &store.attempts(t1.id).await.expect("attempts")[0];
+    assert_eq!((a1.state.as_str(), a1.exit_code), ("success", Some(0)));
+    assert_eq!(a1.command.as_deref(), Some("echo n=1"));
+    let t3 = ti_of(store, run, "t3").await;
+    assert_eq!(
+        (t3.state, t3.retry_at),
+        (TaskState::UpForRetry, Some(day(3)))
+    );
+    let a3 = &store.attempts(t3.id).await.expect("attempts")[0];
+    assert_eq!(a3.message.as_deref(), Some("exited with code 2"));
+    for name in ["t2", "t4"] {
+        let t = ti_of(store, run, name).await;
+        assert_eq!(
+            t.state,
+            TaskState::Running,
+            "{name}: a refused result changes nothing"
+        );
+        assert_eq!(
+            store.attempts(t.id).await.expect("attempts")[0].state,
+            "running"
+        );
+    }
+    // Sent again (its answer lost): nothing applies twice.
+    let again = store
+        .finish_attempts(&batch)
+        .await
+        .expect("finish_attempts");
+    assert_eq!(again, vec![false, false, false, false]);
+    assert_eq!(
+        store.finish_attempts(&[]).await.expect("empty batch"),
+        Vec::<bool>::new()
+    );
 }
 
 /// A retried task instance is claimed with the next try number and a new attempt

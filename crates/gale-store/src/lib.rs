@@ -27,7 +27,7 @@ pub mod sqlite;
 pub mod telemetry;
 
 /// A store error, saying whether trying again may help.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// The database is busy, restarting or unreachable: retry with backoff.
     #[error("database unavailable: {0}")]
@@ -571,6 +571,16 @@ pub trait Store: Send + Sync + 'static {
     /// returns those renewed. An attempt missing from the answer was fenced off.
     async fn heartbeat_attempts(&self, worker_id: &str, held: &[(TiId, u32)]) -> Result<Vec<TiId>>;
     async fn finish_attempt(&self, finish: &Finish) -> Result<bool>;
+    /// Several results at once, each fenced as by `finish_attempt`; says, in
+    /// order, whether each was recorded. On an error, some may have been: each
+    /// is safe to send again (the fence applies it at most once).
+    async fn finish_attempts(&self, finishes: &[Finish]) -> Result<Vec<bool>> {
+        let mut recorded = Vec::with_capacity(finishes.len());
+        for f in finishes {
+            recorded.push(self.finish_attempt(f).await?);
+        }
+        Ok(recorded)
+    }
     /// Running attempts whose heartbeat is older than `lease`, and than their
     /// worker's own registered lease when that is longer.
     async fn expired_attempts(&self, lease: Duration) -> Result<Vec<TaskRow>>;

@@ -52,10 +52,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0004_file_owner.sql"),
     ),
     (5, include_str!("../migrations/postgres/0005_web.sql")),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_lean_indexes.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Key of the advisory lock that serialises migrations between processes.
 const MIGRATION_LOCK: i64 = 0x6761_6c65_6d69_6721;
@@ -1477,7 +1481,9 @@ impl Store for PgStore {
                          UPDATE task_instances t SET state = 'running', try_number = t.try_number + 1,
                              worker_id = $1, heartbeat_at = clock_timestamp(), started_at = clock_timestamp(), ended_at = NULL,
                              retry_at = NULL, outputs = NULL, updated_at = now()
-                         FROM pick WHERE t.id = pick.id AND t.state = 'queued'
+                         -- By primary key: a join with pick may be planned as a scan
+                         -- of every queued row when the table's statistics are young.
+                         WHERE t.id = ANY(ARRAY(SELECT id FROM pick)) AND t.state = 'queued'
                          RETURNING t.*),
                      opened AS (
                          INSERT INTO attempts (ti_id, try_number, run_id, task_id, worker_id, host,
@@ -1602,6 +1608,77 @@ impl Store for PgStore {
             })
         })
         .await
+    }
+
+    async fn finish_attempts(&self, finishes: &[Finish]) -> Result<Vec<bool>> {
+        match finishes {
+            [] => return Ok(Vec::new()),
+            [one] => return Ok(vec![self.finish_attempt(one).await?]),
+            _ => {}
+        }
+        let mut outputs = Vec::with_capacity(finishes.len());
+        for f in finishes {
+            outputs.push(to_value(&f.outputs)?);
+        }
+        let ids: Vec<i64> = finishes.iter().map(|f| f.ti.0).collect();
+        let tries: Vec<i32> = finishes.iter().map(|f| i32_of(f.try_number)).collect();
+        let workers: Vec<String> = finishes.iter().map(|f| f.worker_id.clone()).collect();
+        let states: Vec<&'static str> = finishes.iter().map(|f| f.state.as_str()).collect();
+        let retry_at: Vec<Option<Timestamp>> = finishes.iter().map(|f| f.retry_at).collect();
+        let outcomes: Vec<String> = finishes.iter().map(|f| f.outcome.clone()).collect();
+        let codes: Vec<Option<i32>> = finishes.iter().map(|f| f.exit_code).collect();
+        let messages: Vec<Option<String>> = finishes.iter().map(|f| f.message.clone()).collect();
+        let pids: Vec<Option<i64>> = finishes.iter().map(|f| f.pid).collect();
+        let commands: Vec<Option<String>> = finishes.iter().map(|f| f.command.clone()).collect();
+        let origin = self.origin.clone();
+        let announce = self
+            .announce_results
+            .load(std::sync::atomic::Ordering::Relaxed);
+        // One statement, as for one result: the fenced changes, their attempt
+        // records, and one wake-up per run.
+        let recorded = self
+            .single(move |c| {
+                Box::pin(async move {
+                    let row = c
+                        .one(
+                            "WITH f AS (
+                                 SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[],
+                                     $5::timestamptz[], $6::jsonb[], $7::text[], $8::int[], $9::text[],
+                                     $10::bigint[], $11::text[])
+                                 AS f(ti, try_number, worker_id, state, retry_at, outputs, outcome,
+                                     exit_code, message, pid, command)),
+                             t AS (
+                                 UPDATE task_instances ti SET state = f.state, retry_at = f.retry_at,
+                                     outputs = f.outputs, ended_at = now(), updated_at = now()
+                                 FROM f
+                                 WHERE ti.id = ANY($1::bigint[]) AND ti.id = f.ti
+                                   AND ti.try_number = f.try_number AND ti.worker_id = f.worker_id
+                                   AND ti.state = 'running'
+                                 RETURNING ti.id, ti.run_id),
+                             a AS (
+                                 UPDATE attempts a SET state = f.outcome, exit_code = f.exit_code,
+                                     message = f.message, ended_at = now(),
+                                     pid = coalesce(f.pid, a.pid), command = coalesce(f.command, a.command)
+                                 FROM f JOIN t ON t.id = f.ti
+                                 WHERE a.ti_id = f.ti AND a.try_number = f.try_number)
+                             SELECT coalesce((SELECT array_agg(id) FROM t), '{}'),
+                                    (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $12 || ' ' || run_id)
+                                        FROM (SELECT DISTINCT run_id FROM t) r WHERE $13) n)",
+                            &[
+                                &ids, &tries, &workers, &states, &retry_at, &outputs, &outcomes,
+                                &codes, &messages, &pids, &commands, &origin, &announce,
+                            ],
+                        )
+                        .await?;
+                    Ok(row.get::<_, Vec<i64>>(0))
+                })
+            })
+            .await?;
+        let recorded: std::collections::HashSet<i64> = recorded.into_iter().collect();
+        Ok(finishes
+            .iter()
+            .map(|f| recorded.contains(&f.ti.0))
+            .collect())
     }
 
     async fn expired_attempts(&self, lease: Duration) -> Result<Vec<TaskRow>> {

@@ -339,7 +339,7 @@ pub(crate) async fn execute<S: Store + ?Sized>(
         tokio::time::Instant::now() + (shared.opts.attempt_lease * 3).max(Duration::from_secs(30));
     let mut retried = false;
     loop {
-        match shared.store.finish_attempt(&finish).await {
+        match shared.reporter.finish(finish.clone()).await {
             Ok(true) => {
                 info!(%ti, dag_id = %run.dag_id, task_id = %row.task_id, try_number, state = %state, "attempt finished");
                 return;

@@ -10,6 +10,7 @@
 mod execute;
 pub mod guard;
 mod logs;
+mod report;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -127,6 +128,7 @@ pub(crate) struct Shared<S: ?Sized> {
     slot_freed: tokio::sync::Notify,
     http: reqwest::Client,
     guard: guard::Guard,
+    reporter: Arc<report::Reporter<S>>,
 }
 
 pub struct Worker<S: ?Sized> {
@@ -138,7 +140,7 @@ impl<S: Store + ?Sized> Worker<S> {
         let guard = guard::Guard::start(opts.guard_program.as_deref());
         Worker {
             shared: Arc::new(Shared {
-                store,
+                store: store.clone(),
                 notifier,
                 opts,
                 held: Mutex::new(HashMap::new()),
@@ -148,6 +150,7 @@ impl<S: Store + ?Sized> Worker<S> {
                 slot_freed: tokio::sync::Notify::new(),
                 http: reqwest::Client::new(),
                 guard,
+                reporter: report::Reporter::new(store.clone()),
             }),
         }
     }
