@@ -1481,9 +1481,10 @@ impl Store for PgStore {
                          UPDATE task_instances t SET state = 'running', try_number = t.try_number + 1,
                              worker_id = $1, heartbeat_at = clock_timestamp(), started_at = clock_timestamp(), ended_at = NULL,
                              retry_at = NULL, outputs = NULL, updated_at = now()
-                         -- By primary key: a join with pick may be planned as a scan
-                         -- of every queued row when the table's statistics are young.
-                         WHERE t.id = ANY(ARRAY(SELECT id FROM pick)) AND t.state = 'queued'
+                         -- By primary key alone: pick's rows are queued and locked by
+                         -- this statement, and a state test here lets the planner scan
+                         -- every queued row instead while the table's statistics are young.
+                         WHERE t.id = ANY(ARRAY(SELECT id FROM pick))
                          RETURNING t.*),
                      opened AS (
                          INSERT INTO attempts (ti_id, try_number, run_id, task_id, worker_id, host,

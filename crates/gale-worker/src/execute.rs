@@ -528,9 +528,8 @@ where
             ))
             .await;
     }
-    let outputs = read_outputs(output, work.limits.output_bytes, &lines).await;
     // Plain syscalls on a small local file: cheaper inline than a blocking-pool hop.
-    let _ = std::fs::remove_file(output);
+    let outputs = read_outputs(output, work.limits.output_bytes, &lines).await;
 
     let status = match status {
         Ok(s) => s,
@@ -649,19 +648,25 @@ async fn pump<R: AsyncRead + Unpin>(mut reader: R, stream: Stream, lines: LineTx
     }
 }
 
-/// Reads `key=value` lines from the task's `$GALE_OUTPUT` file.
+/// Reads `key=value` lines from the task's `$GALE_OUTPUT` file, and removes
+/// the file.
 async fn read_outputs(path: &Path, max_bytes: u64, lines: &LineTx) -> BTreeMap<String, String> {
+    use std::io::Read;
     let mut out = BTreeMap::new();
-    let Ok(meta) = std::fs::metadata(path) else {
+    // Most tasks write no outputs: one failed open is all they cost.
+    let Ok(file) = std::fs::File::open(path) else {
         return out;
     };
-    if meta.len() > max_bytes {
+    let _ = std::fs::remove_file(path);
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if size > max_bytes {
         let _ = lines
-            .send((Stream::System, format!("[gale] $GALE_OUTPUT is {} bytes, more than the {max_bytes} allowed: outputs ignored", meta.len())))
+            .send((Stream::System, format!("[gale] $GALE_OUTPUT is {size} bytes, more than the {max_bytes} allowed: outputs ignored")))
             .await;
         return out;
     }
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let mut text = String::new();
+    if file.take(max_bytes).read_to_string(&mut text).is_err() {
         let _ = lines
             .send((
                 Stream::System,
@@ -669,7 +674,7 @@ async fn read_outputs(path: &Path, max_bytes: u64, lines: &LineTx) -> BTreeMap<S
             ))
             .await;
         return out;
-    };
+    }
     for (n, l) in text.lines().enumerate() {
         if l.trim().is_empty() {
             continue;

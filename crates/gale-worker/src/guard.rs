@@ -12,7 +12,8 @@
 //! listed. Without it, a retry elsewhere could start while the lost attempt's
 //! process still runs; with it, that process dies within moments of its worker.
 //!
-//! A task started in the instant between its spawn and its `+` line escapes the
+//! A task started in the instant between its spawn and its `+` line reaching the
+//! guard (a millisecond at most: lines are gathered into few writes) escapes the
 //! guard if the worker dies in that instant; start-up recovery on the same host
 //! still kills it (its pid is recorded with the attempt).
 
@@ -20,13 +21,26 @@ use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::{ChildStdin, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use tracing::warn;
 
-/// The worker's end: a pipe to its guard, or nothing when it has none.
+/// After each write to the guard, lines gather this long before the next one:
+/// at thousands of tasks a second, one write (and one wake-up of the guard)
+/// carries many lines instead of one.
+const GATHER: Duration = Duration::from_millis(1);
+
+/// The worker's end: lines for the guard, written by a thread of their own.
 pub struct Guard {
-    pipe: Mutex<Option<ChildStdin>>,
+    outbox: Option<Arc<Outbox>>,
+}
+
+struct Outbox {
+    lines: Mutex<Vec<u8>>,
+    ready: Condvar,
+    gone: AtomicBool,
 }
 
 impl Guard {
@@ -53,8 +67,22 @@ impl Guard {
                 }
             }
         });
+        let outbox = pipe.map(|pipe| {
+            let outbox = Arc::new(Outbox {
+                lines: Mutex::new(Vec::new()),
+                ready: Condvar::new(),
+                gone: AtomicBool::new(false),
+            });
+            let writer = outbox.clone();
+            std::thread::Builder::new()
+                .name("gale-guard-writer".into())
+                .spawn(move || write_loop(&writer, pipe))
+                .map(|_| outbox)
+                .map_err(|e| warn!(error = %e, "cannot start the task guard's writer: tasks of this worker will outlive it if it is killed"))
+                .ok()
+        });
         Guard {
-            pipe: Mutex::new(pipe),
+            outbox: outbox.flatten(),
         }
     }
 
@@ -69,13 +97,35 @@ impl Guard {
     }
 
     fn send(&self, line: &str) {
-        let mut pipe = self.pipe.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = pipe.as_mut()
-            && p.write_all(line.as_bytes()).is_err()
-        {
-            warn!("the task guard is gone: tasks of this worker will outlive it if it is killed");
-            *pipe = None;
+        let Some(outbox) = &self.outbox else { return };
+        if outbox.gone.load(Ordering::Relaxed) {
+            return;
         }
+        outbox
+            .lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(line.as_bytes());
+        outbox.ready.notify_one();
+    }
+}
+
+/// Writes what gathers in the outbox to the guard, until the guard is gone.
+fn write_loop(outbox: &Outbox, mut pipe: ChildStdin) {
+    loop {
+        let lines = {
+            let mut lines = outbox.lines.lock().unwrap_or_else(|p| p.into_inner());
+            while lines.is_empty() {
+                lines = outbox.ready.wait(lines).unwrap_or_else(|p| p.into_inner());
+            }
+            std::mem::take(&mut *lines)
+        };
+        if pipe.write_all(&lines).is_err() {
+            warn!("the task guard is gone: tasks of this worker will outlive it if it is killed");
+            outbox.gone.store(true, Ordering::Relaxed);
+            return;
+        }
+        std::thread::sleep(GATHER);
     }
 }
 

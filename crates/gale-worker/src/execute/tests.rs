@@ -39,6 +39,7 @@ async fn outputs_are_key_value_lines_and_bad_lines_are_reported() {
     assert_eq!(outputs.get("rows").map(String::as_str), Some(" 42"));
     assert_eq!(outputs.get("k").map(String::as_str), Some("v=w"));
     assert_eq!(outputs.len(), 3);
+    assert!(!path.exists(), "the outputs file is removed once read");
     let (_, warning) = rx.try_recv().unwrap();
     assert!(warning.contains("line 4 is not key=value"), "{warning}");
 }
