@@ -1322,44 +1322,25 @@ impl Store for SqliteStore {
     async fn finish_attempt(&self, finish: &Finish) -> Result<bool> {
         let outputs = to_json(&finish.outputs)?;
         let f = finish.clone();
+        self.write(move |tx| finish_one(tx, &f, &outputs, now_us()))
+            .await
+    }
+
+    async fn finish_attempts(&self, finishes: &[Finish]) -> Result<Vec<bool>> {
+        if finishes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut batch = Vec::with_capacity(finishes.len());
+        for f in finishes {
+            batch.push((f.clone(), to_json(&f.outputs)?));
+        }
+        // One transaction (one commit) for the whole batch.
         self.write(move |tx| {
             let now = now_us();
-            let changed = tx
-                .execute(
-                    "UPDATE task_instances SET state = ?4, retry_at = ?5, outputs = ?6, ended_at = ?7,
-                         updated_at = ?7
-                     WHERE id = ?1 AND try_number = ?2 AND worker_id = ?3 AND state = 'running'",
-                    params![
-                        f.ti.0,
-                        f.try_number,
-                        f.worker_id,
-                        f.state.as_str(),
-                        f.retry_at.map(to_micros),
-                        outputs,
-                        now
-                    ],
-                )
-                .map_err(map_err)?;
-            if changed == 0 {
-                return Ok(false);
-            }
-            tx.execute(
-                "UPDATE attempts SET state = ?3, exit_code = ?4, message = ?5, ended_at = ?6,
-                     pid = coalesce(?7, pid), command = coalesce(?8, command)
-                 WHERE ti_id = ?1 AND try_number = ?2",
-                params![
-                    f.ti.0,
-                    f.try_number,
-                    f.outcome,
-                    f.exit_code,
-                    f.message,
-                    now,
-                    f.pid,
-                    f.command
-                ],
-            )
-            .map_err(map_err)?;
-            Ok(true)
+            batch
+                .iter()
+                .map(|(f, outputs)| finish_one(tx, f, outputs, now))
+                .collect()
         })
         .await
     }
@@ -2170,4 +2151,48 @@ impl Store for SqliteStore {
     fn endpoint(&self) -> String {
         format!("sqlite://{}", self.path.display())
     }
+}
+
+/// One fenced result (see [`Store::finish_attempt`]) inside a write transaction.
+fn finish_one(tx: &Connection, f: &Finish, outputs: &str, now: i64) -> Result<bool> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE task_instances SET state = ?4, retry_at = ?5, outputs = ?6, ended_at = ?7,
+                 updated_at = ?7
+             WHERE id = ?1 AND try_number = ?2 AND worker_id = ?3 AND state = 'running'",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                f.ti.0,
+                f.try_number,
+                f.worker_id,
+                f.state.as_str(),
+                f.retry_at.map(to_micros),
+                outputs,
+                now
+            ])
+        })
+        .map_err(map_err)?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    tx.prepare_cached(
+        "UPDATE attempts SET state = ?3, exit_code = ?4, message = ?5, ended_at = ?6,
+             pid = coalesce(?7, pid), command = coalesce(?8, command)
+         WHERE ti_id = ?1 AND try_number = ?2",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            f.ti.0,
+            f.try_number,
+            f.outcome,
+            f.exit_code,
+            f.message,
+            now,
+            f.pid,
+            f.command
+        ])
+    })
+    .map_err(map_err)?;
+    Ok(true)
 }
