@@ -1339,7 +1339,8 @@ impl Store for PgStore {
                                  ELSE t.started_at END
                          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::bool[])
                              AS u(id, from_state, to_state, retry_at, terminal)
-                         WHERE t.id = u.id AND t.state = u.from_state",
+                         -- The rows by primary key, whatever the table's statistics say.
+                         WHERE t.id = ANY($1::bigint[]) AND t.id = u.id AND t.state = u.from_state",
                         &[&ids, &from, &to, &retry_at, &terminal],
                     )
                     .await?;
@@ -1391,7 +1392,7 @@ impl Store for PgStore {
                     .rows(
                         "SELECT t.id, t.pool FROM task_instances t
                          JOIN unnest($2::bigint[]) WITH ORDINALITY AS w(id, ord) ON w.id = t.id
-                         WHERE t.state = 'scheduled' AND t.dag_id = $1
+                         WHERE t.id = ANY($2::bigint[]) AND t.state = 'scheduled' AND t.dag_id = $1
                          ORDER BY w.ord",
                         &[&id, &ids],
                     )
@@ -1653,6 +1654,7 @@ impl Store for PgStore {
                                      outputs = f.outputs, ended_at = now(), updated_at = now()
                                  FROM f
                                  WHERE ti.id = ANY($1::bigint[]) AND ti.id = f.ti
+                                   AND ti.worker_id = ANY($3::text[])
                                    AND ti.try_number = f.try_number AND ti.worker_id = f.worker_id
                                    AND ti.state = 'running'
                                  RETURNING ti.id, ti.run_id),
