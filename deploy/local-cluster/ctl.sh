@@ -6,7 +6,7 @@
 #   status             Patroni's members, Gale's processes, and every pid
 #   primary            the current primary: "pgN PORT" (from Patroni)
 #   env                export lines for this cluster (eval "$(ctl.sh env)")
-#   wait [SECONDS]     until a primary with 2 streaming replicas and 3 running
+#   wait [SECONDS]     until a primary with 2 streaming replicas (one synchronous) and 3 running
 #                      Gale nodes exist (default 120 s); exit 1 on timeout
 #   kill-gale N        SIGKILL Gale node N (its task guard kills its tasks)
 #   stop-gale N        SIGTERM Gale node N and wait: it drains, then exits
@@ -136,7 +136,8 @@ kill-postgres | kill-db)
     ;;
 switchover)
     leader=$(leader_name) || die "no primary to switch over from"
-    cand=${1:-$(cluster_json | jq -er --arg l "$leader" '[.members[] | select(.name != $l and .role != "leader")][0].name')}
+    # With synchronous replication only the synchronous standby may take over.
+    cand=${1:-$(cluster_json | jq -er --arg l "$leader" '([.members[] | select(.role == "sync_standby")] + [.members[] | select(.name != $l and .role != "leader")])[0].name')}
     log "switchover $leader -> $cand"
     patronictl_ switchover --leader "$leader" --candidate "$cand" --force
     ;;

@@ -307,13 +307,17 @@ wait_for() {
 }
 
 # primary_with_replicas: Patroni has a leader whose PostgreSQL is a primary
-# with two standbys streaming from it, and Patroni reports those two as
-# running replicas (its member state trails the server's by a loop or so).
+# with two standbys streaming from it, Patroni reports those two as running
+# replicas (its member state trails the server's by a loop or so), and one of
+# them as the synchronous standby. Until a new leader has named one (a few
+# seconds after a failover), Patroni promotes no one if that leader dies too:
+# no replica is known to hold every acknowledged commit.
 primary_with_replicas() {
     local json leader n want=$((${#NODES[@]} - 1))
     json=$(cluster_json) || return 1
     leader=$(jq -er '.members[] | select(.role == "leader" and .state == "running") | .name' <<<"$json") || return 1
-    [[ $(jq '[.members[] | select(.role == "replica" and (.state == "running" or .state == "streaming"))] | length' <<<"$json") == "$want" ]] || return 1
+    [[ $(jq '[.members[] | select((.role == "replica" or .role == "sync_standby") and (.state == "running" or .state == "streaming"))] | length' <<<"$json") == "$want" ]] || return 1
+    [[ $(jq '[.members[] | select(.role == "sync_standby")] | length' <<<"$json") == 1 ]] || return 1
     n=${leader#pg}
     [[ $(psql_node "$n" "SELECT NOT pg_is_in_recovery()") == t ]] || return 1
     [[ $(streaming_replicas "$n") == "$want" ]]

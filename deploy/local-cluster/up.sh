@@ -140,7 +140,8 @@ bootstrap:
     loop_wait: 2
     retry_timeout: 4
     maximum_lag_on_failover: 1048576
-    synchronous_mode: false
+    # A commit waits for the synchronous standby: a failover loses nothing.
+    synchronous_mode: true
     postgresql:
       use_pg_rewind: true
       use_slots: true

@@ -792,21 +792,9 @@ impl Suite {
     /// is not protected against this: the scenario needs
     /// GALE_CLUSTER_DB=haproxy.
     fn kill_primary_patroni(&mut self, rec: &mut Record) {
-        // With asynchronous replication (the cluster's setting) a write the old
-        // primary acknowledged in the second before HAProxy noticed its Patroni
-        // was gone can be missing from a replica that was behind, and is lost
-        // when the old primary rejoins: seen once in CI. Synchronous
-        // replication would close that window, but Patroni 3.0.2 then failed
-        // to elect a leader after a node was lost. Until that is solved this
-        // scenario runs only when asked for.
-        if std::env::var("GALE_HA_PATRONI_ONLY").as_deref() != Ok("1") {
-            let why = "opt-in (GALE_HA_PATRONI_ONLY=1): with asynchronous replication a write \
-                       acknowledged just before HAProxy notices can be lost"
-                .to_owned();
-            eprintln!("*** SKIPPED scenario 9: {why}");
-            rec.skipped = Some(why);
-            return;
-        }
+        // The cluster replicates synchronously, so a write the old primary
+        // acknowledged in the second before HAProxy noticed its Patroni was gone
+        // is on the standby that is promoted.
         if !self.cluster.haproxy() {
             let why = format!(
                 "needs GALE_CLUSTER_DB=haproxy (a multi-host URL is not protected against a \
@@ -892,12 +880,9 @@ impl Suite {
         );
 
         // Nothing the old primary took, nor any write the probe saw acknowledged,
-        // may be missing from the cluster now.
-        let now_set = |sql: &str| -> std::collections::HashSet<String> {
-            self.cluster.sql(sql).lines().map(str::to_owned).collect()
-        };
-        let mut lost = Vec::new();
-        let probe_now = now_set(&probe_sql);
+        // may be missing from the cluster now. What was acknowledged is read
+        // before the cluster is: the probe and the load keep writing, and a write
+        // acknowledged after the cluster's rows were read is not in them.
         let acked: Vec<String> = self
             .probe
             .samples()
@@ -905,6 +890,19 @@ impl Suite {
             .filter(|s| s.at >= since)
             .filter_map(|s| Some(format!("{} {}", s.id?, s.db?)))
             .collect();
+        let created: Vec<i64> = self
+            .load
+            .stats()
+            .runs
+            .iter()
+            .filter(|(_, t)| *t >= since)
+            .map(|(id, _)| *id)
+            .collect();
+        let now_set = |sql: &str| -> std::collections::HashSet<String> {
+            self.cluster.sql(sql).lines().map(str::to_owned).collect()
+        };
+        let mut lost = Vec::new();
+        let probe_now = now_set(&probe_sql);
         let probe_ids_now: std::collections::HashSet<&str> = probe_now
             .iter()
             .filter_map(|l| l.split(' ').next())
@@ -951,14 +949,6 @@ impl Suite {
                 lost.push(format!("run {r} (on node {old}'s old primary)"));
             }
         }
-        let created: Vec<i64> = self
-            .load
-            .stats()
-            .runs
-            .iter()
-            .filter(|(_, t)| *t >= since)
-            .map(|(id, _)| *id)
-            .collect();
         for id in &created {
             if !runs_now.contains(&id.to_string()) {
                 lost.push(format!("run {id} (created through the API)"));
