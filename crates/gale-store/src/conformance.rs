@@ -47,6 +47,7 @@ macro_rules! for_each_check {
             claim_is_exclusive,
             finish_attempt_is_fenced,
             finish_attempts_fences_each,
+            finish_attempts_tells_tries_apart,
             retry_claims_next_try,
             heartbeat_returns_only_held_attempts,
             expired_attempts_and_reap,
@@ -1732,6 +1733,75 @@ pub async fn finish_attempts_fences_each<S: Store + ?Sized>(store: &S) {
         store.finish_attempts(&[]).await.expect("empty batch"),
         Vec::<bool>::new()
     );
+}
+
+/// A batch can hold a late result of a try that was reaped beside the result
+/// of its retry on the same worker: only the running try's applies, and the
+/// reaped try's attempt record keeps what the reaper wrote. A NUL in a result
+/// (which PostgreSQL text cannot hold) does not fail the batch.
+pub async fn finish_attempts_tells_tries_apart<S: Store + ?Sized>(store: &S) {
+    let (dag, run) = queued_run(store, "tries", 1).await;
+    let first = store
+        .claim("w1", "host-1", &queues(&["default"]), 1)
+        .await
+        .expect("claim");
+    let ti = first[0].task.id;
+    // The worker went silent: try 1 is reaped for a retry.
+    assert!(
+        store
+            .reap_attempt(&reap(ti, 1, "w1", Duration::ZERO))
+            .await
+            .expect("reap_attempt")
+    );
+    store
+        .apply_transitions(&[Transition {
+            ti,
+            from: TaskState::UpForRetry,
+            to: TaskState::Scheduled,
+            retry_at: None,
+        }])
+        .await
+        .expect("apply_transitions");
+    store.enqueue(dag.id(), &[ti], None).await.expect("enqueue");
+    let second = store
+        .claim("w1", "host-1", &queues(&["default"]), 1)
+        .await
+        .expect("claim");
+    assert_eq!(second[0].task.try_number, 2);
+    let batch = vec![
+        Finish {
+            message: Some("late".into()),
+            ..finish(ti, 1, "w1", TaskState::Success, "success")
+        },
+        Finish {
+            message: Some("nul \0 inside".into()),
+            outputs: BTreeMap::from([("k".to_owned(), "a\0b".to_owned())]),
+            ..finish(ti, 2, "w1", TaskState::Success, "success")
+        },
+    ];
+    let recorded = store
+        .finish_attempts(&batch)
+        .await
+        .expect("finish_attempts");
+    assert_eq!(recorded, vec![false, true], "only the running try applies");
+    let attempts = store.attempts(ti).await.expect("attempts");
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(
+        attempts[0].state, "lost",
+        "the reaped try's record keeps what the reaper wrote: {attempts:#?}"
+    );
+    assert_ne!(attempts[0].message.as_deref(), Some("late"));
+    assert_eq!(attempts[1].state, "success");
+    assert!(
+        attempts[1]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("nul ")),
+        "{attempts:#?}"
+    );
+    let t = ti_of(store, run, "t1").await;
+    assert_eq!((t.state, t.try_number), (TaskState::Success, 2));
+    assert!(t.outputs.get("k").is_some_and(|v| v.starts_with('a')));
 }
 
 /// A retried task instance is claimed with the next try number and a new attempt

@@ -630,6 +630,22 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// `f` with every NUL replaced: PostgreSQL's text and jsonb cannot hold one,
+/// and a task's outputs or exit message may.
+fn without_nul(f: &Finish) -> Finish {
+    let clean = |s: &str| s.replace('\0', "\u{fffd}");
+    Finish {
+        outputs: f
+            .outputs
+            .iter()
+            .map(|(k, v)| (clean(k), clean(v)))
+            .collect(),
+        message: f.message.as_deref().map(clean),
+        command: f.command.as_deref().map(clean),
+        ..f.clone()
+    }
+}
+
 fn u32_of(v: i32) -> u32 {
     u32::try_from(v).unwrap_or(0)
 }
@@ -1565,8 +1581,8 @@ impl Store for PgStore {
     }
 
     async fn finish_attempt(&self, finish: &Finish) -> Result<bool> {
-        let outputs = to_value(&finish.outputs)?;
-        let f = finish.clone();
+        let f = without_nul(finish);
+        let outputs = to_value(&f.outputs)?;
         let try_number = i32_of(f.try_number);
         let origin = self.origin.clone();
         let announce = self
@@ -1618,8 +1634,10 @@ impl Store for PgStore {
             [one] => return Ok(vec![self.finish_attempt(one).await?]),
             _ => {}
         }
+        // One task's stray NUL must not fail the whole batch.
+        let finishes: Vec<Finish> = finishes.iter().map(without_nul).collect();
         let mut outputs = Vec::with_capacity(finishes.len());
-        for f in finishes {
+        for f in &finishes {
             outputs.push(to_value(&f.outputs)?);
         }
         let ids: Vec<i64> = finishes.iter().map(|f| f.ti.0).collect();
@@ -1657,14 +1675,15 @@ impl Store for PgStore {
                                    AND ti.worker_id = ANY($3::text[])
                                    AND ti.try_number = f.try_number AND ti.worker_id = f.worker_id
                                    AND ti.state = 'running'
-                                 RETURNING ti.id, ti.run_id),
+                                 RETURNING ti.id, ti.try_number, ti.run_id),
                              a AS (
                                  UPDATE attempts a SET state = f.outcome, exit_code = f.exit_code,
                                      message = f.message, ended_at = now(),
                                      pid = coalesce(f.pid, a.pid), command = coalesce(f.command, a.command)
-                                 FROM f JOIN t ON t.id = f.ti
+                                 FROM f JOIN t ON t.id = f.ti AND t.try_number = f.try_number
                                  WHERE a.ti_id = f.ti AND a.try_number = f.try_number)
                              SELECT coalesce((SELECT array_agg(id) FROM t), '{}'),
+                                    coalesce((SELECT array_agg(try_number) FROM t), '{}'),
                                     (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $12 || ' ' || run_id)
                                         FROM (SELECT DISTINCT run_id FROM t) r WHERE $13) n)",
                             &[
@@ -1673,14 +1692,18 @@ impl Store for PgStore {
                             ],
                         )
                         .await?;
-                    Ok(row.get::<_, Vec<i64>>(0))
+                    let ids: Vec<i64> = row.get(0);
+                    let tries: Vec<i32> = row.get(1);
+                    Ok(ids.into_iter().zip(tries).collect::<Vec<_>>())
                 })
             })
             .await?;
-        let recorded: std::collections::HashSet<i64> = recorded.into_iter().collect();
+        // By task instance and try: two tries of one task instance can be in
+        // one batch (a late result of a reaped try beside its retry's).
+        let recorded: std::collections::HashSet<(i64, i32)> = recorded.into_iter().collect();
         Ok(finishes
             .iter()
-            .map(|f| recorded.contains(&f.ti.0))
+            .map(|f| recorded.contains(&(f.ti.0, i32_of(f.try_number))))
             .collect())
     }
 

@@ -317,7 +317,7 @@ pub(crate) async fn execute<S: Store + ?Sized>(
     sink.close().await;
     // The process is gone: stop renewing its lease before reporting, so the
     // heartbeat never mistakes our own finished attempt for a fenced one.
-    shared.release(ti);
+    shared.release(ti, try_number);
 
     let finish = Finish {
         ti,
@@ -654,8 +654,19 @@ async fn read_outputs(path: &Path, max_bytes: u64, lines: &LineTx) -> BTreeMap<S
     use std::io::Read;
     let mut out = BTreeMap::new();
     // Most tasks write no outputs: one failed open is all they cost.
-    let Ok(file) = std::fs::File::open(path) else {
-        return out;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
+        Err(e) => {
+            let _ = std::fs::remove_file(path);
+            let _ = lines
+                .send((
+                    Stream::System,
+                    format!("[gale] cannot read $GALE_OUTPUT: {e}: outputs ignored"),
+                ))
+                .await;
+            return out;
+        }
     };
     let _ = std::fs::remove_file(path);
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);

@@ -38,7 +38,8 @@ pub struct Guard {
 }
 
 struct Outbox {
-    lines: Mutex<Vec<u8>>,
+    /// Lines to write, and whether the worker let go of its guard.
+    lines: Mutex<(Vec<u8>, bool)>,
     ready: Condvar,
     gone: AtomicBool,
 }
@@ -69,7 +70,7 @@ impl Guard {
         });
         let outbox = pipe.map(|pipe| {
             let outbox = Arc::new(Outbox {
-                lines: Mutex::new(Vec::new()),
+                lines: Mutex::new((Vec::new(), false)),
                 ready: Condvar::new(),
                 gone: AtomicBool::new(false),
             });
@@ -105,20 +106,36 @@ impl Guard {
             .lines
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .0
             .extend_from_slice(line.as_bytes());
         outbox.ready.notify_one();
     }
 }
 
-/// Writes what gathers in the outbox to the guard, until the guard is gone.
+impl Drop for Guard {
+    /// The writer sends what is left and closes the pipe: the guard then
+    /// ends, killing any group still listed.
+    fn drop(&mut self) {
+        if let Some(outbox) = &self.outbox {
+            outbox.lines.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+            outbox.ready.notify_one();
+        }
+    }
+}
+
+/// Writes what gathers in the outbox to the guard, until the guard is gone or
+/// the worker lets go of it.
 fn write_loop(outbox: &Outbox, mut pipe: ChildStdin) {
     loop {
         let lines = {
-            let mut lines = outbox.lines.lock().unwrap_or_else(|p| p.into_inner());
-            while lines.is_empty() {
-                lines = outbox.ready.wait(lines).unwrap_or_else(|p| p.into_inner());
+            let mut state = outbox.lines.lock().unwrap_or_else(|p| p.into_inner());
+            while state.0.is_empty() && !state.1 {
+                state = outbox.ready.wait(state).unwrap_or_else(|p| p.into_inner());
             }
-            std::mem::take(&mut *lines)
+            if state.0.is_empty() {
+                return;
+            }
+            std::mem::take(&mut state.0)
         };
         if pipe.write_all(&lines).is_err() {
             warn!("the task guard is gone: tasks of this worker will outlive it if it is killed");

@@ -120,7 +120,9 @@ pub(crate) struct Shared<S: ?Sized> {
     held: Mutex<HashMap<TiId, Held>>,
     /// Attempts whose process ended and whose result is being reported: no longer
     /// heart-beaten, but still ours (not to be handed back as never started).
-    reporting: Mutex<std::collections::HashSet<TiId>>,
+    /// By task instance and try: a late report of a reaped try may still be
+    /// going when this worker claims the retry.
+    reporting: Mutex<std::collections::HashSet<(TiId, u32)>>,
     specs: Mutex<HashMap<(DagId, String), Arc<Dag>>>,
     /// Held while a DAG version is fetched: the attempts of a new run all start
     /// at once, and one fetch of a large version serves them all.
@@ -212,18 +214,17 @@ impl<S: Store + ?Sized> Worker<S> {
                             let shared = shared.clone();
                             tracker.spawn(async move {
                                 let (ti, run) = (claim.task.id, claim.task.run_id);
+                                let try_number = claim.task.try_number;
                                 execute::execute(&shared, claim, kill, kill_reason, hard_kill)
                                     .await;
-                                shared
-                                    .held
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .remove(&ti);
+                                // Only this try's entries: a retry of the same task
+                                // instance may run here by now.
+                                shared.unhold(ti, try_number);
                                 shared
                                     .reporting
                                     .lock()
                                     .unwrap_or_else(|p| p.into_inner())
-                                    .remove(&ti);
+                                    .remove(&(ti, try_number));
                                 shared.slot_freed.notify_one();
                                 shared.notifier.run_changed(run);
                             });
@@ -310,15 +311,20 @@ impl<S: Store + ?Sized> Shared<S> {
 
     /// The attempt's process ended: stop renewing its lease; its result is
     /// reported next (the attempt stays ours until then).
-    fn release(&self, ti: TiId) {
+    fn release(&self, ti: TiId, try_number: u32) {
         self.reporting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(ti);
-        self.held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&ti);
+            .insert((ti, try_number));
+        self.unhold(ti, try_number);
+    }
+
+    /// Forgets this try of `ti` as running here (not another try of it).
+    fn unhold(&self, ti: TiId, try_number: u32) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.get(&ti).is_some_and(|h| h.try_number == try_number) {
+            held.remove(&ti);
+        }
     }
 
     fn kill(&self, ti: TiId, reason: KillReason) {
@@ -380,16 +386,12 @@ impl<S: Store + ?Sized> Shared<S> {
         for t in listed {
             // Checked in the order `release` changes them, so an attempt moving
             // from held to reporting is seen in one or the other.
-            let held = self
-                .held
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains_key(&t.id)
+            let held = self.holds(t.id, t.try_number)
                 || self
                     .reporting
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .contains(&t.id);
+                    .contains(&(t.id, t.try_number));
             if !held {
                 self.hand_back(
                     t.id,

@@ -69,18 +69,40 @@ impl<S: Store + ?Sized> Reporter<S> {
                 continue;
             }
             let (finishes, waiters): (Vec<Finish>, Vec<_>) = batch.into_iter().unzip();
-            match self.store.finish_attempts(&finishes).await {
-                Ok(recorded) => {
-                    for (w, r) in waiters.into_iter().zip(recorded) {
-                        let _ = w.send(Ok(r));
+            let finishes = Arc::new(finishes);
+            let answers = match self.write(finishes.clone()).await {
+                Ok(recorded) => recorded.into_iter().map(Ok).collect(),
+                // Not a passing outage: one result may be at fault, and must not
+                // take the others with it. Each goes on its own.
+                Err(e) if !e.is_retryable() && finishes.len() > 1 => {
+                    let mut answers = Vec::with_capacity(finishes.len());
+                    for f in finishes.iter() {
+                        let one = Arc::new(vec![f.clone()]);
+                        answers.push(self.write(one).await.map(|r| r[0]));
                     }
+                    answers
                 }
-                Err(e) => {
-                    for w in waiters {
-                        let _ = w.send(Err(e.clone()));
-                    }
-                }
+                Err(e) => vec![Err(e); finishes.len()],
+            };
+            for (w, a) in waiters.into_iter().zip(answers) {
+                let _ = w.send(a);
             }
+        }
+    }
+
+    /// One write, in a task of its own: a panic in the store fails this batch
+    /// (its callers retry), not every later result.
+    async fn write(&self, finishes: Arc<Vec<Finish>>) -> Result<Vec<bool>> {
+        let store = self.store.clone();
+        let n = finishes.len();
+        match tokio::spawn(async move { store.finish_attempts(&finishes).await }).await {
+            Ok(Ok(recorded)) if recorded.len() == n => Ok(recorded),
+            Ok(Ok(recorded)) => Err(Error::Database(format!(
+                "the store answered {} results for {n}",
+                recorded.len()
+            ))),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(Error::Unavailable(format!("writing results failed: {e}"))),
         }
     }
 }
