@@ -1581,58 +1581,13 @@ impl Store for PgStore {
     }
 
     async fn finish_attempt(&self, finish: &Finish) -> Result<bool> {
-        let f = without_nul(finish);
-        let outputs = to_value(&f.outputs)?;
-        let try_number = i32_of(f.try_number);
-        let origin = self.origin.clone();
-        let announce = self
-            .announce_results
-            .load(std::sync::atomic::Ordering::Relaxed);
-        // One statement: the fenced change, its attempt record, and the wake-up.
-        self.single(move |c| {
-            Box::pin(async move {
-                let row = c
-                    .one(
-                        "WITH t AS (
-                             UPDATE task_instances SET state = $4, retry_at = $5, outputs = $6,
-                                 ended_at = now(), updated_at = now()
-                             WHERE id = $1 AND try_number = $2 AND worker_id = $3 AND state = 'running'
-                             RETURNING id, run_id),
-                         a AS (
-                             UPDATE attempts SET state = $7, exit_code = $8, message = $9,
-                                 ended_at = now(), pid = coalesce($10, pid),
-                                 command = coalesce($11, command)
-                             WHERE ti_id = $1 AND try_number = $2 AND EXISTS (SELECT 1 FROM t))
-                         SELECT (SELECT count(*) FROM t),
-                                (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $12 || ' ' || run_id) FROM t WHERE $13) n)",
-                        &[
-                            &f.ti.0,
-                            &try_number,
-                            &f.worker_id,
-                            &f.state.as_str(),
-                            &f.retry_at,
-                            &outputs,
-                            &f.outcome,
-                            &f.exit_code,
-                            &f.message,
-                            &f.pid,
-                            &f.command,
-                            &origin,
-                            &announce,
-                        ],
-                    )
-                    .await?;
-                Ok(row.get::<_, i64>(0) > 0)
-            })
-        })
-        .await
+        let recorded = self.finish_attempts(std::slice::from_ref(finish)).await?;
+        Ok(recorded.first().copied().unwrap_or(false))
     }
 
     async fn finish_attempts(&self, finishes: &[Finish]) -> Result<Vec<bool>> {
-        match finishes {
-            [] => return Ok(Vec::new()),
-            [one] => return Ok(vec![self.finish_attempt(one).await?]),
-            _ => {}
+        if finishes.is_empty() {
+            return Ok(Vec::new());
         }
         // One task's stray NUL must not fail the whole batch.
         let finishes: Vec<Finish> = finishes.iter().map(without_nul).collect();
@@ -1654,8 +1609,8 @@ impl Store for PgStore {
         let announce = self
             .announce_results
             .load(std::sync::atomic::Ordering::Relaxed);
-        // One statement, as for one result: the fenced changes, their attempt
-        // records, and one wake-up per run.
+        // One statement: the fenced changes, their attempt records, and one
+        // wake-up per run.
         let recorded = self
             .single(move |c| {
                 Box::pin(async move {
