@@ -1735,6 +1735,26 @@ pub async fn finish_attempts_fences_each<S: Store + ?Sized>(store: &S) {
     );
 }
 
+/// Moves a task instance waiting for its retry back to queued, as the
+/// scheduler does once its retry time has come.
+async fn queue_retry<S: Store + ?Sized>(store: &S, dag: &Seeded, ti: TiId) {
+    let moved = store
+        .apply_transitions(&[Transition {
+            ti,
+            from: TaskState::UpForRetry,
+            to: TaskState::Scheduled,
+            retry_at: None,
+        }])
+        .await
+        .expect("apply_transitions");
+    assert_eq!(moved, 1, "up_for_retry -> scheduled");
+    assert_eq!(
+        store.enqueue(dag.id(), &[ti], None).await.expect("enqueue"),
+        1,
+        "scheduled -> queued"
+    );
+}
+
 /// A batch can hold a late result of a try that was reaped beside the result
 /// of its retry on the same worker: only the running try's applies, and the
 /// reaped try's attempt record keeps what the reaper wrote. A NUL in a result
@@ -1753,16 +1773,7 @@ pub async fn finish_attempts_tells_tries_apart<S: Store + ?Sized>(store: &S) {
             .await
             .expect("reap_attempt")
     );
-    store
-        .apply_transitions(&[Transition {
-            ti,
-            from: TaskState::UpForRetry,
-            to: TaskState::Scheduled,
-            retry_at: None,
-        }])
-        .await
-        .expect("apply_transitions");
-    store.enqueue(dag.id(), &[ti], None).await.expect("enqueue");
+    queue_retry(store, &dag, ti).await;
     let second = store
         .claim("w1", "host-1", &queues(&["default"]), 1)
         .await
@@ -1819,20 +1830,7 @@ pub async fn retry_claims_next_try<S: Store + ?Sized>(store: &S) {
             .await
             .expect("finish_attempt")
     );
-    let n = store
-        .apply_transitions(&[Transition {
-            ti,
-            from: TaskState::UpForRetry,
-            to: TaskState::Scheduled,
-            retry_at: None,
-        }])
-        .await
-        .expect("apply_transitions");
-    assert_eq!(n, 1);
-    assert_eq!(
-        store.enqueue(dag.id(), &[ti], None).await.expect("enqueue"),
-        1
-    );
+    queue_retry(store, &dag, ti).await;
 
     let second = store
         .claim("w2", "host-2", &queues(&["default"]), 1)
