@@ -422,6 +422,29 @@ pub struct Work<'a> {
     pub http: &'a reqwest::Client,
 }
 
+/// The settings every task process shares: directory, pipes, own process group,
+/// environment.
+///
+/// No pre_exec hook (e.g. PR_SET_PDEATHSIG): it forces fork() instead of
+/// posix_spawn, which costs milliseconds of CPU per task in a large process.
+/// A worker that dies leaves its attempt's group behind; start-up recovery on
+/// the same host kills that group (its pgid is recorded) before the retry.
+fn prepare<'c>(
+    cmd: &'c mut tokio::process::Command,
+    task: &Task,
+    cwd: &Path,
+    ctx: &Context,
+    output: &Path,
+) -> &'c mut tokio::process::Command {
+    cmd.current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .envs(task.env.iter())
+        .envs(gale_env(ctx, output))
+}
+
 /// Runs a rendered shell command. `on_start` gets the pid once it is running.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_shell<F, Fut>(
@@ -443,24 +466,33 @@ where
         .as_deref()
         .map(PathBuf::from)
         .unwrap_or_else(|| work.opts_cwd.to_path_buf());
-    let mut cmd = tokio::process::Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(command)
-        .current_dir(&cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .envs(task.env.iter())
-        .envs(gale_env(ctx, output));
-    // No pre_exec hook (e.g. PR_SET_PDEATHSIG): it forces fork() instead of
-    // posix_spawn, which costs milliseconds of CPU per task in a large process.
-    // A worker that dies leaves its attempt's group behind; start-up recovery on
-    // the same host kills that group (its pgid is recorded) before the retry.
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return failed(format!("cannot start /bin/sh in {}: {e}", cwd.display()));
+    // A plain command starts without a shell (see `direct`); if that start
+    // fails, the shell runs it and reports what is wrong as it always does.
+    let path = match task.env.get("PATH") {
+        Some(p) => Some(std::ffi::OsString::from(p)),
+        None => std::env::var_os("PATH"),
+    };
+    let mut child = None;
+    if let Some(direct) = crate::direct::plan(command, path.as_deref(), &cwd) {
+        let mut cmd = tokio::process::Command::new(&direct.program);
+        cmd.arg0(direct.arg0).args(&direct.args);
+        if cwd.is_absolute() && !task.env.contains_key("PWD") {
+            // What the shell would have set it to.
+            cmd.env("PWD", &cwd);
+        }
+        child = prepare(&mut cmd, task, &cwd, ctx, output).spawn().ok();
+    }
+    let mut child = match child {
+        Some(c) => c,
+        None => {
+            let mut cmd = tokio::process::Command::new("/bin/sh");
+            cmd.arg("-c").arg(command);
+            match prepare(&mut cmd, task, &cwd, ctx, output).spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    return failed(format!("cannot start /bin/sh in {}: {e}", cwd.display()));
+                }
+            }
         }
     };
     let pid = child.id();

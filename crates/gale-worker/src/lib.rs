@@ -7,6 +7,7 @@
 //! ends (self-fencing), so a retry elsewhere never runs beside it; a result that
 //! arrives after the attempt was reaped is rejected by the store and only logged.
 
+mod direct;
 mod execute;
 pub mod guard;
 mod logs;

@@ -58,3 +58,86 @@ async fn oversized_outputs_are_ignored_with_a_message() {
             .contains("more than the 10 allowed")
     );
 }
+
+/// Runs `command` as a task in `dir`; returns the outcome and the output lines.
+async fn shell(command: &str, dir: &Path) -> (Outcome, Vec<String>) {
+    let dag = gale_model::dag::parse(
+        "t.yaml",
+        "t",
+        &format!("tasks:\n  a:\n    run: {}\n", serde_json::json!(command)),
+    )
+    .expect("a valid DAG");
+    let task = &dag.tasks[0];
+    let ctx = Context {
+        dag_id: "t".into(),
+        task_id: "a".into(),
+        run_id: "1".into(),
+        run_type: "manual".into(),
+        try_number: 1,
+        ds: String::new(),
+        ds_nodash: String::new(),
+        ts: String::new(),
+        logical_date: String::new(),
+        data_interval_start: String::new(),
+        data_interval_end: String::new(),
+        params: Default::default(),
+        conf: Default::default(),
+        tasks: Default::default(),
+    };
+    let http = reqwest::Client::new();
+    let hard_kill = std::sync::atomic::AtomicBool::new(false);
+    let work = Work {
+        opts_cwd: dir,
+        kill_grace: Duration::from_secs(1),
+        hard_kill: &hard_kill,
+        limits: Limits::default(),
+        http: &http,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let outcome = run_shell(
+        &work,
+        task,
+        command,
+        &ctx,
+        &dir.join("output"),
+        tx,
+        CancellationToken::new(),
+        |_| async {},
+    )
+    .await;
+    let mut lines = Vec::new();
+    while let Ok((_, text)) = rx.try_recv() {
+        lines.push(text);
+    }
+    (outcome, lines)
+}
+
+#[tokio::test]
+async fn plain_and_shell_commands_behave_as_under_the_shell() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = &dir.path().canonicalize().unwrap();
+    let exec = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    // Started directly: argv[0] as written, the task's directory as $PWD.
+    exec("tool", "#!/bin/sh\necho \"$0|$1|$2|$PWD|$GALE_TASK_ID\"\n");
+    let (outcome, lines) = shell("./tool  one\ttwo", dir).await;
+    assert_eq!(outcome.kind, OutcomeKind::Success, "{lines:?}");
+    assert_eq!(lines, [format!("./tool|one|two|{}|a", dir.display())]);
+    // A script without `#!` cannot be exec'd: the shell runs it instead.
+    exec("bare", "echo \"bare:$*\"\nexit 3\n");
+    let (outcome, lines) = shell("./bare x y", dir).await;
+    assert_eq!(outcome.exit_code, Some(3), "{lines:?}");
+    assert_eq!(lines, ["bare:x y"]);
+    // A program that is nowhere: the shell's own message and status.
+    let (outcome, lines) = shell("no-such-program-anywhere arg", dir).await;
+    assert_eq!(outcome.exit_code, Some(127));
+    assert!(lines.iter().any(|l| l.contains("not found")), "{lines:?}");
+    // Shell syntax still goes through the shell.
+    let (outcome, lines) = shell("echo $GALE_TASK_ID > f; cat f; exit 4", dir).await;
+    assert_eq!(outcome.exit_code, Some(4));
+    assert_eq!(lines, ["a"]);
+}
