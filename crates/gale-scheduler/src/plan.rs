@@ -10,8 +10,11 @@ use jiff::Timestamp;
 
 #[derive(Debug, Default)]
 pub struct Plan {
+    /// Includes `none`/`up_for_retry -> queued` for ready tasks that nothing can
+    /// hold back (no pool, no `max_active_tasks`): they skip `scheduled`.
     pub transitions: Vec<Transition>,
-    /// Task instances to move from `scheduled` to `queued`, most urgent first.
+    /// Task instances to move from `scheduled` to `queued` under the DAG's and
+    /// pools' limits, most urgent first.
     pub enqueue: Vec<TiId>,
     /// Set when every task instance is finished.
     pub outcome: Option<RunState>,
@@ -92,6 +95,12 @@ pub fn plan_run(dag: &Dag, order: &[usize], tasks: &[TaskRow], now: Timestamp) -
         let Some(row) = by_task.get(task.id.as_str()) else {
             continue;
         };
+        // A ready task waits in `scheduled` only for a limit to leave it room.
+        let ready = if dag.max_active_tasks.is_none() && task.pool.is_none() {
+            TaskState::Queued
+        } else {
+            TaskState::Scheduled
+        };
         match row.state {
             TaskState::None => {
                 let mut counts = UpstreamCounts::default();
@@ -100,7 +109,7 @@ pub fn plan_run(dag: &Dag, order: &[usize], tasks: &[TaskRow], now: Timestamp) -
                 }
                 match task.trigger_rule.evaluate(counts) {
                     Readiness::Wait => {}
-                    Readiness::Run => set(&mut plan, &mut state, row, TaskState::Scheduled, None),
+                    Readiness::Run => set(&mut plan, &mut state, row, ready, None),
                     Readiness::Skip => set(&mut plan, &mut state, row, TaskState::Skipped, None),
                     Readiness::UpstreamFailed => {
                         set(&mut plan, &mut state, row, TaskState::UpstreamFailed, None)
@@ -108,7 +117,7 @@ pub fn plan_run(dag: &Dag, order: &[usize], tasks: &[TaskRow], now: Timestamp) -
                 }
             }
             TaskState::UpForRetry if row.retry_at.is_none_or(|at| at <= now) => {
-                set(&mut plan, &mut state, row, TaskState::Scheduled, None);
+                set(&mut plan, &mut state, row, ready, None);
             }
             _ => {}
         }

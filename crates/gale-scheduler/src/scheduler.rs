@@ -471,6 +471,17 @@ impl<S: Store + ?Sized> Scheduler<S> {
             let plan = plan_run(&cached.dag, &cached.order, &tasks, now);
             let applied = self.store.apply_transitions(&plan.transitions).await?;
             report.transitions += applied;
+            if applied > 0 {
+                // Ready tasks no limit holds back go straight to queued. The count
+                // only wakes workers, so one that raced another scheduler may
+                // be counted although the other one moved it.
+                let queued = plan
+                    .transitions
+                    .iter()
+                    .filter(|t| t.to == TaskState::Queued)
+                    .count();
+                report.queued += queued.min(applied);
+            }
             if !plan.enqueue.is_empty() {
                 report.queued += self
                     .store

@@ -1215,6 +1215,34 @@ pub async fn apply_transitions_is_conditional<S: Store + ?Sized>(store: &S) {
     assert_eq!(t.state, TaskState::UpForRetry);
     assert_eq!(t.retry_at, Some(retry_at), "retry_at must round-trip");
 
+    // A ready task nothing holds back goes straight to queued, from none or from
+    // up_for_retry, stamped for its queue wait, and a worker can claim it.
+    let n = store
+        .apply_transitions(&[
+            tr(t1, TaskState::UpForRetry, TaskState::Queued),
+            tr(t2, TaskState::None, TaskState::Queued),
+        ])
+        .await
+        .expect("apply_transitions to queued");
+    assert_eq!(n, 2);
+    for ti in ["t1", "t2"] {
+        let t = ti_of(store, run, ti).await;
+        assert_eq!(t.state, TaskState::Queued, "{ti}");
+        assert!(
+            t.queued_at.is_some(),
+            "{ti}: a move to queued sets queued_at"
+        );
+        assert_eq!(t.retry_at, None, "{ti}");
+    }
+    let claimed: BTreeSet<TiId> = store
+        .claim("w1", "host-1", &queues(&["default"]), 10)
+        .await
+        .expect("claim")
+        .iter()
+        .map(|c| c.task.id)
+        .collect();
+    assert_eq!(claimed, BTreeSet::from([t1, t2]));
+
     assert_eq!(
         store
             .apply_transitions(&[])

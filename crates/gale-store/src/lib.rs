@@ -538,7 +538,8 @@ pub trait Store: Send + Sync + 'static {
     /// `up_for_retry`) and whether it has any queued or running. Cheaper than
     /// `run_state_counts` on a large run: it stops at the first of each.
     async fn run_activity(&self, run_id: RunId) -> Result<RunActivity>;
-    /// Applies each transition only if the task is still in `from`; returns how many applied.
+    /// Applies each transition only if the task is still in `from`; returns how many
+    /// applied. A move to `queued` stamps `queued_at` and wakes the workers.
     async fn apply_transitions(&self, transitions: &[Transition]) -> Result<usize>;
     /// Moves `scheduled` task instances of one DAG to `queued`, in the order given,
     /// while the DAG has fewer than `max_active_tasks` queued or running, and

@@ -1339,28 +1339,37 @@ impl Store for PgStore {
         let to: Vec<&str> = transitions.iter().map(|t| t.to.as_str()).collect();
         let retry_at: Vec<Option<Timestamp>> = transitions.iter().map(|t| t.retry_at).collect();
         let terminal: Vec<bool> = transitions.iter().map(|t| t.to.is_terminal()).collect();
+        let origin = self.origin.clone();
         self.single(move |tx| {
             Box::pin(async move {
-                let n = tx
-                    .exec(
-                        "UPDATE task_instances t SET state = u.to_state, retry_at = u.retry_at,
-                             updated_at = now(),
-                             ended_at = CASE WHEN u.terminal THEN now()
-                                 WHEN u.to_state IN ('scheduled', 'queued') THEN NULL
-                                 ELSE t.ended_at END,
-                             -- A task waiting for its next try shows no previous worker.
-                             worker_id = CASE WHEN u.to_state IN ('scheduled', 'queued') THEN NULL
-                                 ELSE t.worker_id END,
-                             started_at = CASE WHEN u.to_state IN ('scheduled', 'queued') THEN NULL
-                                 ELSE t.started_at END
-                         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::bool[])
-                             AS u(id, from_state, to_state, retry_at, terminal)
-                         -- The rows by primary key, whatever the table's statistics say.
-                         WHERE t.id = ANY($1::bigint[]) AND t.id = u.id AND t.state = u.from_state",
-                        &[&ids, &from, &to, &retry_at, &terminal],
+                // One statement: the rows that became queued wake the workers.
+                let row = tx
+                    .one(
+                        "WITH moved AS (
+                             UPDATE task_instances t SET state = u.to_state, retry_at = u.retry_at,
+                                 updated_at = now(),
+                                 queued_at = CASE WHEN u.to_state = 'queued' THEN clock_timestamp()
+                                     ELSE t.queued_at END,
+                                 ended_at = CASE WHEN u.terminal THEN now()
+                                     WHEN u.to_state IN ('scheduled', 'queued') THEN NULL
+                                     ELSE t.ended_at END,
+                                 -- A task waiting for its next try shows no previous worker.
+                                 worker_id = CASE WHEN u.to_state IN ('scheduled', 'queued') THEN NULL
+                                     ELSE t.worker_id END,
+                                 started_at = CASE WHEN u.to_state IN ('scheduled', 'queued') THEN NULL
+                                     ELSE t.started_at END
+                             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::bool[])
+                                 AS u(id, from_state, to_state, retry_at, terminal)
+                             -- The rows by primary key, whatever the table's statistics say.
+                             WHERE t.id = ANY($1::bigint[]) AND t.id = u.id AND t.state = u.from_state
+                             RETURNING t.state)
+                         SELECT (SELECT count(*) FROM moved),
+                                (SELECT count(*) FROM (SELECT pg_notify('gale_queued', $6)
+                                    WHERE EXISTS (SELECT 1 FROM moved WHERE state = 'queued')) n)",
+                        &[&ids, &from, &to, &retry_at, &terminal, &origin],
                     )
                     .await?;
-                Ok(usize::try_from(n).unwrap_or(usize::MAX))
+                Ok(usize::try_from(row.get::<_, i64>(0)).unwrap_or(usize::MAX))
             })
         })
         .await

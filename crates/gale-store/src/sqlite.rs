@@ -1072,6 +1072,7 @@ impl Store for SqliteStore {
             let mut stmt = tx
                 .prepare_cached(
                     "UPDATE task_instances SET state = ?3, retry_at = ?4, updated_at = ?5,
+                         queued_at = CASE WHEN ?3 = 'queued' THEN ?5 ELSE queued_at END,
                          ended_at = CASE WHEN ?6 THEN ?5
                              WHEN ?3 IN ('scheduled', 'queued') THEN NULL ELSE ended_at END,
                          -- A task waiting for its next try shows no previous worker.

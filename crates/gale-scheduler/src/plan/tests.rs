@@ -41,12 +41,31 @@ fn to_states(plan: &Plan) -> Vec<(i64, TaskState)> {
 const DIAMOND: &str = "tasks:\n  a:\n    run: x\n  b:\n    run: x\n    needs: [a]\n  c:\n    run: x\n    needs: [a]\n  d:\n    run: x\n    needs: [b, c]\n";
 
 #[test]
-fn roots_are_scheduled_and_queued_first() {
+fn roots_are_queued_first() {
     let d = dag(DIAMOND);
     let plan = plan_run(&d, &topo_order(&d), &rows(&d, &[]), Timestamp::now());
-    assert_eq!(to_states(&plan), [(1, TaskState::Scheduled)]);
-    assert_eq!(plan.enqueue, [TiId(1)]);
+    assert_eq!(to_states(&plan), [(1, TaskState::Queued)]);
+    assert!(plan.enqueue.is_empty());
     assert_eq!(plan.outcome, None);
+}
+
+#[test]
+fn tasks_under_a_limit_wait_in_scheduled_for_room() {
+    // A pool holds back its own tasks only; max_active_tasks holds back all.
+    let d = dag("tasks:\n  a:\n    run: x\n  b:\n    run: x\n    pool: p\n");
+    let plan = plan_run(&d, &topo_order(&d), &rows(&d, &[]), Timestamp::now());
+    assert_eq!(
+        to_states(&plan),
+        [(1, TaskState::Queued), (2, TaskState::Scheduled)]
+    );
+    assert_eq!(plan.enqueue, [TiId(2)]);
+    let d = dag("max_active_tasks: 1\ntasks:\n  a:\n    run: x\n  b:\n    run: x\n");
+    let plan = plan_run(&d, &topo_order(&d), &rows(&d, &[]), Timestamp::now());
+    assert_eq!(
+        to_states(&plan),
+        [(1, TaskState::Scheduled), (2, TaskState::Scheduled)]
+    );
+    assert_eq!(plan.enqueue, [TiId(1), TiId(2)]);
 }
 
 #[test]
@@ -100,13 +119,15 @@ fn retries_wait_for_their_time() {
     r[0].retry_at = Some(now);
     assert_eq!(
         to_states(&plan_run(&d, &topo_order(&d), &r, now)),
-        [(1, TaskState::Scheduled)]
+        [(1, TaskState::Queued)]
     );
 }
 
 #[test]
 fn higher_priority_is_queued_first() {
-    let d = dag("tasks:\n  low:\n    run: x\n  high:\n    run: x\n    priority: 5\n");
+    let d = dag(
+        "max_active_tasks: 2\ntasks:\n  low:\n    run: x\n  high:\n    run: x\n    priority: 5\n",
+    );
     let plan = plan_run(&d, &topo_order(&d), &rows(&d, &[]), Timestamp::now());
     assert_eq!(plan.enqueue, [TiId(2), TiId(1)]);
 }

@@ -2,13 +2,17 @@
 //! process from the machine's binaries), plus PostgreSQL-only behaviour:
 //! concurrent schedulers and workers racing on one database.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use gale_model::TaskState;
 use gale_model::dag::{content_hash, parse};
+use gale_model::{Dag, RunId, TaskState};
 use gale_store::postgres::PgStore;
-use gale_store::{NewRun, NewTask, RunMark, RunType, Store, Transition, conformance};
+use gale_store::{
+    NewRun, NewTask, Notifier, RunMark, RunType, Store, TiId, Transition, conformance,
+};
 use jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
 
 /// A fresh, migrated store on its own database; `None` (a loud skip) when
 /// PostgreSQL cannot be started outside CI.
@@ -83,6 +87,121 @@ async fn an_unreachable_database_is_a_clear_retryable_error() {
     );
 }
 
+/// A DAG of `n` independent `true` tasks, stored; returns it with its hash.
+async fn seed_flat_dag(store: &PgStore, id: &str, n: usize) -> (Dag, String) {
+    let mut source = format!("id: {id}\ntasks:\n");
+    for i in 0..n {
+        source.push_str(&format!("  t{i}:\n    run: 'true'\n"));
+    }
+    let file = format!("dags/{id}.yaml");
+    let dag = parse(&file, id, &source).expect("fixture parses");
+    let hash = content_hash(&source);
+    store
+        .upsert_dag(&dag, &file, &source, &hash, "host:/dags")
+        .await
+        .expect("upsert_dag");
+    (dag, hash)
+}
+
+/// A manual run of `dag` on day `day`; returns it with its task instances.
+async fn create_flat_run(
+    store: &PgStore,
+    (dag, hash): &(Dag, String),
+    day: u32,
+) -> (RunId, Vec<TiId>) {
+    let at = Timestamp::from_second(1_767_225_600 + i64::from(day) * 86_400).unwrap();
+    let run = store
+        .create_run(&NewRun {
+            dag_id: dag.id.clone(),
+            run_key: format!("manual__{day}"),
+            run_type: RunType::Manual,
+            version_hash: hash.clone(),
+            logical_date: at,
+            interval_start: at,
+            interval_end: at,
+            conf: serde_json::Map::new(),
+            tasks: dag
+                .tasks
+                .iter()
+                .map(|t| NewTask {
+                    task_id: t.id.clone(),
+                    max_tries: 1,
+                    queue: t.queue.clone(),
+                    priority: t.priority,
+                    pool: t.pool.clone(),
+                })
+                .collect(),
+        })
+        .await
+        .expect("create_run")
+        .expect("a run");
+    let tis = store
+        .run_tasks(run)
+        .await
+        .expect("run_tasks")
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    (run, tis)
+}
+
+/// Workers in other processes learn of queued work from `NOTIFY gale_queued`,
+/// whichever write queued it: a scheduler's enqueue under limits, or a ready
+/// task's transition straight to queued.
+#[tokio::test]
+async fn queuing_wakes_the_workers_of_other_processes() {
+    let Some(url) = gale_pgtest::shared_database("queuing_wakes_workers") else {
+        return;
+    };
+    let connect = || PgStore::connect(&url, Duration::from_secs(10));
+    let (listener, writer) = (
+        connect().await.expect("connect"),
+        connect().await.expect("connect"),
+    );
+    let dag = seed_flat_dag(&writer, "wake", 2).await;
+    let (_, tis) = create_flat_run(&writer, &dag, 0).await;
+    let notifier = Arc::new(Notifier::default());
+    let stop = CancellationToken::new();
+    let listening = tokio::spawn({
+        let (notifier, stop) = (notifier.clone(), stop.clone());
+        async move { listener.listen(notifier, stop).await }
+    });
+    let woken = || tokio::time::timeout(Duration::from_secs(10), notifier.workers.notified());
+    woken().await.expect("the wake-up that follows connecting");
+    let to = |ti, from, to| Transition {
+        ti,
+        from,
+        to,
+        retry_at: None,
+    };
+
+    let n = writer
+        .apply_transitions(&[to(tis[0], TaskState::None, TaskState::Queued)])
+        .await
+        .expect("apply_transitions");
+    assert_eq!(n, 1);
+    woken()
+        .await
+        .expect("a transition to queued must wake other processes' workers");
+
+    writer
+        .apply_transitions(&[to(tis[1], TaskState::None, TaskState::Scheduled)])
+        .await
+        .expect("apply_transitions");
+    assert_eq!(
+        writer
+            .enqueue(&dag.0.id, &tis[1..], Some(5))
+            .await
+            .expect("enqueue"),
+        1
+    );
+    woken()
+        .await
+        .expect("an enqueue must wake other processes' workers");
+    stop.cancel();
+    listening.await.expect("the listener ends when stopped");
+}
+
 /// A run cancelled while a worker claims its tasks: every attempt a claim opened
 /// is ended with the run, none is left `running` under a failed task (a claim
 /// committing between `mark_run`'s attempt and task updates used to be).
@@ -91,51 +210,10 @@ async fn cancel_racing_claims_leaves_no_attempt_running() {
     let Some(store) = fresh("cancel_racing_claims").await else {
         return;
     };
-    let mut source = String::from("id: race\ntasks:\n");
-    for i in 0..40 {
-        source.push_str(&format!("  t{i}:\n    run: 'true'\n"));
-    }
-    let dag = parse("dags/race.yaml", "race", &source).expect("fixture parses");
-    let hash = content_hash(&source);
-    store
-        .upsert_dag(&dag, "dags/race.yaml", &source, &hash, "host:/dags")
-        .await
-        .expect("upsert_dag");
+    let dag = seed_flat_dag(&store, "race", 40).await;
     let mut stuck = Vec::new();
     for round in 0..12u32 {
-        let at = Timestamp::from_second(1_767_225_600 + i64::from(round) * 86_400).unwrap();
-        let run = store
-            .create_run(&NewRun {
-                dag_id: dag.id.clone(),
-                run_key: format!("manual__{round}"),
-                run_type: RunType::Manual,
-                version_hash: hash.clone(),
-                logical_date: at,
-                interval_start: at,
-                interval_end: at,
-                conf: serde_json::Map::new(),
-                tasks: dag
-                    .tasks
-                    .iter()
-                    .map(|t| NewTask {
-                        task_id: t.id.clone(),
-                        max_tries: 1,
-                        queue: t.queue.clone(),
-                        priority: t.priority,
-                        pool: t.pool.clone(),
-                    })
-                    .collect(),
-            })
-            .await
-            .expect("create_run")
-            .expect("a run");
-        let tis: Vec<_> = store
-            .run_tasks(run)
-            .await
-            .expect("run_tasks")
-            .iter()
-            .map(|t| t.id)
-            .collect();
+        let (run, tis) = create_flat_run(&store, &dag, round).await;
         let scheduled: Vec<Transition> = tis
             .iter()
             .map(|&ti| Transition {
@@ -149,7 +227,7 @@ async fn cancel_racing_claims_leaves_no_attempt_running() {
             .apply_transitions(&scheduled)
             .await
             .expect("apply_transitions");
-        store.enqueue(&dag.id, &tis, None).await.expect("enqueue");
+        store.enqueue(&dag.0.id, &tis, None).await.expect("enqueue");
         let default = vec!["default".to_owned()];
         let claims = async {
             loop {
