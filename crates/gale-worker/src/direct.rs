@@ -8,10 +8,10 @@
 //! fast path for its recipes.
 //!
 //! Anything else goes to the shell: quotes, escapes, variables, globs,
-//! redirections, pipes and other operators, comments, assignments, builtins, and
-//! a program that is not found on `PATH` (the shell then reports it as usual).
-//! If the direct start fails (e.g. a script without a `#!` line), the caller
-//! runs the command through the shell after all.
+//! redirections, pipes and other operators, comments, assignments and builtins.
+//! If the direct start fails (a program not found on `PATH`, a script without a
+//! `#!` line), the caller runs the command through the shell after all, which
+//! then runs or reports it as usual.
 
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 /// What runs a command started without a shell.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Direct<'a> {
-    /// The program's path: absolute, or relative to the task's directory when
-    /// the command named it with a `/`.
+    /// The program: as written (with a `/`: relative to the task's directory;
+    /// without: searched on the worker's `PATH` by `posix_spawnp`), or the file
+    /// found on the task's own `PATH`.
     pub program: PathBuf,
     /// `argv[0]`, as written in the command (as the shell would pass it).
     pub arg0: &'a str,
@@ -48,8 +49,10 @@ const SHELL_WORDS: &[&str] = &[
 ];
 
 /// The program and arguments of `command` when it can start without a shell.
-/// `path` is the `PATH` the task runs with; `cwd` its working directory.
-pub fn plan<'a>(command: &'a str, path: Option<&OsStr>, cwd: &Path) -> Option<Direct<'a>> {
+/// `task_path` is the task's own `PATH`, if it sets one (the program is then
+/// looked up here: the standard library would fork instead of `posix_spawn`
+/// for a lookup on a changed `PATH`); `cwd` is its working directory.
+pub fn plan<'a>(command: &'a str, task_path: Option<&OsStr>, cwd: &Path) -> Option<Direct<'a>> {
     if command.contains(SHELL_CHARS)
         || command
             .chars()
@@ -62,10 +65,9 @@ pub fn plan<'a>(command: &'a str, path: Option<&OsStr>, cwd: &Path) -> Option<Di
     if arg0.contains('=') || SHELL_WORDS.contains(&arg0) {
         return None;
     }
-    let program = if arg0.contains('/') {
-        PathBuf::from(arg0)
-    } else {
-        find_on_path(arg0, path?, cwd)?
+    let program = match task_path {
+        Some(path) if !arg0.contains('/') => find_on_path(arg0, path, cwd)?,
+        _ => PathBuf::from(arg0),
     };
     Some(Direct {
         program,
@@ -153,6 +155,7 @@ mod tests {
             "pwd",
             "test -e /",
             "[ -e / ]",
+            // Looked up on the task's own PATH: not found goes to the shell.
             "no-such-program-anywhere",
         ] {
             assert_eq!(planned(command), None, "{command:?}");
@@ -174,10 +177,12 @@ mod tests {
             (tool.clone(), "tool", vec!["x"])
         );
         assert_eq!(plan("plain", Some(&path), Path::new("/")), None);
-        // An empty PATH entry is the working directory; no PATH finds nothing.
+        // An empty PATH entry is the working directory.
         let d = plan("tool", Some(OsStr::new(":/nonexistent")), dir.path()).unwrap();
         assert_eq!(d.program, tool);
-        assert_eq!(plan("tool", None, dir.path()), None);
+        // No PATH of its own: the name is left for posix_spawnp to search.
+        let d = plan("tool", None, dir.path()).unwrap();
+        assert_eq!(d.program, PathBuf::from("tool"));
         // A name with a slash is not looked up.
         let d = plan("./tool", None, dir.path()).unwrap();
         assert_eq!(d.program, PathBuf::from("./tool"));

@@ -157,9 +157,9 @@ pub(crate) async fn execute<S: Store + ?Sized>(
     });
 
     let outcome = match (&spec, &task) {
-        (Ok(dag), Ok(task)) => {
+        (Ok(spec), Ok(task)) => {
             let upstream = upstream_outputs(shared, &run, task).await;
-            let ctx = context(dag, task, &run, try_number, upstream);
+            let ctx = context(&spec.dag, task, &run, try_number, upstream);
             let work = Work {
                 opts_cwd: &shared.opts.default_cwd,
                 kill_grace: shared.opts.kill_grace,
@@ -468,12 +468,9 @@ where
         .unwrap_or_else(|| work.opts_cwd.to_path_buf());
     // A plain command starts without a shell (see `direct`); if that start
     // fails, the shell runs it and reports what is wrong as it always does.
-    let path = match task.env.get("PATH") {
-        Some(p) => Some(std::ffi::OsString::from(p)),
-        None => std::env::var_os("PATH"),
-    };
+    let task_path = task.env.get("PATH").map(std::ffi::OsStr::new);
     let mut child = None;
-    if let Some(direct) = crate::direct::plan(command, path.as_deref(), &cwd) {
+    if let Some(direct) = crate::direct::plan(command, task_path, &cwd) {
         let mut cmd = tokio::process::Command::new(&direct.program);
         cmd.arg0(direct.arg0).args(&direct.args);
         if cwd.is_absolute() && !task.env.contains_key("PWD") {

@@ -114,6 +114,29 @@ enum KillReason {
     HandedBack,
 }
 
+/// A DAG version as its worker uses it: tasks found by id without a scan (a
+/// fan-out of thousands of tasks would otherwise search its list per attempt).
+pub(crate) struct Spec {
+    pub dag: Dag,
+    by_id: HashMap<String, usize>,
+}
+
+impl Spec {
+    fn new(dag: Dag) -> Self {
+        let by_id = dag
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.as_str().to_owned(), i))
+            .collect();
+        Spec { dag, by_id }
+    }
+
+    pub fn task(&self, id: &str) -> Option<&gale_model::Task> {
+        self.by_id.get(id).map(|&i| &self.dag.tasks[i])
+    }
+}
+
 pub(crate) struct Shared<S: ?Sized> {
     store: Arc<S>,
     notifier: Arc<Notifier>,
@@ -124,7 +147,7 @@ pub(crate) struct Shared<S: ?Sized> {
     /// By task instance and try: a late report of a reaped try may still be
     /// going when this worker claims the retry.
     reporting: Mutex<std::collections::HashSet<(TiId, u32)>>,
-    specs: Mutex<HashMap<(DagId, String), Arc<Dag>>>,
+    specs: Mutex<HashMap<(DagId, String), Arc<Spec>>>,
     /// Held while a DAG version is fetched: the attempts of a new run all start
     /// at once, and one fetch of a large version serves them all.
     spec_fetch: tokio::sync::Mutex<()>,
@@ -346,7 +369,7 @@ impl<S: Store + ?Sized> Shared<S> {
         &self,
         dag_id: &DagId,
         hash: &str,
-    ) -> gale_store::Result<Option<Arc<Dag>>> {
+    ) -> gale_store::Result<Option<Arc<Spec>>> {
         let key = (dag_id.clone(), hash.to_owned());
         let cached = || {
             self.specs
@@ -365,7 +388,7 @@ impl<S: Store + ?Sized> Shared<S> {
         let Some(version) = self.store.get_version(dag_id, hash).await? else {
             return Ok(None);
         };
-        let dag = Arc::new(version.spec);
+        let dag = Arc::new(Spec::new(version.spec));
         let mut specs = self.specs.lock().unwrap_or_else(|p| p.into_inner());
         if specs.len() > 1000 {
             specs.clear();
