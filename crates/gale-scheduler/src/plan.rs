@@ -123,6 +123,17 @@ pub fn plan_run(dag: &Dag, order: &[usize], tasks: &[TaskRow], now: Timestamp) -
         }
     }
 
+    // Queued ones last and the most urgent of them first: the transitions are
+    // written in chunks, and workers claim from the first chunk on.
+    let priority: HashMap<TiId, i32> = tasks.iter().map(|t| (t.id, t.priority)).collect();
+    plan.transitions.sort_by_key(|t| {
+        (
+            t.to == TaskState::Queued,
+            std::cmp::Reverse(priority.get(&t.ti).copied().unwrap_or(0)),
+            t.ti,
+        )
+    });
+
     let mut ready: Vec<&TaskRow> = tasks
         .iter()
         .filter(|t| state.get(t.task_id.as_str()) == Some(&TaskState::Scheduled))

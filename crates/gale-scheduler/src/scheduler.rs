@@ -71,6 +71,10 @@ pub struct Scheduler<S: ?Sized> {
     warned_pools: std::collections::HashSet<(DagId, String)>,
 }
 
+/// Transitions written per statement. A plan of thousands of ready tasks is
+/// written in several, so workers can claim the first while the rest follow.
+const TRANSITION_CHUNK: usize = 256;
+
 /// What one pass did, for tests and logs.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PassReport {
@@ -469,19 +473,22 @@ impl<S: Store + ?Sized> Scheduler<S> {
         for _ in 0..4 {
             let tasks = self.store.run_tasks(run.id).await?;
             let plan = plan_run(&cached.dag, &cached.order, &tasks, now);
-            let applied = self.store.apply_transitions(&plan.transitions).await?;
-            report.transitions += applied;
-            if applied > 0 {
-                // Ready tasks no limit holds back go straight to queued. The count
-                // only wakes workers, so one that raced another scheduler may
-                // be counted although the other one moved it.
-                let queued = plan
-                    .transitions
-                    .iter()
-                    .filter(|t| t.to == TaskState::Queued)
-                    .count();
-                report.queued += queued.min(applied);
+            // In chunks, queued tasks last and most urgent first (see `plan_run`):
+            // workers start on the first chunk while the rest of a large
+            // fan-out is still being written.
+            let mut applied = 0;
+            for chunk in plan.transitions.chunks(TRANSITION_CHUNK) {
+                let n = self.store.apply_transitions(chunk).await?;
+                applied += n;
+                let queued = chunk.iter().filter(|t| t.to == TaskState::Queued).count();
+                if n > 0 && queued > 0 {
+                    // The count only wakes workers: a transition that raced another
+                    // scheduler may be counted although the other one made it.
+                    report.queued += queued.min(n);
+                    self.notifier.workers.notify_one();
+                }
             }
+            report.transitions += applied;
             if !plan.enqueue.is_empty() {
                 report.queued += self
                     .store

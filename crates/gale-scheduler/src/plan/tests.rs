@@ -56,7 +56,7 @@ fn tasks_under_a_limit_wait_in_scheduled_for_room() {
     let plan = plan_run(&d, &topo_order(&d), &rows(&d, &[]), Timestamp::now());
     assert_eq!(
         to_states(&plan),
-        [(1, TaskState::Queued), (2, TaskState::Scheduled)]
+        [(2, TaskState::Scheduled), (1, TaskState::Queued)]
     );
     assert_eq!(plan.enqueue, [TiId(2)]);
     let d = dag("max_active_tasks: 1\ntasks:\n  a:\n    run: x\n  b:\n    run: x\n");
@@ -120,6 +120,28 @@ fn retries_wait_for_their_time() {
     assert_eq!(
         to_states(&plan_run(&d, &topo_order(&d), &r, now)),
         [(1, TaskState::Queued)]
+    );
+}
+
+#[test]
+fn queued_transitions_come_last_and_most_urgent_first() {
+    let d = dag(
+        "tasks:\n  a:\n    run: x\n  b:\n    run: x\n    priority: 5\n  c:\n    run: x\n    needs: [a]\n  d:\n    run: x\n    priority: 9\n  e:\n    run: x\n",
+    );
+    let plan = plan_run(
+        &d,
+        &topo_order(&d),
+        &rows(&d, &[("a", TaskState::Failed)]),
+        Timestamp::now(),
+    );
+    assert_eq!(
+        to_states(&plan),
+        [
+            (3, TaskState::UpstreamFailed),
+            (4, TaskState::Queued),
+            (2, TaskState::Queued),
+            (5, TaskState::Queued)
+        ]
     );
 }
 
