@@ -40,12 +40,12 @@ const SHELL_CHARS: &[char] = &[
 /// whose builtin and external versions differ (e.g. `echo -e`, `pwd` under a
 /// symbolic link, `kill %1`).
 const SHELL_WORDS: &[&str] = &[
-    "!", ".", ":", "[", "[[", "]]", "{", "}", "alias", "bg", "break", "case", "cd", "command",
-    "continue", "do", "done", "echo", "elif", "else", "esac", "eval", "exec", "exit", "export",
-    "fc", "fg", "fi", "for", "function", "getopts", "hash", "if", "in", "jobs", "kill", "local",
-    "printf", "pwd", "read", "readonly", "return", "select", "set", "shift", "source", "test",
-    "then", "times", "trap", "type", "ulimit", "umask", "unalias", "unset", "until", "wait",
-    "while",
+    "!", ".", ":", "[", "[[", "]]", "{", "}", "alias", "bg", "bltin", "break", "case", "cd",
+    "chdir", "command", "continue", "do", "done", "echo", "elif", "else", "esac", "eval", "exec",
+    "exit", "export", "fc", "fg", "fi", "for", "function", "getopts", "hash", "if", "in", "jobs",
+    "kill", "local", "printf", "pwd", "read", "readonly", "return", "select", "set", "shift",
+    "source", "test", "then", "times", "trap", "type", "ulimit", "umask", "unalias", "unset",
+    "until", "wait", "while",
 ];
 
 /// The program and arguments of `command` when it can start without a shell.
