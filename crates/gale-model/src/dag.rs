@@ -430,6 +430,21 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
                 TaskKind::Shell { run: String::new() }
             }
         };
+        let mut env = defaults.env.clone().unwrap_or_default();
+        env.extend(t.env.clone().unwrap_or_default());
+        for (name, value) in &env {
+            if !is_env_name(name) {
+                errors.at(
+                    loc,
+                    format!("task {task_id:?}: {name:?} is not an environment variable name: use letters, digits and '_', not starting with a digit"),
+                );
+            } else if value.contains('\0') {
+                errors.at(
+                    loc,
+                    format!("task {task_id:?}: the value of {name} contains a NUL character, which an environment variable cannot hold"),
+                );
+            }
+        }
         let mut needs = Vec::new();
         let mut seen = HashSet::new();
         for need in &t.needs {
@@ -465,11 +480,7 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
             retry_backoff: t.retry_backoff.or(defaults.retry_backoff).unwrap_or(false),
             max_retry_delay: t.max_retry_delay.or(defaults.max_retry_delay),
             timeout: t.timeout.or(defaults.timeout),
-            env: {
-                let mut env = defaults.env.clone().unwrap_or_default();
-                env.extend(t.env.clone().unwrap_or_default());
-                env
-            },
+            env,
             cwd: t.cwd.clone().or_else(|| defaults.cwd.clone()),
             queue: t
                 .queue
@@ -559,6 +570,12 @@ fn find_cycle(tasks: &[Task]) -> Option<Vec<TaskId>> {
         }
     }
     None
+}
+
+/// A name the shell passes on to the programs it starts.
+fn is_env_name(s: &str) -> bool {
+    s.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 #[cfg(test)]

@@ -10,10 +10,13 @@ use serde::{Deserialize, Serialize};
 ///
 /// Transitions and the role that takes them:
 /// `none -> scheduled` (scheduler, upstreams satisfied), `scheduled -> queued`
-/// (scheduler, within limits), `queued -> running` (worker claim, new attempt),
+/// (scheduler, within limits), `none -> queued` (scheduler, upstreams satisfied
+/// and no pool or `max_active_tasks` to wait for), `queued -> running` (worker
+/// claim, new attempt),
 /// `running -> success | failed | skipped | up_for_retry` (worker, fenced by attempt
 /// and worker id; or the scheduler's reaper when the lease expired),
-/// `up_for_retry -> scheduled` (scheduler, after the retry delay),
+/// `up_for_retry -> scheduled | queued` (scheduler, after the retry delay, as
+/// from `none`),
 /// `none -> skipped | upstream_failed` (scheduler, trigger rule), and `removed` when
 /// a task disappears from the DAG.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

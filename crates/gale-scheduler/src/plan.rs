@@ -124,14 +124,16 @@ pub fn plan_run(dag: &Dag, order: &[usize], tasks: &[TaskRow], now: Timestamp) -
     }
 
     // Queued ones last and the most urgent of them first: the transitions are
-    // written in chunks, and workers claim from the first chunk on.
+    // written in chunks, and workers claim from the first chunk on. The others
+    // keep their order, upstream before downstream (a stable sort).
     let priority: HashMap<TiId, i32> = tasks.iter().map(|t| (t.id, t.priority)).collect();
-    plan.transitions.sort_by_key(|t| {
-        (
-            t.to == TaskState::Queued,
+    plan.transitions.sort_by_key(|t| match t.to {
+        TaskState::Queued => (
+            true,
             std::cmp::Reverse(priority.get(&t.ti).copied().unwrap_or(0)),
             t.ti,
-        )
+        ),
+        _ => (false, std::cmp::Reverse(0), TiId(0)),
     });
 
     let mut ready: Vec<&TaskRow> = tasks

@@ -539,7 +539,8 @@ pub trait Store: Send + Sync + 'static {
     /// `run_state_counts` on a large run: it stops at the first of each.
     async fn run_activity(&self, run_id: RunId) -> Result<RunActivity>;
     /// Applies each transition only if the task is still in `from`; returns how many
-    /// applied. A move to `queued` stamps `queued_at` and wakes the workers.
+    /// applied. A move to `queued` stamps `queued_at`; a networked store also
+    /// announces it to other processes' workers (the caller wakes its own).
     async fn apply_transitions(&self, transitions: &[Transition]) -> Result<usize>;
     /// Moves `scheduled` task instances of one DAG to `queued`, in the order given,
     /// while the DAG has fewer than `max_active_tasks` queued or running, and

@@ -13,9 +13,11 @@
 //! `#!` line), the caller runs the command through the shell after all, which
 //! then runs or reports it as usual.
 
-use std::ffi::OsStr;
-use std::os::unix::fs::PermissionsExt;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// What runs a command started without a shell.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,23 +38,27 @@ const SHELL_CHARS: &[char] = &[
     '\'', '~', '!', '^',
 ];
 
-/// Builtins and keywords of `sh`: words the shell itself handles, and programs
-/// whose builtin and external versions differ (e.g. `echo -e`, `pwd` under a
-/// symbolic link, `kill %1`).
+/// Builtins and keywords of `sh` (dash, and bash as `sh`): words the shell
+/// itself handles, and programs whose builtin and external versions differ (e.g.
+/// `echo -e`, `pwd` under a symbolic link, `kill %1`, bash's `time`). Also
+/// `setsid`: a program started directly leads its own process group (under the
+/// shell, the shell does), and `setsid` would then fork and return at once.
 const SHELL_WORDS: &[&str] = &[
     "!", ".", ":", "[", "[[", "]]", "{", "}", "alias", "bg", "bltin", "break", "case", "cd",
     "chdir", "command", "continue", "do", "done", "echo", "elif", "else", "esac", "eval", "exec",
     "exit", "export", "fc", "fg", "fi", "for", "function", "getopts", "hash", "if", "in", "jobs",
-    "kill", "local", "printf", "pwd", "read", "readonly", "return", "select", "set", "shift",
-    "source", "test", "then", "times", "trap", "type", "ulimit", "umask", "unalias", "unset",
-    "until", "wait", "while",
+    "kill", "local", "printf", "pwd", "read", "readonly", "return", "select", "set", "setsid",
+    "shift", "source", "test", "then", "time", "times", "trap", "type", "ulimit", "umask",
+    "unalias", "unset", "until", "wait", "while",
 ];
 
 /// The program and arguments of `command` when it can start without a shell.
 /// `task_path` is the task's own `PATH`, if it sets one (the program is then
 /// looked up here: the standard library would fork instead of `posix_spawn`
-/// for a lookup on a changed `PATH`); `cwd` is its working directory.
+/// for a lookup on a changed `PATH`); `cwd` is its working directory, absolute.
 pub fn plan<'a>(command: &'a str, task_path: Option<&OsStr>, cwd: &Path) -> Option<Direct<'a>> {
+    // Trailing newlines (a YAML block scalar's) end the command, nothing more.
+    let command = command.trim_end_matches('\n');
     if command.contains(SHELL_CHARS)
         || command
             .chars()
@@ -66,14 +72,48 @@ pub fn plan<'a>(command: &'a str, task_path: Option<&OsStr>, cwd: &Path) -> Opti
         return None;
     }
     let program = match task_path {
-        Some(path) if !arg0.contains('/') => find_on_path(arg0, path, cwd)?,
-        _ => PathBuf::from(arg0),
+        _ if arg0.contains('/') => PathBuf::from(arg0),
+        Some(path) => find_on_path(arg0, path, cwd)?,
+        // Without a PATH, posix_spawnp and the shell search different defaults.
+        None if std::env::var_os("PATH").is_none() => return None,
+        None => PathBuf::from(arg0),
     };
     Some(Direct {
         program,
         arg0,
         args: words.collect(),
     })
+}
+
+/// `$PWD` as the shell sets it for a task in `cwd`: the inherited value (the
+/// task's own `PWD`, else the worker's) when it names that directory, else the
+/// physical path. None when `cwd` cannot be resolved. Cached per directory and
+/// inherited value, so a task costs no path walk.
+pub fn shell_pwd(cwd: &Path, given: Option<&OsStr>) -> Option<PathBuf> {
+    type Cache = HashMap<(PathBuf, Option<OsString>), PathBuf>;
+    static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
+    let given = given
+        .map(OsStr::to_owned)
+        .or_else(|| std::env::var_os("PWD"));
+    let key = (cwd.to_path_buf(), given);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    let cache = cache.get_or_insert_with(HashMap::new);
+    if let Some(pwd) = cache.get(&key) {
+        return Some(pwd.clone());
+    }
+    let same_dir = |a: &Path, b: &Path| match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    };
+    let pwd = match &key.1 {
+        Some(g) if Path::new(g).is_absolute() && same_dir(Path::new(g), cwd) => PathBuf::from(g),
+        _ => std::fs::canonicalize(cwd).ok()?,
+    };
+    if cache.len() >= 256 {
+        cache.clear();
+    }
+    cache.insert(key, pwd.clone());
+    Some(pwd)
 }
 
 /// The first executable file named `name` in the directories of `path`, as
@@ -120,6 +160,8 @@ mod tests {
         );
         let d = plan("/bin/sh -c x", None, Path::new("/")).unwrap();
         assert_eq!(d.program, PathBuf::from("/bin/sh"));
+        // A YAML block scalar's trailing newline.
+        assert_eq!(planned("true\n"), Some(("true".into(), vec![])));
     }
 
     #[test]
@@ -157,6 +199,8 @@ mod tests {
             "[ -e / ]",
             // Looked up on the task's own PATH: not found goes to the shell.
             "no-such-program-anywhere",
+            "setsid sleep 1",
+            "time sleep 1",
         ] {
             assert_eq!(planned(command), None, "{command:?}");
         }

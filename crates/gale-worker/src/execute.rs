@@ -466,19 +466,26 @@ where
         .as_deref()
         .map(PathBuf::from)
         .unwrap_or_else(|| work.opts_cwd.to_path_buf());
+    // Absolute, so that a PATH lookup below and the process agree on it.
+    let cwd = match cwd.is_relative() {
+        true => std::env::current_dir().map_or(cwd.clone(), |d| d.join(&cwd)),
+        false => cwd,
+    };
     // A plain command starts without a shell (see `direct`); if that start
     // fails, the shell runs it and reports what is wrong as it always does.
     let task_path = task.env.get("PATH").map(std::ffi::OsStr::new);
     let mut child = None;
-    if let Some(direct) = crate::direct::plan(command, task_path, &cwd) {
+    let direct = crate::direct::plan(command, task_path, &cwd).and_then(|d| {
+        crate::direct::shell_pwd(&cwd, task.env.get("PWD").map(std::ffi::OsStr::new))
+            .map(|pwd| (d, pwd))
+    });
+    if let Some((direct, pwd)) = &direct {
         let mut cmd = tokio::process::Command::new(&direct.program);
         cmd.arg0(direct.arg0).args(&direct.args);
-        if cwd.is_absolute() && !task.env.contains_key("PWD") {
-            // What the shell would have set it to.
-            cmd.env("PWD", &cwd);
-        }
-        child = prepare(&mut cmd, task, &cwd, ctx, output).spawn().ok();
+        prepare(&mut cmd, task, &cwd, ctx, output).env("PWD", pwd);
+        child = cmd.spawn().ok();
     }
+    let direct = child.is_some();
     let mut child = match child {
         Some(c) => c,
         None => {
@@ -590,6 +597,15 @@ where
             }
         }
     };
+    // A program the shell ran and a signal killed shows as the shell's exit
+    // status, 128 + the signal: the same for one started directly.
+    let code = match code {
+        None if direct => {
+            use std::os::unix::process::ExitStatusExt;
+            status.signal().map(|sig| 128 + sig)
+        }
+        code => code,
+    };
     Outcome {
         kind,
         exit_code: code,
@@ -616,24 +632,66 @@ async fn terminate(
     if let Some(pg) = pgid {
         let _ = killpg(pg, Signal::SIGTERM);
     }
-    match tokio::time::timeout(grace, child.wait()).await {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = lines
-                .send((
-                    Stream::System,
-                    format!(
-                        "[gale] still running {}s after SIGTERM: sending SIGKILL",
-                        grace.as_secs()
-                    ),
-                ))
-                .await;
-            if let Some(pg) = pgid {
-                let _ = killpg(pg, Signal::SIGKILL);
-            }
-            child.wait().await
+    let deadline = tokio::time::Instant::now() + grace;
+    let status = tokio::time::timeout_at(deadline, child.wait()).await.ok();
+    // The shell ends at SIGTERM at once; what it started gets the rest of the
+    // grace to finish, as a program started directly does.
+    let group_alive = || async move {
+        match pgid {
+            Some(pg) => tokio::task::spawn_blocking(move || group_has_live_process(pg))
+                .await
+                .unwrap_or(true),
+            None => false,
+        }
+    };
+    if status.is_some() {
+        while tokio::time::Instant::now() < deadline && group_alive().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    if status.is_none() || group_alive().await {
+        let _ = lines
+            .send((
+                Stream::System,
+                format!(
+                    "[gale] still running {}s after SIGTERM: sending SIGKILL",
+                    grace.as_secs()
+                ),
+            ))
+            .await;
+        if let Some(pg) = pgid {
+            let _ = killpg(pg, Signal::SIGKILL);
+        }
+    }
+    match status {
+        Some(s) => s,
+        None => child.wait().await,
+    }
+}
+
+/// Whether a process of group `pg` is still running. A zombie does not count: an
+/// orphan the shell left waits as one for its new parent (which may never reap
+/// it, e.g. a container's first process), but `kill(-pg, 0)` still finds it.
+fn group_has_live_process(pg: Pid) -> bool {
+    if killpg(pg, None).is_err() {
+        return false;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    procs.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // "pid (comm) state ppid pgrp ...": comm may hold anything but the last ')'.
+        let mut fields = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
+        pgrp == Some(pg.as_raw()) && state != Some("Z") && state != Some("X")
+    })
 }
 
 /// Splits a pipe into lines (cut at `max_line` bytes) and sends them on.

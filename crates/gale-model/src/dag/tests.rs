@@ -144,3 +144,18 @@ fn long_chains_do_not_overflow() {
     }
     assert_eq!(ok(&src).tasks.len(), 3000);
 }
+
+#[test]
+fn environment_names_and_values_are_checked() {
+    let e = errs(
+        "tasks:\n  a:\n    run: x\n    env: { JAVA-OPTS: x, 1ST: y, GOOD_1: z }\n  b:\n    run: x\n    env: { NUL: \"a\\0b\" }\n",
+    );
+    let messages: Vec<&str> = e.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert!(messages[0].contains("\"1ST\" is not an environment variable name"));
+    assert!(messages[1].contains("\"JAVA-OPTS\" is not an environment variable name"));
+    assert!(messages[2].contains("NUL contains a NUL character"));
+    assert_eq!(e[2].line, 6, "at task b");
+    let d = ok("tasks:\n  a:\n    run: x\n    env: { _X: '1', Path2: '' }\n");
+    assert_eq!(d.tasks[0].env.len(), 2);
+}

@@ -61,6 +61,15 @@ async fn oversized_outputs_are_ignored_with_a_message() {
 
 /// Runs `command` as a task in `dir`; returns the outcome and the output lines.
 async fn shell(command: &str, dir: &Path) -> (Outcome, Vec<String>) {
+    shell_killed_after(command, dir, None).await
+}
+
+/// Like `shell`, and kills the task (SIGTERM, 1 s of grace) after `kill_after`.
+async fn shell_killed_after(
+    command: &str,
+    dir: &Path,
+    kill_after: Option<Duration>,
+) -> (Outcome, Vec<String>) {
     let dag = gale_model::dag::parse(
         "t.yaml",
         "t",
@@ -94,6 +103,14 @@ async fn shell(command: &str, dir: &Path) -> (Outcome, Vec<String>) {
         http: &http,
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let kill = CancellationToken::new();
+    if let Some(after) = kill_after {
+        let kill = kill.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            kill.cancel();
+        });
+    }
     let outcome = run_shell(
         &work,
         task,
@@ -101,7 +118,7 @@ async fn shell(command: &str, dir: &Path) -> (Outcome, Vec<String>) {
         &ctx,
         &dir.join("output"),
         tx,
-        CancellationToken::new(),
+        kill,
         |_| async {},
     )
     .await;
@@ -140,4 +157,60 @@ async fn plain_and_shell_commands_behave_as_under_the_shell() {
     let (outcome, lines) = shell("echo $GALE_TASK_ID > f; cat f; exit 4", dir).await;
     assert_eq!(outcome.exit_code, Some(4));
     assert_eq!(lines, ["a"]);
+}
+
+#[tokio::test]
+async fn a_program_started_directly_reports_what_the_shell_would() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let real = &dir.path().canonicalize().unwrap();
+    let exec = |name: &str, text: &str| {
+        let path = real.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    // A signal's death: the shell would report 128 + the signal.
+    exec("selfkill", "#!/bin/sh\nkill -9 $$\n");
+    let (outcome, _) = shell("./selfkill", real).await;
+    assert_eq!(outcome.exit_code, Some(137));
+    assert_eq!(outcome.message.as_deref(), Some("killed by signal 9"));
+    let (outcome, _) = shell("./selfkill; exit $?", real).await;
+    assert_eq!(outcome.exit_code, Some(137), "the shell's own report");
+    // Through a symbolic link, with no inherited $PWD naming it: the physical path.
+    exec("pwd-of", "#!/bin/sh\necho \"$PWD\"\n");
+    let link = real.join("link");
+    std::os::unix::fs::symlink(real, &link).unwrap();
+    let (_, lines) = shell("./pwd-of", &link).await;
+    let (_, via_shell) = shell("./pwd-of;", &link).await;
+    assert_eq!(lines, [real.display().to_string()]);
+    assert_eq!(lines, via_shell);
+}
+
+#[tokio::test]
+async fn a_killed_task_gets_its_grace_under_the_shell_too() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = &dir.path().canonicalize().unwrap();
+    let path = dir.join("graceful");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\ntrap 'sleep 0.2; echo cleaned up; exit 0' TERM\necho ready\nwhile :; do sleep 0.05; done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Directly, and under a shell that itself dies at SIGTERM at once: both
+    // times the program's handler finishes within the grace.
+    for command in ["./graceful", "./graceful; true"] {
+        let (outcome, lines) =
+            shell_killed_after(command, dir, Some(Duration::from_millis(300))).await;
+        assert_eq!(outcome.kind, OutcomeKind::Killed, "{command}");
+        assert!(
+            lines.iter().any(|l| l == "cleaned up"),
+            "{command}: the handler was cut short: {lines:?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.contains("sending SIGKILL")),
+            "{command}: {lines:?}"
+        );
+    }
 }
