@@ -129,16 +129,19 @@ async fn shell_killed_after(
     (outcome, lines)
 }
 
+/// Writes an executable file `name` with `text` into `dir`.
+fn script(dir: &Path, name: &str, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 #[tokio::test]
 async fn plain_and_shell_commands_behave_as_under_the_shell() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let dir = &dir.path().canonicalize().unwrap();
-    let exec = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    };
+    let exec = |name: &str, text: &str| script(dir, name, text);
     // Started directly: argv[0] as written, the task's directory as $PWD.
     exec("tool", "#!/bin/sh\necho \"$0|$1|$2|$PWD|$GALE_TASK_ID\"\n");
     let (outcome, lines) = shell("./tool  one\ttwo", dir).await;
@@ -161,14 +164,9 @@ async fn plain_and_shell_commands_behave_as_under_the_shell() {
 
 #[tokio::test]
 async fn a_program_started_directly_reports_what_the_shell_would() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let real = &dir.path().canonicalize().unwrap();
-    let exec = |name: &str, text: &str| {
-        let path = real.join(name);
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    };
+    let exec = |name: &str, text: &str| script(real, name, text);
     // A signal's death: the shell would report 128 + the signal.
     exec("selfkill", "#!/bin/sh\nkill -9 $$\n");
     let (outcome, _) = shell("./selfkill", real).await;
@@ -188,16 +186,13 @@ async fn a_program_started_directly_reports_what_the_shell_would() {
 
 #[tokio::test]
 async fn a_killed_task_gets_its_grace_under_the_shell_too() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let dir = &dir.path().canonicalize().unwrap();
-    let path = dir.join("graceful");
-    std::fs::write(
-        &path,
+    script(
+        dir,
+        "graceful",
         "#!/bin/sh\ntrap 'sleep 0.2; echo cleaned up; exit 0' TERM\necho ready\nwhile :; do sleep 0.05; done\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     // Directly, and under a shell that itself dies at SIGTERM at once: both
     // times the program's handler finishes within the grace.
     for command in ["./graceful", "./graceful; true"] {
