@@ -313,7 +313,7 @@ impl<S: Store + ?Sized> Scheduler<S> {
                     interval_start: interval.start,
                     interval_end: interval.end,
                     conf: serde_json::Map::new(),
-                    tasks: new_tasks(dag),
+                    tasks: NewTask::for_dag(dag),
                 };
                 if let Some(run_id) = self.store.create_run(&run).await? {
                     info!(dag_id = %row.dag_id, %run_id, logical_date = %rfc3339(interval.start), "created scheduled run");
@@ -600,18 +600,4 @@ impl<S: Store + ?Sized> Scheduler<S> {
             None => (TaskState::Failed, None),
         })
     }
-}
-
-/// The task instances a new run of `dag` starts with.
-pub fn new_tasks(dag: &Dag) -> Vec<NewTask> {
-    dag.tasks
-        .iter()
-        .map(|t| NewTask {
-            task_id: t.id.clone(),
-            max_tries: t.retries.saturating_add(1),
-            queue: t.queue.clone(),
-            priority: t.priority,
-            pool: t.pool.clone(),
-        })
-        .collect()
 }

@@ -5,8 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use anyhow::{Context as _, bail};
 use gale_model::{DagId, RunId, TaskState, schedule};
-use gale_scheduler::scheduler::new_tasks;
-use gale_store::{ClearTask, DagRow, DagVersion, NewRun, RunRow, RunType, Store};
+use gale_store::{ClearTask, DagRow, DagVersion, NewRun, NewTask, RunRow, RunType, Store};
 use jiff::Timestamp;
 
 /// The most runs one backfill may create.
@@ -67,7 +66,7 @@ pub async fn trigger(
         interval_start: logical,
         interval_end: logical,
         conf,
-        tasks: new_tasks(&version.spec),
+        tasks: NewTask::for_dag(&version.spec),
     };
     let Some(run_id) = store.create_run(&run).await? else {
         return Err(Conflict(format!(
@@ -134,7 +133,7 @@ pub async fn backfill(
             interval_start: iv.start,
             interval_end: iv.end,
             conf: serde_json::Map::new(),
-            tasks: new_tasks(dag),
+            tasks: NewTask::for_dag(dag),
         };
         match store.create_run(&run).await? {
             Some(id) => created.push(id),

@@ -187,18 +187,7 @@ fn new_run(dag: &Seeded, run_key: &str, run_type: RunType, logical_date: Timesta
         interval_end: Timestamp::from_second(logical_date.as_second() + 86_400)
             .expect("a valid timestamp"),
         conf: serde_json::Map::new(),
-        tasks: dag
-            .dag
-            .tasks
-            .iter()
-            .map(|t| NewTask {
-                task_id: t.id.clone(),
-                max_tries: t.retries + 1,
-                queue: t.queue.clone(),
-                priority: t.priority,
-                pool: t.pool.clone(),
-            })
-            .collect(),
+        tasks: NewTask::for_dag(&dag.dag),
     }
 }
 

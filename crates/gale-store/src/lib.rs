@@ -155,6 +155,22 @@ pub struct NewTask {
     pub pool: Option<String>,
 }
 
+impl NewTask {
+    /// The task instances a new run of `dag` starts with.
+    pub fn for_dag(dag: &Dag) -> Vec<NewTask> {
+        dag.tasks
+            .iter()
+            .map(|t| NewTask {
+                task_id: t.id.clone(),
+                max_tries: t.retries.saturating_add(1),
+                queue: t.queue.clone(),
+                priority: t.priority,
+                pool: t.pool.clone(),
+            })
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct RunRow {
     pub id: RunId,

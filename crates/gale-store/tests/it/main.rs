@@ -66,17 +66,7 @@ fn run_for(hash: &str, key: &str) -> NewRun {
         interval_start: Timestamp::from_second(1_767_225_600).unwrap(),
         interval_end: Timestamp::from_second(1_767_312_000).unwrap(),
         conf: serde_json::Map::new(),
-        tasks: dag
-            .tasks
-            .iter()
-            .map(|t| NewTask {
-                task_id: t.id.clone(),
-                max_tries: 1,
-                queue: t.queue.clone(),
-                priority: t.priority,
-                pool: t.pool.clone(),
-            })
-            .collect(),
+        tasks: NewTask::for_dag(&dag),
     }
 }
 

@@ -120,17 +120,7 @@ async fn create_flat_run(
             interval_start: at,
             interval_end: at,
             conf: serde_json::Map::new(),
-            tasks: dag
-                .tasks
-                .iter()
-                .map(|t| NewTask {
-                    task_id: t.id.clone(),
-                    max_tries: 1,
-                    queue: t.queue.clone(),
-                    priority: t.priority,
-                    pool: t.pool.clone(),
-                })
-                .collect(),
+            tasks: NewTask::for_dag(dag),
         })
         .await
         .expect("create_run")
