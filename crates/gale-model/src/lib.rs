@@ -8,6 +8,7 @@
 pub mod dag;
 pub mod duration;
 pub mod ids;
+pub mod run;
 pub mod schedule;
 pub mod state;
 pub mod template;
@@ -15,5 +16,6 @@ pub mod time;
 
 pub use dag::{Dag, DagError, HttpSpec, Task, TaskKind};
 pub use ids::{DagId, RunId, TaskId};
+pub use run::{NewRun, NewTask, RunType};
 pub use schedule::{Interval, Schedule};
 pub use state::{RunState, TaskState, TriggerRule};

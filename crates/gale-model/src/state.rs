@@ -306,11 +306,90 @@ impl TriggerRule {
     }
 }
 
-/// How an attempt that just ended should leave the task, given its retry budget.
-///
-/// `try_number` is the attempt that ended (1-based); `retries` is how many retries the
-/// task allows after the first try. Returns the next state and, for a retry, how long
-/// to wait before it is scheduled again.
+/// A task's retry policy: how many tries it has and how long a retry waits.
+/// Built once from the task ([`RetryPolicy::of`]); the worker (a try that failed)
+/// and the scheduler (a try whose lease ran out) both ask it what comes next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries allowed after the first try.
+    pub retries: u32,
+    /// Wait before the first retry.
+    pub delay_ms: u64,
+    /// Double the wait with every further retry.
+    pub exponential: bool,
+    /// Longest wait (with `exponential` and no cap: one day, as in Airflow).
+    pub max_delay_ms: Option<u64>,
+}
+
+/// What follows a try that did not succeed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Tries are left: `up_for_retry`, due after this wait.
+    Retry { delay_ms: u64 },
+    /// No tries left: `failed`.
+    Fail,
+}
+
+impl AfterFailure {
+    /// The task instance's next state.
+    pub fn state(self) -> TaskState {
+        match self {
+            AfterFailure::Retry { .. } => TaskState::UpForRetry,
+            AfterFailure::Fail => TaskState::Failed,
+        }
+    }
+
+    /// When the retry is due, for a try that ended at `now` (the store's clock).
+    pub fn retry_at(self, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        match self {
+            AfterFailure::Retry { delay_ms } => Some(
+                now.saturating_add(jiff::SignedDuration::from_millis(
+                    i64::try_from(delay_ms).unwrap_or(i64::MAX),
+                ))
+                .unwrap_or(jiff::Timestamp::MAX),
+            ),
+            AfterFailure::Fail => None,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The policy of `task`, for a task instance created with `max_tries` tries
+    /// (the task's retries when its run was created, plus one: a DAG version
+    /// changed since then does not change a running run's budget).
+    pub fn of(task: &crate::Task, max_tries: u32) -> RetryPolicy {
+        RetryPolicy {
+            retries: max_tries.saturating_sub(1),
+            delay_ms: task.retry_delay.as_millis(),
+            exponential: task.retry_backoff,
+            max_delay_ms: task.max_retry_delay.map(|d| d.as_millis()),
+        }
+    }
+
+    /// How try `try_number` (1-based), which just ended without success, leaves
+    /// the task.
+    pub fn after_failure(&self, try_number: u32) -> AfterFailure {
+        if try_number > self.retries {
+            return AfterFailure::Fail;
+        }
+        let mut delay = self.delay_ms;
+        if self.exponential {
+            let shift = try_number.saturating_sub(1).min(30);
+            delay = delay.saturating_mul(1u64 << shift);
+        }
+        // An exponential backoff without an explicit cap stops at one day, as Airflow does.
+        let cap = self.max_delay_ms.unwrap_or(if self.exponential {
+            86_400_000
+        } else {
+            u64::MAX
+        });
+        AfterFailure::Retry {
+            delay_ms: delay.min(cap),
+        }
+    }
+}
+
+/// [`RetryPolicy::after_failure`] as `(state, delay)`.
 pub fn after_failure(
     try_number: u32,
     retries: u32,
@@ -318,17 +397,17 @@ pub fn after_failure(
     exponential: bool,
     max_retry_delay_ms: Option<u64>,
 ) -> (TaskState, Option<u64>) {
-    if try_number > retries {
-        return (TaskState::Failed, None);
+    let next = RetryPolicy {
+        retries,
+        delay_ms: retry_delay_ms,
+        exponential,
+        max_delay_ms: max_retry_delay_ms,
     }
-    let mut delay = retry_delay_ms;
-    if exponential {
-        let shift = try_number.saturating_sub(1).min(30);
-        delay = delay.saturating_mul(1u64 << shift);
+    .after_failure(try_number);
+    match next {
+        AfterFailure::Retry { delay_ms } => (next.state(), Some(delay_ms)),
+        AfterFailure::Fail => (next.state(), None),
     }
-    // An exponential backoff without an explicit cap stops at one day, as Airflow does.
-    let cap = max_retry_delay_ms.unwrap_or(if exponential { 86_400_000 } else { u64::MAX });
-    (TaskState::UpForRetry, Some(delay.min(cap)))
 }
 
 /// The final state of a run whose tasks are all finished: failed when any leaf task

@@ -6,7 +6,7 @@
 //! versions) are rebuilt on demand, and every write it makes is conditional, so
 //! any number of schedulers may run at once and any may die at any instant.
 
-pub mod plan;
+pub mod core;
 pub mod processor;
 pub mod recovery;
 pub mod scheduler;

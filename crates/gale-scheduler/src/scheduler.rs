@@ -1,21 +1,20 @@
-//! The scheduling loop: create due runs, start queued runs within
-//! `max_active_runs`, move task instances along, queue ready ones within
-//! `max_active_tasks`, finish runs, and reap attempts whose lease expired.
+//! The scheduler's shell: the loop that reads the store, asks [`crate::core`]
+//! what to do, writes the actions it returns (each a conditional write) and
+//! then performs what follows them (waking workers, logging). It decides
+//! nothing itself beyond when to look: how often, and which runs to read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gale_model::schedule::{Cursor, intervals_between, next_due_interval};
-use gale_model::state::after_failure;
 use gale_model::time::rfc3339;
-use gale_model::{Dag, DagId, RunId, TaskState};
-use gale_store::{NewRun, NewTask, Notifier, Reap, RunRow, RunType, SlotStatus, Store};
+use gale_model::{Dag, DagId, TaskState};
+use gale_store::{Notifier, RunRow, SlotStatus, Store};
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::plan::{plan_run, topo_order};
+use crate::core::{self, Action, DueDag, Tracker, topo_order};
 
 #[derive(Clone, Debug)]
 pub struct SchedulerOptions {
@@ -40,9 +39,6 @@ impl Default for SchedulerOptions {
 /// The shortest rest after a pass that found nothing to do.
 const MIN_REST: Duration = Duration::from_millis(2);
 
-/// Most slots recorded for one gap in a DAG's schedule (the newest ones).
-const MAX_SLOTS_PASSED_OVER: usize = 1000;
-
 /// How often a busy scheduler creates due runs, starts queued ones and reaps.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
 
@@ -57,23 +53,15 @@ pub struct Scheduler<S: ?Sized> {
     notifier: Arc<Notifier>,
     opts: SchedulerOptions,
     versions: HashMap<(DagId, String), Arc<CachedDag>>,
-    /// Each running run's task-state counts as of its last plan: a run whose counts
-    /// have not moved (and has no retry waiting) has nothing new to plan.
-    planned: HashMap<RunId, Vec<(TaskState, u32)>>,
+    /// Which running runs are worth reading and planning.
+    tracker: Tracker,
     last_housekeeping: Option<std::time::Instant>,
     /// The store's clock as last read, and when: `now` between readings.
     clock: Option<(Timestamp, std::time::Instant)>,
     last_pool_check: Option<std::time::Instant>,
-    /// Running runs planned on every pass, not only when they change: some of
-    /// their tasks wait for room (`max_active_tasks`, a pool) or a retry time.
-    watch: std::collections::HashSet<RunId>,
     /// (DAG, pool) pairs already warned about: a task names a pool that does not exist.
-    warned_pools: std::collections::HashSet<(DagId, String)>,
+    warned_pools: HashSet<(DagId, String)>,
 }
-
-/// Transitions written per statement. A plan of thousands of ready tasks is
-/// written in several, so workers can claim the first while the rest follow.
-const TRANSITION_CHUNK: usize = 256;
 
 /// What one pass did, for tests and logs.
 #[derive(Debug, Default, Clone, Copy)]
@@ -105,12 +93,11 @@ impl<S: Store + ?Sized> Scheduler<S> {
             notifier,
             opts,
             versions: HashMap::new(),
-            planned: HashMap::new(),
+            tracker: Tracker::default(),
             last_housekeeping: None,
             clock: None,
             last_pool_check: None,
-            watch: std::collections::HashSet::new(),
-            warned_pools: std::collections::HashSet::new(),
+            warned_pools: HashSet::new(),
         }
     }
 
@@ -240,14 +227,14 @@ impl<S: Store + ?Sized> Scheduler<S> {
         // left tasks waiting for room or for a retry time.
         let mut due = self.notifier.take_changed_runs();
         due.extend(started);
-        due.extend(self.watch.iter().copied());
+        due.extend(self.tracker.watched());
         for run in self.store.running_runs(self.opts.max_runs_per_pass).await? {
             if housekeeping || due.contains(&run.id) {
                 self.advance_run(&run, now, &mut report).await?;
             }
         }
         if housekeeping {
-            report.reaped = self.reap().await?;
+            report.reaped = self.reap(now).await?;
             if self
                 .last_pool_check
                 .is_none_or(|at| at.elapsed() >= Duration::from_secs(10))
@@ -267,60 +254,42 @@ impl<S: Store + ?Sized> Scheduler<S> {
     async fn create_due_runs(&mut self, now: Timestamp) -> gale_store::Result<usize> {
         let mut created = 0;
         for row in self.store.list_dags().await? {
-            if !row.active
-                || row.schedule.is_none()
-                || (row.paused && row.last_interval_end.is_none())
-            {
+            if !DueDag::is_candidate(&row) {
                 continue;
             }
             let Some(cached) = self.version(&row.dag_id, &row.version_hash).await? else {
                 continue;
             };
-            let dag = &cached.dag;
-            let Some(schedule) = dag.parsed_schedule() else {
-                continue;
+            let active_runs = if DueDag::needs_active_runs(&row) {
+                self.store.count_active_runs(&row.dag_id).await?
+            } else {
+                0
             };
-            let mut cursor = Cursor {
-                start_date: dag.start_date,
-                end_date: dag.end_date,
-                catchup: dag.catchup,
-                last_end: row.last_interval_end,
+            let due = DueDag {
+                row: &row,
+                dag: &cached.dag,
+                active_runs,
             };
-            if !dag.catchup {
-                let passed = self.pass_over_slots(&row, &schedule, cursor, now).await?;
-                if row.paused {
-                    continue;
+            for action in core::due_runs(due, now) {
+                match action {
+                    Action::RecordSlots {
+                        dag_id,
+                        status,
+                        slots,
+                    } => {
+                        let n = self.store.record_slots(&dag_id, status, &slots).await?;
+                        if n > 0 && status == SlotStatus::Missed {
+                            warn!(%dag_id, slots = n, "schedule slots passed while no scheduler ran; catchup is off, so they are recorded as missed");
+                        }
+                    }
+                    Action::CreateRun(run) => {
+                        if let Some(run_id) = self.store.create_run(&run).await? {
+                            info!(dag_id = %run.dag_id, %run_id, logical_date = %rfc3339(run.logical_date), "created scheduled run");
+                            created += 1;
+                        }
+                    }
+                    other => debug_assert!(false, "not a due-run action: {other:?}"),
                 }
-                cursor.last_end = cursor.last_end.max(passed);
-            } else if row.paused {
-                continue;
-            }
-            let mut active = self.store.count_active_runs(&row.dag_id).await?;
-            // Bounded: a catchup over years creates runs as earlier ones finish.
-            for _ in 0..16 {
-                if active >= dag.max_active_runs {
-                    break;
-                }
-                let Some(interval) = next_due_interval(&schedule, cursor, now) else {
-                    break;
-                };
-                let run = NewRun {
-                    dag_id: row.dag_id.clone(),
-                    run_key: format!("scheduled__{}", rfc3339(interval.start)),
-                    run_type: RunType::Scheduled,
-                    version_hash: row.version_hash.clone(),
-                    logical_date: interval.start,
-                    interval_start: interval.start,
-                    interval_end: interval.end,
-                    conf: serde_json::Map::new(),
-                    tasks: NewTask::for_dag(dag),
-                };
-                if let Some(run_id) = self.store.create_run(&run).await? {
-                    info!(dag_id = %row.dag_id, %run_id, logical_date = %rfc3339(interval.start), "created scheduled run");
-                    created += 1;
-                    active += 1;
-                }
-                cursor.last_end = Some(interval.end);
             }
         }
         Ok(created)
@@ -329,93 +298,27 @@ impl<S: Store + ?Sized> Scheduler<S> {
     /// Warns (once per DAG and pool) about tasks that name a pool that does not
     /// exist: their task instances wait in `scheduled` until it is created.
     async fn check_pools(&mut self) -> gale_store::Result<()> {
-        let pools: std::collections::HashSet<String> = self
+        let pools: HashSet<String> = self
             .store
             .list_pools()
             .await?
             .into_iter()
             .map(|p| p.name)
             .collect();
+        let mut dags = Vec::new();
         for row in self.store.list_dags().await? {
             if !row.active {
                 continue;
             }
-            let Some(cached) = self.version(&row.dag_id, &row.version_hash).await? else {
-                continue;
-            };
-            for task in &cached.dag.tasks {
-                if let Some(pool) = &task.pool
-                    && !pools.contains(pool)
-                    && self.warned_pools.insert((row.dag_id.clone(), pool.clone()))
-                {
-                    warn!(dag_id = %row.dag_id, task_id = %task.id, %pool, "task names a pool that does not exist: its attempts wait until `gale pools set {pool} SLOTS` creates it");
-                }
+            if let Some(cached) = self.version(&row.dag_id, &row.version_hash).await? {
+                dags.push((row.dag_id, cached));
             }
+        }
+        let dags = dags.iter().map(|(id, cached)| (id, &cached.dag));
+        for m in core::pools::missing_pools(dags, &pools, &mut self.warned_pools) {
+            warn!(dag_id = %m.dag_id, task_id = %m.task_id, pool = %m.pool, "task names a pool that does not exist: its attempts wait until `gale pools set {} SLOTS` creates it", m.pool);
         }
         Ok(())
-    }
-
-    /// Records in the slot ledger the slots a DAG without catchup will never run:
-    /// those that passed while it was paused (`skipped`), before its first run
-    /// (`skipped`), or while no scheduler ran (`missed`): the newest 1000 of them,
-    /// since the cursor moves past all of them at once.
-    /// Returns the end of the last slot passed over (the DAG's cursor moved there).
-    async fn pass_over_slots(
-        &mut self,
-        row: &gale_store::DagRow,
-        schedule: &gale_model::schedule::Schedule,
-        cursor: Cursor,
-        now: Timestamp,
-    ) -> gale_store::Result<Option<Timestamp>> {
-        let Some(latest) = next_due_interval(schedule, cursor, now) else {
-            return Ok(None);
-        };
-        let earliest = match (cursor.last_end, cursor.start_date) {
-            (Some(end), _) => Some(end),
-            (None, Some(start)) => schedule.next_at_or_after(start),
-            (None, None) => None,
-        };
-        let Some(mut from) = earliest else {
-            return Ok(None);
-        };
-        // Paused: the latest slot is passed over too; running: it gets a run.
-        let (until, last) = if row.paused {
-            (latest.start, Some(latest.start))
-        } else {
-            (
-                latest.start - SignedDuration::from_micros(1),
-                schedule.prev_before(latest.start),
-            )
-        };
-        if from > until {
-            return Ok(None);
-        }
-        // A long gap (a year of a minutely schedule) keeps its newest slots.
-        let mut oldest_kept = last;
-        for _ in 1..MAX_SLOTS_PASSED_OVER {
-            match oldest_kept.and_then(|t| schedule.prev_before(t)) {
-                Some(t) if t >= from => oldest_kept = Some(t),
-                _ => break,
-            }
-        }
-        if let Some(t) = oldest_kept {
-            from = from.max(t);
-        }
-        let slots: Vec<(Timestamp, Timestamp)> =
-            intervals_between(schedule, from, until, MAX_SLOTS_PASSED_OVER)
-                .into_iter()
-                .map(|iv| (iv.start, iv.end))
-                .collect();
-        let status = if row.paused || cursor.last_end.is_none() {
-            SlotStatus::Skipped
-        } else {
-            SlotStatus::Missed
-        };
-        let n = self.store.record_slots(&row.dag_id, status, &slots).await?;
-        if n > 0 && status == SlotStatus::Missed {
-            warn!(dag_id = %row.dag_id, slots = n, "schedule slots passed while no scheduler ran; catchup is off, so they are recorded as missed");
-        }
-        Ok(slots.last().map(|s| s.1))
     }
 
     async fn advance_run(
@@ -428,86 +331,25 @@ impl<S: Store + ?Sized> Scheduler<S> {
             warn!(run_id = %run.id, dag_id = %run.dag_id, "run's DAG version is missing from the store");
             return Ok(());
         };
-        // Nothing waiting and something in flight: a plan would change nothing (a
-        // run ends only when every task has). This check stops at the first
-        // matching row, so a large fan-out costs nothing per finished task.
+        // The activity check stops at the first matching row, so a large fan-out
+        // costs nothing per finished task; counting states by index costs less
+        // than reading the run.
         let activity = self.store.run_activity(run.id).await?;
-        if !activity.pending && activity.in_flight {
-            self.watch.remove(&run.id);
+        if !self.tracker.look_at_activity(run.id, activity) {
             return Ok(());
         }
-        // Reading a large run costs milliseconds; counting its states by index costs
-        // less. Plan only when something a plan looks at has changed.
-        let mut counts = self.store.run_state_counts(run.id).await?;
-        counts.sort_by_key(|(s, _)| s.as_str());
-        let count = |state: TaskState| {
-            counts
-                .iter()
-                .find(|(s, _)| *s == state)
-                .map_or(0, |(_, n)| *n)
-        };
-        let waiting = count(TaskState::None);
-        // Scheduled ones may be held back by `max_active_tasks` or a pool, which
-        // other runs' attempts free, and retries wait for their time: such runs
-        // get planned every pass.
-        let scheduled = count(TaskState::Scheduled);
-        let retrying = count(TaskState::UpForRetry);
-        if scheduled > 0 || retrying > 0 {
-            self.watch.insert(run.id);
-        } else {
-            self.watch.remove(&run.id);
-        }
-        let in_flight = count(TaskState::Queued) + count(TaskState::Running);
-        // States only move forward (a retry cycle ends in flight again), so equal
-        // counts mean no upstream finished since the last plan.
-        let unchanged = self.planned.get(&run.id) == Some(&counts);
-        if scheduled == 0 && retrying == 0 && in_flight > 0 && (waiting == 0 || unchanged) {
+        let counts = self.store.run_state_counts(run.id).await?;
+        if !self.tracker.look_at_counts(run.id, counts) {
             return Ok(());
         }
-        if self.planned.len() > 10_000 {
-            self.planned.clear();
-        }
-        self.planned.insert(run.id, counts);
         // A few rounds, so that chains of skips settle in one pass.
         let moved_before = report.transitions + report.queued;
         for _ in 0..4 {
             let tasks = self.store.run_tasks(run.id).await?;
-            let plan = plan_run(&cached.dag, &cached.order, &tasks, now);
-            // In chunks, queued tasks last and most urgent first (see `plan_run`):
-            // workers start on the first chunk while the rest of a large
-            // fan-out is still being written.
-            let mut applied = 0;
-            for chunk in plan.transitions.chunks(TRANSITION_CHUNK) {
-                let n = self.store.apply_transitions(chunk).await?;
-                applied += n;
-                let queued = chunk.iter().filter(|t| t.to == TaskState::Queued).count();
-                if n > 0 && queued > 0 {
-                    // The count only wakes workers: a transition that raced another
-                    // scheduler may be counted although the other one made it.
-                    report.queued += queued.min(n);
-                    self.notifier.workers.notify_one();
-                }
-            }
-            report.transitions += applied;
-            if !plan.enqueue.is_empty() {
-                report.queued += self
-                    .store
-                    .enqueue(&run.dag_id, &plan.enqueue, cached.dag.max_active_tasks)
-                    .await?;
-            }
-            if let Some(outcome) = plan.outcome {
-                if applied == plan.transitions.len()
-                    && self.store.finish_run(run.id, outcome).await?
-                {
-                    info!(run_id = %run.id, dag_id = %run.dag_id, state = %outcome, "run finished");
-                    self.planned.remove(&run.id);
-                    self.watch.remove(&run.id);
-                    report.runs_finished += 1;
-                }
-                break;
-            }
-            if applied == 0 {
-                break;
+            let actions = core::advance_run(run, &cached.dag, &cached.order, &tasks, now);
+            match self.perform_run_actions(actions, report).await? {
+                Round::Finished | Round::Idle => break,
+                Round::Moved => {}
             }
         }
         // What this plan moved may let more move: look again next pass.
@@ -517,16 +359,74 @@ impl<S: Store + ?Sized> Scheduler<S> {
         Ok(())
     }
 
-    async fn reap(&mut self) -> gale_store::Result<usize> {
+    /// Writes one run's actions in order (see [`Action`]), stopping at a chunk of
+    /// transitions that applied only in part (so a run is finished only when
+    /// every transition its plan counted on holds).
+    async fn perform_run_actions(
+        &mut self,
+        actions: Vec<Action>,
+        report: &mut PassReport,
+    ) -> gale_store::Result<Round> {
+        let mut applied = 0;
+        for action in actions {
+            match action {
+                Action::Transitions { transitions, .. } => {
+                    let n = self.store.apply_transitions(&transitions).await?;
+                    applied += n;
+                    report.transitions += n;
+                    let queued = transitions
+                        .iter()
+                        .filter(|t| t.to == TaskState::Queued)
+                        .count();
+                    if n > 0 && queued > 0 {
+                        // The count only wakes workers: a transition that raced another
+                        // scheduler may be counted although the other one made it.
+                        report.queued += queued.min(n);
+                        self.notifier.workers.notify_one();
+                    }
+                    if n < transitions.len() {
+                        // The rows read were stale (another scheduler moved some):
+                        // the rest waits for a fresh read, in the next round.
+                        break;
+                    }
+                }
+                Action::Enqueue {
+                    dag_id,
+                    tis,
+                    max_active_tasks,
+                    ..
+                } => {
+                    report.queued += self.store.enqueue(&dag_id, &tis, max_active_tasks).await?;
+                }
+                Action::FinishRun {
+                    run_id,
+                    dag_id,
+                    state,
+                } => {
+                    if self.store.finish_run(run_id, state).await? {
+                        info!(%run_id, %dag_id, %state, "run finished");
+                        self.tracker.finished(run_id);
+                        report.runs_finished += 1;
+                    }
+                    return Ok(Round::Finished);
+                }
+                other => debug_assert!(false, "not a run action: {other:?}"),
+            }
+        }
+        Ok(if applied == 0 {
+            Round::Idle
+        } else {
+            Round::Moved
+        })
+    }
+
+    async fn reap(&mut self, now: Timestamp) -> gale_store::Result<usize> {
         let lease = self.opts.attempt_lease;
         let mut reaped = 0;
         for ti in self.store.expired_attempts(lease).await? {
             let worker = ti.worker_id.clone().unwrap_or_default();
-            let message = format!(
-                "attempt lost: worker {worker} stopped heart-beating for more than {}s",
-                lease.as_secs()
-            );
-            if self.reap_lost(&ti, &worker, lease, &message).await? {
+            let message = core::lost_message(&worker, lease);
+            if self.reap_at(&ti, &worker, lease, &message, now).await? {
                 reaped += 1;
             }
         }
@@ -543,23 +443,27 @@ impl<S: Store + ?Sized> Scheduler<S> {
         lease: Duration,
         message: &str,
     ) -> gale_store::Result<bool> {
-        let (to, retry_at) = self.retry_policy(ti).await?;
-        let applied = self
-            .store
-            .reap_attempt(&Reap {
-                ti: ti.id,
-                try_number: ti.try_number,
-                worker_id: worker.to_owned(),
-                lease,
-                to,
-                retry_at,
-                outcome: "lost".into(),
-                message: message.to_owned(),
-                refund_try: false,
-            })
-            .await?;
+        let now = self.store.now().await?;
+        self.reap_at(ti, worker, lease, message, now).await
+    }
+
+    async fn reap_at(
+        &mut self,
+        ti: &gale_store::TaskRow,
+        worker: &str,
+        lease: Duration,
+        message: &str,
+        now: Timestamp,
+    ) -> gale_store::Result<bool> {
+        let task = self.task_of(ti).await?;
+        let Action::Reap { reap, .. } =
+            core::lost_attempt(ti, task.as_ref(), worker, lease, message, now)
+        else {
+            unreachable!("lost_attempt returns a reap");
+        };
+        let applied = self.store.reap_attempt(&reap).await?;
         if applied {
-            warn!(ti = %ti.id, dag_id = %ti.dag_id, task_id = %ti.task_id, try_number = ti.try_number, next = %to, "{message}");
+            warn!(ti = %ti.id, dag_id = %ti.dag_id, task_id = %ti.task_id, try_number = ti.try_number, next = %reap.to, "{message}");
             self.notifier.run_changed(ti.run_id);
         }
         Ok(applied)
@@ -569,35 +473,27 @@ impl<S: Store + ?Sized> Scheduler<S> {
         &self.store
     }
 
-    async fn retry_policy(
+    /// The task of `ti` in its run's DAG version, if both still exist.
+    async fn task_of(
         &mut self,
         ti: &gale_store::TaskRow,
-    ) -> gale_store::Result<(TaskState, Option<Timestamp>)> {
-        let run = self.store.get_run(ti.run_id).await?;
-        let task = match run {
-            Some(run) => self
-                .version(&run.dag_id, &run.version_hash)
-                .await?
-                .and_then(|c| c.dag.task(ti.task_id.as_str()).cloned()),
-            None => None,
+    ) -> gale_store::Result<Option<gale_model::Task>> {
+        let Some(run) = self.store.get_run(ti.run_id).await? else {
+            return Ok(None);
         };
-        let now = self.store.now().await?;
-        Ok(match task {
-            Some(t) => {
-                let retries = ti.max_tries.saturating_sub(1);
-                let (state, delay) = after_failure(
-                    ti.try_number,
-                    retries,
-                    t.retry_delay.as_millis(),
-                    t.retry_backoff,
-                    t.max_retry_delay.map(|d| d.as_millis()),
-                );
-                (
-                    state,
-                    delay.map(|ms| now + SignedDuration::from_millis(ms as i64)),
-                )
-            }
-            None => (TaskState::Failed, None),
-        })
+        Ok(self
+            .version(&run.dag_id, &run.version_hash)
+            .await?
+            .and_then(|c| c.dag.task(ti.task_id.as_str()).cloned()))
     }
+}
+
+/// How one round of a run's actions went.
+enum Round {
+    /// Some transition applied: another round may move more (a chain of skips).
+    Moved,
+    /// Nothing applied: nothing more to do this pass.
+    Idle,
+    /// The plan ended the run (or another scheduler already had).
+    Finished,
 }

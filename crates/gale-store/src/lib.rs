@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -59,35 +58,7 @@ impl fmt::Display for TiId {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunType {
-    Scheduled,
-    Manual,
-    Backfill,
-}
-
-impl RunType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunType::Scheduled => "scheduled",
-            RunType::Manual => "manual",
-            RunType::Backfill => "backfill",
-        }
-    }
-}
-
-impl FromStr for RunType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "scheduled" => Ok(RunType::Scheduled),
-            "manual" => Ok(RunType::Manual),
-            "backfill" => Ok(RunType::Backfill),
-            _ => Err(format!("unknown run type {s:?}")),
-        }
-    }
-}
+pub use gale_model::run::RunType;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct DagRow {
@@ -132,44 +103,7 @@ pub struct ImportError {
     pub updated_at: Timestamp,
 }
 
-/// A run to create, with one task instance per task of its DAG version.
-#[derive(Clone, Debug)]
-pub struct NewRun {
-    pub dag_id: DagId,
-    pub run_key: String,
-    pub run_type: RunType,
-    pub version_hash: String,
-    pub logical_date: Timestamp,
-    pub interval_start: Timestamp,
-    pub interval_end: Timestamp,
-    pub conf: serde_json::Map<String, serde_json::Value>,
-    pub tasks: Vec<NewTask>,
-}
-
-#[derive(Clone, Debug)]
-pub struct NewTask {
-    pub task_id: TaskId,
-    pub max_tries: u32,
-    pub queue: String,
-    pub priority: i32,
-    pub pool: Option<String>,
-}
-
-impl NewTask {
-    /// The task instances a new run of `dag` starts with.
-    pub fn for_dag(dag: &Dag) -> Vec<NewTask> {
-        dag.tasks
-            .iter()
-            .map(|t| NewTask {
-                task_id: t.id.clone(),
-                max_tries: t.retries.saturating_add(1),
-                queue: t.queue.clone(),
-                priority: t.priority,
-                pool: t.pool.clone(),
-            })
-            .collect()
-    }
-}
+pub use gale_model::run::{NewRun, NewTask};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RunRow {

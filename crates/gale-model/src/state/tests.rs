@@ -72,20 +72,28 @@ fn none_failed_family() {
 
 #[test]
 fn retry_policy() {
+    let policy = |retries, exponential, max_delay_ms| RetryPolicy {
+        retries,
+        delay_ms: 1000,
+        exponential,
+        max_delay_ms,
+    };
+    let retry = |delay_ms| AfterFailure::Retry { delay_ms };
+    assert_eq!(policy(2, false, None).after_failure(1), retry(1000));
+    assert_eq!(policy(2, false, None).after_failure(2), retry(1000));
+    assert_eq!(policy(2, false, None).after_failure(3), AfterFailure::Fail);
+    assert_eq!(policy(5, true, None).after_failure(3), retry(4000));
+    assert_eq!(policy(5, true, Some(2500)).after_failure(3), retry(2500));
+    // Uncapped exponential backoff stops at a day; a huge try number does not overflow.
+    assert_eq!(policy(100, true, None).after_failure(60), retry(86_400_000));
+    assert_eq!(AfterFailure::Fail.state(), F);
+    assert_eq!(retry(1).state(), TaskState::UpForRetry);
+    let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
     assert_eq!(
-        after_failure(1, 2, 1000, false, None),
-        (UpForRetry, Some(1000))
+        retry(1500).retry_at(now),
+        Some("2026-01-01T00:00:01.5Z".parse().unwrap())
     );
-    assert_eq!(after_failure(3, 2, 1000, false, None), (F, None));
-    assert_eq!(
-        after_failure(3, 5, 1000, true, None),
-        (UpForRetry, Some(4000))
-    );
-    assert_eq!(
-        after_failure(3, 5, 1000, true, Some(2500)),
-        (UpForRetry, Some(2500))
-    );
-    use TaskState::UpForRetry;
+    assert_eq!(AfterFailure::Fail.retry_at(now), None);
 }
 
 #[test]

@@ -5,8 +5,10 @@ use std::collections::{HashMap, HashSet};
 
 use gale_model::state::{Readiness, UpstreamCounts, run_outcome};
 use gale_model::{Dag, RunState, TaskState};
-use gale_store::{TaskRow, TiId, Transition};
+use gale_store::{RunRow, TaskRow, TiId, Transition};
 use jiff::Timestamp;
+
+use super::{Action, TRANSITION_CHUNK};
 
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -153,6 +155,47 @@ pub fn plan_run(dag: &Dag, order: &[usize], tasks: &[TaskRow], now: Timestamp) -
         plan.outcome = Some(run_outcome(&leaf_states));
     }
     plan
+}
+
+/// The actions that move one running run along, in the order the shell writes
+/// them: its plan's transitions in chunks of [`TRANSITION_CHUNK`] (queued ones
+/// last, most urgent first, so workers start on the first chunk while the rest
+/// of a large fan-out is still being written), the scheduled task instances to
+/// queue within the DAG's and pools' limits, and the run's end once every task
+/// instance is finished. The shell stops at a chunk that applied only in part,
+/// so the run is finished only when every transition the plan counted on holds.
+pub fn advance_run(
+    run: &RunRow,
+    dag: &Dag,
+    order: &[usize],
+    tasks: &[TaskRow],
+    now: Timestamp,
+) -> Vec<Action> {
+    let plan = plan_run(dag, order, tasks, now);
+    let mut actions: Vec<Action> = plan
+        .transitions
+        .chunks(TRANSITION_CHUNK)
+        .map(|chunk| Action::Transitions {
+            run_id: run.id,
+            transitions: chunk.to_vec(),
+        })
+        .collect();
+    if !plan.enqueue.is_empty() {
+        actions.push(Action::Enqueue {
+            run_id: run.id,
+            dag_id: run.dag_id.clone(),
+            tis: plan.enqueue,
+            max_active_tasks: dag.max_active_tasks,
+        });
+    }
+    if let Some(state) = plan.outcome {
+        actions.push(Action::FinishRun {
+            run_id: run.id,
+            dag_id: run.dag_id.clone(),
+            state,
+        });
+    }
+    actions
 }
 
 #[cfg(test)]

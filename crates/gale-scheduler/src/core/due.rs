@@ -1,0 +1,151 @@
+//! Due runs: which schedule slots of a DAG get a run now, and which are passed
+//! over into the slot ledger (catch-up, pause, a gap while no scheduler ran).
+
+use gale_model::schedule::{Cursor, intervals_between, next_due_interval};
+use gale_model::{Dag, NewRun};
+use gale_store::{DagRow, SlotStatus};
+use jiff::{SignedDuration, Timestamp};
+
+use super::Action;
+
+/// Most slots recorded for one gap in a DAG's schedule (the newest ones).
+pub const MAX_SLOTS_PASSED_OVER: usize = 1000;
+
+/// Most runs created for one DAG in one pass: a catch-up over years creates
+/// runs as earlier ones finish.
+pub const MAX_RUNS_PER_PASS: usize = 16;
+
+/// What [`due_runs`] looks at for one DAG.
+#[derive(Clone, Copy, Debug)]
+pub struct DueDag<'a> {
+    pub row: &'a DagRow,
+    /// The DAG's current version.
+    pub dag: &'a Dag,
+    /// Its queued and running runs (read only for an unpaused DAG: see
+    /// [`DueDag::needs_active_runs`]).
+    pub active_runs: u32,
+}
+
+impl DueDag<'_> {
+    /// Whether a DAG can have due runs or slots to pass over at all: it is
+    /// active (its file exists), has a schedule, and is not a paused DAG that
+    /// never ran (its slots are recorded when it is unpaused).
+    pub fn is_candidate(row: &DagRow) -> bool {
+        row.active && row.schedule.is_some() && !(row.paused && row.last_interval_end.is_none())
+    }
+
+    /// Whether [`due_runs`] needs the DAG's count of active runs (a paused DAG
+    /// creates none).
+    pub fn needs_active_runs(row: &DagRow) -> bool {
+        !row.paused
+    }
+}
+
+/// The actions due for one DAG at `now`: with `catchup: false`, the slots
+/// passed over since its cursor (at most [`MAX_SLOTS_PASSED_OVER`], the newest);
+/// then, unless paused, a run for each due slot, oldest first, within
+/// `max_active_runs` and at most [`MAX_RUNS_PER_PASS`].
+pub fn due_runs(d: DueDag<'_>, now: Timestamp) -> Vec<Action> {
+    let mut actions = Vec::new();
+    if !DueDag::is_candidate(d.row) {
+        return actions;
+    }
+    let dag = d.dag;
+    let Some(schedule) = dag.parsed_schedule() else {
+        return actions;
+    };
+    let mut cursor = Cursor {
+        start_date: dag.start_date,
+        end_date: dag.end_date,
+        catchup: dag.catchup,
+        last_end: d.row.last_interval_end,
+    };
+    if !dag.catchup
+        && let Some(passed) = pass_over_slots(d.row, &schedule, cursor, now)
+    {
+        cursor.last_end = cursor.last_end.max(passed.slots.last().map(|s| s.1));
+        actions.push(Action::RecordSlots {
+            dag_id: d.row.dag_id.clone(),
+            status: passed.status,
+            slots: passed.slots,
+        });
+    }
+    if d.row.paused {
+        return actions;
+    }
+    let room = dag.max_active_runs.saturating_sub(d.active_runs) as usize;
+    for _ in 0..room.min(MAX_RUNS_PER_PASS) {
+        let Some(interval) = next_due_interval(&schedule, cursor, now) else {
+            break;
+        };
+        actions.push(Action::CreateRun(NewRun::scheduled(
+            &d.row.dag_id,
+            &d.row.version_hash,
+            dag,
+            interval,
+        )));
+        cursor.last_end = Some(interval.end);
+    }
+    actions
+}
+
+struct Passed {
+    status: SlotStatus,
+    slots: Vec<(Timestamp, Timestamp)>,
+}
+
+/// The slots a DAG without catchup will never run: those that passed while it
+/// was paused (`skipped`), before its first run (`skipped`), or while no
+/// scheduler ran (`missed`): the newest [`MAX_SLOTS_PASSED_OVER`] of them, since
+/// the cursor moves past all of them at once.
+fn pass_over_slots(
+    row: &DagRow,
+    schedule: &gale_model::schedule::Schedule,
+    cursor: Cursor,
+    now: Timestamp,
+) -> Option<Passed> {
+    let latest = next_due_interval(schedule, cursor, now)?;
+    let earliest = match (cursor.last_end, cursor.start_date) {
+        (Some(end), _) => Some(end),
+        (None, Some(start)) => schedule.next_at_or_after(start),
+        (None, None) => None,
+    };
+    let mut from = earliest?;
+    // Paused: the latest slot is passed over too; running: it gets a run.
+    let (until, last) = if row.paused {
+        (latest.start, Some(latest.start))
+    } else {
+        (
+            latest.start - SignedDuration::from_micros(1),
+            schedule.prev_before(latest.start),
+        )
+    };
+    if from > until {
+        return None;
+    }
+    // A long gap (a year of a minutely schedule) keeps its newest slots.
+    let mut oldest_kept = last;
+    for _ in 1..MAX_SLOTS_PASSED_OVER {
+        match oldest_kept.and_then(|t| schedule.prev_before(t)) {
+            Some(t) if t >= from => oldest_kept = Some(t),
+            _ => break,
+        }
+    }
+    if let Some(t) = oldest_kept {
+        from = from.max(t);
+    }
+    let slots: Vec<(Timestamp, Timestamp)> =
+        intervals_between(schedule, from, until, MAX_SLOTS_PASSED_OVER)
+            .into_iter()
+            .map(|iv| (iv.start, iv.end))
+            .collect();
+    if slots.is_empty() {
+        return None;
+    }
+    let status = if row.paused || cursor.last_end.is_none() {
+        SlotStatus::Skipped
+    } else {
+        SlotStatus::Missed
+    };
+    Some(Passed { status, slots })
+}

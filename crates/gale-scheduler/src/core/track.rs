@@ -1,0 +1,80 @@
+//! Which running runs are worth planning: reading a large run costs
+//! milliseconds, so a run is re-read only when something a plan looks at may
+//! have changed. This is the scheduler's only memory between passes, and it is
+//! only a cache: a fresh scheduler (an empty tracker) plans every run once.
+
+use std::collections::{HashMap, HashSet};
+
+use gale_model::{RunId, TaskState};
+use gale_store::RunActivity;
+
+/// Most runs whose last plan's counts are remembered.
+const MAX_REMEMBERED: usize = 10_000;
+
+#[derive(Debug, Default)]
+pub struct Tracker {
+    /// Each running run's task-state counts as of its last plan: a run whose
+    /// counts have not moved (and has no retry waiting) has nothing new to plan.
+    planned: HashMap<RunId, Vec<(TaskState, u32)>>,
+    /// Running runs planned on every pass, not only when they change: some of
+    /// their tasks wait for room (`max_active_tasks`, a pool) or a retry time.
+    watch: HashSet<RunId>,
+}
+
+impl Tracker {
+    /// Runs to plan on every pass (see `watch`).
+    pub fn watched(&self) -> impl Iterator<Item = RunId> + '_ {
+        self.watch.iter().copied()
+    }
+
+    /// After reading the run's activity: whether its state counts are worth
+    /// reading. Nothing waiting and something in flight: a plan would change
+    /// nothing (a run ends only when every task has).
+    pub fn look_at_activity(&mut self, run_id: RunId, activity: RunActivity) -> bool {
+        if !activity.pending && activity.in_flight {
+            self.watch.remove(&run_id);
+            return false;
+        }
+        true
+    }
+
+    /// After counting the run's task states: whether to plan it now.
+    pub fn look_at_counts(&mut self, run_id: RunId, mut counts: Vec<(TaskState, u32)>) -> bool {
+        counts.sort_by_key(|(s, _)| s.as_str());
+        let count = |state: TaskState| {
+            counts
+                .iter()
+                .find(|(s, _)| *s == state)
+                .map_or(0, |(_, n)| *n)
+        };
+        let waiting = count(TaskState::None);
+        // Scheduled ones may be held back by `max_active_tasks` or a pool, which
+        // other runs' attempts free, and retries wait for their time: such runs
+        // get planned every pass.
+        let scheduled = count(TaskState::Scheduled);
+        let retrying = count(TaskState::UpForRetry);
+        if scheduled > 0 || retrying > 0 {
+            self.watch.insert(run_id);
+        } else {
+            self.watch.remove(&run_id);
+        }
+        let in_flight = count(TaskState::Queued) + count(TaskState::Running);
+        // States only move forward (a retry cycle ends in flight again), so equal
+        // counts mean no upstream finished since the last plan.
+        let unchanged = self.planned.get(&run_id) == Some(&counts);
+        if scheduled == 0 && retrying == 0 && in_flight > 0 && (waiting == 0 || unchanged) {
+            return false;
+        }
+        if self.planned.len() > MAX_REMEMBERED {
+            self.planned.clear();
+        }
+        self.planned.insert(run_id, counts);
+        true
+    }
+
+    /// The run ended: forget it.
+    pub fn finished(&mut self, run_id: RunId) {
+        self.planned.remove(&run_id);
+        self.watch.remove(&run_id);
+    }
+}
