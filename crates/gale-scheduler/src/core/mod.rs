@@ -75,3 +75,6 @@ pub enum Action {
     /// says), only if it is still running under that worker with an old heartbeat.
     Reap { run_id: RunId, reap: Reap },
 }
+
+#[cfg(test)]
+mod tests;
