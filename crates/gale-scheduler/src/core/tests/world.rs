@@ -331,8 +331,10 @@ impl World {
             } => {
                 let mut n = 0;
                 for &(start, end) in slots {
-                    if !self.slots.contains_key(&(dag_id.clone(), start)) {
-                        self.slots.insert((dag_id.clone(), start), (end, *status));
+                    if let std::collections::btree_map::Entry::Vacant(e) =
+                        self.slots.entry((dag_id.clone(), start))
+                    {
+                        e.insert((end, *status));
                         n += 1;
                     }
                 }
