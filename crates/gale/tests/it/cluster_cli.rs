@@ -716,17 +716,11 @@ fn slot_ledger_records_skipped_and_run_slots() {
     let after = Timestamp::now();
     let minute = SignedDuration::from_mins(1);
 
-    // The ledger does not change on later passes (bar a new minute's run).
-    std::thread::sleep(Duration::from_secs(3));
-    let slots = home.json(&["runs", "slots", "minutely", "--limit", "1000"]);
-    let slots = slots.as_array().expect("slots list").clone();
+    // That later passes record nothing more is the scheduler core's test
+    // (`without_catchup_slots_before_the_first_run_are_skipped_and_a_gap_is_missed`).
+    let slots = first;
     let skipped: Vec<&Value> = slots.iter().filter(|s| s["status"] == "skipped").collect();
     let ran: Vec<&Value> = slots.iter().filter(|s| s["status"] == "run").collect();
-    assert_eq!(
-        skipped.len(),
-        first.iter().filter(|s| s["status"] == "skipped").count(),
-        "later passes skip nothing more"
-    );
     assert!(
         slots
             .iter()
@@ -831,8 +825,8 @@ fn slot_ledger_has_no_hole_after_more_than_1000_slots() {
             .any(|s| s["status"] == "run")
             .then_some(())
     });
-    // A few more scheduler passes.
-    std::thread::sleep(Duration::from_secs(3));
+    // That later passes add no hole is the scheduler core's test
+    // (`a_gap_of_more_than_a_thousand_slots_keeps_the_newest_without_holes`).
     let slots = home.json(&["runs", "slots", "long_ago", "--limit", "5000"]);
     let slots = slots.as_array().expect("slots list");
     assert_eq!(slots[0]["status"], "run", "{:#}", slots[0]);
