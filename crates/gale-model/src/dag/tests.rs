@@ -1,3 +1,5 @@
+//! Tests of DAG file parsing and validation.
+
 use super::*;
 
 fn ok(src: &str) -> Dag {

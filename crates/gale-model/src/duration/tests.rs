@@ -1,3 +1,5 @@
+//! Tests of duration parsing.
+
 use super::*;
 
 #[test]

@@ -1,3 +1,5 @@
+//! Tests of new runs: their keys, intervals and first task instances.
+
 use super::*;
 
 fn ts(text: &str) -> Timestamp {

@@ -1,3 +1,5 @@
+//! Tests of cron schedules, time zones and data intervals.
+
 use super::*;
 
 fn ts(s: &str) -> Timestamp {

@@ -1,3 +1,5 @@
+//! Tests of states, trigger rules and the retry policy.
+
 use super::*;
 
 fn counts(states: &[TaskState]) -> UpstreamCounts {

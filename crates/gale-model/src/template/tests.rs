@@ -1,3 +1,5 @@
+//! Tests of command templating.
+
 use super::*;
 
 fn ctx() -> Context {

@@ -1,3 +1,5 @@
+//! Tests of one run's plan: trigger rules, retries, limits and the run's outcome.
+
 use super::*;
 use gale_model::{DagId, RunId, TaskId};
 
