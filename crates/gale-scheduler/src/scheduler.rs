@@ -1,7 +1,7 @@
 //! The scheduler's shell: the loop that reads the store, asks [`crate::core`]
 //! what to do, writes the actions it returns (each a conditional write) and
-//! then performs what follows them (waking workers, logging). It decides
-//! nothing itself beyond when to look: how often, and which runs to read.
+//! then performs what follows them (waking workers, logging). Beyond when to
+//! look (how often, and which runs to read), it decides nothing itself.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::core::{self, Action, DueDag, Tracker, topo_order};
+use crate::core::{self, DueDag, Rounds, RunAction, Tracker, topo_order};
 
 #[derive(Clone, Debug)]
 pub struct SchedulerOptions {
@@ -207,10 +207,8 @@ impl<S: Store + ?Sized> Scheduler<S> {
             self.clock = Some((now, std::time::Instant::now()));
             now
         } else {
-            match self.clock {
-                Some((at, read)) => {
-                    at + SignedDuration::try_from(read.elapsed()).unwrap_or_default()
-                }
+            match self.carried_now() {
+                Some(now) => now,
                 None => self.store.now().await?,
             }
         };
@@ -234,7 +232,9 @@ impl<S: Store + ?Sized> Scheduler<S> {
             }
         }
         if housekeeping {
-            report.reaped = self.reap(now).await?;
+            // The store's clock carried forward past this pass's planning, so a
+            // retry's time counts from about when the attempt is reaped.
+            report.reaped = self.reap(self.carried_now().unwrap_or(now)).await?;
             if self
                 .last_pool_check
                 .is_none_or(|at| at.elapsed() >= Duration::from_secs(10))
@@ -270,27 +270,24 @@ impl<S: Store + ?Sized> Scheduler<S> {
                 dag: &cached.dag,
                 active_runs,
             };
-            for action in core::due_runs(due, now) {
-                match action {
-                    Action::RecordSlots {
-                        dag_id,
-                        status,
-                        slots,
-                    } => {
-                        let n = self.store.record_slots(&dag_id, status, &slots).await?;
-                        if n > 0 && status == SlotStatus::Missed {
-                            warn!(%dag_id, slots = n, "schedule slots passed while no scheduler ran; catchup is off, so they are recorded as missed");
-                        }
-                    }
-                    Action::CreateRun(run) => {
-                        if let Some(run_id) = self.store.create_run(&run).await? {
-                            info!(dag_id = %run.dag_id, %run_id, logical_date = %rfc3339(run.logical_date), "created scheduled run");
-                            created += 1;
-                        }
-                    }
-                    other => debug_assert!(false, "not a due-run action: {other:?}"),
+            let due = core::due_runs(due, now);
+            if let Some((status, slots)) = &due.passed_over {
+                let n = self.store.record_slots(&row.dag_id, *status, slots).await?;
+                if n > 0 && *status == SlotStatus::Missed {
+                    warn!(dag_id = %row.dag_id, slots = n, "schedule slots passed while no scheduler ran; catchup is off, so they are recorded as missed");
                 }
             }
+            let mut created_here = 0;
+            for run in &due.runs {
+                if created_here == due.room {
+                    break;
+                }
+                if let Some(run_id) = self.store.create_run(run).await? {
+                    info!(dag_id = %run.dag_id, %run_id, logical_date = %rfc3339(run.logical_date), "created scheduled run");
+                    created_here += 1;
+                }
+            }
+            created += created_here;
         }
         Ok(created)
     }
@@ -335,21 +332,23 @@ impl<S: Store + ?Sized> Scheduler<S> {
         // costs nothing per finished task; counting states by index costs less
         // than reading the run.
         let activity = self.store.run_activity(run.id).await?;
-        if !self.tracker.look_at_activity(run.id, activity) {
+        if !self.tracker.should_count(run.id, activity) {
             return Ok(());
         }
         let counts = self.store.run_state_counts(run.id).await?;
-        if !self.tracker.look_at_counts(run.id, counts) {
+        if !self.tracker.should_plan(run.id, counts) {
             return Ok(());
         }
         // A few rounds, so that chains of skips settle in one pass.
         let moved_before = report.transitions + report.queued;
-        for _ in 0..4 {
+        let mut rounds = Rounds::new();
+        while rounds.another() {
             let tasks = self.store.run_tasks(run.id).await?;
-            let actions = core::advance_run(run, &cached.dag, &cached.order, &tasks, now);
-            match self.perform_run_actions(actions, report).await? {
-                Round::Finished | Round::Idle => break,
-                Round::Moved => {}
+            for action in rounds.plan(run, &cached.dag, &cached.order, &tasks, now) {
+                if rounds.may_write(&action) {
+                    let changed = self.write(&action, report).await?;
+                    rounds.wrote(&action, changed);
+                }
             }
         }
         // What this plan moved may let more move: look again next pass.
@@ -359,64 +358,50 @@ impl<S: Store + ?Sized> Scheduler<S> {
         Ok(())
     }
 
-    /// Writes one run's actions in order (see [`Action`]), stopping at a chunk of
-    /// transitions that applied only in part (so a run is finished only when
-    /// every transition its plan counted on holds).
-    async fn perform_run_actions(
+    /// Makes one write of a run's plan; returns how many rows it changed.
+    async fn write(
         &mut self,
-        actions: Vec<Action>,
+        action: &RunAction,
         report: &mut PassReport,
-    ) -> gale_store::Result<Round> {
-        let mut applied = 0;
-        for action in actions {
-            match action {
-                Action::Transitions { transitions, .. } => {
-                    let n = self.store.apply_transitions(&transitions).await?;
-                    applied += n;
-                    report.transitions += n;
-                    let queued = transitions
-                        .iter()
-                        .filter(|t| t.to == TaskState::Queued)
-                        .count();
-                    if n > 0 && queued > 0 {
-                        // The count only wakes workers: a transition that raced another
-                        // scheduler may be counted although the other one made it.
-                        report.queued += queued.min(n);
-                        self.notifier.workers.notify_one();
-                    }
-                    if n < transitions.len() {
-                        // The rows read were stale (another scheduler moved some):
-                        // the rest waits for a fresh read, in the next round.
-                        break;
-                    }
+    ) -> gale_store::Result<usize> {
+        Ok(match action {
+            RunAction::Transitions(transitions) => {
+                let n = self.store.apply_transitions(transitions).await?;
+                report.transitions += n;
+                let queued = transitions
+                    .iter()
+                    .filter(|t| t.to == TaskState::Queued)
+                    .count();
+                if n > 0 && queued > 0 {
+                    // The count only wakes workers: a transition that raced another
+                    // scheduler may be counted although the other one made it.
+                    report.queued += queued.min(n);
+                    self.notifier.workers.notify_one();
                 }
-                Action::Enqueue {
-                    dag_id,
-                    tis,
-                    max_active_tasks,
-                    ..
-                } => {
-                    report.queued += self.store.enqueue(&dag_id, &tis, max_active_tasks).await?;
-                }
-                Action::FinishRun {
-                    run_id,
-                    dag_id,
-                    state,
-                } => {
-                    if self.store.finish_run(run_id, state).await? {
-                        info!(%run_id, %dag_id, %state, "run finished");
-                        self.tracker.finished(run_id);
-                        report.runs_finished += 1;
-                    }
-                    return Ok(Round::Finished);
-                }
-                other => debug_assert!(false, "not a run action: {other:?}"),
+                n
             }
-        }
-        Ok(if applied == 0 {
-            Round::Idle
-        } else {
-            Round::Moved
+            RunAction::Enqueue {
+                dag_id,
+                tis,
+                max_active_tasks,
+            } => {
+                let n = self.store.enqueue(dag_id, tis, *max_active_tasks).await?;
+                report.queued += n;
+                n
+            }
+            RunAction::FinishRun {
+                run_id,
+                dag_id,
+                state,
+            } => {
+                let finished = self.store.finish_run(*run_id, *state).await?;
+                if finished {
+                    info!(%run_id, %dag_id, %state, "run finished");
+                    self.tracker.finished(*run_id);
+                    report.runs_finished += 1;
+                }
+                usize::from(finished)
+            }
         })
     }
 
@@ -456,17 +441,19 @@ impl<S: Store + ?Sized> Scheduler<S> {
         now: Timestamp,
     ) -> gale_store::Result<bool> {
         let task = self.task_of(ti).await?;
-        let Action::Reap { reap, .. } =
-            core::lost_attempt(ti, task.as_ref(), worker, lease, message, now)
-        else {
-            unreachable!("lost_attempt returns a reap");
-        };
+        let reap = core::lost_attempt(ti, task.as_ref(), worker, lease, message, now);
         let applied = self.store.reap_attempt(&reap).await?;
         if applied {
             warn!(ti = %ti.id, dag_id = %ti.dag_id, task_id = %ti.task_id, try_number = ti.try_number, next = %reap.to, "{message}");
             self.notifier.run_changed(ti.run_id);
         }
         Ok(applied)
+    }
+
+    /// The store's clock as last read, carried forward by the monotonic clock.
+    fn carried_now(&self) -> Option<Timestamp> {
+        self.clock
+            .map(|(at, read)| at + SignedDuration::try_from(read.elapsed()).unwrap_or_default())
     }
 
     pub fn store(&self) -> &Arc<S> {
@@ -486,14 +473,4 @@ impl<S: Store + ?Sized> Scheduler<S> {
             .await?
             .and_then(|c| c.dag.task(ti.task_id.as_str()).cloned()))
     }
-}
-
-/// How one round of a run's actions went.
-enum Round {
-    /// Some transition applied: another round may move more (a chain of skips).
-    Moved,
-    /// Nothing applied: nothing more to do this pass.
-    Idle,
-    /// The plan ended the run (or another scheduler already had).
-    Finished,
 }

@@ -6,14 +6,12 @@ use gale_model::{Dag, NewRun};
 use gale_store::{DagRow, SlotStatus};
 use jiff::{SignedDuration, Timestamp};
 
-use super::Action;
-
 /// Most slots recorded for one gap in a DAG's schedule (the newest ones).
 pub const MAX_SLOTS_PASSED_OVER: usize = 1000;
 
-/// Most runs created for one DAG in one pass: a catch-up over years creates
-/// runs as earlier ones finish.
-pub const MAX_RUNS_PER_PASS: usize = 16;
+/// Most slots a DAG's runs are tried for in one pass: a catch-up over years
+/// creates runs as earlier ones finish.
+pub const MAX_SLOTS_PER_PASS: usize = 16;
 
 /// What [`due_runs`] looks at for one DAG.
 #[derive(Clone, Copy, Debug)]
@@ -41,18 +39,33 @@ impl DueDag<'_> {
     }
 }
 
-/// The actions due for one DAG at `now`: with `catchup: false`, the slots
-/// passed over since its cursor (at most [`MAX_SLOTS_PASSED_OVER`], the newest);
-/// then, unless paused, a run for each due slot, oldest first, within
-/// `max_active_runs` and at most [`MAX_RUNS_PER_PASS`].
-pub fn due_runs(d: DueDag<'_>, now: Timestamp) -> Vec<Action> {
-    let mut actions = Vec::new();
+/// What is due for one DAG.
+#[derive(Clone, Debug, Default)]
+pub struct Due {
+    /// Slots to record in the ledger as never to run (`skipped` or `missed`);
+    /// the DAG's cursor moves past them. Recorded before any run is created.
+    pub passed_over: Option<(SlotStatus, Vec<(Timestamp, Timestamp)>)>,
+    /// Runs to try to create, oldest slot first. The cursor moves past each
+    /// slot even when its run already exists (a backfill's, or another
+    /// scheduler's).
+    pub runs: Vec<NewRun>,
+    /// Stop once this many of `runs` were created: the room `max_active_runs`
+    /// leaves. A run that already existed does not use it up.
+    pub room: usize,
+}
+
+/// What is due for one DAG at `now`: with `catchup: false`, the slots passed
+/// over since its cursor (at most [`MAX_SLOTS_PASSED_OVER`], the newest); then,
+/// unless paused and while `max_active_runs` leaves room, runs for the next due
+/// slots (at most [`MAX_SLOTS_PER_PASS`]).
+pub fn due_runs(d: DueDag<'_>, now: Timestamp) -> Due {
+    let mut due = Due::default();
     if !DueDag::is_candidate(d.row) {
-        return actions;
+        return due;
     }
     let dag = d.dag;
     let Some(schedule) = dag.parsed_schedule() else {
-        return actions;
+        return due;
     };
     let mut cursor = Cursor {
         start_date: dag.start_date,
@@ -64,29 +77,28 @@ pub fn due_runs(d: DueDag<'_>, now: Timestamp) -> Vec<Action> {
         && let Some(passed) = pass_over_slots(d.row, &schedule, cursor, now)
     {
         cursor.last_end = cursor.last_end.max(passed.slots.last().map(|s| s.1));
-        actions.push(Action::RecordSlots {
-            dag_id: d.row.dag_id.clone(),
-            status: passed.status,
-            slots: passed.slots,
-        });
+        due.passed_over = Some((passed.status, passed.slots));
     }
     if d.row.paused {
-        return actions;
+        return due;
     }
-    let room = dag.max_active_runs.saturating_sub(d.active_runs) as usize;
-    for _ in 0..room.min(MAX_RUNS_PER_PASS) {
+    due.room = dag.max_active_runs.saturating_sub(d.active_runs) as usize;
+    if due.room == 0 {
+        return due;
+    }
+    for _ in 0..MAX_SLOTS_PER_PASS {
         let Some(interval) = next_due_interval(&schedule, cursor, now) else {
             break;
         };
-        actions.push(Action::CreateRun(NewRun::scheduled(
+        due.runs.push(NewRun::scheduled(
             &d.row.dag_id,
             &d.row.version_hash,
             dag,
             interval,
-        )));
+        ));
         cursor.last_end = Some(interval.end);
     }
-    actions
+    due
 }
 
 struct Passed {

@@ -8,7 +8,7 @@ use gale_model::{Dag, RunState, TaskState};
 use gale_store::{RunRow, TaskRow, TiId, Transition};
 use jiff::Timestamp;
 
-use super::{Action, TRANSITION_CHUNK};
+use super::{RunAction, TRANSITION_CHUNK};
 
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -157,39 +157,34 @@ pub fn plan_run(dag: &Dag, order: &[usize], tasks: &[TaskRow], now: Timestamp) -
     plan
 }
 
-/// The actions that move one running run along, in the order the shell writes
+/// The writes that move one running run along, in the order the shell makes
 /// them: its plan's transitions in chunks of [`TRANSITION_CHUNK`] (queued ones
 /// last, most urgent first, so workers start on the first chunk while the rest
 /// of a large fan-out is still being written), the scheduled task instances to
 /// queue within the DAG's and pools' limits, and the run's end once every task
-/// instance is finished. The shell stops at a chunk that applied only in part,
-/// so the run is finished only when every transition the plan counted on holds.
-pub fn advance_run(
+/// instance is finished.
+pub fn run_actions(
     run: &RunRow,
     dag: &Dag,
     order: &[usize],
     tasks: &[TaskRow],
     now: Timestamp,
-) -> Vec<Action> {
+) -> Vec<RunAction> {
     let plan = plan_run(dag, order, tasks, now);
-    let mut actions: Vec<Action> = plan
+    let mut actions: Vec<RunAction> = plan
         .transitions
         .chunks(TRANSITION_CHUNK)
-        .map(|chunk| Action::Transitions {
-            run_id: run.id,
-            transitions: chunk.to_vec(),
-        })
+        .map(|chunk| RunAction::Transitions(chunk.to_vec()))
         .collect();
     if !plan.enqueue.is_empty() {
-        actions.push(Action::Enqueue {
-            run_id: run.id,
+        actions.push(RunAction::Enqueue {
             dag_id: run.dag_id.clone(),
             tis: plan.enqueue,
             max_active_tasks: dag.max_active_tasks,
         });
     }
     if let Some(state) = plan.outcome {
-        actions.push(Action::FinishRun {
+        actions.push(RunAction::FinishRun {
             run_id: run.id,
             dag_id: run.dag_id.clone(),
             state,

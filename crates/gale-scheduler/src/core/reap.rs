@@ -8,8 +8,6 @@ use gale_model::state::RetryPolicy;
 use gale_store::{Reap, TaskRow};
 use jiff::Timestamp;
 
-use super::Action;
-
 /// The message recorded on an attempt lost because `worker` went silent.
 pub fn lost_message(worker: &str, lease: Duration) -> String {
     format!(
@@ -30,7 +28,7 @@ pub fn lost_attempt(
     lease: Duration,
     message: &str,
     now: Timestamp,
-) -> Action {
+) -> Reap {
     let (to, retry_at) = match task {
         Some(task) => {
             let next = RetryPolicy::of(task, ti.max_tries).after_failure(ti.try_number);
@@ -38,18 +36,15 @@ pub fn lost_attempt(
         }
         None => (TaskState::Failed, None),
     };
-    Action::Reap {
-        run_id: ti.run_id,
-        reap: Reap {
-            ti: ti.id,
-            try_number: ti.try_number,
-            worker_id: worker.to_owned(),
-            lease,
-            to,
-            retry_at,
-            outcome: "lost".into(),
-            message: message.to_owned(),
-            refund_try: false,
-        },
+    Reap {
+        ti: ti.id,
+        try_number: ti.try_number,
+        worker_id: worker.to_owned(),
+        lease,
+        to,
+        retry_at,
+        outcome: "lost".into(),
+        message: message.to_owned(),
+        refund_try: false,
     }
 }

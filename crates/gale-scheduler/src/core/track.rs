@@ -30,7 +30,7 @@ impl Tracker {
     /// After reading the run's activity: whether its state counts are worth
     /// reading. Nothing waiting and something in flight: a plan would change
     /// nothing (a run ends only when every task has).
-    pub fn look_at_activity(&mut self, run_id: RunId, activity: RunActivity) -> bool {
+    pub fn should_count(&mut self, run_id: RunId, activity: RunActivity) -> bool {
         if !activity.pending && activity.in_flight {
             self.watch.remove(&run_id);
             return false;
@@ -39,7 +39,7 @@ impl Tracker {
     }
 
     /// After counting the run's task states: whether to plan it now.
-    pub fn look_at_counts(&mut self, run_id: RunId, mut counts: Vec<(TaskState, u32)>) -> bool {
+    pub fn should_plan(&mut self, run_id: RunId, mut counts: Vec<(TaskState, u32)>) -> bool {
         counts.sort_by_key(|(s, _)| s.as_str());
         let count = |state: TaskState| {
             counts
@@ -72,7 +72,7 @@ impl Tracker {
         true
     }
 
-    /// The run ended: forget it.
+    /// The run ended (or is no longer running: cancelled, marked): forget it.
     pub fn finished(&mut self, run_id: RunId) {
         self.planned.remove(&run_id);
         self.watch.remove(&run_id);

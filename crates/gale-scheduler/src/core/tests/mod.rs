@@ -566,14 +566,19 @@ fn a_lease_running_out_retries_the_task_and_a_live_one_is_left_alone() {
     w.heartbeat();
     w.advance(9);
     check(w.step(), expect![""]);
-    // Silent for the whole lease: both are lost; `a` retries, `b` has no try left.
+    // Exactly a lease since the last heartbeat: not yet (the stores reap only
+    // a heartbeat older than the lease).
+    w.advance(1);
+    check(w.step(), expect![""]);
+    // Silent for longer than the lease: both are lost; `a` retries, `b` has
+    // no try left.
     w.advance(1);
     check(
         w.step(),
         expect![[r#"
-        reap leased#1 a try 1 (lost): running -> up_for_retry at 2026-01-01T00:00:24Z
-        reap leased#1 b try 1 (lost): running -> failed
-    "#]],
+            reap leased#1 a try 1 (lost): running -> up_for_retry at 2026-01-01T00:00:25Z
+            reap leased#1 b try 1 (lost): running -> failed
+        "#]],
     );
     w.advance(5);
     check(
@@ -681,6 +686,30 @@ fn a_stale_plan_written_twice_changes_nothing_the_second_time() {
         w.apply_all(&stale),
         expect![[r#"
         finish pair#1 success (not applied)
+    "#]],
+    );
+}
+
+#[test]
+fn a_slot_that_already_has_a_run_does_not_use_up_max_active_runs() {
+    // A backfill already ran the first two slots: catch-up moves past them and
+    // creates the next run in the same pass.
+    let mut w = World::at("2026-01-01T04:30:00Z");
+    w.dag(
+        "hourly",
+        "schedule: '@hourly'\nstart_date: 2026-01-01T00:00:00Z\ncatchup: true\nmax_active_runs: 1\ntasks:\n  a:\n    run: x\n",
+    );
+    w.backfill("hourly", "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z");
+    w.backfill("hourly", "2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z");
+    w.finish_all_runs();
+    check(
+        w.step(),
+        expect![[r#"
+        create hourly scheduled__2026-01-01T00:00:00Z [2026-01-01T00:00:00Z .. 2026-01-01T01:00:00Z) (not applied)
+        create hourly scheduled__2026-01-01T01:00:00Z [2026-01-01T01:00:00Z .. 2026-01-01T02:00:00Z) (not applied)
+        create hourly scheduled__2026-01-01T02:00:00Z [2026-01-01T02:00:00Z .. 2026-01-01T03:00:00Z)
+        start hourly#3
+        hourly#3 a: none -> queued
     "#]],
     );
 }

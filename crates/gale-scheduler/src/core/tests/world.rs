@@ -3,8 +3,9 @@
 //! conformance suite holds the real stores to them), a fake clock, and a worker
 //! that claims, succeeds, fails and goes silent on command. `step` is one
 //! scheduler pass: the same calls into the core as the shell makes, in the same
-//! order, with every action rendered as a line (`(not applied)` when its
-//! conditional write changed nothing).
+//! order (the shell's own loop is only the reading and writing around
+//! `core::Rounds`), with every write rendered as a line (`(not applied)` when
+//! its conditional write changed nothing).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,10 +13,10 @@ use std::time::Duration;
 
 use gale_model::time::rfc3339;
 use gale_model::{Dag, DagId, RunId, RunState, TaskId, TaskState};
-use gale_store::{DagRow, RunActivity, RunRow, RunType, SlotStatus, TaskRow, TiId};
+use gale_store::{DagRow, Reap, RunActivity, RunRow, RunType, SlotStatus, TaskRow, TiId};
 use jiff::{SignedDuration, Timestamp};
 
-use crate::core::{self, Action, DueDag, Tracker, topo_order};
+use crate::core::{self, DueDag, Rounds, RunAction, Tracker, topo_order};
 
 struct WorldDag {
     row: DagRow,
@@ -117,6 +118,33 @@ impl World {
         self.create_run(&run).expect("a new manual run")
     }
 
+    /// A backfill's run of the slot `[start, end)` (it starts `queued`).
+    pub fn backfill(&mut self, id: &str, start: &str, end: &str) -> RunId {
+        let d = self
+            .dags
+            .iter()
+            .find(|d| d.row.dag_id.as_str() == id)
+            .unwrap();
+        let interval = gale_model::Interval {
+            start: ts(start),
+            end: ts(end),
+        };
+        let run =
+            gale_model::NewRun::backfill(&d.row.dag_id, &d.row.version_hash, &d.dag, interval);
+        self.create_run(&run).expect("a new backfill run")
+    }
+
+    /// Every run ends in success at once, its task instances too (as an
+    /// operator's mark would leave them).
+    pub fn finish_all_runs(&mut self) {
+        for run in &mut self.runs {
+            run.state = RunState::Success;
+        }
+        for t in &mut self.tasks {
+            t.state = TaskState::Success;
+        }
+    }
+
     /// The operator cancels a run: unfinished task instances fail (queued and
     /// running ones) or are skipped (the rest), as `RunMark::Cancel` does.
     pub fn cancel(&mut self, run_id: RunId) {
@@ -125,6 +153,9 @@ impl World {
         run.state = RunState::Failed;
         run.ended_at = Some(self.now);
         for t in self.tasks.iter_mut().filter(|t| t.run_id == run_id) {
+            if !t.state.is_terminal() {
+                t.retry_at = None;
+            }
             t.state = match t.state {
                 TaskState::Queued | TaskState::Running => TaskState::Failed,
                 s if s.is_terminal() => s,
@@ -204,9 +235,9 @@ impl World {
     }
 
     fn create_run(&mut self, run: &gale_model::NewRun) -> Option<RunId> {
-        // The cursor moves even when the insert loses.
+        // A scheduled run's cursor moves even when the insert loses.
         let d = self.dag_mut(run.dag_id.as_str());
-        if run.run_type != RunType::Manual {
+        if run.run_type == RunType::Scheduled {
             d.row.last_interval_end = d.row.last_interval_end.max(Some(run.interval_end));
         }
         let taken = self.runs.iter().any(|r| {
@@ -319,50 +350,65 @@ impl World {
             .count() as i64
     }
 
-    /// Writes one action as the stores do; returns its line and how many rows
-    /// it changed.
-    fn apply(&mut self, action: &Action) -> (String, usize) {
+    /// Records passed-over slots as the stores do (insert or ignore, then the
+    /// cursor moves past them).
+    fn record_slots(
+        &mut self,
+        dag_id: &DagId,
+        status: SlotStatus,
+        slots: &[(Timestamp, Timestamp)],
+    ) -> String {
+        for &(start, end) in slots {
+            self.slots
+                .entry((dag_id.clone(), start))
+                .or_insert((end, status));
+        }
+        let d = self.dag_mut(dag_id.as_str());
+        d.row.last_interval_end = d.row.last_interval_end.max(slots.last().map(|s| s.1));
+        let first = slots.first().map_or(String::new(), |s| rfc3339(s.0));
+        let last = slots.last().map_or(String::new(), |s| rfc3339(s.0));
+        format!(
+            "slots {} {dag_id}: {} from {first} to {last}",
+            status.as_str(),
+            slots.len()
+        )
+    }
+
+    /// Ends a lost attempt as the stores do: only while it runs under that
+    /// worker and try, with a heartbeat older than the lease.
+    fn reap(&mut self, reap: &Reap) -> String {
+        let now = self.now;
+        let label = self.label(reap.ti);
+        let lease = SignedDuration::try_from(reap.lease).unwrap();
+        let t = &mut self.tasks[(reap.ti.0 - 1) as usize];
+        let ok = t.state == TaskState::Running
+            && t.try_number == reap.try_number
+            && t.worker_id.as_deref() == Some(reap.worker_id.as_str())
+            && t.heartbeat_at.is_some_and(|h| h < now - lease);
+        if ok {
+            t.state = reap.to;
+            t.retry_at = reap.retry_at;
+            t.ended_at = Some(now);
+        }
+        let at = reap
+            .retry_at
+            .map_or(String::new(), |at| format!(" at {}", rfc3339(at)));
+        format!(
+            "reap {label} try {} ({}): {} -> {}{at}{}",
+            reap.try_number,
+            reap.outcome,
+            TaskState::Running,
+            reap.to,
+            if ok { "" } else { " (not applied)" }
+        )
+    }
+
+    /// Makes one write of a run's plan as the stores do; returns its line and
+    /// how many rows it changed.
+    fn apply(&mut self, action: &RunAction) -> (String, usize) {
         let now = self.now;
         match action {
-            Action::RecordSlots {
-                dag_id,
-                status,
-                slots,
-            } => {
-                let mut n = 0;
-                for &(start, end) in slots {
-                    if let std::collections::btree_map::Entry::Vacant(e) =
-                        self.slots.entry((dag_id.clone(), start))
-                    {
-                        e.insert((end, *status));
-                        n += 1;
-                    }
-                }
-                let d = self.dag_mut(dag_id.as_str());
-                d.row.last_interval_end = d.row.last_interval_end.max(slots.last().map(|s| s.1));
-                let first = slots.first().map_or(String::new(), |s| rfc3339(s.0));
-                let last = slots.last().map_or(String::new(), |s| rfc3339(s.0));
-                (
-                    format!(
-                        "slots {} {dag_id}: {} from {first} to {last}",
-                        status.as_str(),
-                        slots.len()
-                    ),
-                    n,
-                )
-            }
-            Action::CreateRun(run) => {
-                let line = format!(
-                    "create {} {} [{} .. {})",
-                    run.dag_id,
-                    run.run_key,
-                    rfc3339(run.interval_start),
-                    rfc3339(run.interval_end)
-                );
-                let n = usize::from(self.create_run(run).is_some());
-                (line, n)
-            }
-            Action::Transitions { transitions, .. } => {
+            RunAction::Transitions(transitions) => {
                 let mut lines = Vec::new();
                 let mut n = 0;
                 for tr in transitions {
@@ -386,11 +432,10 @@ impl World {
                 }
                 (lines.join("\n"), n)
             }
-            Action::Enqueue {
+            RunAction::Enqueue {
                 dag_id,
                 tis,
                 max_active_tasks,
-                ..
             } => {
                 let mut dag_room = max_active_tasks
                     .map(|max| i64::from(max) - self.active_in(|t| &t.dag_id == dag_id));
@@ -438,7 +483,7 @@ impl World {
                     queued.len(),
                 )
             }
-            Action::FinishRun {
+            RunAction::FinishRun {
                 run_id,
                 dag_id,
                 state,
@@ -452,34 +497,6 @@ impl World {
                 (
                     format!(
                         "finish {dag_id}#{run_id} {state}{}",
-                        if ok { "" } else { " (not applied)" }
-                    ),
-                    usize::from(ok),
-                )
-            }
-            Action::Reap { reap, .. } => {
-                let label = self.label(reap.ti);
-                let lease = SignedDuration::try_from(reap.lease).unwrap();
-                let t = &mut self.tasks[(reap.ti.0 - 1) as usize];
-                let ok = t.state == TaskState::Running
-                    && t.try_number == reap.try_number
-                    && t.worker_id.as_deref() == Some(reap.worker_id.as_str())
-                    && t.heartbeat_at.is_some_and(|h| h + lease <= now);
-                if ok {
-                    t.state = reap.to;
-                    t.retry_at = reap.retry_at;
-                    t.ended_at = Some(now);
-                }
-                let at = reap
-                    .retry_at
-                    .map_or(String::new(), |at| format!(" at {}", rfc3339(at)));
-                (
-                    format!(
-                        "reap {label} try {} ({}): {} -> {}{at}{}",
-                        reap.try_number,
-                        reap.outcome,
-                        TaskState::Running,
-                        reap.to,
                         if ok { "" } else { " (not applied)" }
                     ),
                     usize::from(ok),
@@ -505,15 +522,35 @@ impl World {
                 0
             };
             let dag = self.dags[i].dag.clone();
-            for action in core::due_runs(
+            let due = core::due_runs(
                 DueDag {
                     row: &row,
                     dag: &dag,
                     active_runs,
                 },
                 now,
-            ) {
-                out.push(self.apply(&action).0);
+            );
+            if let Some((status, slots)) = &due.passed_over {
+                out.push(self.record_slots(&row.dag_id, *status, slots));
+            }
+            let mut created = 0;
+            for run in &due.runs {
+                if created == due.room {
+                    break;
+                }
+                let line = format!(
+                    "create {} {} [{} .. {})",
+                    run.dag_id,
+                    run.run_key,
+                    rfc3339(run.interval_start),
+                    rfc3339(run.interval_end)
+                );
+                if self.create_run(run).is_some() {
+                    created += 1;
+                    out.push(line);
+                } else {
+                    out.push(format!("{line} (not applied)"));
+                }
             }
         }
         for run_id in self.promote() {
@@ -548,7 +585,7 @@ impl World {
                     .iter()
                     .any(|t| matches!(t.state, TaskState::Queued | TaskState::Running)),
             };
-            if !self.tracker.look_at_activity(run.id, activity) {
+            if !self.tracker.should_count(run.id, activity) {
                 continue;
             }
             let mut counts: BTreeMap<&str, (TaskState, u32)> = BTreeMap::new();
@@ -557,7 +594,7 @@ impl World {
             }
             if !self
                 .tracker
-                .look_at_counts(run.id, counts.into_values().collect())
+                .should_plan(run.id, counts.into_values().collect())
             {
                 continue;
             }
@@ -567,29 +604,19 @@ impl World {
                 .find(|d| d.row.dag_id == run.dag_id)
                 .unwrap();
             let (dag, order) = (d.dag.clone(), d.order.clone());
-            'rounds: for _ in 0..4 {
-                let mut applied = 0;
-                for action in core::advance_run(&run, &dag, &order, &tasks(self), now) {
-                    let (line, n) = self.apply(&action);
-                    out.push(line);
-                    match &action {
-                        Action::Transitions { transitions, .. } => {
-                            applied += n;
-                            if n < transitions.len() {
-                                break;
-                            }
+            let mut rounds = Rounds::new();
+            while rounds.another() {
+                for action in rounds.plan(&run, &dag, &order, &tasks(self), now) {
+                    if rounds.may_write(&action) {
+                        let (line, changed) = self.apply(&action);
+                        out.push(line);
+                        if let RunAction::FinishRun { run_id, .. } = &action
+                            && changed > 0
+                        {
+                            self.tracker.finished(*run_id);
                         }
-                        Action::FinishRun { run_id, .. } => {
-                            if n > 0 {
-                                self.tracker.finished(*run_id);
-                            }
-                            break 'rounds;
-                        }
-                        _ => {}
+                        rounds.wrote(&action, changed);
                     }
-                }
-                if applied == 0 {
-                    break;
                 }
             }
         }
@@ -598,7 +625,7 @@ impl World {
             .tasks
             .iter()
             .filter(|t| {
-                t.state == TaskState::Running && t.heartbeat_at.is_some_and(|h| h + lease <= now)
+                t.state == TaskState::Running && t.heartbeat_at.is_some_and(|h| h < now - lease)
             })
             .cloned()
             .collect();
@@ -610,14 +637,14 @@ impl World {
                 .find(|d| d.row.dag_id == ti.dag_id)
                 .and_then(|d| d.dag.task(ti.task_id.as_str()).cloned());
             let message = core::lost_message(&worker, self.lease);
-            let action = core::lost_attempt(&ti, task.as_ref(), &worker, self.lease, &message, now);
-            out.push(self.apply(&action).0);
+            let reap = core::lost_attempt(&ti, task.as_ref(), &worker, self.lease, &message, now);
+            out.push(self.reap(&reap));
         }
         out.join("\n")
     }
 
     /// The actions the core decides for one run now, not yet written.
-    pub fn decide_run(&self, run_id: RunId) -> Vec<Action> {
+    pub fn decide_run(&self, run_id: RunId) -> Vec<RunAction> {
         let run = self.runs.iter().find(|r| r.id == run_id).unwrap();
         let d = self
             .dags
@@ -630,12 +657,12 @@ impl World {
             .filter(|t| t.run_id == run_id)
             .cloned()
             .collect();
-        core::advance_run(run, &d.dag, &d.order, &tasks, self.now)
+        core::run_actions(run, &d.dag, &d.order, &tasks, self.now)
     }
 
     /// Writes `actions` in order, every one of them (a stale writer does not
     /// know it is stale), one line each.
-    pub fn apply_all(&mut self, actions: &[Action]) -> String {
+    pub fn apply_all(&mut self, actions: &[RunAction]) -> String {
         actions
             .iter()
             .map(|a| self.apply(a).0)
