@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use gale_model::{DagId, RunId, RunState, TaskState};
-use gale_store::{RunFilter, RunMark, RunType, Store};
+use gale_actions::{ClearWhat, Mark};
+use gale_model::{DagId, RunId, RunState};
+use gale_store::{RunFilter, RunType, Store};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -16,7 +17,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::actions::{self, ClearWhat, Conflict, NotFound};
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, Json, Path, Problem, Query};
 
@@ -145,32 +145,6 @@ fn describe_problems(doc: &mut utoipa::openapi::OpenApi) {
 
 const PROBLEM_JSON: &str = "application/problem+json";
 
-impl From<anyhow::Error> for ErrorKind {
-    fn from(e: anyhow::Error) -> ErrorKind {
-        ErrorKind(e)
-    }
-}
-
-/// An action's error, mapped to its status: not found 404, conflict 409,
-/// store errors by kind, anything else 400.
-pub struct ErrorKind(anyhow::Error);
-
-impl From<ErrorKind> for ApiError {
-    fn from(ErrorKind(e): ErrorKind) -> ApiError {
-        if let Some(n) = e.downcast_ref::<NotFound>() {
-            return ApiError::not_found(n.0.clone());
-        }
-        if let Some(c) = e.downcast_ref::<Conflict>() {
-            return ApiError::conflict(c.0.clone());
-        }
-        ApiError::from(e)
-    }
-}
-
-fn action_err(e: anyhow::Error) -> ApiError {
-    ErrorKind(e).into()
-}
-
 // ------------------------------------------------------------------ types
 
 /// Keys of `conf` whose values are never shown (API, pages, logs).
@@ -290,7 +264,7 @@ fn dag_out(row: &gale_store::DagRow, spec: Option<&gale_model::Dag>, now: Timest
         tags: row.tags.clone(),
         next_run: spec
             .filter(|_| row.active && !row.paused)
-            .and_then(|s| actions::next_run(row, s, now)),
+            .and_then(|s| crate::next_run::next_run(row, s, now)),
         updated_at: row.updated_at,
     }
 }
@@ -772,10 +746,6 @@ async fn run_of(store: &dyn Store, run_id: i64) -> ApiResult<gale_store::RunRow>
         .ok_or_else(|| ApiError::not_found(format!("no run {run_id}")))
 }
 
-async fn task_of(store: &dyn Store, run_id: i64, task_id: &str) -> ApiResult<gale_store::TaskRow> {
-    Ok(run_and_task(store, run_id, task_id).await?.1)
-}
-
 async fn run_and_task(
     store: &dyn Store,
     run_id: i64,
@@ -791,10 +761,12 @@ async fn run_and_task(
     Ok((run, task))
 }
 
-fn mark_state(state: MarkAs) -> (RunMark, TaskState) {
-    match state {
-        MarkAs::Success => (RunMark::Success, TaskState::Success),
-        MarkAs::Failed => (RunMark::Failed, TaskState::Failed),
+impl From<MarkAs> for Mark {
+    fn from(state: MarkAs) -> Mark {
+        match state {
+            MarkAs::Success => Mark::Success,
+            MarkAs::Failed => Mark::Failed,
+        }
     }
 }
 
@@ -860,9 +832,7 @@ async fn list_dags(State(s): Shared, Query(q): Query<DagQuery>) -> ApiResult<Jso
     responses((status = 200, body = DagDetail), (status = 404, body = Problem)))]
 async fn get_dag(State(s): Shared, Path(dag_id): Path<String>) -> ApiResult<Json<DagDetail>> {
     let dag_id = dag_id_of(dag_id)?;
-    let (row, version) = actions::current_dag(&*s.store, &dag_id)
-        .await
-        .map_err(action_err)?;
+    let (row, version) = gale_actions::current_dag(&*s.store, &dag_id).await?;
     let now = s.store.now().await?;
     let spec = &version.spec;
     Ok(Json(DagDetail {
@@ -906,9 +876,7 @@ async fn patch_dag(
     if !s.store.set_paused(&dag_id, patch.paused).await? {
         return Err(ApiError::not_found(format!("no DAG {dag_id}")));
     }
-    let (row, version) = actions::current_dag(&*s.store, &dag_id)
-        .await
-        .map_err(action_err)?;
+    let (row, version) = gale_actions::current_dag(&*s.store, &dag_id).await?;
     if let Some(n) = &s.notifier {
         n.scheduler.notify_one();
     }
@@ -1042,14 +1010,13 @@ async fn trigger_run(
     Json(req): Json<TriggerRequest>,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
     let dag_id = dag_id_of(dag_id)?;
-    let run = actions::trigger(
+    let run = gale_actions::trigger(
         &*s.store,
         &dag_id,
         req.conf.unwrap_or_default(),
         req.logical_date.as_deref(),
     )
-    .await
-    .map_err(action_err)?;
+    .await?;
     if let Some(n) = &s.notifier {
         n.scheduler.notify_one();
     }
@@ -1081,17 +1048,7 @@ async fn cancel_run(
     caller: Caller,
     Path(run_id): Path<i64>,
 ) -> ApiResult<Json<Run>> {
-    let run = run_of(&*s.store, run_id).await?;
-    if !s
-        .store
-        .mark_run(run.id, RunMark::Cancel, &caller.user)
-        .await?
-    {
-        return Err(ApiError::conflict(format!(
-            "run {run_id} has already finished ({})",
-            run.state
-        )));
-    }
+    let run = gale_actions::cancel_run(&*s.store, RunId(run_id), &caller.user).await?;
     s.run_changed(run.id);
     Ok(Json(Run::from(&run_of(&*s.store, run_id).await?)))
 }
@@ -1106,13 +1063,8 @@ async fn mark_run(
     Path(run_id): Path<i64>,
     Json(req): Json<MarkRequest>,
 ) -> ApiResult<Json<Run>> {
-    let (mark, state) = mark_state(req.state);
-    let run = run_of(&*s.store, run_id).await?;
-    if !s.store.mark_run(run.id, mark, &caller.user).await? {
-        return Err(ApiError::conflict(format!(
-            "run {run_id} is already {state}"
-        )));
-    }
+    let run =
+        gale_actions::mark_run(&*s.store, RunId(run_id), req.state.into(), &caller.user).await?;
     s.run_changed(run.id);
     Ok(Json(Run::from(&run_of(&*s.store, run_id).await?)))
 }
@@ -1138,9 +1090,7 @@ async fn clear_run(
             downstream: req.downstream,
         },
     };
-    let cleared = actions::clear(&*s.store, RunId(run_id), &what)
-        .await
-        .map_err(action_err)?;
+    let cleared = gale_actions::clear(&*s.store, RunId(run_id), &what).await?;
     s.run_changed(RunId(run_id));
     if let Some(n) = &s.notifier {
         n.scheduler.notify_one();
@@ -1273,9 +1223,7 @@ async fn clear_task(
         task_ids: vec![task_id],
         downstream: req.downstream,
     };
-    let cleared = actions::clear(&*s.store, RunId(run_id), &what)
-        .await
-        .map_err(action_err)?;
+    let cleared = gale_actions::clear(&*s.store, RunId(run_id), &what).await?;
     s.run_changed(RunId(run_id));
     Ok(Json(Cleared { cleared }))
 }
@@ -1290,13 +1238,14 @@ async fn mark_task(
     Path((run_id, task_id)): Path<(i64, String)>,
     Json(req): Json<MarkRequest>,
 ) -> ApiResult<Json<TaskInstance>> {
-    let (_, to) = mark_state(req.state);
-    let t = task_of(&*s.store, run_id, &task_id).await?;
-    if !s.store.mark_task(t.id, to, &caller.user).await? {
-        return Err(ApiError::conflict(format!(
-            "task {task_id} of run {run_id} is already {to}"
-        )));
-    }
+    let t = gale_actions::mark_task(
+        &*s.store,
+        RunId(run_id),
+        &task_id,
+        req.state.into(),
+        &caller.user,
+    )
+    .await?;
     s.run_changed(RunId(run_id));
     let t = s
         .store
@@ -1317,9 +1266,8 @@ async fn create_backfill(
     Json(req): Json<BackfillRequest>,
 ) -> ApiResult<(StatusCode, Json<BackfillCreated>)> {
     let dag_id = dag_id_of(dag_id)?;
-    let b = actions::backfill(&*s.store, &dag_id, &req.from, &req.to, Some(&caller.user))
-        .await
-        .map_err(action_err)?;
+    let b =
+        gale_actions::backfill(&*s.store, &dag_id, &req.from, &req.to, Some(&caller.user)).await?;
     let row = s
         .store
         .get_backfill(b.id)

@@ -12,7 +12,6 @@ use gale_model::schedule;
 use gale_model::time::rfc3339;
 use gale_model::{DagId, RunId, RunState, TaskState};
 use gale_scheduler::processor::{dag_files, load_file};
-use gale_server::actions;
 use gale_store::postgres::PgStore;
 use gale_store::sqlite::SqliteStore;
 use gale_store::{RunFilter, RunRow, RunType, Store, TaskRow};
@@ -361,16 +360,17 @@ async fn current_dag(
     store: &dyn Store,
     dag_id: &DagId,
 ) -> anyhow::Result<(gale_store::DagRow, gale_store::DagVersion)> {
-    actions::current_dag(store, dag_id)
+    gale_actions::current_dag(store, dag_id)
         .await
         .map_err(not_found_hint)
 }
 
-/// `actions::NotFound` as the CLI's `NotFound` (exit code 4), with a hint.
-fn not_found_hint(e: anyhow::Error) -> anyhow::Error {
-    match e.downcast::<actions::NotFound>() {
-        Ok(n) => NotFound(format!("{}: see `gale dags list`", n.0)).into(),
-        Err(e) => e,
+/// `gale_actions::Error::NotFound` as the CLI's `NotFound` (exit code 4), with
+/// a hint.
+fn not_found_hint(e: gale_actions::Error) -> anyhow::Error {
+    match e {
+        gale_actions::Error::NotFound(n) => NotFound(format!("{n}: see `gale dags list`")).into(),
+        e => e.into(),
     }
 }
 
@@ -460,7 +460,7 @@ fn parse_conf(conf: Option<&str>) -> anyhow::Result<serde_json::Map<String, serd
     }
 }
 
-/// Creates a manual run (see `gale_server::actions::trigger`); a missing DAG is
+/// Creates a manual run (see `gale_actions::trigger`); a missing DAG is
 /// `NotFound`.
 pub async fn trigger(
     store: &dyn Store,
@@ -469,7 +469,7 @@ pub async fn trigger(
     logical_date: Option<&str>,
 ) -> anyhow::Result<RunRow> {
     let conf = parse_conf(conf)?;
-    actions::trigger(store, dag_id, conf, logical_date)
+    gale_actions::trigger(store, dag_id, conf, logical_date)
         .await
         .map_err(not_found_hint)
 }
@@ -937,7 +937,8 @@ pub async fn backfill(paths: &Paths, output: Output, args: BackfillArgs) -> anyh
     let dag_id = DagId(args.dag_id);
     let (_, version) = current_dag(&*store, &dag_id).await?;
     let by = std::env::var("USER").ok();
-    let made = actions::backfill(&*store, &dag_id, &args.from, &args.to, by.as_deref()).await?;
+    let made =
+        gale_actions::backfill(&*store, &dag_id, &args.from, &args.to, by.as_deref()).await?;
     let (run_ids, existing) = (made.created, made.existing);
     eprintln!(
         "backfill {} of {dag_id}: {} run(s) created, {existing} slot(s) already had a run; max_active_runs = {}",

@@ -22,7 +22,6 @@ use gale_model::DagId;
 use gale_store::{DagVersion, Store};
 
 use crate::AppState;
-use crate::actions::{Conflict, NotFound};
 use crate::auth::{self, Identity, Role, Via};
 
 mod assets;
@@ -338,18 +337,25 @@ pub(crate) enum ActionError {
     Refused(String),
 }
 
-impl From<anyhow::Error> for ActionError {
-    fn from(e: anyhow::Error) -> ActionError {
-        if let Some(n) = e.downcast_ref::<NotFound>() {
-            return ActionError::Page(UiError::NotFound(n.0.clone()));
-        }
-        if let Some(c) = e.downcast_ref::<Conflict>() {
-            return ActionError::Refused(c.0.clone());
-        }
-        match e.downcast::<gale_store::Error>() {
-            Ok(gale_store::Error::Invalid(msg)) => ActionError::Refused(msg),
-            Ok(store) => ActionError::Page(store.into()),
-            Err(e) => ActionError::Refused(format!("{e:#}")),
+/// An action's error by the status the API gives it (`crate::error`, the one
+/// table): what the API answers 404 shows the not-found page, a store failure
+/// the page for it, and every other refusal (conflicts, bad input) is told on
+/// the form or in a flash.
+impl From<gale_actions::Error> for ActionError {
+    fn from(e: gale_actions::Error) -> ActionError {
+        match e {
+            gale_actions::Error::Store(gale_store::Error::Invalid(msg)) => {
+                ActionError::Refused(msg)
+            }
+            gale_actions::Error::Store(store) => ActionError::Page(store.into()),
+            other => {
+                let answer = crate::ApiError::from(other);
+                if answer.status == StatusCode::NOT_FOUND {
+                    ActionError::Page(UiError::NotFound(answer.detail))
+                } else {
+                    ActionError::Refused(answer.detail)
+                }
+            }
         }
     }
 }
