@@ -24,6 +24,7 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod next_run;
+pub mod secrets;
 pub mod ui;
 
 pub use error::{ApiError, ApiResult};

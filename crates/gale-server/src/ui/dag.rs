@@ -20,8 +20,8 @@ use super::{
 };
 use crate::AppState;
 
-use crate::api::is_secret_key;
 use crate::auth::url_escape;
+use crate::secrets::is_secret_key;
 
 /// Runs in the grid.
 const GRID_RUNS: u32 = 25;
@@ -541,7 +541,7 @@ async fn runs_view(
                 conf: if r.conf.is_empty() {
                     String::new()
                 } else {
-                    serde_json::to_string(&crate::api::mask_conf(&r.conf)).unwrap_or_default()
+                    serde_json::to_string(&crate::secrets::mask_conf(&r.conf)).unwrap_or_default()
                 },
             })
             .collect(),

@@ -4,7 +4,7 @@
 //! task's attempts), so a long history never slows a page down.
 //!
 //! Pages never show a raw database error (a store failure is a 503 page) and
-//! never show conf values unmasked (`api::mask_conf`). Forms are plain POSTs
+//! never show conf values unmasked (`secrets::mask_conf`). Forms are plain POSTs
 //! with the session's CSRF token that answer with a 303 and a flash message, so
 //! they work without JavaScript; htmx only makes some of them quicker.
 
@@ -455,5 +455,5 @@ pub(crate) fn masked_json(conf: &serde_json::Map<String, serde_json::Value>) -> 
     if conf.is_empty() {
         return String::new();
     }
-    serde_json::to_string_pretty(&crate::api::mask_conf(conf)).unwrap_or_default()
+    serde_json::to_string_pretty(&crate::secrets::mask_conf(conf)).unwrap_or_default()
 }
