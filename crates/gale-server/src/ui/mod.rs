@@ -360,6 +360,17 @@ impl From<gale_actions::Error> for ActionError {
     }
 }
 
+impl ActionError {
+    /// An operator's mark or cancel: its store errors, a refusal by the store
+    /// included, show the page for them (the forms never told them in a flash).
+    pub(crate) fn of_mark(e: gale_actions::Error) -> ActionError {
+        match e {
+            gale_actions::Error::Store(store) => ActionError::Page(store.into()),
+            other => other.into(),
+        }
+    }
+}
+
 impl From<gale_store::Error> for ActionError {
     fn from(e: gale_store::Error) -> ActionError {
         ActionError::Page(e.into())

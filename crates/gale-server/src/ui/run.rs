@@ -244,7 +244,9 @@ pub async fn cancel(
     let to = format!("/runs/{}", url_escape(&run_id));
     let res = async {
         let id = run_id_of(&run_id)?;
-        let run = actions::cancel_run(&*s.store, id, &ctx.identity.user).await?;
+        let run = actions::cancel_run(&*s.store, id, &ctx.identity.user)
+            .await
+            .map_err(ActionError::of_mark)?;
         s.run_changed(run.id);
         Ok(format!("run {} cancelled", run.id))
     }
@@ -262,7 +264,9 @@ pub async fn mark(
     let res = async {
         let mark = Mark::parse(&form.state)?;
         let id = run_id_of(&run_id)?;
-        let run = actions::mark_run(&*s.store, id, mark, &ctx.identity.user).await?;
+        let run = actions::mark_run(&*s.store, id, mark, &ctx.identity.user)
+            .await
+            .map_err(ActionError::of_mark)?;
         s.run_changed(run.id);
         Ok(format!("run {} marked {}", run.id, form.state))
     }
@@ -553,7 +557,9 @@ pub async fn mark_task(
     let res = async {
         let mark = Mark::parse(&form.state)?;
         let id = run_id_of(&run_id)?;
-        let t = actions::mark_task(&*s.store, id, &task_id, mark, &ctx.identity.user).await?;
+        let t = actions::mark_task(&*s.store, id, &task_id, mark, &ctx.identity.user)
+            .await
+            .map_err(ActionError::of_mark)?;
         s.run_changed(t.run_id);
         Ok(format!("task {task_id} marked {}", mark.task_state()))
     }
