@@ -86,6 +86,21 @@ impl From<gale_store::Error> for ApiError {
     }
 }
 
+/// The one table from an action's error to its status: not found 404,
+/// conflict 409, refused input 400, store errors by kind (as any store error).
+impl From<gale_actions::Error> for ApiError {
+    fn from(e: gale_actions::Error) -> ApiError {
+        match e {
+            gale_actions::Error::NotFound(detail) => ApiError::not_found(detail),
+            gale_actions::Error::Conflict(detail) => ApiError::conflict(detail),
+            gale_actions::Error::Invalid(detail) | gale_actions::Error::Inconsistent(detail) => {
+                ApiError::bad_request(detail)
+            }
+            gale_actions::Error::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> ApiError {
         match e.downcast::<gale_store::Error>() {

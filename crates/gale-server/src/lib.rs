@@ -18,12 +18,13 @@ use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::OpenApi as _;
 
-pub mod actions;
 pub mod api;
 pub mod auth;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod next_run;
+pub mod secrets;
 pub mod ui;
 
 pub use error::{ApiError, ApiResult};

@@ -114,7 +114,7 @@ pub(crate) fn skew(ms: f64) -> String {
 
 async fn live(s: &AppState) -> Result<Live, UiError> {
     let store = &*s.store;
-    let nodes = api::nodes(store).await.map_err(|e| {
+    let nodes = api::cluster::nodes(store).await.map_err(|e| {
         tracing::warn!(detail = %e.detail, "cluster page: listing nodes failed");
         UiError::Unavailable
     })?;

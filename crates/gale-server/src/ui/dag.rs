@@ -19,9 +19,9 @@ use super::{
     ActionError, Ctx, Flash, Layout, UiError, current_dag, dag_id_of, format, graph, html,
 };
 use crate::AppState;
-use crate::actions;
-use crate::api::is_secret_key;
+
 use crate::auth::url_escape;
+use crate::secrets::is_secret_key;
 
 /// Runs in the grid.
 const GRID_RUNS: u32 = 25;
@@ -232,7 +232,7 @@ async fn render(
     let href = format!("/dags/{}", url_escape(&dag_id.0));
     let sched = spec.parsed_schedule();
     let next = if row.active && !row.paused {
-        actions::next_run(&row, spec, now)
+        crate::next_run::next_run(&row, spec, now)
     } else {
         None
     };
@@ -541,7 +541,7 @@ async fn runs_view(
                 conf: if r.conf.is_empty() {
                     String::new()
                 } else {
-                    serde_json::to_string(&crate::api::mask_conf(&r.conf)).unwrap_or_default()
+                    serde_json::to_string(&crate::secrets::mask_conf(&r.conf)).unwrap_or_default()
                 },
             })
             .collect(),
@@ -650,7 +650,7 @@ pub async fn trigger(
         let attempt = async {
             let conf = parse_conf(&form.conf).map_err(ActionError::Refused)?;
             let date = Some(form.logical_date.trim()).filter(|d| !d.is_empty());
-            actions::trigger(&*s.store, &dag_id, conf, date)
+            gale_actions::trigger(&*s.store, &dag_id, conf, date)
                 .await
                 .map_err(ActionError::from)
         };
@@ -726,7 +726,7 @@ pub async fn backfill(
                     "give both dates, e.g. 2026-01-01 and 2026-01-07".to_owned(),
                 ));
             }
-            actions::backfill(&*s.store, &dag_id, from, to, Some(&ctx.identity.user))
+            gale_actions::backfill(&*s.store, &dag_id, from, to, Some(&ctx.identity.user))
                 .await
                 .map_err(ActionError::from)
         };

@@ -87,7 +87,7 @@ async fn dag_line(
     let sched = spec.and_then(|s| s.parsed_schedule());
     let next = spec
         .filter(|_| !row.paused)
-        .and_then(|spec| crate::actions::next_run(row, spec, now));
+        .and_then(|spec| crate::next_run::next_run(row, spec, now));
     Ok(DagLine {
         dag_id: row.dag_id.0.clone(),
         href: format!("/dags/{}", url_escape(&row.dag_id.0)),

@@ -4,7 +4,7 @@
 //! task's attempts), so a long history never slows a page down.
 //!
 //! Pages never show a raw database error (a store failure is a 503 page) and
-//! never show conf values unmasked (`api::mask_conf`). Forms are plain POSTs
+//! never show conf values unmasked (`secrets::mask_conf`). Forms are plain POSTs
 //! with the session's CSRF token that answer with a 303 and a flash message, so
 //! they work without JavaScript; htmx only makes some of them quicker.
 
@@ -22,7 +22,6 @@ use gale_model::DagId;
 use gale_store::{DagVersion, Store};
 
 use crate::AppState;
-use crate::actions::{Conflict, NotFound};
 use crate::auth::{self, Identity, Role, Via};
 
 mod assets;
@@ -338,18 +337,36 @@ pub(crate) enum ActionError {
     Refused(String),
 }
 
-impl From<anyhow::Error> for ActionError {
-    fn from(e: anyhow::Error) -> ActionError {
-        if let Some(n) = e.downcast_ref::<NotFound>() {
-            return ActionError::Page(UiError::NotFound(n.0.clone()));
+/// An action's error by the status the API gives it (`crate::error`, the one
+/// table): what the API answers 404 shows the not-found page, a store failure
+/// the page for it, and every other refusal (conflicts, bad input) is told on
+/// the form or in a flash.
+impl From<gale_actions::Error> for ActionError {
+    fn from(e: gale_actions::Error) -> ActionError {
+        match e {
+            gale_actions::Error::Store(gale_store::Error::Invalid(msg)) => {
+                ActionError::Refused(msg)
+            }
+            gale_actions::Error::Store(store) => ActionError::Page(store.into()),
+            other => {
+                let answer = crate::ApiError::from(other);
+                if answer.status == StatusCode::NOT_FOUND {
+                    ActionError::Page(UiError::NotFound(answer.detail))
+                } else {
+                    ActionError::Refused(answer.detail)
+                }
+            }
         }
-        if let Some(c) = e.downcast_ref::<Conflict>() {
-            return ActionError::Refused(c.0.clone());
-        }
-        match e.downcast::<gale_store::Error>() {
-            Ok(gale_store::Error::Invalid(msg)) => ActionError::Refused(msg),
-            Ok(store) => ActionError::Page(store.into()),
-            Err(e) => ActionError::Refused(format!("{e:#}")),
+    }
+}
+
+impl ActionError {
+    /// An operator's mark or cancel: its store errors, a refusal by the store
+    /// included, show the page for them (the forms never told them in a flash).
+    pub(crate) fn of_mark(e: gale_actions::Error) -> ActionError {
+        match e {
+            gale_actions::Error::Store(store) => ActionError::Page(store.into()),
+            other => other.into(),
         }
     }
 }
@@ -449,5 +466,5 @@ pub(crate) fn masked_json(conf: &serde_json::Map<String, serde_json::Value>) -> 
     if conf.is_empty() {
         return String::new();
     }
-    serde_json::to_string_pretty(&crate::api::mask_conf(conf)).unwrap_or_default()
+    serde_json::to_string_pretty(&crate::secrets::mask_conf(conf)).unwrap_or_default()
 }

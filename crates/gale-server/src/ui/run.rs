@@ -10,14 +10,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use gale_model::{RunId, TaskState};
-use gale_store::{AttemptRow, RunMark, RunRow, Store, TaskRow};
+use gale_store::{AttemptRow, RunRow, Store, TaskRow};
 use serde::Deserialize;
 
 use super::dag::run_graph;
 use super::{ActionError, Ctx, Flash, Layout, UiError, format, gantt, masked_json, run_id_of};
 use crate::AppState;
-use crate::actions::{self, ClearWhat};
 use crate::auth::url_escape;
+use gale_actions::{self as actions, ClearWhat, Mark};
 
 /// Tasks whose attempts the run page reads for its Gantt chart.
 const ATTEMPT_READS: usize = 200;
@@ -243,32 +243,15 @@ pub async fn cancel(
 ) -> Response {
     let to = format!("/runs/{}", url_escape(&run_id));
     let res = async {
-        let run = run_of(&*s.store, &run_id).await?;
-        if !s
-            .store
-            .mark_run(run.id, RunMark::Cancel, &ctx.identity.user)
-            .await?
-        {
-            return Err(ActionError::Refused(format!(
-                "run {} has already finished ({})",
-                run.id, run.state
-            )));
-        }
+        let id = run_id_of(&run_id)?;
+        let run = actions::cancel_run(&*s.store, id, &ctx.identity.user)
+            .await
+            .map_err(ActionError::of_mark)?;
         s.run_changed(run.id);
         Ok(format!("run {} cancelled", run.id))
     }
     .await;
     after(&ctx, &to, res)
-}
-
-fn mark_of(state: &str) -> Result<(RunMark, TaskState), ActionError> {
-    match state {
-        "success" => Ok((RunMark::Success, TaskState::Success)),
-        "failed" => Ok((RunMark::Failed, TaskState::Failed)),
-        other => Err(ActionError::Refused(format!(
-            "mark as \"success\" or \"failed\", not {other:?}"
-        ))),
-    }
 }
 
 pub async fn mark(
@@ -279,14 +262,11 @@ pub async fn mark(
 ) -> Response {
     let to = format!("/runs/{}", url_escape(&run_id));
     let res = async {
-        let (mark, _) = mark_of(&form.state)?;
-        let run = run_of(&*s.store, &run_id).await?;
-        if !s.store.mark_run(run.id, mark, &ctx.identity.user).await? {
-            return Err(ActionError::Refused(format!(
-                "run {} is already {}",
-                run.id, form.state
-            )));
-        }
+        let mark = Mark::parse(&form.state)?;
+        let id = run_id_of(&run_id)?;
+        let run = actions::mark_run(&*s.store, id, mark, &ctx.identity.user)
+            .await
+            .map_err(ActionError::of_mark)?;
         s.run_changed(run.id);
         Ok(format!("run {} marked {}", run.id, form.state))
     }
@@ -421,7 +401,7 @@ pub async fn task_page(
                 })?,
         };
         let chosen: Option<&AttemptRow> = attempts.iter().find(|a| a.try_number == try_number);
-        let secrets = crate::api::Secrets::of(&run.conf);
+        let secrets = crate::secrets::Secrets::of(&run.conf);
         let base = format!("/runs/{}/tasks/{}", run.id.0, url_escape(&task_id));
         let (log, follow_url, last_seq) = match chosen {
             Some(a) => {
@@ -575,20 +555,13 @@ pub async fn mark_task(
         url_escape(&task_id)
     );
     let res = async {
-        let (_, to_state) = mark_of(&form.state)?;
-        let (run, t) = task_of(&*s.store, &run_id, &task_id).await?;
-        if !s
-            .store
-            .mark_task(t.id, to_state, &ctx.identity.user)
-            .await?
-        {
-            return Err(ActionError::Refused(format!(
-                "task {task_id} of run {} is already {to_state}",
-                run.id
-            )));
-        }
-        s.run_changed(run.id);
-        Ok(format!("task {task_id} marked {to_state}"))
+        let mark = Mark::parse(&form.state)?;
+        let id = run_id_of(&run_id)?;
+        let t = actions::mark_task(&*s.store, id, &task_id, mark, &ctx.identity.user)
+            .await
+            .map_err(ActionError::of_mark)?;
+        s.run_changed(t.run_id);
+        Ok(format!("task {task_id} marked {}", mark.task_state()))
     }
     .await;
     after(&ctx, &to, res)

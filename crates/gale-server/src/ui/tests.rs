@@ -656,7 +656,7 @@ async fn pause_toggle_answers_htmx_with_the_row_and_forms_with_a_redirect() {
 
 /// Runs `greet` of run 1 to success through the store, with a log.
 async fn run_greet(f: &Fixture) -> RunId {
-    let run = crate::actions::trigger(
+    let run = gale_actions::trigger(
         &*f.store,
         &DagId("hello".into()),
         serde_json::Map::new(),

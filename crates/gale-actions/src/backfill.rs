@@ -1,0 +1,83 @@
+//! Backfilling: one `backfill` run per schedule slot of a date range.
+
+use gale_model::{DagId, RunId, schedule};
+use gale_store::{NewRun, NewTask, RunType, Store};
+
+use crate::{Error, Result, current_dag};
+
+/// The most runs one backfill may create.
+pub const MAX_BACKFILL_RUNS: usize = 10_000;
+
+/// What a backfill created.
+#[derive(Debug)]
+pub struct Backfill {
+    pub id: i64,
+    pub created: Vec<RunId>,
+    /// Slots that already had a run.
+    pub existing: usize,
+}
+
+/// Creates one `backfill` run per schedule slot of the DAG whose logical date
+/// lies in `[from, to]` (dates in the DAG's time zone unless they carry an
+/// offset), and records the backfill.
+pub async fn backfill(
+    store: &dyn Store,
+    dag_id: &DagId,
+    from: &str,
+    to: &str,
+    by: Option<&str>,
+) -> Result<Backfill> {
+    let (row, version) = current_dag(store, dag_id).await?;
+    let dag = &version.spec;
+    let Some(sched) = dag.parsed_schedule() else {
+        return Err(Error::Invalid(format!(
+            "{dag_id} has no schedule: trigger it instead"
+        )));
+    };
+    let tz = schedule::time_zone(&dag.timezone).map_err(Error::Invalid)?;
+    let from_ts =
+        schedule::parse_date(from, &tz).map_err(|e| Error::Invalid(format!("from: {e}")))?;
+    let to_ts = schedule::parse_date(to, &tz).map_err(|e| Error::Invalid(format!("to: {e}")))?;
+    if to_ts < from_ts {
+        return Err(Error::Invalid(format!(
+            "`to` ({to}) is before `from` ({from})"
+        )));
+    }
+    let intervals = schedule::intervals_between(&sched, from_ts, to_ts, MAX_BACKFILL_RUNS + 1);
+    if intervals.len() > MAX_BACKFILL_RUNS {
+        return Err(Error::Invalid(format!(
+            "that range has more than {MAX_BACKFILL_RUNS} schedule slots: backfill it in parts"
+        )));
+    }
+    if intervals.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no schedule slot of {dag_id} ({}) lies between {from_ts} and {to_ts}",
+            sched.expr()
+        )));
+    }
+    let id = store.create_backfill(dag_id, from_ts, to_ts, by).await?;
+    let mut created = Vec::new();
+    let mut existing = 0;
+    for iv in &intervals {
+        let run = NewRun {
+            dag_id: dag_id.clone(),
+            run_key: format!("backfill__{}", iv.start),
+            run_type: RunType::Backfill,
+            version_hash: row.version_hash.clone(),
+            logical_date: iv.start,
+            interval_start: iv.start,
+            interval_end: iv.end,
+            conf: serde_json::Map::new(),
+            tasks: NewTask::for_dag(dag),
+        };
+        match store.create_run(&run).await? {
+            Some(id) => created.push(id),
+            None => existing += 1,
+        }
+    }
+    Ok(Backfill {
+        id,
+        created,
+        existing,
+    })
+}

@@ -1,0 +1,65 @@
+//! What people ask Gale to do, shared by the API, the UI and the command line:
+//! trigger a run, backfill a date range, clear tasks so they run again, mark a
+//! run or a task success or failed, cancel a run. Each action validates its
+//! input, reads what it needs and makes its change through conditional store
+//! writes; it reports what went wrong as an [`Error`] that each face (HTTP,
+//! pages, exit codes) maps on its own. No HTTP, no page or terminal types here.
+
+mod backfill;
+mod clear;
+mod mark;
+mod trigger;
+
+#[cfg(test)]
+mod tests;
+
+use gale_model::DagId;
+use gale_store::{DagRow, DagVersion, Store};
+
+pub use backfill::{Backfill, MAX_BACKFILL_RUNS, backfill};
+pub use clear::{ClearWhat, clear};
+pub use mark::{Mark, cancel_run, mark_run, mark_task};
+pub use trigger::trigger;
+
+/// Why an action did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A DAG, run or task that does not exist (the API answers 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// A request that conflicts with the current state (409): a finished run
+    /// cancelled, a task marked with the state it has, a running task cleared.
+    #[error("{0}")]
+    Conflict(String),
+    /// Input the action refuses (400): a bad date, an empty range, a DAG with
+    /// no schedule to backfill.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store lacks a row it should hold (a DAG's current version, a run
+    /// just created). Answered as a refusal (400), as any other failure of an
+    /// action that is not the store's own.
+    #[error("{0}")]
+    Inconsistent(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] gale_store::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A DAG's row and its current version.
+pub async fn current_dag(store: &dyn Store, dag_id: &DagId) -> Result<(DagRow, DagVersion)> {
+    let row = store
+        .get_dag(dag_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no DAG {dag_id}")))?;
+    let version = store
+        .get_version(dag_id, &row.version_hash)
+        .await?
+        .ok_or_else(|| {
+            Error::Inconsistent(format!(
+                "the current version of {dag_id} is missing from the store"
+            ))
+        })?;
+    Ok((row, version))
+}

@@ -1,0 +1,47 @@
+//! Triggering a manual run of a DAG's current version.
+
+use gale_model::{DagId, schedule};
+use gale_store::{NewRun, NewTask, RunRow, RunType, Store};
+
+use crate::{Error, Result, current_dag};
+
+/// Creates a manual run of the DAG's current version with `conf` (merged over
+/// the DAG's params when tasks render) at `logical_date` (default: now, in the
+/// DAG's time zone unless the text has an offset).
+pub async fn trigger(
+    store: &dyn Store,
+    dag_id: &DagId,
+    conf: serde_json::Map<String, serde_json::Value>,
+    logical_date: Option<&str>,
+) -> Result<RunRow> {
+    let (row, version) = current_dag(store, dag_id).await?;
+    let now = store.now().await?;
+    let logical = match logical_date {
+        Some(text) => {
+            let tz = schedule::time_zone(&version.spec.timezone).map_err(Error::Invalid)?;
+            schedule::parse_date(text, &tz)
+                .map_err(|e| Error::Invalid(format!("logical date: {e}")))?
+        }
+        None => now,
+    };
+    let run = NewRun {
+        dag_id: dag_id.clone(),
+        run_key: format!("manual__{}", logical.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")),
+        run_type: RunType::Manual,
+        version_hash: row.version_hash.clone(),
+        logical_date: logical,
+        interval_start: logical,
+        interval_end: logical,
+        conf,
+        tasks: NewTask::for_dag(&version.spec),
+    };
+    let Some(run_id) = store.create_run(&run).await? else {
+        return Err(Error::Conflict(format!(
+            "{dag_id} already has a manual run at {logical}: pick another logical date"
+        )));
+    };
+    store
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| Error::Inconsistent(format!("run {run_id} vanished")))
+}

@@ -1,0 +1,387 @@
+//! DAGs: list, detail, pause, source, versions, import errors and the
+//! schedule-slot ledger.
+
+use axum::extract::State;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{Shared, dag_id_of, limit_of};
+use crate::error::{ApiError, ApiResult, Json, Path, Problem, Query};
+use crate::secrets::mask_conf;
+
+#[derive(Serialize, ToSchema)]
+pub struct Dag {
+    pub dag_id: String,
+    pub file: String,
+    pub version_hash: String,
+    pub paused: bool,
+    /// False once its file left the DAG folder.
+    pub active: bool,
+    pub schedule: Option<String>,
+    /// The schedule in words.
+    pub schedule_words: Option<String>,
+    pub timezone: String,
+    pub max_active_runs: u32,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    /// When the next scheduled run is due (its interval's end).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_run: Option<Timestamp>,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+pub(super) fn dag_out(
+    row: &gale_store::DagRow,
+    spec: Option<&gale_model::Dag>,
+    now: Timestamp,
+) -> Dag {
+    let sched = spec.and_then(|s| s.parsed_schedule());
+    Dag {
+        dag_id: row.dag_id.0.clone(),
+        file: row.file.clone(),
+        version_hash: row.version_hash.clone(),
+        paused: row.paused,
+        active: row.active,
+        schedule: row.schedule.clone(),
+        schedule_words: sched.map(|s| s.describe()),
+        timezone: row.timezone.clone(),
+        max_active_runs: row.max_active_runs,
+        description: row.description.clone(),
+        tags: row.tags.clone(),
+        next_run: spec
+            .filter(|_| row.active && !row.paused)
+            .and_then(|s| crate::next_run::next_run(row, s, now)),
+        updated_at: row.updated_at,
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DagList {
+    pub dags: Vec<Dag>,
+    /// How many DAGs match the filters (before paging).
+    pub total: usize,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DagQuery {
+    /// Substring of the DAG id or description (case-insensitive).
+    pub q: Option<String>,
+    /// Only DAGs with this tag.
+    pub tag: Option<String>,
+    pub paused: Option<bool>,
+    /// Include DAGs whose file is gone (default false).
+    pub include_inactive: Option<bool>,
+    /// 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TaskSpec {
+    pub task_id: String,
+    /// `shell` or `http`.
+    pub kind: String,
+    pub needs: Vec<String>,
+    pub trigger_rule: String,
+    pub retries: u32,
+    pub queue: String,
+    pub pool: Option<String>,
+    pub priority: i32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DagDetail {
+    #[serde(flatten)]
+    pub dag: Dag,
+    pub tasks: Vec<TaskSpec>,
+    #[schema(value_type = Object)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub max_active_tasks: Option<u32>,
+    pub catchup: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DagPatch {
+    /// Pause (stop creating runs) or unpause.
+    pub paused: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DagSource {
+    pub dag_id: String,
+    pub version_hash: String,
+    pub file: String,
+    pub source: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SourceQuery {
+    /// A version hash (default: the current version).
+    pub version: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DagVersionInfo {
+    pub version_hash: String,
+    pub file: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ImportErrorOut {
+    pub file: String,
+    pub dag_id: Option<String>,
+    /// `file:line:column: message`, one per error.
+    pub errors: Vec<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LimitQuery {
+    /// 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Slot {
+    #[schema(value_type = String, format = DateTime)]
+    pub logical_date: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub interval_end: Timestamp,
+    /// `run`, `skipped` or `missed`.
+    pub status: String,
+    pub run_id: Option<i64>,
+    #[schema(value_type = String, format = DateTime)]
+    pub recorded_at: Timestamp,
+}
+
+/// DAGs, filtered and paged, in id order.
+#[utoipa::path(get, path = "/api/v1/dags", tag = "dags", params(DagQuery),
+    responses((status = 200, body = DagList), (status = 400, body = Problem)))]
+pub(super) async fn list_dags(
+    State(s): Shared,
+    Query(q): Query<DagQuery>,
+) -> ApiResult<Json<DagList>> {
+    let limit = limit_of(
+        q.limit.map(|l| u32::try_from(l).unwrap_or(u32::MAX)),
+        100,
+        1000,
+    )? as usize;
+    let offset = q.offset.unwrap_or(0);
+    let now = s.store.now().await?;
+    let needle = q.q.as_deref().map(str::to_lowercase);
+    let mut rows: Vec<_> = s
+        .store
+        .list_dags()
+        .await?
+        .into_iter()
+        .filter(|d| d.active || q.include_inactive.unwrap_or(false))
+        .filter(|d| q.paused.is_none_or(|p| d.paused == p))
+        .filter(|d| q.tag.as_ref().is_none_or(|t| d.tags.contains(t)))
+        .filter(|d| {
+            needle.as_ref().is_none_or(|n| {
+                d.dag_id.0.to_lowercase().contains(n)
+                    || d.description
+                        .as_deref()
+                        .is_some_and(|x| x.to_lowercase().contains(n))
+            })
+        })
+        .collect();
+    let total = rows.len();
+    let page: Vec<_> = rows.drain(..).skip(offset).take(limit).collect();
+    let mut dags = Vec::with_capacity(page.len());
+    for row in &page {
+        let spec = s.store.get_version(&row.dag_id, &row.version_hash).await?;
+        dags.push(dag_out(row, spec.as_ref().map(|v| &v.spec), now));
+    }
+    Ok(Json(DagList {
+        dags,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// One DAG with its tasks (current version).
+#[utoipa::path(get, path = "/api/v1/dags/{dag_id}", tag = "dags",
+    params(("dag_id" = String, Path)),
+    responses((status = 200, body = DagDetail), (status = 404, body = Problem)))]
+pub(super) async fn get_dag(
+    State(s): Shared,
+    Path(dag_id): Path<String>,
+) -> ApiResult<Json<DagDetail>> {
+    let dag_id = dag_id_of(dag_id)?;
+    let (row, version) = gale_actions::current_dag(&*s.store, &dag_id).await?;
+    let now = s.store.now().await?;
+    let spec = &version.spec;
+    Ok(Json(DagDetail {
+        dag: dag_out(&row, Some(spec), now),
+        tasks: spec
+            .tasks
+            .iter()
+            .map(|t| TaskSpec {
+                task_id: t.id.0.clone(),
+                kind: match t.kind {
+                    gale_model::dag::TaskKind::Shell { .. } => "shell".into(),
+                    gale_model::dag::TaskKind::Http(_) => "http".into(),
+                },
+                needs: t.needs.iter().map(|n| n.0.clone()).collect(),
+                trigger_rule: serde_json::to_value(t.trigger_rule)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                retries: t.retries,
+                queue: t.queue.clone(),
+                pool: t.pool.clone(),
+                priority: t.priority,
+            })
+            .collect(),
+        params: mask_conf(&spec.params),
+        max_active_tasks: spec.max_active_tasks,
+        catchup: spec.catchup,
+    }))
+}
+
+/// Pause or unpause a DAG.
+#[utoipa::path(patch, path = "/api/v1/dags/{dag_id}", tag = "dags",
+    params(("dag_id" = String, Path)), request_body = DagPatch,
+    responses((status = 200, body = Dag), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub(super) async fn patch_dag(
+    State(s): Shared,
+    Path(dag_id): Path<String>,
+    Json(patch): Json<DagPatch>,
+) -> ApiResult<Json<Dag>> {
+    let dag_id = dag_id_of(dag_id)?;
+    if !s.store.set_paused(&dag_id, patch.paused).await? {
+        return Err(ApiError::not_found(format!("no DAG {dag_id}")));
+    }
+    let (row, version) = gale_actions::current_dag(&*s.store, &dag_id).await?;
+    if let Some(n) = &s.notifier {
+        n.scheduler.notify_one();
+    }
+    Ok(Json(dag_out(
+        &row,
+        Some(&version.spec),
+        s.store.now().await?,
+    )))
+}
+
+/// The DAG file's text, of the current or a given version.
+#[utoipa::path(get, path = "/api/v1/dags/{dag_id}/source", tag = "dags",
+    params(("dag_id" = String, Path), SourceQuery),
+    responses((status = 200, body = DagSource), (status = 404, body = Problem)))]
+pub(super) async fn dag_source(
+    State(s): Shared,
+    Path(dag_id): Path<String>,
+    Query(q): Query<SourceQuery>,
+) -> ApiResult<Json<DagSource>> {
+    let dag_id = dag_id_of(dag_id)?;
+    let hash = match q.version {
+        Some(h) => h,
+        None => {
+            s.store
+                .get_dag(&dag_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("no DAG {dag_id}")))?
+                .version_hash
+        }
+    };
+    let v = s
+        .store
+        .get_version(&dag_id, &hash)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{dag_id} has no version {hash:?}")))?;
+    Ok(Json(DagSource {
+        dag_id: dag_id.0,
+        version_hash: v.version_hash,
+        file: v.file,
+        source: v.source,
+    }))
+}
+
+/// Every stored version of a DAG, newest first.
+#[utoipa::path(get, path = "/api/v1/dags/{dag_id}/versions", tag = "dags",
+    params(("dag_id" = String, Path)),
+    responses((status = 200, body = Vec<DagVersionInfo>), (status = 404, body = Problem)))]
+pub(super) async fn dag_versions(
+    State(s): Shared,
+    Path(dag_id): Path<String>,
+) -> ApiResult<Json<Vec<DagVersionInfo>>> {
+    let dag_id = dag_id_of(dag_id)?;
+    let versions = s.store.list_versions(&dag_id).await?;
+    if versions.is_empty() && s.store.get_dag(&dag_id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no DAG {dag_id}")));
+    }
+    Ok(Json(
+        versions
+            .into_iter()
+            .map(|v| DagVersionInfo {
+                version_hash: v.version_hash,
+                file: v.file,
+                created_at: v.created_at,
+            })
+            .collect(),
+    ))
+}
+
+/// DAG files that failed to load, with `file:line:column` errors.
+#[utoipa::path(get, path = "/api/v1/import-errors", tag = "dags",
+    responses((status = 200, body = Vec<ImportErrorOut>)))]
+pub(super) async fn import_errors(State(s): Shared) -> ApiResult<Json<Vec<ImportErrorOut>>> {
+    Ok(Json(
+        s.store
+            .list_import_errors()
+            .await?
+            .into_iter()
+            .map(|e| ImportErrorOut {
+                file: e.file,
+                dag_id: e.dag_id,
+                errors: e.errors.iter().map(ToString::to_string).collect(),
+                updated_at: e.updated_at,
+            })
+            .collect(),
+    ))
+}
+
+/// The schedule-slot ledger of a DAG, newest first: each slot once, as `run`,
+/// `skipped` or `missed`.
+#[utoipa::path(get, path = "/api/v1/dags/{dag_id}/slots", tag = "dags",
+    params(("dag_id" = String, Path), LimitQuery),
+    responses((status = 200, body = Vec<Slot>), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub(super) async fn dag_slots(
+    State(s): Shared,
+    Path(dag_id): Path<String>,
+    Query(q): Query<LimitQuery>,
+) -> ApiResult<Json<Vec<Slot>>> {
+    let limit = limit_of(q.limit, 100, 1000)?;
+    let dag_id = dag_id_of(dag_id)?;
+    if s.store.get_dag(&dag_id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no DAG {dag_id}")));
+    }
+    Ok(Json(
+        s.store
+            .list_slots(&dag_id, limit)
+            .await?
+            .into_iter()
+            .map(|x| Slot {
+                logical_date: x.logical_date,
+                interval_end: x.interval_end,
+                status: x.status.as_str().into(),
+                run_id: x.run_id.map(|r| r.0),
+                recorded_at: x.recorded_at,
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,406 @@
+//! `gale dags`: list, show, validate, errors, trigger, pause, unpause.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::Subcommand;
+use gale_model::{DagId, RunId, RunState};
+use gale_scheduler::processor::{dag_files, load_file};
+use gale_store::{RunFilter, RunRow, Store};
+use serde::Serialize;
+
+use super::output::{print_json, table};
+use super::runs::follow_run;
+use super::{NotFound, open_store};
+use crate::{Output, Paths, exit};
+
+#[derive(Subcommand, Debug)]
+pub enum DagsCmd {
+    /// List DAGs, and DAG files that failed to load.
+    List,
+    /// Show one DAG and its tasks.
+    Show { dag_id: String },
+    /// Check DAG files (or folders of them) without a database; exit 1 on any error.
+    Validate {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// List DAG files that failed to load, with file:line:column errors.
+    Errors,
+    /// Create a manual run.
+    Trigger {
+        dag_id: String,
+        /// JSON object merged over the DAG's params, e.g. '{"region": "us"}'.
+        #[arg(long)]
+        conf: Option<String>,
+        /// The run's logical date (default: now), e.g. 2026-01-01 or 2026-01-01T02:00:00Z.
+        #[arg(long)]
+        logical_date: Option<String>,
+        /// Follow the run, print each task's result, exit 0 only if it succeeds.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop creating new runs (running ones finish).
+    Pause { dag_id: String },
+    /// Resume creating runs.
+    Unpause { dag_id: String },
+}
+
+#[derive(Serialize)]
+struct DagListItem {
+    dag_id: String,
+    schedule: Option<String>,
+    timezone: String,
+    paused: bool,
+    active: bool,
+    file: String,
+    last_run_state: Option<RunState>,
+    last_run_id: Option<RunId>,
+    tags: Vec<String>,
+}
+
+pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result<u8> {
+    if let DagsCmd::Validate { paths: files } = &cmd {
+        return validate(files, output);
+    }
+    let store = open_store(paths).await?;
+    match cmd {
+        DagsCmd::List => {
+            let mut items = Vec::new();
+            for d in store.list_dags().await? {
+                let last = store
+                    .list_runs(&RunFilter {
+                        dag_id: Some(d.dag_id.clone()),
+                        limit: 1,
+                        ..RunFilter::default()
+                    })
+                    .await?
+                    .into_iter()
+                    .next();
+                items.push(DagListItem {
+                    dag_id: d.dag_id.0,
+                    schedule: d.schedule,
+                    timezone: d.timezone,
+                    paused: d.paused,
+                    active: d.active,
+                    file: d.file,
+                    last_run_state: last.as_ref().map(|r| r.state),
+                    last_run_id: last.map(|r| r.id),
+                    tags: d.tags,
+                });
+            }
+            let errors = store.list_import_errors().await?;
+            if output == Output::Json {
+                print_json(&serde_json::json!({ "dags": items, "import_errors": errors }))?;
+                return Ok(exit::OK);
+            }
+            let rows = items
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.dag_id.clone(),
+                        d.schedule.clone().unwrap_or_else(|| "manual".into()),
+                        if !d.active {
+                            "removed".into()
+                        } else if d.paused {
+                            "paused".into()
+                        } else {
+                            "active".into()
+                        },
+                        match (d.last_run_id, d.last_run_state) {
+                            (Some(id), Some(s)) => format!("{s} (run {id})"),
+                            _ => "-".into(),
+                        },
+                        d.file.clone(),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                table(&["DAG_ID", "SCHEDULE", "STATE", "LAST RUN", "FILE"], rows)
+            );
+            if !errors.is_empty() {
+                println!("\n{} DAG file(s) failed to load:", errors.len());
+                for e in &errors {
+                    for d in &e.errors {
+                        println!("  {d}");
+                    }
+                }
+            }
+            Ok(exit::OK)
+        }
+        DagsCmd::Show { dag_id } => {
+            let dag_id = DagId(dag_id);
+            let (row, version) = current_dag(&*store, &dag_id).await?;
+            let dag = &version.spec;
+            if output == Output::Json {
+                print_json(
+                    &serde_json::json!({ "dag": row, "spec": dag, "source": version.source }),
+                )?;
+                return Ok(exit::OK);
+            }
+            println!("dag_id       {}", dag.id);
+            if let Some(d) = &dag.description {
+                println!("description  {d}");
+            }
+            match dag.parsed_schedule() {
+                Some(s) => println!(
+                    "schedule     {} ({}, {})",
+                    s.expr(),
+                    s.describe(),
+                    dag.timezone
+                ),
+                None => println!("schedule     manual only"),
+            }
+            println!(
+                "state        {}",
+                if !row.active {
+                    "removed"
+                } else if row.paused {
+                    "paused"
+                } else {
+                    "active"
+                }
+            );
+            println!("file         {}", row.file);
+            println!("version      {}", row.version_hash);
+            println!(
+                "catchup      {}   max_active_runs {}   max_active_tasks {}",
+                dag.catchup,
+                dag.max_active_runs,
+                dag.max_active_tasks.map_or("-".into(), |m| m.to_string())
+            );
+            println!();
+            let rows = dag
+                .tasks
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.0.clone(),
+                        match &t.kind {
+                            gale_model::TaskKind::Shell { .. } => "shell".into(),
+                            gale_model::TaskKind::Http(_) => "http".into(),
+                        },
+                        t.needs
+                            .iter()
+                            .map(|n| n.0.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        t.trigger_rule.as_str().into(),
+                        t.retries.to_string(),
+                        t.timeout.map_or("-".into(), |d| d.to_string()),
+                        t.queue.clone(),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                table(
+                    &[
+                        "TASK",
+                        "KIND",
+                        "NEEDS",
+                        "TRIGGER_RULE",
+                        "RETRIES",
+                        "TIMEOUT",
+                        "QUEUE"
+                    ],
+                    rows
+                )
+            );
+            Ok(exit::OK)
+        }
+        DagsCmd::Errors => {
+            let errors = store.list_import_errors().await?;
+            if output == Output::Json {
+                print_json(&errors)?;
+            } else if errors.is_empty() {
+                println!("no DAG file errors");
+            } else {
+                for e in &errors {
+                    for d in &e.errors {
+                        println!("{d}");
+                    }
+                }
+            }
+            Ok(exit::OK)
+        }
+        DagsCmd::Trigger {
+            dag_id,
+            conf,
+            logical_date,
+            wait,
+        } => {
+            let run = trigger(
+                &*store,
+                &DagId(dag_id),
+                conf.as_deref(),
+                logical_date.as_deref(),
+            )
+            .await?;
+            if output == Output::Json && !wait {
+                print_json(&run)?;
+                return Ok(exit::OK);
+            }
+            eprintln!("created run {} of {} ({})", run.id, run.dag_id, run.run_key);
+            warn_if_not_running(&*store, &run.dag_id).await?;
+            if wait {
+                return follow_run(&*store, run.id, output).await;
+            }
+            println!("{}", run.id);
+            Ok(exit::OK)
+        }
+        DagsCmd::Pause { dag_id } => set_paused(&*store, dag_id, true).await,
+        DagsCmd::Unpause { dag_id } => set_paused(&*store, dag_id, false).await,
+        DagsCmd::Validate { .. } => unreachable!("handled above"),
+    }
+}
+
+/// A DAG's row and its current version; `NotFound` when there is no such DAG.
+pub(super) async fn current_dag(
+    store: &dyn Store,
+    dag_id: &DagId,
+) -> anyhow::Result<(gale_store::DagRow, gale_store::DagVersion)> {
+    gale_actions::current_dag(store, dag_id)
+        .await
+        .map_err(not_found_hint)
+}
+
+/// `gale_actions::Error::NotFound` as the CLI's `NotFound` (exit code 4), with
+/// a hint.
+pub(super) fn not_found_hint(e: gale_actions::Error) -> anyhow::Error {
+    match e {
+        gale_actions::Error::NotFound(n) => NotFound(format!("{n}: see `gale dags list`")).into(),
+        e => e.into(),
+    }
+}
+
+pub(super) async fn set_paused(
+    store: &dyn Store,
+    dag_id: String,
+    paused: bool,
+) -> anyhow::Result<u8> {
+    let dag_id = DagId(dag_id);
+    if !store.set_paused(&dag_id, paused).await? {
+        return Err(NotFound(format!("no DAG {dag_id}")).into());
+    }
+    println!("{dag_id} {}", if paused { "paused" } else { "unpaused" });
+    Ok(exit::OK)
+}
+
+pub(super) fn validate(inputs: &[PathBuf], output: Output) -> anyhow::Result<u8> {
+    let mut files = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            files.extend(dag_files(p));
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut ids: HashMap<String, String> = HashMap::new();
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for f in &files {
+        let name = f.display().to_string();
+        match load_file(f) {
+            Ok((dag, _)) => {
+                if let Some(other) = ids.insert(dag.id.0.clone(), name.clone()) {
+                    failed += 1;
+                    let msg = format!(
+                        "{name}:1:1: duplicate DAG id {:?}: {other} defines it too",
+                        dag.id.0
+                    );
+                    results.push(serde_json::json!({ "file": name, "ok": false, "errors": [msg] }));
+                } else {
+                    results.push(serde_json::json!({ "file": name, "ok": true, "dag_id": dag.id, "tasks": dag.tasks.len() }));
+                }
+            }
+            Err(errors) => {
+                failed += 1;
+                let msgs: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                results.push(serde_json::json!({ "file": name, "ok": false, "errors": msgs }));
+            }
+        }
+    }
+    if output == Output::Json {
+        print_json(&results)?;
+    } else {
+        for r in &results {
+            if r["ok"] == true {
+                println!(
+                    "ok    {} ({}, {} tasks)",
+                    r["file"].as_str().unwrap_or(""),
+                    r["dag_id"].as_str().unwrap_or(""),
+                    r["tasks"]
+                );
+            } else {
+                for e in r["errors"].as_array().into_iter().flatten() {
+                    println!("error {}", e.as_str().unwrap_or(""));
+                }
+            }
+        }
+        println!("{} file(s) checked, {} with errors", files.len(), failed);
+    }
+    if files.is_empty() {
+        bail!(
+            "no DAG files (*.yaml, *.yml) found in {}",
+            inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(if failed > 0 { exit::FAILED } else { exit::OK })
+}
+
+pub(super) fn parse_conf(
+    conf: Option<&str>,
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    match conf {
+        None => Ok(serde_json::Map::new()),
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(m)) => Ok(m),
+            Ok(_) => bail!("--conf must be a JSON object, e.g. '{{\"key\": \"value\"}}'"),
+            Err(e) => bail!("--conf is not valid JSON: {e}"),
+        },
+    }
+}
+
+/// Creates a manual run (see `gale_actions::trigger`); a missing DAG is
+/// `NotFound`.
+pub async fn trigger(
+    store: &dyn Store,
+    dag_id: &DagId,
+    conf: Option<&str>,
+    logical_date: Option<&str>,
+) -> anyhow::Result<RunRow> {
+    let conf = parse_conf(conf)?;
+    gale_actions::trigger(store, dag_id, conf, logical_date)
+        .await
+        .map_err(not_found_hint)
+}
+
+pub(super) async fn warn_if_not_running<S: Store + ?Sized>(
+    store: &S,
+    dag_id: &DagId,
+) -> anyhow::Result<()> {
+    if let Some(d) = store.get_dag(dag_id).await?
+        && d.paused
+    {
+        eprintln!(
+            "note: {dag_id} is paused; the run starts when it is unpaused (`gale dags unpause {dag_id}`)"
+        );
+    }
+    let now = store.now().await?;
+    let live = store.list_nodes().await?.into_iter().any(|n| {
+        n.state == "running"
+            && n.roles.iter().any(|r| r == "scheduler")
+            && now.as_second() - n.heartbeat_at.as_second() < 30
+    });
+    if !live {
+        eprintln!("note: no scheduler is running; the run starts once `gale standalone` runs");
+    }
+    Ok(())
+}

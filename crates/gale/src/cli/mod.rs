@@ -1,0 +1,38 @@
+//! The command-line commands other than `bench`. Each reads or writes the store
+//! directly, so they work whether or not `gale standalone` is running. One
+//! module per command group; `output` prints, `open` opens the store.
+
+use std::time::Duration;
+
+mod backfill;
+mod dags;
+mod db;
+mod open;
+mod output;
+mod pools;
+mod runs;
+mod tasks;
+
+pub use backfill::{BackfillArgs, backfill};
+pub use dags::{DagsCmd, dags, trigger};
+pub use db::{DbCmd, db};
+pub use open::{open_store, open_store_waiting};
+pub(crate) use output::{print_json, table, when};
+pub use pools::{PoolsCmd, pools};
+pub use runs::{RunsCmd, runs};
+pub use tasks::{TasksCmd, tasks};
+
+/// An error for a DAG, run or task that does not exist (exit code 4).
+#[derive(Debug)]
+pub struct NotFound(pub String);
+
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for NotFound {}
+
+pub(crate) fn parse_span(s: &str) -> Result<Duration, String> {
+    gale_model::duration::parse(s).map(|d| d.0)
+}

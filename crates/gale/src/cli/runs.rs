@@ -1,0 +1,225 @@
+//! `gale runs`: list, show, the slot ledger; following a run to its end.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use clap::Subcommand;
+use gale_model::time::rfc3339;
+use gale_model::{DagId, RunId, RunState, TaskState};
+use gale_store::{RunFilter, RunRow, Store, TaskRow};
+
+use super::output::{print_json, table, task_table, took, when};
+use super::{NotFound, open_store};
+use crate::{Output, Paths, exit};
+
+#[derive(Subcommand, Debug)]
+pub enum RunsCmd {
+    /// List runs, newest first.
+    List {
+        #[arg(long)]
+        dag: Option<String>,
+        /// queued, running, success or failed.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show a run and its task instances.
+    Show { run_id: i64 },
+    /// The schedule-slot ledger of a DAG, newest first: each cron slot once, as
+    /// `run` (with its run id), `skipped` (no catchup, or paused) or `missed`
+    /// (passed while no scheduler ran, and catchup is off).
+    Slots {
+        dag_id: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+pub async fn runs(paths: &Paths, output: Output, cmd: RunsCmd) -> anyhow::Result<u8> {
+    let store = open_store(paths).await?;
+    match cmd {
+        RunsCmd::Slots { dag_id, limit } => {
+            let dag_id = DagId(dag_id);
+            if store.get_dag(&dag_id).await?.is_none() {
+                return Err(NotFound(format!("no DAG {dag_id}")).into());
+            }
+            let slots = store.list_slots(&dag_id, limit).await?;
+            if output == Output::Json {
+                print_json(&slots)?;
+            } else {
+                let rows = slots
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            rfc3339(s.logical_date),
+                            rfc3339(s.interval_end),
+                            s.status.as_str().to_owned(),
+                            s.run_id
+                                .map(|r| r.to_string())
+                                .unwrap_or_else(|| "-".into()),
+                            rfc3339(s.recorded_at),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    table(
+                        &["LOGICAL DATE", "INTERVAL END", "STATUS", "RUN", "RECORDED"],
+                        rows
+                    )
+                );
+            }
+            Ok(exit::OK)
+        }
+        RunsCmd::List { dag, state, limit } => {
+            let state = state
+                .map(|s| s.parse::<RunState>())
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let runs = store
+                .list_runs(&RunFilter {
+                    dag_id: dag.map(DagId),
+                    state,
+                    limit,
+                    ..RunFilter::default()
+                })
+                .await?;
+            if output == Output::Json {
+                print_json(&runs)?;
+            } else {
+                let rows = runs
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.id.to_string(),
+                            r.dag_id.0.clone(),
+                            r.run_type.as_str().into(),
+                            r.state.to_string(),
+                            rfc3339(r.logical_date),
+                            when(r.started_at),
+                            took(r.started_at, r.ended_at),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    table(
+                        &[
+                            "RUN_ID",
+                            "DAG_ID",
+                            "TYPE",
+                            "STATE",
+                            "LOGICAL_DATE",
+                            "STARTED",
+                            "DURATION"
+                        ],
+                        rows
+                    )
+                );
+            }
+            Ok(exit::OK)
+        }
+        RunsCmd::Show { run_id } => {
+            let (run, tasks) = run_with_tasks(&*store, RunId(run_id)).await?;
+            if output == Output::Json {
+                print_json(&serde_json::json!({ "run": run, "tasks": tasks }))?;
+                return Ok(exit::OK);
+            }
+            println!("run          {} ({})", run.id, run.run_key);
+            println!("dag_id       {}", run.dag_id);
+            println!("state        {}", run.state);
+            println!("logical date {}", rfc3339(run.logical_date));
+            println!(
+                "interval     {} .. {}",
+                rfc3339(run.interval_start),
+                rfc3339(run.interval_end)
+            );
+            println!(
+                "conf         {}",
+                serde_json::Value::Object(run.conf.clone())
+            );
+            println!(
+                "started      {}   duration {}",
+                when(run.started_at),
+                took(run.started_at, run.ended_at)
+            );
+            println!();
+            println!("{}", task_table(&tasks));
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// A run and its task instances; `NotFound` when there is no such run.
+pub(super) async fn run_with_tasks<S: Store + ?Sized>(
+    store: &S,
+    run_id: RunId,
+) -> anyhow::Result<(RunRow, Vec<TaskRow>)> {
+    let run = store
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| NotFound(format!("no run {run_id}")))?;
+    let tasks = store.run_tasks(run_id).await?;
+    Ok((run, tasks))
+}
+
+/// Follows a run until it ends, printing each task as it finishes.
+pub(super) async fn follow_run<S: Store + ?Sized>(
+    store: &S,
+    run_id: RunId,
+    output: Output,
+) -> anyhow::Result<u8> {
+    let mut printed: HashMap<(String, u32), TaskState> = HashMap::new();
+    loop {
+        let (run, tasks) = run_with_tasks(store, run_id).await?;
+        if output == Output::Table {
+            for t in &tasks {
+                let shown = matches!(
+                    t.state,
+                    TaskState::Success
+                        | TaskState::Failed
+                        | TaskState::Skipped
+                        | TaskState::UpstreamFailed
+                        | TaskState::UpForRetry
+                        | TaskState::Removed
+                );
+                if shown && printed.get(&(t.task_id.0.clone(), t.try_number)) != Some(&t.state) {
+                    printed.insert((t.task_id.0.clone(), t.try_number), t.state);
+                    let what = match t.state {
+                        TaskState::UpForRetry => format!(
+                            "up_for_retry (try {} of {} failed)",
+                            t.try_number, t.max_tries
+                        ),
+                        s => s.to_string(),
+                    };
+                    println!(
+                        "{:<24} {:<40} {}",
+                        t.task_id.0,
+                        what,
+                        took(t.started_at, t.ended_at)
+                    );
+                }
+            }
+        }
+        if run.state.is_terminal() {
+            if output == Output::Json {
+                print_json(&serde_json::json!({ "run": run, "tasks": tasks }))?;
+            } else {
+                println!(
+                    "run {} of {}: {} in {}",
+                    run.id,
+                    run.dag_id,
+                    run.state,
+                    took(run.started_at, run.ended_at)
+                );
+            }
+            return Ok(if run.state == RunState::Success {
+                exit::OK
+            } else {
+                exit::FAILED
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,203 @@
+//! `gale tasks`: list a run's task instances, print an attempt's log, test a
+//! task in the foreground.
+
+use std::time::Duration;
+
+use clap::Subcommand;
+use gale_model::schedule;
+use gale_model::{DagId, RunId, RunState, TaskState};
+use gale_store::{RunRow, RunType, TaskRow};
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::dags::{current_dag, parse_conf};
+use super::output::{print_json, task_table};
+use super::runs::run_with_tasks;
+use super::{NotFound, open_store};
+use crate::{Output, Paths, exit};
+
+#[derive(Subcommand, Debug)]
+pub enum TasksCmd {
+    /// List a run's task instances.
+    List { run_id: i64 },
+    /// Print an attempt's log (default: the latest attempt).
+    Logs {
+        run_id: i64,
+        task_id: String,
+        #[arg(long)]
+        attempt: Option<u32>,
+        /// Keep printing new lines until the attempt ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Run one task in the foreground with templating, recording nothing.
+    Test {
+        dag_id: String,
+        task_id: String,
+        #[arg(long)]
+        logical_date: Option<String>,
+        #[arg(long)]
+        conf: Option<String>,
+    },
+}
+
+pub async fn tasks(paths: &Paths, output: Output, cmd: TasksCmd) -> anyhow::Result<u8> {
+    let store = open_store(paths).await?;
+    match cmd {
+        TasksCmd::List { run_id } => {
+            let (_run, tasks) = run_with_tasks(&*store, RunId(run_id)).await?;
+            if output == Output::Json {
+                // Each task instance with its attempts (state `lost`, `timed_out`, ...).
+                #[derive(Serialize)]
+                struct TaskWithAttempts {
+                    #[serde(flatten)]
+                    task: TaskRow,
+                    attempts: Vec<gale_store::AttemptRow>,
+                }
+                let mut items = Vec::with_capacity(tasks.len());
+                for task in tasks {
+                    let attempts = store.attempts(task.id).await?;
+                    items.push(TaskWithAttempts { task, attempts });
+                }
+                print_json(&items)?;
+            } else {
+                println!("{}", task_table(&tasks));
+            }
+            Ok(exit::OK)
+        }
+        TasksCmd::Logs {
+            run_id,
+            task_id,
+            attempt,
+            follow,
+        } => {
+            let ti = store
+                .run_tasks(RunId(run_id))
+                .await?
+                .into_iter()
+                .find(|t| t.task_id.0 == task_id)
+                .ok_or_else(|| NotFound(format!("no task {task_id} in run {run_id}")))?;
+            let try_number = attempt.unwrap_or(ti.try_number);
+            if try_number == 0 {
+                eprintln!("{task_id} has not started yet (state {})", ti.state);
+                if !follow {
+                    return Ok(exit::OK);
+                }
+            }
+            let attempts = store.attempts(ti.id).await?;
+            if attempt.is_some() && !attempts.iter().any(|a| a.try_number == try_number) {
+                return Err(NotFound(format!(
+                    "{task_id} in run {run_id} has no attempt {try_number} (it has {})",
+                    attempts.len()
+                ))
+                .into());
+            }
+            let mut after = 0;
+            loop {
+                let current = store
+                    .run_tasks(RunId(run_id))
+                    .await?
+                    .into_iter()
+                    .find(|t| t.id == ti.id);
+                let try_number = if try_number == 0 {
+                    current.as_ref().map_or(0, |t| t.try_number)
+                } else {
+                    try_number
+                };
+                let lines = store.read_logs(ti.id, try_number, after, 1000).await?;
+                for l in &lines {
+                    after = l.seq;
+                    print_log_line(l, output)?;
+                }
+                if lines.len() == 1000 {
+                    continue;
+                }
+                let running = current.is_some_and(|t| {
+                    t.try_number == try_number && matches!(t.state, TaskState::Running)
+                        || t.try_number == 0
+                        || t.try_number < try_number
+                });
+                if !follow || (!running && try_number > 0) {
+                    if !follow {
+                        break;
+                    }
+                    // One last read after the attempt ended, for lines flushed at the end.
+                    let rest = store.read_logs(ti.id, try_number, after, 100_000).await?;
+                    for l in &rest {
+                        print_log_line(l, output)?;
+                    }
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Ok(exit::OK)
+        }
+        TasksCmd::Test {
+            dag_id,
+            task_id,
+            logical_date,
+            conf,
+        } => {
+            let dag_id = DagId(dag_id);
+            let (row, version) = current_dag(&*store, &dag_id).await?;
+            let dag = version.spec;
+            let task = dag
+                .task(&task_id)
+                .cloned()
+                .ok_or_else(|| NotFound(format!("no task {task_id} in {dag_id}")))?;
+            let now = Timestamp::now();
+            let logical = match logical_date {
+                Some(t) => schedule::parse_date(
+                    &t,
+                    &schedule::time_zone(&dag.timezone).map_err(anyhow::Error::msg)?,
+                )
+                .map_err(anyhow::Error::msg)?,
+                None => now,
+            };
+            let run = RunRow {
+                id: RunId(0),
+                dag_id: dag_id.clone(),
+                run_key: "test".into(),
+                run_type: RunType::Manual,
+                version_hash: row.version_hash.clone(),
+                logical_date: logical,
+                interval_start: logical,
+                interval_end: logical,
+                conf: parse_conf(conf.as_deref())?,
+                state: RunState::Running,
+                created_at: now,
+                started_at: Some(now),
+                ended_at: None,
+            };
+            let outcome = gale_worker::run_task_once(&dag, &task, &run, &paths.home).await;
+            eprintln!(
+                "[gale] {task_id}: {:?}{}",
+                outcome.kind,
+                outcome
+                    .message
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            );
+            for (k, v) in &outcome.outputs {
+                eprintln!("[gale] output {k}={v}");
+            }
+            Ok(match outcome.kind {
+                gale_worker::OutcomeKind::Success | gale_worker::OutcomeKind::Skipped => exit::OK,
+                _ => exit::FAILED,
+            })
+        }
+    }
+}
+
+pub(super) fn print_log_line(l: &gale_store::LogRow, output: Output) -> anyhow::Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string(l)?);
+    } else {
+        let ts = l.ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ");
+        match l.stream {
+            gale_store::Stream::Stderr => println!("{ts} ERR {}", l.text),
+            _ => println!("{ts}     {}", l.text),
+        }
+    }
+    Ok(())
+}
