@@ -1,7 +1,7 @@
 //! Backfilling: one `backfill` run per schedule slot of a date range.
 
 use gale_model::{DagId, RunId, schedule};
-use gale_store::{NewRun, NewTask, RunType, Store};
+use gale_store::{NewRun, Store};
 
 use crate::{Error, Result, current_dag};
 
@@ -59,17 +59,7 @@ pub async fn backfill(
     let mut created = Vec::new();
     let mut existing = 0;
     for iv in &intervals {
-        let run = NewRun {
-            dag_id: dag_id.clone(),
-            run_key: format!("backfill__{}", iv.start),
-            run_type: RunType::Backfill,
-            version_hash: row.version_hash.clone(),
-            logical_date: iv.start,
-            interval_start: iv.start,
-            interval_end: iv.end,
-            conf: serde_json::Map::new(),
-            tasks: NewTask::for_dag(dag),
-        };
+        let run = NewRun::backfill(dag_id, &row.version_hash, dag, *iv);
         match store.create_run(&run).await? {
             Some(id) => created.push(id),
             None => existing += 1,

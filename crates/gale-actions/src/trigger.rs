@@ -1,7 +1,7 @@
 //! Triggering a manual run of a DAG's current version.
 
 use gale_model::{DagId, schedule};
-use gale_store::{NewRun, NewTask, RunRow, RunType, Store};
+use gale_store::{NewRun, RunRow, Store};
 
 use crate::{Error, Result, current_dag};
 
@@ -24,17 +24,7 @@ pub async fn trigger(
         }
         None => now,
     };
-    let run = NewRun {
-        dag_id: dag_id.clone(),
-        run_key: format!("manual__{}", logical.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")),
-        run_type: RunType::Manual,
-        version_hash: row.version_hash.clone(),
-        logical_date: logical,
-        interval_start: logical,
-        interval_end: logical,
-        conf,
-        tasks: NewTask::for_dag(&version.spec),
-    };
+    let run = NewRun::manual(dag_id, &row.version_hash, &version.spec, logical, conf);
     let Some(run_id) = store.create_run(&run).await? else {
         return Err(Error::Conflict(format!(
             "{dag_id} already has a manual run at {logical}: pick another logical date"

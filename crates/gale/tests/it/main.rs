@@ -17,6 +17,7 @@ mod failover;
 mod runs;
 mod scheduling;
 mod startup;
+mod tidy;
 mod tls;
 mod ui;
 mod webdriver;
