@@ -800,12 +800,15 @@ fn token_row(r: &Row) -> TokenRow {
 }
 
 #[async_trait]
-impl Store for PgStore {
+impl Clock for PgStore {
     async fn now(&self) -> Result<Timestamp> {
         self.single(|c| Box::pin(async move { Ok(c.one("SELECT now()", &[]).await?.get(0)) }))
             .await
     }
+}
 
+#[async_trait]
+impl Dags for PgStore {
     async fn upsert_dag(
         &self,
         dag: &Dag,
@@ -1052,7 +1055,10 @@ impl Store for PgStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Runs for PgStore {
     async fn create_run(&self, run: &NewRun) -> Result<Option<RunId>> {
         let conf = serde_json::Value::Object(run.conf.clone());
         let run = run.clone();
@@ -1375,6 +1381,84 @@ impl Store for PgStore {
         .await
     }
 
+    async fn get_task(&self, ti: TiId) -> Result<Option<TaskRow>> {
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!("SELECT {TI_COLS} FROM task_instances WHERE id = $1");
+                Ok(c.opt(&sql, &[&ti.0]).await?.as_ref().map(ti_row))
+            })
+        })
+        .await
+    }
+
+    async fn tasks_of_runs(&self, runs: &[RunId]) -> Result<Vec<TaskRow>> {
+        let ids: Vec<i64> = runs.iter().map(|r| r.0).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {TI_COLS} FROM task_instances WHERE run_id = ANY($1) ORDER BY run_id, id"
+                );
+                Ok(c.rows(&sql, &[&ids]).await?.iter().map(ti_row).collect())
+            })
+        })
+        .await
+    }
+
+    async fn recent_runs(&self, per_dag: u32) -> Result<Vec<RunRow>> {
+        let per_dag = i64::from(per_dag);
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {} FROM dags d CROSS JOIN LATERAL (
+                         SELECT * FROM runs WHERE runs.dag_id = d.dag_id ORDER BY id DESC LIMIT $1) r
+                     ORDER BY d.dag_id, r.id DESC",
+                    cols_of(RUN_COLS, "r")
+                );
+                Ok(c.rows(&sql, &[&per_dag]).await?.iter().map(run_row).collect())
+            })
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<StoreCounts> {
+        self.single(|c| {
+            Box::pin(async move {
+                let rows = c
+                    .rows(
+                        "SELECT 'run', state, count(*) FROM runs
+                             WHERE state IN ('queued', 'running') GROUP BY state
+                         UNION ALL
+                         SELECT 'task', state, count(*) FROM task_instances
+                             WHERE state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')
+                             GROUP BY state
+                         UNION ALL
+                         SELECT 'queue', queue, count(*) FROM task_instances
+                             WHERE state = 'queued' GROUP BY queue",
+                        &[],
+                    )
+                    .await?;
+                let mut out = StoreCounts::default();
+                for r in &rows {
+                    let (kind, key, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+                    let n = u64::try_from(n).unwrap_or(0);
+                    match kind.as_str() {
+                        "run" => out.runs_by_state.insert(key, n),
+                        "task" => out.tasks_by_state.insert(key, n),
+                        _ => out.queued_by_queue.insert(key, n),
+                    };
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Queue for PgStore {
     async fn enqueue(
         &self,
         dag_id: &DagId,
@@ -1779,7 +1863,10 @@ impl Store for PgStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Logs for PgStore {
     async fn append_logs(&self, ti: TiId, try_number: u32, lines: &[LogLine]) -> Result<()> {
         if lines.is_empty() {
             return Ok(());
@@ -1840,7 +1927,10 @@ impl Store for PgStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Nodes for PgStore {
     async fn register_node(&self, node: &NodeRow) -> Result<()> {
         let n = node.clone();
         let roles = n.roles.join(",");
@@ -1949,7 +2039,10 @@ impl Store for PgStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Pools for PgStore {
     async fn set_pool(&self, name: &str, slots: u32, description: Option<&str>) -> Result<()> {
         let (name, description) = (name.to_owned(), description.map(str::to_owned));
         let slots = i32_of(slots);
@@ -2009,7 +2102,10 @@ impl Store for PgStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Slots for PgStore {
     async fn record_slots(
         &self,
         dag_id: &DagId,
@@ -2073,7 +2169,10 @@ impl Store for PgStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Operator for PgStore {
     async fn mark_run(&self, run_id: RunId, mark: RunMark, by: &str) -> Result<bool> {
         let (outcome, message) = mark_words(mark, by);
         let origin = self.origin.clone();
@@ -2239,82 +2338,10 @@ impl Store for PgStore {
         })
         .await
     }
+}
 
-    async fn get_task(&self, ti: TiId) -> Result<Option<TaskRow>> {
-        self.single(move |c| {
-            Box::pin(async move {
-                let sql = format!("SELECT {TI_COLS} FROM task_instances WHERE id = $1");
-                Ok(c.opt(&sql, &[&ti.0]).await?.as_ref().map(ti_row))
-            })
-        })
-        .await
-    }
-
-    async fn tasks_of_runs(&self, runs: &[RunId]) -> Result<Vec<TaskRow>> {
-        let ids: Vec<i64> = runs.iter().map(|r| r.0).collect();
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.single(move |c| {
-            Box::pin(async move {
-                let sql = format!(
-                    "SELECT {TI_COLS} FROM task_instances WHERE run_id = ANY($1) ORDER BY run_id, id"
-                );
-                Ok(c.rows(&sql, &[&ids]).await?.iter().map(ti_row).collect())
-            })
-        })
-        .await
-    }
-
-    async fn recent_runs(&self, per_dag: u32) -> Result<Vec<RunRow>> {
-        let per_dag = i64::from(per_dag);
-        self.single(move |c| {
-            Box::pin(async move {
-                let sql = format!(
-                    "SELECT {} FROM dags d CROSS JOIN LATERAL (
-                         SELECT * FROM runs WHERE runs.dag_id = d.dag_id ORDER BY id DESC LIMIT $1) r
-                     ORDER BY d.dag_id, r.id DESC",
-                    cols_of(RUN_COLS, "r")
-                );
-                Ok(c.rows(&sql, &[&per_dag]).await?.iter().map(run_row).collect())
-            })
-        })
-        .await
-    }
-
-    async fn counts(&self) -> Result<StoreCounts> {
-        self.single(|c| {
-            Box::pin(async move {
-                let rows = c
-                    .rows(
-                        "SELECT 'run', state, count(*) FROM runs
-                             WHERE state IN ('queued', 'running') GROUP BY state
-                         UNION ALL
-                         SELECT 'task', state, count(*) FROM task_instances
-                             WHERE state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')
-                             GROUP BY state
-                         UNION ALL
-                         SELECT 'queue', queue, count(*) FROM task_instances
-                             WHERE state = 'queued' GROUP BY queue",
-                        &[],
-                    )
-                    .await?;
-                let mut out = StoreCounts::default();
-                for r in &rows {
-                    let (kind, key, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
-                    let n = u64::try_from(n).unwrap_or(0);
-                    match kind.as_str() {
-                        "run" => out.runs_by_state.insert(key, n),
-                        "task" => out.tasks_by_state.insert(key, n),
-                        _ => out.queued_by_queue.insert(key, n),
-                    };
-                }
-                Ok(out)
-            })
-        })
-        .await
-    }
-
+#[async_trait]
+impl Backfills for PgStore {
     async fn create_backfill(
         &self,
         dag_id: &DagId,
@@ -2365,7 +2392,10 @@ impl Store for PgStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Auth for PgStore {
     async fn create_user(&self, name: &str, role: &str, password_hash: &str) -> Result<bool> {
         let (name, role, hash) = (name.to_owned(), role.to_owned(), password_hash.to_owned());
         self.single(move |c| {
@@ -2572,7 +2602,10 @@ impl Store for PgStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Database for PgStore {
     async fn schema_version(&self) -> Result<i64> {
         self.single(|c| {
             Box::pin(async move {

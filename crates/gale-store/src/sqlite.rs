@@ -533,11 +533,14 @@ fn token_row(r: &Row) -> rusqlite::Result<TokenRow> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Clock for SqliteStore {
     async fn now(&self) -> Result<Timestamp> {
         Ok(Timestamp::now())
     }
+}
 
+#[async_trait]
+impl Dags for SqliteStore {
     async fn upsert_dag(
         &self,
         dag: &Dag,
@@ -778,7 +781,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Runs for SqliteStore {
     async fn create_run(&self, run: &NewRun) -> Result<Option<RunId>> {
         let conf = to_json(&run.conf)?;
         let run = run.clone();
@@ -1101,6 +1107,79 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn get_task(&self, ti: TiId) -> Result<Option<TaskRow>> {
+        self.call(move |conn| Ok(query_tis(conn, "id = ?1", params![ti.0])?.pop()))
+            .await
+    }
+
+    async fn tasks_of_runs(&self, runs: &[RunId]) -> Result<Vec<TaskRow>> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = runs.iter().map(|r| r.0).collect();
+        self.call(move |conn| {
+            let marks = vec!["?"; ids.len()].join(", ");
+            query_tis(
+                conn,
+                &format!("run_id IN ({marks}) ORDER BY run_id, id"),
+                params_from_iter(ids.iter()),
+            )
+        })
+        .await
+    }
+
+    async fn recent_runs(&self, per_dag: u32) -> Result<Vec<RunRow>> {
+        self.call(move |conn| {
+            let dags = query_all(conn, "SELECT dag_id FROM dags ORDER BY dag_id", [], |r| {
+                r.get::<_, String>(0)
+            })?;
+            let mut out = Vec::new();
+            for d in dags {
+                out.extend(query_all(
+                    conn,
+                    &format!(
+                        "SELECT {RUN_COLS} FROM runs WHERE dag_id = ?1 ORDER BY id DESC LIMIT ?2"
+                    ),
+                    params![d, per_dag],
+                    run_row,
+                )?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<StoreCounts> {
+        self.call(|conn| {
+            let pairs = |sql: &str| -> Result<BTreeMap<String, u64>> {
+                Ok(query_all(conn, sql, [], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })?
+                .into_iter()
+                .map(|(k, v)| (k, u64::try_from(v).unwrap_or(0)))
+                .collect())
+            };
+            Ok(StoreCounts {
+                runs_by_state: pairs(
+                    "SELECT state, count(*) FROM runs WHERE state IN ('queued', 'running')
+                     GROUP BY state",
+                )?,
+                tasks_by_state: pairs(
+                    "SELECT state, count(*) FROM task_instances
+                     WHERE state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')
+                     GROUP BY state",
+                )?,
+                queued_by_queue: pairs(
+                    "SELECT queue, count(*) FROM task_instances WHERE state = 'queued' GROUP BY queue",
+                )?,
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Queue for SqliteStore {
     async fn enqueue(
         &self,
         dag_id: &DagId,
@@ -1444,7 +1523,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Logs for SqliteStore {
     async fn append_logs(&self, ti: TiId, try_number: u32, lines: &[LogLine]) -> Result<()> {
         if lines.is_empty() {
             return Ok(());
@@ -1490,7 +1572,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Nodes for SqliteStore {
     async fn register_node(&self, node: &NodeRow) -> Result<()> {
         let n = node.clone();
         self.write(move |tx| {
@@ -1565,7 +1650,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Pools for SqliteStore {
     async fn set_pool(&self, name: &str, slots: u32, description: Option<&str>) -> Result<()> {
         let (name, description) = (name.to_owned(), description.map(str::to_owned));
         self.write(move |tx| {
@@ -1613,7 +1701,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Slots for SqliteStore {
     async fn record_slots(
         &self,
         dag_id: &DagId,
@@ -1683,7 +1774,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Operator for SqliteStore {
     async fn mark_run(&self, run_id: RunId, mark: RunMark, by: &str) -> Result<bool> {
         let by = by.to_owned();
         self.write(move |tx| {
@@ -1810,77 +1904,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    async fn get_task(&self, ti: TiId) -> Result<Option<TaskRow>> {
-        self.call(move |conn| Ok(query_tis(conn, "id = ?1", params![ti.0])?.pop()))
-            .await
-    }
-
-    async fn tasks_of_runs(&self, runs: &[RunId]) -> Result<Vec<TaskRow>> {
-        if runs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<i64> = runs.iter().map(|r| r.0).collect();
-        self.call(move |conn| {
-            let marks = vec!["?"; ids.len()].join(", ");
-            query_tis(
-                conn,
-                &format!("run_id IN ({marks}) ORDER BY run_id, id"),
-                params_from_iter(ids.iter()),
-            )
-        })
-        .await
-    }
-
-    async fn recent_runs(&self, per_dag: u32) -> Result<Vec<RunRow>> {
-        self.call(move |conn| {
-            let dags = query_all(conn, "SELECT dag_id FROM dags ORDER BY dag_id", [], |r| {
-                r.get::<_, String>(0)
-            })?;
-            let mut out = Vec::new();
-            for d in dags {
-                out.extend(query_all(
-                    conn,
-                    &format!(
-                        "SELECT {RUN_COLS} FROM runs WHERE dag_id = ?1 ORDER BY id DESC LIMIT ?2"
-                    ),
-                    params![d, per_dag],
-                    run_row,
-                )?);
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn counts(&self) -> Result<StoreCounts> {
-        self.call(|conn| {
-            let pairs = |sql: &str| -> Result<BTreeMap<String, u64>> {
-                Ok(query_all(conn, sql, [], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                })?
-                .into_iter()
-                .map(|(k, v)| (k, u64::try_from(v).unwrap_or(0)))
-                .collect())
-            };
-            Ok(StoreCounts {
-                runs_by_state: pairs(
-                    "SELECT state, count(*) FROM runs WHERE state IN ('queued', 'running')
-                     GROUP BY state",
-                )?,
-                tasks_by_state: pairs(
-                    "SELECT state, count(*) FROM task_instances
-                     WHERE state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')
-                     GROUP BY state",
-                )?,
-                queued_by_queue: pairs(
-                    "SELECT queue, count(*) FROM task_instances WHERE state = 'queued' GROUP BY queue",
-                )?,
-            })
-        })
-        .await
-    }
-
+#[async_trait]
+impl Backfills for SqliteStore {
     async fn create_backfill(
         &self,
         dag_id: &DagId,
@@ -1942,7 +1969,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Auth for SqliteStore {
     async fn create_user(&self, name: &str, role: &str, password_hash: &str) -> Result<bool> {
         let (name, role, hash) = (name.to_owned(), role.to_owned(), password_hash.to_owned());
         self.write(move |tx| {
@@ -2140,7 +2170,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Database for SqliteStore {
     async fn schema_version(&self) -> Result<i64> {
         self.call(|conn| {
             conn.query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -13,6 +13,7 @@ use gale_model::DagId;
 use gale_model::dag::{content_hash, parse};
 use gale_store::Store;
 use gale_store::postgres::PgStore;
+use gale_store::prelude::Dags;
 use gale_store::sqlite::SqliteStore;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
