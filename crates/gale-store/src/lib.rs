@@ -21,6 +21,7 @@ use serde::Serialize;
 pub mod api;
 pub mod conformance;
 pub mod postgres;
+mod rules;
 pub mod sqlite;
 pub mod telemetry;
 
@@ -154,42 +155,6 @@ impl<T> Store for T where
         + Database
         + ?Sized
 {
-}
-
-/// Which candidates (scheduled task instances with their pool, in queueing
-/// order) may be queued: while the DAG has room (`None`: no limit), skipping
-/// those whose pool is full or missing from `pool_room`.
-pub(crate) fn fit_limits(
-    candidates: &[(i64, Option<String>)],
-    mut dag_room: Option<i64>,
-    mut pool_room: std::collections::HashMap<String, i64>,
-) -> Vec<i64> {
-    let mut chosen = Vec::new();
-    for (id, pool) in candidates {
-        if dag_room.is_some_and(|r| r <= 0) {
-            break;
-        }
-        if let Some(pool) = pool {
-            match pool_room.get_mut(pool) {
-                Some(room) if *room > 0 => *room -= 1,
-                _ => continue,
-            }
-        }
-        if let Some(r) = dag_room.as_mut() {
-            *r -= 1;
-        }
-        chosen.push(*id);
-    }
-    chosen
-}
-
-/// What a marked run's running attempts are recorded as, and the message.
-pub(crate) fn mark_words(mark: RunMark, by: &str) -> (&'static str, String) {
-    match mark {
-        RunMark::Success => ("marked_success", format!("run marked success by {by}")),
-        RunMark::Failed => ("marked_failed", format!("run marked failed by {by}")),
-        RunMark::Cancel => ("cancelled", format!("run cancelled by {by}")),
-    }
 }
 
 /// In-process change signals: a worker that finishes an attempt wakes the

@@ -161,7 +161,7 @@ impl Auth for PgStore {
                     .await?;
                 match row {
                     Some(r) => Ok(r.get(0)),
-                    None => Err(Error::Invalid(format!("no user {user:?}"))),
+                    None => Err(no_user(&user)),
                 }
             })
         })

@@ -28,7 +28,7 @@ impl Backfills for PgStore {
 
     async fn list_backfills(&self, dag_id: Option<&DagId>, limit: u32) -> Result<Vec<BackfillRow>> {
         let dag_id = dag_id.map(|d| d.0.clone());
-        let limit = i64::from(if limit == 0 { 100 } else { limit.min(1000) });
+        let limit = i64::from(backfill_list_limit(limit));
         self.single(move |c| {
             Box::pin(async move {
                 let sql = format!(

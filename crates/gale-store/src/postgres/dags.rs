@@ -38,9 +38,7 @@ impl Dags for PgStore {
                     .await?
                 {
                     let other: String = other.get(0);
-                    return Err(Error::Invalid(format!(
-                        "duplicate DAG id {id:?}: {other} already defines it; give one of them another `id:`"
-                    )));
+                    return Err(duplicate_dag_id(id, &other));
                 }
                 let new_version = tx
                     .exec(

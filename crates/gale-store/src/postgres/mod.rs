@@ -37,6 +37,7 @@ use tokio_postgres::{AsyncMessage, NoTls, Row, Statement};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::rules::*;
 use crate::*;
 
 mod auth;

@@ -72,13 +72,8 @@ impl Operator for PgStore {
     }
 
     async fn mark_task(&self, ti: TiId, to: TaskState, by: &str) -> Result<bool> {
-        if !matches!(to, TaskState::Success | TaskState::Failed) {
-            return Err(Error::Invalid(format!(
-                "a task can be marked success or failed, not {to}"
-            )));
-        }
-        let outcome = format!("marked_{to}");
-        let message = format!("marked {to} by {by}");
+        check_task_mark(to)?;
+        let (outcome, message) = task_mark_words(to, by);
         let origin = self.origin.clone();
         self.write(move |tx| {
             Box::pin(async move {

@@ -161,11 +161,7 @@ impl Runs for PgStore {
         let state = filter.state.map(|s| s.as_str());
         let run_type = filter.run_type.map(|t| t.as_str());
         let before = filter.before.map(|r| r.0);
-        let limit = i64::from(if filter.limit == 0 {
-            100
-        } else {
-            filter.limit.min(10_000)
-        });
+        let limit = i64::from(run_list_limit(filter.limit));
         self.single(move |c| {
             Box::pin(async move {
                 let sql = format!(

@@ -42,7 +42,7 @@ impl Slots for PgStore {
 
     async fn list_slots(&self, dag_id: &DagId, limit: u32) -> Result<Vec<SlotRow>> {
         let id = dag_id.0.clone();
-        let limit = i64::from(limit.clamp(1, 10_000));
+        let limit = i64::from(slot_list_limit(limit));
         self.single(move |c| {
             Box::pin(async move {
                 let rows = c

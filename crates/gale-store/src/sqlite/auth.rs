@@ -146,7 +146,7 @@ impl Auth for SqliteStore {
                 )
                 .map_err(map_err)?;
             if !exists {
-                return Err(Error::Invalid(format!("no user {user:?}")));
+                return Err(no_user(&user));
             }
             tx.execute(
                 "INSERT INTO api_tokens (name, user_name, secret_hash, created_at, expires_at)

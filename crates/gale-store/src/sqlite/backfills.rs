@@ -27,7 +27,7 @@ impl Backfills for SqliteStore {
     async fn list_backfills(&self, dag_id: Option<&DagId>, limit: u32) -> Result<Vec<BackfillRow>> {
         let dag_id = dag_id.map(|d| d.0.clone());
         self.call(move |conn| {
-            let limit = if limit == 0 { 100 } else { limit.min(1000) };
+            let limit = backfill_list_limit(limit);
             let mut rows = query_all(
                 conn,
                 &format!(

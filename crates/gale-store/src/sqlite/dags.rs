@@ -32,10 +32,7 @@ impl Dags for SqliteStore {
                 .optional()
                 .map_err(map_err)?;
             if let Some(other) = other {
-                return Err(Error::Invalid(format!(
-                    "duplicate DAG id {:?}: {other} already defines it; give one of them another `id:`",
-                    dag.id.as_str()
-                )));
+                return Err(duplicate_dag_id(dag.id.as_str(), &other));
             }
             let new_version = tx
                 .execute(

@@ -17,6 +17,7 @@ use gale_model::{Dag, DagError, DagId, RunId, RunState, TaskId, TaskState};
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter};
 
+use crate::rules::*;
 use crate::*;
 
 mod auth;

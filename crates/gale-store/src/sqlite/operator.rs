@@ -52,12 +52,8 @@ impl Operator for SqliteStore {
     }
 
     async fn mark_task(&self, ti: TiId, to: TaskState, by: &str) -> Result<bool> {
-        if !matches!(to, TaskState::Success | TaskState::Failed) {
-            return Err(Error::Invalid(format!(
-                "a task can be marked success or failed, not {to}"
-            )));
-        }
-        let by = by.to_owned();
+        check_task_mark(to)?;
+        let (outcome, message) = task_mark_words(to, by);
         self.write(move |tx| {
             let now = now_us();
             let current: Option<(String, u32)> = tx
@@ -84,13 +80,7 @@ impl Operator for SqliteStore {
                 tx.execute(
                     "UPDATE attempts SET state = ?3, message = ?4, ended_at = ?5
                      WHERE ti_id = ?1 AND try_number = ?2",
-                    params![
-                        ti.0,
-                        try_number,
-                        format!("marked_{to}"),
-                        format!("marked {to} by {by}"),
-                        now
-                    ],
+                    params![ti.0, try_number, outcome, message, now],
                 )
                 .map_err(map_err)?;
             }

@@ -185,11 +185,7 @@ impl Runs for SqliteStore {
             if let Some(before) = filter.before {
                 sql.push_str(&format!(" AND id < {}", before.0));
             }
-            let limit = if filter.limit == 0 {
-                100
-            } else {
-                filter.limit.min(10_000)
-            };
+            let limit = run_list_limit(filter.limit);
             sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
             query_all(conn, &sql, params_from_iter(args.iter()), run_row)
         })

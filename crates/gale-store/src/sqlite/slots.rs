@@ -52,7 +52,7 @@ impl Slots for SqliteStore {
 
     async fn list_slots(&self, dag_id: &DagId, limit: u32) -> Result<Vec<SlotRow>> {
         let dag_id = dag_id.0.clone();
-        let limit = limit.clamp(1, 10_000);
+        let limit = slot_list_limit(limit);
         self.call(move |conn| {
             query_all(
                 conn,
