@@ -19,6 +19,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 pub mod api;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod postgres;
 mod rules;
