@@ -12,7 +12,7 @@ use gale_model::state::after_failure;
 use gale_model::template::{self, Context, TaskOutputs};
 use gale_model::time::rfc3339;
 use gale_model::{Dag, HttpSpec, Task, TaskKind, TaskState};
-use gale_store::{Claim, Finish, RunRow, Store, Stream};
+use gale_store::{Claim, Finish, RunRow, Stream};
 use jiff::SignedDuration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::logs::{LineTx, LogSink};
-use crate::{KillReason, Limits, Shared};
+use crate::{KillReason, Limits, Shared, WorkerStore};
 
 /// A shell task still running this long after it started gets its pid recorded
 /// at once; shorter ones have it recorded with their result.
@@ -119,7 +119,7 @@ fn gale_env(ctx: &Context, output: &Path) -> Vec<(String, String)> {
     ]
 }
 
-pub(crate) async fn execute<S: Store + ?Sized>(
+pub(crate) async fn execute<S: WorkerStore + ?Sized>(
     shared: &Shared<S>,
     claim: Claim,
     kill: CancellationToken,
@@ -370,7 +370,7 @@ pub(crate) async fn execute<S: Store + ?Sized>(
 
 /// Whether the store already holds exactly this result (a retried report whose
 /// first COMMIT succeeded but whose answer was lost with the connection).
-async fn recorded<S: Store + ?Sized>(shared: &Shared<S>, finish: &Finish) -> bool {
+async fn recorded<S: WorkerStore + ?Sized>(shared: &Shared<S>, finish: &Finish) -> bool {
     match shared.store.attempts(finish.ti).await {
         Ok(attempts) => attempts.iter().any(|a| {
             a.try_number == finish.try_number
@@ -382,7 +382,7 @@ async fn recorded<S: Store + ?Sized>(shared: &Shared<S>, finish: &Finish) -> boo
     }
 }
 
-async fn upstream_outputs<S: Store + ?Sized>(
+async fn upstream_outputs<S: WorkerStore + ?Sized>(
     shared: &Shared<S>,
     run: &RunRow,
     task: &Task,
