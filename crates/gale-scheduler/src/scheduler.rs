@@ -553,7 +553,7 @@ impl<S: Store + ?Sized> Scheduler<S> {
                 lease,
                 to,
                 retry_at,
-                outcome: "lost".into(),
+                outcome: gale_store::Outcome::Lost,
                 message: message.to_owned(),
                 refund_try: false,
             })

@@ -445,7 +445,7 @@ impl<S: WorkerStore + ?Sized> Shared<S> {
             lease: Duration::ZERO,
             to: TaskState::UpForRetry,
             retry_at: None,
-            outcome: "handed_back".into(),
+            outcome: gale_store::Outcome::HandedBack,
             message: message.to_owned(),
             refund_try: true,
         };

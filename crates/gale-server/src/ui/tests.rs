@@ -717,7 +717,7 @@ async fn run_greet(f: &Fixture) -> RunId {
             worker_id: "w1".into(),
             state: TaskState::Success,
             retry_at: None,
-            outcome: "success".into(),
+            outcome: gale_store::Outcome::Success,
             exit_code: Some(0),
             message: None,
             outputs: BTreeMap::from([("rows".to_owned(), "42".to_owned())]),

@@ -23,7 +23,7 @@ pub use logs::{LogLine, LogRow, Stream};
 pub use nodes::NodeRow;
 pub use operator::{ClearTask, RunMark};
 pub use pools::PoolRow;
-pub use queue::{AttemptRow, Claim, Finish, Reap};
+pub use queue::{AttemptRow, AttemptState, Claim, Finish, Outcome, Reap};
 pub use runs::{RunActivity, RunFilter, RunRow, StoreCounts, TaskRow, Transition};
 pub use slots::{SlotRow, SlotStatus};
 

@@ -2,6 +2,7 @@
 //! renewal, fenced results, and reaping attempts whose worker is gone.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,6 +11,117 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::*;
+
+/// How an attempt ended, as its attempt record says (`attempts.state`, and the
+/// API's attempt `state`): the same strings in the database and on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Failed,
+    /// The task asked to be skipped (its exit code said so).
+    Skipped,
+    /// It ran past its timeout and its process group was killed.
+    TimedOut,
+    /// It was killed before it ended (its worker fenced itself, or shut down).
+    Killed,
+    /// Its worker stopped renewing the lease and a reaper ended it.
+    Lost,
+    /// A shutting-down worker gave it back; the try is refunded.
+    HandedBack,
+    /// An operator marked it (or its run) success while it ran.
+    MarkedSuccess,
+    /// An operator marked it (or its run) failed while it ran.
+    MarkedFailed,
+    /// An operator cancelled its run while it ran.
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+            Outcome::TimedOut => "timed_out",
+            Outcome::Killed => "killed",
+            Outcome::Lost => "lost",
+            Outcome::HandedBack => "handed_back",
+            Outcome::MarkedSuccess => "marked_success",
+            Outcome::MarkedFailed => "marked_failed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Some(match s {
+            "success" => Outcome::Success,
+            "failed" => Outcome::Failed,
+            "skipped" => Outcome::Skipped,
+            "timed_out" => Outcome::TimedOut,
+            "killed" => Outcome::Killed,
+            "lost" => Outcome::Lost,
+            "handed_back" => Outcome::HandedBack,
+            "marked_success" => Outcome::MarkedSuccess,
+            "marked_failed" => Outcome::MarkedFailed,
+            "cancelled" => Outcome::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An attempt record's state: still running, or how it ended. Written and
+/// shown as one string (`running`, or the outcome's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttemptState {
+    Running,
+    Ended(Outcome),
+}
+
+impl AttemptState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptState::Running => "running",
+            AttemptState::Ended(outcome) => outcome.as_str(),
+        }
+    }
+
+    /// The state a stored string names. The store writes only `running` and
+    /// outcomes; anything else reads as `failed`.
+    pub fn parse(s: &str) -> AttemptState {
+        match s {
+            "running" => AttemptState::Running,
+            _ => AttemptState::Ended(Outcome::parse(s).unwrap_or(Outcome::Failed)),
+        }
+    }
+}
+
+impl fmt::Display for AttemptState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for AttemptState {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for AttemptState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
 
 /// An attempt a worker has just claimed: the task instance (now `running` under
 /// this worker with a new try number) and its run.
@@ -30,7 +142,7 @@ pub struct Finish {
     pub state: TaskState,
     pub retry_at: Option<Timestamp>,
     /// What the attempt record says: `success`, `failed`, `skipped`, `timed_out`, ...
-    pub outcome: String,
+    pub outcome: Outcome,
     pub exit_code: Option<i32>,
     pub message: Option<String>,
     pub outputs: BTreeMap<String, String>,
@@ -50,7 +162,7 @@ pub struct AttemptRow {
     pub host: Option<String>,
     pub pid: Option<i64>,
     /// `running`, `success`, `failed`, `skipped`, `timed_out`, `lost` or `handed_back`.
-    pub state: String,
+    pub state: AttemptState,
     pub exit_code: Option<i32>,
     pub message: Option<String>,
     pub command: Option<String>,
@@ -69,7 +181,7 @@ pub struct Reap {
     pub to: TaskState,
     pub retry_at: Option<Timestamp>,
     /// `lost` or `handed_back`.
-    pub outcome: String,
+    pub outcome: Outcome,
     pub message: String,
     /// A handed-back attempt does not use up a try.
     pub refund_try: bool,

@@ -281,7 +281,7 @@ pub async fn reap_refund_try<S: Store + ?Sized>(store: &S) {
     assert_eq!(t.max_tries, 3);
 
     let handed_back = Reap {
-        outcome: "handed_back".into(),
+        outcome: Outcome::HandedBack,
         message: "worker w1 is shutting down".into(),
         refund_try: true,
         ..reap(t.id, 1, "w1", Duration::ZERO)

@@ -19,8 +19,9 @@ use gale_model::{Dag, DagError, DagId, RunId, RunState, TaskState};
 use jiff::Timestamp;
 
 use crate::{
-    AttemptRow, ClearTask, Finish, LogLine, NewRun, NewTask, NodeRow, Reap, RunActivity, RunFilter,
-    RunMark, RunRow, RunType, SlotStatus, Store, Stream, TaskRow, TiId, Transition,
+    AttemptRow, AttemptState, ClearTask, Finish, LogLine, NewRun, NewTask, NodeRow, Outcome, Reap,
+    RunActivity, RunFilter, RunMark, RunRow, RunType, SlotStatus, Store, Stream, TaskRow, TiId,
+    Transition,
 };
 
 /// Calls `$m!(check, check, ...)` with the name of every check: a backend's
@@ -282,7 +283,7 @@ fn finish(ti: TiId, try_number: u32, worker_id: &str, state: TaskState, outcome:
         worker_id: worker_id.to_owned(),
         state,
         retry_at: None,
-        outcome: outcome.to_owned(),
+        outcome: Outcome::parse(outcome).expect("an outcome"),
         exit_code: None,
         message: None,
         outputs: BTreeMap::new(),
@@ -299,7 +300,7 @@ fn reap(ti: TiId, try_number: u32, worker_id: &str, lease: Duration) -> Reap {
         lease,
         to: TaskState::UpForRetry,
         retry_at: None,
-        outcome: "lost".into(),
+        outcome: Outcome::Lost,
         message: format!("worker {worker_id} stopped heartbeating"),
         refund_try: false,
     }

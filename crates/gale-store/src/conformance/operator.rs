@@ -69,9 +69,9 @@ async fn fenced_off<S: Store + ?Sized>(store: &S, ti: TiId, try_number: u32, wor
         "a refused late finish changes nothing"
     );
     let attempts_after = store.attempts(ti).await.expect("attempts");
-    let states = |rows: &[AttemptRow]| -> Vec<(u32, String, Option<String>)> {
+    let states = |rows: &[AttemptRow]| -> Vec<(u32, AttemptState, Option<String>)> {
         rows.iter()
-            .map(|a| (a.try_number, a.state.clone(), a.message.clone()))
+            .map(|a| (a.try_number, a.state, a.message.clone()))
             .collect()
     };
     assert_eq!(

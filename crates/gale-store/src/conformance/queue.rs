@@ -277,7 +277,7 @@ pub async fn finish_attempt_is_fenced<S: Store + ?Sized>(store: &S) {
     );
     let timed_out = Finish {
         state: TaskState::Failed,
-        outcome: "timed_out".into(),
+        outcome: Outcome::TimedOut,
         ..good.clone()
     };
     assert!(

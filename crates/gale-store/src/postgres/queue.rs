@@ -238,7 +238,10 @@ impl Queue for PgStore {
         let workers: Vec<String> = finishes.iter().map(|f| f.worker_id.clone()).collect();
         let states: Vec<&'static str> = finishes.iter().map(|f| f.state.as_str()).collect();
         let retry_at: Vec<Option<Timestamp>> = finishes.iter().map(|f| f.retry_at).collect();
-        let outcomes: Vec<String> = finishes.iter().map(|f| f.outcome.clone()).collect();
+        let outcomes: Vec<String> = finishes
+            .iter()
+            .map(|f| f.outcome.as_str().to_owned())
+            .collect();
         let codes: Vec<Option<i32>> = finishes.iter().map(|f| f.exit_code).collect();
         let messages: Vec<Option<String>> = finishes.iter().map(|f| f.message.clone()).collect();
         let pids: Vec<Option<i64>> = finishes.iter().map(|f| f.pid).collect();
@@ -363,7 +366,7 @@ impl Queue for PgStore {
                             &r.retry_at,
                             &lease,
                             &refund,
-                            &r.outcome,
+                            &r.outcome.as_str(),
                             &r.message,
                             &origin,
                         ],
@@ -396,7 +399,7 @@ impl Queue for PgStore {
                         worker_id: r.get(4),
                         host: r.get(5),
                         pid: r.get(6),
-                        state: r.get(7),
+                        state: AttemptState::parse(r.get(7)),
                         exit_code: r.get(8),
                         message: r.get(9),
                         command: r.get(10),

@@ -310,7 +310,7 @@ impl Queue for SqliteStore {
             tx.execute(
                 "UPDATE attempts SET state = ?3, message = ?4, ended_at = ?5
                  WHERE ti_id = ?1 AND try_number = ?2",
-                params![r.ti.0, r.try_number, r.outcome, r.message, now],
+                params![r.ti.0, r.try_number, r.outcome.as_str(), r.message, now],
             )
             .map_err(map_err)?;
             Ok(true)
@@ -335,7 +335,7 @@ impl Queue for SqliteStore {
                         worker_id: r.get(4)?,
                         host: r.get(5)?,
                         pid: r.get(6)?,
-                        state: r.get(7)?,
+                        state: AttemptState::parse(&r.get::<_, String>(7)?),
                         exit_code: r.get(8)?,
                         message: r.get(9)?,
                         command: r.get(10)?,
@@ -381,7 +381,7 @@ fn finish_one(tx: &Connection, f: &Finish, outputs: &str, now: i64) -> Result<bo
         st.execute(params![
             f.ti.0,
             f.try_number,
-            f.outcome,
+            f.outcome.as_str(),
             f.exit_code,
             f.message,
             now,

@@ -12,7 +12,7 @@ use gale_model::state::after_failure;
 use gale_model::template::{self, Context, TaskOutputs};
 use gale_model::time::rfc3339;
 use gale_model::{Dag, HttpSpec, Task, TaskKind, TaskState};
-use gale_store::{Claim, Finish, RunRow, Stream};
+use gale_store::{AttemptState, Claim, Finish, RunRow, Stream};
 use jiff::SignedDuration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -62,13 +62,14 @@ pub enum OutcomeKind {
 }
 
 impl OutcomeKind {
-    fn as_str(self) -> &'static str {
+    /// What the attempt record says.
+    fn recorded(self) -> gale_store::Outcome {
         match self {
-            OutcomeKind::Success => "success",
-            OutcomeKind::Skipped => "skipped",
-            OutcomeKind::Failed => "failed",
-            OutcomeKind::TimedOut => "timed_out",
-            OutcomeKind::Killed => "killed",
+            OutcomeKind::Success => gale_store::Outcome::Success,
+            OutcomeKind::Skipped => gale_store::Outcome::Skipped,
+            OutcomeKind::Failed => gale_store::Outcome::Failed,
+            OutcomeKind::TimedOut => gale_store::Outcome::TimedOut,
+            OutcomeKind::Killed => gale_store::Outcome::Killed,
         }
     }
 }
@@ -333,7 +334,7 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
         worker_id: shared.opts.worker_id.clone(),
         state,
         retry_at,
-        outcome: outcome.kind.as_str().to_owned(),
+        outcome: outcome.kind.recorded(),
         exit_code: outcome.exit_code,
         message: outcome.message.clone(),
         outputs: outcome.outputs,
@@ -383,7 +384,7 @@ async fn recorded<S: WorkerStore + ?Sized>(shared: &Shared<S>, finish: &Finish) 
         Ok(attempts) => attempts.iter().any(|a| {
             a.try_number == finish.try_number
                 && a.worker_id == finish.worker_id
-                && a.state == finish.outcome
+                && a.state == AttemptState::Ended(finish.outcome)
                 && a.ended_at.is_some()
         }),
         Err(_) => false,
