@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use gale_model::TaskState;
 
-use crate::{Error, RunMark};
+use crate::{Error, Role, RunMark};
 
 /// The most runs `list_runs` returns: `limit`, 0 meaning 100, never more than 10,000.
 pub(crate) fn run_list_limit(limit: u32) -> u32 {
@@ -89,4 +89,10 @@ pub(crate) fn mark_words(mark: RunMark, by: &str) -> (&'static str, String) {
         RunMark::Failed => ("marked_failed", format!("run marked failed by {by}")),
         RunMark::Cancel => ("cancelled", format!("run cancelled by {by}")),
     }
+}
+
+/// A stored role. The schema allows only the three; anything else would read as
+/// the least privilege, as the web layer has always taken it.
+pub(crate) fn stored_role(role: &str) -> Role {
+    Role::parse(role).unwrap_or(Role::Viewer)
 }

@@ -117,7 +117,7 @@ pub async fn run(paths: &Paths, output: Output, args: WebBenchArgs) -> anyhow::R
     store
         .create_user(
             &user,
-            "viewer",
+            gale_store::Role::Viewer,
             &gale_server::auth::hash_password(&password)?,
         )
         .await?;

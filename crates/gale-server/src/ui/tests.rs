@@ -286,7 +286,7 @@ async fn fixture() -> Fixture {
         )
         .await
         .expect("record_import_errors");
-    for (name, role) in [("olga", "operator"), ("vic", "viewer")] {
+    for (name, role) in [("olga", Role::Operator), ("vic", Role::Viewer)] {
         let hash = auth::hash_password("pw-12345").expect("hash");
         store.create_user(name, role, &hash).await.expect("user");
     }

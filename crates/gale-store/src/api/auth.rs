@@ -6,12 +6,40 @@ use serde::Serialize;
 
 use crate::*;
 
+/// What a user may do: read (viewer), also change runs and DAGs (operator), also
+/// manage users (admin). Ordered, so a higher role can do all a lower one can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
 /// A person (or script) who may use the web UI and API.
 #[derive(Clone, Debug, Serialize)]
 pub struct UserRow {
     pub name: String,
     /// `admin`, `operator` or `viewer`.
-    pub role: String,
+    pub role: Role,
     /// A PHC string (argon2id); never shown.
     #[serde(skip)]
     pub password_hash: String,
@@ -22,7 +50,7 @@ pub struct UserRow {
 #[derive(Clone, Debug)]
 pub struct SessionRow {
     pub user: String,
-    pub role: String,
+    pub role: Role,
     /// The token every state-changing request of this session must echo.
     pub csrf_token: String,
     pub expires_at: Timestamp,
@@ -35,7 +63,7 @@ pub struct TokenRow {
     pub name: String,
     pub user: String,
     /// The user's role (output only).
-    pub role: String,
+    pub role: Role,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
 }
@@ -44,7 +72,7 @@ pub struct TokenRow {
 #[async_trait]
 pub trait Auth: Send + Sync + 'static {
     /// Returns false when a user of that name exists.
-    async fn create_user(&self, name: &str, role: &str, password_hash: &str) -> Result<bool>;
+    async fn create_user(&self, name: &str, role: Role, password_hash: &str) -> Result<bool>;
 
     async fn get_user(&self, name: &str) -> Result<Option<UserRow>>;
 

@@ -16,7 +16,7 @@ pub mod queue;
 pub mod runs;
 pub mod slots;
 
-pub use auth::{SessionRow, TokenRow, UserRow};
+pub use auth::{Role, SessionRow, TokenRow, UserRow};
 pub use backfills::BackfillRow;
 pub use dags::{DagRow, DagVersion, ImportError, VersionInfo};
 pub use logs::{LogLine, LogRow, Stream};

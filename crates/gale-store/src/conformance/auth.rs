@@ -9,21 +9,21 @@ pub async fn users_sessions_tokens<S: Store + ?Sized>(store: &S) {
     let hash_a = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaC1h";
     assert!(
         store
-            .create_user("ann", "admin", hash_a)
+            .create_user("ann", Role::Admin, hash_a)
             .await
             .expect("create_user"),
         "creating a new user must return true"
     );
     assert!(
         !store
-            .create_user("ann", "viewer", "other")
+            .create_user("ann", Role::Viewer, "other")
             .await
             .expect("create_user"),
         "creating an existing user must return false"
     );
     assert!(
         store
-            .create_user("bob", "viewer", "hash-b")
+            .create_user("bob", Role::Viewer, "hash-b")
             .await
             .expect("create_user")
     );
@@ -47,7 +47,7 @@ pub async fn users_sessions_tokens<S: Store + ?Sized>(store: &S) {
         .await
         .expect("list_users")
         .into_iter()
-        .map(|u| (u.name, u.role, u.password_hash))
+        .map(|u| (u.name, u.role.as_str().to_owned(), u.password_hash))
         .collect();
     users.sort();
     assert_eq!(
@@ -150,7 +150,7 @@ pub async fn users_sessions_tokens<S: Store + ?Sized>(store: &S) {
             .expect("get_session")
             .expect("another user's session is kept")
             .role,
-        "viewer"
+        Role::Viewer
     );
     assert!(
         !store
@@ -209,7 +209,7 @@ pub async fn users_sessions_tokens<S: Store + ?Sized>(store: &S) {
             .expect("get_token")
             .expect("bob's token")
             .role,
-        "viewer",
+        Role::Viewer,
         "a token carries its user's role"
     );
     assert!(

@@ -20,8 +20,8 @@ use jiff::Timestamp;
 
 use crate::{
     AttemptRow, AttemptState, ClearTask, Finish, LogLine, NewRun, NewTask, NodeRow, Outcome, Reap,
-    RunActivity, RunFilter, RunMark, RunRow, RunType, SlotStatus, Store, Stream, TaskRow, TiId,
-    Transition,
+    Role, RunActivity, RunFilter, RunMark, RunRow, RunType, SlotStatus, Store, Stream, TaskRow,
+    TiId, Transition,
 };
 
 /// Calls `$m!(check, check, ...)` with the name of every check: a backend's

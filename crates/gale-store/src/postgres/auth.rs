@@ -4,8 +4,8 @@ use super::*;
 
 #[async_trait]
 impl Auth for PgStore {
-    async fn create_user(&self, name: &str, role: &str, password_hash: &str) -> Result<bool> {
-        let (name, role, hash) = (name.to_owned(), role.to_owned(), password_hash.to_owned());
+    async fn create_user(&self, name: &str, role: Role, password_hash: &str) -> Result<bool> {
+        let (name, role, hash) = (name.to_owned(), role.as_str(), password_hash.to_owned());
         self.single(move |c| {
             Box::pin(async move {
                 Ok(c.exec(
@@ -120,7 +120,7 @@ impl Auth for PgStore {
                 .await?
                 .map(|r| SessionRow {
                     user: r.get(0),
-                    role: r.get(1),
+                    role: stored_role(r.get(1)),
                     csrf_token: r.get(2),
                     expires_at: r.get(3),
                 }))

@@ -641,7 +641,7 @@ fn backfill_row(r: &Row) -> BackfillRow {
 fn user_row(r: &Row) -> UserRow {
     UserRow {
         name: r.get(0),
-        role: r.get(1),
+        role: stored_role(r.get(1)),
         password_hash: r.get(2),
         created_at: r.get(3),
     }
@@ -654,7 +654,7 @@ fn token_row(r: &Row) -> TokenRow {
         id: r.get(0),
         name: r.get(1),
         user: r.get(2),
-        role: r.get(3),
+        role: stored_role(r.get(3)),
         created_at: r.get(4),
         expires_at: r.get(5),
     }

@@ -4,8 +4,8 @@ use super::*;
 
 #[async_trait]
 impl Auth for SqliteStore {
-    async fn create_user(&self, name: &str, role: &str, password_hash: &str) -> Result<bool> {
-        let (name, role, hash) = (name.to_owned(), role.to_owned(), password_hash.to_owned());
+    async fn create_user(&self, name: &str, role: Role, password_hash: &str) -> Result<bool> {
+        let (name, role, hash) = (name.to_owned(), role.as_str(), password_hash.to_owned());
         self.write(move |tx| {
             Ok(tx
                 .execute(
@@ -107,7 +107,7 @@ impl Auth for SqliteStore {
                 |r| {
                     Ok(SessionRow {
                         user: r.get(0)?,
-                        role: r.get(1)?,
+                        role: stored_role(&r.get::<_, String>(1)?),
                         csrf_token: r.get(2)?,
                         expires_at: ts(r.get(3)?),
                     })

@@ -401,7 +401,7 @@ fn backfill_progress(conn: &Connection, b: &mut BackfillRow) -> Result<()> {
 fn user_row(r: &Row) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
         name: r.get(0)?,
-        role: r.get(1)?,
+        role: stored_role(&r.get::<_, String>(1)?),
         password_hash: r.get(2)?,
         created_at: ts(r.get(3)?),
     })
@@ -414,7 +414,7 @@ fn token_row(r: &Row) -> rusqlite::Result<TokenRow> {
         id: r.get(0)?,
         name: r.get(1)?,
         user: r.get(2)?,
-        role: r.get(3)?,
+        role: stored_role(&r.get::<_, String>(3)?),
         created_at: ts(r.get(4)?),
         expires_at: opt_ts(r.get(5)?),
     })
