@@ -20,7 +20,7 @@ pub use auth::{Role, SessionRow, TokenRow, UserRow};
 pub use backfills::BackfillRow;
 pub use dags::{DagRow, DagVersion, ImportError, VersionInfo};
 pub use logs::{LogLine, LogRow, Stream};
-pub use nodes::NodeRow;
+pub use nodes::{NodeRow, NodeState};
 pub use operator::{ClearTask, RunMark};
 pub use pools::PoolRow;
 pub use queue::{AttemptRow, AttemptState, Claim, Finish, Outcome, Reap};

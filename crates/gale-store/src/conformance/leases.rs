@@ -324,7 +324,7 @@ pub async fn reaper_respects_the_workers_lease<S: Store + ?Sized>(store: &S) {
             pid: 1,
             roles: vec!["worker".into()],
             version: "0".into(),
-            state: "running".into(),
+            state: NodeState::Running,
             started_at: now,
             heartbeat_at: now,
             clock_skew_us: 0,

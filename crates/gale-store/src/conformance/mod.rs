@@ -19,9 +19,9 @@ use gale_model::{Dag, DagError, DagId, RunId, RunState, TaskState};
 use jiff::Timestamp;
 
 use crate::{
-    AttemptRow, AttemptState, ClearTask, Finish, LogLine, NewRun, NewTask, NodeRow, Outcome, Reap,
-    Role, RunActivity, RunFilter, RunMark, RunRow, RunType, SlotStatus, Store, Stream, TaskRow,
-    TiId, Transition,
+    AttemptRow, AttemptState, ClearTask, Finish, LogLine, NewRun, NewTask, NodeRow, NodeState,
+    Outcome, Reap, Role, RunActivity, RunFilter, RunMark, RunRow, RunType, SlotStatus, Store,
+    Stream, TaskRow, TiId, Transition,
 };
 
 /// Calls `$m!(check, check, ...)` with the name of every check: a backend's

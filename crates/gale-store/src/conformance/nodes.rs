@@ -12,7 +12,7 @@ pub async fn nodes_round_trip<S: Store + ?Sized>(store: &S) {
         pid,
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
         version: "0.1.0".into(),
-        state: "running".into(),
+        state: NodeState::Running,
         started_at: Timestamp::from_second(BASE_SECOND + started).expect("a valid timestamp"),
         // The store sets heartbeats on its own clock.
         heartbeat_at: Timestamp::UNIX_EPOCH,
@@ -68,7 +68,7 @@ pub async fn nodes_round_trip<S: Store + ?Sized>(store: &S) {
     );
 
     store
-        .set_node_state("n2", "stopped")
+        .set_node_state("n2", NodeState::Stopped)
         .await
         .expect("set_node_state");
     let listed = store.list_nodes().await.expect("list_nodes");
@@ -80,7 +80,7 @@ pub async fn nodes_round_trip<S: Store + ?Sized>(store: &S) {
         .await
         .expect("heartbeat_node of an unknown node");
     store
-        .set_node_state("ghost", "stopped")
+        .set_node_state("ghost", NodeState::Stopped)
         .await
         .expect("set_node_state of an unknown node");
     assert_eq!(

@@ -23,7 +23,7 @@ impl Nodes for PgStore {
                         &n.pid,
                         &roles,
                         &n.version,
-                        &n.state,
+                        &n.state.as_str(),
                         &n.started_at,
                         &lease_ms,
                     ],
@@ -58,8 +58,8 @@ impl Nodes for PgStore {
         .await
     }
 
-    async fn set_node_state(&self, node_id: &str, state: &str) -> Result<()> {
-        let (node_id, state) = (node_id.to_owned(), state.to_owned());
+    async fn set_node_state(&self, node_id: &str, state: NodeState) -> Result<()> {
+        let (node_id, state) = (node_id.to_owned(), state.as_str());
         self.single(move |tx| {
             Box::pin(async move {
                 tx.exec(
@@ -100,7 +100,7 @@ impl Nodes for PgStore {
                             .map(str::to_owned)
                             .collect(),
                         version: r.get(4),
-                        state: r.get(5),
+                        state: NodeState::parse(r.get(5)),
                         started_at: r.get(6),
                         heartbeat_at: r.get(7),
                         clock_skew_us: r.get(8),

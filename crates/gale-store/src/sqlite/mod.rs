@@ -339,7 +339,7 @@ fn node_row(r: &Row) -> rusqlite::Result<NodeRow> {
             .map(str::to_owned)
             .collect(),
         version: r.get(4)?,
-        state: r.get(5)?,
+        state: NodeState::parse(&r.get::<_, String>(5)?),
         started_at: ts(r.get(6)?),
         heartbeat_at: ts(r.get(7)?),
         clock_skew_us: r.get(8)?,

@@ -17,7 +17,7 @@ impl Nodes for SqliteStore {
                     n.pid,
                     n.roles.join(","),
                     n.version,
-                    n.state,
+                    n.state.as_str(),
                     to_micros(n.started_at),
                     now_us(),
                     i64::try_from(n.attempt_lease_ms).unwrap_or(i64::MAX)
@@ -49,8 +49,8 @@ impl Nodes for SqliteStore {
         .await
     }
 
-    async fn set_node_state(&self, node_id: &str, state: &str) -> Result<()> {
-        let (node_id, state) = (node_id.to_owned(), state.to_owned());
+    async fn set_node_state(&self, node_id: &str, state: NodeState) -> Result<()> {
+        let (node_id, state) = (node_id.to_owned(), state.as_str());
         self.write(move |tx| {
             tx.execute(
                 "UPDATE nodes SET state = ?2, heartbeat_at = ?3 WHERE node_id = ?1",
