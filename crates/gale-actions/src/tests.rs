@@ -2,7 +2,7 @@
 //! which kind of error.
 
 use gale_model::{DagId, RunId};
-use gale_store::Store;
+use gale_store::prelude::*;
 
 use crate::{ClearWhat, Error, Mark};
 

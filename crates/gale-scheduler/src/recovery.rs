@@ -89,7 +89,9 @@ pub async fn recover_dead_local_nodes<S: Store + ?Sized>(
                 reaped += 1;
             }
         }
-        store.set_node_state(&node.node_id, "dead").await?;
+        store
+            .set_node_state(&node.node_id, gale_store::NodeState::Dead)
+            .await?;
     }
     Ok(reaped)
 }

@@ -30,30 +30,7 @@ pub const SESSION_TTL: SignedDuration = SignedDuration::from_hours(12);
 pub const CSRF_FIELD: &str = "csrf_token";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Viewer,
-    Operator,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "viewer" => Some(Role::Viewer),
-            "operator" => Some(Role::Operator),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-}
+pub use gale_store::Role;
 
 /// How a request proved who it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -341,7 +318,7 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Option<Identi
         return match state.store.get_token(&sha256_hex(secret.trim())).await? {
             Some(t) => Ok(Some(Identity {
                 user: t.user,
-                role: Role::parse(&t.role).unwrap_or(Role::Viewer),
+                role: t.role,
                 csrf: None,
                 via: Via::Token,
             })),
@@ -359,7 +336,7 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Option<Identi
         .await?
         .map(|s| Identity {
             user: s.user,
-            role: Role::parse(&s.role).unwrap_or(Role::Viewer),
+            role: s.role,
             csrf: Some(s.csrf_token),
             via: Via::Session,
         }))

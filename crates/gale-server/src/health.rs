@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use gale_store::NodeRow;
+use gale_store::{NodeRow, NodeState};
 use jiff::Timestamp;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -91,7 +91,7 @@ pub async fn check(state: &AppState) -> Health {
     let live = |role: &str| -> Vec<LiveNode> {
         nodes
             .iter()
-            .filter(|n| n.state == "running" && n.roles.iter().any(|r| r == role))
+            .filter(|n| n.state == NodeState::Running && n.roles.iter().any(|r| r == role))
             .filter_map(|n| live_node(n, now))
             .collect()
     };

@@ -212,7 +212,7 @@ pub async fn ensure_admin(store: &dyn Store) -> anyhow::Result<Option<String>> {
     let password = auth::new_password();
     let hash = auth::hash_password(&password)?;
     Ok(store
-        .create_user("admin", "admin", &hash)
+        .create_user("admin", gale_store::Role::Admin, &hash)
         .await?
         .then_some(password))
 }

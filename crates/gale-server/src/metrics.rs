@@ -139,7 +139,7 @@ pub async fn render(state: &AppState) -> String {
                 live.get_or_create(&RoleLabel { role: role.into() }).set(0);
             }
             for n in nodes.iter().filter(|n| {
-                n.state == "running"
+                n.state == gale_store::NodeState::Running
                     && now.duration_since(n.heartbeat_at).as_secs_f64()
                         <= crate::health::LIVE_WITHIN.as_secs_f64()
             }) {

@@ -20,12 +20,20 @@ use std::time::{Duration, Instant};
 
 use gale_model::TaskState;
 use gale_model::{Dag, DagId};
-use gale_store::{Notifier, Reap, Store, TiId};
+use gale_store::prelude::{Clock, Dags, Logs, Queue, Runs};
+use gale_store::{Notifier, Reap, TiId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 pub use execute::{EXIT_SKIP, Outcome, OutcomeKind, run_task_once};
+
+/// The parts of the store a worker uses: the clock its leases are measured on,
+/// the DAG versions it runs, a run's task instances (for upstream outputs), the
+/// attempt queue and the logs. Any full [`gale_store::Store`] is one.
+pub trait WorkerStore: Clock + Dags + Runs + Queue + Logs {}
+
+impl<T: Clock + Dags + Runs + Queue + Logs + ?Sized> WorkerStore for T {}
 
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
@@ -161,7 +169,7 @@ pub struct Worker<S: ?Sized> {
     shared: Arc<Shared<S>>,
 }
 
-impl<S: Store + ?Sized> Worker<S> {
+impl<S: WorkerStore + ?Sized> Worker<S> {
     pub fn new(store: Arc<S>, notifier: Arc<Notifier>, opts: WorkerOptions) -> Self {
         let guard = guard::Guard::start(opts.guard_program.as_deref());
         Worker {
@@ -311,7 +319,7 @@ impl<S: Store + ?Sized> Worker<S> {
     }
 }
 
-impl<S: Store + ?Sized> Shared<S> {
+impl<S: WorkerStore + ?Sized> Shared<S> {
     fn held_count(&self) -> usize {
         self.held.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
@@ -437,7 +445,7 @@ impl<S: Store + ?Sized> Shared<S> {
             lease: Duration::ZERO,
             to: TaskState::UpForRetry,
             retry_at: None,
-            outcome: "handed_back".into(),
+            outcome: gale_store::Outcome::HandedBack,
             message: message.to_owned(),
             refund_try: true,
         };
@@ -457,7 +465,7 @@ impl<S: Store + ?Sized> Shared<S> {
 /// The lease runs on the store's clock from the moment a renewal was *sent*, so
 /// that is the moment counted from here; the fence fires on its own deadline, not
 /// only after a slow renewal gives up.
-async fn heartbeat_loop<S: Store + ?Sized>(shared: Arc<Shared<S>>, stop: CancellationToken) {
+async fn heartbeat_loop<S: WorkerStore + ?Sized>(shared: Arc<Shared<S>>, stop: CancellationToken) {
     let opts = &shared.opts;
     // Kill our attempts before the lease runs out elsewhere: leave a margin of two
     // heartbeat intervals (at least a second) for the kill to take effect.

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gale_store::{LogLine, Store, Stream, TiId};
+use gale_store::prelude::Logs;
+use gale_store::{LogLine, Stream, TiId};
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -25,7 +26,7 @@ pub struct LogSink {
 }
 
 impl LogSink {
-    pub fn start<S: Store + ?Sized>(
+    pub fn start<S: Logs + ?Sized>(
         store: Arc<S>,
         ti: TiId,
         try_number: u32,
@@ -51,7 +52,7 @@ impl LogSink {
     }
 }
 
-async fn write_loop<S: Store + ?Sized>(
+async fn write_loop<S: Logs + ?Sized>(
     store: Arc<S>,
     ti: TiId,
     try_number: u32,
@@ -107,7 +108,7 @@ async fn write_loop<S: Store + ?Sized>(
     flush(&*store, ti, try_number, &mut buf).await;
 }
 
-async fn flush<S: Store + ?Sized>(store: &S, ti: TiId, try_number: u32, buf: &mut Vec<LogLine>) {
+async fn flush<S: Logs + ?Sized>(store: &S, ti: TiId, try_number: u32, buf: &mut Vec<LogLine>) {
     if buf.is_empty() {
         return;
     }

@@ -7,7 +7,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use gale_store::{Error, Finish, Result, Store};
+use gale_store::prelude::Queue;
+use gale_store::{Error, Finish, Result};
 use tokio::sync::oneshot;
 
 /// Most results in one write.
@@ -22,7 +23,7 @@ pub(crate) struct Reporter<S: ?Sized> {
     flushing: AtomicBool,
 }
 
-impl<S: Store + ?Sized> Reporter<S> {
+impl<S: Queue + ?Sized> Reporter<S> {
     pub(crate) fn new(store: Arc<S>) -> Arc<Self> {
         Arc::new(Reporter {
             store,
@@ -31,7 +32,7 @@ impl<S: Store + ?Sized> Reporter<S> {
         })
     }
 
-    /// Records one result through the fence (see [`Store::finish_attempt`]).
+    /// Records one result through the fence (see [`Queue::finish_attempt`]).
     pub(crate) async fn finish(self: &Arc<Self>, finish: Finish) -> Result<bool> {
         let (tx, rx) = oneshot::channel();
         self.queue

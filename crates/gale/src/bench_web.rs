@@ -13,6 +13,7 @@ use gale_model::DagId;
 use gale_model::dag::{content_hash, parse};
 use gale_store::Store;
 use gale_store::postgres::PgStore;
+use gale_store::prelude::Dags;
 use gale_store::sqlite::SqliteStore;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -116,7 +117,7 @@ pub async fn run(paths: &Paths, output: Output, args: WebBenchArgs) -> anyhow::R
     store
         .create_user(
             &user,
-            "viewer",
+            gale_store::Role::Viewer,
             &gale_server::auth::hash_password(&password)?,
         )
         .await?;

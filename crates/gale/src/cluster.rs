@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
-use gale_store::{NodeRow, Store};
+use gale_store::{NodeRow, NodeState, Store};
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -53,10 +53,10 @@ fn age_s(now: Timestamp, then: Timestamp) -> f64 {
 }
 
 fn health(node: &NodeRow, now: Timestamp) -> &'static str {
-    if node.state == "dead" {
+    if node.state == NodeState::Dead {
         // Found dead by a later process on its host, which recovered its attempts.
         "dead"
-    } else if node.state != "running" {
+    } else if node.state != NodeState::Running {
         "stopped"
     } else if age_s(now, node.heartbeat_at) > SILENT_AFTER.as_secs_f64() {
         "unresponsive"

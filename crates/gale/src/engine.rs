@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gale_scheduler::recovery::recover_dead_local_nodes;
 use gale_scheduler::{DagProcessor, Scheduler, SchedulerOptions};
-use gale_store::{NodeRow, Notifier, Store};
+use gale_store::{NodeRow, NodeState, Notifier, Store};
 use gale_worker::{Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -91,7 +91,7 @@ pub async fn run(
             pid: i64::from(std::process::id()),
             roles,
             version: env!("CARGO_PKG_VERSION").into(),
-            state: "running".into(),
+            state: NodeState::Running,
             started_at: now,
             heartbeat_at: now,
             clock_skew_us: 0,
@@ -230,7 +230,7 @@ pub async fn run(
     roles_cancel.cancel();
     while tasks.join_next().await.is_some() {}
     let _ = heartbeat.await;
-    if let Err(e) = store.set_node_state(&node_id, "stopped").await {
+    if let Err(e) = store.set_node_state(&node_id, NodeState::Stopped).await {
         warn!(error = %e, "could not mark this node stopped");
     }
     info!("stopped");

@@ -89,7 +89,7 @@ pub async fn users(paths: &Paths, output: Output, cmd: UsersCmd) -> anyhow::Resu
             }
             let (pw, generated) = password(password_stdin)?;
             if !store
-                .create_user(&name, role.as_str(), &auth::hash_password(&pw)?)
+                .create_user(&name, role, &auth::hash_password(&pw)?)
                 .await?
             {
                 bail!("a user {name:?} exists already");
@@ -107,7 +107,13 @@ pub async fn users(paths: &Paths, output: Output, cmd: UsersCmd) -> anyhow::Resu
             } else {
                 let rows = users
                     .iter()
-                    .map(|u| vec![u.name.clone(), u.role.clone(), when(Some(u.created_at))])
+                    .map(|u| {
+                        vec![
+                            u.name.clone(),
+                            u.role.as_str().to_owned(),
+                            when(Some(u.created_at)),
+                        ]
+                    })
                     .collect();
                 println!("{}", table(&["USER", "ROLE", "CREATED"], rows));
             }
@@ -178,7 +184,7 @@ pub async fn tokens(paths: &Paths, output: Output, cmd: TokensCmd) -> anyhow::Re
                             t.id.to_string(),
                             t.name.clone(),
                             t.user.clone(),
-                            t.role.clone(),
+                            t.role.as_str().to_owned(),
                             when(Some(t.created_at)),
                             when(t.expires_at),
                         ]

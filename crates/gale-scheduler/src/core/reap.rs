@@ -43,7 +43,7 @@ pub fn lost_attempt(
         lease,
         to,
         retry_at,
-        outcome: "lost".into(),
+        outcome: gale_store::Outcome::Lost,
         message: message.to_owned(),
         refund_try: false,
     }

@@ -70,7 +70,7 @@ pub async fn nodes(store: &dyn Store) -> ApiResult<Vec<Node>> {
         .map(|n| {
             let age = now.duration_since(n.heartbeat_at).as_secs_f64().max(0.0);
             let state = if n.state != "running" {
-                n.state.clone()
+                n.state.to_string()
             } else if age > crate::health::LIVE_WITHIN.as_secs_f64() {
                 "unresponsive".into()
             } else {

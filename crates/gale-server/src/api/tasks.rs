@@ -89,7 +89,7 @@ impl From<&gale_store::AttemptRow> for Attempt {
             worker_id: a.worker_id.clone(),
             host: a.host.clone(),
             pid: a.pid,
-            state: a.state.clone(),
+            state: a.state.to_string(),
             exit_code: a.exit_code,
             message: a.message.clone(),
             command: a.command.clone(),

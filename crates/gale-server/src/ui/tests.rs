@@ -286,7 +286,7 @@ async fn fixture() -> Fixture {
         )
         .await
         .expect("record_import_errors");
-    for (name, role) in [("olga", "operator"), ("vic", "viewer")] {
+    for (name, role) in [("olga", Role::Operator), ("vic", Role::Viewer)] {
         let hash = auth::hash_password("pw-12345").expect("hash");
         store.create_user(name, role, &hash).await.expect("user");
     }
@@ -717,7 +717,7 @@ async fn run_greet(f: &Fixture) -> RunId {
             worker_id: "w1".into(),
             state: TaskState::Success,
             retry_at: None,
-            outcome: "success".into(),
+            outcome: gale_store::Outcome::Success,
             exit_code: Some(0),
             message: None,
             outputs: BTreeMap::from([("rows".to_owned(), "42".to_owned())]),

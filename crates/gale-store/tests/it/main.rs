@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gale_model::dag::{content_hash, parse};
 use gale_model::{DagId, TaskState};
+use gale_store::prelude::*;
 use gale_store::sqlite::{SCHEMA_VERSION, SqliteStore};
 use gale_store::{
-    LogLine, NewRun, NewTask, RunFilter, RunType, Store, Stream, TiId, Transition, conformance,
+    LogLine, NewRun, NewTask, RunFilter, RunType, Stream, TiId, Transition, conformance,
 };
 use jiff::Timestamp;
 use tempfile::TempDir;

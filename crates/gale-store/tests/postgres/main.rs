@@ -8,9 +8,8 @@ use std::time::Duration;
 use gale_model::dag::{content_hash, parse};
 use gale_model::{Dag, RunId, TaskState};
 use gale_store::postgres::PgStore;
-use gale_store::{
-    NewRun, NewTask, Notifier, RunMark, RunType, Store, TiId, Transition, conformance,
-};
+use gale_store::prelude::*;
+use gale_store::{NewRun, NewTask, Notifier, RunMark, RunType, TiId, Transition, conformance};
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 

@@ -12,7 +12,7 @@ use gale_model::state::after_failure;
 use gale_model::template::{self, Context, TaskOutputs};
 use gale_model::time::rfc3339;
 use gale_model::{Dag, HttpSpec, Task, TaskKind, TaskState};
-use gale_store::{Claim, Finish, RunRow, Store, Stream};
+use gale_store::{AttemptState, Claim, Finish, RunRow, Stream};
 use jiff::SignedDuration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -20,8 +20,16 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+mod http;
+mod process;
+
+use http::run_http;
+pub use process::run_shell;
+#[cfg(test)]
+use process::{pump, read_outputs};
+
 use crate::logs::{LineTx, LogSink};
-use crate::{KillReason, Limits, Shared};
+use crate::{KillReason, Limits, Shared, WorkerStore};
 
 /// A shell task still running this long after it started gets its pid recorded
 /// at once; shorter ones have it recorded with their result.
@@ -54,13 +62,14 @@ pub enum OutcomeKind {
 }
 
 impl OutcomeKind {
-    fn as_str(self) -> &'static str {
+    /// What the attempt record says.
+    fn recorded(self) -> gale_store::Outcome {
         match self {
-            OutcomeKind::Success => "success",
-            OutcomeKind::Skipped => "skipped",
-            OutcomeKind::Failed => "failed",
-            OutcomeKind::TimedOut => "timed_out",
-            OutcomeKind::Killed => "killed",
+            OutcomeKind::Success => gale_store::Outcome::Success,
+            OutcomeKind::Skipped => gale_store::Outcome::Skipped,
+            OutcomeKind::Failed => gale_store::Outcome::Failed,
+            OutcomeKind::TimedOut => gale_store::Outcome::TimedOut,
+            OutcomeKind::Killed => gale_store::Outcome::Killed,
         }
     }
 }
@@ -119,7 +128,7 @@ fn gale_env(ctx: &Context, output: &Path) -> Vec<(String, String)> {
     ]
 }
 
-pub(crate) async fn execute<S: Store + ?Sized>(
+pub(crate) async fn execute<S: WorkerStore + ?Sized>(
     shared: &Shared<S>,
     claim: Claim,
     kill: CancellationToken,
@@ -325,7 +334,7 @@ pub(crate) async fn execute<S: Store + ?Sized>(
         worker_id: shared.opts.worker_id.clone(),
         state,
         retry_at,
-        outcome: outcome.kind.as_str().to_owned(),
+        outcome: outcome.kind.recorded(),
         exit_code: outcome.exit_code,
         message: outcome.message.clone(),
         outputs: outcome.outputs,
@@ -370,19 +379,19 @@ pub(crate) async fn execute<S: Store + ?Sized>(
 
 /// Whether the store already holds exactly this result (a retried report whose
 /// first COMMIT succeeded but whose answer was lost with the connection).
-async fn recorded<S: Store + ?Sized>(shared: &Shared<S>, finish: &Finish) -> bool {
+async fn recorded<S: WorkerStore + ?Sized>(shared: &Shared<S>, finish: &Finish) -> bool {
     match shared.store.attempts(finish.ti).await {
         Ok(attempts) => attempts.iter().any(|a| {
             a.try_number == finish.try_number
                 && a.worker_id == finish.worker_id
-                && a.state == finish.outcome
+                && a.state == AttemptState::Ended(finish.outcome)
                 && a.ended_at.is_some()
         }),
         Err(_) => false,
     }
 }
 
-async fn upstream_outputs<S: Store + ?Sized>(
+async fn upstream_outputs<S: WorkerStore + ?Sized>(
     shared: &Shared<S>,
     run: &RunRow,
     task: &Task,
@@ -420,475 +429,6 @@ pub struct Work<'a> {
     pub hard_kill: &'a std::sync::atomic::AtomicBool,
     pub limits: Limits,
     pub http: &'a reqwest::Client,
-}
-
-/// The settings every task process shares: directory, pipes, own process group,
-/// environment.
-///
-/// No pre_exec hook (e.g. PR_SET_PDEATHSIG): it forces fork() instead of
-/// posix_spawn, which costs milliseconds of CPU per task in a large process.
-/// A worker that dies leaves its attempt's group behind; start-up recovery on
-/// the same host kills that group (its pgid is recorded) before the retry.
-fn prepare<'c>(
-    cmd: &'c mut tokio::process::Command,
-    task: &Task,
-    cwd: &Path,
-    ctx: &Context,
-    output: &Path,
-) -> &'c mut tokio::process::Command {
-    cmd.current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .envs(task.env.iter())
-        .envs(gale_env(ctx, output))
-}
-
-/// Runs a rendered shell command. `on_start` gets the pid once it is running.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_shell<F, Fut>(
-    work: &Work<'_>,
-    task: &Task,
-    command: &str,
-    ctx: &Context,
-    output: &Path,
-    lines: LineTx,
-    kill: CancellationToken,
-    on_start: F,
-) -> Outcome
-where
-    F: FnOnce(Option<u32>) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let cwd = task
-        .cwd
-        .as_deref()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| work.opts_cwd.to_path_buf());
-    // Absolute, so that a PATH lookup below and the process agree on it.
-    let cwd = match cwd.is_relative() {
-        true => std::env::current_dir().map_or(cwd.clone(), |d| d.join(&cwd)),
-        false => cwd,
-    };
-    // A plain command starts without a shell (see `direct`); if that start
-    // fails, the shell runs it and reports what is wrong as it always does.
-    let task_path = task.env.get("PATH").map(std::ffi::OsStr::new);
-    let mut child = None;
-    let direct = crate::direct::plan(command, task_path, &cwd).and_then(|d| {
-        crate::direct::shell_pwd(&cwd, task.env.get("PWD").map(std::ffi::OsStr::new))
-            .map(|pwd| (d, pwd))
-    });
-    if let Some((direct, pwd)) = &direct {
-        let mut cmd = tokio::process::Command::new(&direct.program);
-        cmd.arg0(direct.arg0).args(&direct.args);
-        prepare(&mut cmd, task, &cwd, ctx, output).env("PWD", pwd);
-        child = cmd.spawn().ok();
-    }
-    let direct = child.is_some();
-    let mut child = match child {
-        Some(c) => c,
-        None => {
-            let mut cmd = tokio::process::Command::new("/bin/sh");
-            cmd.arg("-c").arg(command);
-            match prepare(&mut cmd, task, &cwd, ctx, output).spawn() {
-                Ok(c) => c,
-                Err(e) => {
-                    return failed(format!("cannot start /bin/sh in {}: {e}", cwd.display()));
-                }
-            }
-        }
-    };
-    let pid = child.id();
-    on_start(pid).await;
-    let readers = [
-        child.stdout.take().map(|o| {
-            tokio::spawn(pump(
-                o,
-                Stream::Stdout,
-                lines.clone(),
-                work.limits.line_bytes,
-            ))
-        }),
-        child.stderr.take().map(|o| {
-            tokio::spawn(pump(
-                o,
-                Stream::Stderr,
-                lines.clone(),
-                work.limits.line_bytes,
-            ))
-        }),
-    ];
-    let timeout = task.timeout.map(|t| t.0).unwrap_or(Duration::MAX);
-    let pgid = pid.and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw);
-    let mut timed_out = false;
-    let mut killed = false;
-    let status = tokio::select! {
-        s = child.wait() => s,
-        _ = tokio::time::sleep(timeout) => {
-            timed_out = true;
-            let _ = lines.send((Stream::System, format!("[gale] timeout of {} reached: sending SIGTERM to the process group", task.timeout.unwrap_or_default()))).await;
-            terminate(&mut child, pgid, work.kill_grace, &lines).await
-        }
-        _ = kill.cancelled() => {
-            killed = true;
-            let grace = if work.hard_kill.load(std::sync::atomic::Ordering::Acquire) {
-                Duration::ZERO
-            } else {
-                work.kill_grace
-            };
-            terminate(&mut child, pgid, grace, &lines).await
-        }
-    };
-    // Whatever the shell left behind in its group goes too.
-    if let Some(pg) = pgid {
-        let _ = killpg(pg, Signal::SIGKILL);
-    }
-    // A process outside the group (e.g. started with setsid) may still hold the
-    // pipes. Stop reading them then: a reader's line sender would otherwise keep
-    // the attempt's log, and so the attempt, open until that process ends.
-    let read_until = tokio::time::Instant::now() + Duration::from_secs(5);
-    let mut cut_off = false;
-    for r in readers.into_iter().flatten() {
-        let abort = r.abort_handle();
-        if tokio::time::timeout_at(read_until, r).await.is_err() {
-            abort.abort();
-            cut_off = true;
-        }
-    }
-    if cut_off {
-        let _ = lines
-            .send((
-                Stream::System,
-                "[gale] output still open 5s after the task ended (held by a process outside its group): no longer read".into(),
-            ))
-            .await;
-    }
-    // Plain syscalls on a small local file: cheaper inline than a blocking-pool hop.
-    let outputs = read_outputs(output, work.limits.output_bytes, &lines).await;
-
-    let status = match status {
-        Ok(s) => s,
-        Err(e) => return failed(format!("waiting for the task's process failed: {e}")),
-    };
-    let code = status.code();
-    let (kind, message) = if timed_out {
-        (
-            OutcomeKind::TimedOut,
-            Some(format!(
-                "timed out after {}",
-                task.timeout.unwrap_or_default()
-            )),
-        )
-    } else if killed {
-        (OutcomeKind::Killed, Some("killed".to_owned()))
-    } else {
-        match code {
-            Some(0) => (OutcomeKind::Success, None),
-            Some(EXIT_SKIP) => (
-                OutcomeKind::Skipped,
-                Some(format!("exited with {EXIT_SKIP}: skipped")),
-            ),
-            Some(c) => (OutcomeKind::Failed, Some(format!("exited with code {c}"))),
-            None => {
-                use std::os::unix::process::ExitStatusExt;
-                let sig = status.signal().unwrap_or(0);
-                (OutcomeKind::Failed, Some(format!("killed by signal {sig}")))
-            }
-        }
-    };
-    // A program the shell ran and a signal killed shows as the shell's exit
-    // status, 128 + the signal: the same for one started directly.
-    let code = match code {
-        None if direct => {
-            use std::os::unix::process::ExitStatusExt;
-            status.signal().map(|sig| 128 + sig)
-        }
-        code => code,
-    };
-    Outcome {
-        kind,
-        exit_code: code,
-        message,
-        outputs,
-        pid,
-        command: None,
-    }
-}
-
-/// SIGTERM to the group, then SIGKILL after the grace (at once when it is zero).
-async fn terminate(
-    child: &mut tokio::process::Child,
-    pgid: Option<Pid>,
-    grace: Duration,
-    lines: &LineTx,
-) -> std::io::Result<std::process::ExitStatus> {
-    if grace.is_zero() {
-        if let Some(pg) = pgid {
-            let _ = killpg(pg, Signal::SIGKILL);
-        }
-        return child.wait().await;
-    }
-    if let Some(pg) = pgid {
-        let _ = killpg(pg, Signal::SIGTERM);
-    }
-    let deadline = tokio::time::Instant::now() + grace;
-    let status = tokio::time::timeout_at(deadline, child.wait()).await.ok();
-    // The shell ends at SIGTERM at once; what it started gets the rest of the
-    // grace to finish, as a program started directly does.
-    let group_alive = || async move {
-        match pgid {
-            Some(pg) => tokio::task::spawn_blocking(move || group_has_live_process(pg))
-                .await
-                .unwrap_or(true),
-            None => false,
-        }
-    };
-    if status.is_some() {
-        while tokio::time::Instant::now() < deadline && group_alive().await {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    if status.is_none() || group_alive().await {
-        let _ = lines
-            .send((
-                Stream::System,
-                format!(
-                    "[gale] still running {}s after SIGTERM: sending SIGKILL",
-                    grace.as_secs()
-                ),
-            ))
-            .await;
-        if let Some(pg) = pgid {
-            let _ = killpg(pg, Signal::SIGKILL);
-        }
-    }
-    match status {
-        Some(s) => s,
-        None => child.wait().await,
-    }
-}
-
-/// Whether a process of group `pg` is still running. A zombie does not count: an
-/// orphan the shell left waits as one for its new parent (which may never reap
-/// it, e.g. a container's first process), but `kill(-pg, 0)` still finds it.
-fn group_has_live_process(pg: Pid) -> bool {
-    if killpg(pg, None).is_err() {
-        return false;
-    }
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return true;
-    };
-    procs.flatten().any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        // "pid (comm) state ppid pgrp ...": comm may hold anything but the last ')'.
-        let mut fields = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace();
-        let state = fields.next();
-        let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
-        pgrp == Some(pg.as_raw()) && state != Some("Z") && state != Some("X")
-    })
-}
-
-/// Splits a pipe into lines (cut at `max_line` bytes) and sends them on.
-async fn pump<R: AsyncRead + Unpin>(mut reader: R, stream: Stream, lines: LineTx, max_line: usize) {
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut line: Vec<u8> = Vec::new();
-    let mut cut = false;
-    let emit = |line: &mut Vec<u8>, cut: &mut bool| {
-        let mut text = String::from_utf8_lossy(line).into_owned();
-        if text.ends_with('\r') {
-            text.pop();
-        }
-        if *cut {
-            text.push_str(" [gale: line cut]");
-        }
-        line.clear();
-        *cut = false;
-        text
-    };
-    loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        for &b in &buf[..n] {
-            if b == b'\n' {
-                let text = emit(&mut line, &mut cut);
-                if lines.send((stream, text)).await.is_err() {
-                    return;
-                }
-            } else if line.len() < max_line {
-                line.push(b);
-            } else {
-                cut = true;
-            }
-        }
-    }
-    if !line.is_empty() || cut {
-        let text = emit(&mut line, &mut cut);
-        let _ = lines.send((stream, text)).await;
-    }
-}
-
-/// Reads `key=value` lines from the task's `$GALE_OUTPUT` file, and removes
-/// the file.
-async fn read_outputs(path: &Path, max_bytes: u64, lines: &LineTx) -> BTreeMap<String, String> {
-    use std::io::Read;
-    let mut out = BTreeMap::new();
-    // Most tasks write no outputs: one failed open is all they cost.
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
-        Err(e) => {
-            let _ = std::fs::remove_file(path);
-            let _ = lines
-                .send((
-                    Stream::System,
-                    format!("[gale] cannot read $GALE_OUTPUT: {e}: outputs ignored"),
-                ))
-                .await;
-            return out;
-        }
-    };
-    let _ = std::fs::remove_file(path);
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if size > max_bytes {
-        let _ = lines
-            .send((Stream::System, format!("[gale] $GALE_OUTPUT is {size} bytes, more than the {max_bytes} allowed: outputs ignored")))
-            .await;
-        return out;
-    }
-    let mut text = String::new();
-    if file.take(max_bytes).read_to_string(&mut text).is_err() {
-        let _ = lines
-            .send((
-                Stream::System,
-                "[gale] $GALE_OUTPUT is not valid UTF-8: outputs ignored".into(),
-            ))
-            .await;
-        return out;
-    }
-    for (n, l) in text.lines().enumerate() {
-        if l.trim().is_empty() {
-            continue;
-        }
-        match l.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => {
-                out.insert(k.trim().to_owned(), v.to_owned());
-            }
-            _ => {
-                let _ = lines
-                    .send((
-                        Stream::System,
-                        format!(
-                            "[gale] $GALE_OUTPUT line {} is not key=value: ignored",
-                            n + 1
-                        ),
-                    ))
-                    .await;
-            }
-        }
-    }
-    out
-}
-
-async fn run_http(
-    work: &Work<'_>,
-    task: &Task,
-    spec: &HttpSpec,
-    ctx: &Context,
-    lines: LineTx,
-    kill: CancellationToken,
-) -> Outcome {
-    let render = |s: &str| template::render(s, ctx);
-    let url = match render(&spec.url) {
-        Ok(u) => u,
-        Err(e) => return failed(e),
-    };
-    let method = match reqwest::Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes()) {
-        Ok(m) => m,
-        Err(_) => return failed(format!("invalid HTTP method {:?}", spec.method)),
-    };
-    let timeout = task
-        .timeout
-        .map(|t| t.0)
-        .unwrap_or(Duration::from_secs(300));
-    let mut req = work.http.request(method.clone(), &url).timeout(timeout);
-    for (k, v) in &spec.headers {
-        match render(v) {
-            Ok(v) => req = req.header(k, v),
-            Err(e) => return failed(e),
-        }
-    }
-    if let Some(body) = &spec.body {
-        match render(body) {
-            Ok(b) => req = req.body(b),
-            Err(e) => return failed(e),
-        }
-    }
-    let _ = lines
-        .send((Stream::System, format!("[gale] {method} {url}")))
-        .await;
-    let resp = tokio::select! {
-        r = req.send() => r,
-        _ = kill.cancelled() => return Outcome { kind: OutcomeKind::Killed, exit_code: None, message: Some("killed".into()), outputs: BTreeMap::new() , pid: None, command: None },
-    };
-    let resp = match resp {
-        Ok(r) => r,
-        Err(e) if e.is_timeout() => {
-            return Outcome {
-                kind: OutcomeKind::TimedOut,
-                exit_code: None,
-                message: Some(format!(
-                    "HTTP request timed out after {}",
-                    task.timeout
-                        .map(|t| t.to_string())
-                        .unwrap_or_else(|| "300s".into())
-                )),
-                outputs: BTreeMap::new(),
-                pid: None,
-                command: None,
-            };
-        }
-        Err(e) => return failed(format!("HTTP request failed: {e}")),
-    };
-    let status = resp.status().as_u16();
-    let body = resp.bytes().await.unwrap_or_default();
-    let shown = &body[..body.len().min(work.limits.output_bytes as usize)];
-    for l in String::from_utf8_lossy(shown).lines() {
-        let _ = lines.send((Stream::Stdout, l.to_owned())).await;
-    }
-    let ok = if spec.expect_status.is_empty() {
-        (200..300).contains(&status)
-    } else {
-        spec.expect_status.contains(&status)
-    };
-    let mut outputs = BTreeMap::new();
-    outputs.insert("status".to_owned(), status.to_string());
-    if ok {
-        Outcome {
-            kind: OutcomeKind::Success,
-            exit_code: None,
-            message: Some(format!("HTTP {status}")),
-            outputs,
-            pid: None,
-            command: None,
-        }
-    } else {
-        Outcome {
-            kind: OutcomeKind::Failed,
-            exit_code: None,
-            message: Some(format!("HTTP {status} is not an expected status")),
-            outputs,
-            pid: None,
-            command: None,
-        }
-    }
 }
 
 /// Runs one task in the foreground for `gale tasks test`: output goes to this

@@ -1,0 +1,99 @@
+//! DAGs: the versions the DAG processor stores, import errors, which files
+//! are still present, and pausing.
+
+use async_trait::async_trait;
+use gale_model::{Dag, DagError, DagId};
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::*;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DagRow {
+    pub dag_id: DagId,
+    pub file: String,
+    pub version_hash: String,
+    pub paused: bool,
+    /// False once its file is gone from the DAG folder.
+    pub active: bool,
+    pub schedule: Option<String>,
+    pub timezone: String,
+    pub max_active_runs: u32,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub last_interval_end: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct DagVersion {
+    pub dag_id: DagId,
+    pub version_hash: String,
+    pub file: String,
+    pub source: String,
+    pub spec: Dag,
+    pub created_at: Timestamp,
+}
+
+/// One stored version of a DAG (its content hash), without the content.
+#[derive(Clone, Debug, Serialize)]
+pub struct VersionInfo {
+    pub version_hash: String,
+    pub file: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ImportError {
+    pub file: String,
+    pub dag_id: Option<String>,
+    pub errors: Vec<DagError>,
+    pub updated_at: Timestamp,
+}
+
+/// DAG versions, import errors and the DAG rows.
+#[async_trait]
+pub trait Dags: Send + Sync + 'static {
+    /// Records a successfully parsed DAG file: a new version if its content is new,
+    /// the DAG row pointing at it, and no import error for the file. Returns whether
+    /// the version was new. Refuses a DAG id that another active file already defines.
+    ///
+    /// `owner` names the DAG processor (host and folder) recording it: see
+    /// `sync_files`.
+    async fn upsert_dag(
+        &self,
+        dag: &Dag,
+        file: &str,
+        source: &str,
+        hash: &str,
+        owner: &str,
+    ) -> Result<bool>;
+
+    async fn record_import_errors(
+        &self,
+        file: &str,
+        dag_id: Option<&str>,
+        errors: &[DagError],
+        owner: &str,
+    ) -> Result<()>;
+
+    /// For the DAG processor `owner`, whose folder now holds exactly `present`:
+    /// marks the DAGs it recorded whose files are gone inactive, and drops its
+    /// import errors of files that are gone. What other processors recorded is
+    /// left alone (rows from before owners were recorded count as anyone's).
+    async fn sync_files(&self, owner: &str, present: &[String]) -> Result<()>;
+
+    async fn list_dags(&self) -> Result<Vec<DagRow>>;
+
+    async fn get_dag(&self, dag_id: &DagId) -> Result<Option<DagRow>>;
+
+    async fn get_version(&self, dag_id: &DagId, hash: &str) -> Result<Option<DagVersion>>;
+
+    /// A DAG's versions, newest first.
+    async fn list_versions(&self, dag_id: &DagId) -> Result<Vec<VersionInfo>>;
+
+    async fn list_import_errors(&self) -> Result<Vec<ImportError>>;
+
+    /// Returns false when the DAG does not exist.
+    async fn set_paused(&self, dag_id: &DagId, paused: bool) -> Result<bool>;
+}

@@ -1,0 +1,46 @@
+//! The store's interface, one trait per aggregate (DAGs, runs, the attempt
+//! queue, logs, nodes, pools, the slot ledger, operators' actions, backfills,
+//! auth, the clock and the database itself), each beside the row types it owns.
+//! [`crate::Store`] is their union. Nothing here knows a backend.
+
+pub mod auth;
+pub mod backfills;
+pub mod clock;
+pub mod dags;
+pub mod database;
+pub mod logs;
+pub mod nodes;
+pub mod operator;
+pub mod pools;
+pub mod queue;
+pub mod runs;
+pub mod slots;
+
+pub use auth::{Role, SessionRow, TokenRow, UserRow};
+pub use backfills::BackfillRow;
+pub use dags::{DagRow, DagVersion, ImportError, VersionInfo};
+pub use logs::{LogLine, LogRow, Stream};
+pub use nodes::{NodeRow, NodeState};
+pub use operator::{ClearTask, RunMark};
+pub use pools::PoolRow;
+pub use queue::{AttemptRow, AttemptState, Claim, Finish, Outcome, Reap};
+pub use runs::{RunActivity, RunFilter, RunRow, StoreCounts, TaskRow, Transition};
+pub use slots::{SlotRow, SlotStatus};
+
+/// Every trait of the store, for code that calls its methods on a concrete
+/// backend (`SqliteStore`, `PgStore`): `use gale_store::prelude::*;`.
+pub mod prelude {
+    pub use super::auth::Auth;
+    pub use super::backfills::Backfills;
+    pub use super::clock::Clock;
+    pub use super::dags::Dags;
+    pub use super::database::Database;
+    pub use super::logs::Logs;
+    pub use super::nodes::Nodes;
+    pub use super::operator::Operator;
+    pub use super::pools::Pools;
+    pub use super::queue::Queue;
+    pub use super::runs::Runs;
+    pub use super::slots::Slots;
+    pub use crate::Store;
+}

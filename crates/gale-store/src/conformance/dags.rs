@@ -1,0 +1,410 @@
+//! Conformance checks: DAGs: versions, one DAG per file, file sync, import errors, pausing.
+
+use super::*;
+
+/// `upsert_dag` creates the DAG and a version; the same content again is no new
+/// version; new content is a new version the DAG points at, the old one kept.
+pub async fn upsert_dag_versions<S: Store + ?Sized>(store: &S) {
+    let dag = parse_dag("dags/etl.yaml", ETL_V1);
+    let hash = content_hash(ETL_V1);
+    let new = store
+        .upsert_dag(&dag, "dags/etl.yaml", ETL_V1, &hash, OWNER)
+        .await
+        .expect("upsert_dag");
+    assert!(
+        new,
+        "the first upsert_dag of a DAG must report a new version"
+    );
+
+    let row = store
+        .get_dag(&dag.id)
+        .await
+        .expect("get_dag")
+        .expect("upsert_dag must create the DAG row");
+    assert_eq!(row.dag_id, dag.id);
+    assert_eq!(row.file, "dags/etl.yaml");
+    assert_eq!(row.version_hash, hash);
+    assert!(!row.paused, "a new DAG starts unpaused");
+    assert!(row.active, "a new DAG starts active");
+    assert_eq!(row.schedule.as_deref(), Some("0 2 * * *"));
+    assert_eq!(row.timezone, "UTC");
+    assert_eq!(row.max_active_runs, 2);
+    assert_eq!(row.description.as_deref(), Some("nightly load"));
+    assert_eq!(row.tags, vec!["etl".to_owned(), "nightly".to_owned()]);
+    assert_eq!(row.last_interval_end, None);
+
+    let listed = store.list_dags().await.expect("list_dags");
+    assert_eq!(listed.len(), 1, "list_dags: {listed:#?}");
+    assert_eq!(listed[0].dag_id, dag.id);
+
+    let version = store
+        .get_version(&dag.id, &hash)
+        .await
+        .expect("get_version")
+        .expect("upsert_dag must store the version");
+    assert_eq!(version.dag_id, dag.id);
+    assert_eq!(version.version_hash, hash);
+    assert_eq!(version.file, "dags/etl.yaml");
+    assert_eq!(version.source, ETL_V1);
+    assert_eq!(version.spec, dag, "the stored spec must round-trip");
+
+    let again = store
+        .upsert_dag(&dag, "dags/etl.yaml", ETL_V1, &hash, OWNER)
+        .await
+        .expect("upsert_dag again");
+    assert!(!again, "the same content again must not be a new version");
+    let row = store.get_dag(&dag.id).await.expect("get_dag").unwrap();
+    assert_eq!(row.version_hash, hash);
+
+    let dag2 = parse_dag("dags/etl.yaml", ETL_V2);
+    let hash2 = content_hash(ETL_V2);
+    assert_ne!(hash, hash2);
+    let new = store
+        .upsert_dag(&dag2, "dags/etl.yaml", ETL_V2, &hash2, OWNER)
+        .await
+        .expect("upsert_dag v2");
+    assert!(new, "changed content must be a new version");
+    let row = store.get_dag(&dag.id).await.expect("get_dag").unwrap();
+    assert_eq!(
+        row.version_hash, hash2,
+        "the DAG must point at the new version"
+    );
+    assert_eq!(row.schedule.as_deref(), Some("0 3 * * *"));
+    assert_eq!(
+        row.description.as_deref(),
+        Some("nightly load, now with a report")
+    );
+    assert_eq!(row.tags, vec!["etl".to_owned()]);
+    let v2 = store
+        .get_version(&dag.id, &hash2)
+        .await
+        .expect("get_version v2")
+        .expect("v2 stored");
+    assert_eq!(v2.spec.tasks.len(), 3);
+    assert!(
+        store
+            .get_version(&dag.id, &hash)
+            .await
+            .expect("get_version v1")
+            .is_some(),
+        "old versions must be kept: runs refer to them"
+    );
+    assert!(
+        store
+            .get_version(&dag.id, "no-such-hash")
+            .await
+            .expect("get_version unknown")
+            .is_none()
+    );
+    assert!(
+        store
+            .get_dag(&DagId::from("nope"))
+            .await
+            .expect("get_dag unknown")
+            .is_none()
+    );
+}
+
+/// A second file defining an active DAG's id is refused, changing nothing.
+pub async fn duplicate_dag_id_is_refused<S: Store + ?Sized>(store: &S) {
+    let original = seed(store, "dags/etl.yaml", ETL_V1).await;
+    let copy_source = ETL_V1.replace("nightly load", "a copy");
+    let copy = parse_dag("dags/copy.yaml", &copy_source);
+    assert_eq!(copy.id, original.dag.id);
+    let copy_hash = content_hash(&copy_source);
+    let err = store
+        .upsert_dag(&copy, "dags/copy.yaml", &copy_source, &copy_hash, OWNER)
+        .await
+        .expect_err("a second file defining an active DAG id must be refused");
+    assert!(
+        err.to_string().contains("duplicate"),
+        "the error must say \"duplicate\": {err}"
+    );
+    assert!(
+        !err.is_retryable(),
+        "a duplicate DAG id is not fixed by retrying: {err:?}"
+    );
+    let row = store
+        .get_dag(original.id())
+        .await
+        .expect("get_dag")
+        .unwrap();
+    assert_eq!(row.file, "dags/etl.yaml", "the original file keeps the DAG");
+    assert_eq!(row.version_hash, original.hash);
+    assert_eq!(row.description.as_deref(), Some("nightly load"));
+    assert!(
+        store
+            .get_version(original.id(), &copy_hash)
+            .await
+            .expect("get_version")
+            .is_none(),
+        "a refused file must not leave a version behind"
+    );
+    // The original file itself may be upserted again.
+    let again = store
+        .upsert_dag(&original.dag, &original.file, ETL_V1, &original.hash, OWNER)
+        .await
+        .expect("the file that owns the DAG id may upsert it again");
+    assert!(!again);
+}
+
+/// A file defines one DAG: when a file's DAG id changes, the DAG it defined before
+/// becomes inactive (it is no longer defined anywhere) and its id is free again.
+pub async fn renamed_dag_id_retires_the_old_one<S: Store + ?Sized>(store: &S) {
+    let old = seed(store, "dags/a.yaml", &flat_dag_source("old_name", 1, "")).await;
+    let other = seed(store, "dags/other.yaml", &flat_dag_source("other", 1, "")).await;
+    let new = seed(store, "dags/a.yaml", &flat_dag_source("new_name", 1, "")).await;
+
+    let new_row = store.get_dag(new.id()).await.expect("get_dag").unwrap();
+    assert!(new_row.active);
+    assert_eq!(new_row.file, "dags/a.yaml");
+    let old_row = store
+        .get_dag(old.id())
+        .await
+        .expect("get_dag")
+        .expect("the old DAG is kept (its runs refer to it), only inactive");
+    assert!(
+        !old_row.active,
+        "a DAG whose file now defines another id must become inactive"
+    );
+    assert!(
+        store
+            .get_dag(other.id())
+            .await
+            .expect("get_dag")
+            .unwrap()
+            .active,
+        "DAGs of other files are not touched"
+    );
+
+    // The old id is free: another file may define it now.
+    let moved = seed(store, "dags/b.yaml", &flat_dag_source("old_name", 2, "")).await;
+    let row = store.get_dag(moved.id()).await.expect("get_dag").unwrap();
+    assert!(row.active);
+    assert_eq!(row.file, "dags/b.yaml");
+    assert!(
+        store
+            .get_dag(new.id())
+            .await
+            .expect("get_dag")
+            .unwrap()
+            .active,
+        "taking over a free id does not retire the file's former owner's new DAG"
+    );
+}
+
+/// `sync_files` marks DAGs of absent files inactive (freeing their ids) and drops
+/// the import errors of absent files.
+pub async fn sync_files_marks_absent_files<S: Store + ?Sized>(store: &S) {
+    let a = seed(store, "dags/a.yaml", &flat_dag_source("a", 1, "")).await;
+    let b = seed(store, "dags/b.yaml", &flat_dag_source("b", 1, "")).await;
+    let err = |file: &str| DagError {
+        file: file.to_owned(),
+        line: 3,
+        column: 7,
+        message: "bad".into(),
+    };
+    store
+        .record_import_errors("dags/gone.yaml", None, &[err("dags/gone.yaml")], OWNER)
+        .await
+        .expect("record_import_errors");
+    store
+        .record_import_errors("dags/bad.yaml", Some("bad"), &[err("dags/bad.yaml")], OWNER)
+        .await
+        .expect("record_import_errors");
+
+    // What another DAG processor (another host or folder) recorded is its own.
+    let theirs_source = flat_dag_source("theirs", 1, "");
+    let theirs = parse_dag("other/theirs.yaml", &theirs_source);
+    store
+        .upsert_dag(
+            &theirs,
+            "other/theirs.yaml",
+            &theirs_source,
+            &content_hash(&theirs_source),
+            "node2:/other",
+        )
+        .await
+        .expect("upsert_dag");
+    store
+        .record_import_errors(
+            "other/broken.yaml",
+            None,
+            &[err("other/broken.yaml")],
+            "node2:/other",
+        )
+        .await
+        .expect("record_import_errors");
+
+    store
+        .sync_files(
+            OWNER,
+            &["dags/a.yaml".to_owned(), "dags/bad.yaml".to_owned()],
+        )
+        .await
+        .expect("sync_files");
+    assert!(
+        store
+            .get_dag(&theirs.id)
+            .await
+            .expect("get_dag")
+            .expect("theirs")
+            .active,
+        "another processor's DAG is not retired by this one"
+    );
+    assert!(
+        store
+            .list_import_errors()
+            .await
+            .expect("list_import_errors")
+            .iter()
+            .any(|e| e.file == "other/broken.yaml"),
+        "another processor's import errors are not dropped by this one"
+    );
+    store
+        .sync_files("node2:/other", &[])
+        .await
+        .expect("sync_files");
+    assert!(
+        !store
+            .get_dag(&theirs.id)
+            .await
+            .expect("get_dag")
+            .expect("theirs")
+            .active,
+        "its own processor retires it"
+    );
+
+    let a_row = store.get_dag(a.id()).await.expect("get_dag").unwrap();
+    assert!(a_row.active, "a DAG whose file is present stays active");
+    let b_row = store
+        .get_dag(b.id())
+        .await
+        .expect("get_dag")
+        .expect("an absent file's DAG is kept (its runs refer to it), only inactive");
+    assert!(
+        !b_row.active,
+        "a DAG whose file is absent must become inactive"
+    );
+    let files: Vec<String> = store
+        .list_import_errors()
+        .await
+        .expect("list_import_errors")
+        .into_iter()
+        .map(|e| e.file)
+        .collect();
+    assert_eq!(
+        files,
+        vec!["dags/bad.yaml".to_owned()],
+        "import errors of absent files must be dropped, others kept"
+    );
+
+    // The inactive DAG's id is free for another file now.
+    let moved = seed(store, "dags/b2.yaml", &flat_dag_source("b", 2, "")).await;
+    let row = store.get_dag(moved.id()).await.expect("get_dag").unwrap();
+    assert_eq!(row.file, "dags/b2.yaml");
+    assert!(row.active, "upserting a DAG makes it active again");
+    assert_eq!(row.version_hash, moved.hash);
+}
+
+/// Import errors round-trip file, DAG id, line, column and message; recording a
+/// file again replaces its errors; a successful upsert of the file clears them.
+pub async fn import_errors_round_trip<S: Store + ?Sized>(store: &S) {
+    let broken = "schedule: '99 * * * *'\ntasks:\n  a:\n    run: x\n    needs: [nope]\n";
+    let errors =
+        parse("dags/broken.yaml", "broken", broken).expect_err("the fixture must not parse");
+    assert!(errors.len() >= 2, "{errors:?}");
+    store
+        .record_import_errors("dags/broken.yaml", Some("broken"), &errors, OWNER)
+        .await
+        .expect("record_import_errors");
+    let other = vec![DagError {
+        file: "dags/other.yaml".into(),
+        line: 0,
+        column: 0,
+        message: "file is not UTF-8: ünïcödé ✓".into(),
+    }];
+    store
+        .record_import_errors("dags/other.yaml", None, &other, OWNER)
+        .await
+        .expect("record_import_errors");
+
+    let mut listed = store
+        .list_import_errors()
+        .await
+        .expect("list_import_errors");
+    listed.sort_by(|x, y| x.file.cmp(&y.file));
+    assert_eq!(listed.len(), 2, "{listed:#?}");
+    assert_eq!(listed[0].file, "dags/broken.yaml");
+    assert_eq!(listed[0].dag_id.as_deref(), Some("broken"));
+    assert_eq!(
+        listed[0].errors, errors,
+        "file, line, column and message must round-trip"
+    );
+    assert_eq!(listed[1].file, "dags/other.yaml");
+    assert_eq!(listed[1].dag_id, None);
+    assert_eq!(listed[1].errors, other);
+
+    let replacement = vec![DagError {
+        file: "dags/broken.yaml".into(),
+        line: 9,
+        column: 2,
+        message: "still broken".into(),
+    }];
+    store
+        .record_import_errors("dags/broken.yaml", None, &replacement, OWNER)
+        .await
+        .expect("record_import_errors again");
+    let listed = store
+        .list_import_errors()
+        .await
+        .expect("list_import_errors");
+    let entries: Vec<_> = listed
+        .iter()
+        .filter(|e| e.file == "dags/broken.yaml")
+        .collect();
+    assert_eq!(entries.len(), 1, "one entry per file: {listed:#?}");
+    assert_eq!(entries[0].errors, replacement, "recording again replaces");
+    assert_eq!(entries[0].dag_id, None);
+
+    seed(store, "dags/broken.yaml", &flat_dag_source("broken", 1, "")).await;
+    let files: Vec<String> = store
+        .list_import_errors()
+        .await
+        .expect("list_import_errors")
+        .into_iter()
+        .map(|e| e.file)
+        .collect();
+    assert_eq!(
+        files,
+        vec!["dags/other.yaml".to_owned()],
+        "a successful upsert_dag clears the file's import errors"
+    );
+}
+
+/// `set_paused` is false for an unknown DAG, toggles `paused`, and a new version
+/// of a paused DAG stays paused.
+pub async fn set_paused<S: Store + ?Sized>(store: &S) {
+    let unknown = store
+        .set_paused(&DagId::from("nope"), true)
+        .await
+        .expect("set_paused unknown");
+    assert!(!unknown, "set_paused of an unknown DAG must return false");
+    assert!(
+        store.list_dags().await.expect("list_dags").is_empty(),
+        "set_paused must not create a DAG"
+    );
+
+    let dag = seed(store, "dags/etl.yaml", ETL_V1).await;
+    assert!(store.set_paused(dag.id(), true).await.expect("set_paused"));
+    let row = store.get_dag(dag.id()).await.expect("get_dag").unwrap();
+    assert!(row.paused, "set_paused(true) must pause");
+
+    seed(store, "dags/etl.yaml", ETL_V2).await;
+    let row = store.get_dag(dag.id()).await.expect("get_dag").unwrap();
+    assert!(row.paused, "a new version of a paused DAG must stay paused");
+
+    assert!(store.set_paused(dag.id(), false).await.expect("set_paused"));
+    let row = store.get_dag(dag.id()).await.expect("get_dag").unwrap();
+    assert!(!row.paused, "set_paused(false) must unpause");
+}

@@ -1,0 +1,238 @@
+//! Conformance checks: The listings the web pages and metrics read.
+
+use super::*;
+
+fn nonzero(counts: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| (k.clone(), *n))
+        .collect()
+}
+
+pub(super) fn counted(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
+}
+
+/// `list_runs` pages newest first with `before`, and filters by run type;
+/// `recent_runs` gives each DAG's newest runs; `tasks_of_runs` the task
+/// instances of exactly the runs given; `counts` the unfinished runs and task
+/// instances by state; `list_versions` a DAG's versions, newest first.
+pub async fn listing_for_the_web<S: Store + ?Sized>(store: &S) {
+    let alpha = seed(store, "dags/alpha.yaml", &flat_dag_source("alpha", 2, "")).await;
+    let etl = seed(store, "dags/etl.yaml", ETL_V1).await;
+    let a1 = create(
+        store,
+        &new_run(&alpha, "scheduled__1", RunType::Scheduled, day(1)),
+    )
+    .await;
+    let e1 = create(
+        store,
+        &new_run(&etl, "scheduled__1", RunType::Scheduled, day(1)),
+    )
+    .await;
+    let a2 = create(
+        store,
+        &new_run(&alpha, "manual__2", RunType::Manual, day(2)),
+    )
+    .await;
+    let e2 = create(store, &new_run(&etl, "manual__2", RunType::Manual, day(2))).await;
+    let a3 = create(
+        store,
+        &new_run(&alpha, "backfill__3", RunType::Backfill, day(3)),
+    )
+    .await;
+    let newest_first = vec![a3, e2, a2, e1, a1];
+
+    // Paging: every run once, newest first.
+    let mut walked = Vec::new();
+    let mut before = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_runs(&RunFilter {
+                before,
+                limit: 2,
+                ..RunFilter::default()
+            })
+            .await
+            .expect("list_runs");
+        assert!(page.len() <= 2, "list_runs must respect the limit");
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        walked.extend(page.iter().map(|r| r.id));
+        pages += 1;
+        assert!(pages <= 10, "paging does not end: {walked:?}");
+    }
+    assert_eq!(
+        walked, newest_first,
+        "paging with `before` walks every run once, newest first"
+    );
+    assert_eq!(pages, 3, "5 runs in pages of 2");
+    let page = store
+        .list_runs(&RunFilter {
+            dag_id: Some(alpha.id().clone()),
+            before: Some(a3),
+            ..RunFilter::default()
+        })
+        .await
+        .expect("list_runs");
+    assert_eq!(
+        page.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![a2, a1],
+        "`before` combines with the other filters"
+    );
+
+    let of_type = async |dag_id: Option<&DagId>, run_type| {
+        store
+            .list_runs(&RunFilter {
+                dag_id: dag_id.cloned(),
+                run_type: Some(run_type),
+                ..RunFilter::default()
+            })
+            .await
+            .expect("list_runs")
+            .iter()
+            .map(|r| {
+                assert_eq!(r.run_type, run_type, "the run_type filter: {r:#?}");
+                r.id
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of_type(None, RunType::Manual).await, vec![e2, a2]);
+    assert_eq!(of_type(None, RunType::Scheduled).await, vec![e1, a1]);
+    assert_eq!(of_type(None, RunType::Backfill).await, vec![a3]);
+    assert_eq!(
+        of_type(Some(etl.id()), RunType::Manual).await,
+        vec![e2],
+        "run_type combines with dag_id"
+    );
+    assert!(of_type(Some(etl.id()), RunType::Backfill).await.is_empty());
+
+    // recent_runs: at most `per_dag` per DAG, newest first within each.
+    let per_dag = |runs: &[RunRow], dag: &DagId| -> Vec<RunId> {
+        runs.iter()
+            .filter(|r| &r.dag_id == dag)
+            .map(|r| r.id)
+            .collect()
+    };
+    let recent = store.recent_runs(2).await.expect("recent_runs");
+    assert_eq!(recent.len(), 4, "two runs of each of two DAGs: {recent:#?}");
+    assert_eq!(per_dag(&recent, alpha.id()), vec![a3, a2]);
+    assert_eq!(per_dag(&recent, etl.id()), vec![e2, e1]);
+    let recent = store.recent_runs(10).await.expect("recent_runs");
+    assert_eq!(per_dag(&recent, alpha.id()), vec![a3, a2, a1]);
+    assert_eq!(per_dag(&recent, etl.id()), vec![e2, e1]);
+
+    // tasks_of_runs: the task instances of exactly the runs given.
+    let mut expected = ids(&tasks_of(store, a1).await);
+    expected.extend(ids(&tasks_of(store, e2).await));
+    let got = store.tasks_of_runs(&[a1, e2]).await.expect("tasks_of_runs");
+    assert_eq!(got.len(), 4, "two task instances in each run: {got:#?}");
+    assert_eq!(
+        ids(&got),
+        expected,
+        "tasks_of_runs returns the runs' task instances"
+    );
+    assert!(
+        store
+            .tasks_of_runs(&[])
+            .await
+            .expect("tasks_of_runs")
+            .is_empty(),
+        "no runs, no task instances"
+    );
+    assert!(
+        store
+            .tasks_of_runs(&[RunId(999_999)])
+            .await
+            .expect("tasks_of_runs")
+            .is_empty()
+    );
+
+    // counts (unfinished work only): runs running a1 and e2, queued a2 and a3,
+    // e1 failed (not counted).
+    let promoted: BTreeSet<RunId> = store
+        .promote_runs()
+        .await
+        .expect("promote_runs")
+        .into_iter()
+        .collect();
+    assert_eq!(promoted, BTreeSet::from([a1, e1, e2]));
+    assert!(
+        store
+            .finish_run(e1, RunState::Failed)
+            .await
+            .expect("finish_run")
+    );
+    // Tasks: a1's t1, t2 and e2's load queued, e2's extract running, the other
+    // five none; e1's extract skipped (not counted).
+    queue_tasks(store, alpha.id(), a1, &["t1", "t2"]).await;
+    queue_tasks(store, etl.id(), e2, &["extract", "load"]).await;
+    let claims = store
+        .claim("w1", "host-1", &queues(&["default"]), 1)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 1);
+    assert_eq!(
+        (claims[0].task.run_id, claims[0].task.task_id.as_str()),
+        (e2, "extract"),
+        "the highest priority is claimed"
+    );
+    let e1_extract = ti_of(store, e1, "extract").await.id;
+    assert_eq!(
+        store
+            .apply_transitions(&[Transition {
+                ti: e1_extract,
+                from: TaskState::None,
+                to: TaskState::Skipped,
+                retry_at: None,
+            }])
+            .await
+            .expect("apply_transitions"),
+        1
+    );
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(
+        nonzero(&counts.runs_by_state),
+        counted(&[("queued", 2), ("running", 2)]),
+        "queued and running runs by state (finished ones are not counted): {counts:#?}"
+    );
+    assert_eq!(
+        nonzero(&counts.tasks_by_state),
+        counted(&[("none", 5), ("queued", 3), ("running", 1)]),
+        "unfinished task instances by state (finished ones are not counted): {counts:#?}"
+    );
+    assert_eq!(
+        nonzero(&counts.queued_by_queue),
+        counted(&[("default", 2), ("io", 1)]),
+        "queued task instances by queue: {counts:#?}"
+    );
+
+    // list_versions: newest first.
+    let etl2 = seed(store, "dags/etl.yaml", ETL_V2).await;
+    let versions = store.list_versions(etl.id()).await.expect("list_versions");
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| v.version_hash.as_str())
+            .collect::<Vec<_>>(),
+        vec![etl2.hash.as_str(), etl.hash.as_str()],
+        "both versions, newest first: {versions:#?}"
+    );
+    assert!(versions.iter().all(|v| v.file == "dags/etl.yaml"));
+    assert!(versions[0].created_at >= versions[1].created_at);
+    let alpha_versions = store
+        .list_versions(alpha.id())
+        .await
+        .expect("list_versions");
+    assert_eq!(alpha_versions.len(), 1);
+    assert_eq!(alpha_versions[0].version_hash, alpha.hash);
+    assert!(
+        store
+            .list_versions(&DagId::from("nope"))
+            .await
+            .expect("list_versions")
+            .is_empty()
+    );
+}

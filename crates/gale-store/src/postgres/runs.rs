@@ -1,0 +1,399 @@
+//! The PostgreSQL backend's `impl Runs for PgStore`: runs and their task instances: creation, promotion, transitions and the reads.
+
+use super::*;
+
+#[async_trait]
+impl Runs for PgStore {
+    async fn create_run(&self, run: &NewRun) -> Result<Option<RunId>> {
+        let conf = serde_json::Value::Object(run.conf.clone());
+        let run = run.clone();
+        let origin = self.origin.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let dag_id = run.dag_id.as_str();
+                if run.run_type == RunType::Scheduled {
+                    // The cursor moves even when the slot already has a run, so a
+                    // second scheduler that lost the race moves on too.
+                    tx.exec(
+                        "UPDATE dags SET last_interval_end = greatest(coalesce(last_interval_end, $2), $2)
+                         WHERE dag_id = $1",
+                        &[&dag_id, &run.interval_end],
+                    )
+                    .await?;
+                }
+                let Some(row) = tx
+                    .opt(
+                        "INSERT INTO runs (dag_id, run_key, run_type, version_hash, logical_date,
+                             interval_start, interval_end, conf, state, created_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', now())
+                         ON CONFLICT DO NOTHING RETURNING id",
+                        &[
+                            &dag_id,
+                            &run.run_key,
+                            &run.run_type.as_str(),
+                            &run.version_hash,
+                            &run.logical_date,
+                            &run.interval_start,
+                            &run.interval_end,
+                            &conf,
+                        ],
+                    )
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let run_id: i64 = row.get(0);
+                let task_ids: Vec<&str> = run.tasks.iter().map(|t| t.task_id.as_str()).collect();
+                let max_tries: Vec<i32> = run.tasks.iter().map(|t| i32_of(t.max_tries)).collect();
+                let queues: Vec<&str> = run.tasks.iter().map(|t| t.queue.as_str()).collect();
+                let priorities: Vec<i32> = run.tasks.iter().map(|t| t.priority).collect();
+                let pools: Vec<Option<&str>> = run.tasks.iter().map(|t| t.pool.as_deref()).collect();
+                tx.exec(
+                    "INSERT INTO task_instances (run_id, dag_id, task_id, state, max_tries, queue,
+                         priority, pool, updated_at)
+                     SELECT $1, $2, u.task_id, 'none', u.max_tries, u.queue, u.priority, u.pool, now()
+                     FROM unnest($3::text[], $4::int[], $5::text[], $6::int[], $7::text[])
+                         AS u(task_id, max_tries, queue, priority, pool)",
+                    &[&run_id, &dag_id, &task_ids, &max_tries, &queues, &priorities, &pools],
+                )
+                .await?;
+                if matches!(run.run_type, RunType::Scheduled | RunType::Backfill) {
+                    tx.exec(
+                        "INSERT INTO schedule_slots (dag_id, logical_date, interval_end, status,
+                             run_id, recorded_at)
+                         VALUES ($1, $2, $3, 'run', $4, now())
+                         ON CONFLICT (dag_id, logical_date) DO UPDATE
+                             SET status = 'run', run_id = $4, recorded_at = now()",
+                        &[&dag_id, &run.logical_date, &run.interval_end, &run_id],
+                    )
+                    .await?;
+                }
+                tx.exec("SELECT pg_notify('gale_changed', $1)", &[&origin]).await?;
+                Ok(Some(RunId(run_id)))
+            })
+        })
+        .await
+    }
+
+    async fn count_active_runs(&self, dag_id: &DagId) -> Result<u32> {
+        let id = dag_id.0.clone();
+        self.single(move |c| {
+            Box::pin(async move {
+                let n: i64 = c
+                    .one(
+                        "SELECT count(*) FROM runs WHERE dag_id = $1 AND state IN ('queued', 'running')",
+                        &[&id],
+                    )
+                    .await?
+                    .get(0);
+                Ok(u32::try_from(n).unwrap_or(u32::MAX))
+            })
+        })
+        .await
+    }
+
+    async fn promote_runs(&self) -> Result<Vec<RunId>> {
+        // Most calls find nothing to start: answer those without a transaction.
+        let any: bool = self
+            .single(|c| {
+                Box::pin(async move {
+                    Ok(c.one(
+                        "SELECT EXISTS (SELECT 1 FROM runs r JOIN dags d ON d.dag_id = r.dag_id
+                         WHERE r.state = 'queued' AND NOT d.paused)",
+                        &[],
+                    )
+                    .await?
+                    .get(0))
+                })
+            })
+            .await?;
+        if !any {
+            return Ok(Vec::new());
+        }
+        self.write(|tx| {
+            Box::pin(async move {
+                // The DAG rows guard `max_active_runs`: a DAG another scheduler is
+                // promoting right now is left to it.
+                let locked: Vec<String> = tx
+                    .rows(
+                        "SELECT d.dag_id FROM dags d
+                         WHERE NOT d.paused
+                           AND EXISTS (SELECT 1 FROM runs r WHERE r.dag_id = d.dag_id AND r.state = 'queued')
+                         ORDER BY d.dag_id LIMIT 1000
+                         FOR UPDATE OF d SKIP LOCKED",
+                        &[],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                if locked.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // A new statement: its snapshot sees every promotion committed
+                // before the locks above were granted.
+                let rows = tx
+                    .rows(
+                        "WITH ranked AS (
+                             SELECT r.id,
+                                    row_number() OVER (PARTITION BY r.dag_id ORDER BY r.logical_date, r.id) AS n,
+                                    d.max_active_runs - (SELECT count(*) FROM runs x
+                                        WHERE x.dag_id = r.dag_id AND x.state = 'running') AS room
+                             FROM runs r JOIN dags d ON d.dag_id = r.dag_id
+                             WHERE r.state = 'queued' AND r.dag_id = ANY($1))
+                         UPDATE runs SET state = 'running', started_at = clock_timestamp()
+                         FROM ranked WHERE runs.id = ranked.id AND ranked.n <= ranked.room
+                           AND runs.state = 'queued'
+                         RETURNING runs.id",
+                        &[&locked],
+                    )
+                    .await?;
+                let mut ids: Vec<RunId> = rows.iter().map(|r| RunId(r.get(0))).collect();
+                ids.sort();
+                Ok(ids)
+            })
+        })
+        .await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
+        let dag_id = filter.dag_id.as_ref().map(|d| d.0.clone());
+        let state = filter.state.map(|s| s.as_str());
+        let run_type = filter.run_type.map(|t| t.as_str());
+        let before = filter.before.map(|r| r.0);
+        let limit = i64::from(run_list_limit(filter.limit));
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {RUN_COLS} FROM runs
+                     WHERE ($1::text IS NULL OR dag_id = $1) AND ($2::text IS NULL OR state = $2)
+                       AND ($4::text IS NULL OR run_type = $4) AND ($5::bigint IS NULL OR id < $5)
+                     ORDER BY id DESC LIMIT $3"
+                );
+                Ok(c.rows(&sql, &[&dag_id, &state, &limit, &run_type, &before])
+                    .await?
+                    .iter()
+                    .map(run_row)
+                    .collect())
+            })
+        })
+        .await
+    }
+
+    async fn get_run(&self, run_id: RunId) -> Result<Option<RunRow>> {
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!("SELECT {RUN_COLS} FROM runs WHERE id = $1");
+                Ok(c.opt(&sql, &[&run_id.0]).await?.as_ref().map(run_row))
+            })
+        })
+        .await
+    }
+
+    async fn running_runs(&self, limit: u32) -> Result<Vec<RunRow>> {
+        let limit = i64::from(limit);
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE state = 'running' ORDER BY id LIMIT $1"
+                );
+                Ok(c.rows(&sql, &[&limit]).await?.iter().map(run_row).collect())
+            })
+        })
+        .await
+    }
+
+    async fn finish_run(&self, run_id: RunId, state: RunState) -> Result<bool> {
+        let state = state.as_str();
+        self.single(move |tx| {
+            Box::pin(async move {
+                Ok(tx
+                    .exec(
+                        "UPDATE runs SET state = $2, ended_at = now() WHERE id = $1 AND state = 'running'",
+                        &[&run_id.0, &state],
+                    )
+                    .await?
+                    > 0)
+            })
+        })
+        .await
+    }
+
+    async fn run_tasks(&self, run_id: RunId) -> Result<Vec<TaskRow>> {
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql =
+                    format!("SELECT {TI_COLS} FROM task_instances WHERE run_id = $1 ORDER BY id");
+                Ok(c.rows(&sql, &[&run_id.0])
+                    .await?
+                    .iter()
+                    .map(ti_row)
+                    .collect())
+            })
+        })
+        .await
+    }
+
+    async fn run_state_counts(&self, run_id: RunId) -> Result<Vec<(TaskState, u32)>> {
+        self.single(move |c| {
+            Box::pin(async move {
+                let rows = c
+                    .rows(
+                        "SELECT state, count(*) FROM task_instances WHERE run_id = $1 GROUP BY state",
+                        &[&run_id.0],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        let state: TaskState = r.get::<_, &str>(0).parse().map_err(|e: String| {
+                            Error::Database(format!("task instance state: {e}"))
+                        })?;
+                        Ok((state, u32::try_from(r.get::<_, i64>(1)).unwrap_or(u32::MAX)))
+                    })
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    async fn run_activity(&self, run_id: RunId) -> Result<RunActivity> {
+        self.single(move |c| {
+            Box::pin(async move {
+                let r = c
+                    .one(
+                        "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_id = $1
+                                        AND state IN ('none', 'scheduled', 'up_for_retry')),
+                                EXISTS (SELECT 1 FROM task_instances WHERE run_id = $1
+                                        AND state IN ('queued', 'running'))",
+                        &[&run_id.0],
+                    )
+                    .await?;
+                Ok(RunActivity {
+                    pending: r.get(0),
+                    in_flight: r.get(1),
+                })
+            })
+        })
+        .await
+    }
+
+    async fn apply_transitions(&self, transitions: &[Transition]) -> Result<usize> {
+        if transitions.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = transitions.iter().map(|t| t.ti.0).collect();
+        let from: Vec<&str> = transitions.iter().map(|t| t.from.as_str()).collect();
+        let to: Vec<&str> = transitions.iter().map(|t| t.to.as_str()).collect();
+        let retry_at: Vec<Option<Timestamp>> = transitions.iter().map(|t| t.retry_at).collect();
+        let terminal: Vec<bool> = transitions.iter().map(|t| t.to.is_terminal()).collect();
+        let origin = self.origin.clone();
+        self.single(move |tx| {
+            Box::pin(async move {
+                // One statement: the rows that became queued wake the workers.
+                let row = tx
+                    .one(
+                        "WITH moved AS (
+                             UPDATE task_instances t SET state = u.to_state, retry_at = u.retry_at,
+                                 updated_at = now(),
+                                 queued_at = CASE WHEN u.to_state = 'queued' THEN clock_timestamp()
+                                     ELSE t.queued_at END,
+                                 ended_at = CASE WHEN u.terminal THEN now()
+                                     WHEN u.to_state IN ('scheduled', 'queued') THEN NULL
+                                     ELSE t.ended_at END,
+                                 -- A task waiting for its next try shows no previous worker.
+                                 worker_id = CASE WHEN u.to_state IN ('scheduled', 'queued') THEN NULL
+                                     ELSE t.worker_id END,
+                                 started_at = CASE WHEN u.to_state IN ('scheduled', 'queued') THEN NULL
+                                     ELSE t.started_at END
+                             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::bool[])
+                                 AS u(id, from_state, to_state, retry_at, terminal)
+                             -- The rows by primary key, whatever the table's statistics say.
+                             WHERE t.id = ANY($1::bigint[]) AND t.id = u.id AND t.state = u.from_state
+                             RETURNING t.state)
+                         SELECT (SELECT count(*) FROM moved),
+                                (SELECT count(*) FROM (SELECT pg_notify('gale_queued', $6)
+                                    WHERE EXISTS (SELECT 1 FROM moved WHERE state = 'queued')) n)",
+                        &[&ids, &from, &to, &retry_at, &terminal, &origin],
+                    )
+                    .await?;
+                Ok(usize::try_from(row.get::<_, i64>(0)).unwrap_or(usize::MAX))
+            })
+        })
+        .await
+    }
+
+    async fn get_task(&self, ti: TiId) -> Result<Option<TaskRow>> {
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!("SELECT {TI_COLS} FROM task_instances WHERE id = $1");
+                Ok(c.opt(&sql, &[&ti.0]).await?.as_ref().map(ti_row))
+            })
+        })
+        .await
+    }
+
+    async fn tasks_of_runs(&self, runs: &[RunId]) -> Result<Vec<TaskRow>> {
+        let ids: Vec<i64> = runs.iter().map(|r| r.0).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {TI_COLS} FROM task_instances WHERE run_id = ANY($1) ORDER BY run_id, id"
+                );
+                Ok(c.rows(&sql, &[&ids]).await?.iter().map(ti_row).collect())
+            })
+        })
+        .await
+    }
+
+    async fn recent_runs(&self, per_dag: u32) -> Result<Vec<RunRow>> {
+        let per_dag = i64::from(per_dag);
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {} FROM dags d CROSS JOIN LATERAL (
+                         SELECT * FROM runs WHERE runs.dag_id = d.dag_id ORDER BY id DESC LIMIT $1) r
+                     ORDER BY d.dag_id, r.id DESC",
+                    cols_of(RUN_COLS, "r")
+                );
+                Ok(c.rows(&sql, &[&per_dag]).await?.iter().map(run_row).collect())
+            })
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<StoreCounts> {
+        self.single(|c| {
+            Box::pin(async move {
+                let rows = c
+                    .rows(
+                        "SELECT 'run', state, count(*) FROM runs
+                             WHERE state IN ('queued', 'running') GROUP BY state
+                         UNION ALL
+                         SELECT 'task', state, count(*) FROM task_instances
+                             WHERE state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')
+                             GROUP BY state
+                         UNION ALL
+                         SELECT 'queue', queue, count(*) FROM task_instances
+                             WHERE state = 'queued' GROUP BY queue",
+                        &[],
+                    )
+                    .await?;
+                let mut out = StoreCounts::default();
+                for r in &rows {
+                    let (kind, key, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+                    let n = u64::try_from(n).unwrap_or(0);
+                    match kind.as_str() {
+                        "run" => out.runs_by_state.insert(key, n),
+                        "task" => out.tasks_by_state.insert(key, n),
+                        _ => out.queued_by_queue.insert(key, n),
+                    };
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,204 @@
+//! The SQLite backend's `impl Auth for SqliteStore`: users, sessions and API tokens.
+
+use super::*;
+
+#[async_trait]
+impl Auth for SqliteStore {
+    async fn create_user(&self, name: &str, role: Role, password_hash: &str) -> Result<bool> {
+        let (name, role, hash) = (name.to_owned(), role.as_str(), password_hash.to_owned());
+        self.write(move |tx| {
+            Ok(tx
+                .execute(
+                    "INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (name) DO NOTHING",
+                    params![name, role, hash, now_us()],
+                )
+                .map_err(map_err)?
+                > 0)
+        })
+        .await
+    }
+
+    async fn get_user(&self, name: &str) -> Result<Option<UserRow>> {
+        let name = name.to_owned();
+        self.call(move |conn| {
+            conn.query_row(
+                "SELECT name, role, password_hash, created_at FROM users WHERE name = ?1",
+                params![name],
+                user_row,
+            )
+            .optional()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRow>> {
+        self.call(|conn| {
+            query_all(
+                conn,
+                "SELECT name, role, password_hash, created_at FROM users ORDER BY name",
+                [],
+                user_row,
+            )
+        })
+        .await
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            Ok(tx
+                .execute("DELETE FROM users WHERE name = ?1", params![name])
+                .map_err(map_err)?
+                > 0)
+        })
+        .await
+    }
+
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool> {
+        let (name, hash) = (name.to_owned(), password_hash.to_owned());
+        self.write(move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE users SET password_hash = ?2 WHERE name = ?1",
+                    params![name, hash],
+                )
+                .map_err(map_err)?;
+            // A new password ends every session of the old one.
+            tx.execute("DELETE FROM sessions WHERE user_name = ?1", params![name])
+                .map_err(map_err)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn create_session(
+        &self,
+        id_hash: &str,
+        user: &str,
+        csrf_token: &str,
+        expires_at: Timestamp,
+    ) -> Result<()> {
+        let (id, user, csrf) = (id_hash.to_owned(), user.to_owned(), csrf_token.to_owned());
+        self.write(move |tx| {
+            let now = now_us();
+            tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now])
+                .map_err(map_err)?;
+            tx.execute(
+                "INSERT INTO sessions (id_hash, user_name, csrf_token, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, user, csrf, now, to_micros(expires_at)],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRow>> {
+        let id = id_hash.to_owned();
+        self.call(move |conn| {
+            conn.query_row(
+                "SELECT s.user_name, u.role, s.csrf_token, s.expires_at
+                 FROM sessions s JOIN users u ON u.name = s.user_name
+                 WHERE s.id_hash = ?1 AND s.expires_at > ?2",
+                params![id, now_us()],
+                |r| {
+                    Ok(SessionRow {
+                        user: r.get(0)?,
+                        role: stored_role(&r.get::<_, String>(1)?),
+                        csrf_token: r.get(2)?,
+                        expires_at: ts(r.get(3)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        let id = id_hash.to_owned();
+        self.write(move |tx| {
+            tx.execute("DELETE FROM sessions WHERE id_hash = ?1", params![id])
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_token(
+        &self,
+        name: &str,
+        user: &str,
+        secret_hash: &str,
+        expires_at: Option<Timestamp>,
+    ) -> Result<i64> {
+        let (name, user, hash) = (name.to_owned(), user.to_owned(), secret_hash.to_owned());
+        self.write(move |tx| {
+            let exists: bool = tx
+                .query_row(
+                    "SELECT count(*) > 0 FROM users WHERE name = ?1",
+                    params![user],
+                    |r| r.get(0),
+                )
+                .map_err(map_err)?;
+            if !exists {
+                return Err(no_user(&user));
+            }
+            tx.execute(
+                "INSERT INTO api_tokens (name, user_name, secret_hash, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![name, user, hash, now_us(), expires_at.map(to_micros)],
+            )
+            .map_err(map_err)?;
+            Ok(tx.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn get_token(&self, secret_hash: &str) -> Result<Option<TokenRow>> {
+        let hash = secret_hash.to_owned();
+        self.call(move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {TOKEN_COLS} FROM api_tokens t JOIN users u ON u.name = t.user_name
+                     WHERE t.secret_hash = ?1 AND (t.expires_at IS NULL OR t.expires_at > ?2)"
+                ),
+                params![hash, now_us()],
+                token_row,
+            )
+            .optional()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenRow>> {
+        let user = user.map(str::to_owned);
+        self.call(move |conn| {
+            query_all(
+                conn,
+                &format!(
+                    "SELECT {TOKEN_COLS} FROM api_tokens t JOIN users u ON u.name = t.user_name
+                     WHERE ?1 IS NULL OR t.user_name = ?1 ORDER BY t.id"
+                ),
+                params![user],
+                token_row,
+            )
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: i64) -> Result<bool> {
+        self.write(move |tx| {
+            Ok(tx
+                .execute("DELETE FROM api_tokens WHERE id = ?1", params![id])
+                .map_err(map_err)?
+                > 0)
+        })
+        .await
+    }
+}

@@ -1,0 +1,394 @@
+//! The SQLite backend's `impl Runs for SqliteStore`: runs and their task instances: creation, promotion, transitions and the reads.
+
+use super::*;
+
+#[async_trait]
+impl Runs for SqliteStore {
+    async fn create_run(&self, run: &NewRun) -> Result<Option<RunId>> {
+        let conf = to_json(&run.conf)?;
+        let run = run.clone();
+        self.write(move |tx| {
+            let now = now_us();
+            if run.run_type == RunType::Scheduled {
+                // The cursor moves even when the slot already has a run, so a second
+                // scheduler that lost the race moves on too.
+                tx.execute(
+                    "UPDATE dags SET last_interval_end = max(coalesce(last_interval_end, ?2), ?2)
+                     WHERE dag_id = ?1",
+                    params![run.dag_id.as_str(), to_micros(run.interval_end)],
+                )
+                .map_err(map_err)?;
+            }
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO runs (dag_id, run_key, run_type, version_hash, logical_date,
+                         interval_start, interval_end, conf, state, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9)",
+                    params![
+                        run.dag_id.as_str(),
+                        run.run_key,
+                        run.run_type.as_str(),
+                        run.version_hash,
+                        to_micros(run.logical_date),
+                        to_micros(run.interval_start),
+                        to_micros(run.interval_end),
+                        conf,
+                        now
+                    ],
+                )
+                .map_err(map_err)?;
+            if inserted == 0 {
+                return Ok(None);
+            }
+            let run_id = tx.last_insert_rowid();
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO task_instances (run_id, dag_id, task_id, state, max_tries, queue,
+                         priority, updated_at, pool)
+                     VALUES (?1, ?2, ?3, 'none', ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(map_err)?;
+            for t in &run.tasks {
+                stmt.execute(params![
+                    run_id,
+                    run.dag_id.as_str(),
+                    t.task_id.as_str(),
+                    t.max_tries,
+                    t.queue,
+                    t.priority,
+                    now,
+                    t.pool
+                ])
+                .map_err(map_err)?;
+            }
+            if matches!(run.run_type, RunType::Scheduled | RunType::Backfill) {
+                tx.execute(
+                    "INSERT INTO schedule_slots (dag_id, logical_date, interval_end, status, run_id,
+                         recorded_at)
+                     VALUES (?1, ?2, ?3, 'run', ?4, ?5)
+                     ON CONFLICT (dag_id, logical_date) DO UPDATE
+                         SET status = 'run', run_id = ?4, recorded_at = ?5",
+                    params![
+                        run.dag_id.as_str(),
+                        to_micros(run.logical_date),
+                        to_micros(run.interval_end),
+                        run_id,
+                        now
+                    ],
+                )
+                .map_err(map_err)?;
+            }
+            Ok(Some(RunId(run_id)))
+        })
+        .await
+    }
+
+    async fn count_active_runs(&self, dag_id: &DagId) -> Result<u32> {
+        let dag_id = dag_id.0.clone();
+        self.call(move |conn| {
+            conn.query_row(
+                "SELECT count(*) FROM runs WHERE dag_id = ?1 AND state IN ('queued', 'running')",
+                params![dag_id],
+                |r| r.get(0),
+            )
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn promote_runs(&self) -> Result<Vec<RunId>> {
+        // Most calls find nothing to start: answer those from a reader, without
+        // taking the write lock.
+        let any = self
+            .call(|conn| {
+                conn.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM runs r JOIN dags d ON d.dag_id = r.dag_id
+                     WHERE r.state = 'queued' AND d.paused = 0)",
+                )
+                .and_then(|mut stmt| stmt.query_row([], |r| r.get::<_, bool>(0)))
+                .map_err(map_err)
+            })
+            .await?;
+        if !any {
+            return Ok(Vec::new());
+        }
+        self.write(|tx| {
+            let candidates: Vec<(i64, String, u32)> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT r.id, r.dag_id, d.max_active_runs FROM runs r
+                         JOIN dags d ON d.dag_id = r.dag_id
+                         WHERE r.state = 'queued' AND d.paused = 0
+                         ORDER BY r.dag_id, r.logical_date, r.id LIMIT 10000",
+                    )
+                    .map_err(map_err)?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(map_err)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(map_err)?
+            };
+            if candidates.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut running: HashMap<String, u32> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT dag_id, count(*) FROM runs WHERE state = 'running' GROUP BY dag_id",
+                    )
+                    .map_err(map_err)?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(map_err)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(map_err)?
+            };
+            let now = now_us();
+            let mut promoted = Vec::new();
+            for (id, dag_id, max) in candidates {
+                let n = running.entry(dag_id).or_insert(0);
+                if *n >= max {
+                    continue;
+                }
+                let changed = tx
+                    .execute(
+                        "UPDATE runs SET state = 'running', started_at = ?2
+                         WHERE id = ?1 AND state = 'queued'",
+                        params![id, now],
+                    )
+                    .map_err(map_err)?;
+                if changed > 0 {
+                    *n += 1;
+                    promoted.push(RunId(id));
+                }
+            }
+            Ok(promoted)
+        })
+        .await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
+        let filter = filter.clone();
+        self.call(move |conn| {
+            let mut sql = format!("SELECT {RUN_COLS} FROM runs WHERE 1 = 1");
+            let mut args: Vec<String> = Vec::new();
+            if let Some(d) = &filter.dag_id {
+                args.push(d.0.clone());
+                sql.push_str(&format!(" AND dag_id = ?{}", args.len()));
+            }
+            if let Some(s) = filter.state {
+                args.push(s.as_str().to_owned());
+                sql.push_str(&format!(" AND state = ?{}", args.len()));
+            }
+            if let Some(t) = filter.run_type {
+                args.push(t.as_str().to_owned());
+                sql.push_str(&format!(" AND run_type = ?{}", args.len()));
+            }
+            if let Some(before) = filter.before {
+                sql.push_str(&format!(" AND id < {}", before.0));
+            }
+            let limit = run_list_limit(filter.limit);
+            sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
+            query_all(conn, &sql, params_from_iter(args.iter()), run_row)
+        })
+        .await
+    }
+
+    async fn get_run(&self, run_id: RunId) -> Result<Option<RunRow>> {
+        self.call(move |conn| {
+            conn.query_row(
+                &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
+                params![run_id.0],
+                run_row,
+            )
+            .optional()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn running_runs(&self, limit: u32) -> Result<Vec<RunRow>> {
+        self.call(move |conn| {
+            query_all(
+                conn,
+                &format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE state = 'running' ORDER BY id LIMIT ?1"
+                ),
+                params![limit],
+                run_row,
+            )
+        })
+        .await
+    }
+
+    async fn finish_run(&self, run_id: RunId, state: RunState) -> Result<bool> {
+        self.write(move |tx| {
+            Ok(tx
+                .execute(
+                    "UPDATE runs SET state = ?2, ended_at = ?3 WHERE id = ?1 AND state = 'running'",
+                    params![run_id.0, state.as_str(), now_us()],
+                )
+                .map_err(map_err)?
+                > 0)
+        })
+        .await
+    }
+
+    async fn run_tasks(&self, run_id: RunId) -> Result<Vec<TaskRow>> {
+        self.call(move |conn| query_tis(conn, "run_id = ?1 ORDER BY id", params![run_id.0]))
+            .await
+    }
+
+    async fn run_state_counts(&self, run_id: RunId) -> Result<Vec<(TaskState, u32)>> {
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT state, count(*) FROM task_instances WHERE run_id = ?1 GROUP BY state",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![run_id.0], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+                })
+                .map_err(map_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (state, n) = row.map_err(map_err)?;
+                let state = state
+                    .parse()
+                    .map_err(|e: String| Error::Database(format!("task instance state: {e}")))?;
+                out.push((state, n));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn run_activity(&self, run_id: RunId) -> Result<RunActivity> {
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_id = ?1
+                                AND state IN ('none', 'scheduled', 'up_for_retry')),
+                        EXISTS (SELECT 1 FROM task_instances WHERE run_id = ?1
+                                AND state IN ('queued', 'running'))",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![run_id.0], |r| {
+                    Ok(RunActivity {
+                        pending: r.get(0)?,
+                        in_flight: r.get(1)?,
+                    })
+                })
+            })
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn apply_transitions(&self, transitions: &[Transition]) -> Result<usize> {
+        if transitions.is_empty() {
+            return Ok(0);
+        }
+        let transitions = transitions.to_vec();
+        self.write(move |tx| {
+            let now = now_us();
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE task_instances SET state = ?3, retry_at = ?4, updated_at = ?5,
+                         queued_at = CASE WHEN ?3 = 'queued' THEN ?5 ELSE queued_at END,
+                         ended_at = CASE WHEN ?6 THEN ?5
+                             WHEN ?3 IN ('scheduled', 'queued') THEN NULL ELSE ended_at END,
+                         -- A task waiting for its next try shows no previous worker.
+                         worker_id = CASE WHEN ?3 IN ('scheduled', 'queued') THEN NULL
+                             ELSE worker_id END,
+                         started_at = CASE WHEN ?3 IN ('scheduled', 'queued') THEN NULL
+                             ELSE started_at END
+                     WHERE id = ?1 AND state = ?2",
+                )
+                .map_err(map_err)?;
+            let mut n = 0;
+            for t in &transitions {
+                n += stmt
+                    .execute(params![
+                        t.ti.0,
+                        t.from.as_str(),
+                        t.to.as_str(),
+                        t.retry_at.map(to_micros),
+                        now,
+                        t.to.is_terminal()
+                    ])
+                    .map_err(map_err)?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn get_task(&self, ti: TiId) -> Result<Option<TaskRow>> {
+        self.call(move |conn| Ok(query_tis(conn, "id = ?1", params![ti.0])?.pop()))
+            .await
+    }
+
+    async fn tasks_of_runs(&self, runs: &[RunId]) -> Result<Vec<TaskRow>> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = runs.iter().map(|r| r.0).collect();
+        self.call(move |conn| {
+            let marks = vec!["?"; ids.len()].join(", ");
+            query_tis(
+                conn,
+                &format!("run_id IN ({marks}) ORDER BY run_id, id"),
+                params_from_iter(ids.iter()),
+            )
+        })
+        .await
+    }
+
+    async fn recent_runs(&self, per_dag: u32) -> Result<Vec<RunRow>> {
+        self.call(move |conn| {
+            let dags = query_all(conn, "SELECT dag_id FROM dags ORDER BY dag_id", [], |r| {
+                r.get::<_, String>(0)
+            })?;
+            let mut out = Vec::new();
+            for d in dags {
+                out.extend(query_all(
+                    conn,
+                    &format!(
+                        "SELECT {RUN_COLS} FROM runs WHERE dag_id = ?1 ORDER BY id DESC LIMIT ?2"
+                    ),
+                    params![d, per_dag],
+                    run_row,
+                )?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<StoreCounts> {
+        self.call(|conn| {
+            let pairs = |sql: &str| -> Result<BTreeMap<String, u64>> {
+                Ok(query_all(conn, sql, [], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })?
+                .into_iter()
+                .map(|(k, v)| (k, u64::try_from(v).unwrap_or(0)))
+                .collect())
+            };
+            Ok(StoreCounts {
+                runs_by_state: pairs(
+                    "SELECT state, count(*) FROM runs WHERE state IN ('queued', 'running')
+                     GROUP BY state",
+                )?,
+                tasks_by_state: pairs(
+                    "SELECT state, count(*) FROM task_instances
+                     WHERE state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')
+                     GROUP BY state",
+                )?,
+                queued_by_queue: pairs(
+                    "SELECT queue, count(*) FROM task_instances WHERE state = 'queued' GROUP BY queue",
+                )?,
+            })
+        })
+        .await
+    }
+}
