@@ -1,3 +1,5 @@
+//! Tests of running attempts: line pumping, output files, timeouts, kill grace and direct starts.
+
 use super::*;
 
 async fn pumped(input: &[u8], max_line: usize) -> Vec<String> {
