@@ -389,27 +389,6 @@ impl RetryPolicy {
     }
 }
 
-/// [`RetryPolicy::after_failure`] as `(state, delay)`.
-pub fn after_failure(
-    try_number: u32,
-    retries: u32,
-    retry_delay_ms: u64,
-    exponential: bool,
-    max_retry_delay_ms: Option<u64>,
-) -> (TaskState, Option<u64>) {
-    let next = RetryPolicy {
-        retries,
-        delay_ms: retry_delay_ms,
-        exponential,
-        max_delay_ms: max_retry_delay_ms,
-    }
-    .after_failure(try_number);
-    match next {
-        AfterFailure::Retry { delay_ms } => (next.state(), Some(delay_ms)),
-        AfterFailure::Fail => (next.state(), None),
-    }
-}
-
 /// The final state of a run whose tasks are all finished: failed when any leaf task
 /// (one nothing depends on) failed or was upstream_failed, success otherwise.
 pub fn run_outcome<'a>(leaf_states: impl IntoIterator<Item = &'a TaskState>) -> RunState {

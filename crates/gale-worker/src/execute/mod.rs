@@ -8,12 +8,11 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gale_model::state::after_failure;
+use gale_model::state::{AfterFailure, RetryPolicy};
 use gale_model::template::{self, Context, TaskOutputs};
 use gale_model::time::rfc3339;
 use gale_model::{Dag, HttpSpec, Task, TaskKind, TaskState};
 use gale_store::{AttemptState, Claim, Finish, RunRow, Stream};
-use jiff::SignedDuration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -288,33 +287,31 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
         None => {}
     }
 
-    let retries = row.max_tries.saturating_sub(1);
     let (state, retry_at) = match outcome.kind {
         OutcomeKind::Success => (TaskState::Success, None),
         OutcomeKind::Skipped => (TaskState::Skipped, None),
         OutcomeKind::Failed | OutcomeKind::TimedOut | OutcomeKind::Killed => {
-            let (state, delay) = match &task {
-                Ok(t) => after_failure(
-                    try_number,
-                    retries,
-                    t.retry_delay.as_millis(),
-                    t.retry_backoff,
-                    t.max_retry_delay.map(|d| d.as_millis()),
-                ),
+            match &task {
+                Ok(t) => {
+                    let next = RetryPolicy::of(t, row.max_tries).after_failure(try_number);
+                    let retry_at = match next {
+                        AfterFailure::Retry { .. } => {
+                            // The store's clock, as for every time a scheduler compares;
+                            // this process's own only when the store cannot be reached
+                            // (the result then waits for it anyway).
+                            let now = shared
+                                .store
+                                .now()
+                                .await
+                                .unwrap_or_else(|_| jiff::Timestamp::now());
+                            next.retry_at(now)
+                        }
+                        AfterFailure::Fail => None,
+                    };
+                    (next.state(), retry_at)
+                }
                 Err(_) => (TaskState::Failed, None),
-            };
-            let retry_at = match delay {
-                Some(ms) => Some(
-                    shared
-                        .store
-                        .now()
-                        .await
-                        .unwrap_or_else(|_| jiff::Timestamp::now())
-                        + SignedDuration::from_millis(ms as i64),
-                ),
-                None => None,
-            };
-            (state, retry_at)
+            }
         }
     };
     if state == TaskState::UpForRetry
