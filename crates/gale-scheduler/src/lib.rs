@@ -12,4 +12,4 @@ pub mod recovery;
 pub mod scheduler;
 
 pub use processor::DagProcessor;
-pub use scheduler::{Scheduler, SchedulerOptions};
+pub use scheduler::{Scheduler, SchedulerOptions, SchedulerStore};

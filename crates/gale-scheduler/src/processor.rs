@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use gale_model::dag::{self, DagError};
-use gale_store::Store;
+use gale_store::Dags;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -88,7 +88,7 @@ pub fn load_file(path: &Path) -> Result<(gale_model::Dag, String), Vec<DagError>
     Ok((parsed, source))
 }
 
-impl<S: Store + ?Sized> DagProcessor<S> {
+impl<S: Dags + ?Sized> DagProcessor<S> {
     /// A processor of `folder` on `host`.
     pub fn new(store: Arc<S>, folder: PathBuf, interval: Duration, host: &str) -> Self {
         // This processor's name in the store: the DAGs and import errors it

@@ -6,12 +6,11 @@
 
 use std::time::Duration;
 
-use gale_store::Store;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tracing::{info, warn};
 
-use crate::Scheduler;
+use crate::{Scheduler, SchedulerStore};
 
 /// Whether a process with this pid runs on this machine. A zombie does not:
 /// it has ended and only waits for its parent to collect its exit status,
@@ -42,7 +41,7 @@ fn zombie(pid: i32) -> bool {
 }
 
 /// Reaps the attempts of dead Gale processes on `host`. Returns how many.
-pub async fn recover_dead_local_nodes<S: Store + ?Sized>(
+pub async fn recover_dead_local_nodes<S: SchedulerStore + ?Sized>(
     sched: &mut Scheduler<S>,
     host: &str,
     own_node_id: &str,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gale_model::time::rfc3339;
 use gale_model::{Dag, DagId, TaskState};
-use gale_store::{Notifier, RunRow, SlotStatus, Store};
+use gale_store::{Clock, Dags, Nodes, Notifier, Pools, Queue, RunRow, Runs, SlotStatus, Slots};
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -41,6 +41,13 @@ const MIN_REST: Duration = Duration::from_millis(2);
 
 /// How often a busy scheduler creates due runs, starts queued ones and reaps.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
+
+/// The parts of the store a scheduler uses: DAG versions, runs and their task
+/// instances, the queue (enqueue, reap), the slot ledger, pools, and nodes (for
+/// start-up recovery).
+pub trait SchedulerStore: Clock + Dags + Runs + Queue + Slots + Pools + Nodes {}
+
+impl<T: Clock + Dags + Runs + Queue + Slots + Pools + Nodes + ?Sized> SchedulerStore for T {}
 
 /// A parsed DAG version and its task order, cached by (dag id, version hash).
 pub struct CachedDag {
@@ -86,7 +93,7 @@ impl PassReport {
     }
 }
 
-impl<S: Store + ?Sized> Scheduler<S> {
+impl<S: SchedulerStore + ?Sized> Scheduler<S> {
     pub fn new(store: Arc<S>, notifier: Arc<Notifier>, opts: SchedulerOptions) -> Self {
         Scheduler {
             store,
