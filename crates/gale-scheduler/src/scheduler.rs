@@ -526,7 +526,10 @@ impl<S: Store + ?Sized> Scheduler<S> {
                 "attempt lost: worker {worker} stopped heart-beating for more than {}s",
                 lease.as_secs()
             );
-            if self.reap_lost(&ti, &worker, lease, &message).await? {
+            if self
+                .reap_lost(&ti, worker.as_str(), lease, &message)
+                .await?
+            {
                 reaped += 1;
             }
         }
@@ -549,7 +552,7 @@ impl<S: Store + ?Sized> Scheduler<S> {
             .reap_attempt(&Reap {
                 ti: ti.id,
                 try_number: ti.try_number,
-                worker_id: worker.to_owned(),
+                worker_id: worker.into(),
                 lease,
                 to,
                 retry_at,
