@@ -57,7 +57,7 @@ pub async fn recover_dead_local_nodes<S: SchedulerStore + ?Sized>(
             continue;
         }
         info!(node_id = %node.node_id, pid = node.pid, "found a dead gale process on this host; recovering its attempts");
-        for ti in store.worker_attempts(&node.node_id).await? {
+        for ti in store.worker_attempts(&node.node_id.as_str().into()).await? {
             if let Some(attempt) = store
                 .attempts(ti.id)
                 .await?

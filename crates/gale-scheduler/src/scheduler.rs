@@ -417,8 +417,11 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         let mut reaped = 0;
         for ti in self.store.expired_attempts(lease).await? {
             let worker = ti.worker_id.clone().unwrap_or_default();
-            let message = core::lost_message(&worker, lease);
-            if self.reap_at(&ti, &worker, lease, &message, now).await? {
+            let message = core::lost_message(worker.as_str(), lease);
+            if self
+                .reap_at(&ti, worker.as_str(), lease, &message, now)
+                .await?
+            {
                 reaped += 1;
             }
         }

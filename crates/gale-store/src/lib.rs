@@ -61,6 +61,36 @@ impl fmt::Display for TiId {
     }
 }
 
+/// The id of a worker (its node's id): what its claims, attempts and lease
+/// renewals are recorded under, and what the fence compares.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct WorkerId(pub String);
+
+impl WorkerId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for WorkerId {
+    fn from(s: &str) -> Self {
+        WorkerId(s.to_owned())
+    }
+}
+
+impl From<String> for WorkerId {
+    fn from(s: String) -> Self {
+        WorkerId(s)
+    }
+}
+
 pub use gale_model::run::{NewRun, NewTask, RunType};
 
 /// The metadata store: every aggregate's trait at once. Every method is one

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use gale_model::TaskState;
 use gale_model::{Dag, DagId};
 use gale_store::prelude::{Clock, Dags, Logs, Queue, Runs};
-use gale_store::{Notifier, Reap, TiId};
+use gale_store::{Notifier, Reap, TiId, WorkerId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
@@ -38,7 +38,7 @@ impl<T: Clock + Dags + Runs + Queue + Logs + ?Sized> WorkerStore for T {}
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
     /// The id this worker claims under: the node id of its process.
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub host: String,
     pub queues: Vec<String>,
     /// Most attempts running at once.
@@ -83,7 +83,7 @@ impl Default for Limits {
 }
 
 impl WorkerOptions {
-    pub fn new(worker_id: String, host: String) -> Self {
+    pub fn new(worker_id: WorkerId, host: String) -> Self {
         WorkerOptions {
             worker_id,
             host,

@@ -150,7 +150,7 @@ pub async fn run(
             stop.cancelled().await;
         });
     }
-    let mut wopts = WorkerOptions::new(node_id.clone(), host.clone());
+    let mut wopts = WorkerOptions::new(node_id.as_str().into(), host.clone());
     wopts.concurrency = opts.concurrency;
     wopts.queues = opts.queues.clone();
     wopts.attempt_lease = opts.attempt_lease;

@@ -39,7 +39,7 @@ pub fn lost_attempt(
     Reap {
         ti: ti.id,
         try_number: ti.try_number,
-        worker_id: worker.to_owned(),
+        worker_id: worker.into(),
         lease,
         to,
         retry_at,

@@ -54,7 +54,7 @@ impl From<&gale_store::TaskRow> for TaskInstance {
             max_tries: t.max_tries,
             queue: t.queue.clone(),
             pool: t.pool.clone(),
-            worker_id: t.worker_id.clone(),
+            worker_id: t.worker_id.clone().map(|w| w.0),
             queued_at: t.queued_at,
             started_at: t.started_at,
             ended_at: t.ended_at,
@@ -86,7 +86,7 @@ impl From<&gale_store::AttemptRow> for Attempt {
     fn from(a: &gale_store::AttemptRow) -> Attempt {
         Attempt {
             try_number: a.try_number,
-            worker_id: a.worker_id.clone(),
+            worker_id: a.worker_id.0.clone(),
             host: a.host.clone(),
             pid: a.pid,
             state: a.state.to_string(),

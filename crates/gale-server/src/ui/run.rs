@@ -145,7 +145,7 @@ pub async fn run_page(
                     state: t.state.as_str(),
                     tries: format!("{} / {}", t.try_number, t.max_tries),
                     queue: t.queue.clone(),
-                    worker: t.worker_id.clone().unwrap_or_default(),
+                    worker: t.worker_id.clone().map(|w| w.0).unwrap_or_default(),
                     started: format::ts_opt(t.started_at),
                     ended: format::ts_opt(t.ended_at),
                     duration: format::span(t.started_at, t.ended_at, now),
@@ -439,7 +439,13 @@ pub async fn task_page(
             facts.push(fact("Pool", pool.clone()));
         }
         facts.extend([
-            wide("Worker", t.worker_id.clone().unwrap_or_else(|| "—".into())),
+            wide(
+                "Worker",
+                t.worker_id
+                    .clone()
+                    .map(|w| w.0)
+                    .unwrap_or_else(|| "—".into()),
+            ),
             fact("Queued", format::ts_opt(t.queued_at)),
             fact("Started", format::ts_opt(t.started_at)),
             fact("Ended", format::ts_opt(t.ended_at)),
@@ -464,7 +470,7 @@ pub async fn task_page(
                     try_number: a.try_number,
                     href: format!("{base}?try={}", a.try_number),
                     selected: a.try_number == try_number,
-                    worker: a.worker_id.clone(),
+                    worker: a.worker_id.0.clone(),
                     host: a.host.clone().unwrap_or_default(),
                     pid: a.pid.map(|p| p.to_string()).unwrap_or_default(),
                     state: a.state.to_string(),

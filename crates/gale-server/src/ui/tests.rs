@@ -685,7 +685,7 @@ async fn run_greet(f: &Fixture) -> RunId {
         .expect("enqueue");
     let claims = f
         .store
-        .claim("w1", "host-1", &["default".to_owned()], 1)
+        .claim(&"w1".into(), "host-1", &["default".to_owned()], 1)
         .await
         .expect("claim");
     assert_eq!(claims.len(), 1);

@@ -137,7 +137,7 @@ pub struct Claim {
 pub struct Finish {
     pub ti: TiId,
     pub try_number: u32,
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// `success`, `failed`, `skipped` or `up_for_retry`.
     pub state: TaskState,
     pub retry_at: Option<Timestamp>,
@@ -158,7 +158,7 @@ pub struct AttemptRow {
     pub try_number: u32,
     pub run_id: RunId,
     pub task_id: TaskId,
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub host: Option<String>,
     pub pid: Option<i64>,
     /// `running`, `success`, `failed`, `skipped`, `timed_out`, `lost` or `handed_back`.
@@ -175,7 +175,7 @@ pub struct AttemptRow {
 pub struct Reap {
     pub ti: TiId,
     pub try_number: u32,
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// Applied only if the heartbeat is older than this (zero: unconditionally).
     pub lease: Duration,
     pub to: TaskState,
@@ -206,7 +206,7 @@ pub trait Queue: Send + Sync + 'static {
     /// each becomes `running` under `worker_id` with the next try number.
     async fn claim(
         &self,
-        worker_id: &str,
+        worker_id: &WorkerId,
         host: &str,
         queues: &[String],
         limit: u32,
@@ -223,7 +223,11 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Renews the lease of each listed attempt still running under `worker_id`;
     /// returns those renewed. An attempt missing from the answer was fenced off.
-    async fn heartbeat_attempts(&self, worker_id: &str, held: &[(TiId, u32)]) -> Result<Vec<TiId>>;
+    async fn heartbeat_attempts(
+        &self,
+        worker_id: &WorkerId,
+        held: &[(TiId, u32)],
+    ) -> Result<Vec<TiId>>;
 
     async fn finish_attempt(&self, finish: &Finish) -> Result<bool>;
 
@@ -243,7 +247,7 @@ pub trait Queue: Send + Sync + 'static {
     async fn expired_attempts(&self, lease: Duration) -> Result<Vec<TaskRow>>;
 
     /// Running attempts held by `worker_id`.
-    async fn worker_attempts(&self, worker_id: &str) -> Result<Vec<TaskRow>>;
+    async fn worker_attempts(&self, worker_id: &WorkerId) -> Result<Vec<TaskRow>>;
 
     /// Ends an attempt whose worker is gone: applied only if it is still running
     /// with this try under this worker and its heartbeat is older than `lease`

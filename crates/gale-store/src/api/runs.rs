@@ -51,7 +51,7 @@ pub struct TaskRow {
     pub max_tries: u32,
     pub queue: String,
     pub priority: i32,
-    pub worker_id: Option<String>,
+    pub worker_id: Option<WorkerId>,
     pub heartbeat_at: Option<Timestamp>,
     pub queued_at: Option<Timestamp>,
     pub started_at: Option<Timestamp>,

@@ -6,11 +6,11 @@ use super::*;
 pub async fn heartbeat_returns_only_held_attempts<S: Store + ?Sized>(store: &S) {
     let (_dag, run) = queued_run(store, "beat", 3).await;
     let w1 = store
-        .claim("w1", "host-1", &queues(&["default"]), 2)
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 2)
         .await
         .expect("claim w1");
     let w2 = store
-        .claim("w2", "host-2", &queues(&["default"]), 2)
+        .claim(&"w2".into(), "host-2", &queues(&["default"]), 2)
         .await
         .expect("claim w2");
     assert_eq!((w1.len(), w2.len()), (2, 1));
@@ -18,7 +18,7 @@ pub async fn heartbeat_returns_only_held_attempts<S: Store + ?Sized>(store: &S) 
 
     tokio::time::sleep(Duration::from_millis(5)).await;
     let renewed: BTreeSet<TiId> = store
-        .heartbeat_attempts("w1", &[(a.id, 1), (b.id, 1)])
+        .heartbeat_attempts(&"w1".into(), &[(a.id, 1), (b.id, 1)])
         .await
         .expect("heartbeat_attempts")
         .into_iter()
@@ -34,7 +34,7 @@ pub async fn heartbeat_returns_only_held_attempts<S: Store + ?Sized>(store: &S) 
 
     assert!(
         store
-            .heartbeat_attempts("w1", &[(c.id, 1)])
+            .heartbeat_attempts(&"w1".into(), &[(c.id, 1)])
             .await
             .expect("heartbeat_attempts")
             .is_empty(),
@@ -47,7 +47,7 @@ pub async fn heartbeat_returns_only_held_attempts<S: Store + ?Sized>(store: &S) 
     );
     assert!(
         store
-            .heartbeat_attempts("w1", &[(a.id, 2)])
+            .heartbeat_attempts(&"w1".into(), &[(a.id, 2)])
             .await
             .expect("heartbeat_attempts")
             .is_empty(),
@@ -66,7 +66,7 @@ pub async fn heartbeat_returns_only_held_attempts<S: Store + ?Sized>(store: &S) 
         .expect("apply_transitions");
     assert_eq!(n, 1);
     let renewed = store
-        .heartbeat_attempts("w1", &[(a.id, 1), (b.id, 1)])
+        .heartbeat_attempts(&"w1".into(), &[(a.id, 1), (b.id, 1)])
         .await
         .expect("heartbeat_attempts");
     assert_eq!(
@@ -81,7 +81,7 @@ pub async fn heartbeat_returns_only_held_attempts<S: Store + ?Sized>(store: &S) 
     );
 
     let held: Vec<TiId> = store
-        .worker_attempts("w1")
+        .worker_attempts(&"w1".into())
         .await
         .expect("worker_attempts")
         .iter()
@@ -93,7 +93,7 @@ pub async fn heartbeat_returns_only_held_attempts<S: Store + ?Sized>(store: &S) 
         "worker_attempts lists running attempts only"
     );
     let held: Vec<TiId> = store
-        .worker_attempts("w2")
+        .worker_attempts(&"w2".into())
         .await
         .expect("worker_attempts")
         .iter()
@@ -102,7 +102,7 @@ pub async fn heartbeat_returns_only_held_attempts<S: Store + ?Sized>(store: &S) 
     assert_eq!(held, vec![c.id]);
     assert!(
         store
-            .heartbeat_attempts("w1", &[])
+            .heartbeat_attempts(&"w1".into(), &[])
             .await
             .expect("heartbeat_attempts([])")
             .is_empty()
@@ -114,7 +114,7 @@ pub async fn heartbeat_returns_only_held_attempts<S: Store + ?Sized>(store: &S) 
 pub async fn expired_attempts_and_reap<S: Store + ?Sized>(store: &S) {
     let (_dag, run) = queued_run(store, "reap", 3).await;
     let claims = store
-        .claim("w1", "host-1", &queues(&["default"]), 3)
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 3)
         .await
         .expect("claim");
     assert_eq!(claims.len(), 3);
@@ -135,7 +135,7 @@ pub async fn expired_attempts_and_reap<S: Store + ?Sized>(store: &S) {
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
     let renewed = store
-        .heartbeat_attempts("w1", &[(b.id, 1)])
+        .heartbeat_attempts(&"w1".into(), &[(b.id, 1)])
         .await
         .expect("heartbeat_attempts");
     assert_eq!(renewed, vec![b.id]);
@@ -255,7 +255,7 @@ pub async fn expired_attempts_and_reap<S: Store + ?Sized>(store: &S) {
         TaskState::Failed
     );
     store
-        .heartbeat_attempts("w1", &[(b.id, 1)])
+        .heartbeat_attempts(&"w1".into(), &[(b.id, 1)])
         .await
         .expect("heartbeat_attempts");
     assert!(
@@ -274,7 +274,7 @@ pub async fn reap_refund_try<S: Store + ?Sized>(store: &S) {
     let run = create(store, &new_run(&dag, "manual__1", RunType::Manual, day(1))).await;
     queue_tasks(store, dag.id(), run, &["t1"]).await;
     let claims = store
-        .claim("w1", "host-1", &queues(&["default"]), 1)
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 1)
         .await
         .expect("claim");
     let t = claims[0].task.clone();
@@ -334,11 +334,11 @@ pub async fn reaper_respects_the_workers_lease<S: Store + ?Sized>(store: &S) {
         .await
         .expect("register_node");
     let patient = store
-        .claim("patient", "h", &queues(&["default"]), 1)
+        .claim(&"patient".into(), "h", &queues(&["default"]), 1)
         .await
         .expect("claim");
     let unknown = store
-        .claim("unregistered", "h", &queues(&["default"]), 1)
+        .claim(&"unregistered".into(), "h", &queues(&["default"]), 1)
         .await
         .expect("claim");
     assert_eq!((patient.len(), unknown.len()), (1, 1));

@@ -21,7 +21,7 @@ use jiff::Timestamp;
 use crate::{
     AttemptRow, AttemptState, ClearTask, Finish, LogLine, NewRun, NewTask, NodeRow, NodeState,
     Outcome, Reap, Role, RunActivity, RunFilter, RunMark, RunRow, RunType, SlotStatus, Store,
-    Stream, TaskRow, TiId, Transition,
+    Stream, TaskRow, TiId, Transition, WorkerId,
 };
 
 /// Calls `$m!(check, check, ...)` with the name of every check: a backend's
@@ -280,7 +280,7 @@ fn finish(ti: TiId, try_number: u32, worker_id: &str, state: TaskState, outcome:
     Finish {
         ti,
         try_number,
-        worker_id: worker_id.to_owned(),
+        worker_id: worker_id.into(),
         state,
         retry_at: None,
         outcome: Outcome::parse(outcome).expect("an outcome"),
@@ -296,7 +296,7 @@ fn reap(ti: TiId, try_number: u32, worker_id: &str, lease: Duration) -> Reap {
     Reap {
         ti,
         try_number,
-        worker_id: worker_id.to_owned(),
+        worker_id: worker_id.into(),
         lease,
         to: TaskState::UpForRetry,
         retry_at: None,

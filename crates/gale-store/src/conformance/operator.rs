@@ -36,7 +36,7 @@ async fn fenced_off<S: Store + ?Sized>(store: &S, ti: TiId, try_number: u32, wor
     let attempts_before = store.attempts(ti).await.expect("attempts");
     assert!(
         store
-            .heartbeat_attempts(worker, &[(ti, try_number)])
+            .heartbeat_attempts(&worker.into(), &[(ti, try_number)])
             .await
             .expect("heartbeat_attempts")
             .is_empty(),
@@ -44,7 +44,7 @@ async fn fenced_off<S: Store + ?Sized>(store: &S, ti: TiId, try_number: u32, wor
     );
     assert!(
         !ids(&store
-            .worker_attempts(worker)
+            .worker_attempts(&worker.into())
             .await
             .expect("worker_attempts"))
         .contains(&ti),
@@ -96,7 +96,7 @@ pub async fn mark_run_and_cancel<S: Store + ?Sized>(store: &S) {
     // and t7 up for retry.
     queue_tasks(store, dag.id(), run, &["t1", "t2", "t3"]).await;
     let claims = store
-        .claim("w1", "host-1", &queues(&["default"]), 3)
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 3)
         .await
         .expect("claim");
     assert_eq!(claims.len(), 3, "t1, t2 and t3 claimed: {claims:#?}");
@@ -125,7 +125,7 @@ pub async fn mark_run_and_cancel<S: Store + ?Sized>(store: &S) {
     );
     let t3 = ti_of(store, run, "t3").await;
     assert_eq!(t3.state, TaskState::Running);
-    assert_eq!(t3.worker_id.as_deref(), Some("w1"));
+    assert_eq!(t3.worker_id.as_ref().map(WorkerId::as_str), Some("w1"));
 
     assert!(
         store
@@ -259,7 +259,7 @@ pub async fn mark_run_and_cancel<S: Store + ?Sized>(store: &S) {
     let run2 = create(store, &new_run(&dag, "manual__2", RunType::Manual, day(2))).await;
     queue_tasks(store, dag.id(), run2, &["t1"]).await;
     let claims = store
-        .claim("w2", "host-2", &queues(&["default"]), 10)
+        .claim(&"w2".into(), "host-2", &queues(&["default"]), 10)
         .await
         .expect("claim");
     assert_eq!(claims.len(), 1, "only run2's t1 is queued: {claims:#?}");
@@ -327,7 +327,7 @@ pub async fn mark_run_and_cancel<S: Store + ?Sized>(store: &S) {
 pub async fn mark_task_states<S: Store + ?Sized>(store: &S) {
     let (_dag, run) = queued_run(store, "marks", 3).await;
     let claims = store
-        .claim("w1", "host-1", &queues(&["default"]), 1)
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 1)
         .await
         .expect("claim");
     assert_eq!(claims.len(), 1);
@@ -382,7 +382,7 @@ pub async fn mark_task_states<S: Store + ?Sized>(store: &S) {
     );
     assert!(
         store
-            .claim("w1", "host-1", &queues(&["default"]), 10)
+            .claim(&"w1".into(), "host-1", &queues(&["default"]), 10)
             .await
             .expect("claim")
             .iter()
@@ -459,7 +459,7 @@ pub async fn clear_tasks_requeues_finished_run<S: Store + ?Sized>(store: &S) {
     assert_eq!(store.promote_runs().await.expect("promote_runs"), vec![run]);
     queue_tasks(store, dag.id(), run, &["t1", "t2"]).await;
     let claims = store
-        .claim("w1", "host-1", &queues(&["default"]), 10)
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 10)
         .await
         .expect("claim");
     assert_eq!(claims.len(), 2);
@@ -630,7 +630,7 @@ pub async fn clear_tasks_requeues_finished_run<S: Store + ?Sized>(store: &S) {
     );
     queue_tasks(store, dag.id(), run, &["t2"]).await;
     let claims = store
-        .claim("w2", "host-2", &queues(&["default"]), 10)
+        .claim(&"w2".into(), "host-2", &queues(&["default"]), 10)
         .await
         .expect("claim");
     assert_eq!(claims.len(), 1);
@@ -665,7 +665,11 @@ pub async fn clear_tasks_requeues_finished_run<S: Store + ?Sized>(store: &S) {
     );
     let row = store.get_task(t2.id).await.expect("get_task").unwrap();
     assert_eq!(
-        (row.state, row.worker_id.as_deref(), row.max_tries),
+        (
+            row.state,
+            row.worker_id.as_ref().map(WorkerId::as_str),
+            row.max_tries
+        ),
         (TaskState::Running, Some("w2"), t2.try_number + 2),
         "an ignored clear changes nothing"
     );

@@ -60,7 +60,7 @@ pub async fn enqueue_respects_pools<S: Store + ?Sized>(store: &S) {
 
     // A claimed (running) attempt still holds its slot; a finished one frees it.
     let claims = store
-        .claim("w1", "host", &queues(&["default"]), 10)
+        .claim(&"w1".into(), "host", &queues(&["default"]), 10)
         .await
         .expect("claim");
     assert_eq!(claims.len(), 3);

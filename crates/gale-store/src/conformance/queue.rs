@@ -27,7 +27,7 @@ tasks:
 
     assert!(
         store
-            .claim("w1", "host-1", &queues(&["default"]), 0)
+            .claim(&"w1".into(), "host-1", &queues(&["default"]), 0)
             .await
             .expect("claim limit 0")
             .is_empty(),
@@ -35,7 +35,7 @@ tasks:
     );
     assert!(
         store
-            .claim("w1", "host-1", &[], 10)
+            .claim(&"w1".into(), "host-1", &[], 10)
             .await
             .expect("claim no queues")
             .is_empty(),
@@ -43,7 +43,7 @@ tasks:
     );
     assert!(
         store
-            .claim("w1", "host-1", &queues(&["nope"]), 10)
+            .claim(&"w1".into(), "host-1", &queues(&["nope"]), 10)
             .await
             .expect("claim unknown queue")
             .is_empty(),
@@ -52,7 +52,7 @@ tasks:
 
     let before = store.now().await.expect("now");
     let claims = store
-        .claim("w1", "host-1", &queues(&["default"]), 2)
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 2)
         .await
         .expect("claim");
     let names: Vec<&str> = claims.iter().map(|c| c.task.task_id.as_str()).collect();
@@ -65,7 +65,7 @@ tasks:
         let t = &c.task;
         assert_eq!(t.state, TaskState::Running, "{}", t.task_id);
         assert_eq!(t.try_number, 1, "the first claim is try 1");
-        assert_eq!(t.worker_id.as_deref(), Some("w1"));
+        assert_eq!(t.worker_id.as_ref().map(WorkerId::as_str), Some("w1"));
         let hb = t.heartbeat_at.expect("a claim sets heartbeat_at");
         assert!(
             hb.as_microsecond() >= before.as_microsecond(),
@@ -77,7 +77,7 @@ tasks:
         let stored = ti_of(store, run, t.task_id.as_str()).await;
         assert_eq!(stored.state, TaskState::Running);
         assert_eq!(stored.try_number, 1);
-        assert_eq!(stored.worker_id.as_deref(), Some("w1"));
+        assert_eq!(stored.worker_id.as_ref().map(WorkerId::as_str), Some("w1"));
 
         let attempts = store.attempts(t.id).await.expect("attempts");
         assert_eq!(attempts.len(), 1, "a claim creates one attempt row");
@@ -86,7 +86,7 @@ tasks:
         assert_eq!(a.try_number, 1);
         assert_eq!(a.run_id, run);
         assert_eq!(a.task_id, t.task_id);
-        assert_eq!(a.worker_id, "w1");
+        assert_eq!(a.worker_id.as_str(), "w1");
         assert_eq!(a.host.as_deref(), Some("host-1"));
         assert_eq!(a.state, "running");
         assert_eq!(a.exit_code, None);
@@ -102,7 +102,7 @@ tasks:
     );
 
     let second = store
-        .claim("w2", "host-2", &queues(&["default"]), 10)
+        .claim(&"w2".into(), "host-2", &queues(&["default"]), 10)
         .await
         .expect("claim w2");
     let names: Vec<&str> = second.iter().map(|c| c.task.task_id.as_str()).collect();
@@ -111,17 +111,25 @@ tasks:
         vec!["low"],
         "a second worker gets only what is still queued"
     );
-    assert_eq!(second[0].task.worker_id.as_deref(), Some("w2"));
+    assert_eq!(
+        second[0].task.worker_id.as_ref().map(WorkerId::as_str),
+        Some("w2")
+    );
     assert!(
         store
-            .claim("w2", "host-2", &queues(&["default"]), 10)
+            .claim(&"w2".into(), "host-2", &queues(&["default"]), 10)
             .await
             .expect("claim w2 again")
             .is_empty()
     );
 
     let gpu = store
-        .claim("w3", "host-3", &queues(&["io", "gpu", "default"]), 10)
+        .claim(
+            &"w3".into(),
+            "host-3",
+            &queues(&["io", "gpu", "default"]),
+            10,
+        )
         .await
         .expect("claim w3");
     assert_eq!(gpu.len(), 1);
@@ -138,7 +146,10 @@ tasks:
     assert_eq!(a.pid, Some(4242));
     assert_eq!(a.command.as_deref(), Some("echo high"));
 
-    let w1: BTreeSet<TiId> = ids(&store.worker_attempts("w1").await.expect("worker_attempts"));
+    let w1: BTreeSet<TiId> = ids(&store
+        .worker_attempts(&"w1".into())
+        .await
+        .expect("worker_attempts"));
     assert_eq!(
         w1,
         claims.iter().map(|c| c.task.id).collect::<BTreeSet<_>>()
@@ -153,7 +164,7 @@ pub async fn claim_is_exclusive<S: Store + ?Sized>(store: &S) {
         let mut got = Vec::new();
         loop {
             let claims = store
-                .claim(worker, "host", &default, 2)
+                .claim(&worker.into(), "host", &default, 2)
                 .await
                 .expect("claim");
             if claims.is_empty() {
@@ -187,7 +198,7 @@ pub async fn claim_is_exclusive<S: Store + ?Sized>(store: &S) {
 pub async fn finish_attempt_is_fenced<S: Store + ?Sized>(store: &S) {
     let (_dag, run) = queued_run(store, "fence", 2).await;
     let claims = store
-        .claim("w1", "host-1", &queues(&["default"]), 10)
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 10)
         .await
         .expect("claim");
     assert_eq!(claims.len(), 2);
@@ -317,7 +328,7 @@ pub async fn finish_attempt_is_fenced<S: Store + ?Sized>(store: &S) {
 pub async fn finish_attempts_fences_each<S: Store + ?Sized>(store: &S) {
     let (_dag, run) = queued_run(store, "batch", 4).await;
     let claims = store
-        .claim("w1", "host-1", &queues(&["default"]), 10)
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 10)
         .await
         .expect("claim");
     assert_eq!(claims.len(), 4);
@@ -417,7 +428,7 @@ async fn queue_retry<S: Store + ?Sized>(store: &S, dag: &Seeded, ti: TiId) {
 pub async fn finish_attempts_tells_tries_apart<S: Store + ?Sized>(store: &S) {
     let (dag, run) = queued_run(store, "tries", 1).await;
     let first = store
-        .claim("w1", "host-1", &queues(&["default"]), 1)
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 1)
         .await
         .expect("claim");
     let ti = first[0].task.id;
@@ -430,7 +441,7 @@ pub async fn finish_attempts_tells_tries_apart<S: Store + ?Sized>(store: &S) {
     );
     queue_retry(store, &dag, ti).await;
     let second = store
-        .claim("w1", "host-1", &queues(&["default"]), 1)
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 1)
         .await
         .expect("claim");
     assert_eq!(second[0].task.try_number, 2);
@@ -475,7 +486,7 @@ pub async fn finish_attempts_tells_tries_apart<S: Store + ?Sized>(store: &S) {
 pub async fn retry_claims_next_try<S: Store + ?Sized>(store: &S) {
     let (dag, run) = queued_run(store, "retry", 1).await;
     let first = store
-        .claim("w1", "host-1", &queues(&["default"]), 1)
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 1)
         .await
         .expect("claim");
     let ti = first[0].task.id;
@@ -488,7 +499,7 @@ pub async fn retry_claims_next_try<S: Store + ?Sized>(store: &S) {
     queue_retry(store, &dag, ti).await;
 
     let second = store
-        .claim("w2", "host-2", &queues(&["default"]), 1)
+        .claim(&"w2".into(), "host-2", &queues(&["default"]), 1)
         .await
         .expect("claim");
     assert_eq!(second.len(), 1);
@@ -498,7 +509,7 @@ pub async fn retry_claims_next_try<S: Store + ?Sized>(store: &S) {
         t.try_number, 2,
         "a retry is claimed with the next try number"
     );
-    assert_eq!(t.worker_id.as_deref(), Some("w2"));
+    assert_eq!(t.worker_id.as_ref().map(WorkerId::as_str), Some("w2"));
     assert_eq!(t.retry_at, None, "a claim clears retry_at");
     assert_eq!(t.ended_at, None, "a claim clears ended_at");
 
@@ -506,10 +517,10 @@ pub async fn retry_claims_next_try<S: Store + ?Sized>(store: &S) {
     assert_eq!(attempts.len(), 2, "one attempt row per try: {attempts:#?}");
     assert_eq!(attempts[0].try_number, 1);
     assert_eq!(attempts[0].state, "failed", "try 1's record is kept");
-    assert_eq!(attempts[0].worker_id, "w1");
+    assert_eq!(attempts[0].worker_id.as_str(), "w1");
     assert_eq!(attempts[1].try_number, 2);
     assert_eq!(attempts[1].state, "running");
-    assert_eq!(attempts[1].worker_id, "w2");
+    assert_eq!(attempts[1].worker_id.as_str(), "w2");
 
     assert!(
         !store
@@ -520,7 +531,7 @@ pub async fn retry_claims_next_try<S: Store + ?Sized>(store: &S) {
     );
     assert!(
         store
-            .heartbeat_attempts("w1", &[(ti, 1)])
+            .heartbeat_attempts(&"w1".into(), &[(ti, 1)])
             .await
             .expect("heartbeat_attempts")
             .is_empty()
@@ -528,5 +539,5 @@ pub async fn retry_claims_next_try<S: Store + ?Sized>(store: &S) {
     let t = ti_of(store, run, "t1").await;
     assert_eq!(t.state, TaskState::Running);
     assert_eq!(t.try_number, 2);
-    assert_eq!(t.worker_id.as_deref(), Some("w2"));
+    assert_eq!(t.worker_id.as_ref().map(WorkerId::as_str), Some("w2"));
 }

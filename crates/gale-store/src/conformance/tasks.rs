@@ -185,7 +185,7 @@ pub async fn apply_transitions_is_conditional<S: Store + ?Sized>(store: &S) {
         assert_eq!(t.retry_at, None, "{ti}");
     }
     let claimed: BTreeSet<TiId> = store
-        .claim("w1", "host-1", &queues(&["default"]), 10)
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 10)
         .await
         .expect("claim")
         .iter()
@@ -266,7 +266,7 @@ pub async fn enqueue_respects_max_active_tasks<S: Store + ?Sized>(store: &S) {
 
     // A running attempt counts too.
     let claims = store
-        .claim("w1", "host-1", &queues(&["default"]), 100)
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 100)
         .await
         .expect("claim");
     let mine: Vec<_> = claims

@@ -170,7 +170,7 @@ pub async fn listing_for_the_web<S: Store + ?Sized>(store: &S) {
     queue_tasks(store, alpha.id(), a1, &["t1", "t2"]).await;
     queue_tasks(store, etl.id(), e2, &["extract", "load"]).await;
     let claims = store
-        .claim("w1", "host-1", &queues(&["default"]), 1)
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 1)
         .await
         .expect("claim");
     assert_eq!(claims.len(), 1);

@@ -592,7 +592,7 @@ fn ti_row(r: &Row) -> TaskRow {
         max_tries: u32_of(r.get(6)),
         queue: r.get(7),
         priority: r.get(8),
-        worker_id: r.get(9),
+        worker_id: r.get::<_, Option<String>>(9).map(WorkerId),
         heartbeat_at: r.get(10),
         queued_at: r.get(11),
         started_at: r.get(12),

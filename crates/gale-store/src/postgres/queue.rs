@@ -105,7 +105,7 @@ impl Queue for PgStore {
 
     async fn claim(
         &self,
-        worker_id: &str,
+        worker_id: &WorkerId,
         host: &str,
         queues: &[String],
         limit: u32,
@@ -113,7 +113,7 @@ impl Queue for PgStore {
         if queues.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let (worker_id, host, queues) = (worker_id.to_owned(), host.to_owned(), queues.to_vec());
+        let (worker_id, host, queues) = (worker_id.0.clone(), host.to_owned(), queues.to_vec());
         let limit = i64::from(limit);
         // One statement: take queued rows no one else is taking, make them ours,
         // open their attempt records, and return them with their runs.
@@ -189,7 +189,11 @@ impl Queue for PgStore {
         .await
     }
 
-    async fn heartbeat_attempts(&self, worker_id: &str, held: &[(TiId, u32)]) -> Result<Vec<TiId>> {
+    async fn heartbeat_attempts(
+        &self,
+        worker_id: &WorkerId,
+        held: &[(TiId, u32)],
+    ) -> Result<Vec<TiId>> {
         if held.is_empty() {
             return Ok(Vec::new());
         }
@@ -197,7 +201,7 @@ impl Queue for PgStore {
         held.sort();
         let ids: Vec<i64> = held.iter().map(|(t, _)| t.0).collect();
         let tries: Vec<i32> = held.iter().map(|(_, n)| i32_of(*n)).collect();
-        let worker_id = worker_id.to_owned();
+        let worker_id = worker_id.0.clone();
         self.single(move |tx| {
             Box::pin(async move {
                 let rows = tx
@@ -235,7 +239,7 @@ impl Queue for PgStore {
         }
         let ids: Vec<i64> = finishes.iter().map(|f| f.ti.0).collect();
         let tries: Vec<i32> = finishes.iter().map(|f| i32_of(f.try_number)).collect();
-        let workers: Vec<String> = finishes.iter().map(|f| f.worker_id.clone()).collect();
+        let workers: Vec<String> = finishes.iter().map(|f| f.worker_id.0.clone()).collect();
         let states: Vec<&'static str> = finishes.iter().map(|f| f.state.as_str()).collect();
         let retry_at: Vec<Option<Timestamp>> = finishes.iter().map(|f| f.retry_at).collect();
         let outcomes: Vec<String> = finishes
@@ -320,8 +324,8 @@ impl Queue for PgStore {
         .await
     }
 
-    async fn worker_attempts(&self, worker_id: &str) -> Result<Vec<TaskRow>> {
-        let worker_id = worker_id.to_owned();
+    async fn worker_attempts(&self, worker_id: &WorkerId) -> Result<Vec<TaskRow>> {
+        let worker_id = worker_id.0.clone();
         self.single(move |c| {
             Box::pin(async move {
                 let sql = format!(
@@ -361,7 +365,7 @@ impl Queue for PgStore {
                         &[
                             &r.ti.0,
                             &try_number,
-                            &r.worker_id,
+                            &r.worker_id.as_str(),
                             &r.to.as_str(),
                             &r.retry_at,
                             &lease,
@@ -396,7 +400,7 @@ impl Queue for PgStore {
                         try_number: u32_of(r.get(1)),
                         run_id: RunId(r.get(2)),
                         task_id: TaskId(r.get(3)),
-                        worker_id: r.get(4),
+                        worker_id: WorkerId(r.get(4)),
                         host: r.get(5),
                         pid: r.get(6),
                         state: AttemptState::parse(r.get(7)),

@@ -313,7 +313,7 @@ fn ti_row(r: &Row) -> rusqlite::Result<TaskRow> {
         max_tries: r.get(6)?,
         queue: r.get(7)?,
         priority: r.get(8)?,
-        worker_id: r.get(9)?,
+        worker_id: r.get::<_, Option<String>>(9)?.map(WorkerId),
         heartbeat_at: opt_ts(r.get(10)?),
         queued_at: opt_ts(r.get(11)?),
         started_at: opt_ts(r.get(12)?),

@@ -88,7 +88,7 @@ impl Queue for SqliteStore {
 
     async fn claim(
         &self,
-        worker_id: &str,
+        worker_id: &WorkerId,
         host: &str,
         queues: &[String],
         limit: u32,
@@ -96,7 +96,7 @@ impl Queue for SqliteStore {
         if queues.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let (worker_id, host, queues) = (worker_id.to_owned(), host.to_owned(), queues.to_vec());
+        let (worker_id, host, queues) = (worker_id.0.clone(), host.to_owned(), queues.to_vec());
         self.write(move |tx| {
             let now = now_us();
             let placeholders: Vec<String> = (0..queues.len()).map(|i| format!("?{}", i + 2)).collect();
@@ -195,11 +195,15 @@ impl Queue for SqliteStore {
         .await
     }
 
-    async fn heartbeat_attempts(&self, worker_id: &str, held: &[(TiId, u32)]) -> Result<Vec<TiId>> {
+    async fn heartbeat_attempts(
+        &self,
+        worker_id: &WorkerId,
+        held: &[(TiId, u32)],
+    ) -> Result<Vec<TiId>> {
         if held.is_empty() {
             return Ok(Vec::new());
         }
-        let (worker_id, held) = (worker_id.to_owned(), held.to_vec());
+        let (worker_id, held) = (worker_id.0.clone(), held.to_vec());
         self.write(move |tx| {
             let now = now_us();
             let mut stmt = tx
@@ -266,8 +270,8 @@ impl Queue for SqliteStore {
         .await
     }
 
-    async fn worker_attempts(&self, worker_id: &str) -> Result<Vec<TaskRow>> {
-        let worker_id = worker_id.to_owned();
+    async fn worker_attempts(&self, worker_id: &WorkerId) -> Result<Vec<TaskRow>> {
+        let worker_id = worker_id.0.clone();
         self.call(move |conn| {
             query_tis(
                 conn,
@@ -295,7 +299,7 @@ impl Queue for SqliteStore {
                     params![
                         r.ti.0,
                         r.try_number,
-                        r.worker_id,
+                        r.worker_id.as_str(),
                         r.to.as_str(),
                         r.retry_at.map(to_micros),
                         now,
@@ -332,7 +336,7 @@ impl Queue for SqliteStore {
                         try_number: r.get(1)?,
                         run_id: RunId(r.get(2)?),
                         task_id: TaskId(r.get(3)?),
-                        worker_id: r.get(4)?,
+                        worker_id: WorkerId(r.get(4)?),
                         host: r.get(5)?,
                         pid: r.get(6)?,
                         state: AttemptState::parse(&r.get::<_, String>(7)?),
@@ -361,7 +365,7 @@ fn finish_one(tx: &Connection, f: &Finish, outputs: &str, now: i64) -> Result<bo
             st.execute(params![
                 f.ti.0,
                 f.try_number,
-                f.worker_id,
+                f.worker_id.as_str(),
                 f.state.as_str(),
                 f.retry_at.map(to_micros),
                 outputs,

@@ -9,7 +9,7 @@ use gale_model::{DagId, TaskState};
 use gale_store::prelude::*;
 use gale_store::sqlite::{SCHEMA_VERSION, SqliteStore};
 use gale_store::{
-    LogLine, NewRun, NewTask, RunFilter, RunType, Stream, TiId, Transition, conformance,
+    LogLine, NewRun, NewTask, RunFilter, RunType, Stream, TiId, Transition, WorkerId, conformance,
 };
 use jiff::Timestamp;
 use tempfile::TempDir;
@@ -147,9 +147,10 @@ async fn two_handles_share_one_file() {
 
     // Both handles claim at once: every task instance goes to exactly one.
     let default = vec!["default".to_owned()];
+    let (w_cli, w_server) = (WorkerId::from("w-cli"), WorkerId::from("w-server"));
     let (a, b) = tokio::join!(
-        cli.claim("w-cli", "h", &default, 10),
-        server.claim("w-server", "h", &default, 10)
+        cli.claim(&w_cli, "h", &default, 10),
+        server.claim(&w_server, "h", &default, 10)
     );
     let (a, b) = (a.expect("claim"), b.expect("claim"));
     let sa: BTreeSet<TiId> = a.iter().map(|c| c.task.id).collect();

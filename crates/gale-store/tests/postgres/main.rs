@@ -220,7 +220,7 @@ async fn cancel_racing_claims_leaves_no_attempt_running() {
         let default = vec!["default".to_owned()];
         let claims = async {
             loop {
-                match store.claim("w", "h", &default, 1).await {
+                match store.claim(&"w".into(), "h", &default, 1).await {
                     Ok(c) if c.is_empty() => break,
                     Ok(_) => {}
                     Err(e) => assert!(e.is_retryable(), "{e}"),

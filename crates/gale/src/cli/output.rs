@@ -53,7 +53,10 @@ pub(super) fn task_table(tasks: &[TaskRow]) -> String {
                 format!("{}/{}", t.try_number, t.max_tries),
                 when(t.started_at),
                 took(t.started_at, t.ended_at),
-                t.worker_id.clone().unwrap_or_else(|| "-".into()),
+                t.worker_id
+                    .clone()
+                    .map(|w| w.0)
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();

@@ -383,7 +383,7 @@ impl World {
         let t = &mut self.tasks[(reap.ti.0 - 1) as usize];
         let ok = t.state == TaskState::Running
             && t.try_number == reap.try_number
-            && t.worker_id.as_deref() == Some(reap.worker_id.as_str())
+            && t.worker_id.as_ref() == Some(&reap.worker_id)
             && t.heartbeat_at.is_some_and(|h| h < now - lease);
         if ok {
             t.state = reap.to;
@@ -636,8 +636,15 @@ impl World {
                 .iter()
                 .find(|d| d.row.dag_id == ti.dag_id)
                 .and_then(|d| d.dag.task(ti.task_id.as_str()).cloned());
-            let message = core::lost_message(&worker, self.lease);
-            let reap = core::lost_attempt(&ti, task.as_ref(), &worker, self.lease, &message, now);
+            let message = core::lost_message(worker.as_str(), self.lease);
+            let reap = core::lost_attempt(
+                &ti,
+                task.as_ref(),
+                worker.as_str(),
+                self.lease,
+                &message,
+                now,
+            );
             out.push(self.reap(&reap));
         }
         out.join("\n")
