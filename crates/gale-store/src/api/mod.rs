@@ -3,18 +3,18 @@
 //! auth, the clock and the database itself), each beside the row types it owns.
 //! [`crate::Store`] is their union. Nothing here knows a backend.
 
-pub mod auth;
-pub mod backfills;
-pub mod clock;
-pub mod dags;
-pub mod database;
-pub mod logs;
-pub mod nodes;
-pub mod operator;
-pub mod pools;
-pub mod queue;
-pub mod runs;
-pub mod slots;
+mod auth;
+mod backfills;
+mod clock;
+mod dags;
+mod database;
+mod logs;
+mod nodes;
+mod operator;
+mod pools;
+mod queue;
+mod runs;
+mod slots;
 
 pub use auth::{Role, SessionRow, TokenRow, UserRow};
 pub use backfills::BackfillRow;

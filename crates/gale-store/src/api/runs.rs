@@ -61,7 +61,7 @@ pub struct TaskRow {
     pub pool: Option<String>,
 }
 
-/// See [`Store::run_activity`].
+/// See [`Runs::run_activity`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunActivity {
     /// Some task instance is `none`, `scheduled` or `up_for_retry`.

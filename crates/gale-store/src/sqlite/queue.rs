@@ -353,7 +353,7 @@ impl Queue for SqliteStore {
     }
 }
 
-/// One fenced result (see [`Store::finish_attempt`]) inside a write transaction.
+/// One fenced result (see [`Queue::finish_attempt`]) inside a write transaction.
 fn finish_one(tx: &Connection, f: &Finish, outputs: &str, now: i64) -> Result<bool> {
     let changed = tx
         .prepare_cached(
