@@ -1,9 +1,9 @@
 //! Backfilling: one `backfill` run per schedule slot of a date range.
 
 use gale_model::{DagId, RunId, schedule};
-use gale_store::{NewRun, Store};
+use gale_store::NewRun;
 
-use crate::{Error, Result, current_dag};
+use crate::{ActionStore, Error, Result, current_dag};
 
 /// The most runs one backfill may create.
 pub const MAX_BACKFILL_RUNS: usize = 10_000;
@@ -21,7 +21,7 @@ pub struct Backfill {
 /// lies in `[from, to]` (dates in the DAG's time zone unless they carry an
 /// offset), and records the backfill.
 pub async fn backfill(
-    store: &dyn Store,
+    store: &(impl ActionStore + ?Sized),
     dag_id: &DagId,
     from: &str,
     to: &str,

@@ -4,9 +4,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use gale_model::{RunId, TaskState};
-use gale_store::{ClearTask, Store};
+use gale_store::ClearTask;
 
-use crate::{Error, Result};
+use crate::{ActionStore, Error, Result};
 
 /// Which tasks of a run to clear.
 #[derive(Clone, Debug)]
@@ -24,7 +24,11 @@ pub enum ClearWhat {
 /// their full retries); a finished run is queued again. Returns the task ids
 /// cleared. Unknown task ids are `NotFound`; a chosen task that is still
 /// running or queued is a `Conflict`.
-pub async fn clear(store: &dyn Store, run_id: RunId, what: &ClearWhat) -> Result<Vec<String>> {
+pub async fn clear(
+    store: &(impl ActionStore + ?Sized),
+    run_id: RunId,
+    what: &ClearWhat,
+) -> Result<Vec<String>> {
     let run = store
         .get_run(run_id)
         .await?

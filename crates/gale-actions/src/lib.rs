@@ -14,7 +14,7 @@ mod trigger;
 mod tests;
 
 use gale_model::DagId;
-use gale_store::{DagRow, DagVersion, Store};
+use gale_store::{Backfills, Clock, DagRow, DagVersion, Dags, Operator, Runs};
 
 pub use backfill::{Backfill, MAX_BACKFILL_RUNS, backfill};
 pub use clear::{ClearWhat, clear};
@@ -47,8 +47,17 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The parts of the store the actions use: DAG versions, runs and their task
+/// instances, backfills, operators' marks and clears, and the store's clock.
+pub trait ActionStore: Clock + Dags + Runs + Backfills + Operator {}
+
+impl<T: Clock + Dags + Runs + Backfills + Operator + ?Sized> ActionStore for T {}
+
 /// A DAG's row and its current version.
-pub async fn current_dag(store: &dyn Store, dag_id: &DagId) -> Result<(DagRow, DagVersion)> {
+pub async fn current_dag(
+    store: &(impl ActionStore + ?Sized),
+    dag_id: &DagId,
+) -> Result<(DagRow, DagVersion)> {
     let row = store
         .get_dag(dag_id)
         .await?

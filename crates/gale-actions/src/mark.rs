@@ -4,9 +4,9 @@
 //! renewal fails and it kills the attempt.
 
 use gale_model::{RunId, TaskState};
-use gale_store::{RunMark, RunRow, Store, TaskRow};
+use gale_store::{RunMark, RunRow, TaskRow};
 
-use crate::{Error, Result};
+use crate::{ActionStore, Error, Result};
 
 /// The state a run or task is marked with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +45,7 @@ impl Mark {
 }
 
 /// A run; `NotFound` when there is none.
-async fn run_of(store: &dyn Store, run_id: RunId) -> Result<RunRow> {
+async fn run_of(store: &(impl ActionStore + ?Sized), run_id: RunId) -> Result<RunRow> {
     store
         .get_run(run_id)
         .await?
@@ -54,7 +54,11 @@ async fn run_of(store: &dyn Store, run_id: RunId) -> Result<RunRow> {
 
 /// Cancels a queued or running run: running attempts are killed, the rest
 /// skipped. Returns the run as it was before; a finished run is a `Conflict`.
-pub async fn cancel_run(store: &dyn Store, run_id: RunId, by: &str) -> Result<RunRow> {
+pub async fn cancel_run(
+    store: &(impl ActionStore + ?Sized),
+    run_id: RunId,
+    by: &str,
+) -> Result<RunRow> {
     let run = run_of(store, run_id).await?;
     if !store.mark_run(run.id, RunMark::Cancel, by).await? {
         return Err(Error::Conflict(format!(
@@ -67,7 +71,12 @@ pub async fn cancel_run(store: &dyn Store, run_id: RunId, by: &str) -> Result<Ru
 
 /// Marks a run success or failed, with its unfinished tasks. Returns the run
 /// as it was before; a run already in that state is a `Conflict`.
-pub async fn mark_run(store: &dyn Store, run_id: RunId, mark: Mark, by: &str) -> Result<RunRow> {
+pub async fn mark_run(
+    store: &(impl ActionStore + ?Sized),
+    run_id: RunId,
+    mark: Mark,
+    by: &str,
+) -> Result<RunRow> {
     let run = run_of(store, run_id).await?;
     if !store.mark_run(run.id, mark.run_mark(), by).await? {
         return Err(Error::Conflict(format!(
@@ -82,7 +91,7 @@ pub async fn mark_run(store: &dyn Store, run_id: RunId, mark: Mark, by: &str) ->
 /// the task instance as it was before; one already in that state is a
 /// `Conflict`.
 pub async fn mark_task(
-    store: &dyn Store,
+    store: &(impl ActionStore + ?Sized),
     run_id: RunId,
     task_id: &str,
     mark: Mark,

@@ -1,15 +1,15 @@
 //! Triggering a manual run of a DAG's current version.
 
 use gale_model::{DagId, schedule};
-use gale_store::{NewRun, RunRow, Store};
+use gale_store::{NewRun, RunRow};
 
-use crate::{Error, Result, current_dag};
+use crate::{ActionStore, Error, Result, current_dag};
 
 /// Creates a manual run of the DAG's current version with `conf` (merged over
 /// the DAG's params when tasks render) at `logical_date` (default: now, in the
 /// DAG's time zone unless the text has an offset).
 pub async fn trigger(
-    store: &dyn Store,
+    store: &(impl ActionStore + ?Sized),
     dag_id: &DagId,
     conf: serde_json::Map<String, serde_json::Value>,
     logical_date: Option<&str>,
