@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gale_model::time::rfc3339;
-use gale_model::{Dag, DagId, TaskState};
+use gale_model::{Dag, DagId, RunId, TaskState};
 use gale_store::{Clock, Dags, Nodes, Notifier, Pools, Queue, RunRow, Runs, SlotStatus, Slots};
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
@@ -233,9 +233,16 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         let mut due = self.notifier.take_changed_runs();
         due.extend(started);
         due.extend(self.tracker.watched());
-        for run in self.store.running_runs(self.opts.max_runs_per_pass).await? {
+        let running = self.store.running_runs(self.opts.max_runs_per_pass).await?;
+        if housekeeping && running.len() < self.opts.max_runs_per_pass as usize {
+            // Every running run is listed: forget the ones that ended without
+            // this scheduler (cancelled, marked, or finished by another).
+            let ids: HashSet<RunId> = running.iter().map(|r| r.id).collect();
+            self.tracker.keep_only(&ids);
+        }
+        for run in &running {
             if housekeeping || due.contains(&run.id) {
-                self.advance_run(&run, now, &mut report).await?;
+                self.advance_run(run, now, &mut report).await?;
             }
         }
         if housekeeping {

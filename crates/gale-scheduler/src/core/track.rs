@@ -72,6 +72,19 @@ impl Tracker {
         true
     }
 
+    /// Forgets every run not in `running` (the whole list of running runs):
+    /// those that ended without this scheduler, cancelled, marked, or finished
+    /// by another one.
+    pub fn keep_only(&mut self, running: &HashSet<RunId>) {
+        self.planned.retain(|id, _| running.contains(id));
+        self.watch.retain(|id| running.contains(id));
+    }
+
+    /// How many runs it remembers.
+    pub fn remembered(&self) -> usize {
+        self.planned.len().max(self.watch.len())
+    }
+
     /// The run ended (or is no longer running: cancelled, marked): forget it.
     pub fn finished(&mut self, run_id: RunId) {
         self.planned.remove(&run_id);

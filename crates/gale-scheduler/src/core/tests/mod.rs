@@ -713,3 +713,17 @@ fn a_slot_that_already_has_a_run_does_not_use_up_max_active_runs() {
     "#]],
     );
 }
+
+#[test]
+fn a_run_that_ends_without_the_scheduler_is_forgotten() {
+    // A task waiting for a pool keeps its run watched (planned every pass);
+    // once an operator cancels the run, the next pass forgets it.
+    let mut w = World::at("2026-01-01T00:00:00Z");
+    w.dag("waits", "tasks:\n  a:\n    run: x\n    pool: nowhere\n");
+    let run = w.trigger("waits");
+    w.step();
+    assert_eq!(w.remembered(), 1);
+    w.cancel(run);
+    check(w.step(), expect![""]);
+    assert_eq!(w.remembered(), 0);
+}

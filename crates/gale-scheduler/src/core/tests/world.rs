@@ -565,6 +565,8 @@ impl World {
             .filter(|r| r.state == RunState::Running)
             .cloned()
             .collect();
+        self.tracker
+            .keep_only(&running.iter().map(|r| r.id).collect());
         for run in running {
             let tasks = |w: &World| -> Vec<TaskRow> {
                 w.tasks
@@ -648,6 +650,11 @@ impl World {
             out.push(self.reap(&reap));
         }
         out.join("\n")
+    }
+
+    /// How many runs the scheduler's tracker remembers.
+    pub fn remembered(&self) -> usize {
+        self.tracker.remembered()
     }
 
     /// The actions the core decides for one run now, not yet written.
