@@ -74,10 +74,10 @@ pub fn due_runs(d: DueDag<'_>, now: Timestamp) -> Due {
         last_end: d.row.last_interval_end,
     };
     if !dag.catchup
-        && let Some(passed) = pass_over_slots(d.row, &schedule, cursor, now)
+        && let Some((status, slots)) = pass_over_slots(d.row, &schedule, cursor, now)
     {
-        cursor.last_end = cursor.last_end.max(passed.slots.last().map(|s| s.1));
-        due.passed_over = Some((passed.status, passed.slots));
+        cursor.last_end = cursor.last_end.max(slots.last().map(|s| s.1));
+        due.passed_over = Some((status, slots));
     }
     if d.row.paused {
         return due;
@@ -101,11 +101,6 @@ pub fn due_runs(d: DueDag<'_>, now: Timestamp) -> Due {
     due
 }
 
-struct Passed {
-    status: SlotStatus,
-    slots: Vec<(Timestamp, Timestamp)>,
-}
-
 /// The slots a DAG without catchup will never run: those that passed while it
 /// was paused (`skipped`), before its first run (`skipped`), or while no
 /// scheduler ran (`missed`): the newest [`MAX_SLOTS_PASSED_OVER`] of them, since
@@ -115,7 +110,7 @@ fn pass_over_slots(
     schedule: &gale_model::schedule::Schedule,
     cursor: Cursor,
     now: Timestamp,
-) -> Option<Passed> {
+) -> Option<(SlotStatus, Vec<(Timestamp, Timestamp)>)> {
     let latest = next_due_interval(schedule, cursor, now)?;
     let earliest = match (cursor.last_end, cursor.start_date) {
         (Some(end), _) => Some(end),
@@ -159,5 +154,5 @@ fn pass_over_slots(
     } else {
         SlotStatus::Missed
     };
-    Some(Passed { status, slots })
+    Some((status, slots))
 }

@@ -171,11 +171,12 @@ pub fn run_actions(
     now: Timestamp,
 ) -> Vec<RunAction> {
     let plan = plan_run(dag, order, tasks, now);
-    let mut actions: Vec<RunAction> = plan
-        .transitions
-        .chunks(TRANSITION_CHUNK)
-        .map(|chunk| RunAction::Transitions(chunk.to_vec()))
-        .collect();
+    let mut actions = Vec::new();
+    let mut transitions = plan.transitions.into_iter().peekable();
+    while transitions.peek().is_some() {
+        let chunk = transitions.by_ref().take(TRANSITION_CHUNK).collect();
+        actions.push(RunAction::Transitions(chunk));
+    }
     if !plan.enqueue.is_empty() {
         actions.push(RunAction::Enqueue {
             dag_id: run.dag_id.clone(),

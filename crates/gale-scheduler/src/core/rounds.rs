@@ -29,8 +29,6 @@ pub struct Rounds {
     /// Transitions this round asked for, and how many applied.
     asked: usize,
     applied: usize,
-    /// Every round's applied transitions, for the pass's count.
-    pub applied_total: usize,
 }
 
 impl Rounds {
@@ -87,7 +85,6 @@ impl Rounds {
     pub fn wrote(&mut self, action: &RunAction, changed: usize) {
         if let RunAction::Transitions(_) = action {
             self.applied += changed;
-            self.applied_total += changed;
         }
     }
 }

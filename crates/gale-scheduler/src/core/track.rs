@@ -81,7 +81,8 @@ impl Tracker {
     }
 
     /// How many runs it remembers.
-    pub fn remembered(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> usize {
         self.planned.len().max(self.watch.len())
     }
 
