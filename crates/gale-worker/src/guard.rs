@@ -1,24 +1,38 @@
 //! The guard: a small process beside each worker that kills the worker's task
-//! process groups when the worker dies without doing so itself (SIGKILL, OOM
-//! kill, a crash).
+//! process groups when the worker can no longer do so itself: when it dies
+//! (SIGKILL, OOM kill, a crash), and when it is frozen (SIGSTOP, a stalled
+//! runtime, a blocked disk, a stopped container) past an attempt's fence
+//! deadline.
 //!
 //! Task processes run in process groups of their own, so a dying worker takes
 //! none of them along, and `PR_SET_PDEATHSIG` would need a `pre_exec` hook, which
 //! forces `fork` over `posix_spawn` and costs several times the CPU per task. So
-//! the worker starts one guard (the `gale` binary run as `gale __guard`) and
-//! writes `+PGID` / `-PGID` lines to its stdin as tasks start and end. The worker
-//! holds the only write end of that pipe: when the worker is gone, for whatever
-//! reason, the guard reads end-of-file and sends SIGKILL to every group still
-//! listed. Without it, a retry elsewhere could start while the lost attempt's
-//! process still runs; with it, that process dies within moments of its worker.
+//! the worker starts one guard (the `gale` binary run as `gale __guard`, in a
+//! process group of its own, so that a signal to the worker's group does not
+//! freeze it too) and writes lines to its stdin:
+//!
+//! - `+PGID DEADLINE`: the group runs a task; kill it at `DEADLINE` unless told
+//!   a later one (sent again, with a later deadline, at every lease renewal);
+//! - `-PGID`: the group's task ended.
+//!
+//! Deadlines are milliseconds on `CLOCK_BOOTTIME` ([`boot_ms`]), which both
+//! processes read, which no one sets, and which counts a suspended machine's
+//! sleep. The worker holds the only write end of the pipe: when the worker is
+//! gone, the guard reads end-of-file and kills every group still listed; while
+//! the worker is frozen, the guard kills each group at its deadline, which is
+//! set before the attempt's lease ends on the store's clock (see
+//! `WorkerOptions::guard_after`), so a retry elsewhere never runs beside it.
 //!
 //! A task started in the instant between its spawn and its `+` line reaching the
 //! guard (a millisecond at most: lines are gathered into few writes) escapes the
 //! guard if the worker dies in that instant; start-up recovery on the same host
-//! still kills it (its pid is recorded with the attempt).
+//! still kills it (its pid is recorded with the attempt). The guard itself
+//! frozen along with its worker (a whole machine or container paused) cannot
+//! act: docs/ha.md gives that window.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +65,7 @@ impl Guard {
         let pipe = program.and_then(|program| {
             match Command::new(program)
                 .arg("__guard")
+                .process_group(0)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
@@ -87,9 +102,23 @@ impl Guard {
         }
     }
 
-    /// The process group `pgid` now runs a task of this worker.
-    pub fn watch(&self, pgid: u32) {
-        self.send(&format!("+{pgid}\n"));
+    /// The process group `pgid` runs a task of this worker: kill it at
+    /// `deadline` ([`boot_ms`]) unless a later one arrives. Deadlines only move
+    /// forward: of two lines that race, the later deadline counts.
+    pub fn watch(&self, pgid: u32, deadline: u64) {
+        self.send(&format!("+{pgid} {deadline}\n"));
+    }
+
+    /// The leases of these groups' attempts were renewed: their new deadline.
+    pub fn extend(&self, pgids: &[u32], deadline: u64) {
+        if pgids.is_empty() {
+            return;
+        }
+        let mut lines = String::with_capacity(pgids.len() * 24);
+        for pgid in pgids {
+            lines.push_str(&format!("+{pgid} {deadline}\n"));
+        }
+        self.send(&lines);
     }
 
     /// The process group `pgid` is done (its task ended and the group was killed).
@@ -146,37 +175,205 @@ fn write_loop(outbox: &Outbox, mut pipe: ChildStdin) {
     }
 }
 
-/// The guard process itself (`gale __guard`): reads `+PGID` / `-PGID` lines
-/// until end-of-file, then kills the groups still listed. Signals meant for the
-/// worker's terminal or service (SIGINT, SIGTERM, SIGHUP) are ignored: the guard
-/// ends when the worker does, and not before.
+/// Milliseconds on `CLOCK_BOOTTIME`: monotonic, shared by every process of
+/// the machine, and counting time the machine spent suspended.
+pub fn boot_ms() -> u64 {
+    use nix::time::{ClockId, clock_gettime};
+    match clock_gettime(ClockId::CLOCK_BOOTTIME) {
+        Ok(t) => {
+            u64::try_from(t.tv_sec()).unwrap_or(0) * 1000
+                + u64::try_from(t.tv_nsec()).unwrap_or(0) / 1_000_000
+        }
+        // Not on Linux: the monotonic clock, which every kernel has.
+        Err(_) => clock_gettime(ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+            u64::try_from(t.tv_sec()).unwrap_or(0) * 1000
+                + u64::try_from(t.tv_nsec()).unwrap_or(0) / 1_000_000
+        }),
+    }
+}
+
+/// One line from the worker.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    Watch { pgid: i32, deadline: u64 },
+    Forget { pgid: i32 },
+}
+
+fn parse(line: &str) -> Option<Line> {
+    let (sign, rest) = line.split_at(line.len().min(1));
+    let mut words = rest.split_ascii_whitespace();
+    let pgid: i32 = words.next()?.parse().ok()?;
+    if pgid <= 1 {
+        return None;
+    }
+    match sign {
+        // Without a deadline (an older worker's line): only the worker's end
+        // kills the group.
+        "+" => Some(Line::Watch {
+            pgid,
+            deadline: words
+                .next()
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(u64::MAX),
+        }),
+        "-" => Some(Line::Forget { pgid }),
+        _ => None,
+    }
+}
+
+/// The groups a guard watches, each with its deadline.
+#[derive(Debug, Default)]
+struct Watched {
+    groups: HashMap<i32, u64>,
+}
+
+impl Watched {
+    fn apply(&mut self, line: Line) {
+        match line {
+            Line::Watch { pgid, deadline } => {
+                let d = self.groups.entry(pgid).or_insert(deadline);
+                *d = (*d).max(deadline);
+            }
+            Line::Forget { pgid } => {
+                self.groups.remove(&pgid);
+            }
+        }
+    }
+
+    /// The earliest deadline, if any group has one.
+    fn next_deadline(&self) -> Option<u64> {
+        self.groups
+            .values()
+            .copied()
+            .filter(|&d| d != u64::MAX)
+            .min()
+    }
+
+    /// Takes the groups whose deadline is at or before `now`.
+    fn expired(&mut self, now: u64) -> Vec<(i32, u64)> {
+        let due: Vec<(i32, u64)> = self
+            .groups
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(g, d)| (*g, *d))
+            .collect();
+        for (g, _) in &due {
+            self.groups.remove(g);
+        }
+        due
+    }
+}
+
+/// The guard process itself (`gale __guard`): reads the worker's lines until
+/// end-of-file, kills each group whose deadline passes on the way, then kills
+/// the groups still listed. Signals meant for the worker's terminal or service
+/// (SIGINT, SIGTERM, SIGHUP) are ignored: the guard ends when the worker does,
+/// and not before.
 pub fn guard_main() {
     use nix::sys::signal::{SigHandler, Signal, killpg, signal};
+    use std::sync::mpsc::{RecvTimeoutError, channel};
     for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         // SAFETY: installing SIG_IGN runs no handler code.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
-    let mut groups: HashSet<i32> = HashSet::new();
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        let (sign, number) = line.split_at(line.len().min(1));
-        let Ok(pgid) = number.trim().parse::<i32>() else {
-            continue;
-        };
-        if pgid <= 1 {
-            continue;
+    let (tx, rx) = channel::<Line>();
+    // Lines are read on a thread of their own, so that deadlines pass while no
+    // line comes (the worker frozen is exactly when none does).
+    let reader = std::thread::Builder::new()
+        .name("gale-guard-reader".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if let Some(l) = parse(&line)
+                    && tx.send(l).is_err()
+                {
+                    break;
+                }
+            }
+        });
+    if reader.is_err() {
+        eprintln!("gale guard: cannot start its reader thread; tasks are not guarded");
+        return;
+    }
+    let kill = |pgid: i32| {
+        let _ = killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL);
+    };
+    let mut watched = Watched::default();
+    loop {
+        let now = boot_ms();
+        for (pgid, deadline) in watched.expired(now) {
+            kill(pgid);
+            eprintln!(
+                "gale guard: killed task process group {pgid} {} ms after its fence deadline: \
+                 its worker did not renew the attempt's lease in time (frozen or stalled)",
+                now.saturating_sub(deadline)
+            );
         }
-        match sign {
-            "+" => {
-                groups.insert(pgid);
+        let wait = watched
+            .next_deadline()
+            .map_or(Duration::from_secs(3600), |d| {
+                Duration::from_millis(d.saturating_sub(now).max(1))
+            });
+        match rx.recv_timeout(wait) {
+            Ok(line) => {
+                watched.apply(line);
+                while let Ok(line) = rx.try_recv() {
+                    watched.apply(line);
+                }
             }
-            "-" => {
-                groups.remove(&pgid);
-            }
-            _ => {}
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
         }
     }
-    for pgid in groups {
-        let _ = killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL);
+    for pgid in watched.groups.into_keys() {
+        kill(pgid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_parse_and_deadlines_only_move_forward() {
+        assert_eq!(
+            parse("+123 5000"),
+            Some(Line::Watch {
+                pgid: 123,
+                deadline: 5000
+            })
+        );
+        assert_eq!(parse("-123"), Some(Line::Forget { pgid: 123 }));
+        assert_eq!(
+            parse("+77"),
+            Some(Line::Watch {
+                pgid: 77,
+                deadline: u64::MAX
+            })
+        );
+        for bad in ["+1 5", "+0 5", "+-5 5", "*12 4", "+x 1", "", "-"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+        let mut w = Watched::default();
+        w.apply(parse("+10 5000").unwrap());
+        w.apply(parse("+11 3000").unwrap());
+        // A renewal's line overtaken by the start's: the later deadline stays.
+        w.apply(parse("+10 9000").unwrap());
+        w.apply(parse("+10 6000").unwrap());
+        assert_eq!(w.next_deadline(), Some(3000));
+        assert_eq!(w.expired(2999), vec![]);
+        assert_eq!(w.expired(3000), vec![(11, 3000)]);
+        assert_eq!(w.next_deadline(), Some(9000));
+        w.apply(parse("-10").unwrap());
+        assert_eq!(w.next_deadline(), None);
+        assert!(w.groups.is_empty());
+    }
+
+    #[test]
+    fn the_boot_clock_runs_forward() {
+        let a = boot_ms();
+        std::thread::sleep(Duration::from_millis(20));
+        let b = boot_ms();
+        assert!(a > 0 && b >= a + 20, "{a} then {b}");
     }
 }

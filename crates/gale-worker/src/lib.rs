@@ -3,9 +3,12 @@
 //! output into the store, heart-beats its leases, and reports the result through
 //! a fenced write.
 //!
-//! A worker that cannot renew its leases kills its own attempts before the lease
-//! ends (self-fencing), so a retry elsewhere never runs beside it; a result that
-//! arrives after the attempt was reaped is rejected by the store and only logged.
+//! A worker that cannot renew an attempt's lease kills the attempt before the
+//! lease ends (self-fencing), so a retry elsewhere never runs beside it; when
+//! the worker itself is frozen, its guard process does so (see [`guard`]). A
+//! result that arrives after the attempt was reaped is rejected by the store and
+//! only logged; a worker that thaws after an attempt's fence deadline reports
+//! nothing for it.
 
 mod direct;
 mod execute;
@@ -16,7 +19,7 @@ mod report;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gale_model::TaskState;
 use gale_model::{Dag, DagId};
@@ -83,6 +86,26 @@ impl Default for Limits {
 }
 
 impl WorkerOptions {
+    /// Left between an attempt's fence and the end of its lease, for the kill
+    /// to take effect: two heartbeat intervals, at least a second.
+    fn fence_margin(&self) -> Duration {
+        (self.heartbeat_interval * 2).max(Duration::from_secs(1))
+    }
+
+    /// How long after a renewal was sent (the moment its lease starts, at the
+    /// earliest, on the store's clock) the worker kills the attempt if no later
+    /// renewal succeeded.
+    pub fn fence_after(&self) -> Duration {
+        self.attempt_lease.saturating_sub(self.fence_margin())
+    }
+
+    /// When the guard kills the attempt's process group if the worker has not
+    /// (it is frozen): half-way between the worker's own fence and the lease's
+    /// end, so that the worker, when it runs, fences first and says why.
+    pub fn guard_after(&self) -> Duration {
+        self.attempt_lease.saturating_sub(self.fence_margin() / 2)
+    }
+
     pub fn new(worker_id: WorkerId, host: String) -> Self {
         WorkerOptions {
             worker_id,
@@ -101,9 +124,38 @@ impl WorkerOptions {
     }
 }
 
+/// An attempt's lease as this worker knows it, on [`guard::boot_ms`].
+#[derive(Debug)]
+pub(crate) struct Lease {
+    /// When the claim or the last successful renewal was sent.
+    renewed: std::sync::atomic::AtomicU64,
+    /// The attempt's process group, once it runs (0 before).
+    pgid: std::sync::atomic::AtomicU32,
+}
+
+impl Lease {
+    fn new(sent: u64) -> Arc<Lease> {
+        Arc::new(Lease {
+            renewed: std::sync::atomic::AtomicU64::new(sent),
+            pgid: std::sync::atomic::AtomicU32::new(0),
+        })
+    }
+
+    fn renewed(&self) -> u64 {
+        self.renewed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The moment `after` (a fence or guard delay) from the last renewal.
+    pub(crate) fn deadline(&self, after: Duration) -> u64 {
+        self.renewed()
+            .saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
 /// One attempt this worker is running.
 struct Held {
     try_number: u32,
+    lease: Arc<Lease>,
     /// Cancelled to kill the attempt's process group (fenced, timed out, shutdown).
     kill: CancellationToken,
     /// Why it was killed, when it was: the result is then not reported as normal.
@@ -209,6 +261,8 @@ impl<S: WorkerStore + ?Sized> Worker<S> {
             let free = shared.opts.concurrency.saturating_sub(shared.held_count());
             let mut claimed_full = false;
             if free > 0 {
+                // A claim's lease starts when the store runs it: after this.
+                let sent = guard::boot_ms();
                 match shared
                     .store
                     .claim(
@@ -230,6 +284,7 @@ impl<S: WorkerStore + ?Sized> Worker<S> {
                             let kill = CancellationToken::new();
                             let kill_reason = Arc::new(Mutex::new(None));
                             let hard_kill = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                            let lease = Lease::new(sent);
                             shared
                                 .held
                                 .lock()
@@ -238,6 +293,7 @@ impl<S: WorkerStore + ?Sized> Worker<S> {
                                     claim.task.id,
                                     Held {
                                         try_number: claim.task.try_number,
+                                        lease: lease.clone(),
                                         kill: kill.clone(),
                                         kill_reason: kill_reason.clone(),
                                         hard_kill: hard_kill.clone(),
@@ -247,8 +303,15 @@ impl<S: WorkerStore + ?Sized> Worker<S> {
                             tracker.spawn(async move {
                                 let (ti, run) = (claim.task.id, claim.task.run_id);
                                 let try_number = claim.task.try_number;
-                                execute::execute(&shared, claim, kill, kill_reason, hard_kill)
-                                    .await;
+                                execute::execute(
+                                    &shared,
+                                    claim,
+                                    lease,
+                                    kill,
+                                    kill_reason,
+                                    hard_kill,
+                                )
+                                .await;
                                 // Only this try's entries: a retry of the same task
                                 // instance may run here by now.
                                 shared.unhold(ti, try_number);
@@ -341,6 +404,15 @@ impl<S: WorkerStore + ?Sized> Shared<S> {
             .collect()
     }
 
+    fn held_leases(&self) -> Vec<(TiId, u32, Arc<Lease>)> {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(ti, h)| (*ti, h.try_number, h.lease.clone()))
+            .collect()
+    }
+
     /// The attempt's process ended: stop renewing its lease; its result is
     /// reported next (the attempt stays ours until then).
     fn release(&self, ti: TiId, try_number: u32) {
@@ -359,11 +431,14 @@ impl<S: WorkerStore + ?Sized> Shared<S> {
         }
     }
 
-    fn kill(&self, ti: TiId, reason: KillReason) {
+    /// Kills the attempt held for `ti`; true when it was not being killed yet.
+    fn kill(&self, ti: TiId, reason: KillReason) -> bool {
+        let mut first = false;
         if let Some(h) = self.held.lock().unwrap_or_else(|p| p.into_inner()).get(&ti) {
             let mut r = h.kill_reason.lock().unwrap_or_else(|p| p.into_inner());
             if r.is_none() {
                 *r = Some(reason);
+                first = true;
             }
             if matches!(reason, KillReason::Fenced | KillReason::SelfFenced) {
                 h.hard_kill
@@ -371,6 +446,7 @@ impl<S: WorkerStore + ?Sized> Shared<S> {
             }
             h.kill.cancel();
         }
+        first
     }
 
     pub(crate) async fn spec(
@@ -460,72 +536,116 @@ impl<S: WorkerStore + ?Sized> Shared<S> {
 }
 
 /// Renews the leases of held attempts, kills those the store says are no longer
-/// ours, and kills all of them when renewals keep failing (self-fencing).
+/// ours, and kills each one whose lease went unrenewed for too long
+/// (self-fencing).
 ///
-/// The lease runs on the store's clock from the moment a renewal was *sent*, so
-/// that is the moment counted from here; the fence fires on its own deadline, not
-/// only after a slow renewal gives up.
+/// Each attempt's lease runs on the store's clock from the moment its claim or
+/// last successful renewal was *sent*, so that is the moment counted from here
+/// ([`Lease`]); the fence fires on its own deadline, not only after a slow
+/// renewal gives up. A fence covers the attempts whose deadline passed and no
+/// others: a worker that thaws after a freeze kills its old attempts (its
+/// guard may have already) and runs the ones it claims afterwards normally.
 async fn heartbeat_loop<S: WorkerStore + ?Sized>(shared: Arc<Shared<S>>, stop: CancellationToken) {
     let opts = &shared.opts;
-    // Kill our attempts before the lease runs out elsewhere: leave a margin of two
-    // heartbeat intervals (at least a second) for the kill to take effect.
-    let margin = (opts.heartbeat_interval * 2).max(Duration::from_secs(1));
-    let fence_after = opts.attempt_lease.saturating_sub(margin);
-    let mut last_ok = Instant::now();
-    let mut fenced = false;
+    let fence_after = opts.fence_after();
+    let guard_after = opts.guard_after();
+    let until = |deadline: u64| {
+        tokio::time::Instant::now()
+            + Duration::from_millis(deadline.saturating_sub(guard::boot_ms()))
+    };
     loop {
-        let fence_at = tokio::time::Instant::from_std(last_ok + fence_after);
-        let next_beat = tokio::time::Instant::now() + opts.heartbeat_interval;
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            // Once fenced, only the regular beat: the deadline is behind us.
-            _ = tokio::time::sleep_until(if fenced { next_beat } else { next_beat.min(fence_at) }) => {}
+        let now = guard::boot_ms();
+        let (expired, live): (Vec<_>, Vec<_>) = shared
+            .held_leases()
+            .into_iter()
+            .partition(|(_, _, l)| l.deadline(fence_after) <= now);
+        let mut fenced = 0usize;
+        let mut silent_ms = 0u64;
+        for (ti, _, lease) in &expired {
+            if shared.kill(*ti, KillReason::SelfFenced) {
+                fenced += 1;
+                silent_ms = silent_ms.max(now.saturating_sub(lease.renewed()));
+            }
         }
-        let held = shared.held_list();
-        if held.is_empty() {
-            last_ok = Instant::now();
-            fenced = false;
-            continue;
+        if fenced > 0 {
+            error!(
+                attempts = fenced,
+                silent_ms,
+                "cannot reach the store to renew leases: killing running attempts before their lease ends"
+            );
         }
-        if last_ok.elapsed() < fence_after {
-            let sent = Instant::now();
+        let mut renewed_ok = true;
+        if !live.is_empty() {
+            let sent = guard::boot_ms();
+            let first_fence = live
+                .iter()
+                .map(|(_, _, l)| l.deadline(fence_after))
+                .min()
+                .unwrap_or(now);
             let give_up = (tokio::time::Instant::now()
                 + opts.heartbeat_interval.max(Duration::from_secs(1)))
-            .min(fence_at);
+            .min(until(first_fence));
+            let ids: Vec<(TiId, u32)> = live.iter().map(|(ti, n, _)| (*ti, *n)).collect();
             let renew = tokio::time::timeout_at(
                 give_up,
-                shared.store.heartbeat_attempts(&opts.worker_id, &held),
+                shared.store.heartbeat_attempts(&opts.worker_id, &ids),
             )
             .await;
             match renew {
                 Ok(Ok(renewed)) => {
-                    last_ok = sent;
-                    fenced = false;
-                    for (ti, try_number) in held {
-                        // One that ended meanwhile was released before its result was
-                        // sent: only one still held was taken from us.
-                        if !renewed.contains(&ti) && shared.holds(ti, try_number) {
-                            warn!(%ti, try_number, "attempt is no longer ours (reaped or changed): killing it");
-                            shared.kill(ti, KillReason::Fenced);
+                    let mut pgids = Vec::with_capacity(live.len());
+                    for (ti, try_number, lease) in &live {
+                        if renewed.contains(ti) {
+                            lease
+                                .renewed
+                                .fetch_max(sent, std::sync::atomic::Ordering::AcqRel);
+                            let pgid = lease.pgid.load(std::sync::atomic::Ordering::Acquire);
+                            if pgid != 0 {
+                                pgids.push(pgid);
+                            }
+                        } else if shared.holds(*ti, *try_number) {
+                            // One that ended meanwhile was released before its result
+                            // was sent: only one still held was taken from us.
+                            if shared.kill(*ti, KillReason::Fenced) {
+                                warn!(%ti, try_number, "attempt is no longer ours (reaped or changed): killing it");
+                            }
                         }
                     }
-                    continue;
+                    shared.guard.extend(
+                        &pgids,
+                        sent.saturating_add(u64::try_from(guard_after.as_millis()).unwrap_or(0)),
+                    );
                 }
-                Ok(Err(e)) => warn!(error = %e, "renewing attempt leases failed"),
-                Err(_) => warn!("renewing attempt leases timed out"),
+                Ok(Err(e)) => {
+                    renewed_ok = false;
+                    warn!(error = %e, "renewing attempt leases failed");
+                }
+                Err(_) => {
+                    renewed_ok = false;
+                    warn!("renewing attempt leases timed out");
+                }
             }
         }
-        if last_ok.elapsed() >= fence_after {
-            if !fenced {
-                error!(
-                    silent_ms = last_ok.elapsed().as_millis() as u64,
-                    "cannot reach the store to renew leases: killing running attempts before their lease ends"
-                );
-            }
-            fenced = true;
-            for (ti, _) in shared.held_list() {
-                shared.kill(ti, KillReason::SelfFenced);
-            }
+        // The next beat, or an attempt's fence deadline if that comes first
+        // (not one already passed: those are being killed).
+        let now = guard::boot_ms();
+        let next_fence = shared
+            .held_leases()
+            .iter()
+            .map(|(_, _, l)| l.deadline(fence_after))
+            .filter(|&d| d > now)
+            .min();
+        let mut wake = tokio::time::Instant::now() + opts.heartbeat_interval;
+        if let Some(d) = next_fence {
+            wake = wake.min(until(d));
+        }
+        if !renewed_ok {
+            // A failed renewal is retried soon, but not in a tight loop.
+            wake = wake.max(tokio::time::Instant::now() + Duration::from_millis(100));
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep_until(wake) => {}
         }
     }
 }

@@ -211,7 +211,17 @@ pub async fn expired_attempts_and_reap<S: Store + ?Sized>(store: &S) {
         attempts[0].message.as_deref(),
         Some("worker w1 stopped heartbeating")
     );
-    assert!(attempts[0].ended_at.is_some());
+    // The try ended, at the latest, when its lease did (1 ms after its claim,
+    // never renewed): that, not the reap 400 ms later, is what the record says.
+    let (started, ended) = (
+        attempts[0].started_at,
+        attempts[0].ended_at.expect("ended_at"),
+    );
+    assert_eq!(
+        ended.duration_since(started),
+        jiff::SignedDuration::from_millis(1),
+        "a lost try's end is its lease's end ({started} + 1 ms), not the reap time: {ended}"
+    );
 
     let again = Reap {
         message: "reaped twice".into(),

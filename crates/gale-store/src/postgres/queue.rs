@@ -356,9 +356,13 @@ impl Queue for PgStore {
                                     OR heartbeat_at < now() - make_interval(secs => greatest($6,
                                         coalesce((SELECT n.attempt_lease_ms FROM nodes n
                                                   WHERE n.node_id = $3), 0) / 1000.0::float8)))
-                             RETURNING id, run_id),
+                             RETURNING id, run_id,
+                                 heartbeat_at + make_interval(secs => greatest($6,
+                                     coalesce((SELECT n.attempt_lease_ms FROM nodes n
+                                               WHERE n.node_id = $3), 0) / 1000.0::float8)) AS lease_end),
                          a AS (
-                             UPDATE attempts SET state = $8, message = $9, ended_at = now()
+                             UPDATE attempts SET state = $8, message = $9,
+                                 ended_at = least(now(), coalesce((SELECT lease_end FROM t), now()))
                              WHERE ti_id = $1 AND try_number = $2 AND EXISTS (SELECT 1 FROM t))
                          SELECT (SELECT count(*) FROM t),
                                 (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $10 || ' ' || run_id) FROM t) n)",

@@ -311,10 +311,26 @@ impl Queue for SqliteStore {
             if changed == 0 {
                 return Ok(false);
             }
+            // A lease that ran out: the try ended, at the latest, when its lease
+            // did (its worker's fence had stopped it by then), not when it was
+            // noticed.
+            let ended = match lease {
+                None => now,
+                Some(lease) => tx
+                    .query_row(
+                        "SELECT min(?3, heartbeat_at + max(?4, coalesce(
+                             (SELECT attempt_lease_ms * 1000 FROM nodes WHERE node_id = ?2), 0)))
+                         FROM task_instances WHERE id = ?1",
+                        params![r.ti.0, r.worker_id.as_str(), now, lease],
+                        |row| row.get::<_, Option<i64>>(0),
+                    )
+                    .map_err(map_err)?
+                    .unwrap_or(now),
+            };
             tx.execute(
                 "UPDATE attempts SET state = ?3, message = ?4, ended_at = ?5
                  WHERE ti_id = ?1 AND try_number = ?2",
-                params![r.ti.0, r.try_number, r.outcome.as_str(), r.message, now],
+                params![r.ti.0, r.try_number, r.outcome.as_str(), r.message, ended],
             )
             .map_err(map_err)?;
             Ok(true)

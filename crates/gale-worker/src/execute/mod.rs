@@ -130,6 +130,7 @@ fn gale_env(ctx: &Context, output: &Path) -> Vec<(String, String)> {
 pub(crate) async fn execute<S: WorkerStore + ?Sized>(
     shared: &Shared<S>,
     claim: Claim,
+    lease: Arc<crate::Lease>,
     kill: CancellationToken,
     kill_reason: Arc<Mutex<Option<KillReason>>>,
     hard_kill: Arc<std::sync::atomic::AtomicBool>,
@@ -188,7 +189,10 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
                                         .observe(claimed.elapsed().as_secs_f64());
                                 }
                                 if let Some(pid) = pid {
-                                    shared.guard.watch(pid);
+                                    lease.pgid.store(pid, std::sync::atomic::Ordering::Release);
+                                    shared
+                                        .guard
+                                        .watch(pid, lease.deadline(shared.opts.guard_after()));
                                 }
                                 let store = shared.store.clone();
                                 let command = command.clone();
@@ -260,7 +264,19 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
     if let Some(m) = &outcome.message {
         sink.system(format!("[gale] {m}")).await;
     }
-    let reason = *kill_reason.lock().unwrap_or_else(|p| p.into_inner());
+    // A worker frozen past the attempt's fence deadline (its guard killed the
+    // process meanwhile, or it ended on its own at a moment nobody can tell):
+    // the lease may have ended and a retry may run elsewhere, so nothing is
+    // reported as this attempt's result.
+    let reason = {
+        let mut reason = kill_reason.lock().unwrap_or_else(|p| p.into_inner());
+        if reason.is_none() && lease.deadline(shared.opts.fence_after()) <= crate::guard::boot_ms()
+        {
+            warn!(%ti, try_number, "the attempt's lease went unrenewed past its fence deadline while this worker was stalled: reporting nothing for it");
+            *reason = Some(KillReason::SelfFenced);
+        }
+        *reason
+    };
     match reason {
         Some(KillReason::Fenced) => {
             sink.system("[gale] attempt killed: the store no longer lists it as running on this worker (it was reaped, cancelled or marked by an operator); its result is discarded").await;

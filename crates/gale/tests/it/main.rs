@@ -14,6 +14,7 @@ mod cluster_cli;
 mod crash;
 mod dag_files;
 mod failover;
+mod faults;
 mod runs;
 mod scheduling;
 mod startup;
