@@ -1,7 +1,16 @@
 //! `LISTEN gale_queued, gale_changed` on a dedicated connection, fed into a
-//! [`Notifier`]; it reconnects on its own and never changes the store.
+//! [`Notifier`]; it reconnects on its own and never changes the store. The same
+//! connection asks `SELECT 1` every second: a server that stopped answering
+//! with its connections open (frozen, or its host stalled) is noticed within
+//! [`PROBE_EVERY`] + [`PROBE_WITHIN`], and every call in flight on the pool is
+//! given up at once ([`PgStore::outage`]) instead of at its own timeout.
 
 use super::*;
+
+/// How often the notification connection checks that the server answers.
+pub(super) const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How long the server has to answer that check.
+pub(super) const PROBE_WITHIN: Duration = Duration::from_secs(2);
 
 impl PgStore {
     /// Feeds the database's notifications into `notifier` until `stop` resolves:
@@ -15,8 +24,18 @@ impl PgStore {
             let session = self.listen_once(&notifier, &stop);
             match session.await {
                 ListenEnd::Stopped => return,
-                ListenEnd::Lost(why) => {
+                ListenEnd::Lost { why, was_up } => {
                     debug!(error = %why, "notification connection lost; reconnecting");
+                    if was_up {
+                        delay = Duration::from_millis(100);
+                    }
+                }
+                ListenEnd::Silent => {
+                    warn!(
+                        "the database stopped answering (its connections are open, nothing comes back): giving up every call in flight on it"
+                    );
+                    self.outage();
+                    delay = Duration::from_millis(100);
                 }
             }
             tokio::select! {
@@ -28,12 +47,14 @@ impl PgStore {
     }
 
     async fn listen_once(&self, notifier: &Notifier, stop: &CancellationToken) -> ListenEnd {
-        let connect = tokio::time::timeout(self.opts.call_timeout, self.config.connect(NoTls));
-        let (client, mut connection) = match connect.await {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return ListenEnd::Lost(describe(&e)),
-            Err(_) => return ListenEnd::Lost("connect timed out".into()),
-        };
+        let lost = |why: String| ListenEnd::Lost { why, was_up: false };
+        let (client, mut connection) =
+            match connect::connect(&self.hosts, self.per_host_timeout(), self.connect_budget())
+                .await
+            {
+                Ok(pair) => pair,
+                Err(e) => return lost(describe(&e)),
+            };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let driver = tokio::spawn(async move {
             loop {
@@ -52,12 +73,14 @@ impl PgStore {
             .batch_execute("LISTEN gale_queued; LISTEN gale_changed")
             .await
         {
-            return ListenEnd::Lost(describe(&e));
+            return lost(describe(&e));
         }
         // Whatever was announced while we were not listening: look now.
         notifier.workers.notify_one();
         notifier.scheduler.notify_one();
-        let mut probe = tokio::time::interval(Duration::from_secs(5));
+        let lost = |why: String| ListenEnd::Lost { why, was_up: true };
+        let mut probe = tokio::time::interval(PROBE_EVERY);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         probe.tick().await;
         loop {
             tokio::select! {
@@ -76,14 +99,15 @@ impl PgStore {
                         }
                     }
                     Some(_) => {}
-                    None => return ListenEnd::Lost("connection closed".into()),
+                    None => return lost("connection closed".into()),
                 },
-                // A silent peer (a partition) is noticed by a query, not by waiting.
+                // A silent peer (a partition, a frozen server) is noticed by a
+                // query, not by waiting.
                 _ = probe.tick() => {
-                    match tokio::time::timeout(Duration::from_secs(3), client.simple_query("SELECT 1")).await {
+                    match tokio::time::timeout(PROBE_WITHIN, client.simple_query("SELECT 1")).await {
                         Ok(Ok(_)) => {}
-                        Ok(Err(e)) => return ListenEnd::Lost(describe(&e)),
-                        Err(_) => return ListenEnd::Lost("the database stopped answering".into()),
+                        Ok(Err(e)) => return lost(describe(&e)),
+                        Err(_) => return ListenEnd::Silent,
                     }
                 }
             }
@@ -93,7 +117,13 @@ impl PgStore {
 
 enum ListenEnd {
     Stopped,
-    Lost(String),
+    /// The connection failed (`was_up`: after it had been listening).
+    Lost {
+        why: String,
+        was_up: bool,
+    },
+    /// The server stopped answering the probe.
+    Silent,
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -3,9 +3,14 @@
 //!
 //! - **Connections.** A pool (deadpool) built from one `tokio_postgres::Config`, so
 //!   a multi-host URL (`host=a,b,c`) finds the primary by itself: Gale always asks
-//!   for a read-write session. TCP keepalives, a TCP user timeout, a connect
-//!   timeout and a statement timeout make a dead peer an error within seconds,
-//!   not minutes. An error that says the server went away, restarted or is read-only
+//!   for a read-write session, of every host at once, each bounded as a whole
+//!   (see `connect`: a frozen host must not hold up the others). TCP keepalives,
+//!   a TCP user timeout, a connect timeout and a statement timeout make a dead
+//!   peer an error within seconds, not minutes; a server that stops answering
+//!   with its connections open is noticed by the notification connection's
+//!   probe, and every call in flight is given up at once. A call given up
+//!   half-way (its caller's own timeout) closes its connection rather than
+//!   lend it on with a statement still in flight. An error that says the server went away, restarted or is read-only
 //!   (SQLSTATE class 08, 57P01-57P03, 25006, ...) is [`Error::Unavailable`]: the
 //!   connection is dropped along with every idle one (after a failover they all
 //!   point at the old primary), and the caller retries with backoff.
@@ -33,9 +38,9 @@ use jiff::Timestamp;
 use tokio_postgres::config::{Host, TargetSessionAttrs};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, NoTls, Row, Statement};
+use tokio_postgres::{AsyncMessage, Row, Statement};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::rules::*;
 use crate::*;
@@ -43,6 +48,7 @@ use crate::*;
 mod auth;
 mod backfills;
 mod clock;
+mod connect;
 mod dags;
 mod database;
 mod listen;
@@ -81,6 +87,10 @@ impl Default for PgOptions {
 pub struct PgStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    /// One config per host of `config`, tried all at once.
+    hosts: Arc<Vec<tokio_postgres::Config>>,
+    /// Bumped when the server stopped answering: calls in flight give up.
+    outages: Arc<tokio::sync::watch::Sender<u64>>,
     opts: PgOptions,
     /// The payload of this handle's notifications: its own listener skips them,
     /// since in-process wake-ups already covered them.
@@ -274,7 +284,122 @@ pub fn endpoint_of(cfg: &tokio_postgres::Config) -> String {
     )
 }
 
+/// How long one host may take to give a session (TCP, startup, authentication,
+/// the read-write check): the URL's `connect_timeout`, 3 s unless it says.
+fn per_host_timeout(config: &tokio_postgres::Config) -> Duration {
+    config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(Duration::from_secs(3))
+}
+
+/// How long one new connection may take in all: while no host gives a
+/// read-write session, those that answer are asked again, so a standby
+/// promoted meanwhile is found.
+fn connect_budget(config: &tokio_postgres::Config) -> Duration {
+    per_host_timeout(config) * 2
+}
+
+/// The pool's way to connect: every host at once (see `connect`).
+struct RaceConnect {
+    hosts: Arc<Vec<tokio_postgres::Config>>,
+    per_host: Duration,
+    budget: Duration,
+}
+
+impl deadpool_postgres::Connect for RaceConnect {
+    fn connect(
+        &self,
+        _: &tokio_postgres::Config,
+    ) -> Pin<
+        Box<
+            dyn Future<
+                    Output = std::result::Result<
+                        (tokio_postgres::Client, tokio::task::JoinHandle<()>),
+                        tokio_postgres::Error,
+                    >,
+                > + Send
+                + '_,
+        >,
+    > {
+        Box::pin(async move {
+            let (client, connection) =
+                connect::connect(&self.hosts, self.per_host, self.budget).await?;
+            let driver = tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    debug!(error = %e, "database connection ended");
+                }
+            });
+            Ok((client, driver))
+        })
+    }
+}
+
+/// A pooled connection lent to one call. Back to the pool when the call ran to
+/// its end; closed when the call was given up half-way (its future dropped by
+/// a caller's timeout): a statement may still be in flight on it, and the next
+/// call would queue behind it.
+struct Lent {
+    client: Option<deadpool_postgres::Object>,
+    done: bool,
+}
+
+impl Lent {
+    fn new(client: deadpool_postgres::Object) -> Lent {
+        Lent {
+            client: Some(client),
+            done: false,
+        }
+    }
+
+    fn object(&mut self) -> &mut deadpool_postgres::Object {
+        self.client
+            .as_mut()
+            .expect("a lent connection until dropped")
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let (Some(client), false) = (self.client.take(), self.done) {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
 impl PgStore {
+    /// The server stopped answering: every call in flight gives up, and no
+    /// idle connection (all to that server) is lent again.
+    pub(crate) fn outage(&self) {
+        self.outages.send_modify(|n| *n += 1);
+        self.pool.retain(|_, _| false);
+    }
+
+    fn per_host_timeout(&self) -> Duration {
+        per_host_timeout(&self.config)
+    }
+
+    fn connect_budget(&self) -> Duration {
+        connect_budget(&self.config)
+    }
+
+    /// Runs `work` within the call timeout, giving up at once on an outage.
+    async fn bounded<T>(
+        &self,
+        outages: &mut tokio::sync::watch::Receiver<u64>,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::select! {
+            out = tokio::time::timeout(self.opts.call_timeout, work) => match out {
+                Ok(out) => out,
+                Err(_) => Err(Error::Unavailable("the database did not answer in time".into())),
+            },
+            _ = outages.changed() => Err(Error::Unavailable(
+                "the database stopped answering (noticed by the connection probe)".into(),
+            )),
+        }
+    }
+
     /// Connects (waiting up to `wait` for the database to come up) and brings the
     /// schema up to date.
     pub async fn connect(url: &str, wait: Duration) -> Result<PgStore> {
@@ -283,24 +408,25 @@ impl PgStore {
 
     pub async fn connect_with(url: &str, wait: Duration, opts: PgOptions) -> Result<PgStore> {
         let config = parse_url(url)?;
-        let manager = Manager::from_config(
+        let hosts = Arc::new(connect::per_host(&config));
+        let per_host = per_host_timeout(&config);
+        let budget = connect_budget(&config);
+        let manager = Manager::from_connect(
             config.clone(),
-            NoTls,
+            RaceConnect {
+                hosts: hosts.clone(),
+                per_host,
+                budget,
+            },
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let connect_budget = config
-            .get_connect_timeout()
-            .copied()
-            .unwrap_or(Duration::from_secs(3))
-            * u32::try_from(config.get_hosts().len().max(1)).unwrap_or(1)
-            + Duration::from_secs(1);
         let pool = Pool::builder(manager)
             .max_size(opts.pool_size.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(opts.call_timeout))
-            .create_timeout(Some(connect_budget))
+            .create_timeout(Some(budget + Duration::from_secs(1)))
             .recycle_timeout(Some(Duration::from_secs(2)))
             .build()
             .map_err(|e| Error::Invalid(format!("cannot build the connection pool: {e}")))?;
@@ -314,6 +440,8 @@ impl PgStore {
         let store = PgStore {
             pool,
             config,
+            hosts,
+            outages: Arc::new(tokio::sync::watch::Sender::new(0)),
             opts,
             origin,
             announce_results: Arc::new(std::sync::atomic::AtomicBool::new(true)),
@@ -430,13 +558,6 @@ impl PgStore {
         })
     }
 
-    /// After an outage error: drop this connection and every idle one, so the
-    /// next call connects afresh (to the new primary, after a failover).
-    fn discard(&self, client: deadpool_postgres::Object) {
-        drop(deadpool_postgres::Object::take(client));
-        self.pool.retain(|_, _| false);
-    }
-
     /// Runs `f` on a pooled connection in autocommit mode: for reads, and for
     /// writes that are one statement (atomic by themselves, and one round trip
     /// instead of three).
@@ -445,20 +566,28 @@ impl PgStore {
         T: Send,
         F: for<'a> FnOnce(&'a deadpool_postgres::ClientWrapper) -> BoxFut<'a, Result<T>> + Send,
     {
-        let client = self.client().await?;
-        let out = match tokio::time::timeout(self.opts.call_timeout, f(&client)).await {
-            Ok(out) => out,
-            Err(_) => Err(Error::Unavailable(
-                "the database did not answer in time".into(),
-            )),
-        };
-        if let Err(e) = &out {
-            crate::telemetry::count_error("postgres", e);
-            if e.is_retryable() {
-                self.discard(client);
-            }
-        }
+        let mut outages = self.outages.subscribe();
+        let mut lent = Lent::new(self.client().await?);
+        let out = self.bounded(&mut outages, f(lent.object())).await;
+        self.settle(lent, &out);
         out
+    }
+
+    /// After a call: its connection back to the pool, or (after an outage
+    /// error) dropped with every idle one.
+    fn settle<T>(&self, mut lent: Lent, out: &Result<T>) {
+        match out {
+            Err(e) => {
+                crate::telemetry::count_error("postgres", e);
+                if e.is_retryable() {
+                    // Not done: dropping it closes the connection.
+                    self.pool.retain(|_, _| false);
+                    return;
+                }
+                lent.done = true;
+            }
+            Ok(_) => lent.done = true,
+        }
     }
 
     /// Runs `f` in one transaction, committed when it returns Ok. A failed COMMIT
@@ -468,25 +597,17 @@ impl PgStore {
         T: Send,
         F: for<'a, 'b> FnOnce(&'a Tx<'b>) -> BoxFut<'a, Result<T>> + Send,
     {
-        let mut client = self.client().await?;
+        let mut outages = self.outages.subscribe();
+        let mut lent = Lent::new(self.client().await?);
+        let client = lent.object();
         let work = async {
             let tx = client.transaction().await?;
             let v = f(&tx).await?;
             tx.commit().await?;
             Ok(v)
         };
-        let out = match tokio::time::timeout(self.opts.call_timeout, work).await {
-            Ok(out) => out,
-            Err(_) => Err(Error::Unavailable(
-                "the database did not answer in time".into(),
-            )),
-        };
-        if let Err(e) = &out {
-            crate::telemetry::count_error("postgres", e);
-            if e.is_retryable() {
-                self.discard(client);
-            }
-        }
+        let out = self.bounded(&mut outages, work).await;
+        self.settle(lent, &out);
         out
     }
 }

@@ -251,3 +251,44 @@ async fn cancel_racing_claims_leaves_no_attempt_running() {
         "attempts left running under a cancelled run: {stuck:?}"
     );
 }
+
+/// A multi-host URL whose first host accepts TCP and never answers (a frozen
+/// server: its kernel completes the handshake, nothing reads): connections go
+/// to the next host, which is the primary, instead of waiting on the first.
+#[tokio::test]
+async fn a_frozen_host_before_the_primary_does_not_hold_up_connecting() {
+    let Some(url) = gale_pgtest::shared_database("frozen_first_host") else {
+        return;
+    };
+    // postgres://USER@HOST:PORT/DB
+    let rest = url.strip_prefix("postgres://").expect("a postgres:// URL");
+    let (user, rest) = rest.split_once('@').expect("a user");
+    let (addr, db) = rest.split_once('/').expect("a database");
+    let (host, port) = addr.rsplit_once(':').expect("a port");
+    let frozen = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let frozen_port = frozen.local_addr().expect("addr").port();
+    let multi = format!(
+        "host=127.0.0.1,{host} port={frozen_port},{port} user={user} dbname={db} connect_timeout=1"
+    );
+    let store = tokio::time::timeout(
+        Duration::from_secs(60),
+        PgStore::connect(&multi, Duration::from_secs(30)),
+    )
+    .await
+    .expect("connecting must not wait on the frozen host for ever")
+    .expect("the primary behind the frozen host is found");
+    // Many connections at once: each new one finds the primary again.
+    let store = Arc::new(store);
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.now().await })
+        })
+        .collect();
+    for call in calls {
+        call.await
+            .expect("join")
+            .expect("a call through the multi-host URL");
+    }
+    drop(frozen);
+}
