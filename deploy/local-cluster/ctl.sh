@@ -19,9 +19,14 @@
 #   kill-postgres N    SIGKILL the PostgreSQL of node N (its process group);
 #                      Patroni restarts it (and keeps the leader key if it can)
 #   kill-db N          SIGKILL Patroni and PostgreSQL of node N, as a crashed host
+#   freeze-db N        SIGSTOP the PostgreSQL of node N (postmaster and backends):
+#                      its connections stay open and nothing answers, as a
+#                      stalled host; its Patroni runs on
+#   thaw-db N          SIGCONT the PostgreSQL of node N
 #   start-patroni N    start Patroni of node N again (it rejoins, rewinding if needed)
 #   stop-patroni N     SIGTERM Patroni of node N (stops its PostgreSQL cleanly)
-#   switchover [pgN]   planned switchover to pgN (default: the first replica)
+#   switchover [pgN]   planned switchover to pgN (default: the synchronous standby);
+#                      exit 1 unless pgN leads within 60 s (Patroni may refuse)
 #   stop-etcd N        SIGTERM etcd member N
 #   kill-etcd N        SIGKILL etcd member N
 #   start-etcd N       start etcd member N again
@@ -120,6 +125,20 @@ start-patroni)
     start_patroni "$n"
     log "started patroni$n (pid $(pid_of "patroni$n"))"
     ;;
+freeze-db | thaw-db)
+    n=$(node_arg "${1:-}")
+    pid=$(postmaster_pid "$n") || die "PostgreSQL of node $n is not running"
+    pgid=$(ps -o pgid= -p "$pid" | tr -d ' ')
+    sig=STOP
+    [[ $cmd == thaw-db ]] && sig=CONT
+    # As for kill-postgres: the postmaster's own process group is its server's.
+    if [[ -n $pgid && $pgid != 0 && $pgid != "$(ps -o pgid= -p $$ | tr -d ' ')" && $pgid != "$(pid_of "patroni$n" 2>/dev/null)" ]]; then
+        kill "-$sig" -- "-$pgid"
+    else
+        die "PostgreSQL of node $n is not in a process group of its own: not freezing Patroni with it"
+    fi
+    log "sent SIG$sig to PostgreSQL of node $n (postmaster $pid and its backends)"
+    ;;
 kill-postgres | kill-db)
     n=$(node_arg "${1:-}")
     if [[ $cmd == kill-db ]] && pid_of "patroni$n" >/dev/null; then kill_named KILL "patroni$n"; fi
@@ -139,7 +158,15 @@ switchover)
     # With synchronous replication only the synchronous standby may take over.
     cand=${1:-$(cluster_json | jq -er --arg l "$leader" '([.members[] | select(.role == "sync_standby")] + [.members[] | select(.name != $l and .role != "leader")])[0].name')}
     log "switchover $leader -> $cand"
-    patronictl_ switchover --leader "$leader" --candidate "$cand" --force
+    # patronictl exits 0 even when Patroni refuses (e.g. "candidate name does
+    # not match with sync_standby"): what counts is who leads afterwards.
+    out=$(patronictl_ switchover --leader "$leader" --candidate "$cand" --force 2>&1) || true
+    echo "$out"
+    for ((i = 0; i < 300; i++)); do
+        [[ $(leader_name 2>/dev/null) == "$cand" ]] && { log "$cand leads"; exit 0; }
+        sleep 0.2
+    done
+    die "switchover $leader -> $cand did not happen within 60 s: $out"
     ;;
 stop-etcd) kill_named TERM "etcd$(node_arg "${1:-}")" ;;
 kill-etcd) kill_named KILL "etcd$(node_arg "${1:-}")" ;;

@@ -1,6 +1,6 @@
 //! The failure-injection suite: the local cluster of `deploy/local-cluster`
 //! (3 etcd, 3 Patroni-managed PostgreSQL 15, HAProxy, 3 `gale node`) under
-//! continuous load, broken in nine ways one after another, each measured:
+//! continuous load, broken in ten ways one after another, each measured:
 //!
 //! 1. SIGKILL the busiest scheduler (the node running most attempts), restart it;
 //! 2. SIGKILL a worker mid-task, restart it once the others took its work over;
@@ -15,7 +15,11 @@
 //! 9. the primary's Patroni alone SIGKILLed, its PostgreSQL left running and
 //!    writable to direct connections (no watchdog): through HAProxy, Gale
 //!    leaves it and nothing written is lost when it rejoins. Needs
-//!    `GALE_CLUSTER_DB=haproxy` (a multi-host URL is not protected).
+//!    `GALE_CLUSTER_DB=haproxy` (a multi-host URL is not protected);
+//! 10. the primary's PostgreSQL frozen for 30 s (SIGSTOP on its postmaster and
+//!    backends, its Patroni running): connections to it stay open and nothing
+//!    answers; Patroni promotes a standby, Gale gives the frozen server up
+//!    (its probe, per-host connect bounds) and resumes on the new primary.
 //!
 //! The load: a DAG scheduled every 5 s and a DAG triggered every second through
 //! HAProxy's HTTP frontend, both a chain with a fan-out of short tasks. A probe
@@ -271,6 +275,13 @@ impl Suite {
             "9. the primary's Patroni alone SIGKILLed (its PostgreSQL keeps running)",
             true,
             Suite::kill_primary_patroni,
+        );
+
+        self.scenario(
+            epoch_now(),
+            "10. the primary's PostgreSQL frozen for 30 s",
+            true,
+            Suite::freeze_primary,
         );
 
         // Stop the load and let everything drain.
@@ -674,6 +685,24 @@ impl Suite {
         rec.notes.push(format!(
             "node {old}'s Patroni and PostgreSQL SIGKILLed; node {} promoted; node {old} rejoined",
             self.cluster.primary()
+        ));
+    }
+
+    /// Scenario 10: the primary's PostgreSQL stops answering without closing
+    /// anything; it thaws 30 s later, after a standby was promoted.
+    fn freeze_primary(&mut self, rec: &mut Record) {
+        let old = self.cluster.primary();
+        let frozen = Instant::now();
+        self.cluster.ctl(&["freeze-db", &old.to_string()]);
+        self.wait_failover(rec.injected, old);
+        let promoted = frozen.elapsed().as_secs_f64();
+        let new = self.cluster.primary();
+        if let Some(rest) = Duration::from_secs(30).checked_sub(frozen.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        self.cluster.ctl(&["thaw-db", &old.to_string()]);
+        rec.notes.push(format!(
+            "node {old}'s PostgreSQL frozen for 30 s; node {new} promoted and writable              {promoted:.1}s after the freeze; node {old} thawed and rejoined"
         ));
     }
 

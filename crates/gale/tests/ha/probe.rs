@@ -1,6 +1,7 @@
 //! The write probe: every 100 ms, one row inserted through the database URL
-//! the Gale nodes use (every PostgreSQL host, read-write session wanted), with
-//! a 1 s limit on connecting and on the insert. Its successes, stamped with
+//! the Gale nodes use (every PostgreSQL host, read-write session wanted, all
+//! hosts asked at once so that a frozen one does not hide the others), with a
+//! 1 s limit on connecting and on the insert. Its successes, stamped with
 //! the server's `clock_timestamp()`, say when the database accepted writes;
 //! its failures, when it did not.
 
@@ -146,14 +147,66 @@ impl Drop for Probe {
     }
 }
 
+/// One config per host of `config` (the probe's own URLs name user, password
+/// and database only).
+fn per_host(config: &Config) -> Vec<Config> {
+    use tokio_postgres::config::Host;
+    let ports = config.get_ports();
+    config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let mut one = Config::new();
+            match h {
+                Host::Tcp(h) => one.host(h),
+                Host::Unix(p) => one.host_path(p),
+            };
+            one.port(ports.get(i).or(ports.first()).copied().unwrap_or(5432));
+            if let Some(u) = config.get_user() {
+                one.user(u);
+            }
+            if let Some(p) = config.get_password() {
+                one.password(p);
+            }
+            if let Some(d) = config.get_dbname() {
+                one.dbname(d);
+            }
+            one.target_session_attrs(TargetSessionAttrs::ReadWrite)
+                .connect_timeout(LIMIT)
+                .application_name("gale-ha-write-probe");
+            one
+        })
+        .collect()
+}
+
+/// The first read-write session any host gives.
+async fn connect(hosts: &[Config]) -> Option<Client> {
+    let mut tries = tokio::task::JoinSet::new();
+    for h in hosts {
+        let h = h.clone();
+        tries.spawn(async move { h.connect(NoTls).await });
+    }
+    while let Some(done) = tries.join_next().await {
+        if let Ok(Ok((c, conn))) = done {
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            return Some(c);
+        }
+    }
+    None
+}
+
 async fn probe_loop(config: Config, stop: Arc<AtomicBool>, samples: Arc<Mutex<Vec<Sample>>>) {
+    let hosts = per_host(&config);
     let mut client: Option<Client> = None;
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !stop.load(Ordering::SeqCst) {
         tick.tick().await;
         let at = epoch_now();
-        let written = tokio::time::timeout(LIMIT, write(&config, &mut client))
+        let written = tokio::time::timeout(LIMIT, write(&hosts, &mut client))
             .await
             .ok()
             .flatten();
@@ -171,13 +224,9 @@ async fn probe_loop(config: Config, stop: Arc<AtomicBool>, samples: Arc<Mutex<Ve
 
 /// Inserts a row (connecting first if need be) and returns its id and the
 /// server's `clock_timestamp()` of it.
-async fn write(config: &Config, client: &mut Option<Client>) -> Option<(i64, f64)> {
+async fn write(hosts: &[Config], client: &mut Option<Client>) -> Option<(i64, f64)> {
     if client.is_none() {
-        let (c, conn) = config.connect(NoTls).await.ok()?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        *client = Some(c);
+        *client = Some(connect(hosts).await?);
     }
     let row = client
         .as_ref()?

@@ -8,7 +8,11 @@
 //! - a scheduler frozen for twice the lease while runs flow through another:
 //!   thawed, its stale view writes nothing that sticks: every run succeeds,
 //!   every task has exactly one successful try and no two tries of one
-//!   overlap (again by the tasks' own records).
+//!   overlap (again by the tasks' own records);
+//! - a table locked by another session's long transaction: statements give up
+//!   at `lock_timeout` and retry, no role stalls for good;
+//! - every PostgreSQL connection slot taken: processes wait and recover, none
+//!   exits, a CLI command says what is wrong.
 //!
 //! Without PostgreSQL binaries these tests print SKIPPED and pass, except under
 //! `CI=true`, where they fail (see `gale_pgtest`).
@@ -351,4 +355,183 @@ fn frozen_scheduler_writes_nothing_stale_after_thaw() {
     );
     let log = s1.log();
     assert!(!log.contains("panicked"), "S1 panicked:\n{log}");
+}
+
+/// A DAG of three chained tasks that print and end, retried if a fault kills
+/// one.
+const CHAIN: &str = r#"tasks:
+  one: {retries: 3, retry_delay: 1s, run: echo one}
+  two: {retries: 3, retry_delay: 1s, needs: [one], run: echo two}
+  three: {retries: 3, retry_delay: 1s, needs: [two], run: echo three}
+"#;
+
+/// Waits until every run of `ids` has ended and asserts each succeeded.
+fn all_succeed(server: &gale_pgtest::PgServer, ids: &[i64], alive: &mut dyn FnMut()) {
+    let ids = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    wait_until("every run to end", || {
+        alive();
+        let open = sql(
+            server,
+            &format!(
+                "SELECT count(*) FROM runs WHERE id IN ({ids}) AND state NOT IN ('success', 'failed')"
+            ),
+        );
+        (open == "0").then_some(())
+    });
+    let failed = sql(
+        server,
+        &format!("SELECT count(*) FROM runs WHERE id IN ({ids}) AND state <> 'success'"),
+    );
+    assert_eq!(failed, "0", "every run must succeed");
+}
+
+/// Another session holds `task_instances` in an ACCESS EXCLUSIVE lock for
+/// 12 s: Gale's statements give up at `lock_timeout` and retry instead of
+/// queueing behind it for good, nothing exits, and everything started then
+/// ends once the lock is gone.
+#[test]
+fn a_table_locked_by_a_long_transaction_stalls_no_role_for_good() {
+    let Some(server) =
+        server_or_skip("a_table_locked_by_a_long_transaction_stalls_no_role_for_good")
+    else {
+        return;
+    };
+    let url = server
+        .create_database("gale")
+        .expect("creating database gale");
+    let home = Home::new();
+    home.write_dag("locked_chain.yaml", CHAIN);
+    let pg = Pg::new(&home, &url);
+    let dags = home.dags().display().to_string();
+    let mut scheduler = pg.start_registered("scheduler", &["scheduler", "--dags-folder", &dags]);
+    let mut worker = pg.start_registered("worker", &["worker", "--concurrency", "4"]);
+    pg.wait_dag("locked_chain");
+    let mut runs = vec![pg.trigger("locked_chain", &[])];
+    all_succeed(&server, &runs, &mut || {});
+
+    std::thread::scope(|s| {
+        let locker = s.spawn(|| {
+            server.psql(
+                "gale",
+                "BEGIN; LOCK TABLE task_instances IN ACCESS EXCLUSIVE MODE; \
+                 SELECT pg_sleep(12); COMMIT;",
+            )
+        });
+        wait_until("the lock to be held", || {
+            let held = sql(
+                &server,
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                 WHERE c.relname = 'task_instances' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+            );
+            (held == "1").then_some(())
+        });
+        // Triggered while the lock is held: each either goes through or says
+        // what is wrong.
+        for _ in 0..3 {
+            let out = pg.gale(&["dags", "trigger", "locked_chain"]);
+            if out.code == 0 {
+                runs.push(out.stdout.trim().parse().expect("a run id"));
+            } else {
+                assert!(
+                    out.stderr.contains("lock timeout") || out.stderr.contains("did not answer"),
+                    "a trigger that failed under the lock must say why: {out}"
+                );
+            }
+        }
+        let held = locker.join().expect("the locking session");
+        assert!(held.is_ok(), "the locking session: {held:?}");
+    });
+    runs.push(pg.trigger("locked_chain", &[]));
+    all_succeed(&server, &runs, &mut || {
+        scheduler.assert_running();
+        worker.assert_running();
+    });
+    let logs = format!("{}{}", scheduler.log(), worker.log());
+    assert!(
+        logs.contains("lock timeout"),
+        "some statement must have given up at lock_timeout while the table was locked:\n{logs}"
+    );
+}
+
+/// Every connection slot of PostgreSQL taken by someone else: running
+/// processes keep what they have and wait for more, a process started then
+/// waits to connect instead of exiting, a CLI command says what is wrong, and
+/// everything resumes once slots are free.
+#[test]
+fn postgres_out_of_connections_makes_processes_wait_not_give_up() {
+    let Some(server) =
+        server_or_skip("postgres_out_of_connections_makes_processes_wait_not_give_up")
+    else {
+        return;
+    };
+    let url = server
+        .create_database("gale")
+        .expect("creating database gale");
+    let home = Home::new();
+    home.write_dag("conn_chain.yaml", CHAIN);
+    let pg = Pg::new(&home, &url);
+    let dags = home.dags().display().to_string();
+    let mut scheduler = pg.start_registered("scheduler", &["scheduler", "--dags-folder", &dags]);
+    let mut w1 = pg.start_registered("w1", &["worker", "--concurrency", "4"]);
+    pg.wait_dag("conn_chain");
+    let mut runs = vec![pg.trigger("conn_chain", &[])];
+    all_succeed(&server, &runs, &mut || {});
+
+    // Take every free slot (superuser ones included).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mut fillers = Vec::new();
+    let refused = rt.block_on(async {
+        loop {
+            match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+                Ok((client, conn)) => {
+                    let driver = tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    fillers.push((client, driver));
+                }
+                Err(e) => break format!("{e:?}"),
+            }
+            assert!(fillers.len() < 1000, "no connection limit reached");
+        }
+    });
+    eprintln!(
+        "CONNECTIONS: {} taken, then refused: {refused}",
+        fillers.len()
+    );
+
+    // A worker started now must wait for a slot, not exit.
+    let mut w2 = pg.start("w2", &["worker", "--concurrency", "4"]);
+    let out = pg.gale(&["dags", "trigger", "conn_chain"]);
+    assert_ne!(
+        out.code, 0,
+        "no slot is free, yet the trigger worked: {out}"
+    );
+    assert!(
+        out.stderr.contains("too many clients") || out.stderr.contains("connection"),
+        "the failed trigger must say why: {out}"
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    w2.assert_running();
+    scheduler.assert_running();
+    w1.assert_running();
+
+    // Slots come back: everything resumes.
+    rt.block_on(async {
+        for (client, driver) in fillers.drain(..) {
+            drop(client);
+            let _ = driver.await;
+        }
+    });
+    w2.wait_registered();
+    for _ in 0..3 {
+        runs.push(pg.trigger("conn_chain", &[]));
+    }
+    all_succeed(&server, &runs, &mut || {
+        scheduler.assert_running();
+        w1.assert_running();
+        w2.assert_running();
+    });
 }
