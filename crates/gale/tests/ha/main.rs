@@ -17,9 +17,9 @@
 //!    leaves it and nothing written is lost when it rejoins. Needs
 //!    `GALE_CLUSTER_DB=haproxy` (a multi-host URL is not protected);
 //! 10. the primary's PostgreSQL frozen for 30 s (SIGSTOP on its postmaster and
-//!    backends, its Patroni running): connections to it stay open and nothing
-//!    answers; Patroni promotes a standby, Gale gives the frozen server up
-//!    (its probe, per-host connect bounds) and resumes on the new primary.
+//!     backends, its Patroni running): connections to it stay open and nothing
+//!     answers; Patroni promotes a standby, Gale gives the frozen server up
+//!     (its probe, per-host connect bounds) and resumes on the new primary.
 //!
 //! The load: a DAG scheduled every 5 s and a DAG triggered every second through
 //! HAProxy's HTTP frontend, both a chain with a fan-out of short tasks. A probe
