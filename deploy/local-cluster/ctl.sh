@@ -19,10 +19,12 @@
 #   kill-postgres N    SIGKILL the PostgreSQL of node N (its process group);
 #                      Patroni restarts it (and keeps the leader key if it can)
 #   kill-db N          SIGKILL Patroni and PostgreSQL of node N, as a crashed host
-#   freeze-db N        SIGSTOP the PostgreSQL of node N (postmaster and backends):
-#                      its connections stay open and nothing answers, as a
-#                      stalled host; its Patroni runs on
-#   thaw-db N          SIGCONT the PostgreSQL of node N
+#   freeze-db N        SIGSTOP Patroni and PostgreSQL (postmaster and backends) of
+#                      node N, as a stalled host: connections to it stay open and
+#                      nothing answers. (A PostgreSQL frozen under a running
+#                      Patroni 3.0 is never failed over: Patroni keeps the leader
+#                      key while the postmaster's pid exists.)
+#   thaw-db N          SIGCONT PostgreSQL, then Patroni, of node N
 #   start-patroni N    start Patroni of node N again (it rejoins, rewinding if needed)
 #   stop-patroni N     SIGTERM Patroni of node N (stops its PostgreSQL cleanly)
 #   switchover [pgN]   planned switchover to pgN (default: the synchronous standby);
@@ -132,12 +134,18 @@ freeze-db | thaw-db)
     sig=STOP
     [[ $cmd == thaw-db ]] && sig=CONT
     # As for kill-postgres: the postmaster's own process group is its server's.
-    if [[ -n $pgid && $pgid != 0 && $pgid != "$(ps -o pgid= -p $$ | tr -d ' ')" && $pgid != "$(pid_of "patroni$n" 2>/dev/null)" ]]; then
-        kill "-$sig" -- "-$pgid"
-    else
-        die "PostgreSQL of node $n is not in a process group of its own: not freezing Patroni with it"
+    if [[ -z $pgid || $pgid == 0 || $pgid == "$(ps -o pgid= -p $$ | tr -d ' ')" || $pgid == "$(pid_of "patroni$n" 2>/dev/null)" ]]; then
+        die "PostgreSQL of node $n is not in a process group of its own"
     fi
-    log "sent SIG$sig to PostgreSQL of node $n (postmaster $pid and its backends)"
+    patroni=$(pid_of "patroni$n") || die "Patroni of node $n is not running"
+    if [[ $sig == STOP ]]; then
+        kill -STOP "$patroni"
+        kill -STOP -- "-$pgid"
+    else
+        kill -CONT -- "-$pgid"
+        kill -CONT "$patroni"
+    fi
+    log "sent SIG$sig to Patroni (pid $patroni) and PostgreSQL (postmaster $pid and its backends) of node $n"
     ;;
 kill-postgres | kill-db)
     n=$(node_arg "${1:-}")

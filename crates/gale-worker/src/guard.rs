@@ -28,7 +28,9 @@
 //! guard if the worker dies in that instant; start-up recovery on the same host
 //! still kills it (its pid is recorded with the attempt). The guard itself
 //! frozen along with its worker (a whole machine or container paused) cannot
-//! act: docs/ha.md gives that window.
+//! act until it thaws; it then kills what is past its deadline within a
+//! second (it never sleeps longer while it keeps one): docs/ha.md gives that
+//! window.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -192,6 +194,9 @@ pub fn boot_ms() -> u64 {
     }
 }
 
+/// The longest the guard sleeps while it has a deadline to keep.
+const MAX_SLEEP_MS: u64 = 1000;
+
 /// One line from the worker.
 #[derive(Debug, PartialEq, Eq)]
 enum Line {
@@ -309,10 +314,13 @@ pub fn guard_main() {
                 now.saturating_sub(deadline)
             );
         }
+        // At most a second while a deadline is pending: a timer waits on the
+        // monotonic clock, which may not count a pause of the whole machine;
+        // the deadlines are checked against the boot clock on every wake-up.
         let wait = watched
             .next_deadline()
             .map_or(Duration::from_secs(3600), |d| {
-                Duration::from_millis(d.saturating_sub(now).max(1))
+                Duration::from_millis(d.saturating_sub(now).clamp(1, MAX_SLEEP_MS))
             });
         match rx.recv_timeout(wait) {
             Ok(line) => {

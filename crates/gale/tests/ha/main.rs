@@ -16,8 +16,8 @@
 //!    writable to direct connections (no watchdog): through HAProxy, Gale
 //!    leaves it and nothing written is lost when it rejoins. Needs
 //!    `GALE_CLUSTER_DB=haproxy` (a multi-host URL is not protected);
-//! 10. the primary's PostgreSQL frozen for 30 s (SIGSTOP on its postmaster and
-//!     backends, its Patroni running): connections to it stay open and nothing
+//! 10. the primary's database host stalled for 30 s (SIGSTOP on its Patroni,
+//!     postmaster and backends): connections to it stay open and nothing
 //!     answers; Patroni promotes a standby, Gale gives the frozen server up
 //!     (its probe, per-host connect bounds) and resumes on the new primary.
 //!
@@ -279,7 +279,7 @@ impl Suite {
 
         self.scenario(
             epoch_now(),
-            "10. the primary's PostgreSQL frozen for 30 s",
+            "10. the primary's database host stalled for 30 s",
             true,
             Suite::freeze_primary,
         );
@@ -688,8 +688,9 @@ impl Suite {
         ));
     }
 
-    /// Scenario 10: the primary's PostgreSQL stops answering without closing
-    /// anything; it thaws 30 s later, after a standby was promoted.
+    /// Scenario 10: the primary's PostgreSQL and Patroni stop answering
+    /// without closing anything; they thaw 30 s later, after a standby was
+    /// promoted.
     fn freeze_primary(&mut self, rec: &mut Record) {
         let old = self.cluster.primary();
         let frozen = Instant::now();
@@ -702,7 +703,8 @@ impl Suite {
         }
         self.cluster.ctl(&["thaw-db", &old.to_string()]);
         rec.notes.push(format!(
-            "node {old}'s PostgreSQL frozen for 30 s; node {new} promoted and writable              {promoted:.1}s after the freeze; node {old} thawed and rejoined"
+            "node {old}'s Patroni and PostgreSQL frozen for 30 s; node {new} promoted and \
+             writable {promoted:.1}s after the freeze; node {old} thawed and rejoined"
         ));
     }
 
