@@ -1,6 +1,6 @@
 //! The failure-injection suite: the local cluster of `deploy/local-cluster`
 //! (3 etcd, 3 Patroni-managed PostgreSQL 15, HAProxy, 3 `gale node`) under
-//! continuous load, broken in ten ways one after another, each measured:
+//! continuous load, broken in nine ways one after another (ten with `GALE_HA_STALL=1`), each measured:
 //!
 //! 1. SIGKILL the busiest scheduler (the node running most attempts), restart it;
 //! 2. SIGKILL a worker mid-task, restart it once the others took its work over;
@@ -16,10 +16,13 @@
 //!    writable to direct connections (no watchdog): through HAProxy, Gale
 //!    leaves it and nothing written is lost when it rejoins. Needs
 //!    `GALE_CLUSTER_DB=haproxy` (a multi-host URL is not protected);
-//! 10. the primary's database host stalled for 30 s (SIGSTOP on its Patroni,
-//!     postmaster and backends): connections to it stay open and nothing
-//!     answers; Patroni promotes a standby, Gale gives the frozen server up
-//!     (its probe, per-host connect bounds) and resumes on the new primary.
+//! 10. with `GALE_HA_STALL=1`: the primary's database host stalled for 30 s
+//!     (SIGSTOP on its Patroni, postmaster and backends): connections to it
+//!     stay open and nothing answers; Patroni promotes a standby, Gale gives
+//!     the frozen server up (its probe, per-host connect bounds) and resumes
+//!     on the new primary. Opt-in: Patroni 3.0.2 without a watchdog may let
+//!     the thawed host take the leader back and rewind the promoted node,
+//!     discarding writes it acknowledged.
 //!
 //! The load: a DAG scheduled every 5 s and a DAG triggered every second through
 //! HAProxy's HTTP frontend, both a chain with a fan-out of short tasks. A probe
@@ -277,12 +280,22 @@ impl Suite {
             Suite::kill_primary_patroni,
         );
 
-        self.scenario(
-            epoch_now(),
-            "10. the primary's database host stalled for 30 s",
-            true,
-            Suite::freeze_primary,
-        );
+        // Opt-in: when the stalled host thaws, Patroni 3.0.2 without a watchdog
+        // may take the leader key back and rewind the promoted node, discarding
+        // writes it acknowledged (docs/ha.md). The suite would then report
+        // Patroni's loss, not Gale's.
+        if std::env::var("GALE_HA_STALL").is_ok_and(|v| v == "1") {
+            self.scenario(
+                epoch_now(),
+                "10. the primary's database host stalled for 30 s",
+                true,
+                Suite::freeze_primary,
+            );
+        } else {
+            eprintln!(
+                "HA: scenario 10 (a stalled primary host) not run: set GALE_HA_STALL=1 (see docs/ha.md)"
+            );
+        }
 
         // Stop the load and let everything drain.
         self.load.stop();
