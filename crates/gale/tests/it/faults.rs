@@ -1,4 +1,4 @@
-//! Faults beyond a crash, on PostgreSQL with real `gale` processes:
+//! Faults beyond a crash, with real `gale` processes. On PostgreSQL:
 //!
 //! - a worker frozen (SIGSTOP) for twice its lease while its task runs: its
 //!   guard kills the task at the fence deadline, so the retry elsewhere never
@@ -16,9 +16,18 @@
 //!   ended on the database's clock; `gale cluster check` reports both skews
 //!   and fails on them.
 //!
-//! Without PostgreSQL binaries (or, for the clock test, libfaketime) these
-//! tests print SKIPPED and pass, except under `CI=true`, where they fail (see
-//! `gale_pgtest`).
+//! On SQLite:
+//!
+//! - `gale standalone` with its database, DAG folder and own log on an 8 MiB
+//!   tmpfs that fills up while runs flow: it keeps running, every refused
+//!   write (CLI and API) says the disk is full, and once space returns it
+//!   resumes by itself: new runs succeed, the runs caught by the fill end,
+//!   the runs from before keep their success and the file passes
+//!   `PRAGMA integrity_check`.
+//!
+//! Without PostgreSQL binaries, libfaketime (the clock test) or the right to
+//! mount a tmpfs (root, for the full disk) these tests print SKIPPED and pass,
+//! except under `CI=true`, where they fail.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -28,7 +37,7 @@ use std::time::{Duration, Instant};
 use gale_pgtest::server_or_skip;
 use nix::sys::signal::Signal;
 
-use crate::harness::{Home, wait_until};
+use crate::harness::{Home, states, wait_until};
 use crate::pg::{Pg, sql};
 
 /// The lease every process here runs with (the smallest Gale accepts).
@@ -723,12 +732,13 @@ impl Drop for Tmpfs {
             if lazy {
                 cmd.arg("-l");
             }
-            cmd.arg(self.dir.path())
-                .status()
-                .is_ok_and(|s| s.success())
+            cmd.arg(self.dir.path()).status().is_ok_and(|s| s.success())
         };
         if !umount(false) && !umount(true) {
-            eprintln!("could not unmount the tmpfs on {}", self.dir.path().display());
+            eprintln!(
+                "could not unmount the tmpfs on {}",
+                self.dir.path().display()
+            );
         }
     }
 }
@@ -773,12 +783,13 @@ fn a_full_disk_under_sqlite_fails_writes_clearly_and_gale_resumes_when_space_ret
         return;
     };
     let home = Home::new_in(disk.path());
-    // Each try writes a few hundred lines of log into the database.
+    // Each try writes a few hundred lines of log into the database at once,
+    // then a line every 0.2 s for two seconds.
     let talk = |id: &str, up: &str| {
         format!(
             "  {id}:\n    retries: 1\n    retry_delay: 1s\n{up}    run: |\n      \
              for i in $(seq 1 300); do echo \"run $GALE_RUN_ID {id} try $GALE_TRY_NUMBER line $i: some words for the log\"; done\n      \
-             sleep 0.5\n"
+             for i in $(seq 1 10); do echo \"still talking: $i\"; sleep 0.2; done\n"
         )
     };
     home.write_dag(
@@ -799,8 +810,16 @@ fn a_full_disk_under_sqlite_fails_writes_clearly_and_gale_resumes_when_space_ret
         assert_eq!(v["run"]["state"], "success", "{v:#}");
     }
 
-    // Runs in flight, then the disk fills up.
+    // Runs in flight, each with a task running, then the disk fills up.
     let mut in_flight: Vec<i64> = (0..3).map(|_| home.trigger("chatty", &[])).collect();
+    for run in &in_flight {
+        wait_until(&format!("a task of run {run} to run"), || {
+            states(&home.tasks(*run))
+                .values()
+                .any(|s| s == "running")
+                .then_some(())
+        });
+    }
     let filler_path = disk.path().join("filler");
     let mut filler = File::create(&filler_path).expect("creating the filler");
     let filled = fill(&mut filler);
@@ -865,7 +884,10 @@ fn a_full_disk_under_sqlite_fails_writes_clearly_and_gale_resumes_when_space_ret
     let after: Vec<i64> = (0..3).map(|_| home.trigger("chatty", &[])).collect();
     for run in &after {
         let v = home.wait_run(*run);
-        assert_eq!(v["run"]["state"], "success", "a run after the space returned: {v:#}");
+        assert_eq!(
+            v["run"]["state"], "success",
+            "a run after the space returned: {v:#}"
+        );
     }
     // Every run in flight during the fill ends, one way or the other.
     let states = wait_until("every run to end", || {
@@ -877,13 +899,26 @@ fn a_full_disk_under_sqlite_fails_writes_clearly_and_gale_resumes_when_space_ret
     });
     for run in &in_flight {
         let state = states.get(run).map(String::as_str);
-        eprintln!("FULL DISK: run {run} in flight during the fill ended {state:?}");
+        let tasks = home.tasks(*run);
+        let tries: Vec<String> = tasks
+            .iter()
+            .map(|t| {
+                let tries: Vec<&str> = t["attempts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a["state"].as_str())
+                    .collect();
+                format!("{}: {}", t["task_id"], tries.join(", "))
+            })
+            .collect();
+        eprintln!("FULL DISK: run {run} in flight during the fill ended {state:?} ({tries:?})");
         if state == Some("failed") {
             // A failure says why, in the attempt's record.
-            let tasks = home.tasks(*run);
             let said = tasks.iter().any(|t| {
                 t["attempts"].as_array().is_some_and(|a| {
-                    a.iter().any(|a| a["message"].as_str().is_some_and(|m| !m.is_empty()))
+                    a.iter()
+                        .any(|a| a["message"].as_str().is_some_and(|m| !m.is_empty()))
                 })
             });
             assert!(said, "run {run} failed without a reason: {tasks:#?}");
@@ -907,7 +942,11 @@ fn a_full_disk_under_sqlite_fails_writes_clearly_and_gale_resumes_when_space_ret
         .query_row(
             &format!(
                 "SELECT count(*) FROM runs WHERE state = 'success' AND id IN ({})",
-                before.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+                before
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
             [],
             |r| r.get(0),
@@ -915,7 +954,13 @@ fn a_full_disk_under_sqlite_fails_writes_clearly_and_gale_resumes_when_space_ret
         .expect("counting runs");
     assert_eq!(kept, before.len() as i64);
 
-    assert!(standalone.exited().is_none(), "gale standalone must still run");
+    assert!(
+        standalone.exited().is_none(),
+        "gale standalone must still run"
+    );
     let log = standalone.log();
-    assert!(!log.contains("panicked"), "gale standalone panicked:\n{log}");
+    assert!(
+        !log.contains("panicked"),
+        "gale standalone panicked:\n{log}"
+    );
 }
