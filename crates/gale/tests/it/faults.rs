@@ -388,12 +388,10 @@ fn libfaketime() -> Option<std::path::PathBuf> {
 fn libfaketime_or_skip(test: &str) -> Option<std::path::PathBuf> {
     let lib = libfaketime();
     if lib.is_none() {
-        let why = "libfaketime is not installed (apt-get install faketime)";
-        if matches!(std::env::var("CI").as_deref(), Ok("true" | "1")) {
-            panic!("{test}: {why}; it is required under CI=true");
-        }
-        // Straight to stderr, past the test harness's capture of eprintln!.
-        let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {test}: {why} ***\n");
+        skip_unless_ci(
+            test,
+            "libfaketime is not installed (apt-get install faketime)",
+        );
     }
     lib
 }
@@ -582,8 +580,11 @@ tasks:
         .parse()
         .expect("a number of seconds");
         eprintln!("CLOCKS: run {run}: the retry started {gap:.2}s after the failure");
+        // The delay, less the moment between the worker's reading of the
+        // store's clock and its result's commit (a clock minutes off would
+        // make it about 0, or minutes).
         assert!(
-            gap >= 4.5,
+            gap >= 4.0,
             "run {run}: the retry started {gap}s after the failure, before its 5 s delay"
         );
     }
