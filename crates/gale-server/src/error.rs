@@ -71,6 +71,12 @@ impl From<gale_store::Error> for ApiError {
                 tracing::warn!(error = %msg, "database unavailable while serving a request");
                 ApiError::unavailable("the database is unavailable; try again shortly")
             }
+            gale_store::Error::Full(msg) => {
+                tracing::warn!(error = %msg, "the database's disk is full while serving a request");
+                ApiError::unavailable(
+                    "the database's disk is full: writes fail until space is freed on it",
+                )
+            }
             gale_store::Error::Invalid(msg) => {
                 tracing::info!(error = %msg, "request refused by the store");
                 ApiError::bad_request(msg)

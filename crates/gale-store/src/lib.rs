@@ -34,6 +34,10 @@ pub enum Error {
     /// The database is busy, restarting or unreachable: retry with backoff.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The disk holding the database is full: writes fail until space is
+    /// freed there; retry with backoff.
+    #[error("the database's disk is full ({0}): free space on it")]
+    Full(String),
     /// The data or request is invalid; retrying will not help.
     #[error("{0}")]
     Invalid(String),
@@ -44,7 +48,7 @@ pub enum Error {
 
 impl Error {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Unavailable(_))
+        matches!(self, Error::Unavailable(_) | Error::Full(_))
     }
 }
 

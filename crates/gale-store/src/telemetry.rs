@@ -61,6 +61,7 @@ pub fn telemetry() -> &'static Telemetry {
 pub(crate) fn count_error(backend: &'static str, e: &crate::Error) {
     let kind = match e {
         crate::Error::Unavailable(_) => "unavailable",
+        crate::Error::Full(_) => "full",
         crate::Error::Invalid(_) => "invalid",
         crate::Error::Database(_) => "database",
     };

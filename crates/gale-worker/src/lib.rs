@@ -127,6 +127,9 @@ impl WorkerOptions {
 /// An attempt's lease as this worker knows it, on [`guard::boot_ms`].
 #[derive(Debug)]
 pub(crate) struct Lease {
+    /// When the claim was sent: the attempt's start on the store's clock came
+    /// after it.
+    pub(crate) claimed: u64,
     /// When the claim or the last successful renewal was sent.
     renewed: std::sync::atomic::AtomicU64,
     /// The attempt's process group, once it runs (0 before).
@@ -136,6 +139,7 @@ pub(crate) struct Lease {
 impl Lease {
     fn new(sent: u64) -> Arc<Lease> {
         Arc::new(Lease {
+            claimed: sent,
             renewed: std::sync::atomic::AtomicU64::new(sent),
             pgid: std::sync::atomic::AtomicU32::new(0),
         })

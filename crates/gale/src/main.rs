@@ -10,6 +10,7 @@ mod examples;
 mod serve;
 mod users;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -140,6 +141,10 @@ fn init_tracing(default: &str) {
                 && std::env::var_os("NO_COLOR").is_none(),
         )
         .with_target(false)
+        // A line that cannot be written (its file's disk is full) is dropped.
+        // The fallback would report that with `eprintln!` to the same stderr,
+        // and a failed `eprintln!` panics whichever thread was logging.
+        .log_internal_errors(false)
         .init();
 }
 
@@ -205,7 +210,8 @@ fn main() -> ExitCode {
         match res {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                // Not `eprintln!`: failing to print must not turn an exit code into a panic.
+                let _ = writeln!(std::io::stderr(), "error: {e:#}");
                 match e.downcast_ref::<cli::NotFound>() {
                     Some(_) => exit::NOT_FOUND,
                     None => exit::FAILED,

@@ -15,6 +15,15 @@ use crate::cli::{open_store_waiting, parse_span};
 use crate::engine::{self, EngineOptions};
 use crate::{Paths, examples, exit};
 
+/// `eprintln!` that ignores a failed write: a process whose output goes to a
+/// file on a full disk must not panic over its banner or a parting line.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Settings shared by the long-running commands (each uses those of its roles).
 #[derive(Args, Debug, Clone)]
 pub struct RoleArgs {
@@ -227,47 +236,45 @@ async fn serve(
         opened = open_store_waiting(paths, args.connect_wait) => opened?,
         _ = cancel.cancelled() => return Ok(exit::OK),
     };
-    eprintln!("gale {} {}", mode.name(), env!("CARGO_PKG_VERSION"));
-    eprintln!("  database   {}", opened.store.endpoint());
+    say!("gale {} {}", mode.name(), env!("CARGO_PKG_VERSION"));
+    say!("  database   {}", opened.store.endpoint());
     if mode.scheduler() {
         match &args.dags_folder {
-            Some(folder) => eprintln!("  DAG folder {}{folder_note}", folder.display()),
-            None => eprintln!("  DAG folder none (DAGs come from the store)"),
+            Some(folder) => say!("  DAG folder {}{folder_note}", folder.display()),
+            None => say!("  DAG folder none (DAGs come from the store)"),
         }
     }
     if mode.worker() {
-        eprintln!(
+        say!(
             "  worker     {} slots on queues {}",
             args.concurrency,
             args.queues.join(",")
         );
-        eprintln!(
+        say!(
             "Stop with Ctrl-C or SIGTERM (running tasks get {}s to finish).",
             args.shutdown_grace.as_secs()
         );
     } else {
-        eprintln!("Stop with Ctrl-C or SIGTERM.");
+        say!("Stop with Ctrl-C or SIGTERM.");
     }
     if let Some(w) = &web {
         let addr = w.listener.local_addr()?;
         let scheme = if w.tls.is_some() { "https" } else { "http" };
-        eprintln!(
+        say!(
             "  web UI     {scheme}://{addr}/  (API: {scheme}://{addr}/api/v1, reference: /api/docs)"
         );
         if !w.auth {
-            eprintln!("  auth       OFF (--no-auth): anyone who can reach {addr} is an admin");
+            say!("  auth       OFF (--no-auth): anyone who can reach {addr} is an admin");
         } else if mode == Mode::Standalone {
             if let Some(password) = gale_server::ensure_admin(&*opened.store).await? {
-                eprintln!("  first start: created the user `admin` with the password");
-                eprintln!();
-                eprintln!("      {password}");
-                eprintln!();
-                eprintln!(
-                    "  It is shown only this once. Change it with `gale users passwd admin`."
-                );
+                say!("  first start: created the user `admin` with the password");
+                say!();
+                say!("      {password}");
+                say!();
+                say!("  It is shown only this once. Change it with `gale users passwd admin`.");
             }
         } else if opened.store.list_users().await?.is_empty() {
-            eprintln!(
+            say!(
                 "  note: there are no users yet: create one with `gale users create NAME --role admin`"
             );
         }
@@ -318,6 +325,6 @@ async fn shutdown_on_signal(cancel: CancellationToken) {
     tracing::info!("signal received: shutting down gracefully (send it again to stop at once)");
     cancel.cancel();
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    eprintln!("second signal: exiting now");
+    say!("second signal: exiting now");
     std::process::exit(130);
 }

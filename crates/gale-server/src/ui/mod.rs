@@ -321,6 +321,10 @@ impl From<gale_store::Error> for UiError {
                 tracing::warn!(error = %msg, "database unavailable while serving a page");
                 UiError::Unavailable
             }
+            gale_store::Error::Full(msg) => {
+                tracing::warn!(error = %msg, "the database's disk is full while serving a page");
+                UiError::Unavailable
+            }
             gale_store::Error::Database(msg) => {
                 tracing::error!(error = %msg, "database error while serving a page");
                 UiError::Unavailable

@@ -95,6 +95,7 @@ fn map_err(e: rusqlite::Error) -> Error {
             DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure => {
                 Error::Unavailable(e.to_string())
             }
+            DiskFull => Error::Full(e.to_string()),
             _ => Error::Database(e.to_string()),
         },
         _ => Error::Database(e.to_string()),

@@ -3,17 +3,24 @@
 //! IMMEDIATE` transaction (group commit), each job in its own savepoint, and
 //! hands each job its result once the COMMIT's outcome is known. It knows
 //! nothing of what the jobs write.
+//!
+//! A full disk or an I/O error while a transaction spills to the WAL makes
+//! SQLite roll the whole transaction back, not just the failing statement:
+//! the writer then fails every job of it so far and begins a new transaction
+//! for the rest, so no job runs outside a transaction and none is told it
+//! committed when it did not, or failed when it did.
 
 use super::*;
 
-/// Hands a job its result once the COMMIT's outcome (an error message, or none) is known.
-pub(super) type Delivery = Box<dyn FnOnce(Option<&str>) + Send>;
+/// Hands a job its result once the COMMIT's outcome (an error, or none) is known.
+pub(super) type Delivery = Box<dyn FnOnce(Option<&Error>) + Send>;
 
 /// One queued write: `run` executes it inside the group's transaction and
-/// returns the delivery of its result, made once the group's COMMIT is known.
+/// returns the delivery of its result, made once the group's COMMIT is known,
+/// with the job's own error when it failed.
 pub(super) trait WriteJob: Send {
-    fn run(self: Box<Self>, conn: &Connection) -> Delivery;
-    fn fail(self: Box<Self>, message: &str);
+    fn run(self: Box<Self>, conn: &Connection) -> (Delivery, Option<Error>);
+    fn fail(self: Box<Self>, error: &Error);
 }
 
 pub(super) struct Job<F, T> {
@@ -26,40 +33,61 @@ where
     F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> Delivery {
+    fn run(self: Box<Self>, conn: &Connection) -> (Delivery, Option<Error>) {
         let Job { f, reply } = *self;
         let res = match conn.execute_batch("SAVEPOINT job") {
-            Ok(()) => {
-                let res = f(conn);
-                // A failed job leaves no trace; the others in the group still commit.
-                let end = if res.is_ok() {
-                    "RELEASE job"
-                } else {
-                    "ROLLBACK TO job; RELEASE job"
-                };
-                match conn.execute_batch(end) {
-                    Ok(()) => res,
-                    Err(e) => Err(map_err(e)),
-                }
-            }
+            Ok(()) => match f(conn) {
+                Ok(v) => conn
+                    .execute_batch("RELEASE job")
+                    .map(|()| v)
+                    .map_err(map_err),
+                // A failed job leaves no trace; the others in the group still
+                // commit. When SQLite rolled the whole transaction back, the
+                // savepoint is gone with it, and the job's own error says why.
+                Err(e) if conn.is_autocommit() => Err(e),
+                Err(e) => match conn.execute_batch("ROLLBACK TO job; RELEASE job") {
+                    Ok(()) => Err(e),
+                    Err(end) => Err(map_err(end)),
+                },
+            },
             Err(e) => Err(map_err(e)),
         };
-        Box::new(move |commit_error: Option<&str>| {
+        let failed = res.as_ref().err().cloned();
+        let delivery: Delivery = Box::new(move |commit_error: Option<&Error>| {
             let out = match (commit_error, res) {
-                (Some(msg), _) => Err(Error::Unavailable(format!("commit failed: {msg}"))),
+                (Some(e), _) => Err(e.clone()),
                 (None, res) => res,
             };
             let _ = reply.send(out);
-        })
+        });
+        (delivery, failed)
     }
 
-    fn fail(self: Box<Self>, message: &str) {
-        let _ = self.reply.send(Err(Error::Unavailable(message.to_owned())));
+    fn fail(self: Box<Self>, error: &Error) {
+        let _ = self.reply.send(Err(error.clone()));
+    }
+}
+
+/// The error every job of a transaction gets when its COMMIT (or BEGIN) fails.
+fn commit_failed(e: rusqlite::Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => Error::Full(e.to_string()),
+        _ => Error::Unavailable(format!("commit failed: {e}")),
+    }
+}
+
+/// The error every job of a transaction gets when SQLite rolled it back
+/// while running a job (which failed with `cause`, if it reported one).
+fn rolled_back(cause: Option<Error>) -> Error {
+    match cause {
+        Some(Error::Full(msg)) => Error::Full(msg),
+        Some(e) => Error::Unavailable(format!("the transaction was rolled back: {e}")),
+        None => Error::Unavailable("the transaction was rolled back".into()),
     }
 }
 
 pub(super) fn writer_loop(conn: Connection, jobs: std::sync::mpsc::Receiver<Box<dyn WriteJob>>) {
-    while let Ok(first) = jobs.recv() {
+    'groups: while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < GROUP_COMMIT_MAX {
             match jobs.try_recv() {
@@ -68,22 +96,39 @@ pub(super) fn writer_loop(conn: Connection, jobs: std::sync::mpsc::Receiver<Box<
             }
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let msg = e.to_string();
+            let e = commit_failed(e);
             for j in group {
-                j.fail(&msg);
+                j.fail(&e);
             }
             continue;
         }
         let mut deliveries = Vec::with_capacity(group.len());
-        for job in group {
+        let mut group = group.into_iter();
+        while let Some(job) = group.next() {
             // A job that panics must not take the writer thread (and every later
             // write) with it: its partial changes are rolled back, its caller sees
             // its reply dropped, and the rest of the group goes on.
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&conn))) {
-                Ok(delivery) => deliveries.push(delivery),
-                Err(_) => {
-                    tracing::error!("a store write panicked; its changes were rolled back");
-                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            let failed =
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&conn))) {
+                    Ok((delivery, failed)) => {
+                        deliveries.push(delivery);
+                        failed
+                    }
+                    Err(_) => {
+                        tracing::error!("a store write panicked; its changes were rolled back");
+                        let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                        None
+                    }
+                };
+            if conn.is_autocommit() {
+                // The transaction is gone, and with it every change of this
+                // group so far: those jobs fail; the rest get a new transaction.
+                let e = rolled_back(failed);
+                deliveries.drain(..).for_each(|d| d(Some(&e)));
+                if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                    let e = commit_failed(e);
+                    group.for_each(|j| j.fail(&e));
+                    continue 'groups;
                 }
             }
         }
@@ -91,9 +136,122 @@ pub(super) fn writer_loop(conn: Connection, jobs: std::sync::mpsc::Receiver<Box<
             Ok(()) => deliveries.into_iter().for_each(|d| d(None)),
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
-                let msg = e.to_string();
-                deliveries.into_iter().for_each(|d| d(Some(&msg)));
+                let e = commit_failed(e);
+                deliveries.into_iter().for_each(|d| d(Some(&e)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Starts a writer thread on a fresh database with one table `t(v)`.
+    fn writer() -> (
+        tempfile::TempDir,
+        std::sync::mpsc::Sender<Box<dyn WriteJob>>,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = connect(&dir.path().join("w.db")).expect("open");
+        conn.execute_batch("CREATE TABLE t (v INTEGER)")
+            .expect("create");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || writer_loop(conn, rx));
+        (dir, tx)
+    }
+
+    fn values(dir: &tempfile::TempDir) -> Vec<i64> {
+        let conn = connect(&dir.path().join("w.db")).expect("open");
+        let mut stmt = conn.prepare("SELECT v FROM t ORDER BY v").expect("prepare");
+        stmt.query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows")
+    }
+
+    type Reply = tokio::sync::oneshot::Receiver<Result<()>>;
+
+    /// Queues a job inserting `v`; with `end_transaction`, the job then ends
+    /// the transaction as SQLite does when it rolls one back on its own (a
+    /// full disk while the transaction spills to the WAL), and fails.
+    fn insert(
+        jobs: &std::sync::mpsc::Sender<Box<dyn WriteJob>>,
+        v: i64,
+        end_transaction: bool,
+    ) -> Reply {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let f = move |c: &Connection| -> Result<()> {
+            c.execute("INSERT INTO t (v) VALUES (?1)", [v])
+                .map_err(map_err)?;
+            if end_transaction {
+                c.execute_batch("ROLLBACK").map_err(map_err)?;
+                return Err(Error::Full("database or disk is full".into()));
+            }
+            Ok(())
+        };
+        jobs.send(Box::new(Job { f, reply })).expect("queued");
+        answer
+    }
+
+    #[test]
+    fn a_transaction_rolled_back_under_a_job_fails_its_jobs_and_commits_the_rest_anew() {
+        let (dir, jobs) = writer();
+        // A job that holds the writer while the four below queue up behind
+        // it, so that they share the next group.
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (reply, held) = tokio::sync::oneshot::channel();
+        let f = move |_: &Connection| -> Result<()> {
+            let _ = started.send(());
+            let _ = hold.recv();
+            Ok(())
+        };
+        jobs.send(Box::new(Job { f, reply })).expect("queued");
+        running.recv().expect("the holding job runs");
+        let replies: Vec<Reply> = vec![
+            insert(&jobs, 1, false),
+            insert(&jobs, 2, true),
+            insert(&jobs, 3, false),
+            insert(&jobs, 4, false),
+        ];
+        release.send(()).expect("released");
+        assert!(held.blocking_recv().expect("answered").is_ok());
+        let answers: Vec<Result<()>> = replies
+            .into_iter()
+            .map(|r| r.blocking_recv().expect("answered"))
+            .collect();
+        assert!(
+            matches!(&answers[0], Err(Error::Full(_))),
+            "a job whose changes went with the transaction fails: {answers:?}"
+        );
+        assert!(
+            matches!(&answers[1], Err(Error::Full(m)) if m.contains("disk is full")),
+            "{answers:?}"
+        );
+        assert!(answers[2].is_ok() && answers[3].is_ok(), "{answers:?}");
+        assert_eq!(
+            values(&dir),
+            [3, 4],
+            "what was reported committed, and nothing else"
+        );
+    }
+
+    #[test]
+    fn a_full_database_is_reported_as_full_and_retryable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = connect(&dir.path().join("f.db")).expect("open");
+        conn.execute_batch("CREATE TABLE t (b BLOB); PRAGMA max_page_count = 8;")
+            .expect("setup");
+        let err = (0..100)
+            .find_map(|_| {
+                conn.execute("INSERT INTO t (b) VALUES (zeroblob(4000))", [])
+                    .err()
+            })
+            .map(map_err)
+            .expect("the database fills up");
+        assert!(matches!(err, Error::Full(_)), "{err:?}");
+        assert!(err.is_retryable());
+        assert!(err.to_string().contains("disk is full"), "{err}");
     }
 }

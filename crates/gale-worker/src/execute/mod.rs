@@ -312,15 +312,10 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
                     let next = RetryPolicy::of(t, row.max_tries).after_failure(try_number);
                     let retry_at = match next {
                         AfterFailure::Retry { .. } => {
-                            // The store's clock, as for every time a scheduler compares;
-                            // this process's own only when the store cannot be reached
-                            // (the result then waits for it anyway).
-                            let now = shared
-                                .store
-                                .now()
+                            // The store's clock, as for every time a scheduler compares.
+                            store_now(shared, ti, row.started_at, &lease)
                                 .await
-                                .unwrap_or_else(|_| jiff::Timestamp::now());
-                            next.retry_at(now)
+                                .and_then(|now| next.retry_at(now))
                         }
                         AfterFailure::Fail => None,
                     };
@@ -388,6 +383,37 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
             }
         }
     }
+}
+
+/// The store's clock now, for a retry time. When the store cannot answer, the
+/// attempt's start on the store's clock (`started_at`, from its claim) carried
+/// forward by this machine's boot clock from the moment the claim was sent:
+/// never this machine's wall clock, which may be minutes off. The claim ran
+/// after it was sent, so the estimate is never behind the store's clock and a
+/// retry never comes early. `None` only for a claim without a start time.
+async fn store_now<S: WorkerStore + ?Sized>(
+    shared: &Shared<S>,
+    ti: gale_store::TiId,
+    started_at: Option<jiff::Timestamp>,
+    lease: &crate::Lease,
+) -> Option<jiff::Timestamp> {
+    match shared.store.now().await {
+        Ok(now) => Some(now),
+        Err(e) => {
+            let since_claim = crate::guard::boot_ms().saturating_sub(lease.claimed);
+            let now = started_at.map(|at| carried_forward(at, since_claim));
+            warn!(%ti, error = %e, "cannot read the store's clock: the retry time is counted from the attempt's start on it");
+            now
+        }
+    }
+}
+
+/// `start` moved on by `elapsed_ms`.
+fn carried_forward(start: jiff::Timestamp, elapsed_ms: u64) -> jiff::Timestamp {
+    let elapsed = jiff::SignedDuration::from_millis(i64::try_from(elapsed_ms).unwrap_or(i64::MAX));
+    start
+        .saturating_add(elapsed)
+        .unwrap_or(jiff::Timestamp::MAX)
 }
 
 /// Whether the store already holds exactly this result (a retried report whose

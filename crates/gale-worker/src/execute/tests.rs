@@ -211,3 +211,14 @@ async fn a_killed_task_gets_its_grace_under_the_shell_too() {
         );
     }
 }
+
+#[test]
+fn a_store_time_is_carried_forward_by_the_elapsed_time_and_saturates() {
+    let start: jiff::Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
+    assert_eq!(carried_forward(start, 0), start);
+    assert_eq!(
+        carried_forward(start, 90_500),
+        "2026-03-01T12:01:30.5Z".parse::<jiff::Timestamp>().unwrap()
+    );
+    assert_eq!(carried_forward(start, u64::MAX), jiff::Timestamp::MAX);
+}

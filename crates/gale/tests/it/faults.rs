@@ -1,4 +1,4 @@
-//! Faults beyond a crash, on PostgreSQL with real `gale` processes:
+//! Faults beyond a crash, with real `gale` processes. On PostgreSQL:
 //!
 //! - a worker frozen (SIGSTOP) for twice its lease while its task runs: its
 //!   guard kills the task at the fence deadline, so the retry elsewhere never
@@ -12,18 +12,36 @@
 //! - a table locked by another session's long transaction: statements give up
 //!   at `lock_timeout` and retry, no role stalls for good;
 //! - every PostgreSQL connection slot taken: processes wait and recover, none
-//!   exits, a CLI command says what is wrong.
+//!   exits, a CLI command says what is wrong;
+//! - a scheduler whose wall clock is 5 minutes ahead and a worker whose clock
+//!   is 3 minutes behind (libfaketime): every run succeeds, no attempt is
+//!   lost, a retry waits its delay on the database's clock, a 5-second cron
+//!   yields one run per slot with no gap, each created once its interval
+//!   ended on the database's clock; `gale cluster check` reports both skews
+//!   and fails on them.
 //!
-//! Without PostgreSQL binaries these tests print SKIPPED and pass, except under
-//! `CI=true`, where they fail (see `gale_pgtest`).
+//! On SQLite:
+//!
+//! - `gale standalone` with its database, DAG folder and own log on an 8 MiB
+//!   tmpfs that fills up while runs flow: it keeps running, every refused
+//!   write (CLI and API) says the disk is full, and once space returns it
+//!   resumes by itself: new runs succeed, the runs caught by the fill end,
+//!   the runs from before keep their success and the file passes
+//!   `PRAGMA integrity_check`.
+//!
+//! Without PostgreSQL binaries, libfaketime (the clock test) or the right to
+//! mount a tmpfs (root, for the full disk) these tests print SKIPPED and pass,
+//! except under `CI=true`, where they fail.
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use gale_pgtest::server_or_skip;
 use nix::sys::signal::Signal;
 
-use crate::harness::{Home, wait_until};
+use crate::harness::{Home, states, wait_until};
 use crate::pg::{Pg, sql};
 
 /// The lease every process here runs with (the smallest Gale accepts).
@@ -534,4 +552,599 @@ fn postgres_out_of_connections_makes_processes_wait_not_give_up() {
         w1.assert_running();
         w2.assert_running();
     });
+}
+
+/// Where Debian's `faketime` package puts libfaketime, for each architecture.
+fn libfaketime() -> Option<std::path::PathBuf> {
+    let lib = std::fs::read_dir("/usr/lib").ok()?.flatten().find_map(|e| {
+        let p = e.path().join("faketime/libfaketime.so.1");
+        p.is_file().then_some(p)
+    });
+    lib.or_else(|| {
+        let p = std::path::PathBuf::from("/usr/local/lib/faketime/libfaketime.so.1");
+        p.is_file().then_some(p)
+    })
+}
+
+/// libfaketime, or `None` after a loud SKIPPED line when it is not installed
+/// (a failure under `CI=true`).
+fn libfaketime_or_skip(test: &str) -> Option<std::path::PathBuf> {
+    let lib = libfaketime();
+    if lib.is_none() {
+        skip_unless_ci(
+            test,
+            "libfaketime is not installed (apt-get install faketime)",
+        );
+    }
+    lib
+}
+
+/// The environment that runs a process with its wall clock `offset` off
+/// (libfaketime's syntax, e.g. `+5m`).
+///
+/// Only the wall clock is shifted (`FAKETIME_DONT_FAKE_MONOTONIC`): that is
+/// the fault a machine with a wrong clock has. Its monotonic and boot clocks
+/// measure durations only, and libfaketime would shift them by the same
+/// constant, which changes no duration Gale measures; left real, they also
+/// keep libfaketime out of every timed wait (tokio's timers, the guard's
+/// deadlines), so what this test sees is Gale's behaviour, not the shim's.
+fn skewed<'a>(lib: &'a str, offset: &'a str) -> [(&'static str, &'a str); 3] {
+    [
+        ("LD_PRELOAD", lib),
+        ("FAKETIME", offset),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ]
+}
+
+/// A process's clock skew as a `clock` finding of `gale cluster check` reports
+/// it, in seconds, and whether the finding passed.
+fn skew_finding(findings: &serde_json::Value, node_id: &str) -> Option<(f64, bool)> {
+    let f = findings.as_array()?.iter().find(|f| {
+        f["check"] == "clock" && f["detail"].as_str().is_some_and(|d| d.starts_with(node_id))
+    })?;
+    // "<node> on <host>: +300012.3 ms against the database"
+    let detail = f["detail"].as_str()?;
+    let ms: f64 = detail
+        .rsplit_once(": ")?
+        .1
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((ms / 1000.0, f["ok"] == true))
+}
+
+/// A scheduler whose wall clock is 5 minutes ahead and a worker whose clock is
+/// 3 minutes behind, on one PostgreSQL: leases, retry times, cron slots and
+/// timeouts all use the database's clock (or durations), so nothing changes;
+/// `gale cluster check` reports both skews.
+#[test]
+fn skewed_clocks_change_nothing_but_the_reported_skew() {
+    const TEST: &str = "skewed_clocks_change_nothing_but_the_reported_skew";
+    let Some(lib) = libfaketime_or_skip(TEST) else {
+        return;
+    };
+    let Some(server) = server_or_skip(TEST) else {
+        return;
+    };
+    let lib = lib.display().to_string();
+    let url = server
+        .create_database("gale")
+        .expect("creating database gale");
+    let home = Home::new();
+    // Fails its first try; the retry is due 5 s after the failure.
+    home.write_dag(
+        "clock_manual.yaml",
+        r#"tasks:
+  flaky:
+    retries: 2
+    retry_delay: 5s
+    run: |
+      if [ "$GALE_TRY_NUMBER" -lt 2 ]; then echo "failing try $GALE_TRY_NUMBER"; exit 1; fi
+      echo "try $GALE_TRY_NUMBER succeeds"
+  long:
+    retries: 2
+    retry_delay: 1s
+    timeout: 1m
+    run: sleep 8
+  after:
+    needs: [flaky, long]
+    run: echo done
+"#,
+    );
+    // A slot every 5 s from a start just past; catch-up on, so a slot is never
+    // passed over (a late pass makes up for it instead).
+    let period_s = 5;
+    let start = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() / 5 * 5)
+        .expect("a time in range");
+    home.write_dag(
+        "clock_cron.yaml",
+        &format!(
+            r#"schedule: "*/5 * * * * *"
+start_date: "{start}"
+catchup: true
+max_active_runs: 8
+tasks:
+  tick:
+    run: echo "tick {{{{ ts }}}}"
+"#
+        ),
+    );
+    let pg = Pg::new(&home, &url);
+    let dags = home.dags().display().to_string();
+    let ahead = skewed(&lib, "+5m");
+    let behind = skewed(&lib, "-3m");
+    let mut scheduler = pg.start_with_env(
+        "scheduler",
+        &[
+            "scheduler",
+            "--dags-folder",
+            &dags,
+            "--attempt-lease",
+            LEASE,
+        ],
+        &ahead,
+    );
+    let mut worker = pg.start_with_env(
+        "worker",
+        &["worker", "--concurrency", "8", "--attempt-lease", LEASE],
+        &behind,
+    );
+    scheduler.wait_registered();
+    worker.wait_registered();
+    let sid = pg.node_id(scheduler.pid());
+    let wid = pg.node_id(worker.pid());
+    pg.wait_dags(&["clock_manual", "clock_cron"]);
+
+    let manual: Vec<i64> = (0..3).map(|_| pg.trigger("clock_manual", &[])).collect();
+    wait_until("five scheduled runs to succeed", || {
+        scheduler.assert_running();
+        worker.assert_running();
+        let done = sql(
+            &server,
+            "SELECT count(*) FROM runs WHERE dag_id = 'clock_cron' AND state = 'success'",
+        );
+        (done.parse::<u32>().ok()? >= 5).then_some(())
+    });
+    pg.ok(&["dags", "pause", "clock_cron"]);
+    wait_until("every run to end", || {
+        scheduler.assert_running();
+        worker.assert_running();
+        let open = sql(
+            &server,
+            "SELECT count(*) FROM runs WHERE state NOT IN ('success', 'failed')",
+        );
+        (open == "0").then_some(())
+    });
+
+    // Every run succeeded; no try was lost or handed back; every task has
+    // exactly one successful try.
+    let failed = sql(
+        &server,
+        "SELECT count(*) FROM runs WHERE state <> 'success'",
+    );
+    assert_eq!(failed, "0", "every run must succeed");
+    let lost = sql(
+        &server,
+        "SELECT count(*) FROM attempts WHERE state IN ('lost', 'handed_back')",
+    );
+    assert_eq!(lost, "0", "no attempt may be lost (a lease reaped early)");
+    let doubles = sql(
+        &server,
+        "SELECT count(*) FROM task_instances ti WHERE (SELECT count(*) FROM attempts a \
+         WHERE a.ti_id = ti.id AND a.state = 'success') <> 1",
+    );
+    assert_eq!(doubles, "0", "every task has exactly one successful try");
+
+    // The manual runs: `long` ran once, past two leases; `flaky` was retried
+    // once, no sooner than its delay after its failure, by the database's clock.
+    for run in &manual {
+        let tasks = pg.tasks(*run);
+        let long = crate::harness::task(&tasks, "long");
+        assert_eq!(
+            long["attempts"].as_array().map(Vec::len),
+            Some(1),
+            "{long:#}"
+        );
+        let flaky = crate::harness::task(&tasks, "flaky");
+        let tries = flaky["attempts"].as_array().expect("attempts");
+        assert_eq!(tries.len(), 2, "{flaky:#}");
+        assert_eq!(tries[0]["state"], "failed", "{flaky:#}");
+        assert_eq!(tries[1]["state"], "success", "{flaky:#}");
+        let gap: f64 = sql(
+            &server,
+            &format!(
+                "SELECT extract(epoch FROM a2.started_at - a1.ended_at) FROM task_instances ti \
+                 JOIN attempts a1 ON a1.ti_id = ti.id AND a1.try_number = 1 \
+                 JOIN attempts a2 ON a2.ti_id = ti.id AND a2.try_number = 2 \
+                 WHERE ti.run_id = {run} AND ti.task_id = 'flaky'"
+            ),
+        )
+        .parse()
+        .expect("a number of seconds");
+        eprintln!("CLOCKS: run {run}: the retry started {gap:.2}s after the failure");
+        // The delay, less the moment between the worker's reading of the
+        // store's clock and its result's commit (a clock minutes off would
+        // make it about 0, or minutes).
+        assert!(
+            gap >= 4.0,
+            "run {run}: the retry started {gap}s after the failure, before its 5 s delay"
+        );
+    }
+
+    // The scheduled runs: one per slot from the start date, 5 s apart, none
+    // skipped or doubled, each created once its interval had ended on the
+    // database's clock.
+    let rows = sql(
+        &server,
+        "SELECT extract(epoch FROM logical_date)::bigint || ' ' || \
+         (interval_end <= created_at) FROM runs WHERE dag_id = 'clock_cron' ORDER BY logical_date",
+    );
+    let slots: Vec<(i64, bool)> = rows
+        .lines()
+        .map(|l| {
+            let (at, ended) = l.split_once(' ').expect("two columns");
+            (at.parse().expect("epoch seconds"), ended == "true")
+        })
+        .collect();
+    assert!(slots.len() >= 5, "{slots:?}");
+    assert_eq!(
+        slots[0].0,
+        start.as_second(),
+        "the first slot is the start date: {slots:?}"
+    );
+    for pair in slots.windows(2) {
+        assert_eq!(
+            pair[1].0 - pair[0].0,
+            period_s,
+            "consecutive slots 5 s apart, none skipped or doubled: {slots:?}"
+        );
+    }
+    assert!(
+        slots.iter().all(|(_, ended)| *ended),
+        "a scheduled run was created before its interval ended on the database's clock: {slots:?}"
+    );
+    let passed_over = sql(
+        &server,
+        "SELECT count(*) FROM schedule_slots WHERE dag_id = 'clock_cron' AND status <> 'run'",
+    );
+    assert_eq!(passed_over, "0", "no slot passed over in the ledger");
+
+    // Each process's skew as `gale cluster check` reports it (its heartbeat
+    // measures it against the database): a failure at the default 1 s, and
+    // the only one.
+    let (check, sched_skew, worker_skew) = wait_until("both skews to be reported", || {
+        let out = pg.gale(&["cluster", "check", "--output", "json"]);
+        let findings = out.json();
+        let (s, s_ok) = skew_finding(&findings, &sid)?;
+        let (w, w_ok) = skew_finding(&findings, &wid)?;
+        ((s - 300.0).abs() < 20.0 && (w + 180.0).abs() < 20.0).then(|| {
+            assert!(
+                !s_ok && !w_ok,
+                "skews of minutes must fail the check: {findings:#}"
+            );
+            (out, s, w)
+        })
+    });
+    eprintln!("CLOCKS: skew reported: scheduler {sched_skew:+.1}s, worker {worker_skew:+.1}s");
+    assert_eq!(
+        check.code, 1,
+        "skews of minutes fail `gale cluster check`: {check}"
+    );
+    let failing: Vec<String> = check
+        .json()
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["ok"] != true)
+        .map(|f| f["detail"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        failing.len(),
+        2,
+        "only the two skewed clocks fail: {failing:#?}"
+    );
+    let lenient = pg.gale(&["cluster", "check", "--max-clock-skew", "10m"]);
+    assert_eq!(
+        lenient.code, 0,
+        "within a 10 minute allowance the cluster is healthy: {lenient}"
+    );
+
+    for role in [&scheduler, &worker] {
+        let log = role.log();
+        assert!(
+            !log.contains("panicked"),
+            "gale {} panicked:\n{log}",
+            role.name()
+        );
+    }
+    scheduler.assert_running();
+    worker.assert_running();
+}
+
+/// Skips `test` loudly with `why`, or fails it under `CI=true`.
+fn skip_unless_ci(test: &str, why: &str) {
+    if matches!(std::env::var("CI").as_deref(), Ok("true" | "1")) {
+        panic!("{test}: {why}; it is required under CI=true");
+    }
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {test}: {why} ***\n");
+}
+
+/// A tmpfs mounted on a directory of its own, unmounted on drop (also when the
+/// test panics; lazily if something still holds a file on it).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`mount -o size=`, e.g. `8m`), or returns
+    /// `None` after a loud SKIPPED line when this process may not mount
+    /// (a failure under `CI=true`).
+    fn mount_or_skip(test: &str, size: &str) -> Option<Tmpfs> {
+        use std::os::unix::fs::MetadataExt;
+        let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        if !root {
+            skip_unless_ci(test, "mounting a small tmpfs needs root");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("gale-it-tmpfs-")
+            .tempdir()
+            .expect("a mount point");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Some(Tmpfs { dir }),
+            other => {
+                skip_unless_ci(test, &format!("cannot mount a tmpfs: {other:?}"));
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let umount = |lazy: bool| {
+            let mut cmd = std::process::Command::new("umount");
+            if lazy {
+                cmd.arg("-l");
+            }
+            cmd.arg(self.dir.path()).status().is_ok_and(|s| s.success())
+        };
+        if !umount(false) && !umount(true) {
+            eprintln!(
+                "could not unmount the tmpfs on {}",
+                self.dir.path().display()
+            );
+        }
+    }
+}
+
+/// Appends to `file` until the file system is full; returns the bytes written.
+fn fill(file: &mut File) -> u64 {
+    let mut written = 0;
+    for chunk in [1 << 20, 4096, 512] {
+        let block = vec![0x5a_u8; chunk];
+        loop {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+    }
+    written
+}
+
+/// The states of every run of `dag_id` (`gale runs list`), by run id.
+fn run_states(home: &Home, dag_id: &str) -> BTreeMap<i64, String> {
+    home.runs(dag_id)
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_i64().expect("a run id"),
+                r["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `gale standalone` on SQLite whose database, DAG folder and own log are on
+/// an 8 MiB tmpfs, filled up while runs flow and freed again.
+#[test]
+fn a_full_disk_under_sqlite_fails_writes_clearly_and_gale_resumes_when_space_returns() {
+    const TEST: &str =
+        "a_full_disk_under_sqlite_fails_writes_clearly_and_gale_resumes_when_space_returns";
+    let Some(disk) = Tmpfs::mount_or_skip(TEST, "8m") else {
+        return;
+    };
+    let home = Home::new_in(disk.path());
+    // Each try writes a few hundred lines of log into the database at once,
+    // then a line every 0.2 s for two seconds.
+    let talk = |id: &str, up: &str| {
+        format!(
+            "  {id}:\n    retries: 1\n    retry_delay: 1s\n{up}    run: |\n      \
+             for i in $(seq 1 300); do echo \"run $GALE_RUN_ID {id} try $GALE_TRY_NUMBER line $i: some words for the log\"; done\n      \
+             for i in $(seq 1 10); do echo \"still talking: $i\"; sleep 0.2; done\n"
+        )
+    };
+    home.write_dag(
+        "chatty.yaml",
+        &format!(
+            "max_active_runs: 16\ntasks:\n{}{}",
+            talk("first", ""),
+            talk("second", "    needs: [first]\n")
+        ),
+    );
+    let (mut standalone, web) = crate::web::start(&home);
+    home.wait_dag("chatty");
+
+    // Committed before the disk fills: these must all survive.
+    let before: Vec<i64> = (0..4).map(|_| home.trigger("chatty", &[])).collect();
+    for run in &before {
+        let v = home.wait_run(*run);
+        assert_eq!(v["run"]["state"], "success", "{v:#}");
+    }
+
+    // Runs in flight, each with a task running, then the disk fills up.
+    let mut in_flight: Vec<i64> = (0..3).map(|_| home.trigger("chatty", &[])).collect();
+    for run in &in_flight {
+        wait_until(&format!("a task of run {run} to run"), || {
+            states(&home.tasks(*run))
+                .values()
+                .any(|s| s == "running")
+                .then_some(())
+        });
+    }
+    let filler_path = disk.path().join("filler");
+    let mut filler = File::create(&filler_path).expect("creating the filler");
+    let filled = fill(&mut filler);
+    eprintln!("FULL DISK: the filler took {filled} bytes");
+
+    // While full: writes fail (each naming the cause); Gale keeps running.
+    let full_since = Instant::now();
+    let (mut cli_errors, mut api_errors) = (Vec::new(), Vec::new());
+    let mut attempts = 0;
+    while full_since.elapsed() < Duration::from_secs(8)
+        || cli_errors.is_empty()
+        || api_errors.is_empty()
+    {
+        assert!(
+            full_since.elapsed() < crate::harness::DEADLINE,
+            "no write failed while the disk was full: CLI {cli_errors:?}, API {api_errors:?}"
+        );
+        if let Some(status) = standalone.exited() {
+            panic!("gale standalone exited ({status}) while the disk was full");
+        }
+        // Whatever Gale freed (a checkpointed WAL) is taken again.
+        fill(&mut filler);
+        attempts += 1;
+        let out = home.gale(&["dags", "trigger", "chatty"]);
+        match out.code {
+            0 => in_flight.push(out.stdout.trim().parse().expect("a run id")),
+            _ => cli_errors.push(out.stderr.trim().to_owned()),
+        }
+        let resp = web.post("/api/v1/dags/chatty/runs", &serde_json::json!({}));
+        match resp.status {
+            200..=299 => in_flight.push(resp.json()["run_id"].as_i64().expect("a run id")),
+            status => api_errors.push((status, resp.text())),
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eprintln!(
+        "FULL DISK: {attempts} rounds of writes while full: {} CLI and {} API calls failed",
+        cli_errors.len(),
+        api_errors.len()
+    );
+    for e in &cli_errors {
+        assert!(
+            e.contains("disk is full"),
+            "a write refused for a full disk must say so: {e}"
+        );
+    }
+    for (status, body) in &api_errors {
+        assert_eq!(*status, 503, "a full disk is a passing outage: {body}");
+        assert!(
+            body.contains("disk is full"),
+            "a write refused for a full disk must say so: {body}"
+        );
+    }
+
+    // Space returns: Gale resumes on its own, without a restart.
+    drop(filler);
+    std::fs::remove_file(&filler_path).expect("removing the filler");
+    eprintln!(
+        "FULL DISK: space returned after {:.1}s",
+        full_since.elapsed().as_secs_f64()
+    );
+    let after: Vec<i64> = (0..3).map(|_| home.trigger("chatty", &[])).collect();
+    for run in &after {
+        let v = home.wait_run(*run);
+        assert_eq!(
+            v["run"]["state"], "success",
+            "a run after the space returned: {v:#}"
+        );
+    }
+    // Every run in flight during the fill ends, one way or the other.
+    let states = wait_until("every run to end", || {
+        let states = run_states(&home, "chatty");
+        states
+            .values()
+            .all(|s| s == "success" || s == "failed")
+            .then_some(states)
+    });
+    for run in &in_flight {
+        let state = states.get(run).map(String::as_str);
+        let tasks = home.tasks(*run);
+        let tries: Vec<String> = tasks
+            .iter()
+            .map(|t| {
+                let tries: Vec<&str> = t["attempts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a["state"].as_str())
+                    .collect();
+                format!("{}: {}", t["task_id"], tries.join(", "))
+            })
+            .collect();
+        eprintln!("FULL DISK: run {run} in flight during the fill ended {state:?} ({tries:?})");
+        if state == Some("failed") {
+            // A failure says why, in the attempt's record.
+            let said = tasks.iter().any(|t| {
+                t["attempts"].as_array().is_some_and(|a| {
+                    a.iter()
+                        .any(|a| a["message"].as_str().is_some_and(|m| !m.is_empty()))
+                })
+            });
+            assert!(said, "run {run} failed without a reason: {tasks:#?}");
+        }
+    }
+    for run in &before {
+        assert_eq!(
+            states.get(run).map(String::as_str),
+            Some("success"),
+            "run {run}, committed before the fill, must keep its success"
+        );
+    }
+
+    // The database file is intact.
+    let db = rusqlite::Connection::open(home.path().join("gale.db")).expect("opening gale.db");
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("PRAGMA integrity_check");
+    assert_eq!(check, "ok", "the database after a full disk");
+    let kept: i64 = db
+        .query_row(
+            &format!(
+                "SELECT count(*) FROM runs WHERE state = 'success' AND id IN ({})",
+                before
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .expect("counting runs");
+    assert_eq!(kept, before.len() as i64);
+
+    assert!(
+        standalone.exited().is_none(),
+        "gale standalone must still run"
+    );
+    let log = standalone.log();
+    assert!(
+        !log.contains("panicked"),
+        "gale standalone panicked:\n{log}"
+    );
 }

@@ -79,9 +79,14 @@ pub struct Home {
 
 impl Home {
     pub fn new() -> Home {
+        Home::new_in(&std::env::temp_dir())
+    }
+
+    /// A temporary GALE_HOME inside `parent` (e.g. a small file system).
+    pub fn new_in(parent: &Path) -> Home {
         let dir = tempfile::Builder::new()
             .prefix("gale-it-")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("creating a temporary GALE_HOME");
         Home {
             dir,

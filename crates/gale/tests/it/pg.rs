@@ -160,10 +160,24 @@ impl<'a> Pg<'a> {
 
     /// [`Pg::start`], its output going to `NAME.N.log` in the folder `logs`.
     pub fn start_logging_in(&self, name: &str, args: &[&str], logs: &Path) -> Role<'a> {
+        self.spawn_role(name, args, logs, &[])
+    }
+
+    /// [`Pg::start`] with these environment variables added (every start of
+    /// the role gets them).
+    pub fn start_with_env(&self, name: &str, args: &[&str], env: &[(&str, &str)]) -> Role<'a> {
+        self.spawn_role(name, args, self.home.path(), env)
+    }
+
+    fn spawn_role(&self, name: &str, args: &[&str], logs: &Path, env: &[(&str, &str)]) -> Role<'a> {
         let mut role = Role {
             name: name.to_owned(),
             home: self.home,
             args: self.args(args).into_iter().map(str::to_owned).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             logs: logs.to_path_buf(),
             starts: 0,
             child: None,
@@ -183,6 +197,8 @@ pub struct Role<'h> {
     name: String,
     home: &'h Home,
     args: Vec<String>,
+    /// Added to the environment of every start.
+    env: Vec<(String, String)>,
     logs: PathBuf,
     starts: usize,
     child: Option<Child>,
@@ -203,6 +219,7 @@ impl Role<'_> {
         }
         let child = cmd
             .env("GALE_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(
                 file.try_clone().expect("cloning a file handle"),
             ))
