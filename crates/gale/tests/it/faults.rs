@@ -13,6 +13,10 @@
 //!   at `lock_timeout` and retry, no role stalls for good;
 //! - every PostgreSQL connection slot taken: processes wait and recover, none
 //!   exits, a CLI command says what is wrong;
+//! - workers on a slow, lossy link (200 ms ± 100 ms each way, 5 % of chunks a
+//!   retransmission late), then a flapping one (down 2 s in every 5 s; see
+//!   `common/link.rs`): every run succeeds, no try overlaps another, and on
+//!   the slow link no lease is lost;
 //! - a scheduler whose wall clock is 5 minutes ahead and a worker whose clock
 //!   is 3 minutes behind (libfaketime): every run succeeds, no attempt is
 //!   lost, a retry waits its delay on the database's clock, a 5-second cron
@@ -64,6 +68,84 @@ fn ticks_by_try(path: &str) -> BTreeMap<u32, Vec<f64>> {
         }
     }
     by_try
+}
+
+/// A task of a DAG file that records `RUN TASK TRY tick TIME` in `marks`
+/// every 0.1 s, `ticks` times, then `RUN TASK TRY end TIME`: its tries'
+/// lifetimes as the task itself saw them, killed ones included.
+fn ticking_task(id: &str, needs: &[&str], marks: &str, ticks: u32) -> String {
+    let needs = if needs.is_empty() {
+        String::new()
+    } else {
+        format!("    needs: [{}]\n", needs.join(", "))
+    };
+    format!(
+        "  {id}:\n    retries: 3\n    retry_delay: 1s\n{needs}    run: |\n      \
+         i=0\n      \
+         while [ \"$i\" -lt {ticks} ]; do\n        \
+         echo \"$GALE_RUN_ID {id} $GALE_TRY_NUMBER tick $(date +%s.%N)\" >> {marks}\n        \
+         i=$((i + 1)); sleep 0.1\n      \
+         done\n      \
+         echo \"$GALE_RUN_ID {id} $GALE_TRY_NUMBER end $(date +%s.%N)\" >> {marks}\n"
+    )
+}
+
+/// One try as its task recorded it.
+#[derive(Debug)]
+struct TaskTry {
+    first: f64,
+    last: f64,
+    ended: bool,
+}
+
+/// The tries in a marks file of [`ticking_task`]s, by run and task, then try.
+fn tries_from_marks(path: &str) -> BTreeMap<(String, String), BTreeMap<u32, TaskTry>> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut tries: BTreeMap<(String, String), BTreeMap<u32, TaskTry>> = BTreeMap::new();
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        // A line cut short by a kill mid-write is not a mark.
+        let [run, task, try_number, what, at] = w[..] else {
+            continue;
+        };
+        let (Ok(n), Ok(at)) = (try_number.parse::<u32>(), at.parse::<f64>()) else {
+            continue;
+        };
+        let t = tries
+            .entry((run.to_owned(), task.to_owned()))
+            .or_default()
+            .entry(n)
+            .or_insert(TaskTry {
+                first: at,
+                last: at,
+                ended: false,
+            });
+        t.first = t.first.min(at);
+        t.last = t.last.max(at);
+        t.ended |= what == "end";
+    }
+    tries
+}
+
+/// Asserts that no try of a task began before the try before it last showed
+/// life, by the tasks' own marks; returns how many retries there were.
+fn assert_tries_never_overlap(tries: &BTreeMap<(String, String), BTreeMap<u32, TaskTry>>) -> usize {
+    let mut retried = 0;
+    for ((run, task), by_try) in tries {
+        let mut previous: Option<(u32, f64)> = None;
+        for (n, t) in by_try {
+            if let Some((p, last)) = previous {
+                assert!(
+                    t.first > last,
+                    "try {n} of {task} in run {run} began at {}, while try {p} still ran (last mark {last})",
+                    t.first
+                );
+            }
+            previous = Some((*n, t.last));
+        }
+        retried += by_try.len() - 1;
+    }
+    retried
 }
 
 #[test]
@@ -241,20 +323,17 @@ fn frozen_scheduler_writes_nothing_stale_after_thaw() {
     let home = Home::new();
     let marks = home.file("marks");
     // A chain and a fan-out; each try records when it started and ended.
-    let mark = |id: &str, up: &str| {
-        format!(
-            "  {id}:\n    retries: 2\n    retry_delay: 1s\n{up}    run: |\n      \
-             echo \"$GALE_RUN_ID {id} $GALE_TRY_NUMBER start $(date +%s.%N)\" >> {marks}\n      \
-             sleep 0.3\n      \
-             echo \"$GALE_RUN_ID {id} $GALE_TRY_NUMBER end $(date +%s.%N)\" >> {marks}\n"
-        )
-    };
     let mut yaml = String::from("tasks:\n");
-    yaml.push_str(&mark("first", ""));
+    yaml.push_str(&ticking_task("first", &[], &marks, 3));
     for i in 0..4 {
-        yaml.push_str(&mark(&format!("wide{i}"), "    needs: [first]\n"));
+        yaml.push_str(&ticking_task(&format!("wide{i}"), &["first"], &marks, 3));
     }
-    yaml.push_str(&mark("last", "    needs: [wide0, wide1, wide2, wide3]\n"));
+    yaml.push_str(&ticking_task(
+        "last",
+        &["wide0", "wide1", "wide2", "wide3"],
+        &marks,
+        3,
+    ));
     home.write_dag("frozen_sched.yaml", &yaml);
     let pg = Pg::new(&home, &url);
     let dags = home.dags().display().to_string();
@@ -328,44 +407,19 @@ fn frozen_scheduler_writes_nothing_stale_after_thaw() {
     );
     assert_eq!(tis, (runs.len() * 6).to_string());
 
-    // By the tasks' own records: every try that started ended, and the tries
-    // of one task never ran at once.
-    let text = std::fs::read_to_string(&marks).expect("the tasks' marks");
-    let mut spans: BTreeMap<(String, String), BTreeMap<u32, (f64, f64)>> = BTreeMap::new();
-    for line in text.lines() {
-        let w: Vec<&str> = line.split_whitespace().collect();
-        let [run, task, try_number, what, at] = w[..] else {
-            panic!("a malformed mark: {line:?}");
-        };
-        let span = spans
-            .entry((run.to_owned(), task.to_owned()))
-            .or_default()
-            .entry(try_number.parse().expect("a try number"))
-            .or_insert((f64::NAN, f64::NAN));
-        let at: f64 = at.parse().expect("a time");
-        match what {
-            "start" => span.0 = at,
-            _ => span.1 = at,
-        }
-    }
+    // By the tasks' own records: every try ran to its end (nothing here kills
+    // a task), and the tries of one task never ran at once.
+    let spans = tries_from_marks(&marks);
     assert_eq!(spans.len(), runs.len() * 6, "every task ran");
-    let mut retried = 0;
     for ((run, task), tries) in &spans {
-        let mut prev_end = f64::MIN;
-        for (n, (start, end)) in tries {
-            // Nothing here kills a task: every try that started ran to its end.
+        for (n, t) in tries {
             assert!(
-                start.is_finite() && end.is_finite(),
-                "try {n} of {task} in run {run} did not both start and end: {start} to {end}"
+                t.ended,
+                "try {n} of {task} in run {run} did not run to its end: {t:?}"
             );
-            assert!(
-                *start >= prev_end,
-                "try {n} of {task} in run {run} started at {start}, before the previous try ended at {prev_end}"
-            );
-            prev_end = *end;
         }
-        retried += tries.len() - 1;
     }
+    let retried = assert_tries_never_overlap(&spans);
     eprintln!(
         "FROZEN SCHEDULER: {} runs, {} task instances, {retried} retries",
         runs.len(),
@@ -552,6 +606,131 @@ fn postgres_out_of_connections_makes_processes_wait_not_give_up() {
         w1.assert_running();
         w2.assert_running();
     });
+}
+
+/// Workers reach PostgreSQL over a slow, lossy link (200 ms ± 100 ms each
+/// way, 5 % of chunks a 200 ms retransmission late), then over one that goes
+/// down for 2 s every 5 s: work goes on at reduced speed, every run succeeds,
+/// no two tries of a task run at once (by the tasks' own marks), and on the
+/// slow link no lease is lost.
+#[test]
+fn slow_lossy_and_flapping_links_lose_nothing() {
+    let Some(server) = server_or_skip("slow_lossy_and_flapping_links_lose_nothing") else {
+        return;
+    };
+    let url = server
+        .create_database("gale")
+        .expect("creating database gale");
+    let seed = std::env::var("GALE_IT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed);
+    eprintln!("LINK: seed {seed} (GALE_IT_SEED replays it)");
+    let link = crate::link::Link::start(server.port(), seed);
+    link.shape(crate::link::Shape {
+        delay: Duration::from_millis(200),
+        jitter: Duration::from_millis(100),
+        loss: 0.05,
+        rto: Duration::from_millis(200),
+    });
+    let shaped = url.replacen(
+        &format!(":{}/", server.port()),
+        &format!(":{}/", link.port()),
+        1,
+    );
+    assert_ne!(shaped, url, "the workers' URL goes through the link");
+
+    let home = Home::new();
+    let marks = home.file("marks");
+    let mut yaml = String::from("tasks:\n");
+    yaml.push_str(&ticking_task("first", &[], &marks, 5));
+    for i in 0..3 {
+        yaml.push_str(&ticking_task(&format!("wide{i}"), &["first"], &marks, 5));
+    }
+    yaml.push_str(&ticking_task(
+        "last",
+        &["wide0", "wide1", "wide2"],
+        &marks,
+        5,
+    ));
+    home.write_dag("linked.yaml", &yaml);
+    let pg = Pg::new(&home, &url);
+    let dags = home.dags().display().to_string();
+    let mut scheduler = pg.start_registered("scheduler", &["scheduler", "--dags-folder", &dags]);
+    let far = Pg::new(&home, &shaped);
+    let mut w1 = far.start_registered("w1", &["worker", "--concurrency", "4"]);
+    let mut w2 = far.start_registered("w2", &["worker", "--concurrency", "4"]);
+    pg.wait_dag("linked");
+    let mut alive = || {
+        scheduler.assert_running();
+        w1.assert_running();
+        w2.assert_running();
+    };
+
+    // The slow, lossy link.
+    let slow: Vec<i64> = (0..4).map(|_| pg.trigger("linked", &[])).collect();
+    all_succeed(&server, &slow, &mut alive);
+    let ids = |runs: &[i64]| {
+        runs.iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let lost = sql(
+        &server,
+        &format!(
+            "SELECT count(*) FROM attempts WHERE run_id IN ({}) AND state <> 'success'",
+            ids(&slow)
+        ),
+    );
+    assert_eq!(lost, "0", "at 200 ms each way no lease may be lost");
+
+    // The flapping link: down 2 s, up 3 s, for 30 s.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let flapping: Vec<i64> = std::thread::scope(|s| {
+        s.spawn(|| {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(30)
+                && !stop.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                link.set_down(true);
+                std::thread::sleep(Duration::from_secs(2));
+                link.set_down(false);
+                std::thread::sleep(Duration::from_secs(3));
+            }
+        });
+        let runs = (0..6)
+            .map(|_| {
+                std::thread::sleep(Duration::from_secs(4));
+                pg.trigger("linked", &[])
+            })
+            .collect();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        runs
+    });
+    link.set_down(false);
+    all_succeed(&server, &flapping, &mut alive);
+    let lost = sql(
+        &server,
+        &format!(
+            "SELECT count(*) FROM attempts WHERE run_id IN ({}) AND state = 'lost'",
+            ids(&flapping)
+        ),
+    );
+
+    let tries = tries_from_marks(&marks);
+    assert_eq!(
+        tries.len(),
+        (slow.len() + flapping.len()) * 5,
+        "every task ran"
+    );
+    let retried = assert_tries_never_overlap(&tries);
+    eprintln!(
+        "LINK: {} runs over the slow link, {} over the flapping one ({lost} tries lost there), \
+         {retried} retries in all",
+        slow.len(),
+        flapping.len()
+    );
 }
 
 /// Where Debian's `faketime` package puts libfaketime, for each architecture.

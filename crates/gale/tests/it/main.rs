@@ -5,6 +5,8 @@
 //! `webdriver` for driving headless Chromium in browser tests.
 
 mod harness;
+#[path = "../common/link.rs"]
+mod link;
 mod pg;
 mod web;
 
