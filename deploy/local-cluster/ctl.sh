@@ -11,6 +11,9 @@
 #   kill-gale N        SIGKILL Gale node N (its task guard kills its tasks)
 #   stop-gale N        SIGTERM Gale node N and wait: it drains, then exits
 #   start-gale N       start Gale node N again
+#   freeze-gale N      SIGSTOP Gale node N (its task guard runs on and kills its
+#                      tasks at their fence deadline)
+#   thaw-gale N        SIGCONT Gale node N
 #   kill-patroni N     SIGKILL Patroni of node N. Its PostgreSQL keeps running and,
 #                      if it was the primary, stays writable to direct
 #                      connections after a replica is promoted (no watchdog):
@@ -25,6 +28,9 @@
 #                      Patroni 3.0 is never failed over: Patroni keeps the leader
 #                      key while the postmaster's pid exists.)
 #   thaw-db N          SIGCONT PostgreSQL, then Patroni, of node N
+#   freeze-postgres N  SIGSTOP the PostgreSQL of node N alone (Patroni 3.0 keeps
+#                      the leader key: an outage until it thaws, no failover)
+#   thaw-postgres N    SIGCONT the PostgreSQL of node N
 #   start-patroni N    start Patroni of node N again (it rejoins, rewinding if needed)
 #   stop-patroni N     SIGTERM Patroni of node N (stops its PostgreSQL cleanly)
 #   switchover [pgN]   planned switchover to pgN (default: the synchronous standby);
@@ -102,6 +108,14 @@ wait)
     log "healthy: primary $(leader_name), 2 streaming replicas, 3 Gale nodes"
     ;;
 kill-gale) kill_named KILL "gale$(node_arg "${1:-}")" ;;
+freeze-gale | thaw-gale)
+    n=$(node_arg "${1:-}")
+    pid=$(pid_of "gale$n") || die "gale$n is not running"
+    sig=STOP
+    [[ $cmd == thaw-gale ]] && sig=CONT
+    kill "-$sig" "$pid"
+    log "sent SIG$sig to gale$n (pid $pid)"
+    ;;
 stop-gale)
     n=$(node_arg "${1:-}")
     pid=$(pid_of "gale$n") || die "gale$n is not running"
@@ -127,15 +141,20 @@ start-patroni)
     start_patroni "$n"
     log "started patroni$n (pid $(pid_of "patroni$n"))"
     ;;
-freeze-db | thaw-db)
+freeze-db | thaw-db | freeze-postgres | thaw-postgres)
     n=$(node_arg "${1:-}")
     pid=$(postmaster_pid "$n") || die "PostgreSQL of node $n is not running"
     pgid=$(ps -o pgid= -p "$pid" | tr -d ' ')
     sig=STOP
-    [[ $cmd == thaw-db ]] && sig=CONT
+    [[ $cmd == thaw-* ]] && sig=CONT
     # As for kill-postgres: the postmaster's own process group is its server's.
     if [[ -z $pgid || $pgid == 0 || $pgid == "$(ps -o pgid= -p $$ | tr -d ' ')" || $pgid == "$(pid_of "patroni$n" 2>/dev/null)" ]]; then
         die "PostgreSQL of node $n is not in a process group of its own"
+    fi
+    if [[ $cmd == *-postgres ]]; then
+        kill "-$sig" -- "-$pgid"
+        log "sent SIG$sig to PostgreSQL of node $n (postmaster $pid and its backends)"
+        exit 0
     fi
     patroni=$(pid_of "patroni$n") || die "Patroni of node $n is not running"
     if [[ $sig == STOP ]]; then

@@ -7,6 +7,8 @@
 mod harness;
 #[path = "../common/link.rs"]
 mod link;
+#[path = "../common/marks.rs"]
+mod marks;
 mod pg;
 mod web;
 
