@@ -148,7 +148,9 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
     let began = std::sync::OnceLock::new();
     let sink = LogSink::start(shared.store.clone(), ti, try_number, shared.opts.limits);
 
-    let spec = match shared.spec(&run.dag_id, &run.version_hash).await {
+    // Read again while the store is unavailable: a transient outage must not
+    // fail a task whose process has not started.
+    let spec = match read_retrying(&kill, || shared.spec(&run.dag_id, &run.version_hash)).await {
         Ok(Some(spec)) => Ok(spec),
         Ok(None) => Err(format!(
             "DAG version {} of {} is missing from the store",
@@ -165,9 +167,14 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
         })
     });
 
-    let outcome = match (&spec, &task) {
-        (Ok(spec), Ok(task)) => {
-            let upstream = upstream_outputs(shared, &run, task).await;
+    // A task is not run with its inputs missing: failed, and retried by its
+    // policy.
+    let upstream = match &task {
+        Ok(t) => upstream_outputs(shared, &run, t, &kill).await,
+        Err(_) => Ok(BTreeMap::new()),
+    };
+    let outcome = match (&spec, &task, upstream) {
+        (Ok(spec), Ok(task), Ok(upstream)) => {
             let ctx = context(&spec.dag, task, &run, try_number, upstream);
             let work = Work {
                 opts_cwd: &shared.opts.default_cwd,
@@ -253,7 +260,8 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
                 }
             }
         }
-        (Err(e), _) | (_, Err(e)) => failed(e.clone()),
+        (Err(e), _, _) | (_, Err(e), _) => failed(e.clone()),
+        (_, _, Err(e)) => failed(format!("cannot read the upstream tasks' outputs: {e}")),
     };
 
     if let Some(began) = began.get() {
@@ -434,22 +442,42 @@ async fn upstream_outputs<S: WorkerStore + ?Sized>(
     shared: &Shared<S>,
     run: &RunRow,
     task: &Task,
-) -> BTreeMap<String, TaskOutputs> {
+    kill: &CancellationToken,
+) -> gale_store::Result<BTreeMap<String, TaskOutputs>> {
     let mut out = BTreeMap::new();
     if task.needs.is_empty() {
-        return out;
+        return Ok(out);
     }
-    match shared.store.run_tasks(run.id).await {
-        Ok(rows) => {
-            for r in rows {
-                if task.needs.contains(&r.task_id) {
-                    out.insert(r.task_id.0, TaskOutputs { outputs: r.outputs });
-                }
-            }
+    for r in read_retrying(kill, || shared.store.run_tasks(run.id)).await? {
+        if task.needs.contains(&r.task_id) {
+            out.insert(r.task_id.0, TaskOutputs { outputs: r.outputs });
         }
-        Err(e) => warn!(run_id = %run.id, error = %e, "could not read upstream outputs"),
     }
-    out
+    Ok(out)
+}
+
+/// `read` again while the store is unavailable (backing off up to a second)
+/// until it answers or the attempt is killed (its lease fenced, the worker
+/// shutting down): what an attempt reads before its process starts must not
+/// fail it for an outage it can outwait.
+async fn read_retrying<T, F, Fut>(kill: &CancellationToken, mut read: F) -> gale_store::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = gale_store::Result<T>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match read().await {
+            Err(e) if e.is_retryable() && !kill.is_cancelled() => {
+                tokio::select! {
+                    _ = kill.cancelled() => return Err(e),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn output_path(ti: i64, try_number: u32) -> PathBuf {

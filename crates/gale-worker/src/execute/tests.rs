@@ -222,3 +222,36 @@ fn a_store_time_is_carried_forward_by_the_elapsed_time_and_saturates() {
     );
     assert_eq!(carried_forward(start, u64::MAX), jiff::Timestamp::MAX);
 }
+
+#[tokio::test]
+async fn reads_before_a_start_outwait_an_outage_but_not_a_kill_or_a_real_error() {
+    let calls = std::sync::atomic::AtomicU32::new(0);
+    let kill = CancellationToken::new();
+    // Unavailable twice, then an answer.
+    let got = read_retrying(&kill, || async {
+        match calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 | 1 => Err(gale_store::Error::Unavailable(
+                "the database stopped answering".into(),
+            )),
+            n => Ok(n),
+        }
+    })
+    .await;
+    assert_eq!(got.ok(), Some(2));
+    // An error that waiting cannot cure comes back at once.
+    calls.store(0, std::sync::atomic::Ordering::SeqCst);
+    let got: gale_store::Result<u32> = read_retrying(&kill, || async {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(gale_store::Error::Database("a bug".into()))
+    })
+    .await;
+    assert!(matches!(got, Err(gale_store::Error::Database(_))));
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // A killed attempt (its lease fenced) stops waiting.
+    kill.cancel();
+    let got: gale_store::Result<u32> = read_retrying(&kill, || async {
+        Err(gale_store::Error::Unavailable("down".into()))
+    })
+    .await;
+    assert!(got.is_err());
+}
