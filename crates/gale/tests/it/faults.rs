@@ -13,6 +13,8 @@
 //!   at `lock_timeout` and retry, no role stalls for good;
 //! - every PostgreSQL connection slot taken: processes wait and recover, none
 //!   exits, a CLI command says what is wrong;
+//! - a webserver frozen while another serves: thawed, it answers with the
+//!   current state and writes through it work;
 //! - workers on a slow, lossy link (200 ms ± 100 ms each way, 5 % of chunks a
 //!   retransmission late), then a flapping one (down 2 s in every 5 s; see
 //!   `common/link.rs`): every run succeeds, no try overlaps another, and on
@@ -654,6 +656,115 @@ fn slow_lossy_and_flapping_links_lose_nothing() {
         slow.len(),
         flapping.len()
     );
+}
+
+/// A webserver frozen (SIGSTOP) while another serves: meanwhile runs are
+/// triggered and finish through the other; thawed, the frozen one answers with
+/// the current state (nothing it held from before is served as current) and
+/// writes through it work.
+#[test]
+fn a_frozen_webserver_serves_the_current_state_after_thaw() {
+    let Some(server) = server_or_skip("a_frozen_webserver_serves_the_current_state_after_thaw")
+    else {
+        return;
+    };
+    let url = server
+        .create_database("gale")
+        .expect("creating database gale");
+    let home = Home::new();
+    home.write_dag("web_chain.yaml", CHAIN);
+    let pg = Pg::new(&home, &url);
+    let dags = home.dags().display().to_string();
+    let mut scheduler = pg.start_registered("scheduler", &["scheduler", "--dags-folder", &dags]);
+    let mut worker = pg.start_registered("worker", &["worker", "--concurrency", "4"]);
+    let web_args = [
+        "webserver",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-auth",
+    ];
+    let mut ws1 = pg.start_registered("ws1", &web_args);
+    let mut ws2 = pg.start_registered("ws2", &web_args);
+    let w1 = crate::web::Web::new(&crate::web::wait_url("ws1", || ws1.log()));
+    let w2 = crate::web::Web::new(&crate::web::wait_url("ws2", || ws2.log()));
+    w1.wait_ready();
+    w2.wait_ready();
+    pg.wait_dag("web_chain");
+    let before = w1.post(
+        "/api/v1/dags/web_chain/runs",
+        &serde_json::json!({"conf": {}}),
+    );
+    let before = before.expect(201)["run_id"].as_i64().expect("a run id");
+    // Read through ws1 while the run is young: what it may hold from then.
+    w1.get(&format!("/api/v1/runs/{before}")).expect(200);
+
+    ws1.signal(Signal::SIGSTOP);
+    // Frozen: it accepts the connection in its kernel and answers nothing.
+    let base = w1.base().trim_start_matches("http://").to_owned();
+    let addr = base.split('/').next().expect("host:port").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).expect("the kernel still accepts");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .expect("a read timeout");
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /health/ready HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .expect("a request");
+    let mut buf = [0u8; 64];
+    let answered = std::io::Read::read(&mut stream, &mut buf).is_ok_and(|n| n > 0);
+    assert!(!answered, "a frozen webserver answered");
+    let during: Vec<i64> = (0..2)
+        .map(|_| {
+            w2.post(
+                "/api/v1/dags/web_chain/runs",
+                &serde_json::json!({"conf": {}}),
+            )
+            .expect(201)["run_id"]
+                .as_i64()
+                .expect("a run id")
+        })
+        .collect();
+    let mut all = vec![before];
+    all.extend(&during);
+    all_succeed(&server, &all, &mut || {
+        scheduler.assert_running();
+        worker.assert_running();
+        ws2.assert_running();
+    });
+    ws1.signal(Signal::SIGCONT);
+
+    // Thawed: the current state, and writes work.
+    for id in &all {
+        let run = w1.get(&format!("/api/v1/runs/{id}")).expect(200);
+        let state = if run.get("run").is_some() {
+            run["run"]["state"].clone()
+        } else {
+            run["state"].clone()
+        };
+        assert_eq!(state, "success", "ws1 after the thaw, run {id}: {run:#}");
+    }
+    let listed = w1
+        .get("/api/v1/runs?dag_id=web_chain&limit=100")
+        .expect(200);
+    let text = listed.to_string();
+    for id in &during {
+        assert!(
+            text.contains(&format!("\"run_id\":{id}")) || text.contains(&format!("\"id\":{id}")),
+            "ws1 lists run {id} created while it was frozen: {listed:#}"
+        );
+    }
+    let after = w1
+        .post(
+            "/api/v1/dags/web_chain/runs",
+            &serde_json::json!({"conf": {}}),
+        )
+        .expect(201)["run_id"]
+        .as_i64()
+        .expect("a run id");
+    all_succeed(&server, &[after], &mut || ws1.assert_running());
 }
 
 /// Where Debian's `faketime` package puts libfaketime, for each architecture.
