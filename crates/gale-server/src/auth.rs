@@ -117,7 +117,11 @@ pub async fn login(
         return Ok(None);
     }
     let (id, csrf) = (new_secret(), new_secret());
-    let expires = Timestamp::now()
+    // On the store's clock, which the session is checked against: a
+    // webserver whose own clock is off must not shorten or stretch it.
+    let expires = store
+        .now()
+        .await?
         .checked_add(SESSION_TTL)
         .unwrap_or(Timestamp::MAX);
     store

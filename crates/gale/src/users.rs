@@ -5,7 +5,6 @@ use std::io::Read as _;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use gale_server::auth::{self, Role};
-use jiff::Timestamp;
 
 use crate::cli::{open_store, parse_span, print_json, table, when};
 use crate::{Output, Paths, exit};
@@ -153,9 +152,12 @@ pub async fn tokens(paths: &Paths, output: Output, cmd: TokensCmd) -> anyhow::Re
             name,
             expires_in,
         } => {
+            // On the store's clock, which the token is checked against.
             let expires = match expires_in {
                 Some(d) => Some(
-                    Timestamp::now()
+                    store
+                        .now()
+                        .await?
                         .checked_add(jiff::SignedDuration::try_from(d)?)
                         .context("--expires-in is too far in the future")?,
                 ),

@@ -1063,6 +1063,39 @@ tasks:
         "within a 10 minute allowance the cluster is healthy: {lenient}"
     );
 
+    // A token made by a CLI whose clock is 5 minutes ahead expires an hour
+    // after the database's now, not the CLI's.
+    pg.ok(&["users", "create", "skewed-user"]);
+    let mut cmd = home.command(&[
+        "tokens",
+        "create",
+        "--user",
+        "skewed-user",
+        "--name",
+        "skewed",
+        "--expires-in",
+        "1h",
+        "--database-url",
+        &url,
+    ]);
+    cmd.envs(ahead);
+    let made = cmd.output().expect("running gale tokens create");
+    assert!(
+        made.status.success(),
+        "tokens create under a skewed clock: {made:?}"
+    );
+    let left = sql(
+        &server,
+        "SELECT extract(epoch FROM expires_at - now())::int FROM api_tokens WHERE name = 'skewed'",
+    );
+    let left: i64 = left
+        .parse()
+        .unwrap_or_else(|_| panic!("a token expiry: {left:?}"));
+    assert!(
+        (3540..=3600).contains(&left),
+        "the token expires {left} s after the database's now, not an hour after it"
+    );
+
     for role in [&scheduler, &worker] {
         let log = role.log();
         assert!(
