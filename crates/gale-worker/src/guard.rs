@@ -48,9 +48,12 @@ use tracing::warn;
 /// carries many lines instead of one.
 const GATHER: Duration = Duration::from_millis(1);
 
-/// The worker's end: lines for the guard, written by a thread of their own.
+/// The worker's end: lines for the guard, written by a thread of their own,
+/// and what the guard says it killed, read by another.
 pub struct Guard {
     outbox: Option<Arc<Outbox>>,
+    /// Process groups the guard killed at their deadline, with when.
+    kills: Arc<Mutex<HashMap<u32, u64>>>,
 }
 
 struct Outbox {
@@ -64,17 +67,24 @@ impl Guard {
     /// Starts `program __guard`; without a program, or when it cannot start (a
     /// warning says so), tasks run unguarded.
     pub fn start(program: Option<&Path>) -> Guard {
+        let kills = Arc::new(Mutex::new(HashMap::new()));
         let pipe = program.and_then(|program| {
             match Command::new(program)
                 .arg("__guard")
                 .process_group(0)
                 .stdin(Stdio::piped())
-                .stdout(Stdio::null())
+                .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .spawn()
             {
                 Ok(mut child) => {
                     let stdin = child.stdin.take();
+                    if let Some(out) = child.stdout.take() {
+                        let kills = kills.clone();
+                        let _ = std::thread::Builder::new()
+                            .name("gale-guard-reader".into())
+                            .spawn(move || read_kills(out, &kills));
+                    }
                     // Reaped by a thread, so it never lingers as a zombie.
                     std::thread::spawn(move || child.wait());
                     stdin
@@ -101,7 +111,27 @@ impl Guard {
         });
         Guard {
             outbox: outbox.flatten(),
+            kills,
         }
+    }
+
+    /// When ([`boot_ms`]) the guard killed `pgid` at its deadline, if it did.
+    /// Its word may trail the group's exit by moments: asked for a while.
+    pub async fn killed_at(&self, pgid: u32) -> Option<u64> {
+        for _ in 0..20 {
+            if let Some(at) = self
+                .kills
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&pgid)
+            {
+                return Some(at);
+            }
+            // Without a guard, nothing will come.
+            self.outbox.as_ref()?;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
     }
 
     /// The process group `pgid` runs a task of this worker: kill it at
@@ -174,6 +204,29 @@ fn write_loop(outbox: &Outbox, mut pipe: ChildStdin) {
             return;
         }
         std::thread::sleep(GATHER);
+    }
+}
+
+/// Reads the guard's `killed PGID AT` lines into `kills` (never more than a
+/// few thousand: a worker asks for each it cares about, once).
+fn read_kills(out: std::process::ChildStdout, kills: &Mutex<HashMap<u32, u64>>) {
+    for line in std::io::BufReader::new(out).lines() {
+        let Ok(line) = line else { return };
+        let mut words = line.split_ascii_whitespace();
+        if words.next() != Some("killed") {
+            continue;
+        }
+        let (Some(Ok(pgid)), Some(Ok(at))) = (
+            words.next().map(str::parse::<u32>),
+            words.next().map(str::parse::<u64>),
+        ) else {
+            continue;
+        };
+        let mut kills = kills.lock().unwrap_or_else(|p| p.into_inner());
+        if kills.len() >= 4096 {
+            kills.clear();
+        }
+        kills.insert(pgid, at);
     }
 }
 
@@ -303,11 +356,30 @@ pub fn guard_main() {
     let kill = |pgid: i32| {
         let _ = killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL);
     };
+    // What it killed goes back to the worker on a thread of its own: a frozen
+    // worker does not read, and a full pipe must never hold up a kill (the
+    // report is dropped instead).
+    let (report, reports) = std::sync::mpsc::sync_channel::<String>(1024);
+    let _ = std::thread::Builder::new()
+        .name("gale-guard-report".into())
+        .spawn(move || {
+            let mut out = std::io::stdout().lock();
+            for line in reports {
+                if out
+                    .write_all(line.as_bytes())
+                    .and_then(|()| out.flush())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
     let mut watched = Watched::default();
     loop {
         let now = boot_ms();
         for (pgid, deadline) in watched.expired(now) {
             kill(pgid);
+            let _ = report.try_send(format!("killed {pgid} {now}\n"));
             eprintln!(
                 "gale guard: killed task process group {pgid} {} ms after its fence deadline: \
                  its worker did not renew the attempt's lease in time (frozen or stalled)",

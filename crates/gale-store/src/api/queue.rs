@@ -221,6 +221,18 @@ pub trait Queue: Send + Sync + 'static {
         command: &str,
     ) -> Result<()>;
 
+    /// Records when the process of a try that was reaped as `lost` really
+    /// stopped, as its worker (`worker_id`) measured it once it could: the try's
+    /// end becomes `stopped_at`. Changes nothing unless the try is `lost` and
+    /// was `worker_id`'s; returns whether it applied.
+    async fn record_stop(
+        &self,
+        ti: TiId,
+        try_number: u32,
+        worker_id: &WorkerId,
+        stopped_at: Timestamp,
+    ) -> Result<bool>;
+
     /// Renews the lease of each listed attempt still running under `worker_id`;
     /// returns those renewed. An attempt missing from the answer was fenced off.
     async fn heartbeat_attempts(

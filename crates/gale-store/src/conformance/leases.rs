@@ -238,6 +238,39 @@ pub async fn expired_attempts_and_reap<S: Store + ?Sized>(store: &S) {
         Some("worker w1 stopped heartbeating"),
         "a refused reap changes nothing"
     );
+    // Its worker, thawed, says when the process really stopped: the record
+    // ends there. Only for a lost try, and only its own worker's word.
+    let stopped = started + jiff::SignedDuration::from_millis(250);
+    assert!(
+        !store
+            .record_stop(a.id, 1, &"w9".into(), stopped)
+            .await
+            .expect("record_stop"),
+        "another worker's word changes nothing"
+    );
+    assert!(
+        !store
+            .record_stop(b.id, 1, &"w1".into(), stopped)
+            .await
+            .expect("record_stop"),
+        "a running try's end is not recorded this way"
+    );
+    assert!(
+        store
+            .record_stop(a.id, 1, &"w1".into(), stopped)
+            .await
+            .expect("record_stop")
+    );
+    let recorded = &store.attempts(a.id).await.expect("attempts")[0];
+    assert_eq!(recorded.ended_at, Some(stopped));
+    assert_eq!(recorded.state, "lost");
+    let message = recorded.message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with("worker w1 stopped heartbeating; its process stopped at ")
+            && message.ends_with(" (measured by its worker)"),
+        "{message}"
+    );
+
     let expired = ids(&store
         .expired_attempts(Duration::ZERO)
         .await

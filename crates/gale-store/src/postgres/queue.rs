@@ -189,6 +189,33 @@ impl Queue for PgStore {
         .await
     }
 
+    async fn record_stop(
+        &self,
+        ti: TiId,
+        try_number: u32,
+        worker_id: &WorkerId,
+        stopped_at: Timestamp,
+    ) -> Result<bool> {
+        let try_number = i32_of(try_number);
+        let worker_id = worker_id.0.clone();
+        self.single(move |tx| {
+            Box::pin(async move {
+                let n = tx
+                    .exec(
+                        "UPDATE attempts SET ended_at = $4,
+                             message = coalesce(message || '; ', '') || 'its process stopped at '
+                                 || to_char($4 AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
+                                 || ' (measured by its worker)'
+                         WHERE ti_id = $1 AND try_number = $2 AND worker_id = $3 AND state = 'lost'",
+                        &[&ti.0, &try_number, &worker_id, &stopped_at],
+                    )
+                    .await?;
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+
     async fn heartbeat_attempts(
         &self,
         worker_id: &WorkerId,

@@ -195,6 +195,32 @@ impl Queue for SqliteStore {
         .await
     }
 
+    async fn record_stop(
+        &self,
+        ti: TiId,
+        try_number: u32,
+        worker_id: &WorkerId,
+        stopped_at: Timestamp,
+    ) -> Result<bool> {
+        let worker_id = worker_id.0.clone();
+        let note = format!(
+            "its process stopped at {} (measured by its worker)",
+            gale_model::time::rfc3339(stopped_at)
+        );
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE attempts SET ended_at = ?4,
+                         message = coalesce(message || '; ', '') || ?5
+                     WHERE ti_id = ?1 AND try_number = ?2 AND worker_id = ?3 AND state = 'lost'",
+                    params![ti.0, try_number, worker_id, to_micros(stopped_at), note],
+                )
+                .map_err(map_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     async fn heartbeat_attempts(
         &self,
         worker_id: &WorkerId,

@@ -294,6 +294,7 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
         Some(KillReason::SelfFenced) => {
             sink.system("[gale] attempt killed: this worker could not renew its lease; it will be retried elsewhere").await;
             sink.close().await;
+            record_stop(shared, &row, &lease, outcome.pid).await;
             return;
         }
         Some(KillReason::HandedBack) => {
@@ -414,6 +415,44 @@ async fn store_now<S: WorkerStore + ?Sized>(
             now
         }
     }
+}
+
+/// A fenced try's process stopped (its guard killed it at its deadline, or
+/// this worker did): once the scheduler has reaped the try as `lost`, its
+/// record says when, on the store's clock (the try's start carried forward by
+/// the boot clock, so never earlier than the truth). Asked again after a lease
+/// while the try is not reaped yet; nothing else is reported for it.
+async fn record_stop<S: WorkerStore + ?Sized>(
+    shared: &Shared<S>,
+    row: &gale_store::TaskRow,
+    lease: &crate::Lease,
+    pid: Option<u32>,
+) {
+    let killed = match pid {
+        Some(pgid) => shared.guard.killed_at(pgid).await,
+        None => None,
+    };
+    let stopped_boot = killed.unwrap_or_else(crate::guard::boot_ms);
+    let Some(start) = row.started_at else { return };
+    let stopped = carried_forward(start, stopped_boot.saturating_sub(lease.claimed));
+    let (store, worker) = (shared.store.clone(), shared.opts.worker_id.clone());
+    let (ti, try_number) = (row.id, row.try_number);
+    let wait = shared.opts.attempt_lease + Duration::from_secs(1);
+    tokio::spawn(async move {
+        for _ in 0..3 {
+            match store.record_stop(ti, try_number, &worker, stopped).await {
+                Ok(true) => {
+                    info!(%ti, try_number, stopped_at = %rfc3339(stopped), by_guard = killed.is_some(), "recorded when the fenced attempt's process stopped");
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(%ti, error = %e, "could not record when the fenced attempt's process stopped")
+                }
+            }
+            tokio::time::sleep(wait).await;
+        }
+    });
 }
 
 /// `start` moved on by `elapsed_ms`.

@@ -571,8 +571,9 @@ fn partitioned_worker_fences_itself_and_its_late_result_is_rejected() {
         assert_eq!(successes, 1, "{ti:#}");
     }
 
-    // The lease ran on: the attempt was reaped only after W1 killed it, and
-    // its retry started later still.
+    // The lease ran on: the retry started only after W1 had killed the first
+    // try, and the first try's record ends before the retry began (at its
+    // lease's end, or when W1, healed, says its process stopped).
     let times = sql(
         &server,
         &format!(
@@ -583,16 +584,17 @@ fn partitioned_worker_fences_itself_and_its_late_result_is_rejected() {
              WHERE ti.run_id = {hold_run} AND ti.task_id = 'hold'"
         ),
     );
-    let (reaped, retried) = times.split_once('|').expect("two times");
-    let (reaped, retried): (f64, f64) = (reaped.parse().unwrap(), retried.parse().unwrap());
+    let (ended, retried) = times.split_once('|').expect("two times");
+    let (ended, retried): (f64, f64) = (ended.parse().unwrap(), retried.parse().unwrap());
     eprintln!(
-        "PARTITION: hold reaped {:.2}s and retried {:.2}s after the cut",
-        reaped - t0_epoch,
+        "PARTITION: hold's first try recorded as ended {:.2}s and retried {:.2}s after the cut",
+        ended - t0_epoch,
         retried - t0_epoch
     );
     assert!(
-        reaped > killed_epoch && retried > killed_epoch,
-        "the attempt was reaped ({reaped}) or retried ({retried}) before W1 killed it ({killed_epoch})"
+        retried > killed_epoch && ended <= retried,
+        "the retry ({retried}) started before W1 killed the first try ({killed_epoch}), or the \
+         first try's record ends after it ({ended})"
     );
 
     // W1 is healthy again and its rejected result changed nothing.

@@ -198,8 +198,19 @@ fn frozen_worker_is_fenced_by_its_guard_and_runs_new_claims_after_thaw() {
         assert_eq!(attempts[0]["worker_id"], w1_id.as_str(), "{t:#}");
     }
 
-    // The record: the first try lost on W1 and ended by its lease's end, before
-    // the retry started on W2; W1 reported nothing for it.
+    // The record: the first try lost on W1, ended when its guard killed it
+    // (as W1 measured once thawed), before the retry started on W2; W1
+    // reported no result for it.
+    wait_until("W1 to record when its fenced try stopped", || {
+        let message = sql(
+            &server,
+            &format!(
+                "SELECT coalesce(a.message, '') FROM attempts a JOIN task_instances ti \
+                 ON ti.id = a.ti_id WHERE ti.run_id = {run} AND a.try_number = 1"
+            ),
+        );
+        message.contains("measured by its worker").then_some(())
+    });
     let tasks = pg.tasks(run);
     let attempts = tasks[0]["attempts"].as_array().expect("attempts").clone();
     assert_eq!(attempts.len(), 2, "{attempts:#?}");
@@ -219,8 +230,13 @@ fn frozen_worker_is_fenced_by_its_guard_and_runs_new_claims_after_thaw() {
     );
     let (ended, retried) = times.split_once('|').expect("two times");
     let (ended, retried): (f64, f64) = (ended.parse().unwrap(), retried.parse().unwrap());
+    eprintln!(
+        "FREEZE: the first try's record ends {:.2}s after its last tick, {:.2}s before the retry started",
+        ended - first_last,
+        retried - ended
+    );
     assert!(
-        first_last <= ended + 0.05 && ended < retried,
+        first_last <= ended + 0.05 && ended - first_last < 2.0 && ended < retried,
         "the first try's record ends at {ended}: its last tick was at {first_last}, the retry started at {retried}"
     );
     let log = w1.log();
