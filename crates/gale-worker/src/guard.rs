@@ -15,6 +15,11 @@
 //!   a later one (sent again, with a later deadline, at every lease renewal);
 //! - `-PGID`: the group's task ended.
 //!
+//! It answers on its stdout with `killed PGID AT` for each group it killed at
+//! a deadline (a thread of its own writes them, dropping them rather than ever
+//! holding up a kill), so that the worker, once it runs again, can record when
+//! that try really stopped.
+//!
 //! Deadlines are milliseconds on `CLOCK_BOOTTIME` ([`boot_ms`]), which both
 //! processes read, which no one sets, and which counts a suspended machine's
 //! sleep. The worker holds the only write end of the pipe: when the worker is
