@@ -49,7 +49,7 @@ use nix::sys::signal::Signal;
 
 use crate::harness::{Home, states, wait_until};
 use crate::marks::{assert_tries_never_overlap, ticking_task, tries_from_marks};
-use crate::pg::{Pg, sql};
+use crate::pg::{Pg, Role, sql};
 
 /// The lease every process here runs with (the smallest Gale accepts).
 const LEASE: &str = "3s";
@@ -398,27 +398,40 @@ fn all_succeed(server: &gale_pgtest::PgServer, ids: &[i64], alive: &mut dyn FnMu
     assert_eq!(failed, "0", "every run must succeed");
 }
 
+/// A fresh database of its own on a test server, or `None` after a loud skip.
+fn database(test: &str) -> Option<(gale_pgtest::PgServer, String)> {
+    let server = server_or_skip(test)?;
+    let url = server
+        .create_database("gale")
+        .expect("creating database gale");
+    Some((server, url))
+}
+
+/// [`CHAIN`] as `dag`, a scheduler and a worker (4 slots) on `url`, once the
+/// DAG is loaded.
+fn chain_cluster<'h>(home: &'h Home, url: &str, dag: &str) -> (Pg<'h>, Role<'h>, Role<'h>) {
+    home.write_dag(&format!("{dag}.yaml"), CHAIN);
+    let pg = Pg::new(home, url);
+    let dags = home.dags().display().to_string();
+    let scheduler = pg.start_registered("scheduler", &["scheduler", "--dags-folder", &dags]);
+    let worker = pg.start_registered("worker", &["worker", "--concurrency", "4"]);
+    pg.wait_dag(dag);
+    (pg, scheduler, worker)
+}
+
 /// Another session holds `task_instances` in an ACCESS EXCLUSIVE lock for
 /// 12 s: Gale's statements give up at `lock_timeout` and retry instead of
 /// queueing behind it for good, nothing exits, and everything started then
 /// ends once the lock is gone.
 #[test]
 fn a_table_locked_by_a_long_transaction_stalls_no_role_for_good() {
-    let Some(server) =
-        server_or_skip("a_table_locked_by_a_long_transaction_stalls_no_role_for_good")
+    let Some((server, url)) =
+        database("a_table_locked_by_a_long_transaction_stalls_no_role_for_good")
     else {
         return;
     };
-    let url = server
-        .create_database("gale")
-        .expect("creating database gale");
     let home = Home::new();
-    home.write_dag("locked_chain.yaml", CHAIN);
-    let pg = Pg::new(&home, &url);
-    let dags = home.dags().display().to_string();
-    let mut scheduler = pg.start_registered("scheduler", &["scheduler", "--dags-folder", &dags]);
-    let mut worker = pg.start_registered("worker", &["worker", "--concurrency", "4"]);
-    pg.wait_dag("locked_chain");
+    let (pg, mut scheduler, mut worker) = chain_cluster(&home, &url, "locked_chain");
     let mut runs = vec![pg.trigger("locked_chain", &[])];
     all_succeed(&server, &runs, &mut || {});
 
@@ -472,21 +485,13 @@ fn a_table_locked_by_a_long_transaction_stalls_no_role_for_good() {
 /// everything resumes once slots are free.
 #[test]
 fn postgres_out_of_connections_makes_processes_wait_not_give_up() {
-    let Some(server) =
-        server_or_skip("postgres_out_of_connections_makes_processes_wait_not_give_up")
+    let Some((server, url)) =
+        database("postgres_out_of_connections_makes_processes_wait_not_give_up")
     else {
         return;
     };
-    let url = server
-        .create_database("gale")
-        .expect("creating database gale");
     let home = Home::new();
-    home.write_dag("conn_chain.yaml", CHAIN);
-    let pg = Pg::new(&home, &url);
-    let dags = home.dags().display().to_string();
-    let mut scheduler = pg.start_registered("scheduler", &["scheduler", "--dags-folder", &dags]);
-    let mut w1 = pg.start_registered("w1", &["worker", "--concurrency", "4"]);
-    pg.wait_dag("conn_chain");
+    let (pg, mut scheduler, mut w1) = chain_cluster(&home, &url, "conn_chain");
     let mut runs = vec![pg.trigger("conn_chain", &[])];
     all_succeed(&server, &runs, &mut || {});
 
@@ -680,19 +685,12 @@ fn slow_lossy_and_flapping_links_lose_nothing() {
 /// writes through it work.
 #[test]
 fn a_frozen_webserver_serves_the_current_state_after_thaw() {
-    let Some(server) = server_or_skip("a_frozen_webserver_serves_the_current_state_after_thaw")
+    let Some((server, url)) = database("a_frozen_webserver_serves_the_current_state_after_thaw")
     else {
         return;
     };
-    let url = server
-        .create_database("gale")
-        .expect("creating database gale");
     let home = Home::new();
-    home.write_dag("web_chain.yaml", CHAIN);
-    let pg = Pg::new(&home, &url);
-    let dags = home.dags().display().to_string();
-    let mut scheduler = pg.start_registered("scheduler", &["scheduler", "--dags-folder", &dags]);
-    let mut worker = pg.start_registered("worker", &["worker", "--concurrency", "4"]);
+    let (pg, mut scheduler, mut worker) = chain_cluster(&home, &url, "web_chain");
     let web_args = [
         "webserver",
         "--bind",
@@ -707,7 +705,6 @@ fn a_frozen_webserver_serves_the_current_state_after_thaw() {
     let w2 = crate::web::Web::new(&crate::web::wait_url("ws2", || ws2.log()));
     w1.wait_ready();
     w2.wait_ready();
-    pg.wait_dag("web_chain");
     let before = w1.post(
         "/api/v1/dags/web_chain/runs",
         &serde_json::json!({"conf": {}}),
@@ -717,6 +714,12 @@ fn a_frozen_webserver_serves_the_current_state_after_thaw() {
     w1.get(&format!("/api/v1/runs/{before}")).expect(200);
 
     ws1.signal(Signal::SIGSTOP);
+    // A signal takes effect a moment after it is sent: stopped once the
+    // kernel says so.
+    wait_until("ws1 to be stopped", || {
+        let (state, _) = crate::harness::proc_stat(ws1.pid() as i32)?;
+        (state == 'T').then_some(())
+    });
     // Frozen: it accepts the connection in its kernel and answers nothing.
     let base = w1.base().trim_start_matches("http://").to_owned();
     let addr = base.split('/').next().expect("host:port").to_owned();
