@@ -26,6 +26,10 @@
 //!   ended on the database's clock; `gale cluster check` reports both skews
 //!   and fails on them.
 //!
+//! - wall clocks that jump mid-run (the scheduler's 10 minutes ahead, the
+//!   worker's 7 back): no slot moves, repeats or comes early, no task runs
+//!   twice, no lease is lost.
+//!
 //! On SQLite:
 //!
 //! - `gale standalone` with its database, DAG folder and own log on an 8 MiB
@@ -826,6 +830,154 @@ fn skewed<'a>(lib: &'a str, offset: &'a str) -> [(&'static str, &'a str); 3] {
         ("FAKETIME", offset),
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
     ]
+}
+
+/// libfaketime with its offset read from `file` (again at most every second),
+/// so that a test can make the process's wall clock jump while it runs.
+fn jumping<'a>(lib: &'a str, file: &'a str) -> [(&'static str, &'a str); 4] {
+    [
+        ("LD_PRELOAD", lib),
+        ("FAKETIME_TIMESTAMP_FILE", file),
+        ("FAKETIME_CACHE_DURATION", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ]
+}
+
+/// Wall clocks that jump while runs flow: the scheduler's 10 minutes ahead,
+/// the worker's 7 minutes back, with tasks running and a 5-second cron
+/// ticking. No slot moves, repeats or is skipped, no scheduled run is created
+/// for a time still to come on the database's clock, no task runs twice (by
+/// the tasks' own marks), no lease is lost, and every run succeeds.
+#[test]
+fn clocks_that_jump_mid_run_move_no_slot_and_run_nothing_twice() {
+    const TEST: &str = "clocks_that_jump_mid_run_move_no_slot_and_run_nothing_twice";
+    let Some(lib) = libfaketime_or_skip(TEST) else {
+        return;
+    };
+    let Some((server, url)) = database(TEST) else {
+        return;
+    };
+    let lib = lib.display().to_string();
+    let home = Home::new();
+    let marks = home.file("marks");
+    let mut chain = String::from("tasks:\n");
+    chain.push_str(&ticking_task("one", &[], &marks, 15));
+    chain.push_str(&ticking_task("two", &["one"], &marks, 15));
+    home.write_dag("jump_manual.yaml", &chain);
+    let start = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() / 5 * 5)
+        .expect("a time in range");
+    home.write_dag(
+        "jump_cron.yaml",
+        &format!(
+            "schedule: \"*/5 * * * * *\"\nstart_date: \"{start}\"\ncatchup: true\n\
+             max_active_runs: 8\ntasks:\n  tick:\n    run: echo tick\n"
+        ),
+    );
+    let (sched_clock, worker_clock) = (
+        home.file("scheduler.faketime"),
+        home.file("worker.faketime"),
+    );
+    std::fs::write(&sched_clock, "+0\n").expect("writing an offset");
+    std::fs::write(&worker_clock, "+0\n").expect("writing an offset");
+    let pg = Pg::new(&home, &url);
+    let dags = home.dags().display().to_string();
+    let mut scheduler = pg.start_with_env(
+        "scheduler",
+        &[
+            "scheduler",
+            "--dags-folder",
+            &dags,
+            "--attempt-lease",
+            LEASE,
+        ],
+        &jumping(&lib, &sched_clock),
+    );
+    let mut worker = pg.start_with_env(
+        "worker",
+        &["worker", "--concurrency", "8", "--attempt-lease", LEASE],
+        &jumping(&lib, &worker_clock),
+    );
+    scheduler.wait_registered();
+    worker.wait_registered();
+    pg.wait_dags(&["jump_manual", "jump_cron"]);
+
+    let mut runs: Vec<i64> = (0..3).map(|_| pg.trigger("jump_manual", &[])).collect();
+    wait_until("tasks to be running", || {
+        (tries_from_marks(&marks).len() >= 3).then_some(())
+    });
+    // The jump, with tasks running.
+    std::fs::write(&sched_clock, "+10m\n").expect("writing an offset");
+    std::fs::write(&worker_clock, "-7m\n").expect("writing an offset");
+    // The jump took: the processes' next heartbeats say so.
+    let (sid, wid) = (pg.node_id(scheduler.pid()), pg.node_id(worker.pid()));
+    wait_until("the jumped clocks to show in `gale cluster check`", || {
+        let out = pg.gale(&["cluster", "check", "--output", "json"]);
+        let findings = out.json();
+        let (s, _) = skew_finding(&findings, &sid)?;
+        let (w, _) = skew_finding(&findings, &wid)?;
+        ((s - 600.0).abs() < 30.0 && (w + 420.0).abs() < 30.0).then_some(())
+    });
+    eprintln!("JUMP: the scheduler's clock jumped 10 minutes ahead, the worker's 7 back");
+    std::thread::sleep(Duration::from_secs(2));
+    runs.extend((0..3).map(|_| pg.trigger("jump_manual", &[])));
+    all_succeed(&server, &runs, &mut || {
+        scheduler.assert_running();
+        worker.assert_running();
+    });
+    std::thread::sleep(Duration::from_secs(5));
+
+    // No task ran twice, no lease was lost.
+    let tries = tries_from_marks(&marks);
+    assert_eq!(tries.len(), runs.len() * 2, "every task ran");
+    assert_eq!(
+        assert_tries_never_overlap(&tries),
+        0,
+        "no task was tried twice"
+    );
+    let lost = sql(
+        &server,
+        "SELECT count(*) FROM attempts WHERE state <> 'success'",
+    );
+    assert_eq!(lost, "0", "no lease was lost, no try failed");
+
+    // The slots: 5 s apart from the start, none skipped, moved or doubled, and
+    // none for a time still to come on the database's clock.
+    let rows = sql(
+        &server,
+        "SELECT extract(epoch FROM logical_date)::bigint || ' ' || (interval_end <= created_at) \
+         || ' ' || (logical_date <= now()) FROM runs WHERE dag_id = 'jump_cron' ORDER BY logical_date",
+    );
+    let slots: Vec<(i64, bool, bool)> = rows
+        .lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split(' ').collect();
+            (
+                w[0].parse().expect("epoch seconds"),
+                w[1] == "true",
+                w[2] == "true",
+            )
+        })
+        .collect();
+    assert!(slots.len() >= 5, "{slots:?}");
+    assert_eq!(slots[0].0, start.as_second(), "{slots:?}");
+    for pair in slots.windows(2) {
+        assert_eq!(
+            pair[1].0 - pair[0].0,
+            5,
+            "slots 5 s apart, none moved: {slots:?}"
+        );
+    }
+    assert!(
+        slots.iter().all(|(_, ended, past)| *ended && *past),
+        "a scheduled run was created early by the database's clock: {slots:?}"
+    );
+    for role in [&scheduler, &worker] {
+        assert!(
+            !role.log().contains("panicked"),
+            "gale {} panicked",
+            role.name()
+        );
+    }
 }
 
 /// A process's clock skew as a `clock` finding of `gale cluster check` reports
