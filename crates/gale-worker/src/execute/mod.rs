@@ -264,6 +264,9 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
         (_, _, Err(e)) => failed(format!("cannot read the upstream tasks' outputs: {e}")),
     };
 
+    // When the process was seen to end: before anything below waits on the
+    // store (its log, its result), which a partition can hold up for long.
+    let ended = crate::guard::boot_ms();
     if let Some(began) = began.get() {
         telemetry
             .task_duration
@@ -294,7 +297,7 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
         Some(KillReason::SelfFenced) => {
             sink.system("[gale] attempt killed: this worker could not renew its lease; it will be retried elsewhere").await;
             sink.close().await;
-            record_stop(shared, &row, &lease, outcome.pid).await;
+            record_stop(shared, &row, &lease, outcome.pid, ended).await;
             return;
         }
         Some(KillReason::HandedBack) => {
@@ -418,7 +421,7 @@ async fn store_now<S: WorkerStore + ?Sized>(
 }
 
 /// A fenced try's process stopped (its guard killed it at its deadline, or
-/// this worker did): once the scheduler has reaped the try as `lost`, its
+/// this worker did, and saw it end at `ended`): once the scheduler has reaped the try as `lost`, its
 /// record says when, on the store's clock (the try's start carried forward by
 /// the boot clock, so never earlier than the truth). Asked again after a lease
 /// while the try is not reaped yet; nothing else is reported for it.
@@ -427,12 +430,14 @@ async fn record_stop<S: WorkerStore + ?Sized>(
     row: &gale_store::TaskRow,
     lease: &crate::Lease,
     pid: Option<u32>,
+    ended: u64,
 ) {
     let killed = match pid {
         Some(pgid) => shared.guard.killed_at(pgid).await,
         None => None,
     };
-    let stopped_boot = killed.unwrap_or_else(crate::guard::boot_ms);
+    // The guard's kill, else when this worker saw the process end.
+    let stopped_boot = killed.map_or(ended, |k| k.min(ended));
     let Some(start) = row.started_at else { return };
     let stopped = carried_forward(start, stopped_boot.saturating_sub(lease.claimed));
     let (store, worker) = (shared.store.clone(), shared.opts.worker_id.clone());
