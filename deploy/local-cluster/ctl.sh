@@ -19,7 +19,7 @@
 #                      connections after a replica is promoted (no watchdog):
 #                      the multi-host URL may then reach two primaries.
 #                      kill-db is the realistic "database host died".
-#   kill-postgres N    SIGKILL the PostgreSQL of node N (its process group);
+#   kill-postgres N    SIGKILL the PostgreSQL of node N (postmaster and children);
 #                      Patroni restarts it (and keeps the leader key if it can)
 #   kill-db N          SIGKILL Patroni and PostgreSQL of node N, as a crashed host
 #   freeze-db N        SIGSTOP Patroni and PostgreSQL (postmaster and backends) of
@@ -144,41 +144,29 @@ start-patroni)
 freeze-db | thaw-db | freeze-postgres | thaw-postgres)
     n=$(node_arg "${1:-}")
     pid=$(postmaster_pid "$n") || die "PostgreSQL of node $n is not running"
-    pgid=$(ps -o pgid= -p "$pid" | tr -d ' ')
+    patroni=""
+    if [[ $cmd == *-db ]]; then
+        patroni=$(pid_of "patroni$n") || die "Patroni of node $n is not running"
+    fi
+    if [[ $cmd == freeze-* ]]; then
+        # Patroni first (it would notice), then the postmaster (it forks no
+        # more), then every process it had forked.
+        [[ -n $patroni ]] && kill -STOP "$patroni"
+        signal_server STOP "$pid"
+    else
+        signal_server CONT "$pid"
+        [[ -n $patroni ]] && kill -CONT "$patroni"
+    fi
     sig=STOP
     [[ $cmd == thaw-* ]] && sig=CONT
-    # As for kill-postgres: the postmaster's own process group is its server's.
-    if [[ -z $pgid || $pgid == 0 || $pgid == "$(ps -o pgid= -p $$ | tr -d ' ')" || $pgid == "$(pid_of "patroni$n" 2>/dev/null)" ]]; then
-        die "PostgreSQL of node $n is not in a process group of its own"
-    fi
-    if [[ $cmd == *-postgres ]]; then
-        kill "-$sig" -- "-$pgid"
-        log "sent SIG$sig to PostgreSQL of node $n (postmaster $pid and its backends)"
-        exit 0
-    fi
-    patroni=$(pid_of "patroni$n") || die "Patroni of node $n is not running"
-    if [[ $sig == STOP ]]; then
-        kill -STOP "$patroni"
-        kill -STOP -- "-$pgid"
-    else
-        kill -CONT -- "-$pgid"
-        kill -CONT "$patroni"
-    fi
-    log "sent SIG$sig to Patroni (pid $patroni) and PostgreSQL (postmaster $pid and its backends) of node $n"
+    log "sent SIG$sig to ${patroni:+Patroni (pid $patroni) and }PostgreSQL of node $n (postmaster $pid and its $(server_children "$pid" | wc -l) children)"
     ;;
 kill-postgres | kill-db)
     n=$(node_arg "${1:-}")
     if [[ $cmd == kill-db ]] && pid_of "patroni$n" >/dev/null; then kill_named KILL "patroni$n"; fi
     pid=$(postmaster_pid "$n") || die "PostgreSQL of node $n is not running"
-    pgid=$(ps -o pgid= -p "$pid" | tr -d ' ')
-    # Patroni starts each postmaster in a session of its own, so its process
-    # group is that server's processes (backends, walsender, ...) only.
-    if [[ -n $pgid && $pgid != 0 && $pgid != "$(ps -o pgid= -p $$ | tr -d ' ')" && $pgid != "$(pid_of "patroni$n" 2>/dev/null)" ]]; then
-        kill -KILL -- "-$pgid"
-    else
-        kill -KILL "$pid"
-    fi
-    log "sent SIGKILL to PostgreSQL of node $n (postmaster $pid)"
+    signal_server KILL "$pid"
+    log "sent SIGKILL to PostgreSQL of node $n (postmaster $pid and its children)"
     ;;
 switchover)
     leader=$(leader_name) || die "no primary to switch over from"

@@ -145,6 +145,28 @@ postmaster_pid() {
     echo "$pid"
 }
 
+# server_children PID: the processes postmaster PID forked (backends,
+# walsenders, background workers). Each calls setsid(), so they are not in
+# the postmaster's process group: signalling the group reaches none of them.
+server_children() { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' || true; }
+
+# signal_server SIG PID: SIG to postmaster PID and every child of it. STOP
+# stops the postmaster first (then it forks no more) and sweeps its children
+# twice (one forked in between); CONT resumes the children first.
+signal_server() {
+    local sig=$1 pm=$2 c
+    case $sig in
+    CONT)
+        for c in $(server_children "$pm"); do kill -CONT "$c" 2>/dev/null || true; done
+        kill -CONT "$pm"
+        ;;
+    *)
+        kill "-$sig" "$pm"
+        for c in $(server_children "$pm") $(server_children "$pm"); do kill "-$sig" "$c" 2>/dev/null || true; done
+        ;;
+    esac
+}
+
 # Every name that may have a pid file.
 lc_names() {
     local n
@@ -234,7 +256,9 @@ start_etcd() {
 
 start_patroni() {
     local n=$1
-    spawn "patroni$n" "$STATE/node$n/pg/patroni.log" "${AS_POSTGRES[@]}" patroni "$STATE/node$n/pg/patroni.yml"
+    # By its full path: AS_POSTGRES resets PATH, and a newer Patroni may be
+    # installed outside it (docs/ha.md: 3.0.3 or later).
+    spawn "patroni$n" "$STATE/node$n/pg/patroni.log" "${AS_POSTGRES[@]}" "$(command -v patroni)" "$STATE/node$n/pg/patroni.yml"
 }
 
 start_haproxy() {

@@ -74,6 +74,14 @@ fi
 for tool in etcd etcdctl patroni patronictl haproxy curl jq; do
     command -v "$tool" >/dev/null || die "$tool is missing: apt-get install -y patroni etcd-server etcd-client haproxy curl jq"
 done
+# Patroni before 3.0.3 lets a primary that stalled past its leader key's TTL
+# (a paused VM, SIGSTOP) take the key back when it thaws, after another node
+# was promoted: that node is rewound and what it acknowledged is lost
+# (docs/ha.md). Without a watchdog (none here) only a newer Patroni prevents it.
+patroni_version=$(patroni --version 2>/dev/null | awk '{print $2}')
+if [[ $(printf '%s\n' "$patroni_version" 3.0.3 | sort -V | head -n1) != 3.0.3 ]]; then
+    log "WARNING: Patroni ${patroni_version:-of unknown version} (before 3.0.3) may discard acknowledged writes when a stalled primary thaws; see docs/ha.md (pip install 'patroni[etcd3]==3.0.4' psycopg2-binary)"
+fi
 [[ -x $PG_BIN/postgres && -x $PG_BIN/psql ]] || die "no PostgreSQL in $PG_BIN: apt-get install -y postgresql-15, or set GALE_PG_BIN"
 if ((EUID == 0)); then
     id postgres >/dev/null 2>&1 || die "running as root needs the postgres user (PostgreSQL refuses to run as root)"

@@ -19,10 +19,10 @@ pub fn ticking_task(id: &str, needs: &[&str], marks: &str, ticks: u32) -> String
         "  {id}:\n    retries: 3\n    retry_delay: 1s\n{needs}    run: |\n      \
          i=0\n      \
          while [ \"$i\" -lt {ticks} ]; do\n        \
-         echo \"$GALE_RUN_ID {id} $GALE_TRY_NUMBER tick $(date +%s.%N)\" >> {marks}\n        \
+         echo \"$GALE_RUN_ID {id} $GALE_TRY_NUMBER tick $(env -u LD_PRELOAD date +%s.%N)\" >> {marks}\n        \
          i=$((i + 1)); sleep 0.1\n      \
          done\n      \
-         echo \"$GALE_RUN_ID {id} $GALE_TRY_NUMBER end $(date +%s.%N)\" >> {marks}\n"
+         echo \"$GALE_RUN_ID {id} $GALE_TRY_NUMBER end $(env -u LD_PRELOAD date +%s.%N)\" >> {marks}\n"
     )
 }
 

@@ -515,6 +515,34 @@ fn free_port_base() -> u16 {
 }
 
 /// Whether a process exists and is not a zombie.
+/// Whether the `patroni` on the PATH is 3.0.3 or later: before it, a primary
+/// that stalled past its leader key's TTL takes the key back when it thaws
+/// (patroni/patroni#2689), and the promoted node's acknowledged writes are
+/// rewound away.
+pub fn patroni_fixed() -> Result<(), String> {
+    let out = Command::new("patroni")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run `patroni --version`: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version: Vec<u32> = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .split('.')
+        .map_while(|p| p.parse().ok())
+        .collect();
+    if version.len() >= 3 && version[..3] >= [3, 0, 3][..] {
+        Ok(())
+    } else {
+        Err(format!(
+            "needs Patroni 3.0.3 or later (found {:?}): pip install \
+             'patroni[etcd3]==3.0.4' psycopg2-binary (.ci/run installs it in /opt/patroni)",
+            text.trim()
+        ))
+    }
+}
+
 pub fn alive(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;

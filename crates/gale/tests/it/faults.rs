@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 use gale_pgtest::server_or_skip;
 use nix::sys::signal::Signal;
 
+use crate::faketime::{jumping, libfaketime, skewed};
 use crate::harness::{Home, states, wait_until};
 use crate::marks::{assert_tries_never_overlap, ticking_task, tries_from_marks};
 use crate::pg::{Pg, Role, sql};
@@ -790,18 +791,6 @@ fn a_frozen_webserver_serves_the_current_state_after_thaw() {
     all_succeed(&server, &[after], &mut || ws1.assert_running());
 }
 
-/// Where Debian's `faketime` package puts libfaketime, for each architecture.
-fn libfaketime() -> Option<std::path::PathBuf> {
-    let lib = std::fs::read_dir("/usr/lib").ok()?.flatten().find_map(|e| {
-        let p = e.path().join("faketime/libfaketime.so.1");
-        p.is_file().then_some(p)
-    });
-    lib.or_else(|| {
-        let p = std::path::PathBuf::from("/usr/local/lib/faketime/libfaketime.so.1");
-        p.is_file().then_some(p)
-    })
-}
-
 /// libfaketime, or `None` after a loud SKIPPED line when it is not installed
 /// (a failure under `CI=true`).
 fn libfaketime_or_skip(test: &str) -> Option<std::path::PathBuf> {
@@ -813,34 +802,6 @@ fn libfaketime_or_skip(test: &str) -> Option<std::path::PathBuf> {
         );
     }
     lib
-}
-
-/// The environment that runs a process with its wall clock `offset` off
-/// (libfaketime's syntax, e.g. `+5m`).
-///
-/// Only the wall clock is shifted (`FAKETIME_DONT_FAKE_MONOTONIC`): that is
-/// the fault a machine with a wrong clock has. Its monotonic and boot clocks
-/// measure durations only, and libfaketime would shift them by the same
-/// constant, which changes no duration Gale measures; left real, they also
-/// keep libfaketime out of every timed wait (tokio's timers, the guard's
-/// deadlines), so what this test sees is Gale's behaviour, not the shim's.
-fn skewed<'a>(lib: &'a str, offset: &'a str) -> [(&'static str, &'a str); 3] {
-    [
-        ("LD_PRELOAD", lib),
-        ("FAKETIME", offset),
-        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-    ]
-}
-
-/// libfaketime with its offset read from `file` (again at most every second),
-/// so that a test can make the process's wall clock jump while it runs.
-fn jumping<'a>(lib: &'a str, file: &'a str) -> [(&'static str, &'a str); 4] {
-    [
-        ("LD_PRELOAD", lib),
-        ("FAKETIME_TIMESTAMP_FILE", file),
-        ("FAKETIME_CACHE_DURATION", "1"),
-        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-    ]
 }
 
 /// Wall clocks that jump while runs flow: the scheduler's 10 minutes ahead,

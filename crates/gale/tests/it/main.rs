@@ -4,6 +4,8 @@
 //! cluster on PostgreSQL, `web` for HTTP against a running webserver, and
 //! `webdriver` for driving headless Chromium in browser tests.
 
+#[path = "../common/faketime.rs"]
+mod faketime;
 mod harness;
 #[path = "../common/link.rs"]
 mod link;

@@ -11,7 +11,17 @@
 //! - the primary's Patroni alone SIGKILLed (through HAProxy only), rejoined;
 //! - the primary's PostgreSQL frozen alone for 8 s (no failover: an outage);
 //! - etcd losing its majority for 10 s;
-//! - `task_instances` locked by another session for 8 s.
+//! - `task_instances` locked by another session for 8 s;
+//! - PostgreSQL's connections all taken for 8 s;
+//! - a worker cut off in its network namespace for 1.5 leases;
+//! - a worker's links to PostgreSQL slow and lossy for 20 s, then flapping;
+//! - a node's wall clock jumping minutes ahead or behind for 15 s, and back;
+//! - the primary's host stalled for 30 s (SIGSTOP on its Patroni, postmaster
+//!   and backends: connections open, nothing answers), thawed after another
+//!   node was promoted. Needs Patroni 3.0.3 or later (docs/ha.md).
+//!
+//! The last three have processes of their own beside the three nodes
+//! (`extra.rs`).
 //!
 //! Then it stops the load, lets everything drain and checks the invariants
 //! from recorded facts: every write the probe had acknowledged is still there;
@@ -23,20 +33,26 @@
 //!
 //! `GALE_SOAK_MINUTES` (default 2; `.ci/run` runs 10) sets how long faults
 //! are applied, `GALE_SOAK_SEED` replays a sequence (the seed is printed
-//! first). A host stalled as a whole is left out: with Patroni 3.0.2 and no
-//! watchdog, its thaw can discard acknowledged writes (docs/ha.md), which is
-//! Patroni's loss, not Gale's. Needs what the HA suite needs (see its header);
+//! first). Needs what the HA suite needs (see its header);
 //! without it the soak prints `*** SKIPPED` and passes, except under
 //! `CI=true`, where it fails.
 
 #[allow(dead_code)]
 #[path = "../ha/cluster.rs"]
 mod cluster;
+mod extra;
+#[path = "../common/faketime.rs"]
+mod faketime;
+#[path = "../common/link.rs"]
+mod link;
 #[allow(dead_code)]
 #[path = "../ha/load.rs"]
 mod load;
 #[path = "../common/marks.rs"]
 mod marks;
+#[allow(dead_code)]
+#[path = "../ha/netns.rs"]
+mod netns;
 #[allow(dead_code)]
 #[path = "../ha/probe.rs"]
 mod probe;
@@ -49,6 +65,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cluster::{Cluster, NODES};
+use extra::Extras;
 use load::{Http, LoadGen};
 use probe::Probe;
 use util::{wait_for, wait_until};
@@ -58,9 +75,9 @@ const SCHED_DAG: &str = "soak_sched";
 const CHECK_DAG: &str = "soak_check";
 
 /// The lease of every Gale node of the cluster (the default).
-const LEASE: Duration = Duration::from_secs(10);
+pub const LEASE: Duration = Duration::from_secs(10);
 
-fn ci() -> bool {
+pub fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
@@ -97,7 +114,7 @@ fn missing() -> Vec<String> {
 }
 
 /// A small deterministic random source (xorshift64*).
-struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -109,7 +126,7 @@ impl Rng {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 }
@@ -126,10 +143,15 @@ enum Fault {
     FreezePostgres,
     EtcdQuorum,
     LockTable,
+    ExhaustConnections,
+    CutWorker,
+    ShapeLink,
+    SkewClock,
+    StallHost,
 }
 
 impl Fault {
-    const ALL: [Fault; 9] = [
+    const ALL: [Fault; 14] = [
         Fault::KillGale,
         Fault::StopGale,
         Fault::FreezeGale,
@@ -139,6 +161,11 @@ impl Fault {
         Fault::FreezePostgres,
         Fault::EtcdQuorum,
         Fault::LockTable,
+        Fault::ExhaustConnections,
+        Fault::CutWorker,
+        Fault::ShapeLink,
+        Fault::SkewClock,
+        Fault::StallHost,
     ];
 
     fn name(self) -> &'static str {
@@ -152,6 +179,11 @@ impl Fault {
             Fault::FreezePostgres => "the primary's PostgreSQL frozen alone for 8 s",
             Fault::EtcdQuorum => "etcd without a majority for 10 s",
             Fault::LockTable => "task_instances locked by another session for 8 s",
+            Fault::ExhaustConnections => "PostgreSQL's connections all taken for 8 s",
+            Fault::CutWorker => "a worker cut off (network namespace) for 15 s",
+            Fault::ShapeLink => "a worker's links slow and lossy for 20 s, then flapping",
+            Fault::SkewClock => "a node's wall clock minutes off for 15 s, then back",
+            Fault::StallHost => "the primary's host stalled for 30 s (Patroni + PostgreSQL)",
         }
     }
 }
@@ -168,7 +200,7 @@ fn wait_promoted(cluster: &Cluster, old: u8) {
 }
 
 /// Applies `fault` and heals it.
-fn apply(cluster: &Cluster, fault: Fault, rng: &mut Rng) -> String {
+fn apply(cluster: &Cluster, extras: &Extras, fault: Fault, rng: &mut Rng) -> String {
     let node = NODES[rng.below(NODES.len())];
     let n = node.to_string();
     match fault {
@@ -232,6 +264,22 @@ fn apply(cluster: &Cluster, fault: Fault, rng: &mut Rng) -> String {
                  SELECT pg_sleep(8); COMMIT;",
             );
             format!("lock {}", if held.is_ok() { "held" } else { "not taken" })
+        }
+        Fault::ExhaustConnections => extra::exhaust_connections(&cluster.url),
+        Fault::CutWorker => extras.cut_off(),
+        Fault::ShapeLink => extras.shape(),
+        Fault::SkewClock => extras.skew(rng),
+        Fault::StallHost => {
+            let p = cluster.primary();
+            let t = Instant::now();
+            cluster.ctl(&["freeze-db", &p.to_string()]);
+            wait_promoted(cluster, p);
+            let promoted = t.elapsed().as_secs_f64();
+            if let Some(rest) = Duration::from_secs(30).checked_sub(t.elapsed()) {
+                std::thread::sleep(rest);
+            }
+            cluster.ctl(&["thaw-db", &p.to_string()]);
+            format!("node {p}, another promoted after {promoted:.1} s")
         }
     }
 }
@@ -329,15 +377,30 @@ fn randomised_fault_soak() {
         },
         String::new,
     );
+    let mut extras = Extras::start(&cluster, seed);
     let probe = Probe::start(&cluster.url);
     let mut load = LoadGen::start(&cluster.http, &cluster.token, LOAD_DAG);
     fresh_run(&http, "the start");
 
     // The faults.
+    let stall_ok = match cluster::patroni_fixed() {
+        Ok(()) => true,
+        Err(why) => {
+            assert!(!ci(), "a stalled host {why}; CI=true makes this a failure");
+            eprintln!("*** SOAK: a stalled host left out: {why}");
+            false
+        }
+    };
     let faults: Vec<Fault> = Fault::ALL
         .iter()
         .copied()
-        .filter(|f| *f != Fault::KillPrimaryPatroni || cluster.haproxy())
+        .filter(|f| match f {
+            Fault::KillPrimaryPatroni => cluster.haproxy(),
+            Fault::CutWorker => extras.can_cut(),
+            Fault::SkewClock => extras.can_skew(),
+            Fault::StallHost => stall_ok,
+            _ => true,
+        })
         .collect();
     let mut applied: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut longest = (0.0f64, String::new());
@@ -345,10 +408,11 @@ fn randomised_fault_soak() {
     while Instant::now() < until {
         let fault = faults[rng.below(faults.len())];
         let t = Instant::now();
-        let what = apply(&cluster, fault, &mut rng);
+        let what = apply(&cluster, &extras, fault, &mut rng);
         let healed = Instant::now();
         cluster.wait_healthy(fault.name());
         fresh_run(&http, fault.name());
+        extras.assert_running();
         let recovery = healed.elapsed().as_secs_f64();
         eprintln!(
             "SOAK: {} ({what}): applied for {:.1}s, recovered {recovery:.1}s after healing",
