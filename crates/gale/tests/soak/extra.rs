@@ -253,7 +253,11 @@ pub fn exhaust_connections(url: &str) -> String {
                     });
                     fillers.push((client, driver));
                 }
-                Ok(Err(e)) => break e.to_string(),
+                Ok(Err(e)) => {
+                    break e
+                        .as_db_error()
+                        .map_or_else(|| e.to_string(), |d| d.message().to_owned());
+                }
                 Err(_) => break "a connection attempt timed out".to_owned(),
             }
             if fillers.len() >= 1000 {

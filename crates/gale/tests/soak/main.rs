@@ -2,7 +2,8 @@
 //! (3 etcd, 3 Patroni-managed PostgreSQL 15, HAProxy, 3 `gale node`) under
 //! continuous load of a scheduled and a triggered DAG, broken by a fault
 //! generator (in the spirit of Jepsen's nemesis) that applies a seeded random
-//! sequence of faults, each healed before the next:
+//! sequence of faults, each healed before the next, in rounds of every fault
+//! once:
 //!
 //! - a Gale node SIGKILLed and restarted, or stopped (SIGTERM) and restarted;
 //! - a Gale node frozen (SIGSTOP) for 1.5 leases, then thawed;
@@ -405,8 +406,17 @@ fn randomised_fault_soak() {
     let mut applied: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut longest = (0.0f64, String::new());
     let until = Instant::now() + Duration::from_secs_f64(minutes * 60.0);
+    // Rounds of every fault once, each round in a random order: a soak long
+    // enough for one round (about 6 minutes) applies every kind.
+    let mut deck: Vec<Fault> = Vec::new();
     while Instant::now() < until {
-        let fault = faults[rng.below(faults.len())];
+        if deck.is_empty() {
+            deck = faults.clone();
+            for i in (1..deck.len()).rev() {
+                deck.swap(i, rng.below(i + 1));
+            }
+        }
+        let fault = deck.pop().expect("a fault");
         let t = Instant::now();
         let what = apply(&cluster, &extras, fault, &mut rng);
         let healed = Instant::now();
