@@ -15,6 +15,7 @@ mod execute;
 pub mod guard;
 mod logs;
 mod report;
+mod task_env;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ use gale_store::prelude::{Clock, Dags, Logs, Queue, Runs};
 use gale_store::{Notifier, Reap, TiId, WorkerId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+pub use task_env::{RunAs, TaskEnv};
 use tracing::{debug, error, info, warn};
 
 pub use execute::{EXIT_SKIP, Outcome, OutcomeKind, run_task_once};
@@ -60,6 +63,8 @@ pub struct WorkerOptions {
     /// (see [`guard`]): the `gale` binary itself. None: no guard.
     pub guard_program: Option<PathBuf>,
     pub limits: Limits,
+    /// Who task processes run as and what environment they start with.
+    pub task_env: TaskEnv,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -120,6 +125,7 @@ impl WorkerOptions {
             default_cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             guard_program: None,
             limits: Limits::default(),
+            task_env: TaskEnv::filtered(),
         }
     }
 }

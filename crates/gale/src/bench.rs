@@ -202,6 +202,7 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
         parse_interval: Duration::from_secs(2),
         shutdown_grace: Duration::from_secs(5),
         task_cwd: dir.path().to_path_buf(),
+        task_env: gale_worker::TaskEnv::filtered(),
         web: None,
     };
     let mut engines = Vec::new();

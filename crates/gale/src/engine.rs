@@ -29,6 +29,8 @@ pub struct EngineOptions {
     pub parse_interval: Duration,
     pub shutdown_grace: Duration,
     pub task_cwd: PathBuf,
+    /// Who tasks run as and what environment they start with.
+    pub task_env: gale_worker::TaskEnv,
     /// Serve the web UI and API on this (already bound) listener.
     pub web: Option<Web>,
 }
@@ -158,6 +160,7 @@ pub async fn run(
     wopts.poll_interval = opts.poll_interval;
     wopts.shutdown_grace = opts.shutdown_grace;
     wopts.default_cwd = opts.task_cwd.clone();
+    wopts.task_env = opts.task_env.clone();
     wopts.guard_program = std::env::current_exe().ok();
     let worker_cancel = CancellationToken::new();
     let worker = if opts.worker {

@@ -53,6 +53,40 @@ pub struct RoleArgs {
     /// How long to wait for the database at start-up before giving up.
     #[arg(long, env = "GALE_CONNECT_WAIT", default_value = "60s", value_parser = parse_span)]
     pub connect_wait: Duration,
+    /// Comma-separated names of this process's environment that tasks get,
+    /// beyond PATH, HOME, LANG, LANGUAGE, LC_*, TZ, TMPDIR, USER, LOGNAME,
+    /// SHELL and TERM (worker role). No GALE_* setting ever reaches a task.
+    #[arg(long, env = "GALE_TASK_ENV", value_delimiter = ',')]
+    pub task_env: Vec<String>,
+    /// Run task processes as this user, with its groups and home (worker
+    /// role; the worker must run as root). They then cannot read Gale's
+    /// configuration, database file or processes. Tasks that set no `cwd`
+    /// run in the user's home.
+    #[arg(long, env = "GALE_RUN_AS")]
+    pub run_as: Option<String>,
+}
+
+/// Creates GALE_HOME, its owner's only: it holds the SQLite database and
+/// its WAL, and is the working directory of tasks that set no `cwd` (when
+/// they run as Gale's own user).
+fn ensure_home(paths: &Paths) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&paths.home)
+        .with_context(|| format!("creating GALE_HOME {}", paths.home.display()))
+}
+
+/// Who tasks run as and what they inherit, checked before anything starts.
+fn task_env(args: &RoleArgs) -> anyhow::Result<gale_worker::TaskEnv> {
+    let run_as = args
+        .run_as
+        .as_deref()
+        .map(gale_worker::RunAs::lookup)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    gale_worker::TaskEnv::new(&args.task_env, run_as).map_err(anyhow::Error::msg)
 }
 
 /// Settings of the web UI and API.
@@ -140,6 +174,7 @@ pub async fn standalone(paths: &Paths, args: StandaloneArgs) -> anyhow::Result<u
         .dags_folder
         .clone()
         .unwrap_or_else(|| paths.home.join("dags"));
+    ensure_home(paths)?;
     let created = examples::ensure_dags_folder(&folder, !args.no_examples)
         .with_context(|| format!("creating the DAG folder {}", folder.display()))?;
     let note = if created && !args.no_examples {
@@ -169,6 +204,8 @@ pub async fn webserver(paths: &Paths, args: WebserverArgs) -> anyhow::Result<u8>
         attempt_lease: Duration::from_secs(10),
         shutdown_grace: Duration::from_secs(5),
         connect_wait: args.connect_wait,
+        task_env: Vec::new(),
+        run_as: None,
     };
     serve(paths, Mode::Webserver, roles, Some(args.web), "").await
 }
@@ -224,10 +261,9 @@ async fn serve(
     {
         bail!("the DAG folder {} does not exist", folder.display());
     }
+    let task_env = task_env(&args)?;
     let web = web.map(|w| bind_web(mode, &w)).transpose()?;
-    // The SQLite file, and the working directory of tasks that set no `cwd`.
-    std::fs::create_dir_all(&paths.home)
-        .with_context(|| format!("creating GALE_HOME {}", paths.home.display()))?;
+    ensure_home(paths)?;
     // Signals are handled from the start: a stop while waiting for the database
     // is a clean exit too.
     let cancel = CancellationToken::new();
@@ -250,6 +286,14 @@ async fn serve(
             args.concurrency,
             args.queues.join(",")
         );
+        match task_env.run_as() {
+            Some(user) => say!("  tasks run  as {} (uid {})", user.name, user.uid),
+            None if nix::unistd::geteuid().is_root() => say!(
+                "  WARNING    tasks run as root: they can read Gale's configuration, database \
+                 and processes; start workers with --run-as USER"
+            ),
+            None => {}
+        }
         say!(
             "Stop with Ctrl-C or SIGTERM (running tasks get {}s to finish).",
             args.shutdown_grace.as_secs()
@@ -300,7 +344,14 @@ async fn serve(
         poll_interval: Duration::from_secs(1),
         parse_interval: Duration::from_secs(2),
         shutdown_grace: args.shutdown_grace,
-        task_cwd: paths.home.clone(),
+        // GALE_HOME is Gale's own (0700): another user's tasks start in
+        // their home, or the temporary directory if it has none.
+        task_cwd: match task_env.run_as() {
+            None => paths.home.clone(),
+            Some(u) if std::path::Path::new(&u.home).is_dir() => PathBuf::from(&u.home),
+            Some(_) => std::env::temp_dir(),
+        },
+        task_env,
         web,
     };
     let result = engine::run(opened.store, notifier, opts, cancel.clone()).await;

@@ -120,12 +120,31 @@ fn json_map(text: &str) -> serde_json::Map<String, serde_json::Value> {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
+    ///
+    /// A directory or file it creates is its owner's only (0700, 0600): the
+    /// database holds password hashes, tokens and every log. SQLite gives
+    /// the WAL and shared-memory files the database file's mode.
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir)
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
                 .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        if !path.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| {
+                    Error::Unavailable(format!("cannot create {}: {e}", path.display()))
+                })?;
         }
         let mut conn = connect(path)?;
         migrate(&mut conn)?;

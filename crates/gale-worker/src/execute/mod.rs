@@ -182,6 +182,7 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
                 hard_kill: &hard_kill,
                 limits: shared.opts.limits,
                 http: &shared.http,
+                task_env: &shared.opts.task_env,
             };
             match &task.kind {
                 TaskKind::Shell { run: template_text } => {
@@ -540,6 +541,8 @@ pub struct Work<'a> {
     pub hard_kill: &'a std::sync::atomic::AtomicBool,
     pub limits: Limits,
     pub http: &'a reqwest::Client,
+    /// Who a task process runs as and what environment it starts with.
+    pub task_env: &'a crate::TaskEnv,
 }
 
 /// Runs one task in the foreground for `gale tasks test`: output goes to this
@@ -557,12 +560,14 @@ pub async fn run_task_once(dag: &Dag, task: &Task, run: &RunRow, cwd: &Path) -> 
     });
     let http = reqwest::Client::new();
     let hard_kill = std::sync::atomic::AtomicBool::new(false);
+    let task_env = crate::TaskEnv::filtered();
     let work = Work {
         opts_cwd: cwd,
         kill_grace: Duration::from_secs(5),
         hard_kill: &hard_kill,
         limits: Limits::default(),
         http: &http,
+        task_env: &task_env,
     };
     let outcome = match &task.kind {
         TaskKind::Shell { run } => match template::render(run, &ctx) {

@@ -12,11 +12,13 @@ use super::*;
 /// the same host kills that group (its pgid is recorded) before the retry.
 fn prepare<'c>(
     cmd: &'c mut tokio::process::Command,
+    work: &Work<'_>,
     task: &Task,
     cwd: &Path,
     ctx: &Context,
     output: &Path,
 ) -> &'c mut tokio::process::Command {
+    work.task_env.apply(cmd);
     cmd.current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -63,7 +65,7 @@ where
     if let Some((direct, pwd)) = &direct {
         let mut cmd = tokio::process::Command::new(&direct.program);
         cmd.arg0(direct.arg0).args(&direct.args);
-        prepare(&mut cmd, task, &cwd, ctx, output).env("PWD", pwd);
+        prepare(&mut cmd, work, task, &cwd, ctx, output).env("PWD", pwd);
         child = cmd.spawn().ok();
     }
     let direct = child.is_some();
@@ -72,7 +74,7 @@ where
         None => {
             let mut cmd = tokio::process::Command::new("/bin/sh");
             cmd.arg("-c").arg(command);
-            match prepare(&mut cmd, task, &cwd, ctx, output).spawn() {
+            match prepare(&mut cmd, work, task, &cwd, ctx, output).spawn() {
                 Ok(c) => c,
                 Err(e) => {
                     return failed(format!("cannot start /bin/sh in {}: {e}", cwd.display()));
@@ -146,7 +148,11 @@ where
             .await;
     }
     // Plain syscalls on a small local file: cheaper inline than a blocking-pool hop.
-    let outputs = read_outputs(output, work.limits.output_bytes, &lines).await;
+    let owner = work
+        .task_env
+        .run_as()
+        .map_or_else(|| nix::unistd::geteuid().as_raw(), |u| u.uid);
+    let outputs = read_outputs(output, work.limits.output_bytes, owner, &lines).await;
 
     let status = match status {
         Ok(s) => s,
@@ -323,15 +329,35 @@ pub(super) async fn pump<R: AsyncRead + Unpin>(
 
 /// Reads `key=value` lines from the task's `$GALE_OUTPUT` file, and removes
 /// the file.
+///
+/// Only a regular file that `owner` (the user the task ran as) owns, opened
+/// without following a symbolic link: otherwise a task could point the path
+/// at a file only the worker may read (its database, a key) and have it
+/// stored as its outputs.
 pub(super) async fn read_outputs(
     path: &Path,
     max_bytes: u64,
+    owner: u32,
     lines: &LineTx,
 ) -> BTreeMap<String, String> {
     use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let mut out = BTreeMap::new();
     // Most tasks write no outputs: one failed open is all they cost.
-    let file = match std::fs::File::open(path) {
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .and_then(|f| {
+            let meta = f.metadata()?;
+            if !meta.is_file() || meta.uid() != owner || meta.nlink() != 1 {
+                return Err(std::io::Error::other(
+                    "not a regular file of the task's own (a link, a device or another user's file)",
+                ));
+            }
+            Ok(f)
+        });
+    let file = match opened {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
         Err(e) => {

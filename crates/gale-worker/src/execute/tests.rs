@@ -36,7 +36,7 @@ async fn outputs_are_key_value_lines_and_bad_lines_are_reported() {
     let path = dir.path().join("out");
     std::fs::write(&path, "path=/tmp/a b\n\nrows = 42\nnot a pair\nk=v=w\n").unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let outputs = read_outputs(&path, 1024, &tx).await;
+    let outputs = read_outputs(&path, 1024, nix::unistd::geteuid().as_raw(), &tx).await;
     assert_eq!(outputs.get("path").map(String::as_str), Some("/tmp/a b"));
     assert_eq!(outputs.get("rows").map(String::as_str), Some(" 42"));
     assert_eq!(outputs.get("k").map(String::as_str), Some("v=w"));
@@ -52,7 +52,11 @@ async fn oversized_outputs_are_ignored_with_a_message() {
     let path = dir.path().join("out");
     std::fs::write(&path, "k=".to_owned() + &"x".repeat(100)).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    assert!(read_outputs(&path, 10, &tx).await.is_empty());
+    assert!(
+        read_outputs(&path, 10, nix::unistd::geteuid().as_raw(), &tx)
+            .await
+            .is_empty()
+    );
     assert!(
         rx.try_recv()
             .unwrap()
@@ -97,12 +101,14 @@ async fn shell_killed_after(
     };
     let http = reqwest::Client::new();
     let hard_kill = std::sync::atomic::AtomicBool::new(false);
+    let task_env = crate::TaskEnv::filtered();
     let work = Work {
         opts_cwd: dir,
         kill_grace: Duration::from_secs(1),
         hard_kill: &hard_kill,
         limits: Limits::default(),
         http: &http,
+        task_env: &task_env,
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let kill = CancellationToken::new();
@@ -254,4 +260,38 @@ async fn reads_before_a_start_outwait_an_outage_but_not_a_kill_or_a_real_error()
     })
     .await;
     assert!(got.is_err());
+}
+
+#[tokio::test]
+async fn outputs_pointing_at_another_file_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "key=sekrit\n").unwrap();
+    let me = nix::unistd::geteuid().as_raw();
+    type Link = fn(&std::path::Path, &std::path::Path);
+    let cases: [(&str, Link); 2] = [
+        ("symlink", |from, to| {
+            std::os::unix::fs::symlink(from, to).unwrap()
+        }),
+        ("hard link", |from, to| {
+            std::fs::hard_link(from, to).unwrap()
+        }),
+    ];
+    for (what, link) in cases {
+        let path = dir.path().join(format!("out-{}", what.replace(' ', "-")));
+        link(&secret, &path);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        assert!(
+            read_outputs(&path, 1024, me, &tx).await.is_empty(),
+            "{what}"
+        );
+        let (_, warning) = rx.try_recv().unwrap();
+        assert!(warning.contains("outputs ignored"), "{what}: {warning}");
+    }
+    // Another user's file, even a regular one.
+    let path = dir.path().join("out-other");
+    std::fs::write(&path, "key=v\n").unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::channel(64);
+    assert!(read_outputs(&path, 1024, me + 1, &tx).await.is_empty());
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "key=sekrit\n");
 }

@@ -21,6 +21,8 @@ const POLL: Duration = Duration::from_millis(250);
 /// Variables of the environment that would change what `gale` does.
 const GALE_VARS: &[&str] = &[
     "GALE_HOME",
+    "GALE_TASK_ENV",
+    "GALE_RUN_AS",
     "GALE_DATABASE",
     "GALE_DAGS_FOLDER",
     "GALE_CONCURRENCY",
@@ -194,6 +196,11 @@ impl Home {
     /// Starts `gale standalone` with these arguments, in its own process group,
     /// its output going to `standalone-N.log` in the home.
     pub fn start_with(&self, args: &[&str]) -> Standalone {
+        self.start_with_env(args, &[])
+    }
+
+    /// [`Home::start_with`], with more variables in its environment.
+    pub fn start_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Standalone {
         use std::os::unix::process::CommandExt;
         let n = self.started.fetch_add(1, Ordering::SeqCst) + 1;
         let log = self.path().join(format!("standalone-{n}.log"));
@@ -202,6 +209,7 @@ impl Home {
         all.extend_from_slice(args);
         let child = self
             .command(&all)
+            .envs(env.iter().copied())
             .stdout(Stdio::from(
                 file.try_clone().expect("cloning a file handle"),
             ))

@@ -26,5 +26,6 @@ mod scheduling;
 mod startup;
 mod tidy;
 mod tls;
+mod trust;
 mod ui;
 mod webdriver;
