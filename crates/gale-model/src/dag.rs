@@ -282,6 +282,11 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
     message
 }
 
+/// The longest `retry_delay`, `max_retry_delay` or `timeout` a task may
+/// have: a year. Longer is a typo (a unit left out, digits too many), and
+/// times that far ahead leave the range every store can hold.
+pub const MAX_TASK_SPAN: Span = Span(std::time::Duration::from_secs(366 * 86_400));
+
 fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
     let id = match &raw.id {
         Some(id) => {
@@ -430,6 +435,26 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
                 TaskKind::Shell { run: String::new() }
             }
         };
+        for (field, span) in [
+            ("retry_delay", t.retry_delay.or(defaults.retry_delay)),
+            (
+                "max_retry_delay",
+                t.max_retry_delay.or(defaults.max_retry_delay),
+            ),
+            ("timeout", t.timeout.or(defaults.timeout)),
+        ] {
+            if let Some(span) = span
+                && span > MAX_TASK_SPAN
+            {
+                errors.at(
+                    loc,
+                    format!(
+                        "task {task_id:?}: `{field}: {span}` is longer than {MAX_TASK_SPAN}, the \
+                         longest a task's delay or timeout may be"
+                    ),
+                );
+            }
+        }
         let mut env = defaults.env.clone().unwrap_or_default();
         env.extend(t.env.clone().unwrap_or_default());
         for (name, value) in &env {

@@ -161,3 +161,26 @@ fn environment_names_and_values_are_checked() {
     let d = ok("tasks:\n  a:\n    run: x\n    env: { _X: '1', Path2: '' }\n");
     assert_eq!(d.tasks[0].env.len(), 2);
 }
+
+#[test]
+fn an_enormous_delay_or_timeout_is_refused_at_load_time() {
+    let e = errs("tasks:\n  t:\n    run: x\n    retries: 3\n    retry_delay: 100000000d\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].message
+            .contains("task \"t\": `retry_delay: 100000000d` is longer than 366d"),
+        "{}",
+        e[0].message
+    );
+    assert_eq!(e[0].line, 3, "at the task: {e:?}");
+    let e = errs("defaults:\n  timeout: 400d\ntasks:\n  a: { run: x }\n  b: { run: y }\n");
+    assert_eq!(e.len(), 2, "every task the default reaches: {e:?}");
+    assert!(
+        e.iter().all(|e| e.message.contains("`timeout: 400d`")),
+        "{e:?}"
+    );
+    let e = errs("tasks:\n  t: { run: x, max_retry_delay: 18446744073709551615s }\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    // A year is still allowed.
+    ok("tasks:\n  t: { run: x, retry_delay: 366d, timeout: 30d }\n");
+}
