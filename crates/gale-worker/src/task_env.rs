@@ -16,9 +16,10 @@
 //! With `--run-as USER` the task runs as that user, with its groups, `HOME`,
 //! `USER`, `LOGNAME` and `SHELL`: it can then read neither Gale's
 //! configuration, its database file, nor its processes' memory and
-//! `/proc/<pid>/environ`. Changing user needs root or CAP_SETUID and
-//! CAP_SETGID, and makes every start a fork (the standard library spawns
-//! with `posix_spawn` only as the same user).
+//! `/proc/<pid>/environ`. Changing user needs a worker running as root, and
+//! makes every start a fork (a `pre_exec` hook rules out `posix_spawn`). The
+//! hook also enters the task's working directory, after the switch, so that
+//! the directory is entered with the task's rights, not the worker's.
 
 use std::ffi::{OsStr, OsString};
 
@@ -66,21 +67,29 @@ impl RunAs {
                 "--run-as {user}: that is root; tasks would run with every right"
             ));
         }
-        if !can_switch_user() {
+        // Root only: a worker that switched users by capabilities (CAP_SETUID,
+        // CAP_SETGID) would hand them on to its tasks through the ambient set,
+        // and could neither signal nor clean up after them without CAP_KILL
+        // and CAP_FOWNER: root is the one case where all of that holds.
+        if !nix::unistd::geteuid().is_root() {
             return Err(format!(
-                "--run-as {user} needs the worker to run as root, or with the capabilities \
-                 CAP_SETUID and CAP_SETGID (systemd: AmbientCapabilities=CAP_SETUID CAP_SETGID); \
-                 it runs as uid {} without them",
+                "--run-as {user} needs the worker to run as root (to start, signal and clean up \
+                 after tasks of another user); it runs as uid {}",
                 nix::unistd::geteuid()
             ));
         }
         let cname = std::ffi::CString::new(u.name.clone())
             .map_err(|_| format!("--run-as {user}: the name holds a NUL byte"))?;
-        let groups = nix::unistd::getgrouplist(&cname, u.gid)
+        let groups: Vec<u32> = nix::unistd::getgrouplist(&cname, u.gid)
             .map_err(|e| format!("--run-as {user}: cannot list its groups: {e}"))?
             .into_iter()
             .map(|g| g.as_raw())
             .collect();
+        if groups.contains(&0) {
+            return Err(format!(
+                "--run-as {user}: the user is in group 0 (root), whose files tasks could then read"
+            ));
+        }
         Ok(RunAs {
             name: u.name,
             uid: u.uid.as_raw(),
@@ -90,23 +99,6 @@ impl RunAs {
             shell: u.shell.display().to_string(),
         })
     }
-}
-
-/// Whether this process may start others as another user: root, or holding
-/// CAP_SETUID and CAP_SETGID (bits 7 and 6 of `CapEff` in
-/// `/proc/self/status`).
-fn can_switch_user() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << 6) != 0 && caps & (1 << 7) != 0)
 }
 
 /// How task processes start: their user and the environment they inherit.
@@ -157,13 +149,17 @@ impl TaskEnv {
         self.run_as.as_ref()
     }
 
-    /// Applies it to a task's command, before the DAG's `env` and the task
-    /// variables are set on it.
-    pub fn apply(&self, cmd: &mut tokio::process::Command) {
+    /// Applies it to a task's command, to start in `cwd`, before the DAG's
+    /// `env` and the task variables are set on it.
+    pub fn apply(&self, cmd: &mut tokio::process::Command, cwd: &std::path::Path) {
         for name in &self.remove {
             cmd.env_remove(name);
         }
-        if let Some(r) = &self.run_as {
+        let Some(r) = &self.run_as else {
+            cmd.current_dir(cwd);
+            return;
+        };
+        {
             cmd.env("HOME", &r.home)
                 .env("USER", &r.name)
                 .env("LOGNAME", &r.name)
@@ -177,17 +173,21 @@ impl TaskEnv {
                 nix::unistd::Uid::from_raw(r.uid),
                 nix::unistd::Gid::from_raw(r.gid),
             );
+            use std::os::unix::ffi::OsStrExt;
+            let dir = std::ffi::CString::new(cwd.as_os_str().as_bytes())
+                .unwrap_or_else(|_| c"/".to_owned());
             // The groups first, while the process may still change them, then
             // the group, then the user (the standard library's `uid`/`gid`
             // would switch the user before any hook could set the groups).
-            // SAFETY: between fork and exec only setgroups(2), setgid(2) and
-            // setuid(2) run, which are async-signal-safe; the vector was
-            // built before the fork.
+            // SAFETY: between fork and exec only setgroups(2), setgid(2),
+            // setuid(2) and chdir(2) run, which are async-signal-safe; the
+            // vector and the path were built before the fork.
             unsafe {
                 cmd.pre_exec(move || {
                     nix::unistd::setgroups(&groups)?;
                     nix::unistd::setgid(gid)?;
                     nix::unistd::setuid(uid)?;
+                    nix::unistd::chdir(dir.as_c_str())?;
                     Ok(())
                 });
             }

@@ -59,9 +59,9 @@ pub struct RoleArgs {
     #[arg(long, env = "GALE_TASK_ENV", value_delimiter = ',')]
     pub task_env: Vec<String>,
     /// Run task processes as this user, with its groups and home (worker
-    /// role; the worker must run as root). They then cannot read Gale's
-    /// configuration, database file or processes. Tasks that set no `cwd`
-    /// run in the user's home.
+    /// role; the worker must run as root, and the user be neither root nor
+    /// in group 0). They then cannot read Gale's configuration, database file
+    /// or processes. Tasks that set no `cwd` run in the user's home.
     #[arg(long, env = "GALE_RUN_AS")]
     pub run_as: Option<String>,
 }

@@ -6,7 +6,8 @@ use super::*;
 /// The settings every task process shares: directory, pipes, own process group,
 /// environment.
 ///
-/// No pre_exec hook (e.g. PR_SET_PDEATHSIG): it forces fork() instead of
+/// No pre_exec hook (e.g. PR_SET_PDEATHSIG) unless tasks run as another
+/// user (`--run-as`, see `task_env`): it forces fork() instead of
 /// posix_spawn, which costs milliseconds of CPU per task in a large process.
 /// A worker that dies leaves its attempt's group behind; start-up recovery on
 /// the same host kills that group (its pgid is recorded) before the retry.
@@ -18,9 +19,8 @@ fn prepare<'c>(
     ctx: &Context,
     output: &Path,
 ) -> &'c mut tokio::process::Command {
-    work.task_env.apply(cmd);
-    cmd.current_dir(cwd)
-        .stdin(Stdio::null())
+    work.task_env.apply(cmd, cwd);
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)

@@ -144,6 +144,7 @@ fn a_task_run_as_another_user_cannot_read_gale_files_or_processes() {
         &format!(
             "tasks:\n  probe:\n    cwd: /tmp\n    run: |\n      \
              echo \"UID $(id -u)\"\n      \
+             for f in /proc/$PPID/environ {db} {db}-wal {config}; do [ -e \"$f\" ] || echo \"MISSING $f\"; done\n      \
              if cat /proc/$PPID/environ >/dev/null 2>&1; then echo 'READ environ'; else echo 'DENIED environ'; fi\n      \
              if cat {db} >/dev/null 2>&1; then echo 'READ database'; else echo 'DENIED database'; fi\n      \
              if cat {db}-wal >/dev/null 2>&1; then echo 'READ wal'; else echo 'DENIED wal'; fi\n      \
@@ -173,6 +174,7 @@ fn a_task_run_as_another_user_cannot_read_gale_files_or_processes() {
         log.contains(&format!("UID {}", nobody.uid)),
         "the task ran as nobody: {log}"
     );
+    assert!(!log.contains("MISSING"), "a probed file is missing:\n{log}");
     for what in ["environ", "database", "wal", "config"] {
         assert!(
             log.contains(&format!("DENIED {what}")),
