@@ -28,11 +28,10 @@ use gale_store::prelude::{Clock, Dags, Logs, Queue, Runs};
 use gale_store::{Notifier, Reap, TiId, WorkerId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-pub use task_env::{RunAs, TaskEnv};
 use tracing::{debug, error, info, warn};
 
 pub use execute::{EXIT_SKIP, Outcome, OutcomeKind, run_task_once};
+pub use task_env::{RunAs, TaskEnv};
 
 /// The parts of the store a worker uses: the clock its leases are measured on,
 /// the DAG versions it runs, a run's task instances (for upstream outputs), the

@@ -53,7 +53,7 @@ pub struct RunAs {
 
 impl RunAs {
     /// Looks `user` up (a name, or a numeric uid). Starting processes as
-    /// another user needs root (CAP_SETUID and CAP_SETGID).
+    /// another user needs a worker running as root.
     pub fn lookup(user: &str) -> Result<RunAs, String> {
         use nix::unistd::{Uid, User};
         let found = match user.parse::<u32>() {
@@ -127,26 +127,31 @@ impl TaskEnv {
                 "--task-env {bad:?}: not an environment variable name"
             ));
         }
-        let remove = std::env::vars_os()
-            .map(|(k, _)| k)
-            .filter(|k| !allowed(k, extra))
-            .collect();
-        Ok(TaskEnv { remove, run_as })
+        Ok(TaskEnv::keeping(extra, run_as))
     }
 
     /// [`ALLOWED`] only, as the worker's own user.
     pub fn filtered() -> TaskEnv {
-        TaskEnv {
-            remove: std::env::vars_os()
-                .map(|(k, _)| k)
-                .filter(|k| !allowed(k, &[]))
-                .collect(),
-            run_as: None,
-        }
+        TaskEnv::keeping(&[], None)
+    }
+
+    fn keeping(extra: &[String], run_as: Option<RunAs>) -> TaskEnv {
+        let remove = std::env::vars_os()
+            .map(|(k, _)| k)
+            .filter(|k| !allowed(k, extra))
+            .collect();
+        TaskEnv { remove, run_as }
     }
 
     pub fn run_as(&self) -> Option<&RunAs> {
         self.run_as.as_ref()
+    }
+
+    /// The uid task processes run as.
+    pub fn task_uid(&self) -> u32 {
+        self.run_as
+            .as_ref()
+            .map_or_else(|| nix::unistd::geteuid().as_raw(), |u| u.uid)
     }
 
     /// Applies it to a task's command, to start in `cwd`, before the DAG's
@@ -159,38 +164,36 @@ impl TaskEnv {
             cmd.current_dir(cwd);
             return;
         };
-        {
-            cmd.env("HOME", &r.home)
-                .env("USER", &r.name)
-                .env("LOGNAME", &r.name)
-                .env("SHELL", &r.shell);
-            let groups: Vec<nix::unistd::Gid> = r
-                .groups
-                .iter()
-                .map(|g| nix::unistd::Gid::from_raw(*g))
-                .collect();
-            let (uid, gid) = (
-                nix::unistd::Uid::from_raw(r.uid),
-                nix::unistd::Gid::from_raw(r.gid),
-            );
-            use std::os::unix::ffi::OsStrExt;
-            let dir = std::ffi::CString::new(cwd.as_os_str().as_bytes())
-                .unwrap_or_else(|_| c"/".to_owned());
-            // The groups first, while the process may still change them, then
-            // the group, then the user (the standard library's `uid`/`gid`
-            // would switch the user before any hook could set the groups).
-            // SAFETY: between fork and exec only setgroups(2), setgid(2),
-            // setuid(2) and chdir(2) run, which are async-signal-safe; the
-            // vector and the path were built before the fork.
-            unsafe {
-                cmd.pre_exec(move || {
-                    nix::unistd::setgroups(&groups)?;
-                    nix::unistd::setgid(gid)?;
-                    nix::unistd::setuid(uid)?;
-                    nix::unistd::chdir(dir.as_c_str())?;
-                    Ok(())
-                });
-            }
+        cmd.env("HOME", &r.home)
+            .env("USER", &r.name)
+            .env("LOGNAME", &r.name)
+            .env("SHELL", &r.shell);
+        let groups: Vec<nix::unistd::Gid> = r
+            .groups
+            .iter()
+            .map(|g| nix::unistd::Gid::from_raw(*g))
+            .collect();
+        let (uid, gid) = (
+            nix::unistd::Uid::from_raw(r.uid),
+            nix::unistd::Gid::from_raw(r.gid),
+        );
+        use std::os::unix::ffi::OsStrExt;
+        // A path holding a NUL byte cannot be entered: the start fails.
+        let dir = std::ffi::CString::new(cwd.as_os_str().as_bytes()).ok();
+        // The groups first, while the process may still change them, then
+        // the group, then the user (the standard library's `uid`/`gid`
+        // would switch the user before any hook could set the groups).
+        // SAFETY: between fork and exec only setgroups(2), setgid(2),
+        // setuid(2) and chdir(2) run, which are async-signal-safe; the
+        // vector and the path were built before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::unistd::setgroups(&groups)?;
+                nix::unistd::setgid(gid)?;
+                nix::unistd::setuid(uid)?;
+                nix::unistd::chdir(dir.as_deref().ok_or(nix::errno::Errno::EINVAL)?)?;
+                Ok(())
+            });
         }
     }
 }

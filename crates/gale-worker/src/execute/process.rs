@@ -148,10 +148,7 @@ where
             .await;
     }
     // Plain syscalls on a small local file: cheaper inline than a blocking-pool hop.
-    let owner = work
-        .task_env
-        .run_as()
-        .map_or_else(|| nix::unistd::geteuid().as_raw(), |u| u.uid);
+    let owner = work.task_env.task_uid();
     let outputs = read_outputs(output, work.limits.output_bytes, owner, &lines).await;
 
     let status = match status {
