@@ -886,6 +886,17 @@ fn clocks_that_jump_mid_run_move_no_slot_and_run_nothing_twice() {
         worker.assert_running();
     });
     std::thread::sleep(Duration::from_secs(5));
+    // The cron ran across the jump for at least five slots, however fast the
+    // manual runs went.
+    wait_until("five slots of jump_cron", || {
+        let n: i64 = sql(
+            &server,
+            "SELECT count(*) FROM runs WHERE dag_id = 'jump_cron'",
+        )
+        .parse()
+        .ok()?;
+        (n >= 5).then_some(())
+    });
 
     // No task ran twice, no lease was lost.
     let tries = tries_from_marks(&marks);
