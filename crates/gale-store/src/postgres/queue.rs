@@ -335,17 +335,20 @@ impl Queue for PgStore {
     }
 
     async fn expired_attempts(&self, lease: Duration) -> Result<Vec<TaskRow>> {
-        let secs = lease.as_secs_f64();
+        // Whole microseconds times an interval: exact, where a float number
+        // of seconds can round a millisecond down to 999 µs.
+        let micros = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
         self.single(move |c| {
             Box::pin(async move {
                 let sql = format!(
                     "SELECT {TI_COLS} FROM task_instances
-                     WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => greatest($1,
+                     WHERE state = 'running' AND heartbeat_at < now() - greatest($1::int8,
                          coalesce((SELECT n.attempt_lease_ms FROM nodes n
-                                   WHERE n.node_id = task_instances.worker_id), 0) / 1000.0::float8))
+                                   WHERE n.node_id = task_instances.worker_id), 0)::int8 * 1000)
+                         * interval '1 microsecond'
                      ORDER BY heartbeat_at LIMIT 1000"
                 );
-                Ok(c.rows(&sql, &[&secs]).await?.iter().map(ti_row).collect())
+                Ok(c.rows(&sql, &[&micros]).await?.iter().map(ti_row).collect())
             })
         })
         .await
@@ -368,7 +371,8 @@ impl Queue for PgStore {
         let r = reap.clone();
         let try_number = i32_of(r.try_number);
         // Zero: whatever the heartbeat.
-        let lease: Option<f64> = (!r.lease.is_zero()).then_some(r.lease.as_secs_f64());
+        let lease: Option<i64> =
+            (!r.lease.is_zero()).then(|| i64::try_from(r.lease.as_micros()).unwrap_or(i64::MAX));
         let refund = i32::from(r.refund_try);
         let origin = self.origin.clone();
         self.single(move |c| {
@@ -379,14 +383,16 @@ impl Queue for PgStore {
                              UPDATE task_instances SET state = $4, retry_at = $5, ended_at = now(),
                                  updated_at = now(), max_tries = max_tries + $7
                              WHERE id = $1 AND try_number = $2 AND worker_id = $3 AND state = 'running'
-                               AND ($6::float8 IS NULL
-                                    OR heartbeat_at < now() - make_interval(secs => greatest($6,
+                               AND ($6::int8 IS NULL
+                                    OR heartbeat_at < now() - greatest($6::int8,
                                         coalesce((SELECT n.attempt_lease_ms FROM nodes n
-                                                  WHERE n.node_id = $3), 0) / 1000.0::float8)))
+                                                  WHERE n.node_id = $3), 0)::int8 * 1000)
+                                        * interval '1 microsecond')
                              RETURNING id, run_id,
-                                 heartbeat_at + make_interval(secs => greatest($6,
+                                 heartbeat_at + greatest($6::int8,
                                      coalesce((SELECT n.attempt_lease_ms FROM nodes n
-                                               WHERE n.node_id = $3), 0) / 1000.0::float8)) AS lease_end),
+                                               WHERE n.node_id = $3), 0)::int8 * 1000)
+                                     * interval '1 microsecond' AS lease_end),
                          a AS (
                              UPDATE attempts SET state = $8, message = $9,
                                  ended_at = least(now(), coalesce((SELECT lease_end FROM t), now()))
