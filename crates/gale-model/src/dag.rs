@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::duration::Span;
 use crate::ids::{DagId, TaskId, is_valid_id};
+use crate::params::{self, ParamSpec};
 use crate::schedule::{self, Schedule};
 use crate::state::TriggerRule;
 
@@ -36,7 +37,14 @@ pub struct Dag {
     pub catchup: bool,
     pub max_active_runs: u32,
     pub max_active_tasks: Option<u32>,
+    /// Each param's default (conf overrides them in a run's templates).
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// What the DAG declares about its params beyond a default.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub param_specs: BTreeMap<String, ParamSpec>,
+    /// A trigger's conf may carry keys no param declares.
+    #[serde(default)]
+    pub allow_undeclared_conf: bool,
     pub tags: Vec<String>,
     /// In file order.
     pub tasks: Vec<Task>,
@@ -94,6 +102,15 @@ fn default_method() -> String {
 impl Dag {
     pub fn task(&self, id: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.id.as_str() == id)
+    }
+
+    /// What a trigger's conf may carry.
+    pub fn accepts(&self) -> params::Accepts<'_> {
+        params::Accepts {
+            defaults: &self.params,
+            specs: &self.param_specs,
+            undeclared: self.allow_undeclared_conf,
+        }
     }
 
     /// The parsed schedule, if the DAG has one. Validation guarantees it parses.
@@ -157,7 +174,8 @@ struct RawDag {
     catchup: Option<bool>,
     max_active_runs: Option<Spanned<u32>>,
     max_active_tasks: Option<Spanned<u32>>,
-    params: Option<serde_json::Map<String, serde_json::Value>>,
+    params: Option<Spanned<serde_json::Map<String, serde_json::Value>>>,
+    allow_undeclared_conf: Option<bool>,
     defaults: Option<RawDefaults>,
     tags: Option<Vec<String>>,
     tasks: Spanned<IndexMap<String, Spanned<RawTask>>>,
@@ -335,6 +353,30 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
         && let Err(e) = Schedule::parse(&s.value, &timezone)
     {
         errors.at(s.referenced, e);
+    }
+
+    let (param_defaults, param_specs) = match raw.params {
+        Some(p) => {
+            let declared = params::declare(p.value);
+            for e in declared.errors {
+                errors.at(p.referenced, e);
+            }
+            (declared.defaults, declared.specs)
+        }
+        None => Default::default(),
+    };
+    // A scheduled run has no conf: a param it must be given needs a default.
+    if let Some(s) = &raw.schedule {
+        for (key, spec) in &param_specs {
+            if spec.required && !param_defaults.contains_key(key) {
+                errors.at(
+                    s.referenced,
+                    format!(
+                        "param {key} is required and has no default, so a scheduled run could not be made: give it a default, or drop the schedule"
+                    ),
+                );
+            }
+        }
     }
 
     let mut date = |field: &Option<Spanned<String>>| -> Option<Timestamp> {
@@ -544,7 +586,9 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
         catchup: raw.catchup.unwrap_or(false),
         max_active_runs,
         max_active_tasks: raw.max_active_tasks.map(|m| m.value),
-        params: raw.params.unwrap_or_default(),
+        params: param_defaults,
+        param_specs,
+        allow_undeclared_conf: raw.allow_undeclared_conf.unwrap_or(false),
         tags: raw.tags.unwrap_or_default(),
         tasks,
     }

@@ -8,6 +8,8 @@
 pub mod dag;
 pub mod duration;
 pub mod ids;
+pub mod mask;
+pub mod params;
 pub mod run;
 pub mod schedule;
 pub mod state;

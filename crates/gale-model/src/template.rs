@@ -1,6 +1,13 @@
 //! Renders task commands (and HTTP fields) with minijinja in strict mode: an
 //! undefined variable is an error, not an empty string, and rendering is bounded
 //! by fuel so a template cannot loop forever.
+//!
+//! Every value a template inserts is escaped for where it goes ([`Escape`]):
+//! shell-quoted in a `run` command, percent-encoded in a URL, JSON-escaped in
+//! a JSON body. A value cannot end the word, string or component it was put
+//! in, whatever a trigger's conf carries. `| raw` (or `| safe`) inserts a
+//! value as it is, for the rare fragment that must be code; `| shell_quote`
+//! quotes explicitly and is never quoted twice.
 
 use std::collections::BTreeMap;
 
@@ -46,28 +53,93 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-fn environment() -> Environment<'static> {
+/// Percent-encodes everything but RFC 3986's unreserved characters, so a value
+/// is one URL component (a path segment, a query key or value).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// How inserted values are escaped: by where the rendered text goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Escape {
+    /// A `/bin/sh -c` command: each value is one shell word.
+    Shell,
+    /// A URL or a form body: each value is one percent-encoded component.
+    Url,
+    /// A JSON body: a string value is escaped for inside a JSON string
+    /// (`"{{ x }}"`), any other value is written as JSON.
+    Json,
+    /// Text whose consumer checks it itself (an HTTP header value, which may
+    /// hold no line break).
+    None,
+}
+
+fn as_text(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => s.to_owned(),
+        None => v.to_string(),
+    }
+}
+
+fn escaped(escape: Escape, v: &Value) -> Result<String, minijinja::Error> {
+    Ok(match escape {
+        Escape::Shell => shell_quote(&as_text(v)),
+        Escape::Url => percent_encode(&as_text(v)),
+        Escape::Json => match v.as_str() {
+            Some(s) => {
+                let quoted = serde_json::to_string(s).unwrap_or_default();
+                quoted[1..quoted.len() - 1].to_owned()
+            }
+            None => serde_json::to_string(&v).map_err(|e| {
+                minijinja::Error::new(
+                    minijinja::ErrorKind::BadSerialization,
+                    format!("value cannot be written as JSON: {e}"),
+                )
+            })?,
+        },
+        Escape::None => as_text(v),
+    })
+}
+
+fn environment(escape: Escape) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(100_000));
+    // Quoted here, and marked safe so the formatter does not quote it again.
     env.add_filter("shell_quote", |v: Value| {
-        let s = match v.as_str() {
-            Some(s) => s.to_owned(),
-            None => v.to_string(),
+        Value::from_safe_string(shell_quote(&as_text(&v)))
+    });
+    env.add_filter("urlencode", |v: Value| {
+        Value::from_safe_string(percent_encode(&as_text(&v)))
+    });
+    env.add_filter("raw", |v: Value| Value::from_safe_string(as_text(&v)));
+    env.set_formatter(move |out, _state, value| {
+        let text = if value.is_safe() {
+            as_text(value)
+        } else {
+            escaped(escape, value)?
         };
-        shell_quote(&s)
+        out.write_str(&text).map_err(minijinja::Error::from)
     });
     env
 }
 
-/// Renders `template` in `ctx`. The error names the problem and where in the
-/// template it is.
-pub fn render(template: &str, ctx: &Context) -> Result<String, String> {
+/// Renders `template` in `ctx`, escaping every inserted value by `escape`.
+/// The error names the problem and where in the template it is.
+pub fn render(template: &str, ctx: &Context, escape: Escape) -> Result<String, String> {
     // Plain text needs no engine: skip the cost for the common `run: ./script` case.
     if !template.contains("{{") && !template.contains("{%") && !template.contains("{#") {
         return Ok(template.to_owned());
     }
-    let env = environment();
+    let env = environment(escape);
     let tmpl = env.template_from_str(template).map_err(|e| describe(&e))?;
     tmpl.render(minijinja::value::Serde(ctx))
         .map_err(|e| describe(&e))
