@@ -5,8 +5,9 @@ use gale_store::{NewRun, RunRow};
 
 use crate::{ActionStore, Error, Result, current_dag};
 
-/// Creates a manual run of the DAG's current version with `conf` (merged over
-/// the DAG's params when tasks render) at `logical_date` (default: now, in the
+/// Creates a manual run of the DAG's current version with `conf` (checked
+/// against the DAG's declared params, and merged over their defaults when
+/// tasks render) at `logical_date` (default: now, in the
 /// DAG's time zone unless the text has an offset).
 pub async fn trigger(
     store: &(impl ActionStore + ?Sized),
@@ -15,6 +16,10 @@ pub async fn trigger(
     logical_date: Option<&str>,
 ) -> Result<RunRow> {
     let (row, version) = current_dag(store, dag_id).await?;
+    // Declared params only, each as its spec allows: a conf value reaches a
+    // task's command only through a param its DAG names.
+    gale_model::params::check_conf(version.spec.accepts(), &conf)
+        .map_err(|errors| Error::Invalid(format!("conf: {}", errors.join("; "))))?;
     let now = store.now().await?;
     let logical = match logical_date {
         Some(text) => {

@@ -154,7 +154,8 @@ impl Masker {
 
     fn finish(mut self) -> Masker {
         // Longest first, so a secret that contains another is masked whole.
-        self.0.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        self.0
+            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         self.0.dedup();
         self
     }

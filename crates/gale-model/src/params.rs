@@ -133,7 +133,9 @@ pub fn declare(raw: Map<String, Value>) -> Declared {
     }
     for (key, value) in raw {
         let spec_map = match &value {
-            Value::Object(m) if !m.is_empty() && m.keys().all(|k| SPEC_KEYS.contains(&k.as_str())) => {
+            Value::Object(m)
+                if !m.is_empty() && m.keys().all(|k| SPEC_KEYS.contains(&k.as_str())) =>
+            {
                 Some(m.clone())
             }
             _ => None,
@@ -236,10 +238,16 @@ fn check_value(spec: &ParamSpec, v: &Value) -> Result<(), String> {
     }
     if let Some(n) = v.as_f64() {
         if spec.minimum.is_some_and(|min| n < min) {
-            return Err(format!("is below the minimum {}", spec.minimum.unwrap_or(0.0)));
+            return Err(format!(
+                "is below the minimum {}",
+                spec.minimum.unwrap_or(0.0)
+            ));
         }
         if spec.maximum.is_some_and(|max| n > max) {
-            return Err(format!("is above the maximum {}", spec.maximum.unwrap_or(0.0)));
+            return Err(format!(
+                "is above the maximum {}",
+                spec.maximum.unwrap_or(0.0)
+            ));
         }
     }
     let len = match v {
@@ -291,7 +299,10 @@ pub fn check_conf(accepts: Accepts<'_>, conf: &Map<String, Value>) -> Result<(),
         if let Some(spec) = accepts.specs.get(key)
             && let Err(e) = check_value(spec, value)
         {
-            errors.push(format!("conf key {key:?}: the value {} {e}", shown(spec, value)));
+            errors.push(format!(
+                "conf key {key:?}: the value {} {e}",
+                shown(spec, value)
+            ));
         }
     }
     for (key, spec) in accepts.specs {
@@ -299,7 +310,11 @@ pub fn check_conf(accepts: Accepts<'_>, conf: &Map<String, Value>) -> Result<(),
             errors.push(format!("conf key {key:?} is required and was not given"));
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// A value as an error message may quote it: never a secret's.

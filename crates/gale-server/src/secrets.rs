@@ -1,78 +1,21 @@
-//! Secret masking: values under secret-looking keys of a run's conf or a DAG's
-//! params (password, token, key, ...) are never shown, in the API, the pages
-//! or a log line. The API and the UI both mask through here.
+//! Secret masking in the views: the model's one masker (`gale_model::mask`),
+//! as the API and the UI use it. The worker has masked what it stored (log
+//! lines, outputs, messages, rendered commands) with the whole run's secrets;
+//! the views mask again with what they know of any run (its conf), so rows
+//! stored before a secret was declared still show `***` for conf values, and
+//! mask conf, params and DAG sources as shown.
 
-/// Keys of `conf` whose values are never shown (API, pages, logs).
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    [
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "api_key",
-        "apikey",
-        "private_key",
-        "credential",
-        "auth",
-    ]
-    .iter()
-    .any(|w| k.contains(w))
-}
+pub use gale_model::mask::{Masker as Secrets, is_secret_key, mask_conf, mask_params};
 
-/// The values under secret-looking keys of a run's conf (at any depth), to be
-/// masked wherever they appear: a rendered command, a log line.
-#[derive(Default)]
-pub struct Secrets(Vec<String>);
-
-impl Secrets {
-    pub fn of(conf: &serde_json::Map<String, serde_json::Value>) -> Secrets {
-        fn walk(map: &serde_json::Map<String, serde_json::Value>, out: &mut Vec<String>) {
-            for (k, v) in map {
-                match v {
-                    serde_json::Value::Object(inner) => walk(inner, out),
-                    serde_json::Value::String(text) if is_secret_key(k) => out.push(text.clone()),
-                    serde_json::Value::Number(n) if is_secret_key(k) => out.push(n.to_string()),
-                    _ => {}
-                }
-            }
-        }
-        let mut found = Vec::new();
-        walk(conf, &mut found);
-        // Short values would mask ordinary text; longest first, so a secret
-        // that contains another is masked whole.
-        found.retain(|v| v.chars().count() >= 4);
-        found.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        found.dedup();
-        Secrets(found)
+/// A DAG file's text as `role` may see it: whole for admins, with the literal
+/// values of secret params and secret-looking `env` entries masked for
+/// everyone else. A source that no longer parses is shown as stored, since
+/// the version row was parsed when it was stored.
+pub fn source_for(source: &str, spec: &gale_model::Dag, role: gale_store::Role) -> String {
+    if role >= gale_store::Role::Admin {
+        return source.to_owned();
     }
-
-    /// `text` with every secret value replaced by `***`.
-    pub fn mask(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for secret in &self.0 {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "***");
-            }
-        }
-        out
-    }
-}
-
-/// `conf` with secret-looking values replaced by `***`.
-pub fn mask_conf(
-    conf: &serde_json::Map<String, serde_json::Value>,
-) -> serde_json::Map<String, serde_json::Value> {
-    conf.iter()
-        .map(|(k, v)| {
-            let v = match v {
-                _ if is_secret_key(k) => serde_json::Value::String("***".into()),
-                serde_json::Value::Object(inner) => serde_json::Value::Object(mask_conf(inner)),
-                other => other.clone(),
-            };
-            (k.clone(), v)
-        })
-        .collect()
+    Secrets::of_source(spec).mask(source)
 }
 
 #[cfg(test)]
@@ -87,7 +30,7 @@ mod tests {
             "nested": {"api_token": 123456, "region": "eu"},
             "short_secret": "abc",
         });
-        let secrets = Secrets::of(conf.as_object().expect("an object"));
+        let secrets = Secrets::of_conf(conf.as_object().expect("an object"));
         assert_eq!(
             secrets.mask("psql --password hunter22 --token 123456 --region eu"),
             "psql --password *** --token *** --region eu"
@@ -101,5 +44,18 @@ mod tests {
         assert_eq!(masked["name"], "hunter22-is-not-secret-here");
         assert_eq!(masked["nested"]["api_token"], "***");
         assert_eq!(masked["nested"]["region"], "eu");
+    }
+
+    #[test]
+    fn sources_are_masked_for_all_but_admins() {
+        let text = "id: s\nparams:\n  key: {secret: true, default: s3cr3t-default}\ntasks:\n  t:\n    run: echo\n    env:\n      DB_PASSWORD: env-pw-123\n";
+        let spec = gale_model::dag::parse("s.yaml", "s", text).expect("parses");
+        let shown = source_for(text, &spec, gale_store::Role::Viewer);
+        assert!(
+            !shown.contains("s3cr3t-default") && !shown.contains("env-pw-123"),
+            "{shown}"
+        );
+        assert!(shown.contains("DB_PASSWORD: ***"), "{shown}");
+        assert_eq!(source_for(text, &spec, gale_store::Role::Admin), text);
     }
 }

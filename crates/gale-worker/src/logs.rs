@@ -1,9 +1,10 @@
 //! Moves an attempt's output lines into the store in batches, within the
 //! attempt's log limits, with a visible marker where lines were dropped.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use gale_model::mask::Masker;
 use gale_store::prelude::Logs;
 use gale_store::{LogLine, Stream, TiId};
 use jiff::Timestamp;
@@ -23,6 +24,9 @@ const FLUSH_EVERY: Duration = Duration::from_millis(200);
 pub struct LogSink {
     tx: LineTx,
     writer: JoinHandle<()>,
+    /// Set once the attempt's secrets are known (before its process starts);
+    /// every line is masked with it before it is stored.
+    mask: Arc<OnceLock<Masker>>,
 }
 
 impl LogSink {
@@ -33,8 +37,22 @@ impl LogSink {
         limits: Limits,
     ) -> LogSink {
         let (tx, rx) = mpsc::channel(1024);
-        let writer = tokio::spawn(write_loop(store, ti, try_number, limits, rx));
-        LogSink { tx, writer }
+        let mask = Arc::new(OnceLock::new());
+        let writer = tokio::spawn(write_loop(store, ti, try_number, limits, rx, mask.clone()));
+        LogSink { tx, writer, mask }
+    }
+
+    /// `text` masked as the log lines are.
+    pub fn masked(&self, text: &str) -> String {
+        match self.mask.get() {
+            Some(m) => m.mask(text),
+            None => text.to_owned(),
+        }
+    }
+
+    /// Masks every later line with `masker`.
+    pub fn set_mask(&self, masker: Masker) {
+        let _ = self.mask.set(masker);
     }
 
     pub fn sender(&self) -> LineTx {
@@ -58,6 +76,7 @@ async fn write_loop<S: Logs + ?Sized>(
     try_number: u32,
     limits: Limits,
     mut rx: mpsc::Receiver<(Stream, String)>,
+    mask: Arc<OnceLock<Masker>>,
 ) {
     let mut buf: Vec<LogLine> = Vec::new();
     let (mut lines, mut bytes, mut dropped) = (0usize, 0usize, 0usize);
@@ -67,6 +86,10 @@ async fn write_loop<S: Logs + ?Sized>(
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some((stream, text)) => {
+                    let text = match mask.get() {
+                        Some(m) if !m.is_empty() => m.mask(&text),
+                        _ => text,
+                    };
                     // Gale's own lines always get through; task output within the limits.
                     if stream != Stream::System && (lines >= limits.log_lines || bytes + text.len() > limits.log_bytes) {
                         if dropped == 0 {

@@ -66,7 +66,10 @@ fn secret_params_env_and_conf_are_masked() {
 #[test]
 fn a_conf_value_overrides_the_default_and_both_are_masked() {
     let d = dag();
-    let conf = json!({"token": "tok-given-222"}).as_object().unwrap().clone();
+    let conf = json!({"token": "tok-given-222"})
+        .as_object()
+        .unwrap()
+        .clone();
     let m = Masker::of_run(&d, &conf);
     assert_eq!(m.mask("tok-given-222"), "***");
 }
@@ -77,15 +80,28 @@ fn rendered_secret_headers_and_their_encoded_forms_are_masked() {
     let conf = json!({"token": "a b'c/d=e"}).as_object().unwrap().clone();
     let task = d.task("call").unwrap();
     let m = Masker::of_attempt(&d, task, &ctx(conf));
-    assert_eq!(m.mask("Authorization: Bearer a b'c/d=e"), "Authorization: ***");
-    assert_eq!(m.mask("token=a b'c/d=e"), "token=***", "the credential alone too");
-    assert_eq!(m.mask("GET http://h/x?k=a%20b%27c%2Fd%3De"), "GET http://h/x?k=***");
+    assert_eq!(
+        m.mask("Authorization: Bearer a b'c/d=e"),
+        "Authorization: ***"
+    );
+    assert_eq!(
+        m.mask("token=a b'c/d=e"),
+        "token=***",
+        "the credential alone too"
+    );
+    assert_eq!(
+        m.mask("GET http://h/x?k=a%20b%27c%2Fd%3De"),
+        "GET http://h/x?k=***"
+    );
     assert_eq!(m.mask("echo 'a b'\\''c/d=e'"), "echo ***");
 }
 
 #[test]
 fn short_values_are_left_alone() {
-    let conf = json!({"password": "abc", "token": "abcd"}).as_object().unwrap().clone();
+    let conf = json!({"password": "abc", "token": "abcd"})
+        .as_object()
+        .unwrap()
+        .clone();
     let m = Masker::of_conf(&conf);
     assert_eq!(m.mask("abc abcd"), "abc ***");
 }

@@ -35,7 +35,11 @@ fn plain_defaults_and_specs_are_told_apart() {
     })));
     assert!(d.errors.is_empty(), "{:?}", d.errors);
     assert_eq!(d.defaults.get("region"), Some(&json!("eu")));
-    assert_eq!(d.defaults.get("limits"), Some(&json!({"cpu": 2})), "an object default");
+    assert_eq!(
+        d.defaults.get("limits"),
+        Some(&json!({"cpu": 2})),
+        "an object default"
+    );
     assert_eq!(d.defaults.get("env"), Some(&json!("dev")));
     assert!(!d.defaults.contains_key("token"));
     assert!(d.specs["token"].secret && d.specs["token"].required);
@@ -47,9 +51,18 @@ fn a_bad_spec_or_default_is_an_error_naming_the_param() {
     for (params, says) in [
         (json!({"n": {"type": "int"}}), "param n: type \"int\""),
         (json!({"n": {"enum": []}}), "param n: enum is empty"),
-        (json!({"n": {"type": "integer", "default": "x"}}), "param n: its default \"x\" is not of type integer"),
-        (json!({"k": {"secret": true, "type": "integer", "default": "hunter22"}}), "param k: its default *** is not"),
-        (json!({"n": {"required": "yes"}}), "required must be true or false"),
+        (
+            json!({"n": {"type": "integer", "default": "x"}}),
+            "param n: its default \"x\" is not of type integer",
+        ),
+        (
+            json!({"k": {"secret": true, "type": "integer", "default": "hunter22"}}),
+            "param k: its default *** is not",
+        ),
+        (
+            json!({"n": {"required": "yes"}}),
+            "required must be true or false",
+        ),
     ] {
         let d = declare(map(params.clone()));
         assert!(
@@ -57,7 +70,10 @@ fn a_bad_spec_or_default_is_an_error_naming_the_param() {
             "{params}: {:?} should say {says:?}",
             d.errors
         );
-        assert!(!d.errors.iter().any(|e| e.contains("hunter22")), "a secret default is never quoted");
+        assert!(
+            !d.errors.iter().any(|e| e.contains("hunter22")),
+            "a secret default is never quoted"
+        );
     }
 }
 
@@ -73,19 +89,35 @@ fn conf_is_checked_against_the_specs() {
     });
     assert_eq!(check(params.clone(), false, json!({"must": 1})), Ok(()));
     assert_eq!(
-        check(params.clone(), false, json!({"must": 1, "region": "us", "n": 10, "plain": "anything"})),
+        check(
+            params.clone(),
+            false,
+            json!({"must": 1, "region": "us", "n": 10, "plain": "anything"})
+        ),
         Ok(())
     );
     for (conf, says) in [
-        (json!({"must": 1, "region": "eu; touch /tmp/x"}), "conf key \"region\": the value \"eu; touch /tmp/x\" is not one of \"eu\", \"us\""),
-        (json!({"must": 1, "n": "5"}), "conf key \"n\": the value \"5\" is not of type integer"),
+        (
+            json!({"must": 1, "region": "eu; touch /tmp/x"}),
+            "conf key \"region\": the value \"eu; touch /tmp/x\" is not one of \"eu\", \"us\"",
+        ),
+        (
+            json!({"must": 1, "n": "5"}),
+            "conf key \"n\": the value \"5\" is not of type integer",
+        ),
         (json!({"must": 1, "n": 2.5}), "is not of type integer"),
         (json!({"must": 1, "n": 11}), "is above the maximum 10"),
         (json!({"must": 1, "n": 0}), "is below the minimum 1"),
         (json!({"must": 1, "name": "toolong"}), "is longer than 5"),
-        (json!({"must": 1, "pw": "short"}), "conf key \"pw\": the value *** is shorter than 8"),
+        (
+            json!({"must": 1, "pw": "short"}),
+            "conf key \"pw\": the value *** is shorter than 8",
+        ),
         (json!({}), "conf key \"must\" is required and was not given"),
-        (json!({"must": 1, "cmd": "$(id)"}), "conf key \"cmd\" is not a param of this DAG"),
+        (
+            json!({"must": 1, "cmd": "$(id)"}),
+            "conf key \"cmd\" is not a param of this DAG",
+        ),
     ] {
         let errors = check(params.clone(), false, conf.clone()).expect_err(&conf.to_string());
         assert!(
@@ -106,7 +138,11 @@ fn undeclared_keys_pass_only_when_the_dag_allows_them() {
 #[test]
 fn a_required_param_with_a_default_need_not_be_given() {
     assert_eq!(
-        check(json!({"n": {"required": true, "default": 1}}), false, json!({})),
+        check(
+            json!({"n": {"required": true, "default": 1}}),
+            false,
+            json!({})
+        ),
         Ok(())
     );
 }

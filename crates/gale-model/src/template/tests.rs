@@ -38,7 +38,10 @@ fn renders_variables_params_and_outputs() {
         Escape::Shell,
     )
     .unwrap();
-    assert_eq!(out, "load 2026-01-01 'eu west' '/tmp/a b'", "shell_quote is not quoted twice");
+    assert_eq!(
+        out, "load 2026-01-01 'eu west' '/tmp/a b'",
+        "shell_quote is not quoted twice"
+    );
 }
 
 #[test]
@@ -88,20 +91,36 @@ fn every_value_is_one_shell_word_by_default() {
         "it's \"quoted\" \\ and $HOME",
         "",
     ] {
-        let out = render("echo {{ params.v }}", &with_param(hostile.into()), Escape::Shell).unwrap();
+        let out = render(
+            "echo {{ params.v }}",
+            &with_param(hostile.into()),
+            Escape::Shell,
+        )
+        .unwrap();
         assert_eq!(out, format!("echo {}", shell_quote(hostile)), "{hostile:?}");
         assert!(out.starts_with("echo '"), "{hostile:?} is quoted: {out}");
     }
     // Plain words stay as they were.
-    let out = render("run {{ ds }} {{ try_number }} {{ params.region }}", &ctx(), Escape::Shell).unwrap();
+    let out = render(
+        "run {{ ds }} {{ try_number }} {{ params.region }}",
+        &ctx(),
+        Escape::Shell,
+    )
+    .unwrap();
     assert_eq!(out, "run 2026-01-01 1 'eu west'");
 }
 
 #[test]
 fn raw_and_safe_opt_out_and_literal_text_is_untouched() {
     let c = with_param("a | b".into());
-    assert_eq!(render("x {{ params.v | raw }}", &c, Escape::Shell).unwrap(), "x a | b");
-    assert_eq!(render("x {{ params.v | safe }}", &c, Escape::Shell).unwrap(), "x a | b");
+    assert_eq!(
+        render("x {{ params.v | raw }}", &c, Escape::Shell).unwrap(),
+        "x a | b"
+    );
+    assert_eq!(
+        render("x {{ params.v | safe }}", &c, Escape::Shell).unwrap(),
+        "x a | b"
+    );
     assert_eq!(
         render("{% if params.v %}a && b{% endif %}", &c, Escape::Shell).unwrap(),
         "a && b"
@@ -112,10 +131,23 @@ fn raw_and_safe_opt_out_and_literal_text_is_untouched() {
 fn urls_get_percent_encoded_components() {
     let c = with_param("a b/../?x=1&admin=true#f".into());
     assert_eq!(
-        render("http://h/api/{{ params.v }}?q={{ params.v }}", &c, Escape::Url).unwrap(),
+        render(
+            "http://h/api/{{ params.v }}?q={{ params.v }}",
+            &c,
+            Escape::Url
+        )
+        .unwrap(),
         "http://h/api/a%20b%2F..%2F%3Fx%3D1%26admin%3Dtrue%23f?q=a%20b%2F..%2F%3Fx%3D1%26admin%3Dtrue%23f"
     );
-    assert_eq!(render("{{ params.v | raw }}", &with_param("http://x/".into()), Escape::Url).unwrap(), "http://x/");
+    assert_eq!(
+        render(
+            "{{ params.v | raw }}",
+            &with_param("http://x/".into()),
+            Escape::Url
+        )
+        .unwrap(),
+        "http://x/"
+    );
 }
 
 #[test]
@@ -123,10 +155,18 @@ fn json_bodies_cannot_be_broken_out_of() {
     let c = with_param("eu\", \"admin\": true, \"x\": \"\n".into());
     let out = render("{\"region\": \"{{ params.v }}\"}", &c, Escape::Json).unwrap();
     let parsed: serde_json::Value = serde_json::from_str(&out).expect(&out);
-    assert_eq!(parsed, serde_json::json!({"region": "eu\", \"admin\": true, \"x\": \"\n"}));
+    assert_eq!(
+        parsed,
+        serde_json::json!({"region": "eu\", \"admin\": true, \"x\": \"\n"})
+    );
     // Other values are written as JSON.
     let c = with_param(serde_json::json!({"a": [1, "two"]}));
-    let out = render("{\"v\": {{ params.v }}, \"n\": {{ try_number }}}", &c, Escape::Json).unwrap();
+    let out = render(
+        "{\"v\": {{ params.v }}, \"n\": {{ try_number }}}",
+        &c,
+        Escape::Json,
+    )
+    .unwrap();
     let parsed: serde_json::Value = serde_json::from_str(&out).expect(&out);
     assert_eq!(parsed, serde_json::json!({"v": {"a": [1, "two"]}, "n": 1}));
 }

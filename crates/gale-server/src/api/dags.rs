@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{Shared, dag_id_of, limit_of};
 use crate::error::{ApiError, ApiResult, Json, Path, Problem, Query};
-use crate::secrets::mask_conf;
+use crate::secrets::{mask_params, source_for};
 
 #[derive(Serialize, ToSchema)]
 pub struct Dag {
@@ -248,7 +248,7 @@ pub(super) async fn get_dag(
                 priority: t.priority,
             })
             .collect(),
-        params: mask_conf(&spec.params),
+        params: mask_params(spec, &spec.params),
         max_active_tasks: spec.max_active_tasks,
         catchup: spec.catchup,
     }))
@@ -284,6 +284,7 @@ pub(super) async fn patch_dag(
     responses((status = 200, body = DagSource), (status = 404, body = Problem)))]
 pub(super) async fn dag_source(
     State(s): Shared,
+    caller: super::Caller,
     Path(dag_id): Path<String>,
     Query(q): Query<SourceQuery>,
 ) -> ApiResult<Json<DagSource>> {
@@ -306,8 +307,8 @@ pub(super) async fn dag_source(
     Ok(Json(DagSource {
         dag_id: dag_id.0,
         version_hash: v.version_hash,
+        source: source_for(&v.source, &v.spec, caller.role),
         file: v.file,
-        source: v.source,
     }))
 }
 

@@ -59,7 +59,7 @@ pub(super) async fn task_logs(
 ) -> ApiResult<Json<LogPage>> {
     let limit = limit_of(q.limit, 1000, 10_000)?;
     let (run, t) = run_and_task(&*s.store, run_id, &task_id).await?;
-    let secrets = Secrets::of(&run.conf);
+    let secrets = Secrets::of_conf(&run.conf);
     if t.try_number == 0 {
         return Err(ApiError::not_found(format!(
             "task {task_id} of run {run_id} has not started yet: no attempt, no log"

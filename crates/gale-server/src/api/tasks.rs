@@ -135,7 +135,7 @@ pub(super) async fn get_task(
 ) -> ApiResult<Json<TaskDetail>> {
     let (run, t) = run_and_task(&*s.store, run_id, &task_id).await?;
     let attempts = s.store.attempts(t.id).await?;
-    let secrets = Secrets::of(&run.conf);
+    let secrets = Secrets::of_conf(&run.conf);
     Ok(Json(TaskDetail {
         task: TaskInstance::from(&t),
         attempts: attempts

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use gale_model::{DagId, RunId};
-use gale_store::{RunFilter, Store};
+use gale_store::{Role, RunFilter, Store};
 use jiff::Timestamp;
 use serde::Deserialize;
 
@@ -304,7 +304,9 @@ async fn render(
             tmpl.runs_tab = Some(runs_view(store, dag_id, before, now).await?);
         }
         Tab::Source(version) => {
-            tmpl.source_tab = Some(source_view(store, dag_id, &row.version_hash, version).await?);
+            tmpl.source_tab = Some(
+                source_view(store, dag_id, &row.version_hash, version, ctx.identity.role).await?,
+            );
         }
         Tab::Trigger(form) => {
             tmpl.trigger_tab = Some(form.unwrap_or_else(|| trigger_form(dag_id, spec)));
@@ -561,6 +563,7 @@ async fn source_view(
     dag_id: &DagId,
     current_hash: &str,
     version: Option<String>,
+    role: Role,
 ) -> Result<SourceView, UiError> {
     let hash = version.unwrap_or_else(|| current_hash.to_owned());
     let v = super::version(store, dag_id, &hash)
@@ -572,7 +575,11 @@ async fn source_view(
         file: v.file.clone(),
         short: format::short_hash(&v.version_hash).to_owned(),
         current: v.version_hash == current_hash,
-        lines: v.source.lines().map(str::to_owned).collect(),
+        // Secret literals masked for all but admins.
+        lines: crate::secrets::source_for(&v.source, &v.spec, role)
+            .lines()
+            .map(str::to_owned)
+            .collect(),
         more_versions: versions.len().saturating_sub(VERSIONS_SHOWN),
         versions: versions
             .iter()
@@ -591,12 +598,12 @@ async fn source_view(
 // ------------------------------------------------------------------ trigger
 
 /// The trigger form, its conf prefilled with the DAG's params. Secret-looking
-/// params are left out (they keep their values: conf is merged over params).
+/// and secret-declared params are left out (they keep their values: conf is merged over params).
 fn trigger_form(dag_id: &DagId, spec: &gale_model::Dag) -> TriggerView {
     let shown: serde_json::Map<String, serde_json::Value> = spec
         .params
         .iter()
-        .filter(|(k, _)| !is_secret_key(k))
+        .filter(|(k, _)| !is_secret_key(k) && !spec.param_specs.get(*k).is_some_and(|p| p.secret))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     TriggerView {

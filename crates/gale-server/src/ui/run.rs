@@ -401,7 +401,7 @@ pub async fn task_page(
                 })?,
         };
         let chosen: Option<&AttemptRow> = attempts.iter().find(|a| a.try_number == try_number);
-        let secrets = crate::secrets::Secrets::of(&run.conf);
+        let secrets = crate::secrets::Secrets::of_conf(&run.conf);
         let base = format!("/runs/{}/tasks/{}", run.id.0, url_escape(&task_id));
         let (log, follow_url, last_seq) = match chosen {
             Some(a) => {

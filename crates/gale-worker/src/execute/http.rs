@@ -2,6 +2,24 @@
 //! within the task's timeout, and the outcome its answer makes.
 
 use super::*;
+
+/// How values are escaped in a request body: by its declared content type,
+/// else by its look (a body that opens with `{` or `[` is JSON).
+fn body_escape(spec: &HttpSpec, body: &str) -> template::Escape {
+    let content_type = spec
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.to_ascii_lowercase());
+    match content_type.as_deref() {
+        Some(t) if t.contains("json") => template::Escape::Json,
+        Some(t) if t.contains("x-www-form-urlencoded") => template::Escape::Url,
+        Some(_) => template::Escape::None,
+        None if body.trim_start().starts_with(['{', '[']) => template::Escape::Json,
+        None => template::Escape::None,
+    }
+}
+
 pub(super) async fn run_http(
     work: &Work<'_>,
     task: &Task,
@@ -10,8 +28,8 @@ pub(super) async fn run_http(
     lines: LineTx,
     kill: CancellationToken,
 ) -> Outcome {
-    let render = |s: &str| template::render(s, ctx);
-    let url = match render(&spec.url) {
+    let render = |s: &str, escape| template::render(s, ctx, escape);
+    let url = match render(&spec.url, template::Escape::Url) {
         Ok(u) => u,
         Err(e) => return failed(e),
     };
@@ -25,13 +43,13 @@ pub(super) async fn run_http(
         .unwrap_or(Duration::from_secs(300));
     let mut req = work.http.request(method.clone(), &url).timeout(timeout);
     for (k, v) in &spec.headers {
-        match render(v) {
+        match render(v, template::Escape::None) {
             Ok(v) => req = req.header(k, v),
             Err(e) => return failed(e),
         }
     }
     if let Some(body) = &spec.body {
-        match render(body) {
+        match render(body, body_escape(spec, body)) {
             Ok(b) => req = req.body(b),
             Err(e) => return failed(e),
         }
@@ -63,10 +81,21 @@ pub(super) async fn run_http(
         Err(e) => return failed(format!("HTTP request failed: {e}")),
     };
     let status = resp.status().as_u16();
-    let body = resp.bytes().await.unwrap_or_default();
-    let shown = &body[..body.len().min(work.limits.output_bytes as usize)];
-    for l in String::from_utf8_lossy(shown).lines() {
+    let bound = usize::try_from(work.limits.output_bytes).unwrap_or(usize::MAX);
+    let (body, cut) = tokio::select! {
+        b = read_bounded(resp, bound) => b,
+        _ = kill.cancelled() => return Outcome { kind: OutcomeKind::Killed, exit_code: None, message: Some("killed".into()), outputs: BTreeMap::new() , pid: None, command: None },
+    };
+    for l in String::from_utf8_lossy(&body).lines() {
         let _ = lines.send((Stream::Stdout, l.to_owned())).await;
+    }
+    if cut {
+        let _ = lines
+            .send((
+                Stream::System,
+                format!("[gale] the response body was cut at {bound} bytes; the rest was not read"),
+            ))
+            .await;
     }
     let ok = if spec.expect_status.is_empty() {
         (200..300).contains(&status)
@@ -92,6 +121,26 @@ pub(super) async fn run_http(
             outputs,
             pid: None,
             command: None,
+        }
+    }
+}
+
+/// The response body up to `bound` bytes, read as it streams in: a larger
+/// answer is never held whole, its connection is dropped at the bound. True
+/// when it was cut. A body that breaks off midway keeps what came.
+async fn read_bounded(mut resp: reqwest::Response, bound: usize) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = bound - body.len();
+                if chunk.len() > room {
+                    body.extend_from_slice(&chunk[..room]);
+                    return (body, true);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) | Err(_) => return (body, false),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gale_model::mask::Masker;
 use gale_model::state::{AfterFailure, RetryPolicy};
 use gale_model::template::{self, Context, TaskOutputs};
 use gale_model::time::rfc3339;
@@ -176,6 +177,7 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
     let outcome = match (&spec, &task, upstream) {
         (Ok(spec), Ok(task), Ok(upstream)) => {
             let ctx = context(&spec.dag, task, &run, try_number, upstream);
+            sink.set_mask(Masker::of_attempt(&spec.dag, task, &ctx));
             let work = Work {
                 opts_cwd: &shared.opts.default_cwd,
                 kill_grace: shared.opts.kill_grace,
@@ -186,8 +188,10 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
             };
             match &task.kind {
                 TaskKind::Shell { run: template_text } => {
-                    match template::render(template_text, &ctx) {
+                    match template::render(template_text, &ctx, template::Escape::Shell) {
                         Ok(command) => {
+                            // Stored and shown masked; run as rendered.
+                            let shown = sink.masked(&command);
                             let output = output_path(ti.0, try_number);
                             let started = Arc::new(std::sync::atomic::AtomicBool::new(true));
                             let on_start = |pid: Option<u32>| {
@@ -203,7 +207,7 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
                                         .watch(pid, lease.deadline(shared.opts.guard_after()));
                                 }
                                 let store = shared.store.clone();
-                                let command = command.clone();
+                                let command = shown.clone();
                                 let running = started.clone();
                                 async move {
                                     // Most tasks end within moments and their pid and
@@ -245,7 +249,7 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
                                 shared.guard.forget(pid);
                             }
                             Outcome {
-                                command: Some(command),
+                                command: Some(shown),
                                 ..outcome
                             }
                         }
@@ -273,6 +277,19 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
             .task_duration
             .observe(began.elapsed().as_secs_f64());
     }
+    // Messages and outputs are stored as shown: masked.
+    let outcome = Outcome {
+        message: outcome.message.as_deref().map(|m| sink.masked(m)),
+        outputs: outcome
+            .outputs
+            .into_iter()
+            .map(|(k, v)| {
+                let v = sink.masked(&v);
+                (k, v)
+            })
+            .collect(),
+        ..outcome
+    };
     if let Some(m) = &outcome.message {
         sink.system(format!("[gale] {m}")).await;
     }
@@ -549,9 +566,11 @@ pub struct Work<'a> {
 /// process's stdout/stderr and nothing is recorded. Returns the outcome.
 pub async fn run_task_once(dag: &Dag, task: &Task, run: &RunRow, cwd: &Path) -> Outcome {
     let ctx = context(dag, task, run, 1, BTreeMap::new());
+    let masker = Masker::of_attempt(dag, task, &ctx);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Stream, String)>(1024);
     let printer = tokio::spawn(async move {
         while let Some((stream, text)) = rx.recv().await {
+            let text = masker.mask(&text);
             match stream {
                 Stream::Stdout => println!("{text}"),
                 _ => eprintln!("{text}"),
@@ -570,7 +589,7 @@ pub async fn run_task_once(dag: &Dag, task: &Task, run: &RunRow, cwd: &Path) -> 
         task_env: &task_env,
     };
     let outcome = match &task.kind {
-        TaskKind::Shell { run } => match template::render(run, &ctx) {
+        TaskKind::Shell { run } => match template::render(run, &ctx, template::Escape::Shell) {
             Ok(command) => {
                 let _ = tx
                     .send((Stream::System, format!("[gale] $ {command}")))

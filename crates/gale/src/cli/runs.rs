@@ -86,6 +86,13 @@ pub async fn runs(paths: &Paths, output: Output, cmd: RunsCmd) -> anyhow::Result
                 })
                 .await?;
             if output == Output::Json {
+                let runs: Vec<_> = runs
+                    .into_iter()
+                    .map(|mut r| {
+                        r.conf = gale_model::mask::mask_conf(&r.conf);
+                        r
+                    })
+                    .collect();
                 print_json(&runs)?;
             } else {
                 let rows = runs
@@ -121,7 +128,9 @@ pub async fn runs(paths: &Paths, output: Output, cmd: RunsCmd) -> anyhow::Result
             Ok(exit::OK)
         }
         RunsCmd::Show { run_id } => {
-            let (run, tasks) = run_with_tasks(&*store, RunId(run_id)).await?;
+            let (mut run, tasks) = run_with_tasks(&*store, RunId(run_id)).await?;
+            // Shown as the API and the pages show it: secret-looking values masked.
+            run.conf = gale_model::mask::mask_conf(&run.conf);
             if output == Output::Json {
                 print_json(&serde_json::json!({ "run": run, "tasks": tasks }))?;
                 return Ok(exit::OK);
@@ -204,6 +213,8 @@ pub(super) async fn follow_run<S: Store + ?Sized>(
         }
         if run.state.is_terminal() {
             if output == Output::Json {
+                let mut run = run.clone();
+                run.conf = gale_model::mask::mask_conf(&run.conf);
                 print_json(&serde_json::json!({ "run": run, "tasks": tasks }))?;
             } else {
                 println!(

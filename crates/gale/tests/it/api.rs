@@ -41,7 +41,7 @@ fn task_path(run_id: i64, task_id: &str) -> String {
 }
 
 /// Waits until the DAG processor has stored `dag_id`.
-fn wait_dag(web: &Web, dag_id: &str) -> Value {
+pub(crate) fn wait_dag(web: &Web, dag_id: &str) -> Value {
     wait_until(&format!("DAG {dag_id} to be loaded"), || {
         let resp = web.get(&format!("/api/v1/dags/{dag_id}"));
         (resp.status == 200).then(|| resp.json())
@@ -57,7 +57,7 @@ fn trigger(web: &Web, dag_id: &str, body: &Value) -> i64 {
 }
 
 /// Waits until a run has finished and returns it (with its task counts).
-fn wait_run(web: &Web, run_id: i64) -> Value {
+pub(crate) fn wait_run(web: &Web, run_id: i64) -> Value {
     wait_until(&format!("run {run_id} to finish"), || {
         let run = web.get(&run_path(run_id)).expect(200);
         matches!(run["state"].as_str(), Some("success" | "failed")).then_some(run)
@@ -463,6 +463,7 @@ fn api_dags_pause_source_versions_slots_and_import_errors() {
 
 const QUICK: &str = "params:
   region: us
+  db_password: {type: string, secret: true, default: unset}
 tasks:
   say:
     run: echo \"region {{ params.region }}\"

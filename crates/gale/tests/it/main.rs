@@ -21,6 +21,7 @@ mod crash;
 mod dag_files;
 mod failover;
 mod faults;
+mod inject;
 mod runs;
 mod scheduling;
 mod startup;
