@@ -235,6 +235,7 @@ const HELLO: &str = r#"description: Says <b>hello</b>
 params:
   who: world
   api_token: s3cret
+  password: {type: string, secret: true, default: unset}
 tags: [demo, "x<y"]
 tasks:
   greet:
