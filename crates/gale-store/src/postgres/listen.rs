@@ -49,7 +49,12 @@ impl PgStore {
     async fn listen_once(&self, notifier: &Notifier, stop: &CancellationToken) -> ListenEnd {
         let lost = |why: String| ListenEnd::Lost { why, was_up: false };
         let (client, mut connection) =
-            match connect::connect(&self.hosts, self.per_host_timeout(), self.connect_budget())
+            match connect::connect(
+                &self.hosts,
+                &self.tls,
+                self.per_host_timeout(),
+                self.connect_budget(),
+            )
                 .await
             {
                 Ok(pair) => pair,
