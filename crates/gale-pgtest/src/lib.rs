@@ -511,6 +511,11 @@ impl Drop for PgServer {
     }
 }
 
+/// The directory of the PostgreSQL binaries the servers run from.
+pub fn bin_dir() -> Result<PathBuf, String> {
+    env().map(|env| env.bin.clone())
+}
+
 /// Under `CI=true` (or `1`) PostgreSQL is required: panics. Otherwise prints
 /// a loud SKIPPED line to stderr.
 fn unavailable(test: &str, reason: &str) {

@@ -134,18 +134,27 @@ fn a_server_with_a_password_streams_to_its_standby() {
     };
     assert_eq!(
         primary.url(),
-        format!("postgres://postgres:pw-for-test@127.0.0.1:{}/postgres", primary.port())
+        format!(
+            "postgres://postgres:pw-for-test@127.0.0.1:{}/postgres",
+            primary.port()
+        )
     );
     assert_eq!(primary.password(), Some("pw-for-test"));
     assert_eq!(
         primary
-            .psql("postgres", "select count(*) from pg_hba_file_rules where auth_method = 'scram-sha-256'")
+            .psql(
+                "postgres",
+                "select count(*) from pg_hba_file_rules where auth_method = 'scram-sha-256'"
+            )
             .unwrap(),
         "2"
     );
     let standby = PgServer::start_standby(&primary).unwrap();
     primary
-        .psql("postgres", "create table t (v int); insert into t values (7)")
+        .psql(
+            "postgres",
+            "create table t (v int); insert into t values (7)",
+        )
         .unwrap();
     eventually("the row on the standby", || {
         standby

@@ -61,7 +61,10 @@ fn tls_settings_are_taken_off_both_forms() {
          &sslrootcert=%2Fetc%2Fgale%2Fca.crt&application_name=x",
     );
     assert_eq!(tls.mode, SslMode::VerifyFull);
-    assert_eq!(tls.root_cert, Some(RootCert::File("/etc/gale/ca.crt".into())));
+    assert_eq!(
+        tls.root_cert,
+        Some(RootCert::File("/etc/gale/ca.crt".into()))
+    );
     assert_eq!(cfg.get_ssl_mode(), Wire::Require);
     assert_eq!(cfg.get_password(), Some(&b"p?w"[..]));
     assert_eq!(cfg.get_connect_timeout(), Some(&Duration::from_secs(7)));
@@ -90,7 +93,10 @@ fn tls_modes_follow_libpq() {
     assert!(!tls.verifies());
     assert_eq!(cfg.get_ssl_mode(), Wire::Prefer);
     let (tls, cfg) = tls_of("postgres://gale@db/gale?sslmode=disable");
-    assert_eq!((tls.mode, cfg.get_ssl_mode()), (SslMode::Disable, Wire::Disable));
+    assert_eq!(
+        (tls.mode, cfg.get_ssl_mode()),
+        (SslMode::Disable, Wire::Disable)
+    );
     // require checks the chain only when given a CA, as libpq does.
     let (tls, _) = tls_of("postgres://gale@db/gale?sslmode=require");
     assert!(!tls.verifies());
@@ -103,14 +109,12 @@ fn tls_modes_follow_libpq() {
 
 #[test]
 fn bad_tls_settings_are_explained() {
-    let err = |url: &str| {
-        parse_url(url)
-            .map(|_| ())
-            .expect_err(url)
-            .to_string()
-    };
+    let err = |url: &str| parse_url(url).map(|_| ()).expect_err(url).to_string();
     let text = err("postgres://gale@db/gale?sslmode=verify-full");
-    assert!(text.contains("needs the CA") && text.contains("sslrootcert="), "{text}");
+    assert!(
+        text.contains("needs the CA") && text.contains("sslrootcert="),
+        "{text}"
+    );
     let text = err("host=db sslmode=verify-ca");
     assert!(text.contains("sslmode=verify-ca needs the CA"), "{text}");
     let text = err("postgres://gale@db/gale?sslmode=bogus");
@@ -118,7 +122,10 @@ fn bad_tls_settings_are_explained() {
     let text = err("postgres://gale@db/gale?sslmode=allow");
     assert!(text.contains("sslmode=allow is not supported"), "{text}");
     let text = err("postgres://gale@db/gale?sslmode=require&sslrootcert=system");
-    assert!(text.contains("sslrootcert=system needs sslmode=verify-full"), "{text}");
+    assert!(
+        text.contains("sslrootcert=system needs sslmode=verify-full"),
+        "{text}"
+    );
     let text = err("postgres://gale@db/gale?sslcert=/c.crt");
     assert!(text.contains("sslcert without sslkey"), "{text}");
     let text = err("host=db sslkey=/c.key");

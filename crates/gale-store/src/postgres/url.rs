@@ -325,8 +325,11 @@ fn percent_decode(s: &str) -> Result<String> {
             i += 1;
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| Error::Invalid(format!("the PostgreSQL URL's {s:?} is not UTF-8 once decoded")))
+    String::from_utf8(out).map_err(|_| {
+        Error::Invalid(format!(
+            "the PostgreSQL URL's {s:?} is not UTF-8 once decoded"
+        ))
+    })
 }
 
 /// The key=value form, tokenised as tokio-postgres does (a value is

@@ -102,7 +102,13 @@ async fn verify_full_connects_by_a_name_the_certificate_has() {
     let Some(pg) = tls_server("verify_full_connects", ca.server_cert(&["localhost"])) else {
         return;
     };
-    let store = open(&url("localhost", &pg, &verify("verify-full", &ca.file())))
+    // Over TLS, SCRAM binds the password exchange to the server's
+    // certificate (SCRAM-SHA-256-PLUS): channel_binding=require fails without.
+    let query = format!(
+        "{}&channel_binding=require",
+        verify("verify-full", &ca.file())
+    );
+    let store = open(&url("localhost", &pg, &query))
         .await
         .expect("verify-full to localhost with a certificate for localhost");
     assert_encrypted(&store).await;
@@ -111,7 +117,6 @@ async fn verify_full_connects_by_a_name_the_certificate_has() {
         "{}",
         store.endpoint()
     );
-    // Over TLS, SCRAM binds the password exchange to the server's certificate.
     assert!(store.tls_settings().verifies_name());
 }
 
@@ -127,7 +132,10 @@ async fn verify_full_refuses_a_certificate_for_another_name() {
             text.contains(&format!("does not match host \"{host}\"")),
             "the error names the host: {text}"
         );
-        assert!(text.contains("db.example"), "and the certificate's name: {text}");
+        assert!(
+            text.contains("db.example"),
+            "and the certificate's name: {text}"
+        );
     }
     // verify-ca checks the chain, not the name: the same server is accepted.
     let store = open(&url("127.0.0.1", &pg, &verify("verify-ca", &ca.file())))
@@ -237,10 +245,19 @@ async fn a_wrong_or_missing_password_is_refused() {
     let port = pg.port();
     for query in ["sslmode=disable", "sslmode=require"] {
         for (creds, says) in [
-            ("postgres:wrong", "password authentication failed for user \"postgres\""),
-            ("postgres", "the server asks for a password and the URL has none"),
+            (
+                "postgres:wrong",
+                "password authentication failed for user \"postgres\"",
+            ),
+            (
+                "postgres",
+                "the server asks for a password and the URL has none",
+            ),
         ] {
-            let text = refusal(&format!("postgres://{creds}@127.0.0.1:{port}/postgres?{query}")).await;
+            let text = refusal(&format!(
+                "postgres://{creds}@127.0.0.1:{port}/postgres?{query}"
+            ))
+            .await;
             assert!(text.contains(says), "{creds} ({query}): {text}");
         }
     }

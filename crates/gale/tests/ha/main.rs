@@ -145,6 +145,7 @@ fn failure_injection_under_load() {
     let started = Instant::now();
     let cluster = Cluster::up();
     eprintln!("HA: cluster up in {:.0}s", started.elapsed().as_secs_f64());
+    cluster.assert_passwords_required();
     let mut suite = Suite::new(cluster);
     suite.run_all();
     eprintln!("HA: suite done in {:.0}s", started.elapsed().as_secs_f64());

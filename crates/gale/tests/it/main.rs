@@ -21,6 +21,7 @@ mod crash;
 mod dag_files;
 mod failover;
 mod faults;
+mod pg_auth;
 mod runs;
 mod scheduling;
 mod startup;
