@@ -462,7 +462,7 @@ Gale cluster up in ${took}s; state in $STATE
   PostgreSQL        ${PG_PORT[*]} (Patroni REST ${REST_PORT[*]}); primary now: $leader
   etcd              $ETCD_ENDPOINTS
 
-  eval "\$($LC_LIB_DIR/ctl.sh env)"     # GALE_DATABASE_URL (with gale's password), PGPASSFILE, ...
+  eval "\$(GALE_CLUSTER_DIR=$STATE $LC_LIB_DIR/ctl.sh env)"   # GALE_DATABASE_URL (with gale's password), PGPASSFILE, ...
   $GALE_BIN cluster status
   $GALE_BIN dags trigger cluster_hello --wait
   curl -H "Authorization: Bearer \$(cat $STATE/admin-token)" -H 'Content-Type: application/json' \\
