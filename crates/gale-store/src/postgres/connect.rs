@@ -163,6 +163,14 @@ mod tests {
         assert!(per_host(&one).iter().all(|c| c.get_ports() == [6000]));
     }
 
+    /// TLS is for TCP: a unix-socket host goes without, as with libpq.
+    #[test]
+    fn a_unix_socket_host_never_uses_tls() {
+        let config: Config = "host=/run/postgresql,db sslmode=require".parse().unwrap();
+        let modes: Vec<SslMode> = per_host(&config).iter().map(Config::get_ssl_mode).collect();
+        assert_eq!(modes, [SslMode::Disable, SslMode::Require]);
+    }
+
     /// A host that accepts TCP and never answers (a frozen server) is given
     /// up by itself, not waited for forever.
     #[tokio::test]
