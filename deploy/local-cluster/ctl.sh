@@ -5,7 +5,8 @@
 #
 #   status             Patroni's members, Gale's processes, and every pid
 #   primary            the current primary: "pgN PORT" (from Patroni)
-#   env                export lines for this cluster (eval "$(ctl.sh env)")
+#   env                export lines for this cluster (eval "$(ctl.sh env)"):
+#                      GALE_DATABASE_URL (with gale's password), PGPASSFILE for psql
 #   wait [SECONDS]     until a primary with 2 streaming replicas (one synchronous) and 3 running
 #                      Gale nodes exist (default 120 s); exit 1 on timeout
 #   kill-gale N        SIGKILL Gale node N (its task guard kills its tasks)
@@ -97,6 +98,7 @@ primary)
 env)
     printf 'export GALE_CLUSTER_DIR=%q\n' "$STATE"
     printf 'export GALE_DATABASE_URL=%q\n' "$DATABASE_URL"
+    printf 'export PGPASSFILE=%q\n' "$STATE/pgpass"
     printf 'export GALE_BIN=%q\n' "$GALE_BIN"
     printf 'export GALE_URL=%q\n' "http://127.0.0.1:$HA_HTTP_PORT"
     if [[ -f $STATE/admin-token ]]; then printf 'export GALE_TOKEN=%q\n' "$(<"$STATE/admin-token")"; fi

@@ -6,7 +6,14 @@
 # Everything lives under one state directory, $GALE_CLUSTER_DIR
 # (default /tmp/gale-cluster):
 #
-#   cluster.env              the settings up.sh used (ports, binaries, database URL)
+#   cluster.env              the settings up.sh used (ports, binaries, TLS); no secret
+#   secrets/                 the passwords of the database roles gale, postgres
+#                            (superuser) and replicator, one file each (mode 600)
+#   pgpass                   libpq's password file for psql as gale or postgres
+#                            (PGPASSFILE; `ctl.sh env` exports it)
+#   tls/                     with GALE_CLUSTER_TLS=on: ca.crt, the CA that signed
+#                            server.crt (for 127.0.0.1 and localhost), which every
+#                            PostgreSQL serves; sslrootcert= of the database URL
 #   bin/gale                 the gale binary the cluster runs (a copy: rebuilding
 #                            the source binary does not change a running cluster)
 #   admin-password, admin-token
@@ -54,6 +61,8 @@ lc_defaults() {
     case $DAGS_MODE in shared | copies) ;; *) die "GALE_CLUSTER_DAGS must be shared or copies (got '$DAGS_MODE')" ;; esac
     DB_MODE=${GALE_CLUSTER_DB:-multihost}
     case $DB_MODE in multihost | haproxy) ;; *) die "GALE_CLUSTER_DB must be multihost or haproxy (got '$DB_MODE')" ;; esac
+    TLS=${GALE_CLUSTER_TLS:-off}
+    case $TLS in on | off) ;; *) die "GALE_CLUSTER_TLS must be on or off (got '$TLS')" ;; esac
     GALE_BIN=${GALE_BIN:-$(lc_find_gale)}
     [[ $GALE_BIN = */* ]] || GALE_BIN=$(command -v "$GALE_BIN" || true)
     [[ -x $GALE_BIN ]] || die "no gale binary: build it (cargo build -p gale) or set GALE_BIN=/path/to/gale"
@@ -77,6 +86,7 @@ lc_load() {
     source "$STATE/cluster.env"
     # A cluster.env without DAGS_MODE was written when every node had a copy.
     DAGS_MODE=${DAGS_MODE:-copies}
+    TLS=${TLS:-off}
     lc_ports
 }
 
@@ -93,10 +103,26 @@ lc_ports() {
         GALE_PORT[n]=$((PORT_BASE + 10 * n + 4))
     done
     ETCD_ENDPOINTS=http://127.0.0.1:${ETCD_CLIENT[1]},http://127.0.0.1:${ETCD_CLIENT[2]},http://127.0.0.1:${ETCD_CLIENT[3]}
-    MULTIHOST_URL="postgres://gale@127.0.0.1:${PG_PORT[1]},127.0.0.1:${PG_PORT[2]},127.0.0.1:${PG_PORT[3]}/gale"
-    HAPROXY_URL="postgres://gale@127.0.0.1:${HA_PG_PORT}/gale"
-    if [[ ${DB_MODE:-multihost} == haproxy ]]; then DATABASE_URL=$HAPROXY_URL; else DATABASE_URL=$MULTIHOST_URL; fi
+    lc_urls
 }
+
+# The database URLs, with gale's password (once secrets/ has it) and, with
+# TLS on, the CA that the server's certificate must chain to and name
+# 127.0.0.1 in (verify-full).
+lc_urls() {
+    local creds=gale query=""
+    [[ -f $STATE/secrets/gale ]] && creds="gale:$(<"$STATE/secrets/gale")"
+    [[ ${TLS:-off} == on ]] && query="?sslmode=verify-full&sslrootcert=$STATE/tls/ca.crt"
+    MULTIHOST_URL="postgres://$creds@127.0.0.1:${PG_PORT[1]},127.0.0.1:${PG_PORT[2]},127.0.0.1:${PG_PORT[3]}/gale$query"
+    HAPROXY_URL="postgres://$creds@127.0.0.1:${HA_PG_PORT}/gale$query"
+    if [[ ${DB_MODE:-multihost} == haproxy ]]; then DATABASE_URL=$HAPROXY_URL; else DATABASE_URL=$MULTIHOST_URL; fi
+    # The same URLs with the password hidden, for what is printed.
+    SHOWN_URL=${DATABASE_URL/$creds@/gale:***@}
+    SHOWN_HAPROXY_URL=${HAPROXY_URL/$creds@/gale:***@}
+}
+
+# A random password: 32 hex digits (URL- and SQL-safe as they are).
+random_password() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
 
 lc_all_ports() {
     local n
@@ -277,8 +303,9 @@ start_gale() {
         --bind 127.0.0.1 --port "${GALE_PORT[n]}"
 }
 
-# gale_cli ARGS...: the gale CLI against this cluster's database.
-gale_cli() { "$GALE_BIN" --database-url "$DATABASE_URL" "$@"; }
+# gale_cli ARGS...: the gale CLI against this cluster's database (the URL,
+# which holds a password, in the environment: a command line is public).
+gale_cli() { GALE_DATABASE_URL=$DATABASE_URL "$GALE_BIN" "$@"; }
 
 patronictl_() { patronictl -c "$STATE/node1/pg/patroni.yml" "$@"; }
 
@@ -298,9 +325,24 @@ leader_name() {
     cluster_json | jq -er '.members[] | select(.role == "leader") | .name'
 }
 
-# psql_node N SQL: one value from node N's PostgreSQL, as the superuser.
+# psql_node N SQL: one value from node N's PostgreSQL, as the superuser (its
+# password from the cluster's pgpass).
 psql_node() {
-    PGCONNECT_TIMEOUT=2 "$PG_BIN/psql" -h 127.0.0.1 -p "${PG_PORT[$1]}" -U postgres -d postgres -XAtqc "$2" 2>/dev/null
+    PGPASSFILE=$STATE/pgpass PGCONNECT_TIMEOUT=2 "$PG_BIN/psql" -h 127.0.0.1 -p "${PG_PORT[$1]}" -U postgres -d postgres -XAtqc "$2" 2>/dev/null
+}
+
+# refuses_without_password PORT USER: a TCP connection as USER with no
+# password (no pgpass, none in the environment) is refused for want of one.
+refuses_without_password() {
+    local out
+    if out=$(env -u PGPASSWORD PGPASSFILE=/dev/null PGCONNECT_TIMEOUT=2 "$PG_BIN/psql" -w -h 127.0.0.1 -p "$1" -U "$2" -d postgres -XAtqc 'SELECT 1' 2>&1); then
+        log "PostgreSQL on port $1 let $2 in without a password"
+        return 1
+    fi
+    [[ $out == *"no password supplied"* || $out == *"password authentication failed"* ]] || {
+        log "PostgreSQL on port $1 refused $2 for another reason: $out"
+        return 1
+    }
 }
 
 # streaming_replicas N: how many standbys stream from node N.

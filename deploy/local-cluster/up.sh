@@ -27,7 +27,16 @@
 #                           <state>/nodeN/gale/dags. Gale tells DAGs apart by file
 #                           path, so with copies nodes 2 and 3 report the DAGs
 #                           of node 1 as duplicate ids (`gale dags errors`).
+#   GALE_CLUSTER_TLS        off (default) or on: PostgreSQL serves TLS with a
+#                           certificate up.sh makes (its CA in <state>/tls/ca.crt),
+#                           refuses plaintext TCP connections (hostssl), and the
+#                           database URL checks the certificate (sslmode=verify-full)
 #   GALE_PG_BIN             PostgreSQL binaries, default /usr/lib/postgresql/15/bin
+#
+# Every TCP connection to PostgreSQL authenticates with scram-sha-256, the
+# unix socket too: gale, postgres and replicator get random passwords
+# (<state>/secrets/, and <state>/pgpass for psql; `ctl.sh env` exports
+# GALE_DATABASE_URL with gale's and PGPASSFILE).
 #
 # up.sh refuses to start while processes of a cluster in the same directory
 # run. A stopped cluster's directory (left by down.sh without --purge) is
@@ -71,7 +80,9 @@ if ! "$GALE_BIN" users --help >/dev/null 2>&1 || ! "$GALE_BIN" node --help >/dev
     die "$GALE_BIN is too old (no 'gale users' or 'gale node'): rebuild it, or set GALE_BIN"
 fi
 
-for tool in etcd etcdctl patroni patronictl haproxy curl jq; do
+tools=(etcd etcdctl patroni patronictl haproxy curl jq)
+[[ $TLS == on ]] && tools+=(openssl)
+for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || die "$tool is missing: apt-get install -y patroni etcd-server etcd-client haproxy curl jq"
 done
 # Patroni before 3.0.3 lets a primary that stalled past its leader key's TTL
@@ -109,18 +120,72 @@ GALE_BIN_SOURCE=$GALE_BIN
 GALE_BIN=$STATE/bin/gale
 {
     echo "# written by up.sh on $(date -u +%FT%TZ); read by ctl.sh and down.sh"
-    printf 'PORT_BASE=%q\nPG_BIN=%q\nDB_MODE=%q\nDAGS_MODE=%q\nGALE_BIN=%q\nGALE_BIN_SOURCE=%q\n' \
-        "$PORT_BASE" "$PG_BIN" "$DB_MODE" "$DAGS_MODE" "$GALE_BIN" "$GALE_BIN_SOURCE"
+    printf 'PORT_BASE=%q\nPG_BIN=%q\nDB_MODE=%q\nDAGS_MODE=%q\nTLS=%q\nGALE_BIN=%q\nGALE_BIN_SOURCE=%q\n' \
+        "$PORT_BASE" "$PG_BIN" "$DB_MODE" "$DAGS_MODE" "$TLS" "$GALE_BIN" "$GALE_BIN_SOURCE"
 } >"$STATE/cluster.env"
+
+# The roles' passwords. Patroni (as postgres) reads them from its own
+# config; post_bootstrap.sh reads gale's from secrets/.
+(umask 077 && mkdir -p "$STATE/secrets")
+for role in gale postgres replicator; do
+    (umask 077 && random_password >"$STATE/secrets/$role")
+done
+(umask 077 && printf '127.0.0.1:*:*:%s:%s\n' \
+    gale "$(<"$STATE/secrets/gale")" postgres "$(<"$STATE/secrets/postgres")" >"$STATE/pgpass")
+((EUID == 0)) && chown -R postgres:postgres "$STATE/secrets"
+lc_urls
+
+if [[ $TLS == on ]]; then
+    # One CA, and one server certificate for every node (all on 127.0.0.1).
+    log "making a CA and a server certificate for 127.0.0.1 in $STATE/tls"
+    mkdir -p "$STATE/tls"
+    (
+        cd "$STATE/tls"
+        umask 077
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 \
+            -subj "/CN=gale local cluster CA $PORT_BASE" -keyout ca.key -out ca.crt \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -subj /CN=127.0.0.1 -keyout server.key -out server.csr 2>/dev/null
+        printf '%s\n' basicConstraints=CA:FALSE keyUsage=critical,digitalSignature \
+            extendedKeyUsage=serverAuth subjectAltName=IP:127.0.0.1,DNS:localhost >server.ext
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 825 \
+            -extfile server.ext -out server.crt 2>/dev/null
+        chmod 644 ca.crt server.crt
+        rm -f server.csr server.ext ca.srl
+    ) || die "openssl could not make the certificates"
+    # PostgreSQL refuses a key that others can read or that it does not own.
+    ((EUID == 0)) && chown postgres:postgres "$STATE/tls/server.key" "$STATE/tls/server.crt"
+    chmod 755 "$STATE/tls"
+fi
 
 cat >"$STATE/post_bootstrap.sh" <<EOF
 #!/bin/sh
 # Run by Patroni once, on the node that initialises the cluster, with a
-# superuser connection string as its argument: creates Gale's role and database.
+# superuser connection string as its argument: creates Gale's role (its
+# password read from secrets/, never on a command line) and database.
 set -e
-"$PG_BIN/psql" -X -v ON_ERROR_STOP=1 "\$1" -c 'CREATE ROLE gale LOGIN' -c 'CREATE DATABASE gale OWNER gale'
+GALE_DB_PASSWORD=\$(cat "$STATE/secrets/gale")
+export GALE_DB_PASSWORD
+"$PG_BIN/psql" -X -v ON_ERROR_STOP=1 "\$1" <<'SQL'
+\\getenv pw GALE_DB_PASSWORD
+CREATE ROLE gale LOGIN PASSWORD :'pw';
+CREATE DATABASE gale OWNER gale;
+SQL
 EOF
 chmod 755 "$STATE/post_bootstrap.sh"
+
+# pg_hba.conf of every node. Nothing is trusted: local connections (Patroni's
+# own, as postgres) prove the superuser's password as TCP ones do. With TLS,
+# TCP connections must use it (hostssl).
+host=host
+[[ $TLS == on ]] && host=hostssl
+tls_params=""
+if [[ $TLS == on ]]; then
+    tls_params="    ssl: \"on\"
+    ssl_cert_file: $STATE/tls/server.crt
+    ssl_key_file: $STATE/tls/server.key"
+fi
 
 etcd_hosts=127.0.0.1:${ETCD_CLIENT[1]},127.0.0.1:${ETCD_CLIENT[2]},127.0.0.1:${ETCD_CLIENT[3]}
 for n in "${NODES[@]}"; do
@@ -160,14 +225,14 @@ bootstrap:
         max_wal_senders: 10
         max_replication_slots: 10
         wal_keep_size: 128MB
+  # initdb's own pg_hba.conf lines ask for passwords too (Patroni rewrites the
+  # file from postgresql.pg_hba below at every start).
   initdb:
     - encoding: UTF8
     - locale: C.UTF-8
     - data-checksums
-  pg_hba:
-    - local all all trust
-    - host all all 127.0.0.1/32 trust
-    - host replication all 127.0.0.1/32 trust
+    - auth-local: scram-sha-256
+    - auth-host: scram-sha-256
   post_bootstrap: $STATE/post_bootstrap.sh
 
 postgresql:
@@ -183,11 +248,18 @@ postgresql:
   authentication:
     superuser:
       username: postgres
-      password: postgres
+      password: $(<"$STATE/secrets/postgres")
     replication:
       username: replicator
-      password: replicator
+      password: $(<"$STATE/secrets/replicator")
+  # The whole of pg_hba.conf, written by Patroni at every start.
+  pg_hba:
+    - local all all scram-sha-256
+    - $host all all 127.0.0.1/32 scram-sha-256
+    - $host replication replicator 127.0.0.1/32 scram-sha-256
   parameters:
+    password_encryption: scram-sha-256
+$tls_params
     unix_socket_directories: $d
     logging_collector: "on"
     log_directory: $d/log
@@ -200,6 +272,7 @@ tags:
   clonefrom: false
   nosync: false
 EOF
+    chmod 600 "$d/patroni.yml"
     ((EUID == 0)) && chown -R postgres:postgres "$d"
 done
 
@@ -333,13 +406,20 @@ leader=$(leader_name)
 gale_db_ready() { [[ $(psql_node "${leader#pg}" "SELECT count(*) FROM pg_database WHERE datname = 'gale'") == 1 ]]; }
 wait_for "the gale database (post_bootstrap)" 60 gale_db_ready
 log "primary: $leader; replicas streaming"
+# A task on this machine that knows the ports but no password gets nothing.
+for n in "${NODES[@]}"; do
+    for role in gale postgres; do
+        refuses_without_password "${PG_PORT[n]}" "$role" ||
+            die "node $n's PostgreSQL must refuse $role without a password (see its pg_hba.conf)"
+    done
+done
 
 # ---------------------------------------------------------------- HAProxy
 
 log "starting HAProxy (PostgreSQL $HA_PG_PORT, HTTP $HA_HTTP_PORT, stats $HA_STATS_PORT)"
 start_haproxy
 haproxy_pg() {
-    [[ $(PGCONNECT_TIMEOUT=2 "$PG_BIN/psql" -h 127.0.0.1 -p "$HA_PG_PORT" -U gale -d gale -XAtqc 'SELECT NOT pg_is_in_recovery()' 2>/dev/null) == t ]]
+    [[ $(PGPASSFILE=$STATE/pgpass PGCONNECT_TIMEOUT=2 "$PG_BIN/psql" -h 127.0.0.1 -p "$HA_PG_PORT" -U gale -d gale -XAtqc 'SELECT NOT pg_is_in_recovery()' 2>/dev/null) == t ]]
 }
 wait_for "HAProxy to route to the primary" 30 haproxy_pg
 
@@ -376,12 +456,13 @@ Gale cluster up in ${took}s; state in $STATE
   Login             admin / $admin_pw   (also in $STATE/admin-password)
   API token         in $STATE/admin-token   (Authorization: Bearer ...)
   DAG folder        $( [[ $DAGS_MODE == copies ]] && echo "a copy per node: $STATE/nodeN/gale/dags" || echo "$STATE/dags (every node)")
-  Database URL      $DATABASE_URL
-  via HAProxy       $HAPROXY_URL
+  Database URL      $SHOWN_URL
+  via HAProxy       $SHOWN_HAPROXY_URL
+  Passwords         $STATE/secrets/ (gale, postgres, replicator); psql: PGPASSFILE=$STATE/pgpass
   PostgreSQL        ${PG_PORT[*]} (Patroni REST ${REST_PORT[*]}); primary now: $leader
   etcd              $ETCD_ENDPOINTS
 
-  export GALE_DATABASE_URL='$DATABASE_URL'
+  eval "\$(GALE_CLUSTER_DIR=$STATE $LC_LIB_DIR/ctl.sh env)"   # GALE_DATABASE_URL (with gale's password), PGPASSFILE, ...
   $GALE_BIN cluster status
   $GALE_BIN dags trigger cluster_hello --wait
   curl -H "Authorization: Bearer \$(cat $STATE/admin-token)" -H 'Content-Type: application/json' \\

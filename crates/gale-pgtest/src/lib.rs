@@ -9,7 +9,12 @@
 //!
 //! Every server lives in its own temp dir (data dir, unix socket, `server.log`)
 //! and listens on a free port on 127.0.0.1, so tests can run in parallel.
-//! Dropping a [`PgServer`] stops it and removes the dir. Each dir also has a
+//! Dropping a [`PgServer`] stops it and removes the dir.
+//!
+//! By default every connection is trusted (the server is on 127.0.0.1, in a
+//! private temp dir, and lives as long as a test). [`PgServer::start_with`]
+//! can ask TCP connections for the superuser's password (scram-sha-256) and
+//! turn TLS on with a given certificate, for the tests of those two. Each dir also has a
 //! small watchdog shell (in its own process group, so a Ctrl-C of the test
 //! run does not reach it) that polls the test process once a second; when the
 //! process is gone it stops the server and removes the dir. That covers
@@ -52,6 +57,32 @@ local replication all trust
 host all all 127.0.0.1/32 trust
 host replication all 127.0.0.1/32 trust
 ";
+
+/// With a password: TCP connections must prove it (the unix socket, which
+/// only this machine's `postgres` user and root reach, stays trusted).
+const HBA_SCRAM: &str = "local all all trust
+local replication all trust
+host all all 127.0.0.1/32 scram-sha-256
+host replication all 127.0.0.1/32 scram-sha-256
+";
+
+/// What a server is set up with beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    /// The superuser's password: TCP connections must give it
+    /// (scram-sha-256), and [`PgServer::url`] carries it. Keep it URL-safe.
+    pub password: Option<String>,
+    /// TLS on (`ssl = on`), serving this certificate chain and key (PEM).
+    /// Plaintext is still accepted: the client chooses.
+    pub tls: Option<ServerTls>,
+}
+
+/// A server certificate chain and its private key, PEM.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
 
 /// How to run the PostgreSQL binaries on this machine.
 struct Env {
@@ -227,6 +258,24 @@ impl Scratch {
         self.dir.path()
     }
 
+    /// Writes a file only its owner can read, owned by `postgres` when we
+    /// are root (PostgreSQL refuses a key file others can read).
+    fn write(&self, env: &Env, path: &Path, content: &[u8]) -> Result<(), String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let err = |e: std::io::Error| format!("writing {}: {e}", path.display());
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(err)?;
+        file.write_all(content).map_err(err)?;
+        if let Some((uid, gid)) = env.owner {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(err)?;
+        }
+        Ok(())
+    }
+
     /// A server-side command, in the watchdog's process group.
     fn command(&self, env: &Env, prog: &str) -> Command {
         let mut cmd = pg_command(env, prog, true);
@@ -258,6 +307,7 @@ pub struct PgServer {
     env: &'static Env,
     data: PathBuf,
     port: u16,
+    password: Option<String>,
     // Last, so the dir is removed only after `drop` stopped the server.
     dir: Scratch,
 }
@@ -266,21 +316,42 @@ impl PgServer {
     /// Runs `initdb` (trust auth, superuser `postgres`, UTF8) into a temp dir
     /// and starts the server on a free 127.0.0.1 port.
     pub fn start() -> Result<PgServer, String> {
+        Self::start_with(&Setup::default())
+    }
+
+    /// [`PgServer::start`], with a password and TLS as `setup` says.
+    pub fn start_with(setup: &Setup) -> Result<PgServer, String> {
         let env = env()?;
         let dir = Scratch::new(env)?;
         let data = dir.path().join("data");
         let mut initdb = dir.command(env, "initdb");
         initdb.arg("-D").arg(&data);
         initdb.args("--auth=trust -U postgres --encoding=UTF8 --locale=C --no-sync".split(' '));
+        if let Some(password) = &setup.password {
+            let file = dir.path().join("pwfile");
+            dir.write(env, &file, password.as_bytes())?;
+            initdb.arg(format!("--pwfile={}", file.display()));
+        }
         run(initdb)?;
+        let _ = fs::remove_file(dir.path().join("pwfile"));
         let conf_err = |e: std::io::Error| format!("writing config in {}: {e}", data.display());
         let mut conf = fs::OpenOptions::new()
             .append(true)
             .open(data.join("postgresql.conf"))
             .map_err(conf_err)?;
         conf.write_all(CONF.as_bytes()).map_err(conf_err)?;
-        fs::write(data.join("pg_hba.conf"), HBA).map_err(conf_err)?;
-        Self::launch(env, dir, data)
+        if let Some(tls) = &setup.tls {
+            dir.write(env, &data.join("server.crt"), tls.cert_pem.as_bytes())?;
+            dir.write(env, &data.join("server.key"), tls.key_pem.as_bytes())?;
+            let ssl = "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n";
+            conf.write_all(ssl.as_bytes()).map_err(conf_err)?;
+        }
+        let hba = match setup.password {
+            Some(_) => HBA_SCRAM,
+            None => HBA,
+        };
+        fs::write(data.join("pg_hba.conf"), hba).map_err(conf_err)?;
+        Self::launch(env, dir, data, setup.password.clone())
     }
 
     /// Starts a streaming standby of `primary` (`pg_basebackup -R -X stream`)
@@ -296,18 +367,28 @@ impl PgServer {
             .arg(primary.port.to_string())
             .arg("-D")
             .arg(&data);
+        if let Some(password) = &primary.password {
+            // -R writes it into the standby's primary_conninfo.
+            backup.env("PGPASSWORD", password);
+        }
         run(backup)?;
-        Self::launch(env, dir, data)
+        Self::launch(env, dir, data, primary.password.clone())
     }
 
     /// Starts the server in `data`, retrying on another port (3 tries in all)
     /// when the chosen one was taken in the meantime.
-    fn launch(env: &'static Env, dir: Scratch, data: PathBuf) -> Result<PgServer, String> {
+    fn launch(
+        env: &'static Env,
+        dir: Scratch,
+        data: PathBuf,
+        password: Option<String>,
+    ) -> Result<PgServer, String> {
         let port = free_port()?;
         let mut server = PgServer {
             env,
             data,
             port,
+            password,
             dir,
         };
         let mut tries = 1;
@@ -330,14 +411,24 @@ impl PgServer {
         self.port
     }
 
-    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    /// `postgres://postgres@127.0.0.1:PORT/postgres` (`postgres:PASSWORD@`
+    /// when the server has a password).
     pub fn url(&self) -> String {
         self.url_for("postgres")
     }
 
     /// The URL of database `db` (used verbatim: keep names URL-safe).
     pub fn url_for(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        let password = match &self.password {
+            Some(p) => format!(":{p}"),
+            None => String::new(),
+        };
+        format!("postgres://postgres{password}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// The superuser's password, when TCP connections must give one.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
     }
 
     /// Creates database `name` and returns its URL.
@@ -355,6 +446,9 @@ impl PgServer {
         let mut cmd = pg_command(self.env, "psql", false);
         cmd.args("-X -v ON_ERROR_STOP=1 -At -h 127.0.0.1 -U postgres".split(' '));
         cmd.args(["-p", &self.port.to_string(), "-d", db, "-c", sql]);
+        if let Some(password) = &self.password {
+            cmd.env("PGPASSWORD", password);
+        }
         run(cmd)
     }
 
@@ -417,6 +511,11 @@ impl Drop for PgServer {
     }
 }
 
+/// The directory of the PostgreSQL binaries the servers run from.
+pub fn bin_dir() -> Result<PathBuf, String> {
+    env().map(|env| env.bin.clone())
+}
+
 /// Under `CI=true` (or `1`) PostgreSQL is required: panics. Otherwise prints
 /// a loud SKIPPED line to stderr.
 fn unavailable(test: &str, reason: &str) {
@@ -432,6 +531,13 @@ fn unavailable(test: &str, reason: &str) {
 /// cannot be started and the test should skip (panics under `CI=true`).
 pub fn server_or_skip(test: &str) -> Option<PgServer> {
     PgServer::start()
+        .map_err(|reason| unavailable(test, &reason))
+        .ok()
+}
+
+/// [`server_or_skip`] for a server set up as `setup` says.
+pub fn server_with_or_skip(test: &str, setup: &Setup) -> Option<PgServer> {
+    PgServer::start_with(setup)
         .map_err(|reason| unavailable(test, &reason))
         .ok()
 }

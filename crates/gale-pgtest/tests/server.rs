@@ -4,7 +4,9 @@
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use gale_pgtest::{PgServer, server_or_skip, shared_database, shared_server};
+use gale_pgtest::{
+    PgServer, Setup, server_or_skip, server_with_or_skip, shared_database, shared_server,
+};
 
 /// Polls `check` for up to 10 s.
 fn eventually(what: &str, mut check: impl FnMut() -> bool) {
@@ -117,4 +119,46 @@ fn shared_databases_are_fresh() {
         assert!(db.starts_with("shared_databases_are_fresh_"), "{db}");
         assert_eq!(pg.psql(db, "select current_database()").unwrap(), db);
     }
+}
+
+/// With a password, the URL carries it, psql gives it, and a standby
+/// streams with it (pg_basebackup -R wrote it into primary_conninfo).
+#[test]
+fn a_server_with_a_password_streams_to_its_standby() {
+    let setup = Setup {
+        password: Some("pw-for-test".into()),
+        ..Setup::default()
+    };
+    let Some(primary) = server_with_or_skip("a_server_with_a_password", &setup) else {
+        return;
+    };
+    assert_eq!(
+        primary.url(),
+        format!(
+            "postgres://postgres:pw-for-test@127.0.0.1:{}/postgres",
+            primary.port()
+        )
+    );
+    assert_eq!(primary.password(), Some("pw-for-test"));
+    assert_eq!(
+        primary
+            .psql(
+                "postgres",
+                "select count(*) from pg_hba_file_rules where auth_method = 'scram-sha-256'"
+            )
+            .unwrap(),
+        "2"
+    );
+    let standby = PgServer::start_standby(&primary).unwrap();
+    primary
+        .psql(
+            "postgres",
+            "create table t (v int); insert into t values (7)",
+        )
+        .unwrap();
+    eventually("the row on the standby", || {
+        standby
+            .psql("postgres", "select v from t")
+            .is_ok_and(|v| v == "7")
+    });
 }

@@ -8,7 +8,7 @@ use gale_store::{NodeRow, NodeState, Store};
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::cli::{open_store, parse_span};
+use crate::cli::{open_store, open_store_waiting, parse_span};
 use crate::{Output, Paths, exit};
 
 /// A process whose heartbeat is older than this is shown as unresponsive.
@@ -150,8 +150,8 @@ async fn check(paths: &Paths, output: Output, max_skew: Duration) -> anyhow::Res
             detail,
         })
     };
-    let store = match open_store(paths).await {
-        Ok(store) => store,
+    let (store, pg) = match open_store_waiting(paths, Duration::from_secs(5)).await {
+        Ok(opened) => (opened.store, opened.pg),
         Err(e) => {
             add(false, "database", format!("{e:#}"));
             return report(output, findings);
@@ -181,6 +181,27 @@ async fn check(paths: &Paths, output: Output, max_skew: Duration) -> anyhow::Res
             );
         }
         Err(e) => add(false, "database", format!("{e}")),
+    }
+    if let Some(pg) = pg {
+        // Plaintext passes: whether it is enough is the URL's sslmode to say.
+        let settings = pg.tls_settings();
+        let checked = match (settings.verifies(), settings.verifies_name()) {
+            (true, true) => "certificate checked: chain and host name",
+            (true, false) => "certificate checked: chain, not the host name",
+            (false, _) => "certificate not checked",
+        };
+        match pg.session_tls().await {
+            Ok(Some(tls)) => add(true, "database TLS", format!("{tls}; {checked}")),
+            Ok(None) => add(
+                true,
+                "database TLS",
+                format!(
+                    "none: the connection is plaintext (sslmode={})",
+                    settings.mode.as_str()
+                ),
+            ),
+            Err(e) => add(false, "database TLS", e.to_string()),
+        }
     }
     let want = if paths.database_url.is_some() {
         gale_store::postgres::SCHEMA_VERSION

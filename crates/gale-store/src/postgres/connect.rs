@@ -11,17 +11,25 @@
 //! take writes (a standby) or refuses is asked again every [`REPROBE`] until the
 //! budget ends, so the standby that is promoted during a failover is found
 //! within moments of accepting writes, whatever the frozen host does.
+//!
+//! Each host's TLS name is its own (`host=a,b` checks `a` against the
+//! certificate `a` presents, `b` against `b`'s); a unix-socket host never
+//! uses TLS, whatever `sslmode` says, as with libpq.
 
 use std::time::Duration;
 
-use tokio_postgres::config::Host;
-use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::{Client, Config, Connection, NoTls, Socket};
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, Connection, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::tls::Tls;
 
 /// How soon a host that answered without a read-write session is asked again.
 pub(super) const REPROBE: Duration = Duration::from_millis(250);
 
-type Connected = (Client, Connection<Socket, NoTlsStream>);
+type Stream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
+type Connected = (Client, Connection<Socket, Stream>);
 
 /// One config per host of `config`, each with everything else of it.
 pub(super) fn per_host(config: &Config) -> Vec<Config> {
@@ -68,7 +76,11 @@ pub(super) fn per_host(config: &Config) -> Vec<Config> {
             if let Some(v) = config.get_keepalives_retries() {
                 c.keepalives_retries(v);
             }
-            c.ssl_mode(config.get_ssl_mode())
+            let ssl_mode = match &hosts[i] {
+                Host::Tcp(_) => config.get_ssl_mode(),
+                Host::Unix(_) => SslMode::Disable,
+            };
+            c.ssl_mode(ssl_mode)
                 .channel_binding(config.get_channel_binding())
                 .target_session_attrs(config.get_target_session_attrs());
             c
@@ -80,14 +92,16 @@ pub(super) fn per_host(config: &Config) -> Vec<Config> {
 /// exchange bounded by `per_host`, all of it by `budget`.
 pub(super) async fn connect(
     hosts: &[Config],
+    tls: &Tls,
     per_host: Duration,
     budget: Duration,
 ) -> Result<Connected, tokio_postgres::Error> {
     let once = |i: usize, after: Duration| {
         let config = hosts[i].clone();
+        let connector = tls.connector();
         async move {
             tokio::time::sleep(after).await;
-            let out = match tokio::time::timeout(per_host, config.connect(NoTls)).await {
+            let out = match tokio::time::timeout(per_host, config.connect(connector)).await {
                 Ok(out) => out,
                 Err(_) => Err(tokio_postgres::Error::__private_api_timeout()),
             };
@@ -149,6 +163,14 @@ mod tests {
         assert!(per_host(&one).iter().all(|c| c.get_ports() == [6000]));
     }
 
+    /// TLS is for TCP: a unix-socket host goes without, as with libpq.
+    #[test]
+    fn a_unix_socket_host_never_uses_tls() {
+        let config: Config = "host=/run/postgresql,db sslmode=require".parse().unwrap();
+        let modes: Vec<SslMode> = per_host(&config).iter().map(Config::get_ssl_mode).collect();
+        assert_eq!(modes, [SslMode::Disable, SslMode::Require]);
+    }
+
     /// A host that accepts TCP and never answers (a frozen server) is given
     /// up by itself, not waited for forever.
     #[tokio::test]
@@ -161,7 +183,12 @@ mod tests {
         let hosts = per_host(&config);
         let out = tokio::time::timeout(
             Duration::from_secs(60),
-            connect(&hosts, Duration::from_millis(300), Duration::from_secs(2)),
+            connect(
+                &hosts,
+                &Tls::new(&Default::default()).unwrap(),
+                Duration::from_millis(300),
+                Duration::from_secs(2),
+            ),
         )
         .await
         .expect("a connect to a host that never answers must give up by itself");

@@ -1,4 +1,5 @@
-//! The PostgreSQL backend's `impl Database for PgStore`: the schema version and the endpoint.
+//! The PostgreSQL backend's `impl Database for PgStore`: the schema version and the
+//! endpoint; and what TLS its sessions have.
 
 use super::*;
 
@@ -17,7 +18,37 @@ impl Database for PgStore {
         .await
     }
 
+    /// With the URL's `sslmode` when it is not the default (`prefer`).
     fn endpoint(&self) -> String {
-        endpoint_of(&self.config)
+        let endpoint = endpoint_of(&self.config);
+        match self.tls_settings.mode {
+            SslMode::Prefer => endpoint,
+            mode => format!("{endpoint}?sslmode={}", mode.as_str()),
+        }
+    }
+}
+
+impl PgStore {
+    /// The TLS of a session of this store (`TLSv1.3 TLS_AES_256_GCM_SHA384`),
+    /// as the server sees it (`pg_stat_ssl`); `None` when it is plaintext.
+    pub async fn session_tls(&self) -> Result<Option<String>> {
+        self.single(|c| {
+            Box::pin(async move {
+                let row = c
+                    .opt(
+                        "SELECT version || ' ' || cipher FROM pg_stat_ssl
+                         WHERE pid = pg_backend_pid() AND ssl",
+                        &[],
+                    )
+                    .await?;
+                Ok(row.map(|r| r.get(0)))
+            })
+        })
+        .await
+    }
+
+    /// The URL's TLS settings (`sslmode` and the files it named).
+    pub fn tls_settings(&self) -> &TlsSettings {
+        &self.tls_settings
     }
 }

@@ -48,13 +48,17 @@ impl PgStore {
 
     async fn listen_once(&self, notifier: &Notifier, stop: &CancellationToken) -> ListenEnd {
         let lost = |why: String| ListenEnd::Lost { why, was_up: false };
-        let (client, mut connection) =
-            match connect::connect(&self.hosts, self.per_host_timeout(), self.connect_budget())
-                .await
-            {
-                Ok(pair) => pair,
-                Err(e) => return lost(describe(&e)),
-            };
+        let (client, mut connection) = match connect::connect(
+            &self.hosts,
+            &self.tls,
+            self.per_host_timeout(),
+            self.connect_budget(),
+        )
+        .await
+        {
+            Ok(pair) => pair,
+            Err(e) => return lost(describe(&e)),
+        };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let driver = tokio::spawn(async move {
             loop {

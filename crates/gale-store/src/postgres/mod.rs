@@ -35,7 +35,6 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use gale_model::{Dag, DagError, DagId, RunId, RunState, TaskId, TaskState};
 use jiff::Timestamp;
-use tokio_postgres::config::{Host, TargetSessionAttrs};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Row, Statement};
@@ -60,6 +59,10 @@ mod pools;
 mod queue;
 mod runs;
 mod slots;
+mod tls;
+mod url;
+
+pub use url::{PgUrl, RootCert, SslMode, TlsSettings, endpoint_of, parse_url};
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = 6;
@@ -87,6 +90,9 @@ impl Default for PgOptions {
 pub struct PgStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    /// The URL's TLS settings, and the connector built from them.
+    tls_settings: TlsSettings,
+    tls: tls::Tls,
     /// One config per host of `config`, tried all at once.
     hosts: Arc<Vec<tokio_postgres::Config>>,
     /// Bumped when the server stopped answering: calls in flight give up.
@@ -121,8 +127,21 @@ async fn tx_analyze(client: &deadpool_postgres::Object) -> Result<()> {
 
 /// Whether an error means "the database is (momentarily) not there".
 fn classify(e: &tokio_postgres::Error) -> Error {
+    // TLS refusing the server (or the server TLS) is a setting to fix, not
+    // an outage to wait out.
+    if let Some(why) = tls::refusal(e) {
+        return Error::Database(why);
+    }
     let text = describe(e);
     let Some(code) = e.code() else {
+        // The server asked for a password that the URL does not have.
+        if text.contains("password missing") {
+            return Error::Database(
+                "the server asks for a password and the URL has none: \
+                 postgres://USER:PASSWORD@HOST/DB (percent-encode @ : / ? in it)"
+                    .into(),
+            );
+        }
         // No SQLSTATE: the connection broke, timed out or was closed, or a value
         // did not convert (a bug, not an outage).
         if text.contains("error serializing") || text.contains("error deserializing") {
@@ -217,73 +236,6 @@ impl Conn for Tx<'_> {
     }
 }
 
-/// Parses a database URL (`postgres://user@h1:5432,h2:5432/gale?...` or
-/// `host=h1,h2 dbname=gale ...`) and adds Gale's defaults where it says nothing.
-pub fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
-    let mut cfg: tokio_postgres::Config = url.parse().map_err(|e| {
-        Error::Invalid(format!(
-            "invalid PostgreSQL URL (expected postgres://user@host:port[,host:port...]/dbname): {e}"
-        ))
-    })?;
-    if cfg.get_hosts().is_empty() {
-        return Err(Error::Invalid(
-            "the PostgreSQL URL names no host (e.g. postgres://gale@127.0.0.1:5432/gale)".into(),
-        ));
-    }
-    // Gale writes: a standby is never the right server.
-    cfg.target_session_attrs(TargetSessionAttrs::ReadWrite);
-    if cfg.get_connect_timeout().is_none() {
-        cfg.connect_timeout(Duration::from_secs(3));
-    }
-    if cfg.get_tcp_user_timeout().is_none() {
-        cfg.tcp_user_timeout(Duration::from_secs(8));
-    }
-    cfg.keepalives(true);
-    if cfg.get_keepalives_idle() >= Duration::from_secs(7200) {
-        cfg.keepalives_idle(Duration::from_secs(3));
-    }
-    if cfg.get_keepalives_interval().is_none() {
-        cfg.keepalives_interval(Duration::from_secs(1));
-    }
-    if cfg.get_keepalives_retries().is_none() {
-        cfg.keepalives_retries(3);
-    }
-    if cfg.get_options().is_none() {
-        cfg.options(
-            "-c statement_timeout=10000 -c lock_timeout=5000 \
-             -c idle_in_transaction_session_timeout=30000",
-        );
-    }
-    if cfg.get_application_name().is_none() {
-        cfg.application_name("gale");
-    }
-    Ok(cfg)
-}
-
-/// Hosts, ports, database and user of a config: never the password.
-pub fn endpoint_of(cfg: &tokio_postgres::Config) -> String {
-    let ports = cfg.get_ports();
-    let hosts: Vec<String> = cfg
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let host = match h {
-                Host::Tcp(h) => h.clone(),
-                Host::Unix(p) => p.display().to_string(),
-            };
-            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            format!("{host}:{port}")
-        })
-        .collect();
-    format!(
-        "postgres://{}@{}/{}",
-        cfg.get_user().unwrap_or("postgres"),
-        hosts.join(","),
-        cfg.get_dbname().or(cfg.get_user()).unwrap_or("postgres")
-    )
-}
-
 /// How long one host may take to give a session (TCP, startup, authentication,
 /// the read-write check): the URL's `connect_timeout`, 3 s unless it says.
 fn per_host_timeout(config: &tokio_postgres::Config) -> Duration {
@@ -303,6 +255,7 @@ fn connect_budget(config: &tokio_postgres::Config) -> Duration {
 /// The pool's way to connect: every host at once (see `connect`).
 struct RaceConnect {
     hosts: Arc<Vec<tokio_postgres::Config>>,
+    tls: tls::Tls,
     per_host: Duration,
     budget: Duration,
 }
@@ -324,7 +277,7 @@ impl deadpool_postgres::Connect for RaceConnect {
     > {
         Box::pin(async move {
             let (client, connection) =
-                connect::connect(&self.hosts, self.per_host, self.budget).await?;
+                connect::connect(&self.hosts, &self.tls, self.per_host, self.budget).await?;
             let driver = tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     debug!(error = %e, "database connection ended");
@@ -407,7 +360,11 @@ impl PgStore {
     }
 
     pub async fn connect_with(url: &str, wait: Duration, opts: PgOptions) -> Result<PgStore> {
-        let config = parse_url(url)?;
+        let PgUrl {
+            config,
+            tls: tls_settings,
+        } = parse_url(url)?;
+        let tls = tls::Tls::new(&tls_settings)?;
         let hosts = Arc::new(connect::per_host(&config));
         let per_host = per_host_timeout(&config);
         let budget = connect_budget(&config);
@@ -415,6 +372,7 @@ impl PgStore {
             config.clone(),
             RaceConnect {
                 hosts: hosts.clone(),
+                tls: tls.clone(),
                 per_host,
                 budget,
             },
@@ -440,6 +398,8 @@ impl PgStore {
         let store = PgStore {
             pool,
             config,
+            tls_settings,
+            tls,
             hosts,
             outages: Arc::new(tokio::sync::watch::Sender::new(0)),
             opts,

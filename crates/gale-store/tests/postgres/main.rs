@@ -2,6 +2,8 @@
 //! process from the machine's binaries), plus PostgreSQL-only behaviour:
 //! concurrent schedulers and workers racing on one database.
 
+mod tls;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -264,6 +264,8 @@ exec bash "$DOWN" --purge"#,
         let mut cmd = Command::new(self.pg_bin.join("psql"));
         cmd.arg(url)
             .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            // The cluster's passwords, for URLs that do not carry gale's.
+            .env("PGPASSFILE", self.dir.join("pgpass"))
             .env("PGCONNECT_TIMEOUT", "2")
             .env("PGOPTIONS", "-c statement_timeout=20000");
         let out = run(cmd, Duration::from_secs(30));
@@ -271,6 +273,61 @@ exec bash "$DOWN" --purge"#,
             Ok(out.stdout.trim_end().to_owned())
         } else {
             Err(format!("{}{}", out.stderr.trim(), out.stdout.trim()))
+        }
+    }
+
+    /// Every PostgreSQL of the cluster, and HAProxy's port to the primary,
+    /// refuses Gale's role and the superuser over TCP without their password
+    /// or with a wrong one (scram-sha-256, never trust), and lets them in
+    /// with it: a task that knows the ports but not a password gets nothing.
+    pub fn assert_passwords_required(&self) {
+        let ports = NODES
+            .iter()
+            .map(|n| self.port_base + 10 * u16::from(*n) + 2)
+            .chain([self.port_base]);
+        for port in ports {
+            for user in ["gale", "postgres"] {
+                let attempt = |password: Option<&str>, passfile: &Path| {
+                    let mut cmd = Command::new(self.pg_bin.join("psql"));
+                    cmd.args([
+                        "-w",
+                        "-XAtq",
+                        "-h",
+                        "127.0.0.1",
+                        "-d",
+                        "postgres",
+                        "-U",
+                        user,
+                    ])
+                    .args(["-p", &port.to_string(), "-c", "SELECT current_user"])
+                    .env_remove("PGPASSWORD")
+                    .env("PGPASSFILE", passfile)
+                    .env("PGCONNECT_TIMEOUT", "5");
+                    if let Some(p) = password {
+                        cmd.env("PGPASSWORD", p);
+                    }
+                    run(cmd, Duration::from_secs(30))
+                };
+                let none = Path::new("/dev/null");
+                let out = attempt(None, none);
+                assert!(
+                    !out.ok && out.stderr.contains("no password supplied"),
+                    "port {port} must ask {user} for a password: {out}"
+                );
+                let out = attempt(Some("not-the-password"), none);
+                assert!(
+                    !out.ok
+                        && out.stderr.contains(&format!(
+                            "password authentication failed for user \"{user}\""
+                        )),
+                    "port {port} must refuse {user} with a wrong password: {out}"
+                );
+                let out = attempt(None, &self.dir.join("pgpass"));
+                assert!(
+                    out.ok && out.stdout.trim() == user,
+                    "port {port} must let {user} in with its password: {out}"
+                );
+            }
         }
     }
 

@@ -25,6 +25,11 @@
 //!     node, discarding writes it acknowledged (skipped then, a failure under
 //!     `CI=true`).
 //!
+//! Before the first scenario, every PostgreSQL of the cluster and HAProxy's
+//! port to the primary must refuse Gale's role and the superuser without a
+//! password or with a wrong one (scram-sha-256, no trust), and let them in
+//! with theirs.
+//!
 //! The load: a DAG scheduled every 5 s and a DAG triggered every second through
 //! HAProxy's HTTP frontend, both a chain with a fan-out of short tasks. A probe
 //! writes a row every 100 ms through the database URL Gale uses. After the last
@@ -145,6 +150,7 @@ fn failure_injection_under_load() {
     let started = Instant::now();
     let cluster = Cluster::up();
     eprintln!("HA: cluster up in {:.0}s", started.elapsed().as_secs_f64());
+    cluster.assert_passwords_required();
     let mut suite = Suite::new(cluster);
     suite.run_all();
     eprintln!("HA: suite done in {:.0}s", started.elapsed().as_secs_f64());

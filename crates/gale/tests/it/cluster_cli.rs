@@ -193,6 +193,16 @@ fn cluster_status_and_check_on_postgres() {
     assert!(!out.stdout.contains("FAIL"), "{out}");
     assert!(has_finding(&out, true, "database", &endpoint), "{out}");
     assert!(has_finding(&out, true, "schema", "version"), "{out}");
+    // The test server has TLS off; the default sslmode (prefer) allows that.
+    assert!(
+        has_finding(
+            &out,
+            true,
+            "database TLS",
+            "none: the connection is plaintext (sslmode=prefer)"
+        ),
+        "{out}"
+    );
     assert!(has_finding(&out, true, "schedulers", "1 live"), "{out}");
     assert!(has_finding(&out, true, "workers", "1 live"), "{out}");
     for id in [&sid, &wid] {
@@ -208,6 +218,7 @@ fn cluster_status_and_check_on_postgres() {
         "database",
         "clock (this machine)",
         "schema",
+        "database TLS",
         "schedulers",
         "workers",
     ] {

@@ -22,6 +22,7 @@ mod dag_files;
 mod failover;
 mod faults;
 mod inject;
+mod pg_auth;
 mod runs;
 mod scheduling;
 mod startup;
