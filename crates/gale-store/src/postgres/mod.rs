@@ -45,6 +45,7 @@ use tracing::{debug, info, warn};
 use crate::rules::*;
 use crate::*;
 
+mod audit;
 mod auth;
 mod backfills;
 mod clock;
@@ -62,7 +63,7 @@ mod runs;
 mod slots;
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Tunables of a [`PgStore`].
 #[derive(Clone, Debug)]
