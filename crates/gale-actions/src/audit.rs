@@ -104,10 +104,7 @@ pub(crate) async fn audited<T>(
 
 /// A detail object from `(key, value)` pairs.
 pub fn detail<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 /// The keys of a conf object (its values may be secrets, so they are never

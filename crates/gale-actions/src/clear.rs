@@ -38,7 +38,10 @@ pub async fn clear(
             task_ids,
             downstream,
         } => detail([
-            ("tasks", json!(task_ids.iter().take(100).collect::<Vec<_>>())),
+            (
+                "tasks",
+                json!(task_ids.iter().take(100).collect::<Vec<_>>()),
+            ),
             ("downstream", json!(downstream)),
         ]),
     };

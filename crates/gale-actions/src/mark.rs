@@ -74,9 +74,17 @@ pub async fn cancel_run(
     .await;
     let target = format!("run/{run_id}");
     let about = serde_json::Map::new();
-    audited(store, actor, AuditAction::RunCancel, &target, about, result, |run, d| {
-        d.insert("was".into(), json!(run.state.to_string()));
-    })
+    audited(
+        store,
+        actor,
+        AuditAction::RunCancel,
+        &target,
+        about,
+        result,
+        |run, d| {
+            d.insert("was".into(), json!(run.state.to_string()));
+        },
+    )
     .await
 }
 
@@ -101,9 +109,17 @@ pub async fn mark_run(
     .await;
     let target = format!("run/{run_id}");
     let about = detail([("state", json!(mark.task_state().to_string()))]);
-    audited(store, actor, AuditAction::RunMark, &target, about, result, |run, d| {
-        d.insert("was".into(), json!(run.state.to_string()));
-    })
+    audited(
+        store,
+        actor,
+        AuditAction::RunMark,
+        &target,
+        about,
+        result,
+        |run, d| {
+            d.insert("was".into(), json!(run.state.to_string()));
+        },
+    )
     .await
 }
 
@@ -136,8 +152,16 @@ pub async fn mark_task(
     .await;
     let target = format!("run/{run_id}/task/{task_id}");
     let about = detail([("state", json!(to.to_string()))]);
-    audited(store, actor, AuditAction::TaskMark, &target, about, result, |t, d| {
-        d.insert("was".into(), json!(t.state.to_string()));
-    })
+    audited(
+        store,
+        actor,
+        AuditAction::TaskMark,
+        &target,
+        about,
+        result,
+        |t, d| {
+            d.insert("was".into(), json!(t.state.to_string()));
+        },
+    )
     .await
 }

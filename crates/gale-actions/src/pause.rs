@@ -25,5 +25,14 @@ pub async fn set_paused(
         AuditAction::DagUnpause
     };
     let target = format!("dag/{dag_id}");
-    audited(store, actor, action, &target, serde_json::Map::new(), result, |_, _| {}).await
+    audited(
+        store,
+        actor,
+        action,
+        &target,
+        serde_json::Map::new(),
+        result,
+        |_, _| {},
+    )
+    .await
 }

@@ -68,12 +68,26 @@ async fn trigger_creates_a_manual_run_once_per_logical_date() {
     assert_eq!(run.run_key, "manual__2026-01-01T00:00:00Z");
     let again = crate::trigger(&*store, &olga(), &hello(), serde_json::Map::new(), date).await;
     assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
-    let nope = crate::trigger(&*store, &olga(), &DagId("nope".into()), serde_json::Map::new(), None).await;
+    let nope = crate::trigger(
+        &*store,
+        &olga(),
+        &DagId("nope".into()),
+        serde_json::Map::new(),
+        None,
+    )
+    .await;
     assert!(
         matches!(&nope, Err(Error::NotFound(m)) if m == "no DAG nope"),
         "{nope:?}"
     );
-    let bad = crate::trigger(&*store, &olga(), &hello(), serde_json::Map::new(), Some("soon")).await;
+    let bad = crate::trigger(
+        &*store,
+        &olga(),
+        &hello(),
+        serde_json::Map::new(),
+        Some("soon"),
+    )
+    .await;
     assert!(
         matches!(&bad, Err(Error::Invalid(m)) if m.starts_with("logical date: ")),
         "{bad:?}"
@@ -221,17 +235,20 @@ async fn every_action_is_audited_with_its_actor_and_outcome() {
             .all(|r| r.actor == "olga" && r.origin == "192.0.2.7:5151")
     );
     let trigger = &rows[0];
-    assert_eq!(trigger.detail["conf_keys"], serde_json::json!(["api_password"]));
+    assert_eq!(
+        trigger.detail["conf_keys"],
+        serde_json::json!(["api_password"])
+    );
     assert_eq!(trigger.detail["run_id"], serde_json::json!(run.id.0));
-    let text = serde_json::to_string(&rows.iter().map(|r| &r.detail).collect::<Vec<_>>())
-        .expect("json");
-    assert!(!text.contains("hunter2"), "a conf value was recorded: {text}");
+    let text =
+        serde_json::to_string(&rows.iter().map(|r| &r.detail).collect::<Vec<_>>()).expect("json");
+    assert!(
+        !text.contains("hunter2"),
+        "a conf value was recorded: {text}"
+    );
     assert_eq!(rows[1].detail["error"], serde_json::json!("no DAG nope"));
     assert_eq!(rows[3].detail["cleared"], serde_json::json!(["greet"]));
     assert_eq!(rows[7].detail["created_runs"], serde_json::json!(2));
-    let b = store
-        .list_backfills(None, 1)
-        .await
-        .expect("list_backfills");
+    let b = store.list_backfills(None, 1).await.expect("list_backfills");
     assert_eq!(b[0].created_by.as_deref(), Some("olga"));
 }

@@ -84,3 +84,21 @@ pub async fn record_login(
     )
     .await;
 }
+
+/// The login form's answer for `user`: a session opened, or a wrong name or
+/// password.
+pub async fn form_login(store: &dyn Store, user: &str, peer: &str, ok: bool) {
+    let (outcome, reason) = match ok {
+        true => (AuditOutcome::Success, None),
+        false => (AuditOutcome::Failure, Some("wrong user name or password")),
+    };
+    record_login(store, user, peer, LoginVia::Form, outcome, reason).await;
+}
+
+/// A bearer token refused (malformed, unknown, revoked or expired), from the
+/// request's peer.
+pub async fn token_refused(store: &dyn Store, extensions: &Extensions, reason: &str) {
+    let peer = peer_of(extensions);
+    let failure = AuditOutcome::Failure;
+    record_login(store, "", &peer, LoginVia::Token, failure, Some(reason)).await;
+}

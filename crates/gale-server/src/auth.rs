@@ -259,8 +259,7 @@ pub async fn authenticate(
             }
             Err(e) => {
                 if e.status == StatusCode::UNAUTHORIZED {
-                    let peer = crate::audit::peer_of(req.extensions());
-                    crate::audit::record_login(&*state.store, "", &peer, crate::audit::LoginVia::Token, gale_store::AuditOutcome::Failure, Some(&e.detail)).await;
+                    crate::audit::token_refused(&*state.store, req.extensions(), &e.detail).await;
                 }
                 return deny(e);
             }

@@ -97,8 +97,19 @@ pub async fn users(paths: &Paths, output: Output, cmd: UsersCmd) -> anyhow::Resu
                 .await?;
             let exists = format!("a user {name:?} exists already");
             let about = detail([("role", json!(role.as_str()))]);
-            let result = if created { Ok(()) } else { Err(exists.as_str()) };
-            record(&*store, AuditAction::UserCreate, &format!("user/{name}"), about, result).await;
+            let result = if created {
+                Ok(())
+            } else {
+                Err(exists.as_str())
+            };
+            record(
+                &*store,
+                AuditAction::UserCreate,
+                &format!("user/{name}"),
+                about,
+                result,
+            )
+            .await;
             if !created {
                 bail!("{exists}");
             }
@@ -129,9 +140,20 @@ pub async fn users(paths: &Paths, output: Output, cmd: UsersCmd) -> anyhow::Resu
         UsersCmd::Delete { name } => {
             let deleted = store.delete_user(&name).await?;
             let missing = format!("no user {name}");
-            let result = if deleted { Ok(()) } else { Err(missing.as_str()) };
+            let result = if deleted {
+                Ok(())
+            } else {
+                Err(missing.as_str())
+            };
             let target = format!("user/{name}");
-            record(&*store, AuditAction::UserDelete, &target, Map::new(), result).await;
+            record(
+                &*store,
+                AuditAction::UserDelete,
+                &target,
+                Map::new(),
+                result,
+            )
+            .await;
             if !deleted {
                 return Err(crate::cli::NotFound(missing).into());
             }
@@ -148,7 +170,14 @@ pub async fn users(paths: &Paths, output: Output, cmd: UsersCmd) -> anyhow::Resu
             let missing = format!("no user {name}");
             let result = if set { Ok(()) } else { Err(missing.as_str()) };
             let target = format!("user/{name}");
-            record(&*store, AuditAction::UserPassword, &target, Map::new(), result).await;
+            record(
+                &*store,
+                AuditAction::UserPassword,
+                &target,
+                Map::new(),
+                result,
+            )
+            .await;
             if !set {
                 return Err(crate::cli::NotFound(missing).into());
             }
@@ -192,7 +221,14 @@ pub async fn tokens(paths: &Paths, output: Output, cmd: TokensCmd) -> anyhow::Re
             if let Some(t) = expires {
                 about.insert("expires_at".into(), json!(t.to_string()));
             }
-            record(&*store, AuditAction::TokenCreate, &format!("token/{id}"), about, Ok(())).await;
+            record(
+                &*store,
+                AuditAction::TokenCreate,
+                &format!("token/{id}"),
+                about,
+                Ok(()),
+            )
+            .await;
             eprintln!("token {id} ({name}) for {user}; use it as `Authorization: Bearer <token>`.");
             eprintln!("It is shown only now:");
             println!("{secret}");
@@ -222,10 +258,18 @@ pub async fn tokens(paths: &Paths, output: Output, cmd: TokensCmd) -> anyhow::Re
             }
         }
         TokensCmd::Revoke { id } => {
-            let token = store.list_tokens(None).await?.into_iter().find(|t| t.id == id);
+            let token = store
+                .list_tokens(None)
+                .await?
+                .into_iter()
+                .find(|t| t.id == id);
             let revoked = store.revoke_token(id).await?;
             let missing = format!("no token {id}");
-            let result = if revoked { Ok(()) } else { Err(missing.as_str()) };
+            let result = if revoked {
+                Ok(())
+            } else {
+                Err(missing.as_str())
+            };
             let about = match token {
                 Some(t) => detail([("user", json!(t.user)), ("name", json!(t.name))]),
                 None => Map::new(),

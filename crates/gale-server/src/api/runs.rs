@@ -248,8 +248,8 @@ pub(super) async fn mark_run(
     Path(run_id): Path<i64>,
     Json(req): Json<MarkRequest>,
 ) -> ApiResult<Json<Run>> {
-    let run = gale_actions::mark_run(&*s.store, &caller.actor(), RunId(run_id), req.state.into())
-        .await?;
+    let run =
+        gale_actions::mark_run(&*s.store, &caller.actor(), RunId(run_id), req.state.into()).await?;
     s.run_changed(run.id);
     Ok(Json(Run::from(&run_of(&*s.store, run_id).await?)))
 }

@@ -9,13 +9,13 @@ use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use gale_store::AuditOutcome;
 use serde::Deserialize;
 
 use super::{Ctx, assets, html, is_local_path, see_other};
 use crate::AppState;
-use crate::audit::{LoginVia, Peer, record_login};
+use crate::audit::{self, Peer};
 use crate::auth;
-use gale_store::AuditOutcome;
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -94,7 +94,7 @@ pub async fn submit(
     }
     match auth::login(&*s.store, form.user.trim(), &form.password).await {
         Ok(Some((cookie, _csrf))) => {
-            record_login(&*s.store, form.user.trim(), &peer, LoginVia::Form, AuditOutcome::Success, None).await;
+            audit::form_login(&*s.store, form.user.trim(), &peer, true).await;
             let mut res = see_other(&next, None, s.secure_cookies);
             res.headers_mut().append(
                 header::SET_COOKIE,
@@ -103,7 +103,7 @@ pub async fn submit(
             res
         }
         Ok(None) => {
-            record_login(&*s.store, form.user.trim(), &peer, LoginVia::Form, AuditOutcome::Failure, Some("wrong user name or password")).await;
+            audit::form_login(&*s.store, form.user.trim(), &peer, false).await;
             form_again(StatusCode::UNAUTHORIZED, "wrong user name or password")
         }
         Err(e) => {

@@ -82,7 +82,10 @@ pub async fn audit_log_round_trip<S: Store + ?Sized>(store: &S) {
         },
     )
     .await;
-    assert_eq!(by_alice.iter().map(|r| r.id).collect::<Vec<_>>(), vec![c, a]);
+    assert_eq!(
+        by_alice.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![c, a]
+    );
     let pauses = list(
         store,
         AuditFilter {

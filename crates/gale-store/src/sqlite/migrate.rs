@@ -89,9 +89,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         .map_err(map_err)?;
     }
     let newest: i64 = tx
-        .query_row("SELECT coalesce(max(version), 0) FROM gale_schema", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM gale_schema",
+            [],
+            |r| r.get(0),
+        )
         .map_err(map_err)?;
     tx.pragma_update(None, "user_version", newest)
         .map_err(map_err)?;

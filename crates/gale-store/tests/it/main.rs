@@ -330,8 +330,17 @@ async fn a_missing_migration_below_the_newest_is_applied() {
     .expect("undo migration 7");
     drop(conn);
     let store = SqliteStore::open(&path).expect("reopen applies the missing migration");
-    assert!(store.list_users().await.expect("users table is back").is_empty());
-    assert_eq!(store.schema_version().await.expect("version"), SCHEMA_VERSION);
+    assert!(
+        store
+            .list_users()
+            .await
+            .expect("users table is back")
+            .is_empty()
+    );
+    assert_eq!(
+        store.schema_version().await.expect("version"),
+        SCHEMA_VERSION
+    );
     drop(store);
     let conn = rusqlite::Connection::open(&path).expect("open raw");
     assert_eq!(recorded_versions(&conn), fresh);
@@ -373,8 +382,11 @@ async fn an_unknown_migration_is_refused() {
     let path = dir.path().join("gale.db");
     drop(SqliteStore::open(&path).expect("open"));
     let conn = rusqlite::Connection::open(&path).expect("open raw");
-    conn.execute("INSERT INTO gale_schema (version, applied_at) VALUES (8, 0)", [])
-        .expect("record version 8");
+    conn.execute(
+        "INSERT INTO gale_schema (version, applied_at) VALUES (8, 0)",
+        [],
+    )
+    .expect("record version 8");
     drop(conn);
     let err = match SqliteStore::open(&path) {
         Ok(_) => panic!("an unknown migration must be refused"),

@@ -77,9 +77,14 @@ async fn migrations_are_recorded_one_by_one_and_gaps_are_tolerated() {
         .await
         .expect("a plain connection");
     tokio::spawn(conn);
-    let read = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>();
+    let read = |rows: Vec<tokio_postgres::Row>| {
+        rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>()
+    };
     let q = "SELECT version FROM gale_schema ORDER BY version";
-    assert_eq!(read(client.query(q, &[]).await.expect("versions")), vec![1, 2, 3, 4, 5, 6, 8]);
+    assert_eq!(
+        read(client.query(q, &[]).await.expect("versions")),
+        vec![1, 2, 3, 4, 5, 6, 8]
+    );
     client
         .batch_execute("DROP TABLE audit_log; DELETE FROM gale_schema WHERE version = 8;")
         .await
@@ -95,7 +100,10 @@ async fn migrations_are_recorded_one_by_one_and_gaps_are_tolerated() {
             .is_empty()
     );
     drop(store);
-    assert_eq!(read(client.query(q, &[]).await.expect("versions")), vec![1, 2, 3, 4, 5, 6, 8]);
+    assert_eq!(
+        read(client.query(q, &[]).await.expect("versions")),
+        vec![1, 2, 3, 4, 5, 6, 8]
+    );
     client
         .batch_execute("INSERT INTO gale_schema (version) VALUES (7)")
         .await

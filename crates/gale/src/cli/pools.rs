@@ -60,7 +60,11 @@ pub async fn pools(paths: &Paths, output: Output, cmd: PoolsCmd) -> anyhow::Resu
             if !gale_model::ids::is_valid_id(&name) {
                 bail!("invalid pool name {name:?}: use letters, digits, '_', '.' and '-' only");
             }
-            let before = store.list_pools().await?.into_iter().find(|p| p.name == name);
+            let before = store
+                .list_pools()
+                .await?
+                .into_iter()
+                .find(|p| p.name == name);
             store.set_pool(&name, slots, description.as_deref()).await?;
             let mut about = detail([("slots", json!(slots))]);
             if let Some(d) = &description {
@@ -80,9 +84,20 @@ pub async fn pools(paths: &Paths, output: Output, cmd: PoolsCmd) -> anyhow::Resu
         PoolsCmd::Delete { name } => {
             let deleted = store.delete_pool(&name).await?;
             let missing = format!("no pool {name}");
-            let result = if deleted { Ok(()) } else { Err(missing.as_str()) };
+            let result = if deleted {
+                Ok(())
+            } else {
+                Err(missing.as_str())
+            };
             let target = format!("pool/{name}");
-            record(&*store, AuditAction::PoolDelete, &target, Map::new(), result).await;
+            record(
+                &*store,
+                AuditAction::PoolDelete,
+                &target,
+                Map::new(),
+                result,
+            )
+            .await;
             if deleted {
                 println!("pool {name} deleted");
                 Ok(exit::OK)

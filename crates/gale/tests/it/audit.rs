@@ -16,8 +16,7 @@ use crate::web::{self, Web};
 /// Fails (for clearing and marking); waits for nothing.
 const FLAKY: &str = "tasks:\n  a:\n    run: exit 1\n  b:\n    needs: [a]\n    run: echo b\n";
 const HELLO: &str = "tasks:\n  hi:\n    run: echo hi\n";
-const NIGHTLY: &str =
-    "schedule: \"@daily\"\nstart_date: 2025-01-01\ncatchup: false\ntasks:\n  day:\n    run: \"true\"\n";
+const NIGHTLY: &str = "schedule: \"@daily\"\nstart_date: 2025-01-01\ncatchup: false\ntasks:\n  day:\n    run: \"true\"\n";
 
 /// A conf value and passwords that must never be recorded.
 const CONF_SECRET: &str = "s3cr3t-conf-value";
@@ -45,7 +44,9 @@ fn set_password(home: &Home, name: &str, password: &str) {
         .expect("a stdin pipe")
         .write_all(format!("{password}\n").as_bytes())
         .expect("writing the password");
-    let out = child.wait_with_output().expect("waiting for gale users passwd");
+    let out = child
+        .wait_with_output()
+        .expect("waiting for gale users passwd");
     assert!(
         out.status.success(),
         "{}",
@@ -147,11 +148,20 @@ fn every_change_is_audited_with_who_where_and_how_it_went() {
     home.ok(&["pools", "set", "db", "3"]);
     home.ok(&["pools", "delete", "db"]);
     assert_eq!(home.gale(&["pools", "delete", "db"]).code, 4);
-    let cli_run = home.trigger("hello", &["--conf", &format!("{{\"token\": \"{CONF_SECRET}\"}}")]);
+    let cli_run = home.trigger(
+        "hello",
+        &["--conf", &format!("{{\"token\": \"{CONF_SECRET}\"}}")],
+    );
     home.ok(&["dags", "pause", "nightly"]);
     home.ok(&["dags", "unpause", "nightly"]);
     home.ok(&[
-        "backfill", "nightly", "--from", "2025-02-01", "--to", "2025-02-02", "--no-wait",
+        "backfill",
+        "nightly",
+        "--from",
+        "2025-02-01",
+        "--to",
+        "2025-02-02",
+        "--no-wait",
     ]);
 
     // The API, as an operator: trigger (with a secret conf value), clear,
@@ -195,7 +205,10 @@ fn every_change_is_audited_with_who_where_and_how_it_went() {
         .problem(404);
 
     // A bad token and bad passwords: failed logins.
-    admin.with_token("gale_not-a-real-token").get("/api/v1/dags").problem(401);
+    admin
+        .with_token("gale_not-a-real-token")
+        .get("/api/v1/dags")
+        .problem(401);
     let anon = admin.anonymous();
     let bad = anon.send(
         "POST",
@@ -216,7 +229,13 @@ fn every_change_is_audited_with_who_where_and_how_it_went() {
     let (cookie, csrf) = form_login(&anon, "admin", &password);
     let form = |extra: &str| format!("csrf_token={csrf}{extra}");
     assert_eq!(
-        post_form(&anon, "/dags/hello/trigger", &cookie, &[], &form("&conf=%7B%7D")),
+        post_form(
+            &anon,
+            "/dags/hello/trigger",
+            &cookie,
+            &[],
+            &form("&conf=%7B%7D")
+        ),
         303
     );
     assert_eq!(
@@ -224,21 +243,41 @@ fn every_change_is_audited_with_who_where_and_how_it_went() {
         303
     );
     assert_eq!(
-        post_form(&anon, "/dags/flaky/unpause", &cookie, &[], &form("&back=%2F")),
+        post_form(
+            &anon,
+            "/dags/flaky/unpause",
+            &cookie,
+            &[],
+            &form("&back=%2F")
+        ),
         303
     );
     // The page, for the admin, lists rows; the viewer's nav has no link.
     let page = anon.send("GET", "/audit", &[("cookie", &cookie)], None);
     assert_eq!(page.status, 200, "{}", page.text());
     let html = page.text();
-    assert!(html.contains(r#"href="/audit""#), "the admin's nav links the audit log");
-    for action in ["run.trigger", "dag.pause", "login", "user.create", "pool.delete"] {
+    assert!(
+        html.contains(r#"href="/audit""#),
+        "the admin's nav links the audit log"
+    );
+    for action in [
+        "run.trigger",
+        "dag.pause",
+        "login",
+        "user.create",
+        "pool.delete",
+    ] {
         assert!(
             html.contains(&format!(r#"data-action="{action}""#)),
             "no {action} row on the page"
         );
     }
-    let filtered = anon.send("GET", "/audit?actor=op&action=login", &[("cookie", &cookie)], None);
+    let filtered = anon.send(
+        "GET",
+        "/audit?actor=op&action=login",
+        &[("cookie", &cookie)],
+        None,
+    );
     assert_eq!(filtered.status, 200);
     let html = filtered.text();
     assert!(html.contains(r#"data-action="login""#), "{html}");
@@ -256,7 +295,10 @@ fn every_change_is_audited_with_who_where_and_how_it_went() {
     let resp = anon.send("GET", "/audit", &[("cookie", &watcher)], None);
     assert_eq!(resp.status, 403, "{}", resp.text());
     let home_page = anon.send("GET", "/", &[("cookie", &watcher)], None).text();
-    assert!(!home_page.contains(r#"href="/audit""#), "a viewer's nav has no audit link");
+    assert!(
+        !home_page.contains(r#"href="/audit""#),
+        "a viewer's nav has no audit link"
+    );
 
     // Bad query parameters are clear 400s.
     for (query, says) in [
@@ -273,30 +315,58 @@ fn every_change_is_audited_with_who_where_and_how_it_went() {
 
     // Everything, with its actor, origin and outcome.
     let entries = all_entries(&admin);
-    let ids: Vec<i64> = entries.iter().map(|e| e["id"].as_i64().unwrap_or(0)).collect();
+    let ids: Vec<i64> = entries
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap_or(0))
+        .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
-    assert_from(one(&entries, "user.create", "user/admin"), "gale", "success");
+    assert_from(
+        one(&entries, "user.create", "user/admin"),
+        "gale",
+        "success",
+    );
     assert_from(one(&entries, "user.create", "user/op"), &cli, "success");
-    assert_eq!(one(&entries, "user.create", "user/op")["detail"]["role"], "operator");
-    assert_from(one(&entries, "user.create", "user/viewer1"), &cli, "success");
+    assert_eq!(
+        one(&entries, "user.create", "user/op")["detail"]["role"],
+        "operator"
+    );
+    assert_from(
+        one(&entries, "user.create", "user/viewer1"),
+        &cli,
+        "success",
+    );
     let spare_target = format!("token/{spare_id}");
     let created = one(&entries, "token.create", &spare_target);
     assert_from(created, &cli, "success");
     assert_eq!(created["detail"]["user"], "op");
-    assert_from(one(&entries, "token.revoke", &spare_target), &cli, "success");
-    assert_from(one(&entries, "user.password", "user/leaver"), &cli, "success");
+    assert_from(
+        one(&entries, "token.revoke", &spare_target),
+        &cli,
+        "success",
+    );
+    assert_from(
+        one(&entries, "user.password", "user/leaver"),
+        &cli,
+        "success",
+    );
     assert_from(one(&entries, "user.delete", "user/leaver"), &cli, "success");
     let pool = one(&entries, "pool.create", "pool/db");
     assert_from(pool, &cli, "success");
     assert_eq!(pool["detail"]["slots"], 2);
     let pool = one(&entries, "pool.update", "pool/db");
-    assert_eq!((&pool["detail"]["slots"], &pool["detail"]["was_slots"]), (&json!(3), &json!(2)));
+    assert_eq!(
+        (&pool["detail"]["slots"], &pool["detail"]["was_slots"]),
+        (&json!(3), &json!(2))
+    );
     let deletes: Vec<&Value> = entries
         .iter()
         .filter(|e| e["action"] == "pool.delete")
         .collect();
     assert_eq!(
-        deletes.iter().map(|e| e["outcome"].as_str().unwrap_or("")).collect::<Vec<_>>(),
+        deletes
+            .iter()
+            .map(|e| e["outcome"].as_str().unwrap_or(""))
+            .collect::<Vec<_>>(),
         ["success", "failure"],
         "the second delete found no pool: {deletes:#?}"
     );
@@ -315,7 +385,11 @@ fn every_change_is_audited_with_who_where_and_how_it_went() {
     assert_eq!(backfills.len(), 2, "{backfills:#?}");
     assert_from(backfills[0], &cli, "success");
     assert_from(backfills[1], "op", "success");
-    assert_eq!(backfills[1]["detail"]["created_runs"], 2, "{:#}", backfills[1]);
+    assert_eq!(
+        backfills[1]["detail"]["created_runs"], 2,
+        "{:#}",
+        backfills[1]
+    );
 
     let api_trigger = entries
         .iter()
@@ -323,17 +397,28 @@ fn every_change_is_audited_with_who_where_and_how_it_went() {
         .expect("the API's trigger");
     assert_from(api_trigger, "op", "success");
     assert_eq!(api_trigger["target"], "dag/flaky");
-    assert_eq!(api_trigger["detail"]["conf_keys"], json!(["api_password", "region"]));
+    assert_eq!(
+        api_trigger["detail"]["conf_keys"],
+        json!(["api_password", "region"])
+    );
     let clear = one(&entries, "run.clear", &format!("run/{run}"));
     assert_from(clear, "op", "success");
     assert_eq!(clear["detail"]["cleared"], json!(["a", "b"]));
     let mark = one(&entries, "task.mark", &format!("run/{run}/task/a"));
     assert_from(mark, "op", "success");
     assert_eq!(mark["detail"]["state"], "success");
-    assert_from(one(&entries, "run.mark", &format!("run/{run}")), "op", "success");
+    assert_from(
+        one(&entries, "run.mark", &format!("run/{run}")),
+        "op",
+        "success",
+    );
     assert_from(one(&entries, "dag.pause", "dag/hello"), "op", "success");
     assert_from(one(&entries, "dag.unpause", "dag/hello"), "op", "success");
-    assert_from(one(&entries, "run.cancel", &format!("run/{queued}")), "op", "success");
+    assert_from(
+        one(&entries, "run.cancel", &format!("run/{queued}")),
+        "op",
+        "success",
+    );
     let refused = one(&entries, "run.trigger", "dag/nosuchdag");
     assert_from(refused, "op", "failure");
     assert_eq!(refused["detail"]["error"], "no DAG nosuchdag");
@@ -360,7 +445,11 @@ fn every_change_is_audited_with_who_where_and_how_it_went() {
     assert_from(ui_trigger, "admin", "success");
     assert_eq!(ui_trigger["target"], "dag/hello");
     assert_from(one(&entries, "dag.pause", "dag/flaky"), "admin", "success");
-    assert_from(one(&entries, "dag.unpause", "dag/flaky"), "admin", "success");
+    assert_from(
+        one(&entries, "dag.unpause", "dag/flaky"),
+        "admin",
+        "success",
+    );
     assert_from(one(&entries, "logout", "user/admin"), "admin", "success");
 
     // No password, token or conf value anywhere in it.
@@ -378,10 +467,15 @@ fn every_change_is_audited_with_who_where_and_how_it_went() {
     }
 
     // Filters, through the API.
-    let page = admin.get("/api/v1/audit?actor=op&action=run.trigger").expect(200);
+    let page = admin
+        .get("/api/v1/audit?actor=op&action=run.trigger")
+        .expect(200);
     let got = page["entries"].as_array().expect("entries");
     assert_eq!(got.len(), 3, "two triggers and the refused one: {page:#}");
-    assert!(got.iter().all(|e| e["actor"] == "op" && e["action"] == "run.trigger"));
+    assert!(
+        got.iter()
+            .all(|e| e["actor"] == "op" && e["action"] == "run.trigger")
+    );
     let first_at = entries[0]["at"].as_str().expect("a time");
     let since = admin
         .get(&format!("/api/v1/audit?since={first_at}&limit=1000"))
@@ -393,7 +487,9 @@ fn every_change_is_audited_with_who_where_and_how_it_went() {
     );
 
     // The CLI lists the same log, newest first, and filters it.
-    let listed = home.ok(&["audit", "list", "--json", "--limit", "1000"]).json();
+    let listed = home
+        .ok(&["audit", "list", "--json", "--limit", "1000"])
+        .json();
     let listed = listed.as_array().expect("a list");
     assert_eq!(listed.len(), entries.len());
     assert_eq!(listed[0]["id"], entries[entries.len() - 1]["id"]);
@@ -402,7 +498,10 @@ fn every_change_is_audited_with_who_where_and_how_it_went() {
     let table = home.ok(&["audit", "list", "--action", "login", "--limit", "3"]);
     let lines: Vec<&str> = table.stdout.lines().collect();
     assert_eq!(lines.len(), 4, "a header and three rows: {table}");
-    assert!(lines[0].contains("ACTOR") && lines[0].contains("OUTCOME"), "{table}");
+    assert!(
+        lines[0].contains("ACTOR") && lines[0].contains("OUTCOME"),
+        "{table}"
+    );
     assert!(lines[1..].iter().all(|l| l.contains("login")), "{table}");
     let recent = home.json(&["audit", "list", "--since", "1h", "--action", "logout"]);
     assert_eq!(recent.as_array().map(Vec::len), Some(1), "{recent:#}");

@@ -506,7 +506,13 @@ async fn browser_walks_through_the_ui() {
 }
 
 /// A form post as a browser sends it.
-pub(crate) fn post_form(web: &Web, path: &str, cookie: &str, extra: &[(&str, &str)], body: &str) -> u16 {
+pub(crate) fn post_form(
+    web: &Web,
+    path: &str,
+    cookie: &str,
+    extra: &[(&str, &str)],
+    body: &str,
+) -> u16 {
     let mut headers = vec![
         ("cookie", cookie),
         ("content-type", "application/x-www-form-urlencoded"),
