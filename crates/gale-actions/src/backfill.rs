@@ -1,8 +1,10 @@
 //! Backfilling: one `backfill` run per schedule slot of a date range.
 
 use gale_model::{DagId, RunId, schedule};
-use gale_store::NewRun;
+use gale_store::{AuditAction, NewRun};
+use serde_json::json;
 
+use crate::audit::{Actor, audited, detail};
 use crate::{ActionStore, Error, Result, current_dag};
 
 /// The most runs one backfill may create.
@@ -19,13 +21,37 @@ pub struct Backfill {
 
 /// Creates one `backfill` run per schedule slot of the DAG whose logical date
 /// lies in `[from, to]` (dates in the DAG's time zone unless they carry an
-/// offset), and records the backfill.
+/// offset), and records the backfill as created by the actor.
 pub async fn backfill(
+    store: &(impl ActionStore + ?Sized),
+    actor: &Actor,
+    dag_id: &DagId,
+    from: &str,
+    to: &str,
+) -> Result<Backfill> {
+    let result = create(store, dag_id, from, to, &actor.name).await;
+    audited(
+        store,
+        actor,
+        AuditAction::BackfillCreate,
+        &format!("dag/{dag_id}"),
+        detail([("from", json!(from)), ("to", json!(to))]),
+        result,
+        |b, d| {
+            d.insert("backfill_id".into(), json!(b.id));
+            d.insert("created_runs".into(), json!(b.created.len()));
+            d.insert("existing".into(), json!(b.existing));
+        },
+    )
+    .await
+}
+
+async fn create(
     store: &(impl ActionStore + ?Sized),
     dag_id: &DagId,
     from: &str,
     to: &str,
-    by: Option<&str>,
+    by: &str,
 ) -> Result<Backfill> {
     let (row, version) = current_dag(store, dag_id).await?;
     let dag = &version.spec;
@@ -55,7 +81,9 @@ pub async fn backfill(
             sched.expr()
         )));
     }
-    let id = store.create_backfill(dag_id, from_ts, to_ts, by).await?;
+    let id = store
+        .create_backfill(dag_id, from_ts, to_ts, Some(by))
+        .await?;
     let mut created = Vec::new();
     let mut existing = 0;
     for iv in &intervals {

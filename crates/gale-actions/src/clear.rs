@@ -4,8 +4,10 @@
 use std::collections::{BTreeSet, HashMap};
 
 use gale_model::{RunId, TaskState};
-use gale_store::ClearTask;
+use gale_store::{AuditAction, ClearTask};
+use serde_json::json;
 
+use crate::audit::{Actor, audited, detail};
 use crate::{ActionStore, Error, Result};
 
 /// Which tasks of a run to clear.
@@ -25,6 +27,40 @@ pub enum ClearWhat {
 /// cleared. Unknown task ids are `NotFound`; a chosen task that is still
 /// running or queued is a `Conflict`.
 pub async fn clear(
+    store: &(impl ActionStore + ?Sized),
+    actor: &Actor,
+    run_id: RunId,
+    what: &ClearWhat,
+) -> Result<Vec<String>> {
+    let about = match what {
+        ClearWhat::Failed => detail([("what", json!("failed"))]),
+        ClearWhat::Tasks {
+            task_ids,
+            downstream,
+        } => detail([
+            (
+                "tasks",
+                json!(task_ids.iter().take(100).collect::<Vec<_>>()),
+            ),
+            ("downstream", json!(downstream)),
+        ]),
+    };
+    let result = clear_tasks(store, run_id, what).await;
+    audited(
+        store,
+        actor,
+        AuditAction::RunClear,
+        &format!("run/{run_id}"),
+        about,
+        result,
+        |cleared, d| {
+            d.insert("cleared".into(), json!(cleared));
+        },
+    )
+    .await
+}
+
+async fn clear_tasks(
     store: &(impl ActionStore + ?Sized),
     run_id: RunId,
     what: &ClearWhat,

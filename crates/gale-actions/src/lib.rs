@@ -1,24 +1,30 @@
 //! What people ask Gale to do, shared by the API, the UI and the command line:
 //! trigger a run, backfill a date range, clear tasks so they run again, mark a
-//! run or a task success or failed, cancel a run. Each action validates its
-//! input, reads what it needs and makes its change through conditional store
-//! writes; it reports what went wrong as an [`Error`] that each face (HTTP,
-//! pages, exit codes) maps on its own. No HTTP, no page or terminal types here.
+//! run or a task success or failed, cancel a run, pause or unpause a DAG.
+//! Each action validates its input, reads what it needs and makes its change
+//! through conditional store writes; it records who asked, from where, and how
+//! it went in the audit log ([`audit`]); it reports what went wrong as an
+//! [`Error`] that each face (HTTP, pages, exit codes) maps on its own. No HTTP,
+//! no page or terminal types here.
 
+pub mod audit;
 mod backfill;
 mod clear;
 mod mark;
+mod pause;
 mod trigger;
 
 #[cfg(test)]
 mod tests;
 
 use gale_model::DagId;
-use gale_store::{Backfills, Clock, DagRow, DagVersion, Dags, Operator, Runs};
+use gale_store::{Audit, Backfills, Clock, DagRow, DagVersion, Dags, Operator, Runs};
 
+pub use audit::Actor;
 pub use backfill::{Backfill, MAX_BACKFILL_RUNS, backfill};
 pub use clear::{ClearWhat, clear};
 pub use mark::{Mark, cancel_run, mark_run, mark_task};
+pub use pause::set_paused;
 pub use trigger::trigger;
 
 /// Why an action did not happen.
@@ -48,10 +54,11 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The parts of the store the actions use: DAG versions, runs and their task
-/// instances, backfills, operators' marks and clears, and the store's clock.
-pub trait ActionStore: Clock + Dags + Runs + Backfills + Operator {}
+/// instances, backfills, operators' marks and clears, the audit log and the
+/// store's clock.
+pub trait ActionStore: Clock + Dags + Runs + Backfills + Operator + Audit {}
 
-impl<T: Clock + Dags + Runs + Backfills + Operator + ?Sized> ActionStore for T {}
+impl<T: Clock + Dags + Runs + Backfills + Operator + Audit + ?Sized> ActionStore for T {}
 
 /// A DAG's row and its current version.
 pub async fn current_dag(

@@ -4,7 +4,9 @@
 use gale_model::{DagId, RunId};
 use gale_store::prelude::*;
 
-use crate::{ClearWhat, Error, Mark};
+use gale_store::{AuditAction, AuditFilter, AuditOutcome, AuditRow};
+
+use crate::{Actor, ClearWhat, Error, Mark};
 
 const HELLO: &str = r#"tasks:
   greet:
@@ -42,22 +44,50 @@ fn hello() -> DagId {
     DagId("hello".into())
 }
 
+fn olga() -> Actor {
+    Actor::new("olga", "192.0.2.7:5151")
+}
+
+/// The audit log, oldest first.
+async fn audit(store: &dyn Store) -> Vec<AuditRow> {
+    let mut rows = store
+        .list_audit(&AuditFilter::default())
+        .await
+        .expect("list_audit");
+    rows.reverse();
+    rows
+}
+
 #[tokio::test]
 async fn trigger_creates_a_manual_run_once_per_logical_date() {
     let (_dir, store) = store().await;
     let date = Some("2026-01-01");
-    let run = crate::trigger(&*store, &hello(), serde_json::Map::new(), date)
+    let run = crate::trigger(&*store, &olga(), &hello(), serde_json::Map::new(), date)
         .await
         .expect("trigger");
     assert_eq!(run.run_key, "manual__2026-01-01T00:00:00Z");
-    let again = crate::trigger(&*store, &hello(), serde_json::Map::new(), date).await;
+    let again = crate::trigger(&*store, &olga(), &hello(), serde_json::Map::new(), date).await;
     assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
-    let nope = crate::trigger(&*store, &DagId("nope".into()), serde_json::Map::new(), None).await;
+    let nope = crate::trigger(
+        &*store,
+        &olga(),
+        &DagId("nope".into()),
+        serde_json::Map::new(),
+        None,
+    )
+    .await;
     assert!(
         matches!(&nope, Err(Error::NotFound(m)) if m == "no DAG nope"),
         "{nope:?}"
     );
-    let bad = crate::trigger(&*store, &hello(), serde_json::Map::new(), Some("soon")).await;
+    let bad = crate::trigger(
+        &*store,
+        &olga(),
+        &hello(),
+        serde_json::Map::new(),
+        Some("soon"),
+    )
+    .await;
     assert!(
         matches!(&bad, Err(Error::Invalid(m)) if m.starts_with("logical date: ")),
         "{bad:?}"
@@ -67,19 +97,19 @@ async fn trigger_creates_a_manual_run_once_per_logical_date() {
 #[tokio::test]
 async fn backfill_needs_a_schedule_and_an_ordered_range() {
     let (_dir, store) = store().await;
-    let res = crate::backfill(&*store, &hello(), "2026-01-01", "2026-01-02", None).await;
+    let res = crate::backfill(&*store, &olga(), &hello(), "2026-01-01", "2026-01-02").await;
     assert!(
         matches!(&res, Err(Error::Invalid(m)) if m == "hello has no schedule: trigger it instead"),
         "{res:?}"
     );
     let nightly = DagId("nightly".into());
-    let res = crate::backfill(&*store, &nightly, "2026-01-03", "2026-01-01", None).await;
+    let res = crate::backfill(&*store, &olga(), &nightly, "2026-01-03", "2026-01-01").await;
     assert!(matches!(res, Err(Error::Invalid(_))), "{res:?}");
-    let made = crate::backfill(&*store, &nightly, "2026-01-01", "2026-01-03", Some("olga"))
+    let made = crate::backfill(&*store, &olga(), &nightly, "2026-01-01", "2026-01-03")
         .await
         .expect("backfill");
     assert_eq!((made.created.len(), made.existing), (3, 0));
-    let again = crate::backfill(&*store, &nightly, "2026-01-01", "2026-01-03", None)
+    let again = crate::backfill(&*store, &olga(), &nightly, "2026-01-01", "2026-01-03")
         .await
         .expect("backfill again");
     assert_eq!((again.created.len(), again.existing), (0, 3));
@@ -88,23 +118,23 @@ async fn backfill_needs_a_schedule_and_an_ordered_range() {
 #[tokio::test]
 async fn clear_refuses_unknown_and_unfinished_tasks() {
     let (_dir, store) = store().await;
-    let res = crate::clear(&*store, RunId(99), &ClearWhat::Failed).await;
+    let res = crate::clear(&*store, &olga(), RunId(99), &ClearWhat::Failed).await;
     assert!(
         matches!(&res, Err(Error::NotFound(m)) if m == "no run 99"),
         "{res:?}"
     );
-    let run = crate::trigger(&*store, &hello(), serde_json::Map::new(), None)
+    let run = crate::trigger(&*store, &olga(), &hello(), serde_json::Map::new(), None)
         .await
         .expect("trigger");
     let what = |id: &str| ClearWhat::Tasks {
         task_ids: vec![id.to_owned()],
         downstream: true,
     };
-    let res = crate::clear(&*store, run.id, &what("nope")).await;
+    let res = crate::clear(&*store, &olga(), run.id, &what("nope")).await;
     assert!(matches!(res, Err(Error::NotFound(_))), "{res:?}");
-    let res = crate::clear(&*store, run.id, &what("greet")).await;
+    let res = crate::clear(&*store, &olga(), run.id, &what("greet")).await;
     assert!(matches!(res, Err(Error::Conflict(_))), "{res:?}");
-    let cleared = crate::clear(&*store, run.id, &ClearWhat::Failed)
+    let cleared = crate::clear(&*store, &olga(), run.id, &ClearWhat::Failed)
         .await
         .expect("clear");
     assert!(cleared.is_empty(), "{cleared:?}");
@@ -113,26 +143,26 @@ async fn clear_refuses_unknown_and_unfinished_tasks() {
 #[tokio::test]
 async fn marks_and_cancels_are_conditional() {
     let (_dir, store) = store().await;
-    let res = crate::cancel_run(&*store, RunId(99), "olga").await;
+    let res = crate::cancel_run(&*store, &olga(), RunId(99)).await;
     assert!(matches!(res, Err(Error::NotFound(_))), "{res:?}");
-    let run = crate::trigger(&*store, &hello(), serde_json::Map::new(), None)
+    let run = crate::trigger(&*store, &olga(), &hello(), serde_json::Map::new(), None)
         .await
         .expect("trigger");
-    let t = crate::mark_task(&*store, run.id, "greet", Mark::Success, "olga")
+    let t = crate::mark_task(&*store, &olga(), run.id, "greet", Mark::Success)
         .await
         .expect("mark greet");
     assert_eq!(t.task_id.as_str(), "greet");
-    let res = crate::mark_task(&*store, run.id, "greet", Mark::Success, "olga").await;
+    let res = crate::mark_task(&*store, &olga(), run.id, "greet", Mark::Success).await;
     assert!(
         matches!(&res, Err(Error::Conflict(m)) if *m == format!("task greet of run {} is already success", run.id)),
         "{res:?}"
     );
-    let res = crate::mark_task(&*store, run.id, "nope", Mark::Failed, "olga").await;
+    let res = crate::mark_task(&*store, &olga(), run.id, "nope", Mark::Failed).await;
     assert!(matches!(res, Err(Error::NotFound(_))), "{res:?}");
-    crate::mark_run(&*store, run.id, Mark::Failed, "olga")
+    crate::mark_run(&*store, &olga(), run.id, Mark::Failed)
         .await
         .expect("mark the run failed");
-    let res = crate::cancel_run(&*store, run.id, "olga").await;
+    let res = crate::cancel_run(&*store, &olga(), run.id).await;
     assert!(
         matches!(&res, Err(Error::Conflict(m)) if m.contains("has already finished")),
         "{res:?}"
@@ -143,4 +173,82 @@ async fn marks_and_cancels_are_conditional() {
         matches!(&res, Err(Error::Invalid(m)) if m == "mark as \"success\" or \"failed\", not \"done\""),
         "{res:?}"
     );
+}
+
+#[tokio::test]
+async fn every_action_is_audited_with_its_actor_and_outcome() {
+    let (_dir, store) = store().await;
+    let mut conf = serde_json::Map::new();
+    conf.insert("api_password".into(), serde_json::json!("hunter2"));
+    let run = crate::trigger(&*store, &olga(), &hello(), conf, Some("2026-01-01"))
+        .await
+        .expect("trigger");
+    let nope = DagId("nope".into());
+    let refused = crate::trigger(&*store, &olga(), &nope, Default::default(), None).await;
+    assert!(refused.is_err());
+    crate::mark_task(&*store, &olga(), run.id, "greet", Mark::Failed)
+        .await
+        .expect("mark");
+    crate::clear(&*store, &olga(), run.id, &ClearWhat::Failed)
+        .await
+        .expect("clear");
+    crate::cancel_run(&*store, &olga(), run.id)
+        .await
+        .expect("cancel");
+    crate::set_paused(&*store, &olga(), &hello(), true)
+        .await
+        .expect("pause");
+    let res = crate::set_paused(&*store, &olga(), &DagId("nope".into()), false).await;
+    assert!(matches!(res, Err(Error::NotFound(_))), "{res:?}");
+    let nightly = DagId("nightly".into());
+    crate::backfill(&*store, &olga(), &nightly, "2026-01-01", "2026-01-02")
+        .await
+        .expect("backfill");
+    crate::mark_run(&*store, &olga(), run.id, Mark::Success)
+        .await
+        .expect("mark run");
+
+    let rows = audit(&*store).await;
+    let seen: Vec<(AuditAction, &str, AuditOutcome)> = rows
+        .iter()
+        .map(|r| (r.action, r.target.as_str(), r.outcome))
+        .collect();
+    let run_target = format!("run/{}", run.id);
+    let task_target = format!("run/{}/task/greet", run.id);
+    use AuditOutcome::{Failure, Success};
+    assert_eq!(
+        seen,
+        vec![
+            (AuditAction::RunTrigger, "dag/hello", Success),
+            (AuditAction::RunTrigger, "dag/nope", Failure),
+            (AuditAction::TaskMark, task_target.as_str(), Success),
+            (AuditAction::RunClear, run_target.as_str(), Success),
+            (AuditAction::RunCancel, run_target.as_str(), Success),
+            (AuditAction::DagPause, "dag/hello", Success),
+            (AuditAction::DagUnpause, "dag/nope", Failure),
+            (AuditAction::BackfillCreate, "dag/nightly", Success),
+            (AuditAction::RunMark, run_target.as_str(), Success),
+        ]
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r.actor == "olga" && r.origin == "192.0.2.7:5151")
+    );
+    let trigger = &rows[0];
+    assert_eq!(
+        trigger.detail["conf_keys"],
+        serde_json::json!(["api_password"])
+    );
+    assert_eq!(trigger.detail["run_id"], serde_json::json!(run.id.0));
+    let text =
+        serde_json::to_string(&rows.iter().map(|r| &r.detail).collect::<Vec<_>>()).expect("json");
+    assert!(
+        !text.contains("hunter2"),
+        "a conf value was recorded: {text}"
+    );
+    assert_eq!(rows[1].detail["error"], serde_json::json!("no DAG nope"));
+    assert_eq!(rows[3].detail["cleared"], serde_json::json!(["greet"]));
+    assert_eq!(rows[7].detail["created_runs"], serde_json::json!(2));
+    let b = store.list_backfills(None, 1).await.expect("list_backfills");
+    assert_eq!(b[0].created_by.as_deref(), Some("olga"));
 }

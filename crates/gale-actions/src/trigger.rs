@@ -1,18 +1,48 @@
 //! Triggering a manual run of a DAG's current version.
 
 use gale_model::{DagId, schedule};
-use gale_store::{NewRun, RunRow};
+use gale_store::{AuditAction, NewRun, RunRow};
+use serde_json::{Value, json};
 
+use crate::audit::{Actor, audited, conf_keys, detail};
 use crate::{ActionStore, Error, Result, current_dag};
 
 /// Creates a manual run of the DAG's current version with `conf` (checked
 /// against the DAG's declared params, and merged over their defaults when
-/// tasks render) at `logical_date` (default: now, in the
-/// DAG's time zone unless the text has an offset).
+/// tasks render) at `logical_date` (default: now, in the DAG's time zone
+/// unless the text has an offset). The audit entry names the conf's keys,
+/// never its values.
 pub async fn trigger(
     store: &(impl ActionStore + ?Sized),
+    actor: &Actor,
     dag_id: &DagId,
-    conf: serde_json::Map<String, serde_json::Value>,
+    conf: serde_json::Map<String, Value>,
+    logical_date: Option<&str>,
+) -> Result<RunRow> {
+    let mut about = detail([("conf_keys", conf_keys(&conf))]);
+    if let Some(d) = logical_date {
+        about.insert("logical_date".into(), json!(d));
+    }
+    let result = create(store, dag_id, conf, logical_date).await;
+    audited(
+        store,
+        actor,
+        AuditAction::RunTrigger,
+        &format!("dag/{dag_id}"),
+        about,
+        result,
+        |run, d| {
+            d.insert("run_id".into(), json!(run.id.0));
+            d.insert("run_key".into(), json!(run.run_key));
+        },
+    )
+    .await
+}
+
+async fn create(
+    store: &(impl ActionStore + ?Sized),
+    dag_id: &DagId,
+    conf: serde_json::Map<String, Value>,
     logical_date: Option<&str>,
 ) -> Result<RunRow> {
     let (row, version) = current_dag(store, dag_id).await?;

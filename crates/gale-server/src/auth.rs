@@ -6,7 +6,8 @@
 //!
 //! One middleware ([`authenticate`]) decides for every request: public paths
 //! pass; the rest need a session or a token, and the role the method needs
-//! (reading: viewer; changing: operator; users and tokens: admin).
+//! (reading: viewer; changing: operator; users, tokens and the audit log:
+//! admin).
 
 use std::sync::Arc;
 
@@ -190,7 +191,11 @@ fn is_api(path: &str) -> bool {
 
 /// The role a request needs.
 fn required_role(method: &Method, path: &str) -> Role {
-    if path.starts_with("/api/v1/users") || path.starts_with("/users") {
+    if path.starts_with("/api/v1/users")
+        || path.starts_with("/users")
+        || path.starts_with("/api/v1/audit")
+        || path.starts_with("/audit")
+    {
         return Role::Admin;
     }
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) || path == "/logout" {
@@ -252,7 +257,12 @@ pub async fn authenticate(
                     "log in, or send an API token as `Authorization: Bearer <token>`",
                 ));
             }
-            Err(e) => return deny(e),
+            Err(e) => {
+                if e.status == StatusCode::UNAUTHORIZED {
+                    crate::audit::token_refused(&*state.store, req.extensions(), &e.detail).await;
+                }
+                return deny(e);
+            }
         }
     };
     let needed = required_role(req.method(), &path);
@@ -471,6 +481,8 @@ mod tests {
         );
         assert_eq!(required_role(&Method::POST, "/logout"), Role::Viewer);
         assert_eq!(required_role(&Method::GET, "/api/v1/users"), Role::Admin);
+        assert_eq!(required_role(&Method::GET, "/api/v1/audit"), Role::Admin);
+        assert_eq!(required_role(&Method::GET, "/audit"), Role::Admin);
         assert!(Role::Admin > Role::Operator && Role::Operator > Role::Viewer);
     }
 

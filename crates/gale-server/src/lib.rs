@@ -19,6 +19,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::OpenApi as _;
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod health;
@@ -175,7 +176,8 @@ pub async fn serve(
         cancel.cancelled().await;
         stopper.graceful_shutdown(Some(Duration::from_secs(5)));
     });
-    let app = app(state).into_make_service();
+    // Each request learns its peer's address (`ConnectInfo`), for the audit log.
+    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         Some(config) => {
             axum_server::from_tcp_rustls(listener, config)?
@@ -204,15 +206,29 @@ fn rustls_provider() -> bool {
 }
 
 /// On first start (no users yet): creates the user `admin` with a random
-/// password and returns the password, to be shown once.
+/// password and returns the password, to be shown once (the audit log
+/// records it as done by `gale` at `startup`).
 pub async fn ensure_admin(store: &dyn Store) -> anyhow::Result<Option<String>> {
     if !store.list_users().await?.is_empty() {
         return Ok(None);
     }
     let password = auth::new_password();
     let hash = auth::hash_password(&password)?;
-    Ok(store
+    if !store
         .create_user("admin", gale_store::Role::Admin, &hash)
         .await?
-        .then_some(password))
+    {
+        return Ok(None);
+    }
+    let detail = gale_actions::audit::detail([("role", serde_json::json!("admin"))]);
+    gale_actions::audit::record(
+        store,
+        &gale_actions::Actor::new("gale", "startup"),
+        gale_store::AuditAction::UserCreate,
+        "user/admin",
+        detail,
+        gale_store::AuditOutcome::Success,
+    )
+    .await;
+    Ok(Some(password))
 }

@@ -102,7 +102,19 @@ pub use gale_model::run::{NewRun, NewTask, RunType};
 /// need all of it take `Arc<dyn Store>` or `S: Store`, and callers that need one
 /// part ask for that trait alone (`dyn Store` upcasts to each).
 pub trait Store:
-    Clock + Dags + Runs + Queue + Logs + Nodes + Pools + Slots + Operator + Backfills + Auth + Database
+    Clock
+    + Dags
+    + Runs
+    + Queue
+    + Logs
+    + Nodes
+    + Pools
+    + Slots
+    + Operator
+    + Backfills
+    + Auth
+    + Audit
+    + Database
 {
 }
 
@@ -118,6 +130,7 @@ impl<T> Store for T where
         + Operator
         + Backfills
         + Auth
+        + Audit
         + Database
         + ?Sized
 {

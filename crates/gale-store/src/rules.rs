@@ -2,10 +2,11 @@
 //! return, which scheduled task instances fit the DAG's and the pools' limits,
 //! what an operator's mark records, and the refusals both give (a DAG id that
 //! another file defines, a mark to a state a task cannot be marked, a token for
-//! a user that does not exist). Pure: no SQL, no I/O; each backend reads and
-//! writes, and asks these what to do.
+//! a user that does not exist), how an audit entry is bounded, and which
+//! migrations a database still needs. Pure: no SQL, no I/O; each backend reads
+//! and writes, and asks these what to do.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use gale_model::TaskState;
 
@@ -25,6 +26,96 @@ pub(crate) fn backfill_list_limit(limit: u32) -> u32 {
 /// The most slots `list_slots` returns: at least 1, at most 10,000.
 pub(crate) fn slot_list_limit(limit: u32) -> u32 {
     limit.clamp(1, 10_000)
+}
+
+/// The most audit entries `list_audit` returns: `limit`, 0 meaning 100, never
+/// more than 1,000.
+pub(crate) fn audit_list_limit(limit: u32) -> u32 {
+    if limit == 0 { 100 } else { limit.min(1000) }
+}
+
+/// An audit entry as stored: its text fields cut to a bound and without NUL
+/// characters (PostgreSQL's text cannot hold one; a failed login's name is
+/// whatever was typed), its detail as JSON text of at most 16 KiB (a larger one
+/// is replaced by a note saying so).
+pub(crate) struct StoredAudit {
+    pub actor: String,
+    pub origin: String,
+    pub action: &'static str,
+    pub target: String,
+    pub detail: String,
+    pub outcome: &'static str,
+}
+
+const AUDIT_DETAIL_MAX: usize = 16 * 1024;
+
+pub(crate) fn stored_audit(e: &crate::AuditEntry) -> StoredAudit {
+    fn bounded(s: &str, max_chars: usize) -> String {
+        s.chars()
+            .take(max_chars)
+            .map(|c| if c == '\0' { '\u{fffd}' } else { c })
+            .collect()
+    }
+    let mut detail = serde_json::Value::Object(e.detail.clone()).to_string();
+    if detail.len() > AUDIT_DETAIL_MAX {
+        detail = serde_json::json!({ "truncated": true, "bytes": detail.len() }).to_string();
+    }
+    StoredAudit {
+        actor: bounded(&e.actor, 200),
+        origin: bounded(&e.origin, 200),
+        action: e.action.as_str(),
+        target: bounded(&e.target, 500),
+        detail,
+        outcome: e.outcome.as_str(),
+    }
+}
+
+/// A stored audit row's action, outcome and detail, read back; a value the
+/// schema would not hold reads as a failed login with no detail.
+pub(crate) fn audit_fields(
+    action: &str,
+    outcome: &str,
+    detail: &str,
+) -> (
+    crate::AuditAction,
+    crate::AuditOutcome,
+    serde_json::Map<String, serde_json::Value>,
+) {
+    (
+        crate::AuditAction::parse(action).unwrap_or(crate::AuditAction::Login),
+        crate::AuditOutcome::parse(outcome).unwrap_or(crate::AuditOutcome::Failure),
+        serde_json::from_str(detail).unwrap_or_default(),
+    )
+}
+
+/// The migrations (of `known`, this binary's, in order) that a database which
+/// has `applied` still needs, in order. Versions need not be consecutive: a
+/// version missing from `known` is one this binary never had, and one missing
+/// from `applied` below the newest applied is applied now (two branches that
+/// each added one merge in either order). A database that holds a version this
+/// binary does not know was written by another gale: refused.
+pub(crate) fn pending_migrations(
+    known: &[i64],
+    applied: &BTreeSet<i64>,
+    schema_version: i64,
+) -> Result<Vec<i64>, Error> {
+    if let Some(&unknown) = applied.iter().find(|v| !known.contains(v)) {
+        return Err(if unknown > schema_version {
+            Error::Invalid(format!(
+                "the database schema is version {unknown}, newer than this gale ({schema_version}): upgrade gale"
+            ))
+        } else {
+            Error::Invalid(format!(
+                "the database has migration {unknown}, which this gale does not have (a newer or \
+                 differently built gale applied it): run a gale that has it"
+            ))
+        });
+    }
+    Ok(known
+        .iter()
+        .copied()
+        .filter(|v| !applied.contains(v))
+        .collect())
 }
 
 /// One DAG per file: `upsert_dag` refuses a DAG id that another active file
@@ -95,4 +186,52 @@ pub(crate) fn mark_words(mark: RunMark, by: &str) -> (&'static str, String) {
 /// the least privilege, as the web layer has always taken it.
 pub(crate) fn stored_role(role: &str) -> Role {
     Role::parse(role).unwrap_or(Role::Viewer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_migrations_fill_gaps_and_refuse_unknown_ones() {
+        let known = [1, 2, 3, 5];
+        let set = |v: &[i64]| v.iter().copied().collect::<BTreeSet<i64>>();
+        assert_eq!(
+            pending_migrations(&known, &set(&[]), 5).expect("fresh"),
+            vec![1, 2, 3, 5]
+        );
+        assert_eq!(
+            pending_migrations(&known, &set(&[1, 2, 5]), 5).expect("a gap"),
+            vec![3],
+            "a migration missing below the newest applied one is applied"
+        );
+        assert!(
+            pending_migrations(&known, &set(&[1, 2, 3, 5]), 5)
+                .expect("current")
+                .is_empty()
+        );
+        let newer = pending_migrations(&known, &set(&[1, 2, 3, 5, 6]), 5).expect_err("newer");
+        assert!(newer.to_string().contains("newer"), "{newer}");
+        let other = pending_migrations(&known, &set(&[1, 2, 3, 4]), 5).expect_err("unknown");
+        assert!(other.to_string().contains("migration 4"), "{other}");
+    }
+
+    #[test]
+    fn audit_entries_are_bounded() {
+        let mut detail = serde_json::Map::new();
+        detail.insert("big".into(), serde_json::json!("x".repeat(20_000)));
+        let e = crate::AuditEntry {
+            actor: format!("a\0b{}", "y".repeat(300)),
+            origin: "cli".into(),
+            action: crate::AuditAction::Login,
+            target: "user/x".into(),
+            detail,
+            outcome: crate::AuditOutcome::Failure,
+        };
+        let s = stored_audit(&e);
+        assert_eq!(s.actor.chars().count(), 200);
+        assert!(s.actor.starts_with("a\u{fffd}b"), "{}", s.actor);
+        assert!(s.detail.contains("truncated"), "{}", s.detail);
+        assert!(s.detail.len() < 100);
+    }
 }

@@ -81,6 +81,9 @@ enum Command {
     /// The metadata database.
     #[command(subcommand)]
     Db(cli::DbCmd),
+    /// The audit log: who changed what, when and from where.
+    #[command(subcommand)]
+    Audit(cli::AuditCmd),
     /// Measure scheduling latency and throughput (temporary SQLite, or
     /// --database-url); `gale bench web`: page times on a long history.
     Bench(bench::BenchArgs),
@@ -201,6 +204,7 @@ fn main() -> ExitCode {
             Command::Pools(cmd) => cli::pools(&paths, output, cmd).await,
             Command::Backfill(args) => cli::backfill(&paths, output, args).await,
             Command::Db(cmd) => cli::db(&paths, cmd).await,
+            Command::Audit(cmd) => cli::audit(&paths, output, cmd).await,
             Command::Bench(args) => bench::run(&paths, output, args).await,
             Command::Version => {
                 println!("gale {}", env!("CARGO_PKG_VERSION"));

@@ -1,4 +1,5 @@
-//! `gale users` and `gale tokens`: who may use the web UI and API.
+//! `gale users` and `gale tokens`: who may use the web UI and API. Each change
+//! is recorded in the audit log (never a password or a token's secret).
 
 use std::io::Read as _;
 
@@ -6,7 +7,11 @@ use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use gale_server::auth::{self, Role};
 
-use crate::cli::{open_store, parse_span, print_json, table, when};
+use gale_actions::audit::detail;
+use gale_store::AuditAction;
+use serde_json::{Map, json};
+
+use crate::cli::{open_store, parse_span, print_json, record, table, when};
 use crate::{Output, Paths, exit};
 
 #[derive(Subcommand, Debug)]
@@ -87,11 +92,26 @@ pub async fn users(paths: &Paths, output: Output, cmd: UsersCmd) -> anyhow::Resu
                 bail!("a user name has 1–64 letters, digits or . _ @ -, not {name:?}");
             }
             let (pw, generated) = password(password_stdin)?;
-            if !store
+            let created = store
                 .create_user(&name, role, &auth::hash_password(&pw)?)
-                .await?
-            {
-                bail!("a user {name:?} exists already");
+                .await?;
+            let exists = format!("a user {name:?} exists already");
+            let about = detail([("role", json!(role.as_str()))]);
+            let result = if created {
+                Ok(())
+            } else {
+                Err(exists.as_str())
+            };
+            record(
+                &*store,
+                AuditAction::UserCreate,
+                &format!("user/{name}"),
+                about,
+                result,
+            )
+            .await;
+            if !created {
+                bail!("{exists}");
             }
             eprintln!("created {} user {name}", role.as_str());
             if generated {
@@ -118,8 +138,24 @@ pub async fn users(paths: &Paths, output: Output, cmd: UsersCmd) -> anyhow::Resu
             }
         }
         UsersCmd::Delete { name } => {
-            if !store.delete_user(&name).await? {
-                return Err(crate::cli::NotFound(format!("no user {name}")).into());
+            let deleted = store.delete_user(&name).await?;
+            let missing = format!("no user {name}");
+            let result = if deleted {
+                Ok(())
+            } else {
+                Err(missing.as_str())
+            };
+            let target = format!("user/{name}");
+            record(
+                &*store,
+                AuditAction::UserDelete,
+                &target,
+                Map::new(),
+                result,
+            )
+            .await;
+            if !deleted {
+                return Err(crate::cli::NotFound(missing).into());
             }
             eprintln!("deleted user {name}, with their sessions and tokens");
         }
@@ -128,11 +164,22 @@ pub async fn users(paths: &Paths, output: Output, cmd: UsersCmd) -> anyhow::Resu
             password_stdin,
         } => {
             let (pw, generated) = password(password_stdin)?;
-            if !store
+            let set = store
                 .set_password(&name, &auth::hash_password(&pw)?)
-                .await?
-            {
-                return Err(crate::cli::NotFound(format!("no user {name}")).into());
+                .await?;
+            let missing = format!("no user {name}");
+            let result = if set { Ok(()) } else { Err(missing.as_str()) };
+            let target = format!("user/{name}");
+            record(
+                &*store,
+                AuditAction::UserPassword,
+                &target,
+                Map::new(),
+                result,
+            )
+            .await;
+            if !set {
+                return Err(crate::cli::NotFound(missing).into());
             }
             eprintln!("new password set for {name}; their sessions ended");
             if generated {
@@ -170,6 +217,18 @@ pub async fn tokens(paths: &Paths, output: Output, cmd: TokensCmd) -> anyhow::Re
                 .into());
             }
             let (id, secret) = auth::create_token(&*store, &user, &name, expires).await?;
+            let mut about = detail([("user", json!(user)), ("name", json!(name))]);
+            if let Some(t) = expires {
+                about.insert("expires_at".into(), json!(t.to_string()));
+            }
+            record(
+                &*store,
+                AuditAction::TokenCreate,
+                &format!("token/{id}"),
+                about,
+                Ok(()),
+            )
+            .await;
             eprintln!("token {id} ({name}) for {user}; use it as `Authorization: Bearer <token>`.");
             eprintln!("It is shown only now:");
             println!("{secret}");
@@ -199,8 +258,26 @@ pub async fn tokens(paths: &Paths, output: Output, cmd: TokensCmd) -> anyhow::Re
             }
         }
         TokensCmd::Revoke { id } => {
-            if !store.revoke_token(id).await? {
-                return Err(crate::cli::NotFound(format!("no token {id}")).into());
+            let token = store
+                .list_tokens(None)
+                .await?
+                .into_iter()
+                .find(|t| t.id == id);
+            let revoked = store.revoke_token(id).await?;
+            let missing = format!("no token {id}");
+            let result = if revoked {
+                Ok(())
+            } else {
+                Err(missing.as_str())
+            };
+            let about = match token {
+                Some(t) => detail([("user", json!(t.user)), ("name", json!(t.name))]),
+                None => Map::new(),
+            };
+            let target = format!("token/{id}");
+            record(&*store, AuditAction::TokenRevoke, &target, about, result).await;
+            if !revoked {
+                return Err(crate::cli::NotFound(missing).into());
             }
             eprintln!("revoked token {id}");
         }

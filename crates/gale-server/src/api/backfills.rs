@@ -90,8 +90,7 @@ pub(super) async fn create_backfill(
     Json(req): Json<BackfillRequest>,
 ) -> ApiResult<(StatusCode, Json<BackfillCreated>)> {
     let dag_id = dag_id_of(dag_id)?;
-    let b =
-        gale_actions::backfill(&*s.store, &dag_id, &req.from, &req.to, Some(&caller.user)).await?;
+    let b = gale_actions::backfill(&*s.store, &caller.actor(), &dag_id, &req.from, &req.to).await?;
     let row = s
         .store
         .get_backfill(b.id)

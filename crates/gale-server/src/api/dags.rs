@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Shared, dag_id_of, limit_of};
+use super::{Caller, Shared, dag_id_of, limit_of};
 use crate::error::{ApiError, ApiResult, Json, Path, Problem, Query};
 use crate::secrets::{mask_params, source_for};
 
@@ -260,13 +260,12 @@ pub(super) async fn get_dag(
     responses((status = 200, body = Dag), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub(super) async fn patch_dag(
     State(s): Shared,
+    caller: Caller,
     Path(dag_id): Path<String>,
     Json(patch): Json<DagPatch>,
 ) -> ApiResult<Json<Dag>> {
     let dag_id = dag_id_of(dag_id)?;
-    if !s.store.set_paused(&dag_id, patch.paused).await? {
-        return Err(ApiError::not_found(format!("no DAG {dag_id}")));
-    }
+    gale_actions::set_paused(&*s.store, &caller.actor(), &dag_id, patch.paused).await?;
     let (row, version) = gale_actions::current_dag(&*s.store, &dag_id).await?;
     if let Some(n) = &s.notifier {
         n.scheduler.notify_one();

@@ -17,6 +17,7 @@ use crate::AppState;
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, Problem};
 
+pub mod audit;
 pub mod backfills;
 pub mod cluster;
 pub mod dags;
@@ -25,7 +26,45 @@ pub mod runs;
 pub mod tasks;
 
 type Shared = State<Arc<AppState>>;
-type Caller = axum::Extension<Identity>;
+
+/// Who calls, and from where: the identity the auth middleware found, and
+/// the peer's address (for the audit log).
+pub(crate) struct Caller {
+    identity: Identity,
+    peer: String,
+}
+
+impl Caller {
+    pub(crate) fn actor(&self) -> gale_actions::Actor {
+        crate::audit::actor(&self.identity, &self.peer)
+    }
+}
+
+impl std::ops::Deref for Caller {
+    type Target = Identity;
+    fn deref(&self) -> &Identity {
+        &self.identity
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let identity = parts
+            .extensions
+            .get::<Identity>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("log in, or send an API token"))?;
+        Ok(Caller {
+            identity,
+            peer: crate::audit::peer_of(&parts.extensions),
+        })
+    }
+}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,7 +72,7 @@ type Caller = axum::Extension<Identity>;
     components(schemas(Problem)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "dags"), (name = "runs"), (name = "tasks"), (name = "backfills"), (name = "cluster"), (name = "health"))
+    tags((name = "dags"), (name = "runs"), (name = "tasks"), (name = "backfills"), (name = "cluster"), (name = "audit"), (name = "health"))
 )]
 pub struct ApiDoc;
 
@@ -82,6 +121,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(dags::dag_slots))
         .routes(routes!(cluster::list_nodes))
         .routes(routes!(cluster::list_pools))
+        .routes(routes!(audit::list_audit))
 }
 
 /// Makes the document say what every operation answers besides its own

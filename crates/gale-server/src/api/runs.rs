@@ -186,12 +186,14 @@ pub(super) async fn list_runs(
     responses((status = 201, body = Run), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub(super) async fn trigger_run(
     State(s): Shared,
+    caller: Caller,
     Path(dag_id): Path<String>,
     Json(req): Json<TriggerRequest>,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
     let dag_id = dag_id_of(dag_id)?;
     let run = gale_actions::trigger(
         &*s.store,
+        &caller.actor(),
         &dag_id,
         req.conf.unwrap_or_default(),
         req.logical_date.as_deref(),
@@ -231,7 +233,7 @@ pub(super) async fn cancel_run(
     caller: Caller,
     Path(run_id): Path<i64>,
 ) -> ApiResult<Json<Run>> {
-    let run = gale_actions::cancel_run(&*s.store, RunId(run_id), &caller.user).await?;
+    let run = gale_actions::cancel_run(&*s.store, &caller.actor(), RunId(run_id)).await?;
     s.run_changed(run.id);
     Ok(Json(Run::from(&run_of(&*s.store, run_id).await?)))
 }
@@ -247,7 +249,7 @@ pub(super) async fn mark_run(
     Json(req): Json<MarkRequest>,
 ) -> ApiResult<Json<Run>> {
     let run =
-        gale_actions::mark_run(&*s.store, RunId(run_id), req.state.into(), &caller.user).await?;
+        gale_actions::mark_run(&*s.store, &caller.actor(), RunId(run_id), req.state.into()).await?;
     s.run_changed(run.id);
     Ok(Json(Run::from(&run_of(&*s.store, run_id).await?)))
 }
@@ -258,6 +260,7 @@ pub(super) async fn mark_run(
     responses((status = 200, body = Cleared), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub(super) async fn clear_run(
     State(s): Shared,
+    caller: Caller,
     Path(run_id): Path<i64>,
     Json(req): Json<ClearRunRequest>,
 ) -> ApiResult<Json<Cleared>> {
@@ -273,7 +276,7 @@ pub(super) async fn clear_run(
             downstream: req.downstream,
         },
     };
-    let cleared = gale_actions::clear(&*s.store, RunId(run_id), &what).await?;
+    let cleared = gale_actions::clear(&*s.store, &caller.actor(), RunId(run_id), &what).await?;
     s.run_changed(RunId(run_id));
     if let Some(n) = &s.notifier {
         n.scheduler.notify_one();

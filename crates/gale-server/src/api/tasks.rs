@@ -155,6 +155,7 @@ pub(super) async fn get_task(
     responses((status = 200, body = Cleared), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub(super) async fn clear_task(
     State(s): Shared,
+    caller: Caller,
     Path((run_id, task_id)): Path<(i64, String)>,
     Json(req): Json<ClearTaskRequest>,
 ) -> ApiResult<Json<Cleared>> {
@@ -162,7 +163,7 @@ pub(super) async fn clear_task(
         task_ids: vec![task_id],
         downstream: req.downstream,
     };
-    let cleared = gale_actions::clear(&*s.store, RunId(run_id), &what).await?;
+    let cleared = gale_actions::clear(&*s.store, &caller.actor(), RunId(run_id), &what).await?;
     s.run_changed(RunId(run_id));
     Ok(Json(Cleared { cleared }))
 }
@@ -179,10 +180,10 @@ pub(super) async fn mark_task(
 ) -> ApiResult<Json<TaskInstance>> {
     let t = gale_actions::mark_task(
         &*s.store,
+        &caller.actor(),
         RunId(run_id),
         &task_id,
         req.state.into(),
-        &caller.user,
     )
     .await?;
     s.run_changed(RunId(run_id));

@@ -657,7 +657,7 @@ pub async fn trigger(
         let attempt = async {
             let conf = parse_conf(&form.conf).map_err(ActionError::Refused)?;
             let date = Some(form.logical_date.trim()).filter(|d| !d.is_empty());
-            gale_actions::trigger(&*s.store, &dag_id, conf, date)
+            gale_actions::trigger(&*s.store, &ctx.actor(), &dag_id, conf, date)
                 .await
                 .map_err(ActionError::from)
         };
@@ -733,7 +733,7 @@ pub async fn backfill(
                     "give both dates, e.g. 2026-01-01 and 2026-01-07".to_owned(),
                 ));
             }
-            gale_actions::backfill(&*s.store, &dag_id, from, to, Some(&ctx.identity.user))
+            gale_actions::backfill(&*s.store, &ctx.actor(), &dag_id, from, to)
                 .await
                 .map_err(ActionError::from)
         };

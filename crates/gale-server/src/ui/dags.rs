@@ -294,10 +294,10 @@ async fn set_paused(
         Ok(d) => d,
         Err(e) => return ctx.error(e),
     };
-    match s.store.set_paused(&dag_id, paused).await {
-        Ok(true) => {}
-        Ok(false) => return ctx.error(UiError::NotFound(format!("no DAG {dag_id}"))),
-        Err(e) => return ctx.error(e.into()),
+    match gale_actions::set_paused(&*s.store, &ctx.actor(), &dag_id, paused).await {
+        Ok(()) => {}
+        Err(gale_actions::Error::Store(e)) => return ctx.error(e.into()),
+        Err(e) => return ctx.error(UiError::NotFound(e.to_string())),
     }
     if let Some(n) = &s.notifier {
         n.scheduler.notify_one();

@@ -9,10 +9,12 @@ use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use gale_store::AuditOutcome;
 use serde::Deserialize;
 
 use super::{Ctx, assets, html, is_local_path, see_other};
 use crate::AppState;
+use crate::audit::{self, Peer};
 use crate::auth;
 
 #[derive(Template)]
@@ -70,6 +72,7 @@ pub async fn page(
 /// Checks the password; on success sets the session cookie and goes to `next`.
 pub async fn submit(
     State(s): State<Arc<AppState>>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -91,6 +94,7 @@ pub async fn submit(
     }
     match auth::login(&*s.store, form.user.trim(), &form.password).await {
         Ok(Some((cookie, _csrf))) => {
+            audit::form_login(&*s.store, form.user.trim(), &peer, true).await;
             let mut res = see_other(&next, None, s.secure_cookies);
             res.headers_mut().append(
                 header::SET_COOKIE,
@@ -98,7 +102,10 @@ pub async fn submit(
             );
             res
         }
-        Ok(None) => form_again(StatusCode::UNAUTHORIZED, "wrong user name or password"),
+        Ok(None) => {
+            audit::form_login(&*s.store, form.user.trim(), &peer, false).await;
+            form_again(StatusCode::UNAUTHORIZED, "wrong user name or password")
+        }
         Err(e) => {
             tracing::warn!(error = %e, "login failed: store error");
             form_again(
@@ -112,11 +119,22 @@ pub async fn submit(
 /// Ends the session (in the store, so no webserver accepts it any more) and
 /// clears the cookie.
 pub async fn logout(State(s): State<Arc<AppState>>, ctx: Ctx, headers: HeaderMap) -> Response {
-    if let Some(cookie) = auth::cookie(&headers, auth::SESSION_COOKIE)
-        && let Err(e) = s.store.delete_session(&auth::sha256_hex(cookie)).await
-    {
-        tracing::warn!(error = %e, user = %ctx.identity.user, "logout: deleting the session failed");
-        return ctx.error(e.into());
+    if let Some(cookie) = auth::cookie(&headers, auth::SESSION_COOKIE) {
+        if let Err(e) = s.store.delete_session(&auth::sha256_hex(cookie)).await {
+            tracing::warn!(error = %e, user = %ctx.identity.user, "logout: deleting the session failed");
+            return ctx.error(e.into());
+        }
+        let target = format!("user/{}", ctx.identity.user);
+        let none = serde_json::Map::new();
+        gale_actions::audit::record(
+            &*s.store,
+            &ctx.actor(),
+            gale_store::AuditAction::Logout,
+            &target,
+            none,
+            AuditOutcome::Success,
+        )
+        .await;
     }
     let mut res = see_other("/login", None, s.secure_cookies);
     res.headers_mut().append(

@@ -25,6 +25,7 @@ use crate::AppState;
 use crate::auth::{self, Identity, Role, Via};
 
 mod assets;
+mod audit;
 mod cluster;
 mod dag;
 mod dags;
@@ -62,6 +63,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/runs/{run_id}/tasks/{task_id}/mark", post(run::mark_task))
         .route("/cluster", get(cluster::page))
         .route("/cluster/live", get(cluster::fragment))
+        .route("/audit", get(audit::page))
         .route("/assets/{*file}", get(assets::asset))
         .route("/favicon.svg", get(assets::favicon))
 }
@@ -171,6 +173,8 @@ pub(crate) struct Ctx {
     pub identity: Identity,
     pub flash: Option<Flash>,
     pub secure: bool,
+    /// The peer's address (`crate::audit::peer_of`).
+    pub peer: String,
 }
 
 impl FromRequestParts<Arc<AppState>> for Ctx {
@@ -188,6 +192,7 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
             identity,
             flash,
             secure: state.secure_cookies,
+            peer: crate::audit::peer_of(&parts.extensions),
         })
     }
 }
@@ -200,10 +205,12 @@ pub(crate) struct Layout {
     pub role: &'static str,
     pub csrf: String,
     pub flash: Option<Flash>,
-    /// Which nav entry is current: `dags` or `cluster`.
+    /// Which nav entry is current: `dags`, `cluster` or `audit`.
     pub nav: &'static str,
     /// Whether this user may change things (trigger, clear, pause, mark).
     pub operator: bool,
+    /// Whether this user may read the audit log (admins).
+    pub admin: bool,
     /// A session that can log out (not an API token, not `--no-auth`).
     pub logout: bool,
     /// Appended to asset URLs, so they can be cached for good.
@@ -211,6 +218,11 @@ pub(crate) struct Layout {
 }
 
 impl Ctx {
+    /// Who is acting, and from where, for the audit log.
+    pub fn actor(&self) -> gale_actions::Actor {
+        crate::audit::actor(&self.identity, &self.peer)
+    }
+
     pub fn layout(&self, nav: &'static str) -> Layout {
         Layout {
             user: self.identity.user.clone(),
@@ -219,6 +231,7 @@ impl Ctx {
             flash: self.flash.clone(),
             nav,
             operator: self.identity.can(Role::Operator),
+            admin: self.identity.can(Role::Admin),
             logout: self.identity.via == Via::Session,
             asset_v: assets::version(),
         }

@@ -244,7 +244,7 @@ pub async fn cancel(
     let to = format!("/runs/{}", url_escape(&run_id));
     let res = async {
         let id = run_id_of(&run_id)?;
-        let run = actions::cancel_run(&*s.store, id, &ctx.identity.user)
+        let run = actions::cancel_run(&*s.store, &ctx.actor(), id)
             .await
             .map_err(ActionError::of_mark)?;
         s.run_changed(run.id);
@@ -264,7 +264,7 @@ pub async fn mark(
     let res = async {
         let mark = Mark::parse(&form.state)?;
         let id = run_id_of(&run_id)?;
-        let run = actions::mark_run(&*s.store, id, mark, &ctx.identity.user)
+        let run = actions::mark_run(&*s.store, &ctx.actor(), id, mark)
             .await
             .map_err(ActionError::of_mark)?;
         s.run_changed(run.id);
@@ -282,7 +282,7 @@ pub async fn clear(
     let to = format!("/runs/{}", url_escape(&run_id));
     let res = async {
         let run = run_of(&*s.store, &run_id).await?;
-        let cleared = actions::clear(&*s.store, run.id, &ClearWhat::Failed).await?;
+        let cleared = actions::clear(&*s.store, &ctx.actor(), run.id, &ClearWhat::Failed).await?;
         notify(&s, run.id);
         Ok(cleared_words(&cleared))
     }
@@ -541,7 +541,7 @@ pub async fn clear_task(
             task_ids: vec![task_id.clone()],
             downstream: form.downstream.is_some(),
         };
-        let cleared = actions::clear(&*s.store, run.id, &what).await?;
+        let cleared = actions::clear(&*s.store, &ctx.actor(), run.id, &what).await?;
         notify(&s, run.id);
         Ok(cleared_words(&cleared))
     }
@@ -563,7 +563,7 @@ pub async fn mark_task(
     let res = async {
         let mark = Mark::parse(&form.state)?;
         let id = run_id_of(&run_id)?;
-        let t = actions::mark_task(&*s.store, id, &task_id, mark, &ctx.identity.user)
+        let t = actions::mark_task(&*s.store, &ctx.actor(), id, &task_id, mark)
             .await
             .map_err(ActionError::of_mark)?;
         s.run_changed(t.run_id);

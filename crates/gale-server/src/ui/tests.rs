@@ -216,6 +216,7 @@ async fn store_failures_never_show_their_text() {
         },
         flash: None,
         secure: false,
+        peer: "unknown".into(),
     };
     let e =
         gale_store::Error::Database("relation \"runs\" does not exist; password=hunter2".into());
@@ -659,6 +660,7 @@ async fn pause_toggle_answers_htmx_with_the_row_and_forms_with_a_redirect() {
 async fn run_greet(f: &Fixture) -> RunId {
     let run = gale_actions::trigger(
         &*f.store,
+        &gale_actions::Actor::new("test", "unknown"),
         &DagId("hello".into()),
         serde_json::Map::new(),
         None,

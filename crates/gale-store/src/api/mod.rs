@@ -1,8 +1,9 @@
 //! The store's interface, one trait per aggregate (DAGs, runs, the attempt
 //! queue, logs, nodes, pools, the slot ledger, operators' actions, backfills,
-//! auth, the clock and the database itself), each beside the row types it owns.
+//! auth, the audit log, the clock and the database itself), each beside the row types it owns.
 //! [`crate::Store`] is their union. Nothing here knows a backend.
 
+mod audit;
 mod auth;
 mod backfills;
 mod clock;
@@ -16,6 +17,7 @@ mod queue;
 mod runs;
 mod slots;
 
+pub use audit::{AUDIT_KEEP, AuditAction, AuditEntry, AuditFilter, AuditOutcome, AuditRow};
 pub use auth::{Role, SessionRow, TokenRow, UserRow};
 pub use backfills::BackfillRow;
 pub use dags::{DagRow, DagVersion, ImportError, VersionInfo};
@@ -30,6 +32,7 @@ pub use slots::{SlotRow, SlotStatus};
 /// Every trait of the store, for code that calls its methods on a concrete
 /// backend (`SqliteStore`, `PgStore`): `use gale_store::prelude::*;`.
 pub mod prelude {
+    pub use super::audit::Audit;
     pub use super::auth::Auth;
     pub use super::backfills::Backfills;
     pub use super::clock::Clock;

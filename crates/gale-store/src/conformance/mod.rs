@@ -64,6 +64,8 @@ macro_rules! for_each_check {
             listing_for_the_web,
             backfills_progress,
             users_sessions_tokens,
+            audit_log_round_trip,
+            audit_log_is_bounded,
         );
     };
 }
@@ -79,6 +81,7 @@ pub async fn run_all<S: Store>(new_store: impl Fn() -> S) {
     for_each_check!(run_each);
 }
 
+mod audit;
 mod auth;
 mod backfills;
 mod dags;
@@ -93,6 +96,7 @@ mod slots;
 mod tasks;
 mod web;
 
+pub use audit::*;
 pub use auth::*;
 pub use backfills::*;
 pub use dags::*;

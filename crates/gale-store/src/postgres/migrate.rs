@@ -1,10 +1,16 @@
 //! The PostgreSQL schema: the embedded migrations, applied in order under an
-//! advisory lock (so several processes may start at once) and recorded in
-//! `gale_schema`.
+//! advisory lock (so several processes may start at once), each recorded in
+//! `gale_schema` (versions need not be consecutive: one missing below the
+//! newest is applied when it appears).
+
+use std::collections::BTreeSet;
 
 use super::*;
 
-/// Embedded migrations, applied in order under an advisory lock.
+/// Embedded migrations, applied in order under an advisory lock. Versions need
+/// not be consecutive (there is no 7): each applied version is recorded, so a
+/// version added later below the newest is still applied to a database that
+/// lacks it.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_pools.sql")),
@@ -21,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/postgres/0006_lean_indexes.sql"),
     ),
+    (8, include_str!("../../migrations/postgres/0008_audit.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations between processes.
@@ -38,26 +45,36 @@ impl PgStore {
                     &[],
                 )
                 .await?;
-                let current: i64 = tx
-                    .one("SELECT coalesce(max(version), 0) FROM gale_schema", &[])
+                let applied: BTreeSet<i64> = tx
+                    .rows("SELECT version FROM gale_schema", &[])
                     .await?
-                    .get(0);
-                if current > SCHEMA_VERSION {
-                    return Err(Error::Invalid(format!(
-                        "the database schema is version {current}, newer than this gale ({SCHEMA_VERSION}): upgrade gale"
-                    )));
-                }
-                for (version, sql) in MIGRATIONS {
-                    if *version > current {
-                        tx.batch_execute(sql).await?;
-                        tx.exec("INSERT INTO gale_schema (version) VALUES ($1)", &[version])
-                            .await?;
-                        info!(version, "applied database migration");
-                    }
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let known: Vec<i64> = MIGRATIONS.iter().map(|(v, _)| *v).collect();
+                for version in pending_migrations(&known, &applied, SCHEMA_VERSION)? {
+                    let Some((_, sql)) = MIGRATIONS.iter().find(|(v, _)| *v == version) else {
+                        continue;
+                    };
+                    tx.batch_execute(sql).await?;
+                    tx.exec("INSERT INTO gale_schema (version) VALUES ($1)", &[&version])
+                        .await?;
+                    info!(version, "applied database migration");
                 }
                 Ok(())
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_rise_and_the_last_is_the_schema_version() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(MIGRATIONS.last().map(|m| m.0), Some(SCHEMA_VERSION));
     }
 }

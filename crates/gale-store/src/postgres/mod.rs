@@ -44,6 +44,7 @@ use tracing::{debug, info, warn};
 use crate::rules::*;
 use crate::*;
 
+mod audit;
 mod auth;
 mod backfills;
 mod clock;
@@ -65,7 +66,7 @@ mod url;
 pub use url::{PgUrl, RootCert, SslMode, TlsSettings, endpoint_of, parse_url};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Tunables of a [`PgStore`].
 #[derive(Clone, Debug)]

@@ -300,3 +300,98 @@ async fn newer_schema_is_refused() {
     assert!(err.to_string().contains("newer"), "{err}");
     assert!(!err.is_retryable());
 }
+
+/// The versions `gale_schema` records, in order.
+fn recorded_versions(conn: &rusqlite::Connection) -> Vec<i64> {
+    let mut stmt = conn
+        .prepare("SELECT version FROM gale_schema ORDER BY version")
+        .expect("prepare");
+    stmt.query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("versions")
+}
+
+/// Migration versions need not be consecutive, and one that a database lacks
+/// below the newest it has is applied when the database is opened.
+#[tokio::test]
+async fn a_missing_migration_below_the_newest_is_applied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gale.db");
+    drop(SqliteStore::open(&path).expect("open"));
+    let conn = rusqlite::Connection::open(&path).expect("open raw");
+    let fresh = recorded_versions(&conn);
+    assert_eq!(fresh, vec![1, 2, 3, 4, 5, 6, 7, 9], "version 8 is a gap");
+    // The web tables' migration (7) undone and forgotten, the newest kept.
+    conn.execute_batch(
+        "DROP TABLE api_tokens; DROP TABLE sessions; DROP TABLE users; DROP TABLE backfills;
+         DROP INDEX ti_unfinished; DELETE FROM gale_schema WHERE version = 7;",
+    )
+    .expect("undo migration 7");
+    drop(conn);
+    let store = SqliteStore::open(&path).expect("reopen applies the missing migration");
+    assert!(
+        store
+            .list_users()
+            .await
+            .expect("users table is back")
+            .is_empty()
+    );
+    assert_eq!(
+        store.schema_version().await.expect("version"),
+        SCHEMA_VERSION
+    );
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("open raw");
+    assert_eq!(recorded_versions(&conn), fresh);
+}
+
+/// A database from before each version was recorded (only `user_version`)
+/// counts every migration up to it as applied and gets the rest.
+#[tokio::test]
+async fn a_database_without_recorded_versions_is_brought_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gale.db");
+    drop(SqliteStore::open(&path).expect("open"));
+    let conn = rusqlite::Connection::open(&path).expect("open raw");
+    conn.execute_batch("DROP TABLE gale_schema; DROP TABLE audit_log; PRAGMA user_version = 7;")
+        .expect("make it a version-7 database");
+    drop(conn);
+    let store = SqliteStore::open(&path).expect("reopen");
+    assert!(
+        store
+            .list_audit(&gale_store::AuditFilter::default())
+            .await
+            .expect("the audit table was created")
+            .is_empty()
+    );
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("open raw");
+    assert_eq!(recorded_versions(&conn), vec![1, 2, 3, 4, 5, 6, 7, 9]);
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+/// A database that holds a migration this gale does not have (in the gap) was
+/// written by another gale: refused, saying so.
+#[tokio::test]
+async fn an_unknown_migration_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gale.db");
+    drop(SqliteStore::open(&path).expect("open"));
+    let conn = rusqlite::Connection::open(&path).expect("open raw");
+    conn.execute(
+        "INSERT INTO gale_schema (version, applied_at) VALUES (8, 0)",
+        [],
+    )
+    .expect("record version 8");
+    drop(conn);
+    let err = match SqliteStore::open(&path) {
+        Ok(_) => panic!("an unknown migration must be refused"),
+        Err(e) => e,
+    };
+    assert!(err.to_string().contains("migration 8"), "{err}");
+    assert!(!err.is_retryable());
+}

@@ -63,6 +63,60 @@ async fn migrating_twice_is_a_no_op_and_reports_the_version() {
     assert!(!a.endpoint().contains("password"));
 }
 
+/// Migration versions need not be consecutive (there is no 7): each applied one
+/// is recorded, one that is missing is applied at the next start, and one this
+/// gale does not have is refused.
+#[tokio::test]
+async fn migrations_are_recorded_one_by_one_and_gaps_are_tolerated() {
+    let Some(url) = gale_pgtest::shared_database("migration_gaps") else {
+        return;
+    };
+    let store = PgStore::connect(&url, Duration::from_secs(10))
+        .await
+        .expect("connect");
+    drop(store);
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("a plain connection");
+    tokio::spawn(conn);
+    let read = |rows: Vec<tokio_postgres::Row>| {
+        rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>()
+    };
+    let q = "SELECT version FROM gale_schema ORDER BY version";
+    assert_eq!(
+        read(client.query(q, &[]).await.expect("versions")),
+        vec![1, 2, 3, 4, 5, 6, 8]
+    );
+    client
+        .batch_execute("DROP TABLE audit_log; DELETE FROM gale_schema WHERE version = 8;")
+        .await
+        .expect("undo migration 8");
+    let store = PgStore::connect(&url, Duration::from_secs(10))
+        .await
+        .expect("reconnect applies the missing migration");
+    assert!(
+        store
+            .list_audit(&gale_store::AuditFilter::default())
+            .await
+            .expect("the audit table is back")
+            .is_empty()
+    );
+    drop(store);
+    assert_eq!(
+        read(client.query(q, &[]).await.expect("versions")),
+        vec![1, 2, 3, 4, 5, 6, 8]
+    );
+    client
+        .batch_execute("INSERT INTO gale_schema (version) VALUES (7)")
+        .await
+        .expect("record version 7");
+    let err = match PgStore::connect(&url, Duration::from_secs(10)).await {
+        Ok(_) => panic!("an unknown migration must be refused"),
+        Err(e) => e,
+    };
+    assert!(err.to_string().contains("migration 7"), "{err}");
+}
+
 #[tokio::test]
 async fn an_unreachable_database_is_a_clear_retryable_error() {
     let started = std::time::Instant::now();

@@ -28,9 +28,8 @@ pub async fn backfill(paths: &Paths, output: Output, args: BackfillArgs) -> anyh
     let store = open_store(paths).await?;
     let dag_id = DagId(args.dag_id);
     let (_, version) = current_dag(&*store, &dag_id).await?;
-    let by = std::env::var("USER").ok();
     let made =
-        gale_actions::backfill(&*store, &dag_id, &args.from, &args.to, by.as_deref()).await?;
+        gale_actions::backfill(&*store, &super::cli_actor(), &dag_id, &args.from, &args.to).await?;
     let (run_ids, existing) = (made.created, made.existing);
     eprintln!(
         "backfill {} of {dag_id}: {} run(s) created, {existing} slot(s) already had a run; max_active_runs = {}",

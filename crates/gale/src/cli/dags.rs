@@ -282,9 +282,9 @@ pub(super) async fn set_paused(
     paused: bool,
 ) -> anyhow::Result<u8> {
     let dag_id = DagId(dag_id);
-    if !store.set_paused(&dag_id, paused).await? {
-        return Err(NotFound(format!("no DAG {dag_id}")).into());
-    }
+    gale_actions::set_paused(store, &super::cli_actor(), &dag_id, paused)
+        .await
+        .map_err(not_found_hint)?;
     println!("{dag_id} {}", if paused { "paused" } else { "unpaused" });
     Ok(exit::OK)
 }
@@ -377,7 +377,7 @@ pub async fn trigger(
     logical_date: Option<&str>,
 ) -> anyhow::Result<RunRow> {
     let conf = parse_conf(conf)?;
-    gale_actions::trigger(store, dag_id, conf, logical_date)
+    gale_actions::trigger(store, &super::cli_actor(), dag_id, conf, logical_date)
         .await
         .map_err(not_found_hint)
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+mod audit;
 mod backfill;
 mod dags;
 mod db;
@@ -13,6 +14,8 @@ mod pools;
 mod runs;
 mod tasks;
 
+pub use audit::{AuditCmd, audit};
+pub(crate) use audit::{cli_actor, record};
 pub use backfill::{BackfillArgs, backfill};
 pub use dags::{DagsCmd, dags, trigger};
 pub use db::{DbCmd, db};

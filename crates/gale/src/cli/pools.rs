@@ -1,10 +1,13 @@
-//! `gale pools`: list, set, delete.
+//! `gale pools`: list, set, delete (each change recorded in the audit log).
 
 use anyhow::bail;
 use clap::Subcommand;
+use gale_actions::audit::detail;
+use gale_store::AuditAction;
+use serde_json::{Map, json};
 
 use super::output::{print_json, table};
-use super::{NotFound, open_store};
+use super::{NotFound, open_store, record};
 use crate::{Output, Paths, exit};
 
 #[derive(Subcommand, Debug)]
@@ -57,16 +60,49 @@ pub async fn pools(paths: &Paths, output: Output, cmd: PoolsCmd) -> anyhow::Resu
             if !gale_model::ids::is_valid_id(&name) {
                 bail!("invalid pool name {name:?}: use letters, digits, '_', '.' and '-' only");
             }
+            let before = store
+                .list_pools()
+                .await?
+                .into_iter()
+                .find(|p| p.name == name);
             store.set_pool(&name, slots, description.as_deref()).await?;
+            let mut about = detail([("slots", json!(slots))]);
+            if let Some(d) = &description {
+                about.insert("description".into(), json!(d));
+            }
+            let action = match &before {
+                Some(old) => {
+                    about.insert("was_slots".into(), json!(old.slots));
+                    AuditAction::PoolUpdate
+                }
+                None => AuditAction::PoolCreate,
+            };
+            record(&*store, action, &format!("pool/{name}"), about, Ok(())).await;
             println!("pool {name}: {slots} slots");
             Ok(exit::OK)
         }
         PoolsCmd::Delete { name } => {
-            if store.delete_pool(&name).await? {
+            let deleted = store.delete_pool(&name).await?;
+            let missing = format!("no pool {name}");
+            let result = if deleted {
+                Ok(())
+            } else {
+                Err(missing.as_str())
+            };
+            let target = format!("pool/{name}");
+            record(
+                &*store,
+                AuditAction::PoolDelete,
+                &target,
+                Map::new(),
+                result,
+            )
+            .await;
+            if deleted {
                 println!("pool {name} deleted");
                 Ok(exit::OK)
             } else {
-                Err(NotFound(format!("no pool {name}")).into())
+                Err(NotFound(missing).into())
             }
         }
     }

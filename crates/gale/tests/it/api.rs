@@ -1387,12 +1387,16 @@ fn api_needs_credentials_and_the_role_for_changes() {
     // The router's 404 is not a way to probe without credentials.
     anonymous.get("/api/v1/nosuchthing").problem(401);
 
-    // A viewer reads everything and changes nothing.
+    // A viewer reads everything but the audit log (admins only) and changes
+    // nothing.
     let viewer = admin.with_token(&web::user_token(&home, "vera", "viewer"));
     for (method, path, _) in &ops {
         let url = fill(path, &values);
         let resp = call(&viewer, method, &url);
-        if method == "get" {
+        if path == "/api/v1/audit" {
+            let detail = resp.problem(403);
+            assert!(detail.contains("admin"), "{method} {url}: {detail}");
+        } else if method == "get" {
             assert!(
                 resp.status == 200 || (path.contains("{backfill_id}") && resp.status == 404),
                 "a viewer reads {url}: HTTP {} {}",

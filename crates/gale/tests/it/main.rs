@@ -15,6 +15,7 @@ mod pg;
 mod web;
 
 mod api;
+mod audit;
 mod cluster;
 mod cluster_cli;
 mod crash;

@@ -1,7 +1,7 @@
 //! The web UI end to end: a real `gale standalone` and headless Chromium
 //! (log in, the DAG list, triggering with conf, the grid refreshing in place,
 //! graph, run and attempt pages, the log follower, the pause switch, the
-//! cluster page, with a screenshot of each main page), and plain HTTP for what
+//! cluster page, the audit log, with a screenshot of each main page), and plain HTTP for what
 //! a browser would never send (forged cross-site posts, a viewer's trigger).
 //!
 //! Screenshots go to `$CARGO_TARGET_TMPDIR/screenshots/`.
@@ -57,7 +57,7 @@ pub(crate) fn admin_password(standalone: &Standalone) -> String {
 }
 
 /// Creates a user with a known password (`gale users create --password-stdin`).
-fn create_user(home: &Home, name: &str, role: &str, password: &str) {
+pub(crate) fn create_user(home: &Home, name: &str, role: &str, password: &str) {
     let mut child = home
         .command(&["users", "create", name, "--role", role, "--password-stdin"])
         .stdin(Stdio::piped())
@@ -445,6 +445,36 @@ async fn browser_walks_through_the_ui() {
     );
     shoot(&browser, "cluster").await;
 
+    // The audit log (the admin's nav has it) shows the login and the pause,
+    // each with its actor.
+    browser
+        .find("nav.top a[href='/audit']")
+        .await
+        .expect("the audit link in an admin's nav")
+        .click()
+        .await
+        .expect("opening the audit log");
+    browser
+        .wait_for("table.audit tr[data-action='dag.pause']", WAIT)
+        .await
+        .expect("the pause in the audit log");
+    let pause = browser
+        .find("table.audit tr[data-action='dag.pause']")
+        .await
+        .expect("the pause row")
+        .text()
+        .await
+        .expect("its text");
+    assert!(
+        pause.contains("admin") && pause.contains("dag/greeter") && pause.contains("success"),
+        "{pause}"
+    );
+    browser
+        .find("table.audit tr[data-action='login']")
+        .await
+        .expect("the login row");
+    shoot(&browser, "audit").await;
+
     // Log out with the nav's button.
     browser
         .find("nav.top form[action='/logout'] button")
@@ -459,7 +489,7 @@ async fn browser_walks_through_the_ui() {
         .expect("the login page again");
 
     for name in [
-        "login", "dags", "grid", "graph", "run", "attempt", "cluster",
+        "login", "dags", "grid", "graph", "run", "attempt", "cluster", "audit",
     ] {
         let path = screenshots().join(format!("{name}.png"));
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -476,7 +506,13 @@ async fn browser_walks_through_the_ui() {
 }
 
 /// A form post as a browser sends it.
-fn post_form(web: &Web, path: &str, cookie: &str, extra: &[(&str, &str)], body: &str) -> u16 {
+pub(crate) fn post_form(
+    web: &Web,
+    path: &str,
+    cookie: &str,
+    extra: &[(&str, &str)],
+    body: &str,
+) -> u16 {
     let mut headers = vec![
         ("cookie", cookie),
         ("content-type", "application/x-www-form-urlencoded"),
@@ -488,7 +524,7 @@ fn post_form(web: &Web, path: &str, cookie: &str, extra: &[(&str, &str)], body: 
 
 /// Logs in through the form; returns the session cookie (`name=value`) and
 /// the CSRF token from the page's meta tag.
-fn form_login(web: &Web, user: &str, password: &str) -> (String, String) {
+pub(crate) fn form_login(web: &Web, user: &str, password: &str) -> (String, String) {
     let body = format!("user={user}&password={password}&next=%2F");
     let resp = web.send(
         "POST",
