@@ -312,3 +312,55 @@ fn hostile_conf_cannot_inject_and_secrets_never_show() {
         );
     }
 }
+
+/// An HTTP task's answer is read as it streams in and dropped at the bound:
+/// a server sending 256 MiB finds the connection closed long before.
+#[test]
+fn an_http_answer_is_read_only_up_to_the_bound() {
+    const TOTAL: usize = 256 << 20;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = std::sync::mpsc::channel::<usize>();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+        }
+        let mut stream = stream;
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {TOTAL}\r\n\r\n");
+        let _ = stream.write_all(head.as_bytes());
+        let chunk = vec![b'x'; 64 << 10];
+        let mut sent = 0;
+        while sent < TOTAL {
+            match stream.write(&chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sent += n,
+            }
+        }
+        let _ = tx.send(sent);
+    });
+    let home = Home::new();
+    home.write_dag(
+        "big.yaml",
+        &format!("id: big\ntasks:\n  get:\n    http:\n      url: \"http://127.0.0.1:{port}/big\"\n"),
+    );
+    let (_gale, admin) = web::start(&home);
+    crate::api::wait_dag(&admin, "big");
+    let run = admin.post("/api/v1/dags/big/runs", &json!({})).expect(201);
+    let run_id = run["run_id"].as_i64().expect("run id");
+    let done = crate::api::wait_run(&admin, run_id);
+    assert_eq!(done["state"], "success", "{done:#}");
+    let sent = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the server's write ended");
+    assert!(
+        sent < TOTAL / 4,
+        "the worker read on after the bound: the server sent {sent} of {TOTAL} bytes"
+    );
+    let log = home.ok(&["tasks", "logs", &run_id.to_string(), "get"]).stdout;
+    assert!(log.contains("the response body was cut at"), "{log}");
+}
