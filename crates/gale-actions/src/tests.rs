@@ -8,7 +8,9 @@ use gale_store::{AuditAction, AuditFilter, AuditOutcome, AuditRow};
 
 use crate::{Actor, ClearWhat, Error, Mark};
 
-const HELLO: &str = r#"tasks:
+const HELLO: &str = r#"params:
+  api_password: {type: string, secret: true, default: unset}
+tasks:
   greet:
     run: echo hello
   after:
@@ -173,6 +175,23 @@ async fn marks_and_cancels_are_conditional() {
         matches!(&res, Err(Error::Invalid(m)) if m == "mark as \"success\" or \"failed\", not \"done\""),
         "{res:?}"
     );
+}
+
+#[tokio::test]
+async fn a_conf_the_dag_does_not_declare_is_refused_and_makes_no_run() {
+    let (_dir, store) = store().await;
+    let mut conf = serde_json::Map::new();
+    conf.insert("region; rm".into(), serde_json::json!("x"));
+    let res = crate::trigger(&*store, &olga(), &hello(), conf, None).await;
+    assert!(
+        matches!(&res, Err(Error::Invalid(m)) if m.contains("\"region; rm\" is not a param")),
+        "{res:?}"
+    );
+    let runs = store
+        .list_runs(&gale_store::RunFilter::default())
+        .await
+        .expect("runs");
+    assert!(runs.is_empty(), "{runs:?}");
 }
 
 #[tokio::test]
