@@ -59,7 +59,7 @@ const SHARED_POOL_SLOTS: i64 = 4;
 fn loads() -> Vec<Load> {
     // 20 independent tasks, half of them short sleeps.
     let mut fan = String::from(
-        "id: chaos_fan\nmax_active_runs: 3\nmax_active_tasks: 6\n\
+        "id: chaos_fan\nmax_active_runs: 3\nmax_active_tasks: 6\nparams: { n: 0 }\n\
          defaults: { retries: 5, retry_delay: 1s }\ntasks:\n",
     );
     for i in 0..20 {
@@ -73,7 +73,7 @@ fn loads() -> Vec<Load> {
     }
     // 8 tasks in a line.
     let mut chain = String::from(
-        "id: chaos_chain\nmax_active_runs: 6\nmax_active_tasks: 5\n\
+        "id: chaos_chain\nmax_active_runs: 6\nmax_active_tasks: 5\nparams: { n: 0 }\n\
          defaults: { retries: 5, retry_delay: 1s }\ntasks:\n",
     );
     for i in 0..8 {
