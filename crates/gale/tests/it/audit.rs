@@ -14,8 +14,8 @@ use crate::ui::{admin_password, create_user, form_login, post_form};
 use crate::web::{self, Web};
 
 /// Fails (for clearing and marking); waits for nothing.
-const FLAKY: &str = "tasks:\n  a:\n    run: exit 1\n  b:\n    needs: [a]\n    run: echo b\n";
-const HELLO: &str = "params:\n  token: {type: string, secret: true, default: unset}\ntasks:\n  hi:\n    run: echo hi\n";
+const FLAKY: &str = "params:\n  api_password: {type: string, secret: true, default: unset}\n  region: eu\ntasks:\n  a:\n    run: exit 1\n  b:\n    needs: [a]\n    run: echo b\n";
+const HELLO: &str = "allow_undeclared_conf: true\nparams:\n  token: {type: string, secret: true, default: unset}\ntasks:\n  hi:\n    run: echo hi\n";
 const NIGHTLY: &str = "schedule: \"@daily\"\nstart_date: 2025-01-01\ncatchup: false\ntasks:\n  day:\n    run: \"true\"\n";
 
 /// A conf value and passwords that must never be recorded.
