@@ -43,10 +43,16 @@ impl Tls {
                     true => WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
                         .build()
                         .map_err(|e| Error::Invalid(format!("cannot use sslrootcert: {e}")))?,
-                    false => Arc::new(ChainOnly { roots, provider }),
+                    false => Arc::new(NamesUnchecked {
+                        roots: Some(roots),
+                        provider,
+                    }),
                 }
             }
-            _ => Arc::new(Unchecked { provider }),
+            _ => Arc::new(NamesUnchecked {
+                roots: None,
+                provider,
+            }),
         };
         let builder = builder
             .dangerous()
@@ -135,69 +141,18 @@ fn roots(root: &RootCert) -> Result<RootCertStore> {
     Ok(store)
 }
 
-/// `prefer`, and `require` without `sslrootcert`: any certificate. The
-/// handshake's signatures are still checked against the key it presents.
+/// A certificate checked short of its names. Without `roots` (`prefer`, and
+/// `require` without `sslrootcert`): any certificate. With them (`verify-ca`,
+/// and `require` with `sslrootcert`): the chain must end in one of the roots;
+/// the names in the certificate are not looked at. Either way the handshake's
+/// signatures are checked against the key the certificate presents.
 #[derive(Debug)]
-struct Unchecked {
+struct NamesUnchecked {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-/// `verify-ca` (and `require` with `sslrootcert`): the chain must end in one
-/// of the roots; the names in the certificate are not looked at.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for NamesUnchecked {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -206,14 +161,16 @@ impl ServerCertVerifier for ChainOnly {
         _: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 

@@ -346,7 +346,9 @@ fn an_http_answer_is_read_only_up_to_the_bound() {
     let home = Home::new();
     home.write_dag(
         "big.yaml",
-        &format!("id: big\ntasks:\n  get:\n    http:\n      url: \"http://127.0.0.1:{port}/big\"\n"),
+        &format!(
+            "id: big\ntasks:\n  get:\n    http:\n      url: \"http://127.0.0.1:{port}/big\"\n"
+        ),
     );
     let (_gale, admin) = web::start(&home);
     crate::api::wait_dag(&admin, "big");
@@ -361,6 +363,8 @@ fn an_http_answer_is_read_only_up_to_the_bound() {
         sent < TOTAL / 4,
         "the worker read on after the bound: the server sent {sent} of {TOTAL} bytes"
     );
-    let log = home.ok(&["tasks", "logs", &run_id.to_string(), "get"]).stdout;
+    let log = home
+        .ok(&["tasks", "logs", &run_id.to_string(), "get"])
+        .stdout;
     assert!(log.contains("the response body was cut at"), "{log}");
 }
