@@ -64,6 +64,7 @@ macro_rules! for_each_check {
             listing_for_the_web,
             backfills_progress,
             users_sessions_tokens,
+            sessions_idle_and_tokens_revoked,
         );
     };
 }

@@ -21,6 +21,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/postgres/0006_lean_indexes.sql"),
     ),
+    (
+        7,
+        include_str!("../../migrations/postgres/0007_auth_hardening.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises migrations between processes.

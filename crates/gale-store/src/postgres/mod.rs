@@ -62,7 +62,7 @@ mod runs;
 mod slots;
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Tunables of a [`PgStore`].
 #[derive(Clone, Debug)]

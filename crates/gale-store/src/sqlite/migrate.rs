@@ -24,6 +24,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0006_file_owner.sql"),
     ),
     (7, include_str!("../../migrations/sqlite/0007_web.sql")),
+    (
+        8,
+        include_str!("../../migrations/sqlite/0008_auth_hardening.sql"),
+    ),
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
