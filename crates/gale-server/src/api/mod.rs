@@ -23,6 +23,7 @@ pub mod dags;
 pub mod logs;
 pub mod runs;
 pub mod tasks;
+pub mod tokens;
 
 type Shared = State<Arc<AppState>>;
 type Caller = axum::Extension<Identity>;
@@ -33,7 +34,7 @@ type Caller = axum::Extension<Identity>;
     components(schemas(Problem)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "dags"), (name = "runs"), (name = "tasks"), (name = "backfills"), (name = "cluster"), (name = "health"))
+    tags((name = "dags"), (name = "runs"), (name = "tasks"), (name = "backfills"), (name = "cluster"), (name = "tokens"), (name = "health"))
 )]
 pub struct ApiDoc;
 
@@ -82,6 +83,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(dags::dag_slots))
         .routes(routes!(cluster::list_nodes))
         .routes(routes!(cluster::list_pools))
+        .routes(routes!(tokens::create_token))
 }
 
 /// Makes the document say what every operation answers besides its own
