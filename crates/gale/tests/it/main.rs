@@ -28,4 +28,5 @@ mod tidy;
 mod tls;
 mod trust;
 mod ui;
+mod web_attack;
 mod webdriver;
