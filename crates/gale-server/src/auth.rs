@@ -183,6 +183,10 @@ pub async fn check_password(
         .check_slot()
         .await
         .map_err(LoginError::Refused)?;
+    // Again: logins that waited for the slot may have locked it out since.
+    if let Err(refused) = state.logins.admit(addr, user) {
+        return Err(LoginError::Refused(refused));
+    }
     let row = state
         .store
         .get_user(user)
