@@ -49,6 +49,8 @@ pub enum LoginVia {
     Form,
     /// An API token (`Authorization: Bearer`).
     Token,
+    /// A password for a new API token (`POST /api/v1/tokens`).
+    Password,
 }
 
 /// Records a login: `user` is the name given (for a token that failed, the
@@ -65,6 +67,7 @@ pub async fn record_login(
     let via_name = match via {
         LoginVia::Form => "form",
         LoginVia::Token => "token",
+        LoginVia::Password => "password for a token",
     };
     let mut detail = gale_actions::audit::detail([("via", json!(via_name))]);
     if let Some(r) = reason {

@@ -1,19 +1,24 @@
 //! Who is asking, and may they: users with argon2id passwords and a role,
 //! browser sessions (an HttpOnly, SameSite=Strict cookie whose SHA-256 is the
-//! key of a row in the store, so any webserver accepts it), API tokens for
-//! `Authorization: Bearer` (shown once, stored hashed), and CSRF protection on
-//! every state-changing request a session makes.
+//! key of a row in the store, so any webserver accepts it; a new one at every
+//! login, ended after an idle time), API tokens for `Authorization: Bearer`
+//! (shown once, stored hashed, with a lifetime), and CSRF protection on every
+//! state-changing request a session makes.
 //!
-//! One middleware ([`authenticate`]) decides for every request: public paths
-//! pass; the rest need a session or a token, and the role the method needs
-//! (reading: viewer; changing: operator; users, tokens and the audit log:
-//! admin).
+//! Password checks ([`check_password`]) are throttled per address and per
+//! user name (`throttle`) and run off the async runtime, a bounded number at
+//! once. One middleware ([`authenticate`]) decides for every request: public
+//! paths pass; the rest need a session or a token, and the role the method
+//! needs (reading: viewer; changing: operator; users, tokens and the audit
+//! log: admin). With authentication off, it still refuses what another site's
+//! page could send.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -23,10 +28,21 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::http::LocalAddr;
+use crate::throttle::{self, Refused};
 
+/// The session cookie's name over plain HTTP.
 pub const SESSION_COOKIE: &str = "gale_session";
-/// How long a login lasts.
-pub const SESSION_TTL: SignedDuration = SignedDuration::from_hours(12);
+/// Its name when browsers come over HTTPS: the prefix makes them refuse it
+/// unless it is `Secure`, has `Path=/` and no `Domain` (so no other host or
+/// plain-HTTP page can plant one).
+pub const SECURE_SESSION_COOKIE: &str = "__Host-gale_session";
+/// The longest a login lasts, however much it is used.
+pub const SESSION_LIFETIME: SignedDuration = SignedDuration::from_hours(7 * 24);
+/// How long an unused login lasts (the default of `--session-idle-timeout`).
+pub const SESSION_IDLE: SignedDuration = SignedDuration::from_hours(12);
+/// How long an API token lasts unless its maker says otherwise.
+pub const TOKEN_LIFETIME: SignedDuration = SignedDuration::from_hours(90 * 24);
 /// Form field and header that carry a session's CSRF token.
 pub const CSRF_FIELD: &str = "csrf_token";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -101,21 +117,139 @@ pub fn valid_user_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c))
 }
 
-/// Checks a user's password; on success opens a session and returns its cookie
-/// value and CSRF token. A wrong name and a wrong password look the same.
-pub async fn login(
-    store: &dyn gale_store::Store,
+/// Why a login opened no session.
+#[derive(Debug)]
+pub enum LoginError {
+    /// Throttled (429 with `Retry-After`) or every check busy (503).
+    Refused(Refused),
+    /// A wrong user name or password (they look the same).
+    Wrong,
+    Store(gale_store::Error),
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> ApiError {
+        match e {
+            LoginError::Refused(Refused::Throttled(_)) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed logins: try again after the time in Retry-After",
+            ),
+            LoginError::Refused(Refused::Busy) => {
+                ApiError::unavailable("too many logins at once: try again shortly")
+            }
+            LoginError::Wrong => ApiError::unauthorized("wrong user name or password"),
+            LoginError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl LoginError {
+    /// The `Retry-After` seconds of a refusal.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            LoginError::Refused(Refused::Throttled(d)) => Some(throttle::retry_after_secs(*d)),
+            LoginError::Refused(Refused::Busy) => Some(2),
+            _ => None,
+        }
+    }
+
+    /// Its problem+json answer, with `Retry-After` when it has one.
+    pub fn into_response(self) -> Response {
+        let retry = self.retry_after();
+        let mut res = ApiError::from(self).into_response();
+        if let Some(secs) = retry {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+/// Checks a user's password, as every login does (the form and the API):
+/// refused while the address or the name is locked out, else checked on a
+/// blocking thread (at most `LoginPolicy::max_checks` at once). Every check
+/// ends in [`login_succeeded`] or [`login_failed`].
+pub async fn check_password(
+    state: &AppState,
+    addr: Option<IpAddr>,
     user: &str,
     password: &str,
-) -> Result<Option<(String, String)>, gale_store::Error> {
-    let Some(row) = store.get_user(user).await? else {
-        // Spend the time a real check takes, so timing does not tell which
-        // names exist.
-        let _ = verify_password(password, &DUMMY_HASH);
-        return Ok(None);
-    };
-    if !verify_password(password, &row.password_hash) {
-        return Ok(None);
+) -> Result<gale_store::UserRow, LoginError> {
+    if let Err(refused) = state.logins.admit(addr, user) {
+        tracing::warn!(user = ?user, address = ?addr, "login refused: locked out after failed logins");
+        return Err(LoginError::Refused(refused));
+    }
+    let slot = state
+        .logins
+        .check_slot()
+        .await
+        .map_err(LoginError::Refused)?;
+    // Again: logins that waited for the slot may have locked it out since.
+    if let Err(refused) = state.logins.admit(addr, user) {
+        return Err(LoginError::Refused(refused));
+    }
+    let row = state
+        .store
+        .get_user(user)
+        .await
+        .map_err(LoginError::Store)?;
+    let phc = row.as_ref().map(|r| r.password_hash.clone());
+    let password = password.to_owned();
+    let verified = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        match phc {
+            Some(phc) => verify_password(&password, &phc),
+            None => {
+                // Spend the time a real check takes, so timing does not tell
+                // which names exist.
+                let _ = verify_password(&password, &DUMMY_HASH);
+                false
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    match row {
+        Some(row) if verified => {
+            login_succeeded(state, addr, &row.name);
+            Ok(row)
+        }
+        _ => {
+            login_failed(state, addr, user);
+            Err(LoginError::Wrong)
+        }
+    }
+}
+
+/// A correct password: the user's failures are forgotten.
+fn login_succeeded(state: &AppState, addr: Option<IpAddr>, user: &str) {
+    state.logins.succeeded(user);
+    tracing::info!(user = ?user, address = ?addr, "login");
+}
+
+/// A wrong user name or password: counted (and maybe locked out), logged
+/// (never the password) and in `gale_login_failures_total`.
+fn login_failed(state: &AppState, addr: Option<IpAddr>, user: &str) {
+    let lockout = state.logins.failed(addr, user);
+    tracing::warn!(
+        user = ?user,
+        address = ?addr,
+        lockout_s = lockout.map(|d| d.as_secs_f64()),
+        "login failed: wrong user name or password"
+    );
+}
+
+/// Opens a session for `user` (a new id at every login); ends the session
+/// of `replaces`, the cookie the browser sent, if any, so an id from before
+/// the login is never used after it. Returns the cookie value and the CSRF
+/// token.
+pub async fn open_session(
+    store: &dyn gale_store::Store,
+    user: &str,
+    replaces: Option<&str>,
+) -> Result<(String, String), gale_store::Error> {
+    if let Some(old) = replaces {
+        store.delete_session(&sha256_hex(old)).await?;
     }
     let (id, csrf) = (new_secret(), new_secret());
     // On the store's clock, which the session is checked against: a
@@ -123,12 +257,32 @@ pub async fn login(
     let expires = store
         .now()
         .await?
-        .checked_add(SESSION_TTL)
+        .checked_add(SESSION_LIFETIME)
         .unwrap_or(Timestamp::MAX);
     store
-        .create_session(&sha256_hex(&id), &row.name, &csrf, expires)
+        .create_session(&sha256_hex(&id), user, &csrf, expires)
         .await?;
-    Ok(Some((id, csrf)))
+    Ok((id, csrf))
+}
+
+/// The client's address, when the request came over a socket.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
 }
 
 /// The argon2id hash of a random password nobody knows (made once, at the
@@ -150,15 +304,25 @@ pub async fn create_token(
     Ok((id, secret))
 }
 
+/// The session cookie's name: `__Host-` prefixed when browsers come over HTTPS.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
+
 /// The `Set-Cookie` value of a new session (or, with `None`, of its removal).
 pub fn session_cookie(value: Option<&str>, secure: bool) -> HeaderValue {
+    let name = session_cookie_name(secure);
     let secure = if secure { "; Secure" } else { "" };
     let text = match value {
         Some(v) => format!(
-            "{SESSION_COOKIE}={v}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-            SESSION_TTL.as_secs()
+            "{name}={v}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            SESSION_LIFETIME.as_secs()
         ),
-        None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+        None => format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
     };
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -179,7 +343,13 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 fn is_public(path: &str) -> bool {
     matches!(
         path,
-        "/login" | "/health" | "/health/live" | "/health/ready" | "/metrics" | "/favicon.svg"
+        "/login"
+            | "/api/v1/tokens"
+            | "/health"
+            | "/health/live"
+            | "/health/ready"
+            | "/metrics"
+            | "/favicon.svg"
     ) || path.starts_with("/assets/")
         || path == "/api/v1/openapi.json"
         || path.starts_with("/api/docs")
@@ -217,10 +387,16 @@ pub async fn authenticate(
     next: Next,
 ) -> Response {
     let path = req.uri().path().to_owned();
+    let api = is_api(&path);
+    if !state.auth
+        && let Some(why) = open_request_refused(&req)
+    {
+        tracing::warn!(path = %path, reason = why, "request refused (authentication is off)");
+        return ApiError::forbidden(why).into_response();
+    }
     if is_public(&path) {
         return next.run(req).await;
     }
-    let api = is_api(&path);
     let deny = |e: ApiError| -> Response {
         if api || e.status != StatusCode::UNAUTHORIZED {
             let mut r = e.into_response();
@@ -341,12 +517,12 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Option<Identi
             )),
         };
     }
-    let Some(value) = cookie(headers, SESSION_COOKIE) else {
+    let Some(value) = cookie(headers, session_cookie_name(state.secure_cookies)) else {
         return Ok(None);
     };
     Ok(state
         .store
-        .get_session(&sha256_hex(value))
+        .get_session(&sha256_hex(value), state.session_idle)
         .await?
         .map(|s| Identity {
             user: s.user,
@@ -354,6 +530,63 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Option<Identi
             csrf: Some(s.csrf_token),
             via: Via::Session,
         }))
+}
+
+/// With authentication off (loopback only), what a page of another site
+/// could make a browser send: a request whose `Host` is not a loopback name
+/// or address with this server's port (DNS rebinding: a name of the
+/// attacker's that resolves to 127.0.0.1), or a change sent from another
+/// origin (`Origin` not this `Host`, or `Sec-Fetch-Site` cross-site or
+/// same-site). Returns why it is refused.
+fn open_request_refused(req: &Request) -> Option<&'static str> {
+    let headers = req.headers();
+    let port = req.extensions().get::<LocalAddr>().map(|a| a.0.port());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !host.is_some_and(|h| loopback_host(h, port)) {
+        return Some(
+            "the Host header is not this server's loopback address and port \
+             (authentication is off, so only http://127.0.0.1:PORT or http://localhost:PORT is served)",
+        );
+    }
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return None;
+    }
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if fetch_site.eq_ignore_ascii_case("cross-site")
+        || fetch_site.eq_ignore_ascii_case("same-site")
+        || !same_origin(headers)
+    {
+        return Some("cross-site request refused (its Origin is not this server)");
+    }
+    None
+}
+
+/// `localhost`, or a loopback address, with `port` (when known; no port in
+/// the header means 80).
+fn loopback_host(host: &str, port: Option<u16>) -> bool {
+    let (name, given) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((name, after)) => (name, after.strip_prefix(':')),
+            None => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, p)) => (name, Some(p)),
+            None => (host, None),
+        },
+    };
+    let given = match given {
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) => p,
+            Err(_) => return false,
+        },
+        None => 80,
+    };
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    loopback && port.is_none_or(|p| p == given)
 }
 
 /// No `Origin` (same-origin GET navigations, old browsers) or one whose host is
@@ -470,6 +703,21 @@ mod tests {
             HeaderValue::from_static("https://evil.example"),
         );
         assert!(!same_origin(&h));
+    }
+
+    #[test]
+    fn loopback_hosts_with_the_port() {
+        assert!(loopback_host("127.0.0.1:8080", Some(8080)));
+        assert!(loopback_host("localhost:8080", Some(8080)));
+        assert!(loopback_host("LOCALHOST:8080", None));
+        assert!(loopback_host("[::1]:8080", Some(8080)));
+        assert!(loopback_host("127.0.0.2:8080", Some(8080)));
+        assert!(!loopback_host("127.0.0.1:8081", Some(8080)), "another port");
+        assert!(!loopback_host("127.0.0.1", Some(8080)), "no port is 80");
+        assert!(!loopback_host("evil.example:8080", Some(8080)));
+        assert!(!loopback_host("localhost.evil.example:8080", Some(8080)));
+        assert!(!loopback_host("[::1:8080", Some(8080)));
+        assert!(!loopback_host("10.0.0.1:8080", None));
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! Gale's webserver: the REST API under `/api/v1` (with its OpenAPI document),
 //! the web UI, authentication, `/health` for load balancers and `/metrics` for
-//! Prometheus. Stateless: every fact it shows or changes is in the store, and
-//! sessions are rows there too, so any number of webservers may run behind a
-//! load balancer.
+//! Prometheus. Stateless but for login throttling (see `throttle`): every
+//! fact it shows or changes is in the store, and sessions are rows there too,
+//! so any number of webservers may run behind a load balancer.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -23,12 +22,15 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod http;
 pub mod metrics;
 pub mod next_run;
 pub mod secrets;
+pub mod throttle;
 pub mod ui;
 
 pub use error::{ApiError, ApiResult};
+pub use http::HttpLimits;
 
 /// What every request handler shares.
 pub struct AppState {
@@ -37,11 +39,31 @@ pub struct AppState {
     pub notifier: Option<Arc<Notifier>>,
     /// False only with `--no-auth` on a loopback address.
     pub auth: bool,
-    /// Cookies get `Secure` (the server speaks TLS).
+    /// Browsers reach this server over HTTPS (its own TLS, or a proxy's):
+    /// the session cookie is `Secure` and `__Host-` named, and answers carry
+    /// `Strict-Transport-Security`.
     pub secure_cookies: bool,
+    /// How long an unused session lasts (on the store's clock).
+    pub session_idle: jiff::SignedDuration,
+    /// Login throttling and the bound on password checks (this webserver's
+    /// memory).
+    pub logins: throttle::LoginGuard,
 }
 
 impl AppState {
+    /// Authentication on, plain-HTTP cookies, the default session idle time
+    /// and login policy.
+    pub fn new(store: Arc<dyn Store>) -> AppState {
+        AppState {
+            store,
+            notifier: None,
+            auth: true,
+            secure_cookies: false,
+            session_idle: auth::SESSION_IDLE,
+            logins: throttle::LoginGuard::default(),
+        }
+    }
+
     /// Tells this process's scheduler that a run changed.
     pub fn run_changed(&self, run: gale_model::RunId) {
         if let Some(n) = &self.notifier {
@@ -85,6 +107,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             auth::authenticate,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            transport_headers,
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -105,6 +131,29 @@ pub fn app(state: Arc<AppState>) -> Router {
             ),
         ))
         .with_state(state)
+}
+
+/// `Cache-Control: no-store` on every answer but static assets (pages and
+/// API answers carry logs, conf and who is logged in), and
+/// `Strict-Transport-Security` when browsers come over HTTPS.
+async fn transport_headers(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let asset = req.uri().path().starts_with("/assets/") || req.uri().path() == "/favicon.svg";
+    let mut res = next.run(req).await;
+    let headers = res.headers_mut();
+    if !asset {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if state.secure_cookies {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    res
 }
 
 /// A path nothing serves: problem+json under `/api/` and for assets, else a page.
@@ -162,37 +211,23 @@ pub async fn load_tls(tls: &TlsFiles) -> anyhow::Result<axum_server::tls_rustls:
         })
 }
 
-/// Serves on `listener` until `cancel`, then lets requests in flight finish
-/// for up to 5 s.
+/// Serves on `listener` until `cancel` (within `limits`), then lets requests
+/// in flight finish for up to 5 s.
 pub async fn serve(
     state: Arc<AppState>,
     listener: std::net::TcpListener,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    limits: HttpLimits,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        cancel.cancelled().await;
-        stopper.graceful_shutdown(Some(Duration::from_secs(5)));
-    });
-    // Each request learns its peer's address (`ConnectInfo`), for the audit log.
-    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    match tls {
-        Some(config) => {
-            axum_server::from_tcp_rustls(listener, config)?
-                .handle(handle)
-                .serve(app)
-                .await?
-        }
-        None => {
-            axum_server::from_tcp(listener)?
-                .handle(handle)
-                .serve(app)
-                .await?
-        }
-    }
-    Ok(())
+    http::serve(
+        app(state),
+        listener,
+        tls.map(|t| t.get_inner()),
+        limits,
+        cancel,
+    )
+    .await
 }
 
 /// Installs the process-wide TLS crypto provider once.

@@ -1,7 +1,8 @@
 //! `/metrics` in Prometheus text format: unfinished runs and task instances by state,
 //! queue depth per queue and live nodes by role (read from the store at each
 //! scrape), and this process's own measurements (claim-to-start latency, queue
-//! wait, task duration, scheduler pass duration, store errors by kind).
+//! wait, task duration, scheduler pass duration, store errors by kind, failed
+//! and refused logins).
 
 use std::sync::Arc;
 
@@ -77,6 +78,16 @@ pub async fn render(state: &AppState) -> String {
         "db_errors",
         "Store errors by kind (unavailable, invalid, database) and backend",
         t.db_errors.clone(),
+    );
+    registry.register(
+        "login_failures",
+        "Logins refused for a wrong user name or password (this webserver)",
+        state.logins.failures.clone(),
+    );
+    registry.register(
+        "login_refusals",
+        "Logins answered 429 (locked out) or 503 (every check busy) unchecked (this webserver)",
+        state.logins.refused.clone(),
     );
     let up = Gauge::<i64>::default();
     registry.register(

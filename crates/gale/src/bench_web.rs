@@ -126,13 +126,14 @@ pub async fn run(paths: &Paths, output: Output, args: WebBenchArgs) -> anyhow::R
     let listener = gale_server::bind("127.0.0.1:0".parse()?)?;
     let addr = listener.local_addr()?;
     let cancel = CancellationToken::new();
-    let state = Arc::new(gale_server::AppState {
-        store: store.clone(),
-        notifier: None,
-        auth: true,
-        secure_cookies: false,
-    });
-    let server = tokio::spawn(gale_server::serve(state, listener, None, cancel.clone()));
+    let state = Arc::new(gale_server::AppState::new(store.clone()));
+    let server = tokio::spawn(gale_server::serve(
+        state,
+        listener,
+        None,
+        gale_server::HttpLimits::default(),
+        cancel.clone(),
+    ));
 
     let mid = gale_model::RunId((first.0 + last.0) / 2);
     let task = &task_ids[task_ids.len() / 2];

@@ -41,6 +41,10 @@ pub struct Web {
     pub listener: std::net::TcpListener,
     pub tls: Option<gale_server::TlsFiles>,
     pub auth: bool,
+    /// Browsers come over HTTPS (TLS here, or at a proxy).
+    pub secure_cookies: bool,
+    pub session_idle: jiff::SignedDuration,
+    pub limits: gale_server::HttpLimits,
 }
 
 pub fn hostname() -> String {
@@ -137,15 +141,16 @@ pub async fn run(
         tasks.spawn(scheduler.run(roles_cancel.clone()));
     }
     if let Some(web) = opts.web {
-        let state = Arc::new(gale_server::AppState {
-            store: store.clone(),
-            notifier: Some(notifier.clone()),
-            auth: web.auth,
-            secure_cookies: tls.is_some(),
-        });
+        let mut state = gale_server::AppState::new(store.clone());
+        state.notifier = Some(notifier.clone());
+        state.auth = web.auth;
+        state.secure_cookies = web.secure_cookies;
+        state.session_idle = web.session_idle;
+        let state = Arc::new(state);
         let stop = roles_cancel.clone();
         tasks.spawn(async move {
-            if let Err(e) = gale_server::serve(state, web.listener, tls, stop.clone()).await {
+            let served = gale_server::serve(state, web.listener, tls, web.limits, stop.clone());
+            if let Err(e) = served.await {
                 tracing::error!(error = %e, "the webserver failed");
             }
             // Ending before the node stops counts as a failure (see below).

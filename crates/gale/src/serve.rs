@@ -107,6 +107,28 @@ pub struct WebArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "GALE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Browsers reach this server over HTTPS through a TLS-terminating proxy:
+    /// the session cookie is `Secure` and named `__Host-gale_session`, and
+    /// answers carry Strict-Transport-Security (always so with --tls-cert).
+    #[arg(long, env = "GALE_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+    /// A login unused this long ends (checked on the store's clock, so every
+    /// webserver agrees).
+    #[arg(long, env = "GALE_SESSION_IDLE_TIMEOUT", default_value = "12h", value_parser = parse_span)]
+    pub session_idle_timeout: Duration,
+    /// A connection must send a whole request head within this time of its
+    /// first byte (or of opening), or it is closed.
+    #[arg(long, env = "GALE_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_span)]
+    pub http_header_timeout: Duration,
+    /// A request not answered within this time gets a 408.
+    #[arg(long, env = "GALE_HTTP_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_span)]
+    pub http_request_timeout: Duration,
+    /// A kept-alive connection with no request for this long is closed.
+    #[arg(long, env = "GALE_HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_span)]
+    pub http_idle_timeout: Duration,
+    /// Most connections open at once; more wait until one closes.
+    #[arg(long, env = "GALE_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub http_max_connections: usize,
 }
 
 #[derive(Args, Debug)]
@@ -232,10 +254,33 @@ fn bind_web(mode: Mode, web: &WebArgs) -> anyhow::Result<engine::Web> {
         }),
         _ => None,
     };
+    for (flag, d) in [
+        ("--http-header-timeout", web.http_header_timeout),
+        ("--http-request-timeout", web.http_request_timeout),
+        ("--http-idle-timeout", web.http_idle_timeout),
+        ("--session-idle-timeout", web.session_idle_timeout),
+    ] {
+        if d.is_zero() {
+            bail!("{flag} must be more than 0");
+        }
+    }
+    if web.http_max_connections == 0 {
+        bail!("--http-max-connections must be at least 1");
+    }
+    let session_idle = jiff::SignedDuration::try_from(web.session_idle_timeout)
+        .context("--session-idle-timeout is too long")?;
     Ok(engine::Web {
         listener: gale_server::bind(SocketAddr::new(bind, web.port))?,
+        secure_cookies: web.secure_cookies || tls.is_some(),
         tls,
         auth: !web.no_auth,
+        session_idle,
+        limits: gale_server::HttpLimits {
+            header_timeout: web.http_header_timeout,
+            request_timeout: web.http_request_timeout,
+            idle_timeout: web.http_idle_timeout,
+            max_connections: web.http_max_connections,
+        },
     })
 }
 

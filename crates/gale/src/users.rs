@@ -31,7 +31,7 @@ pub enum UsersCmd {
     /// Delete a user, with their sessions and API tokens.
     Delete { name: String },
     /// Set a new password (random and printed once, unless --password-stdin);
-    /// ends the user's sessions.
+    /// ends the user's sessions and revokes their API tokens.
     Passwd {
         name: String,
         #[arg(long)]
@@ -49,9 +49,9 @@ pub enum TokensCmd {
         /// A label, e.g. the script that uses it.
         #[arg(long)]
         name: String,
-        /// Expire after this long, e.g. 90d (default: never).
-        #[arg(long, value_parser = parse_span)]
-        expires_in: Option<std::time::Duration>,
+        /// Expire after this long, e.g. 30d or 12h.
+        #[arg(long, value_parser = parse_span, default_value = "90d")]
+        expires_in: std::time::Duration,
     },
     /// List tokens (never their secrets).
     List {
@@ -181,7 +181,7 @@ pub async fn users(paths: &Paths, output: Output, cmd: UsersCmd) -> anyhow::Resu
             if !set {
                 return Err(crate::cli::NotFound(missing).into());
             }
-            eprintln!("new password set for {name}; their sessions ended");
+            eprintln!("new password set for {name}; their sessions ended and API tokens revoked");
             if generated {
                 eprintln!("password (shown only now):");
                 println!("{pw}");
@@ -199,17 +199,20 @@ pub async fn tokens(paths: &Paths, output: Output, cmd: TokensCmd) -> anyhow::Re
             name,
             expires_in,
         } => {
+            if expires_in.is_zero() {
+                bail!("--expires-in must be more than 0");
+            }
             // On the store's clock, which the token is checked against.
-            let expires = match expires_in {
-                Some(d) => Some(
-                    store
-                        .now()
-                        .await?
-                        .checked_add(jiff::SignedDuration::try_from(d)?)
-                        .context("--expires-in is too far in the future")?,
-                ),
-                None => None,
-            };
+            let expires = Some(
+                store
+                    .now()
+                    .await?
+                    .checked_add(
+                        jiff::SignedDuration::try_from(expires_in)
+                            .context("--expires-in is too long")?,
+                    )
+                    .context("--expires-in is too far in the future")?,
+            );
             if store.get_user(&user).await?.is_none() {
                 return Err(crate::cli::NotFound(format!(
                     "no user {user}: create one with `gale users create`"

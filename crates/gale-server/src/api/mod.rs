@@ -24,6 +24,7 @@ pub mod dags;
 pub mod logs;
 pub mod runs;
 pub mod tasks;
+pub mod tokens;
 
 type Shared = State<Arc<AppState>>;
 
@@ -72,7 +73,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
     components(schemas(Problem)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "dags"), (name = "runs"), (name = "tasks"), (name = "backfills"), (name = "cluster"), (name = "audit"), (name = "health"))
+    tags((name = "dags"), (name = "runs"), (name = "tasks"), (name = "backfills"), (name = "cluster"), (name = "tokens"), (name = "audit"), (name = "health"))
 )]
 pub struct ApiDoc;
 
@@ -121,6 +122,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(dags::dag_slots))
         .routes(routes!(cluster::list_nodes))
         .routes(routes!(cluster::list_pools))
+        .routes(routes!(tokens::create_token))
         .routes(routes!(audit::list_audit))
 }
 

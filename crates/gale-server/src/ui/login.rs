@@ -1,21 +1,24 @@
 //! Logging in and out. The login page and its POST are public (the auth
 //! middleware lets `/login` through); they refuse a cross-site POST themselves,
-//! so another site cannot log a browser into someone else's account.
+//! so another site cannot log a browser into someone else's account. Logins
+//! are throttled (`auth::check_password`): a locked-out address or name gets
+//! the form again with 429 and `Retry-After`.
 
 use std::sync::Arc;
 
 use askama::Template;
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gale_store::AuditOutcome;
 use serde::Deserialize;
 
 use super::{Ctx, assets, html, is_local_path, see_other};
 use crate::AppState;
-use crate::audit::{self, Peer};
-use crate::auth;
+use crate::audit;
+use crate::auth::{self, LoginError, Peer};
+use crate::throttle::Refused;
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -55,9 +58,13 @@ pub async fn page(
     if !s.auth {
         return see_other(&next, None, s.secure_cookies);
     }
-    if let Some(cookie) = auth::cookie(&headers, auth::SESSION_COOKIE) {
+    if let Some(cookie) = auth::cookie(&headers, auth::session_cookie_name(s.secure_cookies)) {
         // A store error here just shows the form.
-        if let Ok(Some(_)) = s.store.get_session(&auth::sha256_hex(cookie)).await {
+        if let Ok(Some(_)) = s
+            .store
+            .get_session(&auth::sha256_hex(cookie), s.session_idle)
+            .await
+        {
             return see_other(&next, None, s.secure_cookies);
         }
     }
@@ -69,10 +76,12 @@ pub async fn page(
     })
 }
 
-/// Checks the password; on success sets the session cookie and goes to `next`.
+/// Checks the password; on success opens a new session (ending the one the
+/// browser had, if any), sets its cookie and goes to `next`.
 pub async fn submit(
     State(s): State<Arc<AppState>>,
-    Peer(peer): Peer,
+    Peer(addr): Peer,
+    audit::Peer(peer): audit::Peer,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -92,9 +101,19 @@ pub async fn submit(
             "this login came from another site and was refused",
         );
     }
-    match auth::login(&*s.store, form.user.trim(), &form.password).await {
-        Ok(Some((cookie, _csrf))) => {
-            audit::form_login(&*s.store, form.user.trim(), &peer, true).await;
+    let user = form.user.trim();
+    let opened = match auth::check_password(&s, addr, user, &form.password).await {
+        Ok(row) => {
+            let old = auth::cookie(&headers, auth::session_cookie_name(s.secure_cookies));
+            auth::open_session(&*s.store, &row.name, old)
+                .await
+                .map_err(LoginError::Store)
+        }
+        Err(e) => Err(e),
+    };
+    match opened {
+        Ok((cookie, _csrf)) => {
+            audit::form_login(&*s.store, user, &peer, true).await;
             let mut res = see_other(&next, None, s.secure_cookies);
             res.headers_mut().append(
                 header::SET_COOKIE,
@@ -102,11 +121,30 @@ pub async fn submit(
             );
             res
         }
-        Ok(None) => {
-            audit::form_login(&*s.store, form.user.trim(), &peer, false).await;
+        Err(LoginError::Wrong) => {
+            audit::form_login(&*s.store, user, &peer, false).await;
             form_again(StatusCode::UNAUTHORIZED, "wrong user name or password")
         }
-        Err(e) => {
+        // Not audited: throttled attempts are counted in /metrics and logged;
+        // a row each would let a flood write without bound.
+        Err(e @ LoginError::Refused(_)) => {
+            let secs = e.retry_after().unwrap_or(1);
+            let (status, text) = match e {
+                LoginError::Refused(Refused::Busy) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("too many logins at once: try again in {secs} s"),
+                ),
+                _ => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("too many failed logins: try again in {secs} s"),
+                ),
+            };
+            let mut res = form_again(status, &text);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            res
+        }
+        Err(LoginError::Store(e)) => {
             tracing::warn!(error = %e, "login failed: store error");
             form_again(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -119,7 +157,7 @@ pub async fn submit(
 /// Ends the session (in the store, so no webserver accepts it any more) and
 /// clears the cookie.
 pub async fn logout(State(s): State<Arc<AppState>>, ctx: Ctx, headers: HeaderMap) -> Response {
-    if let Some(cookie) = auth::cookie(&headers, auth::SESSION_COOKIE) {
+    if let Some(cookie) = auth::cookie(&headers, auth::session_cookie_name(s.secure_cookies)) {
         if let Err(e) = s.store.delete_session(&auth::sha256_hex(cookie)).await {
             tracing::warn!(error = %e, user = %ctx.identity.user, "logout: deleting the session failed");
             return ctx.error(e.into());

@@ -1,7 +1,7 @@
 //! Users, browser sessions and API tokens (the secrets are stored only hashed).
 
 use async_trait::async_trait;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::*;
@@ -53,7 +53,11 @@ pub struct SessionRow {
     pub role: Role,
     /// The token every state-changing request of this session must echo.
     pub csrf_token: String,
+    /// The absolute end, whatever its use.
     pub expires_at: Timestamp,
+    /// When it was last used (on the store's clock); it ends once unused for
+    /// the idle time its reader asks for.
+    pub last_used_at: Timestamp,
 }
 
 /// An API token (the secret itself is shown once and stored only hashed).
@@ -81,6 +85,9 @@ pub trait Auth: Send + Sync + 'static {
     /// Deletes the user with their sessions and tokens; false when there was none.
     async fn delete_user(&self, name: &str) -> Result<bool>;
 
+    /// Sets a new password and ends the user's sessions and API tokens (made
+    /// while someone else may have known the old one); false when there is
+    /// no such user.
     async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool>;
 
     async fn create_session(
@@ -91,9 +98,12 @@ pub trait Auth: Send + Sync + 'static {
         expires_at: Timestamp,
     ) -> Result<()>;
 
-    /// A session that has not expired (expired rows are removed by the next
-    /// `create_session`).
-    async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRow>>;
+    /// A session that has not expired and was used within `idle` (both on
+    /// the store's clock; expired rows are removed by the next
+    /// `create_session`). Using it refreshes its `last_used_at`, written only
+    /// when the stored one is older than a hundredth of `idle`, so a busy
+    /// session does not write on every request.
+    async fn get_session(&self, id_hash: &str, idle: SignedDuration) -> Result<Option<SessionRow>>;
 
     async fn delete_session(&self, id_hash: &str) -> Result<()>;
 

@@ -1,6 +1,11 @@
 //! Conformance checks: Users, sessions and API tokens.
 
+use jiff::SignedDuration;
+
 use super::*;
+
+/// An idle time no check's session reaches.
+const DAY: SignedDuration = SignedDuration::from_hours(24);
 
 /// Users round-trip; a session or token is found by its hash until it expires,
 /// is deleted or revoked, its user's password changes (sessions) or its user is
@@ -66,7 +71,7 @@ pub async fn users_sessions_tokens<S: Store + ?Sized>(store: &S) {
         .await
         .expect("create_session");
     let s = store
-        .get_session("sess-a")
+        .get_session("sess-a", DAY)
         .await
         .expect("get_session")
         .expect("a live session is found by its hash");
@@ -81,7 +86,7 @@ pub async fn users_sessions_tokens<S: Store + ?Sized>(store: &S) {
         .expect("create_session");
     assert!(
         store
-            .get_session("sess-old")
+            .get_session("sess-old", DAY)
             .await
             .expect("get_session")
             .is_none(),
@@ -89,7 +94,7 @@ pub async fn users_sessions_tokens<S: Store + ?Sized>(store: &S) {
     );
     assert!(
         store
-            .get_session("sess-nope")
+            .get_session("sess-nope", DAY)
             .await
             .expect("get_session")
             .is_none()
@@ -100,7 +105,7 @@ pub async fn users_sessions_tokens<S: Store + ?Sized>(store: &S) {
         .expect("delete_session");
     assert!(
         store
-            .get_session("sess-a")
+            .get_session("sess-a", DAY)
             .await
             .expect("get_session")
             .is_none(),
@@ -137,7 +142,7 @@ pub async fn users_sessions_tokens<S: Store + ?Sized>(store: &S) {
     );
     assert!(
         store
-            .get_session("sess-b")
+            .get_session("sess-b", DAY)
             .await
             .expect("get_session")
             .is_none(),
@@ -145,7 +150,7 @@ pub async fn users_sessions_tokens<S: Store + ?Sized>(store: &S) {
     );
     assert_eq!(
         store
-            .get_session("sess-bob")
+            .get_session("sess-bob", DAY)
             .await
             .expect("get_session")
             .expect("another user's session is kept")
@@ -263,7 +268,7 @@ pub async fn users_sessions_tokens<S: Store + ?Sized>(store: &S) {
     assert!(store.get_user("ann").await.expect("get_user").is_none());
     assert!(
         store
-            .get_session("sess-c")
+            .get_session("sess-c", DAY)
             .await
             .expect("get_session")
             .is_none(),
@@ -288,7 +293,7 @@ pub async fn users_sessions_tokens<S: Store + ?Sized>(store: &S) {
     );
     assert!(
         store
-            .get_session("sess-bob")
+            .get_session("sess-bob", DAY)
             .await
             .expect("get_session")
             .is_some(),
@@ -303,5 +308,120 @@ pub async fn users_sessions_tokens<S: Store + ?Sized>(store: &S) {
             .map(|u| u.name.as_str())
             .collect::<Vec<_>>(),
         vec!["bob"]
+    );
+}
+
+/// A session ends once unused for the idle time its reader asks for, and use
+/// refreshes it; a new password revokes the user's API tokens (not others').
+pub async fn sessions_idle_and_tokens_revoked<S: Store + ?Sized>(store: &S) {
+    assert!(
+        store
+            .create_user("cy", Role::Operator, "h")
+            .await
+            .expect("create_user")
+    );
+    assert!(
+        store
+            .create_user("di", Role::Viewer, "h")
+            .await
+            .expect("create_user")
+    );
+    let now = store.now().await.expect("now");
+    let later = now
+        .checked_add(SignedDuration::from_hours(1))
+        .expect("a valid timestamp");
+    store
+        .create_session("sess-idle", "cy", "csrf", later)
+        .await
+        .expect("create_session");
+    let first = store
+        .get_session("sess-idle", DAY)
+        .await
+        .expect("get_session")
+        .expect("a session just made is live");
+    assert!(
+        first.last_used_at >= now.checked_sub(SignedDuration::from_secs(5)).expect("ts"),
+        "a new session was last used when it was made: {} vs {now}",
+        first.last_used_at
+    );
+    assert!(
+        store
+            .get_session("sess-idle", SignedDuration::ZERO)
+            .await
+            .expect("get_session")
+            .is_none(),
+        "a session unused for longer than the idle time is not returned"
+    );
+    // A hundredth of 30 s is 300 ms: a use 400 ms later is written.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let used = store
+        .get_session("sess-idle", SignedDuration::from_secs(30))
+        .await
+        .expect("get_session")
+        .expect("a session used within its idle time is live");
+    assert!(
+        used.last_used_at > first.last_used_at,
+        "using a session refreshes its last use: {} then {}",
+        first.last_used_at,
+        used.last_used_at
+    );
+    let again = store
+        .get_session("sess-idle", DAY)
+        .await
+        .expect("get_session")
+        .expect("still live");
+    assert_eq!(
+        again.last_used_at, used.last_used_at,
+        "the refresh was stored (and a use within a hundredth of the idle time writes nothing)"
+    );
+
+    let mine = store
+        .create_token("ci", "cy", "sec-cy", Some(later))
+        .await
+        .expect("create_token");
+    store
+        .create_token("ci", "di", "sec-di", Some(later))
+        .await
+        .expect("create_token");
+    assert_eq!(
+        store
+            .get_token("sec-cy")
+            .await
+            .expect("get_token")
+            .map(|t| t.id),
+        Some(mine)
+    );
+    assert!(store.set_password("cy", "h2").await.expect("set_password"));
+    assert!(
+        store
+            .get_token("sec-cy")
+            .await
+            .expect("get_token")
+            .is_none(),
+        "a new password revokes the user's tokens"
+    );
+    assert!(
+        store
+            .list_tokens(Some("cy"))
+            .await
+            .expect("list_tokens")
+            .is_empty(),
+        "a revoked token is not listed"
+    );
+    assert!(
+        store
+            .get_token("sec-di")
+            .await
+            .expect("get_token")
+            .is_some(),
+        "another user's token is kept"
+    );
+    assert!(
+        store
+            .get_session("sess-idle", DAY)
+            .await
+            .expect("get_session")
+            .is_none(),
+        "a new password ends the user's sessions"
     );
 }

@@ -66,6 +66,7 @@ macro_rules! for_each_check {
             users_sessions_tokens,
             audit_log_round_trip,
             audit_log_is_bounded,
+            sessions_idle_and_tokens_revoked,
         );
     };
 }

@@ -1,5 +1,7 @@
 //! The PostgreSQL backend's `impl Auth for PgStore`: users, sessions and API tokens.
 
+use jiff::SignedDuration;
+
 use super::*;
 
 #[async_trait]
@@ -74,8 +76,10 @@ impl Auth for PgStore {
                         &[&name, &hash],
                     )
                     .await?;
-                // A new password ends every session of the old one.
+                // A new password ends every session and token of the old one.
                 tx.exec("DELETE FROM sessions WHERE user_name = $1", &[&name])
+                    .await?;
+                tx.exec("DELETE FROM api_tokens WHERE user_name = $1", &[&name])
                     .await?;
                 Ok(changed > 0)
             })
@@ -96,8 +100,9 @@ impl Auth for PgStore {
                 tx.exec("DELETE FROM sessions WHERE expires_at <= now()", &[])
                     .await?;
                 tx.exec(
-                    "INSERT INTO sessions (id_hash, user_name, csrf_token, created_at, expires_at)
-                     VALUES ($1, $2, $3, now(), $4)",
+                    "INSERT INTO sessions (id_hash, user_name, csrf_token, created_at, expires_at,
+                                           last_used_at)
+                     VALUES ($1, $2, $3, now(), $4, now())",
                     &[&id, &user, &csrf, &expires_at],
                 )
                 .await?;
@@ -107,15 +112,32 @@ impl Auth for PgStore {
         .await
     }
 
-    async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRow>> {
+    async fn get_session(&self, id_hash: &str, idle: SignedDuration) -> Result<Option<SessionRow>> {
         let id = id_hash.to_owned();
+        let idle_us = i64::try_from(idle.as_micros()).unwrap_or(i64::MAX).max(0);
         self.single(move |c| {
             Box::pin(async move {
+                // Whole microseconds times an interval (exact). The refresh
+                // is written only when the stored use is a hundredth of the
+                // idle time old.
                 Ok(c.opt(
-                    "SELECT s.user_name, u.role, s.csrf_token, s.expires_at
-                     FROM sessions s JOIN users u ON u.name = s.user_name
-                     WHERE s.id_hash = $1 AND s.expires_at > now()",
-                    &[&id],
+                    "WITH live AS (
+                         SELECT s.id_hash, s.user_name, u.role, s.csrf_token, s.expires_at,
+                                s.last_used_at
+                         FROM sessions s JOIN users u ON u.name = s.user_name
+                         WHERE s.id_hash = $1 AND s.expires_at > now()
+                           AND s.last_used_at > now() - $2::bigint * interval '1 microsecond'),
+                     touched AS (
+                         UPDATE sessions s SET last_used_at = now()
+                         FROM live
+                         WHERE s.id_hash = live.id_hash
+                           AND live.last_used_at
+                               < now() - ($2::bigint / 100) * interval '1 microsecond'
+                         RETURNING s.last_used_at)
+                     SELECT live.user_name, live.role, live.csrf_token, live.expires_at,
+                            coalesce((SELECT last_used_at FROM touched), live.last_used_at)
+                     FROM live",
+                    &[&id, &idle_us],
                 )
                 .await?
                 .map(|r| SessionRow {
@@ -123,6 +145,7 @@ impl Auth for PgStore {
                     role: stored_role(r.get(1)),
                     csrf_token: r.get(2),
                     expires_at: r.get(3),
+                    last_used_at: r.get(4),
                 }))
             })
         })

@@ -27,6 +27,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/postgres/0006_lean_indexes.sql"),
     ),
+    (
+        7,
+        include_str!("../../migrations/postgres/0007_auth_hardening.sql"),
+    ),
     (8, include_str!("../../migrations/postgres/0008_audit.sql")),
 ];
 

@@ -1,5 +1,7 @@
 //! The SQLite backend's `impl Auth for SqliteStore`: users, sessions and API tokens.
 
+use jiff::SignedDuration;
+
 use super::*;
 
 #[async_trait]
@@ -65,8 +67,10 @@ impl Auth for SqliteStore {
                     params![name, hash],
                 )
                 .map_err(map_err)?;
-            // A new password ends every session of the old one.
+            // A new password ends every session and token of the old one.
             tx.execute("DELETE FROM sessions WHERE user_name = ?1", params![name])
+                .map_err(map_err)?;
+            tx.execute("DELETE FROM api_tokens WHERE user_name = ?1", params![name])
                 .map_err(map_err)?;
             Ok(changed > 0)
         })
@@ -86,8 +90,9 @@ impl Auth for SqliteStore {
             tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now])
                 .map_err(map_err)?;
             tx.execute(
-                "INSERT INTO sessions (id_hash, user_name, csrf_token, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO sessions (id_hash, user_name, csrf_token, created_at, expires_at,
+                                       last_used_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
                 params![id, user, csrf, now, to_micros(expires_at)],
             )
             .map_err(map_err)?;
@@ -96,27 +101,48 @@ impl Auth for SqliteStore {
         .await
     }
 
-    async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRow>> {
+    async fn get_session(&self, id_hash: &str, idle: SignedDuration) -> Result<Option<SessionRow>> {
         let id = id_hash.to_owned();
-        self.call(move |conn| {
-            conn.query_row(
-                "SELECT s.user_name, u.role, s.csrf_token, s.expires_at
-                 FROM sessions s JOIN users u ON u.name = s.user_name
-                 WHERE s.id_hash = ?1 AND s.expires_at > ?2",
-                params![id, now_us()],
-                |r| {
-                    Ok(SessionRow {
-                        user: r.get(0)?,
-                        role: stored_role(&r.get::<_, String>(1)?),
-                        csrf_token: r.get(2)?,
-                        expires_at: ts(r.get(3)?),
-                    })
-                },
-            )
-            .optional()
-            .map_err(map_err)
-        })
-        .await
+        let idle_us = i64::try_from(idle.as_micros()).unwrap_or(i64::MAX).max(0);
+        let now = now_us();
+        let id_read = id.clone();
+        let found = self
+            .call(move |conn| {
+                conn.query_row(
+                    "SELECT s.user_name, u.role, s.csrf_token, s.expires_at, s.last_used_at
+                     FROM sessions s JOIN users u ON u.name = s.user_name
+                     WHERE s.id_hash = ?1 AND s.expires_at > ?2 AND s.last_used_at > ?2 - ?3",
+                    params![id_read, now, idle_us],
+                    |r| {
+                        Ok(SessionRow {
+                            user: r.get(0)?,
+                            role: stored_role(&r.get::<_, String>(1)?),
+                            csrf_token: r.get(2)?,
+                            expires_at: ts(r.get(3)?),
+                            last_used_at: ts(r.get(4)?),
+                        })
+                    },
+                )
+                .optional()
+                .map_err(map_err)
+            })
+            .await?;
+        let Some(mut row) = found else {
+            return Ok(None);
+        };
+        if now - to_micros(row.last_used_at) > idle_us / 100 {
+            self.write(move |tx| {
+                tx.execute(
+                    "UPDATE sessions SET last_used_at = max(last_used_at, ?2) WHERE id_hash = ?1",
+                    params![id, now],
+                )
+                .map_err(map_err)?;
+                Ok(())
+            })
+            .await?;
+            row.last_used_at = ts(now);
+        }
+        Ok(Some(row))
     }
 
     async fn delete_session(&self, id_hash: &str) -> Result<()> {

@@ -30,6 +30,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0006_file_owner.sql"),
     ),
     (7, include_str!("../../migrations/sqlite/0007_web.sql")),
+    (
+        8,
+        include_str!("../../migrations/sqlite/0008_auth_hardening.sql"),
+    ),
     (9, include_str!("../../migrations/sqlite/0009_audit.sql")),
 ];
 

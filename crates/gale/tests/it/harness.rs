@@ -32,6 +32,12 @@ const GALE_VARS: &[&str] = &[
     "GALE_BIND",
     "GALE_TLS_CERT",
     "GALE_TLS_KEY",
+    "GALE_SECURE_COOKIES",
+    "GALE_SESSION_IDLE_TIMEOUT",
+    "GALE_HTTP_HEADER_TIMEOUT",
+    "GALE_HTTP_REQUEST_TIMEOUT",
+    "GALE_HTTP_IDLE_TIMEOUT",
+    "GALE_HTTP_MAX_CONNECTIONS",
 ];
 
 /// Polls `check` until it returns `Some`, or panics after [`DEADLINE`].

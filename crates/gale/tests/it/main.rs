@@ -31,4 +31,5 @@ mod tidy;
 mod tls;
 mod trust;
 mod ui;
+mod web_attack;
 mod webdriver;

@@ -90,9 +90,14 @@ async fn https_serves_and_its_session_cookie_is_secure() {
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("gale_session="))
-        .unwrap_or_else(|| panic!("no session cookie in {:?}", login.headers()))
+        .find(|c| c.starts_with("__Host-gale_session="))
+        .unwrap_or_else(|| panic!("no __Host- session cookie in {:?}", login.headers()))
         .to_owned();
+    assert!(
+        login.headers().contains_key("strict-transport-security"),
+        "HTTPS answers carry HSTS: {:?}",
+        login.headers()
+    );
     for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(
             cookie.contains(attribute),
