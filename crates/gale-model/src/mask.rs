@@ -93,10 +93,10 @@ impl Masker {
         self.add_secret_keys(conf);
         self.add_secret_keys(&dag.params);
         for (key, spec) in &dag.param_specs {
-            if spec.secret || is_secret_key(key) {
-                if let Some(v) = conf.get(key).or_else(|| dag.params.get(key)) {
-                    self.add_value(v);
-                }
+            if (spec.secret || is_secret_key(key))
+                && let Some(v) = conf.get(key).or_else(|| dag.params.get(key))
+            {
+                self.add_value(v);
             }
         }
     }
