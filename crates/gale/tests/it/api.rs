@@ -1362,7 +1362,13 @@ fn api_needs_credentials_and_the_role_for_changes() {
         ("backfill_id", backfill_id),
     ];
     let doc = admin.anonymous().get("/api/v1/openapi.json").expect(200);
-    let ops = operations(&doc);
+    // Every operation but the one that checks a password itself (a token by
+    // password: see `web_attack`).
+    let ops: Vec<_> = operations(&doc)
+        .into_iter()
+        .filter(|(method, path, _)| !(method == "post" && path == "/api/v1/tokens"))
+        .collect();
+    assert!(!ops.is_empty());
 
     // Without credentials, or with a wrong one: 401, with a bearer challenge.
     let anonymous = admin.anonymous();
