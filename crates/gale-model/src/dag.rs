@@ -17,6 +17,7 @@ use crate::duration::Span;
 use crate::ids::{DagId, TaskId, is_valid_id};
 use crate::params::{self, ParamSpec};
 use crate::schedule::{self, Schedule};
+use crate::secrets::{EnvFrom, References, check_name};
 use crate::state::TriggerRule;
 
 /// The largest DAG file Gale reads.
@@ -62,12 +63,47 @@ pub struct Task {
     pub max_retry_delay: Option<Span>,
     pub timeout: Option<Span>,
     pub env: BTreeMap<String, String>,
+    /// Environment variables from connections and variables (`env_from`),
+    /// looked up when the attempt starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFrom>,
     pub cwd: Option<String>,
     pub queue: String,
     pub priority: i32,
     /// The pool whose slots this task's attempts take (`gale pools`), if any.
     #[serde(default)]
     pub pool: Option<String>,
+}
+
+impl Task {
+    /// The variables and connections this task names: in its command (or
+    /// its HTTP request), its `env` values and its `env_from`.
+    pub fn references(&self) -> References {
+        let mut refs = References::default();
+        let mut scan = |t: &str| refs.extend(crate::template::references(t));
+        match &self.kind {
+            TaskKind::Shell { run } => scan(run),
+            TaskKind::Http(h) => {
+                scan(&h.url);
+                h.headers.values().for_each(|v| scan(v));
+                if let Some(b) = &h.body {
+                    scan(b);
+                }
+            }
+        }
+        self.env.values().for_each(|v| scan(v));
+        for e in &self.env_from {
+            match e {
+                EnvFrom::Connection { connection, .. } => {
+                    refs.connections.insert(connection.clone());
+                }
+                EnvFrom::Variable { variable, .. } => {
+                    refs.variables.insert(variable.clone());
+                }
+            }
+        }
+        refs
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -211,10 +247,19 @@ struct RawTask {
     max_retry_delay: Option<Span>,
     timeout: Option<Span>,
     env: Option<BTreeMap<String, String>>,
+    env_from: Option<OneOrMany<EnvFrom>>,
     cwd: Option<String>,
     queue: Option<String>,
     priority: Option<i32>,
     pool: Option<String>,
+}
+
+/// `env_from: {connection: wh, prefix: PG}` or a list of such.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
 }
 
 struct Errors<'a> {
@@ -512,6 +557,28 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
                 );
             }
         }
+        let env_from = match t.env_from.clone() {
+            None => Vec::new(),
+            Some(OneOrMany::One(e)) => vec![e],
+            Some(OneOrMany::Many(list)) => list,
+        };
+        for e in &env_from {
+            let problem = match e {
+                EnvFrom::Connection { connection, prefix } => {
+                    check_name("connection", connection).err().or_else(|| {
+                        (!prefix.is_empty() && !is_env_name(prefix)).then(|| format!("{prefix:?} is not an environment variable prefix: use letters, digits and '_'"))
+                    })
+                }
+                EnvFrom::Variable { variable, name } => {
+                    check_name("variable", variable).err().or_else(|| {
+                        (!is_env_name(name)).then(|| format!("{name:?} is not an environment variable name"))
+                    })
+                }
+            };
+            if let Some(p) = problem {
+                errors.at(loc, format!("task {task_id:?}: env_from: {p}"));
+            }
+        }
         let mut needs = Vec::new();
         let mut seen = HashSet::new();
         for need in &t.needs {
@@ -548,6 +615,7 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
             max_retry_delay: t.max_retry_delay.or(defaults.max_retry_delay),
             timeout: t.timeout.or(defaults.timeout),
             env,
+            env_from,
             cwd: t.cwd.clone().or_else(|| defaults.cwd.clone()),
             queue: t
                 .queue

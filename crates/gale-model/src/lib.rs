@@ -12,6 +12,7 @@ pub mod mask;
 pub mod params;
 pub mod run;
 pub mod schedule;
+pub mod secrets;
 pub mod state;
 pub mod template;
 pub mod time;

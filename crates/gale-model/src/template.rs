@@ -10,9 +10,16 @@
 //! quotes explicitly and is never quoted twice.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use minijinja::{Environment, UndefinedBehavior, Value};
 use serde::Serialize;
+
+use crate::secrets::Lookup;
+
+mod lookup;
+
+pub use lookup::references;
 
 /// Everything a template can see.
 #[derive(Clone, Debug, Serialize)]
@@ -35,6 +42,10 @@ pub struct Context {
     pub conf: serde_json::Map<String, serde_json::Value>,
     /// `tasks.<id>.outputs.<key>` for finished upstream tasks.
     pub tasks: BTreeMap<String, TaskOutputs>,
+    /// The variables and connections looked up for this attempt (`var`,
+    /// `conn`); none when it names none.
+    #[serde(skip)]
+    pub lookup: Option<Arc<Lookup>>,
 }
 
 #[derive(Clone, Debug, Serialize, Default)]
@@ -141,8 +152,20 @@ pub fn render(template: &str, ctx: &Context, escape: Escape) -> Result<String, S
     }
     let env = environment(escape);
     let tmpl = env.template_from_str(template).map_err(|e| describe(&e))?;
-    tmpl.render(minijinja::value::Serde(ctx))
-        .map_err(|e| describe(&e))
+    let lookup = ctx.lookup.clone().unwrap_or_default();
+    let values = minijinja::context! {
+        var => Value::from_object(lookup::Vars(lookup.clone())),
+        conn => Value::from_object(lookup::Conns(lookup.clone())),
+        ..Value::from(minijinja::value::Serde(ctx))
+    };
+    tmpl.render(values).map_err(|e| match lookup.missed() {
+        // The engine says only "undefined value": say which, and where.
+        Some(missed) => match e.line() {
+            Some(line) => format!("template error: {missed} (template line {line})"),
+            None => format!("template error: {missed}"),
+        },
+        None => describe(&e),
+    })
 }
 
 fn describe(e: &minijinja::Error) -> String {

@@ -50,6 +50,7 @@ fn ctx(conf: Map<String, Value>) -> Context {
         params,
         conf,
         tasks: BTreeMap::new(),
+        lookup: None,
     }
 }
 

@@ -27,6 +27,7 @@ fn ctx() -> Context {
         params,
         conf: serde_json::Map::new(),
         tasks,
+        lookup: None,
     }
 }
 

@@ -113,6 +113,7 @@ pub fn context(
         params,
         conf: run.conf.clone(),
         tasks: upstream,
+        lookup: None,
     }
 }
 

@@ -98,6 +98,7 @@ async fn shell_killed_after(
         params: Default::default(),
         conf: Default::default(),
         tasks: Default::default(),
+        lookup: None,
     };
     let http = reqwest::Client::new();
     let hard_kill = std::sync::atomic::AtomicBool::new(false);
