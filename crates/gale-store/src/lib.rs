@@ -114,6 +114,7 @@ pub trait Store:
     + Backfills
     + Auth
     + Audit
+    + Secrets
     + Database
 {
 }
@@ -131,6 +132,7 @@ impl<T> Store for T where
         + Backfills
         + Auth
         + Audit
+        + Secrets
         + Database
         + ?Sized
 {

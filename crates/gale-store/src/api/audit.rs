@@ -36,11 +36,18 @@ pub enum AuditAction {
     TokenRevoke,
     Login,
     Logout,
+    VariableSet,
+    VariableDelete,
+    VariableReveal,
+    ConnectionSet,
+    ConnectionDelete,
+    ConnectionReveal,
+    SecretsRotate,
 }
 
 impl AuditAction {
     /// Every action, in the order the reference lists them.
-    pub const ALL: [AuditAction; 18] = [
+    pub const ALL: [AuditAction; 25] = [
         AuditAction::DagPause,
         AuditAction::DagUnpause,
         AuditAction::RunTrigger,
@@ -59,6 +66,13 @@ impl AuditAction {
         AuditAction::TokenRevoke,
         AuditAction::Login,
         AuditAction::Logout,
+        AuditAction::VariableSet,
+        AuditAction::VariableDelete,
+        AuditAction::VariableReveal,
+        AuditAction::ConnectionSet,
+        AuditAction::ConnectionDelete,
+        AuditAction::ConnectionReveal,
+        AuditAction::SecretsRotate,
     ];
 
     /// The stored and shown name, e.g. `run.trigger`.
@@ -82,6 +96,13 @@ impl AuditAction {
             AuditAction::TokenRevoke => "token.revoke",
             AuditAction::Login => "login",
             AuditAction::Logout => "logout",
+            AuditAction::VariableSet => "variable.set",
+            AuditAction::VariableDelete => "variable.delete",
+            AuditAction::VariableReveal => "variable.reveal",
+            AuditAction::ConnectionSet => "connection.set",
+            AuditAction::ConnectionDelete => "connection.delete",
+            AuditAction::ConnectionReveal => "connection.reveal",
+            AuditAction::SecretsRotate => "secrets.rotate",
         }
     }
 

@@ -1,6 +1,6 @@
 //! The store's interface, one trait per aggregate (DAGs, runs, the attempt
 //! queue, logs, nodes, pools, the slot ledger, operators' actions, backfills,
-//! auth, the audit log, the clock and the database itself), each beside the row types it owns.
+//! auth, the audit log, variables and connections, the clock and the database itself), each beside the row types it owns.
 //! [`crate::Store`] is their union. Nothing here knows a backend.
 
 mod audit;
@@ -15,6 +15,7 @@ mod operator;
 mod pools;
 mod queue;
 mod runs;
+mod secrets;
 mod slots;
 
 pub use audit::{AUDIT_KEEP, AuditAction, AuditEntry, AuditFilter, AuditOutcome, AuditRow};
@@ -27,6 +28,7 @@ pub use operator::{ClearTask, RunMark};
 pub use pools::PoolRow;
 pub use queue::{AttemptRow, AttemptState, Claim, Finish, Outcome, Reap};
 pub use runs::{RunActivity, RunFilter, RunRow, StoreCounts, TaskRow, Transition};
+pub use secrets::{ConnectionRow, SECRETS_LISTED, Sealed, SealedRef, SecretKind, VariableRow};
 pub use slots::{SlotRow, SlotStatus};
 
 /// Every trait of the store, for code that calls its methods on a concrete
@@ -44,6 +46,7 @@ pub mod prelude {
     pub use super::pools::Pools;
     pub use super::queue::Queue;
     pub use super::runs::Runs;
+    pub use super::secrets::Secrets;
     pub use super::slots::Slots;
     pub use crate::Store;
 }

@@ -67,6 +67,9 @@ macro_rules! for_each_check {
             audit_log_round_trip,
             audit_log_is_bounded,
             sessions_idle_and_tokens_revoked,
+            variables_round_trip,
+            connections_round_trip,
+            reseal_is_conditional,
         );
     };
 }
@@ -93,6 +96,7 @@ mod operator;
 mod pools;
 mod queue;
 mod runs;
+mod secrets;
 mod slots;
 mod tasks;
 mod web;
@@ -108,6 +112,7 @@ pub use operator::*;
 pub use pools::*;
 pub use queue::*;
 pub use runs::*;
+pub use secrets::*;
 pub use slots::*;
 pub use tasks::*;
 pub use web::*;

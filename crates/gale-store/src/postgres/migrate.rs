@@ -32,6 +32,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/postgres/0007_auth_hardening.sql"),
     ),
     (8, include_str!("../../migrations/postgres/0008_audit.sql")),
+    (
+        9,
+        include_str!("../../migrations/postgres/0009_secrets.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises migrations between processes.

@@ -59,6 +59,7 @@ mod operator;
 mod pools;
 mod queue;
 mod runs;
+mod secrets;
 mod slots;
 mod tls;
 mod url;
@@ -66,7 +67,7 @@ mod url;
 pub use url::{PgUrl, RootCert, SslMode, TlsSettings, endpoint_of, parse_url};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Tunables of a [`PgStore`].
 #[derive(Clone, Debug)]

@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0008_auth_hardening.sql"),
     ),
     (9, include_str!("../../migrations/sqlite/0009_audit.sql")),
+    (10, include_str!("../../migrations/sqlite/0010_secrets.sql")),
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -33,6 +33,7 @@ mod operator;
 mod pools;
 mod queue;
 mod runs;
+mod secrets;
 mod slots;
 mod writer;
 
@@ -40,7 +41,7 @@ use migrate::migrate;
 use writer::{Job, WriteJob, writer_loop};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Reader connections per store: WAL lets them read while the writer writes, so
 /// a scheduler reading a large run never holds up a worker reporting a result.
