@@ -1,6 +1,7 @@
 //! What people ask Gale to do, shared by the API, the UI and the command line:
 //! trigger a run, backfill a date range, clear tasks so they run again, mark a
-//! run or a task success or failed, cancel a run, pause or unpause a DAG.
+//! run or a task success or failed, cancel a run, pause or unpause a DAG; set, reveal, import and export
+//! variables and connections, and rotate their key.
 //! Each action validates its input, reads what it needs and makes its change
 //! through conditional store writes; it records who asked, from where, and how
 //! it went in the audit log ([`audit`]); it reports what went wrong as an
@@ -12,6 +13,7 @@ mod backfill;
 mod clear;
 mod mark;
 mod pause;
+mod secrets;
 mod trigger;
 
 #[cfg(test)]
@@ -25,6 +27,10 @@ pub use backfill::{Backfill, MAX_BACKFILL_RUNS, backfill};
 pub use clear::{ClearWhat, clear};
 pub use mark::{Mark, cancel_run, mark_run, mark_task};
 pub use pause::set_paused;
+pub use secrets::{
+    delete_connection, delete_variable, export_connections, export_variables, reveal_connection,
+    reveal_variable, rotate_key, set_connection, set_variable,
+};
 pub use trigger::trigger;
 
 /// Why an action did not happen.

@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod engine;
 mod examples;
+mod secrets;
 mod serve;
 mod users;
 
@@ -30,6 +31,16 @@ pub struct Cli {
     /// postgres://gale@db1:5432,db2:5432/gale (several hosts: Gale finds the primary).
     #[arg(long, global = true, env = "GALE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// The secret key file: one key per line, the first seals and every one
+    /// opens (default: $GALE_HOME/secret.key when it exists, which `gale
+    /// standalone` creates; else $CREDENTIALS_DIRECTORY/gale-secret-key).
+    /// GALE_SECRET_KEY may hold the keys instead.
+    #[arg(long, global = true, env = "GALE_SECRET_KEY_FILE")]
+    secret_key_file: Option<PathBuf>,
+    /// A secrets directory: `variables/<name>` and `connections/<name>`, one
+    /// file each, looked at after the environment and before the store.
+    #[arg(long, global = true, env = "GALE_SECRETS_DIR")]
+    secrets_dir: Option<PathBuf>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -110,6 +121,10 @@ pub struct Paths {
     pub database: PathBuf,
     /// PostgreSQL, when given; else the SQLite file `database`.
     pub database_url: Option<String>,
+    /// The secret key file given (`--secret-key-file`), if any.
+    pub secret_key_file: Option<PathBuf>,
+    /// The secrets directory given (`--secrets-dir`), if any.
+    pub secrets_dir: Option<PathBuf>,
 }
 
 impl Cli {
@@ -129,6 +144,8 @@ impl Cli {
             home,
             database,
             database_url,
+            secret_key_file: self.secret_key_file.clone(),
+            secrets_dir: self.secrets_dir.clone(),
         }
     }
 }
