@@ -130,9 +130,32 @@ impl Masker {
         }
     }
 
+    /// This masker with `secrets` added (the variables and connections an
+    /// attempt was handed).
+    pub fn with(mut self, secrets: &[String]) -> Masker {
+        if secrets.is_empty() {
+            return self;
+        }
+        for s in secrets {
+            self.push(s);
+        }
+        self.finish()
+    }
+
     fn push(&mut self, secret: &str) {
         if secret.chars().count() < MIN_SECRET_CHARS {
             return;
+        }
+        // A value of several lines (a key, a certificate) is printed a line
+        // at a time: each line is masked on its own as well.
+        if secret.contains('\n') {
+            for line in secret
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.chars().count() >= 8)
+            {
+                self.0.push(line.to_owned());
+            }
         }
         self.0.push(secret.to_owned());
         // The forms a template writes it in.

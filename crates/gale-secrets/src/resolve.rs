@@ -172,6 +172,12 @@ pub struct Resolver {
     providers: Vec<Arc<dyn Provider>>,
 }
 
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.order()).finish()
+    }
+}
+
 impl Resolver {
     /// The environment, then `dir` (if any), then the store (if any).
     pub fn new(dir: Option<PathBuf>, vault: Option<Vault>) -> Resolver {

@@ -82,6 +82,12 @@ pub struct Vault {
     keys: Option<Arc<KeySource>>,
 }
 
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").field("keys", &self.keys).finish()
+    }
+}
+
 impl Vault {
     pub fn new(store: Arc<dyn Store>, keys: Option<Arc<KeySource>>) -> Vault {
         Vault { store, keys }

@@ -64,6 +64,9 @@ pub struct WorkerOptions {
     pub limits: Limits,
     /// Who task processes run as and what environment they start with.
     pub task_env: TaskEnv,
+    /// Where the variables and connections tasks name are looked up; none:
+    /// a task that names one fails saying it does not exist.
+    pub resolver: Option<Arc<gale_secrets::Resolver>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -125,6 +128,7 @@ impl WorkerOptions {
             guard_program: None,
             limits: Limits::default(),
             task_env: TaskEnv::filtered(),
+            resolver: None,
         }
     }
 }

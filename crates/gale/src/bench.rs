@@ -204,6 +204,8 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
         task_cwd: dir.path().to_path_buf(),
         task_env: gale_worker::TaskEnv::filtered(),
         web: None,
+        vault: None,
+        resolver: None,
     };
     let mut engines = Vec::new();
     let mut notifier = None;

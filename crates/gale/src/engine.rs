@@ -33,6 +33,10 @@ pub struct EngineOptions {
     pub task_env: gale_worker::TaskEnv,
     /// Serve the web UI and API on this (already bound) listener.
     pub web: Option<Web>,
+    /// The store's variables and connections under this process's keys (for
+    /// the webserver), and where tasks' are looked up (for the worker).
+    pub vault: Option<gale_secrets::Vault>,
+    pub resolver: Option<Arc<gale_secrets::Resolver>>,
 }
 
 /// The webserver role: where it listens, and how.
@@ -166,6 +170,7 @@ pub async fn run(
     wopts.shutdown_grace = opts.shutdown_grace;
     wopts.default_cwd = opts.task_cwd.clone();
     wopts.task_env = opts.task_env.clone();
+    wopts.resolver = opts.resolver.clone();
     wopts.guard_program = std::env::current_exe().ok();
     let worker_cancel = CancellationToken::new();
     let worker = if opts.worker {

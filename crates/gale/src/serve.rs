@@ -204,6 +204,12 @@ pub async fn standalone(paths: &Paths, args: StandaloneArgs) -> anyhow::Result<u
     } else {
         ""
     };
+    if let Some(key) = crate::secrets::ensure_key(paths)? {
+        say!(
+            "created the secret key {} (owner-only): secrets in the database open only with it, so back it up",
+            key.display()
+        );
+    }
     let mut roles = args.roles;
     roles.dags_folder = Some(folder);
     serve(paths, Mode::Standalone, roles, Some(args.web), note).await
@@ -319,6 +325,16 @@ async fn serve(
     };
     say!("gale {} {}", mode.name(), env!("CARGO_PKG_VERSION"));
     say!("  database   {}", opened.store.endpoint());
+    let keys = crate::secrets::key_source(paths)?;
+    let vault = gale_secrets::Vault::new(opened.store.clone(), keys.clone());
+    match &keys {
+        Some(keys) => say!("  secrets    sealed by {}", keys.describe()),
+        None => say!(
+            "  secrets    no key: secret variables and connections can be neither stored nor read \
+             (see `gale secrets new-key`)"
+        ),
+    }
+    let resolver = Arc::new(crate::secrets::resolver(paths, vault.clone()));
     if mode.scheduler() {
         match &args.dags_folder {
             Some(folder) => say!("  DAG folder {}{folder_note}", folder.display()),
@@ -398,6 +414,8 @@ async fn serve(
         },
         task_env,
         web,
+        vault: Some(vault),
+        resolver: Some(resolver),
     };
     let result = engine::run(opened.store, notifier, opts, cancel.clone()).await;
     cancel.cancel();

@@ -22,6 +22,7 @@ use tracing::{info, warn};
 
 mod http;
 mod process;
+mod secrets;
 
 use http::run_http;
 pub use process::run_shell;
@@ -176,9 +177,19 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
         Err(_) => Ok(BTreeMap::new()),
     };
     let outcome = match (&spec, &task, upstream) {
-        (Ok(spec), Ok(task), Ok(upstream)) => {
-            let ctx = context(&spec.dag, task, &run, try_number, upstream);
-            sink.set_mask(Masker::of_attempt(&spec.dag, task, &ctx));
+        (Ok(spec), Ok(task), Ok(upstream)) => 'ran: {
+            let mut ctx = context(&spec.dag, task, &run, try_number, upstream);
+            let prepared =
+                secrets::prepare(shared.opts.resolver.as_deref(), task, &mut ctx, &kill).await;
+            let prepared = match prepared {
+                Ok(p) => p,
+                Err(e) => {
+                    sink.set_mask(Masker::of_attempt(&spec.dag, task, &ctx));
+                    break 'ran failed(e);
+                }
+            };
+            let task = prepared.task.as_ref().unwrap_or(task);
+            sink.set_mask(Masker::of_attempt(&spec.dag, task, &ctx).with(&prepared.secrets));
             let work = Work {
                 opts_cwd: &shared.opts.default_cwd,
                 kill_grace: shared.opts.kill_grace,
@@ -565,9 +576,21 @@ pub struct Work<'a> {
 
 /// Runs one task in the foreground for `gale tasks test`: output goes to this
 /// process's stdout/stderr and nothing is recorded. Returns the outcome.
-pub async fn run_task_once(dag: &Dag, task: &Task, run: &RunRow, cwd: &Path) -> Outcome {
-    let ctx = context(dag, task, run, 1, BTreeMap::new());
-    let masker = Masker::of_attempt(dag, task, &ctx);
+pub async fn run_task_once(
+    dag: &Dag,
+    task: &Task,
+    run: &RunRow,
+    cwd: &Path,
+    resolver: Option<&gale_secrets::Resolver>,
+) -> Outcome {
+    let mut ctx = context(dag, task, run, 1, BTreeMap::new());
+    let prepared = match secrets::prepare(resolver, task, &mut ctx, &CancellationToken::new()).await
+    {
+        Ok(p) => p,
+        Err(e) => return failed(Masker::of_attempt(dag, task, &ctx).mask(&e)),
+    };
+    let task = prepared.task.as_ref().unwrap_or(task);
+    let masker = Masker::of_attempt(dag, task, &ctx).with(&prepared.secrets);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Stream, String)>(1024);
     let printer = tokio::spawn(async move {
         while let Some((stream, text)) = rx.recv().await {

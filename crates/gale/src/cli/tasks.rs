@@ -169,7 +169,10 @@ pub async fn tasks(paths: &Paths, output: Output, cmd: TasksCmd) -> anyhow::Resu
                 started_at: Some(now),
                 ended_at: None,
             };
-            let outcome = gale_worker::run_task_once(&dag, &task, &run, &paths.home).await;
+            let vault = crate::secrets::vault(paths, store.clone())?;
+            let resolver = crate::secrets::resolver(paths, vault);
+            let outcome =
+                gale_worker::run_task_once(&dag, &task, &run, &paths.home, Some(&resolver)).await;
             eprintln!(
                 "[gale] {task_id}: {:?}{}",
                 outcome.kind,
