@@ -25,6 +25,9 @@ pub struct DagProcessor<S: ?Sized> {
     interval: Duration,
     /// (mtime, size) of each file as last stored, so unchanged files are not re-parsed.
     seen: HashMap<PathBuf, (SystemTime, u64)>,
+    /// Where tasks' variables and connections are looked up: a new version
+    /// naming one that does not exist is warned about.
+    resolver: Option<Arc<gale_secrets::Resolver>>,
 }
 
 /// Lists `*.yaml` / `*.yml` files below `folder`, sorted, skipping hidden entries.
@@ -100,7 +103,15 @@ impl<S: Dags + ?Sized> DagProcessor<S> {
             folder,
             interval,
             seen: HashMap::new(),
+            resolver: None,
         }
+    }
+
+    /// Warns of new versions that name a variable or connection `resolver`
+    /// does not have.
+    pub fn with_resolver(mut self, resolver: Option<Arc<gale_secrets::Resolver>>) -> Self {
+        self.resolver = resolver;
+        self
     }
 
     pub async fn run(mut self, cancel: CancellationToken) {
@@ -111,6 +122,22 @@ impl<S: Dags + ?Sized> DagProcessor<S> {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(self.interval) => {}
+            }
+        }
+    }
+
+    async fn warn_missing(&self, dag: &gale_model::Dag, file: &str) {
+        let Some(resolver) = &self.resolver else {
+            return;
+        };
+        match resolver.missing_in(dag).await {
+            Ok(missing) => {
+                for m in missing {
+                    warn!(dag_id = %dag.id, file = %file, "{m}: the task will fail until it exists");
+                }
+            }
+            Err(e) => {
+                warn!(dag_id = %dag.id, file = %file, error = %e, "cannot check the DAG's variables and connections")
             }
         }
     }
@@ -162,6 +189,7 @@ impl<S: Dags + ?Sized> DagProcessor<S> {
                         Ok(new) => {
                             if new {
                                 info!(dag_id = %dag.id, file = %name, version = %hash, "stored DAG version");
+                                self.warn_missing(&dag, &name).await;
                             }
                         }
                         Err(gale_store::Error::Invalid(message)) => {

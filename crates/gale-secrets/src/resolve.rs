@@ -236,6 +236,45 @@ impl Resolver {
         Ok(lookup)
     }
 
+    /// What `dag`'s tasks name that no provider has, one line per task and
+    /// name: `task load: connection warehouse does not exist (looked in ...)`.
+    pub async fn missing_in(&self, dag: &gale_model::Dag) -> Result<Vec<String>> {
+        let mut all = References::default();
+        for t in &dag.tasks {
+            all.extend(t.references());
+        }
+        if all.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lookup = self.lookup(&all).await?;
+        let order = self.order().join(", then ");
+        let mut out = Vec::new();
+        for t in &dag.tasks {
+            let refs = t.references();
+            for name in refs
+                .variables
+                .iter()
+                .filter(|n| !lookup.variables.contains_key(*n))
+            {
+                out.push(format!(
+                    "task {}: variable {name} does not exist (looked in {order})",
+                    t.id
+                ));
+            }
+            for name in refs
+                .connections
+                .iter()
+                .filter(|n| !lookup.connections.contains_key(*n))
+            {
+                out.push(format!(
+                    "task {}: connection {name} does not exist (looked in {order})",
+                    t.id
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// The names in `refs` that no provider has, as `variable x` /
     /// `connection y`.
     pub async fn missing(&self, refs: &References) -> Result<Vec<String>> {

@@ -139,7 +139,8 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     if opts.scheduler {
         if let Some(folder) = opts.dags_folder.clone() {
-            let processor = DagProcessor::new(store.clone(), folder, opts.parse_interval, &host);
+            let processor = DagProcessor::new(store.clone(), folder, opts.parse_interval, &host)
+                .with_resolver(opts.resolver.clone());
             tasks.spawn(processor.run(roles_cancel.clone()));
         }
         tasks.spawn(scheduler.run(roles_cancel.clone()));

@@ -62,7 +62,7 @@ struct DagListItem {
 
 pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result<u8> {
     if let DagsCmd::Validate { paths: files } = &cmd {
-        return validate(files, output);
+        return validate(paths, files, output).await;
     }
     let store = open_store(paths).await?;
     match cmd {
@@ -289,7 +289,36 @@ pub(super) async fn set_paused(
     Ok(exit::OK)
 }
 
-pub(super) fn validate(inputs: &[PathBuf], output: Output) -> anyhow::Result<u8> {
+/// Where `gale dags validate` looks for the variables and connections DAGs
+/// name: the environment and secrets directory always, the store when one is
+/// configured (a database URL, or a SQLite file that exists).
+async fn validation_resolver(paths: &Paths) -> gale_secrets::Resolver {
+    if paths.database_url.is_none() && !paths.database.exists() {
+        return gale_secrets::Resolver::new(paths.secrets_dir.clone(), None);
+    }
+    match open_store(paths).await {
+        Ok(store) => match crate::secrets::vault(paths, store) {
+            Ok(vault) => crate::secrets::resolver(paths, vault),
+            Err(e) => {
+                eprintln!(
+                    "warning: variables and connections are checked without the store: {e:#}"
+                );
+                gale_secrets::Resolver::new(paths.secrets_dir.clone(), None)
+            }
+        },
+        Err(e) => {
+            eprintln!("warning: variables and connections are checked without the store: {e:#}");
+            gale_secrets::Resolver::new(paths.secrets_dir.clone(), None)
+        }
+    }
+}
+
+pub(super) async fn validate(
+    paths: &Paths,
+    inputs: &[PathBuf],
+    output: Output,
+) -> anyhow::Result<u8> {
+    let resolver = validation_resolver(paths).await;
     let mut files = Vec::new();
     for p in inputs {
         if p.is_dir() {
@@ -313,7 +342,13 @@ pub(super) fn validate(inputs: &[PathBuf], output: Output) -> anyhow::Result<u8>
                     );
                     results.push(serde_json::json!({ "file": name, "ok": false, "errors": [msg] }));
                 } else {
-                    results.push(serde_json::json!({ "file": name, "ok": true, "dag_id": dag.id, "tasks": dag.tasks.len() }));
+                    // A missing variable or connection is a warning: it may be
+                    // created before the DAG runs.
+                    let warnings = match resolver.missing_in(&dag).await {
+                        Ok(w) => w,
+                        Err(e) => vec![format!("cannot check variables and connections: {e}")],
+                    };
+                    results.push(serde_json::json!({ "file": name, "ok": true, "dag_id": dag.id, "tasks": dag.tasks.len(), "warnings": warnings }));
                 }
             }
             Err(errors) => {
@@ -334,6 +369,13 @@ pub(super) fn validate(inputs: &[PathBuf], output: Output) -> anyhow::Result<u8>
                     r["dag_id"].as_str().unwrap_or(""),
                     r["tasks"]
                 );
+                for w in r["warnings"].as_array().into_iter().flatten() {
+                    println!(
+                        "warn  {}: {}",
+                        r["file"].as_str().unwrap_or(""),
+                        w.as_str().unwrap_or("")
+                    );
+                }
             } else {
                 for e in r["errors"].as_array().into_iter().flatten() {
                     println!("error {}", e.as_str().unwrap_or(""));
