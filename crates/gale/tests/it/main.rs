@@ -26,6 +26,7 @@ mod inject;
 mod pg_auth;
 mod runs;
 mod scheduling;
+mod secrets_cli;
 mod startup;
 mod tidy;
 mod tls;
