@@ -453,14 +453,25 @@ pub fn variable_from_export(name: &str, entry: &Value) -> Result<Variable, Strin
     Variable::new(name, value, json, secret, description)
 }
 
-/// A variable as one entry of an export.
+/// A variable as one entry of an export. A JSON value is written as JSON,
+/// except a JSON string, which is written as its JSON text with `"json":
+/// true` (as JSON it would read back as a plain text value).
 pub fn variable_to_export(v: &Variable) -> Value {
-    let value = if v.json {
-        serde_json::from_str(&v.value).unwrap_or_else(|_| Value::String(v.value.clone()))
-    } else {
-        Value::String(v.value.clone())
-    };
-    serde_json::json!({"value": value, "description": v.description, "secret": v.secret})
+    let parsed = v
+        .json
+        .then(|| serde_json::from_str::<Value>(&v.value).ok())
+        .flatten();
+    match parsed {
+        Some(Value::String(_)) => serde_json::json!({
+            "value": v.value, "json": true, "description": v.description, "secret": v.secret
+        }),
+        Some(value) => {
+            serde_json::json!({"value": value, "description": v.description, "secret": v.secret})
+        }
+        None => {
+            serde_json::json!({"value": v.value, "description": v.description, "secret": v.secret})
+        }
+    }
 }
 
 /// What a task takes into its environment from a connection or a variable.

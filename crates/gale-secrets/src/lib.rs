@@ -20,8 +20,8 @@ pub enum Error {
     Store(#[from] gale_store::Error),
     /// No key is configured, so nothing secret can be stored or read.
     #[error(
-        "no secret key is configured, so {0}: make one with `gale secrets new-key > /etc/gale/secret.key` \
-         (mode 0600) and give it to every node as --secret-key-file (GALE_SECRET_KEY_FILE) or GALE_SECRET_KEY"
+        "no secret key is configured, so {0}: make one with `gale secrets new-key --file /etc/gale/secret.key` \
+         (created mode 0600) and give it to every node as --secret-key-file (GALE_SECRET_KEY_FILE) or GALE_SECRET_KEY"
     )]
     NoKey(String),
     /// The key a value is sealed under is not among the configured ones, or

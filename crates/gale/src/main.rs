@@ -87,6 +87,18 @@ enum Command {
     /// Pools: slots shared by the tasks that name them, across DAGs.
     #[command(subcommand)]
     Pools(cli::PoolsCmd),
+    /// Variables: named values DAGs read as `{{ var.NAME }}`, secret ones
+    /// sealed at rest.
+    #[command(subcommand)]
+    Variables(cli::VariablesCmd),
+    /// Connections: Airflow-style connection records DAGs read as
+    /// `{{ conn.NAME.host }}` or in `env_from`, passwords sealed at rest.
+    #[command(subcommand)]
+    Connections(cli::ConnectionsCmd),
+    /// The secret key variables and connections are sealed under: new-key,
+    /// rotate-key, status.
+    #[command(subcommand)]
+    Secrets(cli::SecretsCmd),
     /// Create one run per schedule slot between two dates and follow them.
     Backfill(cli::BackfillArgs),
     /// The metadata database.
@@ -110,7 +122,7 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// Bad usage (clap's own code).
     pub const USAGE: u8 = 2;
-    /// The DAG, run or task does not exist.
+    /// The DAG, run, task, variable or connection does not exist.
     pub const NOT_FOUND: u8 = 4;
 }
 
@@ -219,6 +231,9 @@ fn main() -> ExitCode {
             Command::Runs(cmd) => cli::runs(&paths, output, cmd).await,
             Command::Tasks(cmd) => cli::tasks(&paths, output, cmd).await,
             Command::Pools(cmd) => cli::pools(&paths, output, cmd).await,
+            Command::Variables(cmd) => cli::variables(&paths, output, cmd).await,
+            Command::Connections(cmd) => cli::connections(&paths, output, cmd).await,
+            Command::Secrets(cmd) => cli::secrets(&paths, output, cmd).await,
             Command::Backfill(args) => cli::backfill(&paths, output, args).await,
             Command::Db(cmd) => cli::db(&paths, cmd).await,
             Command::Audit(cmd) => cli::audit(&paths, output, cmd).await,

@@ -108,6 +108,20 @@ fn variables_import_plain_and_described_entries() {
         variable_from_export("key", &variable_to_export(&d)).unwrap(),
         d
     );
+    // Every kind of value reads back as it was, a JSON string included.
+    for (value, json) in [
+        ("text", false),
+        ("\"text\"", true),
+        ("3", true),
+        ("[1]", true),
+    ] {
+        let v = Variable::new("v", value.into(), json, false, None).unwrap();
+        assert_eq!(
+            variable_from_export("v", &variable_to_export(&v)).unwrap(),
+            v,
+            "{value}"
+        );
+    }
     // A secret-looking name is secret whatever it says.
     assert!(
         variable_from_export("db_password", &json!("x"))

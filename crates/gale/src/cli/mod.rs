@@ -1,31 +1,40 @@
 //! The command-line commands other than `bench`. Each reads or writes the store
 //! directly, so they work whether or not `gale standalone` is running. One
-//! module per command group; `output` prints, `open` opens the store.
+//! module per command group; `output` prints, `open` opens the store,
+//! `secret_io` reads and writes what variables and connections import and export.
 
 use std::time::Duration;
 
 mod audit;
 mod backfill;
+mod connections;
 mod dags;
 mod db;
+mod keys;
 mod open;
 mod output;
 mod pools;
 mod runs;
+mod secret_io;
 mod tasks;
+mod variables;
 
 pub use audit::{AuditCmd, audit};
 pub(crate) use audit::{cli_actor, record};
 pub use backfill::{BackfillArgs, backfill};
+pub use connections::{ConnectionsCmd, connections};
 pub use dags::{DagsCmd, dags, trigger};
 pub use db::{DbCmd, db};
+pub use keys::{SecretsCmd, secrets};
 pub use open::{open_store, open_store_waiting};
 pub(crate) use output::{print_json, table, when};
 pub use pools::{PoolsCmd, pools};
 pub use runs::{RunsCmd, runs};
 pub use tasks::{TasksCmd, tasks};
+pub use variables::{VariablesCmd, variables};
 
-/// An error for a DAG, run or task that does not exist (exit code 4).
+/// An error for a DAG, run, task, variable or connection that does not exist
+/// (exit code 4).
 #[derive(Debug)]
 pub struct NotFound(pub String);
 

@@ -41,8 +41,12 @@ const GALE_VARS: &[&str] = &[
     "GALE_SECRET_KEY",
     "GALE_SECRET_KEY_FILE",
     "GALE_SECRETS_DIR",
+    // Where systemd hands a service its key file.
     "CREDENTIALS_DIRECTORY",
 ];
+
+/// Prefixes of variables that give a `gale` process variables and connections.
+const GALE_VAR_PREFIXES: &[&str] = &["GALE_VAR_", "GALE_CONN_"];
 
 /// Polls `check` until it returns `Some`, or panics after [`DEADLINE`].
 pub fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
@@ -129,6 +133,13 @@ impl Home {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gale"));
         for v in GALE_VARS {
             cmd.env_remove(v);
+        }
+        for (k, _) in std::env::vars_os() {
+            if let Some(k) = k.to_str()
+                && GALE_VAR_PREFIXES.iter().any(|p| k.starts_with(p))
+            {
+                cmd.env_remove(k);
+            }
         }
         // Every web UI a test starts listens on a free port of its own.
         cmd.env("GALE_HOME", self.path())

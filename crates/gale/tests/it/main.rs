@@ -27,6 +27,7 @@ mod pg_auth;
 mod runs;
 mod scheduling;
 mod secrets;
+mod secrets_cli;
 mod startup;
 mod tidy;
 mod tls;
