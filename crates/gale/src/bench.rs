@@ -46,6 +46,11 @@ pub struct BenchArgs {
     /// notification connection); the first also runs the scheduler.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Variables each fan-out task reads from the store in its command (the
+    /// first of them secret, sealed under a temporary key): the cost of
+    /// lookups and of opening sealed values.
+    #[arg(long, default_value_t = 0)]
+    lookups: usize,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -75,6 +80,8 @@ pub struct BenchReport {
     /// Median time from an attempt's claim to its stored result, in the fan-out.
     pub fanout_attempt_p50_ms: f64,
     pub concurrency: usize,
+    /// Store variables each fan-out task read (`--lookups`).
+    pub lookups_per_task: usize,
 }
 
 fn cpu_seconds() -> f64 {
@@ -183,9 +190,27 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
         }
     }
     let mut fanout = String::from("max_active_runs: 1\ntasks:\n");
+    let reads: String = (0..args.lookups)
+        .map(|j| format!(" {{{{ var.bench_v{j} }}}}"))
+        .collect();
     for i in 0..args.fanout {
-        fanout.push_str(&format!("  t{i}:\n    run: 'true'\n"));
+        fanout.push_str(&format!("  t{i}:\n    run: 'true{reads}'\n"));
     }
+    let resolver = if args.lookups > 0 {
+        let key = dir.path().join("bench.key");
+        gale_secrets::write_key_file(&key)?;
+        let keys = Arc::new(gale_secrets::KeySource::file(&key)?);
+        let vault = gale_secrets::Vault::new(store.clone(), Some(keys));
+        for j in 0..args.lookups {
+            let name = format!("bench_v{j}");
+            let v = gale_model::secrets::Variable::new(&name, format!("value-{j}"), false, j == 0, None)
+                .map_err(anyhow::Error::msg)?;
+            vault.set_variable(&name, &v).await?;
+        }
+        Some(Arc::new(gale_secrets::Resolver::new(None, Some(vault))))
+    } else {
+        None
+    };
     install(&*store, "bench_chain", &chain).await?;
     install(&*store, "bench_fanout", &fanout).await?;
 
@@ -205,7 +230,7 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
         task_env: gale_worker::TaskEnv::filtered(),
         web: None,
         vault: None,
-        resolver: None,
+        resolver: resolver.clone(),
     };
     let mut engines = Vec::new();
     let mut notifier = None;
@@ -303,6 +328,7 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
         fanout_attempt_p50_ms: percentile(&attempt_ms, 0.50),
         fanout_start_delay_ms: (start - created) as f64 / 1000.0,
         concurrency: args.concurrency,
+        lookups_per_task: args.lookups,
     };
     if output == Output::Json {
         println!("{}", serde_json::to_string(&report)?);
