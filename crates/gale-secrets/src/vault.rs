@@ -104,6 +104,20 @@ impl Vault {
         }
     }
 
+    /// Opens `sealed`; a value under a key this process does not know yet
+    /// has the key file read again at once (another node may have sealed
+    /// it under a new first key a moment ago).
+    fn open(&self, doing: &str, what: &str, sealed: &Sealed) -> Result<Vec<u8>> {
+        let keys = self.keyring(doing)?;
+        if !keys.ids().contains(&sealed.key_id)
+            && let Some(source) = &self.keys
+            && let Ok(fresh) = source.reload()
+        {
+            return fresh.open(what, sealed);
+        }
+        keys.open(what, sealed)
+    }
+
     pub async fn set_variable(&self, name: &str, v: &Variable) -> Result<()> {
         let checked = Variable::new(
             name,
@@ -231,11 +245,11 @@ impl Vault {
     fn open_connection(&self, row: ConnectionRow) -> Result<Connection> {
         let secret = match &row.sealed {
             Some(sealed) => {
-                let keys = self.keyring(&format!(
+                let doing = format!(
                     "the password and extra of connection {} cannot be read",
                     row.name
-                ))?;
-                let plain = keys.open(&aad(SecretKind::Connection, &row.name), sealed)?;
+                );
+                let plain = self.open(&doing, &aad(SecretKind::Connection, &row.name), sealed)?;
                 serde_json::from_slice::<ConnSecret>(&plain).map_err(|e| {
                     Error::Sealed(format!(
                         "connection {}'s sealed part is not valid: {e}",

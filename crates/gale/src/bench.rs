@@ -203,8 +203,14 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
         let vault = gale_secrets::Vault::new(store.clone(), Some(keys));
         for j in 0..args.lookups {
             let name = format!("bench_v{j}");
-            let v = gale_model::secrets::Variable::new(&name, format!("value-{j}"), false, j == 0, None)
-                .map_err(anyhow::Error::msg)?;
+            let v = gale_model::secrets::Variable::new(
+                &name,
+                format!("value-{j}"),
+                false,
+                j == 0,
+                None,
+            )
+            .map_err(anyhow::Error::msg)?;
             vault.set_variable(&name, &v).await?;
         }
         Some(Arc::new(gale_secrets::Resolver::new(None, Some(vault))))

@@ -128,7 +128,7 @@ tasks:
     let run = home.trigger("wh", &[]);
     let done = home.wait_run(run);
     let tasks = home.tasks(run);
-    assert_eq!(done["state"], "success", "{tasks:?}");
+    assert_eq!(done["run"]["state"], "success", "{tasks:?}");
     let by_env = home.logs(run, "by_env", None);
     assert!(by_env.contains("6"), "the sum of the seeded rows: {by_env}");
     assert!(by_env.contains("pw=***"), "the password masked: {by_env}");
@@ -198,7 +198,7 @@ fn the_environment_comes_before_the_secrets_directory_before_the_store() {
     );
     home.wait_dag("order");
     let run = home.trigger("order", &[]);
-    assert_eq!(home.wait_run(run)["state"], "success");
+    assert_eq!(home.wait_run(run)["run"]["state"], "success");
     assert_eq!(
         std::fs::read_to_string(&seen).expect("the task's file"),
         "env-a dir-b store-order_c dir-host "
@@ -220,7 +220,7 @@ fn a_task_that_prints_every_secret_leaves_only_masked_text() {
         home.ok(&all)
     };
     cli(&["variables", "set", "api_token", "tok-3f9a1c77", "--secret"]);
-    cli(&["variables", "set", "deploy_key", pem, "--secret"]);
+    cli(&["variables", "set", "--secret", "deploy_key", "--", pem]);
     cli(&["variables", "set", "region", "eu-west-1"]);
     cli(&[
         "connections",
@@ -261,7 +261,7 @@ tasks:
     let viewer = web.with_token(&web::user_token(&home, "viewer1", "viewer"));
     home.wait_dag("leak");
     let run = home.trigger("leak", &[]);
-    assert_eq!(home.wait_run(run)["state"], "failed");
+    assert_eq!(home.wait_run(run)["run"]["state"], "failed");
     let secrets = [
         "tok-3f9a1c77",
         "pw-9c2e51",
@@ -380,7 +380,7 @@ fn rotating_the_key_under_load_loses_nothing() {
         for id in ids {
             let done = home.wait_run(id);
             assert_eq!(
-                done["state"],
+                done["run"]["state"],
                 "success",
                 "run {id}: {:?}",
                 states(&home.tasks(id))
