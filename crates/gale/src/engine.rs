@@ -45,6 +45,9 @@ pub struct Web {
     pub secure_cookies: bool,
     pub session_idle: jiff::SignedDuration,
     pub limits: gale_server::HttpLimits,
+    /// Variables and connections under this process's keys (none: the
+    /// server refuses secret values).
+    pub vault: Option<gale_secrets::Vault>,
 }
 
 pub fn hostname() -> String {
@@ -146,6 +149,9 @@ pub async fn run(
         state.auth = web.auth;
         state.secure_cookies = web.secure_cookies;
         state.session_idle = web.session_idle;
+        if let Some(vault) = web.vault {
+            state = state.with_vault(vault);
+        }
         let state = Arc::new(state);
         let stop = roles_cancel.clone();
         tasks.spawn(async move {

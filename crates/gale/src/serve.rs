@@ -281,6 +281,7 @@ fn bind_web(mode: Mode, web: &WebArgs) -> anyhow::Result<engine::Web> {
             idle_timeout: web.http_idle_timeout,
             max_connections: web.http_max_connections,
         },
+        vault: None,
     })
 }
 
@@ -377,6 +378,13 @@ async fn serve(
         let (notifier, stop) = (notifier.clone(), cancel.clone());
         tokio::spawn(async move { pg.listen(notifier, stop).await })
     });
+    let web = match web {
+        Some(w) => Some(engine::Web {
+            vault: Some(crate::secrets::vault(paths, opened.store.clone())?),
+            ..w
+        }),
+        None => None,
+    };
     let opts = EngineOptions {
         scheduler: mode.scheduler(),
         worker: mode.worker(),
