@@ -47,7 +47,18 @@ pub struct Web {
     pub limits: gale_server::HttpLimits,
     /// Variables and connections under this process's keys (none: the
     /// server refuses secret values).
-    pub vault: Option<gale_secrets::Vault>,
+    pub vault: Option<WebVault>,
+}
+
+/// The webserver's vault (shown in debug output only as whether it has a key).
+pub struct WebVault(pub gale_secrets::Vault);
+
+impl std::fmt::Debug for WebVault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("has_key", &self.0.has_key())
+            .finish()
+    }
 }
 
 pub fn hostname() -> String {
@@ -150,7 +161,7 @@ pub async fn run(
         state.secure_cookies = web.secure_cookies;
         state.session_idle = web.session_idle;
         if let Some(vault) = web.vault {
-            state = state.with_vault(vault);
+            state = state.with_vault(vault.0);
         }
         let state = Arc::new(state);
         let stop = roles_cancel.clone();

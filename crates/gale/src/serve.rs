@@ -380,7 +380,10 @@ async fn serve(
     });
     let web = match web {
         Some(w) => Some(engine::Web {
-            vault: Some(crate::secrets::vault(paths, opened.store.clone())?),
+            vault: Some(engine::WebVault(crate::secrets::vault(
+                paths,
+                opened.store.clone(),
+            )?)),
             ..w
         }),
         None => None,
