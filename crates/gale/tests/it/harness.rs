@@ -38,6 +38,9 @@ const GALE_VARS: &[&str] = &[
     "GALE_HTTP_REQUEST_TIMEOUT",
     "GALE_HTTP_IDLE_TIMEOUT",
     "GALE_HTTP_MAX_CONNECTIONS",
+    "GALE_SECRET_KEY",
+    "GALE_SECRET_KEY_FILE",
+    "GALE_SECRETS_DIR",
 ];
 
 /// Polls `check` until it returns `Some`, or panics after [`DEADLINE`].

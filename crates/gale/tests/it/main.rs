@@ -26,6 +26,8 @@ mod inject;
 mod pg_auth;
 mod runs;
 mod scheduling;
+mod secrets_api;
+mod secrets_ui;
 mod startup;
 mod tidy;
 mod tls;
