@@ -115,7 +115,12 @@ fn percent_decode(s: &str) -> Result<String, String> {
                 let hex = s
                     .get(i + 1..i + 3)
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| format!("bad percent escape at {:?}", &s[i..]))?;
+                    // Never echo the text: it may be a password.
+                    .ok_or_else(|| {
+                        "not a connection URI (a `%` not followed by two hex digits: \
+                         write a literal `%` as %25)"
+                            .to_owned()
+                    })?;
                 out.push(hex);
                 i += 3;
             }
@@ -129,7 +134,8 @@ fn percent_decode(s: &str) -> Result<String, String> {
             }
         }
     }
-    String::from_utf8(out).map_err(|_| "a percent escape is not UTF-8".to_owned())
+    String::from_utf8(out)
+        .map_err(|_| "not a connection URI (a percent escape is not UTF-8)".to_owned())
 }
 
 fn non_empty(s: String) -> Option<String> {

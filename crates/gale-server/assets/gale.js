@@ -3,7 +3,8 @@
 //   (b) <pre class="log" data-follow-url="..."> follows a running attempt's log;
 //   (c) forms (or their submit buttons) with data-confirm="..." ask first;
 //   (d) <select data-autosubmit> submits its form when changed;
-//   (e) a self-refreshing part whose session ended sends the page to the login.
+//   (e) a self-refreshing part whose session ended sends the page to the login;
+//   (f) <input data-masked-by="ID"> is a password field while checkbox ID is ticked.
 // Everything from the server is inserted as text, never as markup.
 (function () {
   "use strict";
@@ -170,6 +171,20 @@
     if (url && new URL(url, window.location.href).pathname === "/login") {
       event.detail.shouldSwap = false;
       window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname + window.location.search));
+    }
+  });
+
+  // (f) Secret fields -------------------------------------------------------------
+
+  // A value typed blind while it is to be secret, in clear otherwise.
+  document.addEventListener("change", function (event) {
+    var box = event.target;
+    if (!box || box.type !== "checkbox" || !box.id) return;
+    var inputs = document.querySelectorAll("input[data-masked-by]");
+    for (var i = 0; i < inputs.length; i++) {
+      if (inputs[i].getAttribute("data-masked-by") === box.id) {
+        inputs[i].type = box.checked ? "password" : "text";
+      }
     }
   });
 

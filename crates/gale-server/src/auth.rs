@@ -10,8 +10,8 @@
 //! once. One middleware ([`authenticate`]) decides for every request: public
 //! paths pass; the rest need a session or a token, and the role the method
 //! needs (reading: viewer; changing: operator; users, tokens and the audit
-//! log: admin). With authentication off, it still refuses what another site's
-//! page could send.
+//! log, and changing variables and connections: admin). With authentication
+//! off, it still refuses what another site's page could send.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -368,11 +368,32 @@ fn required_role(method: &Method, path: &str) -> Role {
     {
         return Role::Admin;
     }
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) || path == "/logout" {
+    let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !reads && is_vault_path(path) {
+        return Role::Admin;
+    }
+    if reads || path == "/logout" {
         Role::Viewer
     } else {
         Role::Operator
     }
+}
+
+/// Variables and connections, in the API and the UI: anyone reads them
+/// (secrets masked), only admins change them (and reveal, which their
+/// handlers check).
+fn is_vault_path(path: &str) -> bool {
+    [
+        "/api/v1/variables",
+        "/api/v1/connections",
+        "/variables",
+        "/connections",
+    ]
+    .iter()
+    .any(|p| {
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
 }
 
 /// The most a form body may be (it is read here to find the CSRF token).
@@ -731,6 +752,24 @@ mod tests {
         assert_eq!(required_role(&Method::GET, "/api/v1/users"), Role::Admin);
         assert_eq!(required_role(&Method::GET, "/api/v1/audit"), Role::Admin);
         assert_eq!(required_role(&Method::GET, "/audit"), Role::Admin);
+        for path in [
+            "/api/v1/variables",
+            "/api/v1/variables/x",
+            "/api/v1/connections/x",
+            "/variables",
+            "/variables/x/delete",
+            "/connections/x",
+        ] {
+            assert_eq!(required_role(&Method::GET, path), Role::Viewer, "{path}");
+            for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+                assert_eq!(required_role(&m, path), Role::Admin, "{m} {path}");
+            }
+        }
+        assert_eq!(
+            required_role(&Method::POST, "/variablesx"),
+            Role::Operator,
+            "only the vault's own paths"
+        );
         assert!(Role::Admin > Role::Operator && Role::Operator > Role::Viewer);
     }
 

@@ -28,6 +28,7 @@ pub mod next_run;
 pub mod secrets;
 pub mod throttle;
 pub mod ui;
+pub mod vault;
 
 pub use error::{ApiError, ApiResult};
 pub use http::HttpLimits;
@@ -48,6 +49,9 @@ pub struct AppState {
     /// Login throttling and the bound on password checks (this webserver's
     /// memory).
     pub logins: throttle::LoginGuard,
+    /// Variables and connections, sealed under this process's keys (none by
+    /// default: secret values are then refused, with how to make a key).
+    pub vault: gale_secrets::Vault,
 }
 
 impl AppState {
@@ -55,6 +59,7 @@ impl AppState {
     /// and login policy.
     pub fn new(store: Arc<dyn Store>) -> AppState {
         AppState {
+            vault: gale_secrets::Vault::new(store.clone(), None),
             store,
             notifier: None,
             auth: true,
@@ -62,6 +67,11 @@ impl AppState {
             session_idle: auth::SESSION_IDLE,
             logins: throttle::LoginGuard::default(),
         }
+    }
+
+    /// The same state with `vault` (one over the same store, with keys).
+    pub fn with_vault(self, vault: gale_secrets::Vault) -> AppState {
+        AppState { vault, ..self }
     }
 
     /// Tells this process's scheduler that a run changed.

@@ -151,6 +151,9 @@ pub async fn run(
         state.auth = web.auth;
         state.secure_cookies = web.secure_cookies;
         state.session_idle = web.session_idle;
+        if let Some(vault) = opts.vault.clone() {
+            state = state.with_vault(vault);
+        }
         let state = Arc::new(state);
         let stop = roles_cancel.clone();
         tasks.spawn(async move {

@@ -55,6 +55,8 @@ fn a_bad_uri_is_refused_without_echoing_it() {
         "postgres://u:secretpw@h:99999/db",
         "x://[::1/db",
         "p://h?__extra__=[1]",
+        "postgres://u:secretpw%zz@h/db",
+        "postgres://u:secretpw%ff@h/db",
     ] {
         let e = Connection::from_uri(bad).unwrap_err();
         assert!(!e.contains("secretpw"), "{e}");

@@ -20,11 +20,13 @@ use crate::error::{ApiError, ApiResult, Problem};
 pub mod audit;
 pub mod backfills;
 pub mod cluster;
+pub mod connections;
 pub mod dags;
 pub mod logs;
 pub mod runs;
 pub mod tasks;
 pub mod tokens;
+pub mod variables;
 
 type Shared = State<Arc<AppState>>;
 
@@ -38,6 +40,19 @@ pub(crate) struct Caller {
 impl Caller {
     pub(crate) fn actor(&self) -> gale_actions::Actor {
         crate::audit::actor(&self.identity, &self.peer)
+    }
+
+    /// A 403 unless the caller has `role`, saying what `doing` needs.
+    pub(crate) fn require(&self, role: gale_store::Role, doing: &str) -> ApiResult<()> {
+        if self.identity.can(role) {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(format!(
+            "{} is a {}; {doing} needs the {} role",
+            self.identity.user,
+            self.identity.role.as_str(),
+            role.as_str()
+        )))
     }
 }
 
@@ -73,7 +88,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
     components(schemas(Problem)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "dags"), (name = "runs"), (name = "tasks"), (name = "backfills"), (name = "cluster"), (name = "tokens"), (name = "audit"), (name = "health"))
+    tags((name = "dags"), (name = "runs"), (name = "tasks"), (name = "backfills"), (name = "cluster"), (name = "tokens"), (name = "audit"), (name = "variables"), (name = "connections"), (name = "health"))
 )]
 pub struct ApiDoc;
 
@@ -124,6 +139,24 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(cluster::list_pools))
         .routes(routes!(tokens::create_token))
         .routes(routes!(audit::list_audit))
+        .routes(routes!(
+            variables::list_variables,
+            variables::create_variable
+        ))
+        .routes(routes!(
+            variables::get_variable,
+            variables::put_variable,
+            variables::delete_variable
+        ))
+        .routes(routes!(
+            connections::list_connections,
+            connections::create_connection
+        ))
+        .routes(routes!(
+            connections::get_connection,
+            connections::put_connection,
+            connections::delete_connection
+        ))
 }
 
 /// Makes the document say what every operation answers besides its own

@@ -27,6 +27,7 @@ use crate::auth::{self, Identity, Role, Via};
 mod assets;
 mod audit;
 mod cluster;
+mod connections;
 mod dag;
 mod dags;
 mod format;
@@ -35,6 +36,7 @@ pub mod graph;
 mod grid;
 mod login;
 mod run;
+mod variables;
 
 #[cfg(test)]
 mod tests;
@@ -64,6 +66,21 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/cluster", get(cluster::page))
         .route("/cluster/live", get(cluster::fragment))
         .route("/audit", get(audit::page))
+        .route("/variables", get(variables::list).post(variables::add))
+        .route(
+            "/variables/{name}",
+            get(variables::page).post(variables::save),
+        )
+        .route("/variables/{name}/delete", post(variables::delete))
+        .route(
+            "/connections",
+            get(connections::list).post(connections::add),
+        )
+        .route(
+            "/connections/{name}",
+            get(connections::page).post(connections::save),
+        )
+        .route("/connections/{name}/delete", post(connections::delete))
         .route("/assets/{*file}", get(assets::asset))
         .route("/favicon.svg", get(assets::favicon))
 }
@@ -205,11 +222,13 @@ pub(crate) struct Layout {
     pub role: &'static str,
     pub csrf: String,
     pub flash: Option<Flash>,
-    /// Which nav entry is current: `dags`, `cluster` or `audit`.
+    /// Which nav entry is current: `dags`, `cluster`, `variables`,
+    /// `connections` or `audit`.
     pub nav: &'static str,
     /// Whether this user may change things (trigger, clear, pause, mark).
     pub operator: bool,
-    /// Whether this user may read the audit log (admins).
+    /// Whether this user may read the audit log and change variables and
+    /// connections (admins).
     pub admin: bool,
     /// A session that can log out (not an API token, not `--no-auth`).
     pub logout: bool,

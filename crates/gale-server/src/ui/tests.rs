@@ -962,3 +962,5 @@ async fn backfill_form_creates_runs_and_lists_progress() {
     let (_, page) = get(&f, &cookie, "/dags/nightly").await;
     assert_eq!(page.matches("class=\"cell run state-queued\"").count(), 3);
 }
+
+mod vault;

@@ -1245,6 +1245,7 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
     ("run_id", "987654"),
     ("task_id", "nosuchtask"),
     ("backfill_id", "987654"),
+    ("name", "nosuchname"),
 ];
 
 #[test]
@@ -1360,6 +1361,7 @@ fn api_needs_credentials_and_the_role_for_changes() {
         ("run_id", run.as_str()),
         ("task_id", "hi"),
         ("backfill_id", backfill_id),
+        ("name", "nosuchname"),
     ];
     let doc = admin.anonymous().get("/api/v1/openapi.json").expect(200);
     // Every operation but the one that checks a password itself (a token by
@@ -1394,17 +1396,20 @@ fn api_needs_credentials_and_the_role_for_changes() {
     anonymous.get("/api/v1/nosuchthing").problem(401);
 
     // A viewer reads everything but the audit log (admins only) and changes
-    // nothing.
+    // nothing (variables and connections: admins only too).
     let viewer = admin.with_token(&web::user_token(&home, "vera", "viewer"));
     for (method, path, _) in &ops {
         let url = fill(path, &values);
         let resp = call(&viewer, method, &url);
-        if path == "/api/v1/audit" {
+        let vault =
+            path.starts_with("/api/v1/variables") || path.starts_with("/api/v1/connections");
+        if path == "/api/v1/audit" || (vault && method != "get") {
             let detail = resp.problem(403);
             assert!(detail.contains("admin"), "{method} {url}: {detail}");
         } else if method == "get" {
+            let missing = path.contains("{backfill_id}") || path.contains("{name}");
             assert!(
-                resp.status == 200 || (path.contains("{backfill_id}") && resp.status == 404),
+                resp.status == 200 || (missing && resp.status == 404),
                 "a viewer reads {url}: HTTP {} {}",
                 resp.status,
                 resp.text()

@@ -86,7 +86,7 @@ fn screenshots() -> PathBuf {
 }
 
 /// Saves a screenshot of the page and checks it is a real PNG.
-async fn shoot(browser: &Browser, name: &str) -> PathBuf {
+pub(crate) async fn shoot(browser: &Browser, name: &str) -> PathBuf {
     let path = screenshots().join(format!("{name}.png"));
     browser.screenshot(&path).await.expect("a screenshot");
     let png = std::fs::read(&path).expect("reading the screenshot");
@@ -130,7 +130,7 @@ async fn js(browser: &Browser, script: &str) -> Value {
 }
 
 /// Logs in through the form and waits for the page `next` led to.
-async fn log_in(browser: &Browser, base: &str, user: &str, password: &str) {
+pub(crate) async fn log_in(browser: &Browser, base: &str, user: &str, password: &str) {
     browser.goto(&format!("{base}/")).await.expect("opening /");
     let url = browser.current_url().await.expect("the URL");
     assert!(
