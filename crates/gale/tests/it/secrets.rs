@@ -291,6 +291,9 @@ tasks:
             shown.push(format!("{path}: {} {}", r.status, r.text()));
         }
     }
+    let masked = viewer.get("/api/v1/variables/api_token");
+    assert_eq!(masked.status, 200, "a viewer reads a variable: {}", masked.text());
+    assert!(masked.text().contains("***"), "{}", masked.text());
     for text in &shown {
         for s in secrets {
             assert!(!text.contains(s), "{s} shows in: {text}");
