@@ -292,7 +292,12 @@ tasks:
         }
     }
     let masked = viewer.get("/api/v1/variables/api_token");
-    assert_eq!(masked.status, 200, "a viewer reads a variable: {}", masked.text());
+    assert_eq!(
+        masked.status,
+        200,
+        "a viewer reads a variable: {}",
+        masked.text()
+    );
     assert!(masked.text().contains("***"), "{}", masked.text());
     for text in &shown {
         for s in secrets {
