@@ -239,6 +239,7 @@ pub async fn rotate_key(
         |r, d| {
             d.insert("key_id".into(), Value::String(r.key_id.clone()));
             d.insert("resealed".into(), Value::from(r.resealed));
+            d.insert("not_opened".into(), Value::from(r.not_opened));
         },
     )
     .await

@@ -38,6 +38,11 @@ pub fn is_secret_key(key: &str) -> bool {
         "credential",
         "auth",
         "cookie",
+        // Airflow's other sensitive names, and Azure's.
+        "passphrase",
+        "keyfile",
+        "service_account",
+        "connection_string",
     ]
     .iter()
     .any(|w| k.contains(w))

@@ -105,7 +105,9 @@ pub struct Connection {
     pub description: Option<String>,
 }
 
-fn percent_decode(s: &str) -> Result<String, String> {
+/// `s` with its percent escapes decoded; `+` is a space only in a query
+/// (`plus_is_space`), as Airflow reads a URI.
+fn decode(s: &str, plus_is_space: bool) -> Result<String, String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -124,7 +126,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
                 out.push(hex);
                 i += 3;
             }
-            b'+' => {
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -136,6 +138,10 @@ fn percent_decode(s: &str) -> Result<String, String> {
     }
     String::from_utf8(out)
         .map_err(|_| "not a connection URI (a percent escape is not UTF-8)".to_owned())
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    decode(s, false)
 }
 
 fn non_empty(s: String) -> Option<String> {
@@ -191,7 +197,9 @@ impl Connection {
             let Some((h, after)) = v6.split_once(']') else {
                 return fail("an IPv6 host without its closing ']'");
             };
-            (format!("[{h}]"), after.strip_prefix(':'))
+            // Kept without its brackets (what libpq's PGHOST wants); the URI
+            // puts them back.
+            (h.to_owned(), after.strip_prefix(':'))
         } else {
             match hostport.rsplit_once(':') {
                 Some((h, p)) => (h.to_owned(), Some(p)),
@@ -208,7 +216,7 @@ impl Connection {
         let mut extra = Map::new();
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let (k, v) = (percent_decode(k)?, percent_decode(v)?);
+            let (k, v) = (decode(k, true)?, decode(v, true)?);
             if k == "__extra__" {
                 match serde_json::from_str::<Value>(&v) {
                     Ok(Value::Object(map)) => extra.extend(map),
@@ -245,8 +253,15 @@ impl Connection {
             uri.push('@');
         }
         if let Some(h) = &self.host {
-            if h.starts_with('[') {
-                uri.push_str(h);
+            // An IPv6 address goes in brackets; any other host (even one
+            // holding `:`, such as `https://hooks.example`) is encoded.
+            let ipv6 = h.contains(':')
+                && h.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+            if ipv6 {
+                uri.push_str(&format!(
+                    "[{}]",
+                    h.trim_start_matches('[').trim_end_matches(']')
+                ));
             } else {
                 uri.push_str(&enc(h));
             }
@@ -283,6 +298,16 @@ impl Connection {
                 "connection {name}: the type is empty (postgres, http, ...)"
             ));
         }
+        if !self
+            .conn_type
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-+.".contains(&b))
+        {
+            return Err(format!(
+                "connection {name}: the type {:?} may hold only letters, digits, '_', '-', '+' and '.'",
+                self.conn_type
+            ));
+        }
         let extra = Value::Object(self.extra.clone()).to_string();
         if extra.len() > MAX_VALUE_BYTES {
             return Err(format!(
@@ -313,27 +338,17 @@ impl Connection {
     /// password, and every extra value under a secret-looking key.
     pub fn secrets(&self) -> Vec<String> {
         let mut out: Vec<String> = self.password.iter().cloned().collect();
-        fn walk(map: &Map<String, Value>, under_secret: bool, out: &mut Vec<String>) {
-            for (k, v) in map {
-                let secret = under_secret || is_secret_key(k);
-                match v {
-                    Value::Object(inner) => walk(inner, secret, out),
-                    Value::String(s) if secret => out.push(s.clone()),
-                    Value::Number(n) if secret => out.push(n.to_string()),
-                    _ => {}
-                }
-            }
-        }
-        walk(&self.extra, false, &mut out);
+        walk_secrets(&self.extra, false, &mut out);
         out
     }
 
     /// The connection as shown to someone who may not read its secrets: the
-    /// password and secret-looking extra values as `***`.
+    /// password and secret-looking extra values as `***` (inside an extra
+    /// value that is JSON text too, as Airflow's `keyfile_dict` is).
     pub fn masked(&self) -> Connection {
         Connection {
             password: self.password.as_ref().map(|_| "***".to_owned()),
-            extra: crate::mask::mask_conf(&self.extra),
+            extra: mask_extra(&self.extra),
             ..self.clone()
         }
     }
@@ -437,12 +452,80 @@ impl Connection {
     }
 }
 
+/// A string that holds a JSON object (an extra's `keyfile_dict`), parsed.
+fn json_object(s: &str) -> Option<Map<String, Value>> {
+    if !s.trim_start().starts_with('{') {
+        return None;
+    }
+    match serde_json::from_str::<Value>(s) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
+    }
+}
+
+/// Every scalar at or under `v` (a secret key's whole value, at any depth).
+fn leaves(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => match json_object(s) {
+            Some(inner) => inner.values().for_each(|v| leaves(v, out)),
+            None => out.push(s.clone()),
+        },
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Array(list) => list.iter().for_each(|v| leaves(v, out)),
+        Value::Object(map) => map.values().for_each(|v| leaves(v, out)),
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+/// The values under secret-looking keys of `map`, at any depth, looking into
+/// values that are JSON text.
+fn walk_secrets(map: &Map<String, Value>, under_secret: bool, out: &mut Vec<String>) {
+    for (k, v) in map {
+        let secret = under_secret || is_secret_key(k);
+        match v {
+            _ if secret => leaves(v, out),
+            Value::Object(inner) => walk_secrets(inner, false, out),
+            Value::String(s) => {
+                if let Some(inner) = json_object(s) {
+                    walk_secrets(&inner, false, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `mask_conf`, looking into values that are JSON text as well.
+fn mask_extra(map: &Map<String, Value>) -> Map<String, Value> {
+    map.iter()
+        .map(|(k, v)| {
+            let v = match v {
+                _ if is_secret_key(k) => Value::String("***".into()),
+                Value::Object(inner) => Value::Object(mask_extra(inner)),
+                Value::String(s) => match json_object(s) {
+                    Some(inner) => Value::String(Value::Object(mask_extra(&inner)).to_string()),
+                    None => v.clone(),
+                },
+                other => other.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
 /// One entry of a variables export: Airflow's plain `name: value` (a non-string
 /// value is its JSON) or Gale's `name: {value, description, secret}`.
 pub fn variable_from_export(name: &str, entry: &Value) -> Result<Variable, String> {
     let (value, description, secret, json) = match entry {
         Value::String(s) => (s.clone(), None, false, false),
-        Value::Object(map) if map.contains_key("value") => {
+        // Gale's shape only when it has nothing else: an Airflow JSON value
+        // that happens to have a `value` key is a value.
+        Value::Object(map)
+            if map.contains_key("value")
+                && map
+                    .keys()
+                    .all(|k| ["value", "json", "description", "secret"].contains(&k.as_str())) =>
+        {
             let (value, json) = match &map["value"] {
                 Value::String(s) => (s.clone(), map.get("json") == Some(&Value::Bool(true))),
                 other => (other.to_string(), true),
@@ -531,6 +614,12 @@ impl Lookup {
         for (name, v) in &self.variables {
             if v.secret || is_secret_key(name) {
                 out.push(v.value.clone());
+                // `var.json.NAME.field` hands out its parts: each is secret.
+                if let Ok(json) = serde_json::from_str::<Value>(&v.value)
+                    && (json.is_object() || json.is_array())
+                {
+                    leaves(&json, &mut out);
+                }
             }
         }
         for c in self.connections.values() {

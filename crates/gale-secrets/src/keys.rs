@@ -194,12 +194,27 @@ impl std::fmt::Debug for KeySource {
 fn read_file(path: &Path) -> Result<(Keyring, Option<SystemTime>)> {
     let meta = std::fs::metadata(path)
         .map_err(|e| Error::Provider(format!("the key file {}: {e}", path.display())))?;
+    check_mode(path, &meta)?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Provider(format!("reading the key file {}: {e}", path.display())))?;
     Ok((
         Keyring::parse(&text, &path.display().to_string())?,
         meta.modified().ok(),
     ))
+}
+
+/// A key file others may read or write is refused.
+fn check_mode(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::Invalid(format!(
+            "the key file {} may be read by others (mode {:o}): `chmod 600` it",
+            path.display(),
+            mode & 0o777
+        )));
+    }
+    Ok(())
 }
 
 impl KeySource {
@@ -217,20 +232,8 @@ impl KeySource {
     }
 
     /// Keys from a file, which must exist and hold at least one key. A file
-    /// others may read is refused.
+    /// others may read is refused, when first read and when read again.
     pub fn file(path: &Path) -> Result<KeySource> {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(path)
-            .map_err(|e| Error::Provider(format!("the key file {}: {e}", path.display())))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(Error::Invalid(format!(
-                "the key file {} may be read by others (mode {:o}): `chmod 600` it",
-                path.display(),
-                mode & 0o777
-            )));
-        }
         let (keys, modified) = read_file(path)?;
         Ok(KeySource {
             origin: Origin::File(path.to_owned()),
@@ -251,8 +254,9 @@ impl KeySource {
     }
 
     /// The keys now: a key file is looked at again (at most once a second)
-    /// and re-read when it changed. A file that became unreadable or holds
-    /// no valid key keeps the keys last read.
+    /// and re-read when it changed. A file that became unreadable, readable
+    /// by others, or holds no valid key keeps the keys last read (and
+    /// [`KeySource::reload`] says why).
     pub fn keyring(&self) -> Arc<Keyring> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Origin::File(path) = &self.origin

@@ -101,18 +101,29 @@ impl DirProvider {
         // A name never holds `/` or starts with `.`, so it stays in the folder.
         check_name("variable or connection", name).map_err(Error::Invalid)?;
         let path = self.dir.join(sub).join(name);
-        let read = || -> std::io::Result<Option<String>> {
+        let shown = path.display().to_string();
+        // Off the async threads: a slow or network file system must not
+        // hold them.
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<String>> {
+            use std::io::Read as _;
             let meta = match std::fs::metadata(&path) {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),
             };
-            if meta.len() > MAX_FILE_BYTES {
+            // A FIFO would block, a device never end: regular files only.
+            if !meta.is_file() {
+                return Err(std::io::Error::other("not a regular file"));
+            }
+            let mut text = String::new();
+            std::fs::File::open(&path)?
+                .take(MAX_FILE_BYTES + 1)
+                .read_to_string(&mut text)?;
+            if text.len() as u64 > MAX_FILE_BYTES {
                 return Err(std::io::Error::other(format!(
                     "larger than {MAX_FILE_BYTES} bytes"
                 )));
             }
-            let mut text = std::fs::read_to_string(&path)?;
             if text.ends_with('\n') {
                 text.pop();
                 if text.ends_with('\r') {
@@ -120,8 +131,14 @@ impl DirProvider {
                 }
             }
             Ok(Some(text))
-        };
-        read().map_err(|e| Error::Provider(format!("reading {}: {e}", path.display())))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(std::io::Error::other(format!(
+                "the reading thread failed: {e}"
+            )))
+        });
+        read.map_err(|e| Error::Provider(format!("reading {shown}: {e}")))
     }
 }
 

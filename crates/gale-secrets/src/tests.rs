@@ -227,3 +227,75 @@ async fn the_environment_comes_before_the_directory_before_the_store() {
     assert_eq!(resolver.missing(&refs).await.unwrap(), ["variable nowhere"]);
     assert_eq!(resolver.order().len(), 3);
 }
+
+#[tokio::test]
+async fn rotation_reseals_what_opens_and_reports_what_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = store(dir.path());
+    let k1 = generate_key().unwrap();
+    let k2 = generate_key().unwrap();
+    let k3 = generate_key().unwrap();
+    let path = dir.path().join("key");
+    std::fs::write(&path, format!("{k1}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let source = Arc::new(KeySource::file(&path).unwrap());
+    let vault = Vault::new(st.clone(), Some(source.clone()));
+    vault.set_variable("a", &secret("under-k1")).await.unwrap();
+    std::fs::write(&path, format!("{k2}\n")).unwrap();
+    source.reload().unwrap();
+    for name in ["b", "c"] {
+        vault.set_variable(name, &secret("under-k2")).await.unwrap();
+    }
+    // K1 is gone: `a` cannot open; `b` and `c` are re-sealed under K3.
+    std::fs::write(&path, format!("{k3}\n{k2}\n")).unwrap();
+    let done = vault.rotate().await.unwrap();
+    assert_eq!((done.resealed, done.not_opened), (2, 1), "{done:?}");
+    assert!(done.unopened[0].contains("not among"), "{done:?}");
+    let status = vault.key_status().await.unwrap();
+    assert!(
+        status
+            .sealed
+            .iter()
+            .any(|(id, n, known)| *id == done.key_id && *n == 2 && *known),
+        "{status:?}"
+    );
+    // A key file others may read is not taken on reload; the keys stay.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(
+        source
+            .reload()
+            .unwrap_err()
+            .to_string()
+            .contains("chmod 600")
+    );
+    assert_eq!(
+        vault.variable("b").await.unwrap().unwrap().value,
+        "under-k2"
+    );
+}
+
+#[tokio::test]
+async fn a_secrets_directory_reads_regular_files_only() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("variables")).unwrap();
+    let fifo = dir.path().join("variables/fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("variables/zero")).unwrap();
+    let p = DirProvider {
+        dir: dir.path().to_owned(),
+    };
+    for name in ["fifo", "zero"] {
+        let e = p.variable(name).await.unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{name}: {e}");
+    }
+    assert!(
+        p.variable("../etc").await.is_err(),
+        "a name cannot leave the folder"
+    );
+    assert!(p.variable("absent").await.unwrap().is_none());
+}

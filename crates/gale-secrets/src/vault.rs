@@ -50,6 +50,10 @@ pub struct Rotation {
     /// Values changed by someone else while they were re-sealed (set anew,
     /// under whatever key that writer had): read again.
     pub raced: u64,
+    /// Values that did not open under any of this process's keys, left as
+    /// they are, and why (the first 20).
+    pub not_opened: u64,
+    pub unopened: Vec<String>,
 }
 
 /// Which keys seal what.
@@ -154,9 +158,8 @@ impl Vault {
         let value = match (&row.value, &row.sealed) {
             (Some(v), _) => v.clone(),
             (None, Some(sealed)) => {
-                let keys =
-                    self.keyring(&format!("the secret variable {} cannot be read", row.name))?;
-                let plain = keys.open(&aad(SecretKind::Variable, &row.name), sealed)?;
+                let doing = format!("the secret variable {} cannot be read", row.name);
+                let plain = self.open(&doing, &aad(SecretKind::Variable, &row.name), sealed)?;
                 String::from_utf8(plain)
                     .map_err(|_| Error::Sealed(format!("variable {} is not text", row.name)))?
             }
@@ -315,7 +318,8 @@ impl Vault {
     }
 
     /// Re-seals every value sealed under another key with the current one,
-    /// until none is left. A value someone sets meanwhile is not overwritten:
+    /// until none is left but those that do not open (counted in
+    /// [`Rotation::not_opened`]). A value someone sets meanwhile is not overwritten:
     /// it is read again on the next pass. Processes that still seal with an
     /// older key keep adding work, so every node must have the new key
     /// first (the key file is re-read within a second of changing).
@@ -329,19 +333,38 @@ impl Vault {
             key_id: keys.current_id().to_owned(),
             ..Rotation::default()
         };
+        // Values that did not open: they come first in every batch again, so
+        // each batch reads past them.
+        let mut skipped = std::collections::HashSet::new();
         // Bounded: a writer that keeps sealing with an old key cannot keep
         // this going forever.
         for _ in 0..10_000 {
+            let limit =
+                ROTATE_BATCH.saturating_add(u32::try_from(skipped.len()).unwrap_or(u32::MAX));
             let todo = self
                 .store
-                .sealed_under_other_keys(keys.current_id(), ROTATE_BATCH)
+                .sealed_under_other_keys(keys.current_id(), limit)
                 .await?;
-            if todo.is_empty() {
-                return Ok(done);
-            }
+            let mut progressed = false;
             for item in todo {
+                if skipped.contains(&(item.kind, item.name.clone(), item.sealed.clone())) {
+                    continue;
+                }
+                progressed = true;
                 let what = aad(item.kind, &item.name);
-                let plain = keys.open(&what, &item.sealed)?;
+                // One that does not open (its key is gone, or it was altered)
+                // is left as it is and reported; the rest are re-sealed.
+                let plain = match keys.open(&what, &item.sealed) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        if done.unopened.len() < 20 {
+                            done.unopened.push(e.to_string());
+                        }
+                        done.not_opened += 1;
+                        skipped.insert((item.kind, item.name, item.sealed));
+                        continue;
+                    }
+                };
                 let new: Sealed = keys.seal(&what, &plain)?;
                 if self
                     .store
@@ -352,6 +375,9 @@ impl Vault {
                 } else {
                     done.raced += 1;
                 }
+            }
+            if !progressed {
+                return Ok(done);
             }
         }
         Err(Error::Invalid(

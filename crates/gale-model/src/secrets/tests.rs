@@ -28,7 +28,7 @@ fn parses_an_airflow_uri_with_every_part_encoded() {
 fn json_extra_and_ipv6_and_bare_types_round_trip() {
     let c = Connection {
         conn_type: "google_cloud_platform".into(),
-        host: Some("[::1]".into()),
+        host: Some("::1".into()),
         port: Some(8443),
         extra: json!({"retries": 3, "nested": {"a": true}})
             .as_object()
@@ -261,4 +261,80 @@ fn names_are_checked() {
     for bad in ["", "-x", "a b", "a/b", &"x".repeat(251)] {
         assert!(check_name("variable", bad).is_err(), "{bad:?}");
     }
+}
+
+#[test]
+fn every_part_of_a_secret_json_variable_is_masked() {
+    let mut lookup = Lookup::default();
+    let creds =
+        r#"{"user": "bob", "password": "JsonInnerPw9876", "keys": ["k-11112222"], "pin": 98765}"#;
+    lookup.variables.insert(
+        "creds".into(),
+        Variable::new("creds", creds.into(), true, true, None).unwrap(),
+    );
+    let secrets = lookup.secrets();
+    for part in ["JsonInnerPw9876", "k-11112222", "98765", "bob"] {
+        assert!(secrets.iter().any(|s| s == part), "{part} in {secrets:?}");
+    }
+}
+
+#[test]
+fn every_value_under_a_secret_extra_key_is_masked_json_text_too() {
+    let mut c = Connection::from_uri("google-cloud-platform://").unwrap();
+    c.extra.insert("tokens".into(), json!(["ListTok-55667788"]));
+    c.extra.insert(
+        "keyfile_dict".into(),
+        json!(r#"{"private_key": "-----BEGIN PRIVATE KEY-----abc", "client_email": "x@y"}"#),
+    );
+    c.extra
+        .insert("settings".into(), json!(r#"{"passphrase": "phrase-0099"}"#));
+    c.extra.insert("project".into(), json!("my-project"));
+    let secrets = c.secrets();
+    for part in [
+        "ListTok-55667788",
+        "-----BEGIN PRIVATE KEY-----abc",
+        "x@y",
+        "phrase-0099",
+    ] {
+        assert!(secrets.iter().any(|s| s == part), "{part} in {secrets:?}");
+    }
+    assert!(!secrets.iter().any(|s| s == "my-project"));
+    let shown = serde_json::to_string(&c.masked()).unwrap();
+    for part in ["ListTok", "PRIVATE KEY", "phrase-0099"] {
+        assert!(!shown.contains(part), "{part} in {shown}");
+    }
+    assert!(shown.contains("my-project"), "{shown}");
+}
+
+#[test]
+fn plus_is_a_space_only_in_the_query_and_ipv6_hosts_lose_their_brackets() {
+    let c = Connection::from_uri("postgres://u:ab+cd@[::1]:5432/d+b?opt=a+b").unwrap();
+    assert_eq!(c.password.as_deref(), Some("ab+cd"));
+    assert_eq!(c.schema.as_deref(), Some("d+b"));
+    assert_eq!(c.extra["opt"], json!("a b"));
+    assert_eq!(c.host.as_deref(), Some("::1"));
+    assert_eq!(c.env("PG")[0], ("PGHOST".to_string(), "::1".to_string()));
+    assert!(c.uri().contains("@[::1]:5432/"), "{}", c.uri());
+    assert_eq!(Connection::from_uri(&c.uri()).unwrap(), c);
+    let web = Connection {
+        conn_type: "slack".into(),
+        host: Some("https://hooks.example/x".into()),
+        ..Default::default()
+    };
+    assert_eq!(Connection::from_uri(&web.uri()).unwrap(), web, "{}", web.uri());
+}
+
+#[test]
+fn an_airflow_value_with_a_value_key_stays_whole_and_types_are_checked() {
+    let v = variable_from_export("threshold", &json!({"value": 5, "unit": "s"})).unwrap();
+    assert!(v.json);
+    assert_eq!(
+        serde_json::from_str::<Value>(&v.value).unwrap(),
+        json!({"value": 5, "unit": "s"})
+    );
+    let bad = Connection {
+        conn_type: "my type".into(),
+        ..Default::default()
+    };
+    assert!(bad.check("c").unwrap_err().contains("may hold only"));
 }

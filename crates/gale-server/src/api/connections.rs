@@ -79,7 +79,14 @@ pub(super) async fn get_connection(
     Query(q): Query<RevealQuery>,
 ) -> ApiResult<Json<ConnectionView>> {
     if q.reveal == Some(true) {
-        caller.require(Role::Admin, REVEALING)?;
+        caller
+            .require_reveal(
+                &*s.store,
+                gale_store::AuditAction::ConnectionReveal,
+                &format!("connection/{name}"),
+                REVEALING,
+            )
+            .await?;
         return Ok(Json(
             vault::reveal_connection(&s, &caller.actor(), &name).await?,
         ));

@@ -42,6 +42,33 @@ impl Caller {
         crate::audit::actor(&self.identity, &self.peer)
     }
 
+    /// [`Caller::require`] for a reveal: a refused one is recorded in the
+    /// audit log as a failure of `action` on `target`, as an admin's is as a
+    /// success.
+    pub(crate) async fn require_reveal(
+        &self,
+        store: &(impl gale_store::Audit + ?Sized),
+        action: gale_store::AuditAction,
+        target: &str,
+        doing: &str,
+    ) -> ApiResult<()> {
+        let result = self.require(gale_store::Role::Admin, doing);
+        if let Err(e) = &result {
+            let mut detail = serde_json::Map::new();
+            detail.insert("error".into(), serde_json::Value::String(e.detail.clone()));
+            gale_actions::audit::record(
+                store,
+                &self.actor(),
+                action,
+                target,
+                detail,
+                gale_store::AuditOutcome::Failure,
+            )
+            .await;
+        }
+        result
+    }
+
     /// A 403 unless the caller has `role`, saying what `doing` needs.
     pub(crate) fn require(&self, role: gale_store::Role, doing: &str) -> ApiResult<()> {
         if self.identity.can(role) {

@@ -83,7 +83,14 @@ pub(super) async fn get_variable(
     Query(q): Query<RevealQuery>,
 ) -> ApiResult<Json<VariableView>> {
     if q.reveal == Some(true) {
-        caller.require(Role::Admin, REVEALING)?;
+        caller
+            .require_reveal(
+                &*s.store,
+                gale_store::AuditAction::VariableReveal,
+                &format!("variable/{name}"),
+                REVEALING,
+            )
+            .await?;
         return Ok(Json(
             vault::reveal_variable(&s, &caller.actor(), &name).await?,
         ));

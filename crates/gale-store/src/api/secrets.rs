@@ -14,7 +14,7 @@ use crate::*;
 pub const SECRETS_LISTED: u32 = 10_000;
 
 /// A value sealed under one key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Sealed {
     /// The key's id (a digest of the key, never the key).
     pub key_id: String,

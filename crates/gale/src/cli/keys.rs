@@ -81,6 +81,8 @@ pub async fn secrets(paths: &Paths, output: Output, cmd: SecretsCmd) -> anyhow::
                     "key_id": done.key_id,
                     "resealed": done.resealed,
                     "raced": done.raced,
+                    "not_opened": done.not_opened,
+                    "why_not_opened": done.unopened,
                     "under_other_keys": elsewhere,
                 }))?;
             } else {
@@ -93,6 +95,15 @@ pub async fn secrets(paths: &Paths, output: Output, cmd: SecretsCmd) -> anyhow::
                         "{} values were set anew meanwhile and read again",
                         done.raced
                     );
+                }
+                if done.not_opened > 0 {
+                    eprintln!(
+                        "{} values did not open under this process's keys and were left as they are:",
+                        done.not_opened
+                    );
+                    for why in &done.unopened {
+                        eprintln!("  {why}");
+                    }
                 }
                 if elsewhere == 0 {
                     println!(

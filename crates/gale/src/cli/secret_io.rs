@@ -134,8 +134,18 @@ pub(super) fn parse_entries(
             if text.trim().is_empty() {
                 Value::Object(Map::new())
             } else {
-                serde_saphyr::from_str(text)
-                    .map_err(|e| anyhow::anyhow!("{file} is not valid YAML: {e}"))?
+                // Only where: serde's messages quote the value they choke
+                // on, and this file holds secrets.
+                serde_saphyr::from_str(text).map_err(|e: serde_saphyr::Error| {
+                    match e.location() {
+                        Some(at) => anyhow::anyhow!(
+                            "{file} is not valid YAML (line {}, column {})",
+                            at.line(),
+                            at.column()
+                        ),
+                        None => anyhow::anyhow!("{file} is not valid YAML"),
+                    }
+                })?
             }
         }
     };
