@@ -256,7 +256,8 @@ impl Connection {
             // An IPv6 address goes in brackets; any other host (even one
             // holding `:`, such as `https://hooks.example`) is encoded.
             let ipv6 = h.contains(':')
-                && h.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+                && h.bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
             if ipv6 {
                 uri.push_str(&format!(
                     "[{}]",

@@ -321,7 +321,12 @@ fn plus_is_a_space_only_in_the_query_and_ipv6_hosts_lose_their_brackets() {
         host: Some("https://hooks.example/x".into()),
         ..Default::default()
     };
-    assert_eq!(Connection::from_uri(&web.uri()).unwrap(), web, "{}", web.uri());
+    assert_eq!(
+        Connection::from_uri(&web.uri()).unwrap(),
+        web,
+        "{}",
+        web.uri()
+    );
 }
 
 #[test]
