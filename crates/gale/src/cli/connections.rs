@@ -132,7 +132,32 @@ pub async fn connections(paths: &Paths, output: Output, cmd: ConnectionsCmd) -> 
                     })?;
                 (conn, "the store".to_owned())
             } else {
-                let conn = vault.connection(&name).await?.ok_or_else(|| {
+                let opened = match vault.connection(&name).await {
+                    // Without the key its public fields still show; the
+                    // password and extra stay sealed.
+                    Err(gale_secrets::Error::NoKey(_)) => {
+                        eprintln!(
+                            "note: this process has no secret key: the password and extra are shown as sealed"
+                        );
+                        vault
+                            .connections()
+                            .await?
+                            .into_iter()
+                            .find(|c| c.name == name)
+                            .map(|c| gale_model::secrets::Connection {
+                                conn_type: c.conn_type,
+                                host: c.host,
+                                port: c.port,
+                                login: c.login,
+                                password: c.sealed.then(|| "***".to_owned()),
+                                schema: c.schema,
+                                extra: Default::default(),
+                                description: c.description,
+                            })
+                    }
+                    other => other?,
+                };
+                let conn = opened.ok_or_else(|| {
                     not_anywhere(
                         gale_actions::Error::NotFound(format!("no connection {name}")),
                         &crate::secrets::resolver(paths, vault.clone()),
