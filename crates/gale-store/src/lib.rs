@@ -115,6 +115,7 @@ pub trait Store:
     + Auth
     + Audit
     + Secrets
+    + Alerts
     + Database
 {
 }
@@ -133,6 +134,7 @@ impl<T> Store for T where
         + Auth
         + Audit
         + Secrets
+        + Alerts
         + Database
         + ?Sized
 {

@@ -2,7 +2,7 @@
 //! return, which scheduled task instances fit the DAG's and the pools' limits,
 //! what an operator's mark records, and the refusals both give (a DAG id that
 //! another file defines, a mark to a state a task cannot be marked, a token for
-//! a user that does not exist), how an audit entry is bounded, and which
+//! a user that does not exist), how an audit entry and a delivery's error are bounded, and which
 //! migrations a database still needs. Pure: no SQL, no I/O; each backend reads
 //! and writes, and asks these what to do.
 
@@ -32,6 +32,26 @@ pub(crate) fn slot_list_limit(limit: u32) -> u32 {
 /// more than 1,000.
 pub(crate) fn audit_list_limit(limit: u32) -> u32 {
     if limit == 0 { 100 } else { limit.min(1000) }
+}
+
+/// The most deliveries `list_deliveries` returns: `limit`, 0 meaning 100,
+/// never more than [`crate::DELIVERIES_LISTED`].
+pub(crate) fn delivery_list_limit(limit: u32) -> u32 {
+    if limit == 0 {
+        100
+    } else {
+        limit.min(crate::DELIVERIES_LISTED)
+    }
+}
+
+/// A delivery's error as stored: at most [`crate::DELIVERY_ERROR_MAX`]
+/// characters, without NUL characters.
+pub(crate) fn delivery_error(error: &str) -> String {
+    error
+        .chars()
+        .take(crate::DELIVERY_ERROR_MAX)
+        .map(|c| if c == '\0' { '\u{fffd}' } else { c })
+        .collect()
 }
 
 /// An audit entry as stored: its text fields cut to a bound and without NUL

@@ -1,8 +1,9 @@
 //! The store's interface, one trait per aggregate (DAGs, runs, the attempt
 //! queue, logs, nodes, pools, the slot ledger, operators' actions, backfills,
-//! auth, the audit log, variables and connections, the clock and the database itself), each beside the row types it owns.
+//! auth, the audit log, variables and connections, alert channels and deliveries, the clock and the database itself), each beside the row types it owns.
 //! [`crate::Store`] is their union. Nothing here knows a backend.
 
+mod alerts;
 mod audit;
 mod auth;
 mod backfills;
@@ -18,6 +19,10 @@ mod runs;
 mod secrets;
 mod slots;
 
+pub use alerts::{
+    AlertChannelRow, CHANNELS_LISTED, ChannelKind, DELIVERIES_LISTED, DELIVERY_ERROR_MAX,
+    DeliveryFilter, DeliveryResult, DeliveryRow, DeliveryState, NewDelivery,
+};
 pub use audit::{AUDIT_KEEP, AuditAction, AuditEntry, AuditFilter, AuditOutcome, AuditRow};
 pub use auth::{Role, SessionRow, TokenRow, UserRow};
 pub use backfills::BackfillRow;
@@ -34,6 +39,7 @@ pub use slots::{SlotRow, SlotStatus};
 /// Every trait of the store, for code that calls its methods on a concrete
 /// backend (`SqliteStore`, `PgStore`): `use gale_store::prelude::*;`.
 pub mod prelude {
+    pub use super::alerts::Alerts;
     pub use super::audit::Audit;
     pub use super::auth::Auth;
     pub use super::backfills::Backfills;

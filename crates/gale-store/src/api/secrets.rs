@@ -1,4 +1,5 @@
-//! Variables and connections as stored: their public fields in clear and
+//! Variables and connections as stored (and, for key rotation, every sealed
+//! value: alert channels' too): their public fields in clear and
 //! their secret part sealed ([`Sealed`]: ciphertext and the id of the key it
 //! was sealed under). The store never sees a key or a plaintext secret;
 //! sealing and opening is `gale-secrets`' work. Key rotation reads the values
@@ -57,6 +58,8 @@ pub struct ConnectionRow {
 pub enum SecretKind {
     Variable,
     Connection,
+    /// An alert channel's secret part.
+    Channel,
 }
 
 impl SecretKind {
@@ -64,6 +67,7 @@ impl SecretKind {
         match self {
             SecretKind::Variable => "variable",
             SecretKind::Connection => "connection",
+            SecretKind::Channel => "channel",
         }
     }
 }

@@ -70,6 +70,12 @@ macro_rules! for_each_check {
             variables_round_trip,
             connections_round_trip,
             reseal_is_conditional,
+            alert_channels_round_trip,
+            enqueue_alerts_is_idempotent,
+            claim_deliveries_is_exclusive,
+            expired_delivery_claim_is_fenced,
+            delivery_retry_and_give_up,
+            deliveries_listed_counted_pruned,
         );
     };
 }
@@ -85,6 +91,7 @@ pub async fn run_all<S: Store>(new_store: impl Fn() -> S) {
     for_each_check!(run_each);
 }
 
+mod alerts;
 mod audit;
 mod auth;
 mod backfills;
@@ -101,6 +108,7 @@ mod slots;
 mod tasks;
 mod web;
 
+pub use alerts::*;
 pub use audit::*;
 pub use auth::*;
 pub use backfills::*;

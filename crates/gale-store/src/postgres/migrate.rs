@@ -36,6 +36,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../migrations/postgres/0009_secrets.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/postgres/0010_alerts.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises migrations between processes.

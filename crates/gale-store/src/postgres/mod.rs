@@ -44,6 +44,7 @@ use tracing::{debug, info, warn};
 use crate::rules::*;
 use crate::*;
 
+mod alerts;
 mod audit;
 mod auth;
 mod backfills;
@@ -67,7 +68,7 @@ mod url;
 pub use url::{PgUrl, RootCert, SslMode, TlsSettings, endpoint_of, parse_url};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Tunables of a [`PgStore`].
 #[derive(Clone, Debug)]

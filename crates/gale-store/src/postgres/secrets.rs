@@ -46,6 +46,7 @@ fn table(kind: SecretKind) -> &'static str {
     match kind {
         SecretKind::Variable => "variables",
         SecretKind::Connection => "connections",
+        SecretKind::Channel => "alert_channels",
     }
 }
 
@@ -194,6 +195,9 @@ impl Secrets for PgStore {
                              WHERE key_id IS NOT NULL AND key_id <> $1
                              UNION ALL
                              SELECT 1, name, key_id, sealed FROM connections
+                             WHERE key_id IS NOT NULL AND key_id <> $1
+                             UNION ALL
+                             SELECT 2, name, key_id, sealed FROM alert_channels
                              WHERE key_id IS NOT NULL AND key_id <> $1) s
                          ORDER BY kind, name LIMIT $2",
                         &[&key_id, &i64::from(limit)],
@@ -202,10 +206,10 @@ impl Secrets for PgStore {
                 Ok(rows
                     .iter()
                     .map(|r| SealedRef {
-                        kind: if r.get::<_, i32>(0) == 0 {
-                            SecretKind::Variable
-                        } else {
-                            SecretKind::Connection
+                        kind: match r.get::<_, i32>(0) {
+                            0 => SecretKind::Variable,
+                            1 => SecretKind::Connection,
+                            _ => SecretKind::Channel,
                         },
                         name: r.get(1),
                         sealed: Sealed {
@@ -252,7 +256,8 @@ impl Secrets for PgStore {
                     .rows(
                         "SELECT key_id, count(*) FROM (
                              SELECT key_id FROM variables WHERE key_id IS NOT NULL
-                             UNION ALL SELECT key_id FROM connections WHERE key_id IS NOT NULL) s
+                             UNION ALL SELECT key_id FROM connections WHERE key_id IS NOT NULL
+                     UNION ALL SELECT key_id FROM alert_channels WHERE key_id IS NOT NULL) s
                          GROUP BY key_id ORDER BY key_id",
                         &[],
                     )

@@ -46,6 +46,7 @@ fn table(kind: SecretKind) -> &'static str {
     match kind {
         SecretKind::Variable => "variables",
         SecretKind::Connection => "connections",
+        SecretKind::Channel => "alert_channels",
     }
 }
 
@@ -186,15 +187,18 @@ impl Secrets for SqliteStore {
                      WHERE key_id IS NOT NULL AND key_id <> ?1
                      UNION ALL
                      SELECT 1, name, key_id, sealed FROM connections
+                     WHERE key_id IS NOT NULL AND key_id <> ?1
+                     UNION ALL
+                     SELECT 2, name, key_id, sealed FROM alert_channels
                      WHERE key_id IS NOT NULL AND key_id <> ?1)
                  ORDER BY kind, name LIMIT ?2",
                 params![key_id, limit],
                 |r| {
                     Ok(SealedRef {
-                        kind: if r.get::<_, i64>(0)? == 0 {
-                            SecretKind::Variable
-                        } else {
-                            SecretKind::Connection
+                        kind: match r.get::<_, i64>(0)? {
+                            0 => SecretKind::Variable,
+                            1 => SecretKind::Connection,
+                            _ => SecretKind::Channel,
                         },
                         name: r.get(1)?,
                         sealed: Sealed {
@@ -238,7 +242,8 @@ impl Secrets for SqliteStore {
                 conn,
                 "SELECT key_id, count(*) FROM (
                      SELECT key_id FROM variables WHERE key_id IS NOT NULL
-                     UNION ALL SELECT key_id FROM connections WHERE key_id IS NOT NULL)
+                     UNION ALL SELECT key_id FROM connections WHERE key_id IS NOT NULL
+                     UNION ALL SELECT key_id FROM alert_channels WHERE key_id IS NOT NULL)
                  GROUP BY key_id ORDER BY key_id",
                 [],
                 |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)),
