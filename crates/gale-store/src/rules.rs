@@ -54,6 +54,29 @@ pub(crate) fn delivery_error(error: &str) -> String {
         .collect()
 }
 
+/// The longest channel name or event key a delivery may have, in bytes.
+pub(crate) const DELIVERY_KEY_MAX: usize = 500;
+
+/// Refuses a delivery without a channel or event key, or with one longer
+/// than [`DELIVERY_KEY_MAX`].
+pub(crate) fn check_new_delivery(d: &crate::NewDelivery) -> Result<(), Error> {
+    for (what, value) in [
+        ("channel", &d.channel),
+        ("event key", &d.event_key),
+        ("kind", &d.kind),
+    ] {
+        if value.is_empty() {
+            return Err(Error::Invalid(format!("an alert delivery needs a {what}")));
+        }
+        if value.len() > DELIVERY_KEY_MAX || value.contains('\0') {
+            return Err(Error::Invalid(format!(
+                "an alert delivery's {what} must be at most {DELIVERY_KEY_MAX} bytes, without NUL characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// An audit entry as stored: its text fields cut to a bound and without NUL
 /// characters (PostgreSQL's text cannot hold one; a failed login's name is
 /// whatever was typed), its detail as JSON text of at most 16 KiB (a larger one

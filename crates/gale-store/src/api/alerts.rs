@@ -188,7 +188,9 @@ pub trait Alerts: Send + Sync + 'static {
     async fn delete_channel(&self, name: &str) -> Result<bool>;
 
     /// Adds deliveries, due now; one whose (channel, event key) is already
-    /// there is left out. Returns how many were new.
+    /// there is left out. Returns how many were new. One without a channel,
+    /// event key or kind (or with one over 500 bytes) is refused, and then
+    /// none is added.
     async fn enqueue_alerts(&self, new: &[NewDelivery]) -> Result<u64>;
     /// Claims up to `limit` due deliveries (pending ones whose `next_at` has
     /// come, and sending ones whose lease ended) for `claimer` until now +

@@ -151,11 +151,16 @@ pub async fn enqueue_alerts_is_idempotent<S: Store + ?Sized>(store: &S) {
     ];
     assert_eq!(store.enqueue_alerts(&again).await.expect("enqueue"), 2);
     assert_eq!(store.enqueue_alerts(&[]).await.expect("enqueue"), 0);
+    let keyless = [delivery("ops", "e9", None), delivery("ops", "", None)];
+    assert!(
+        store.enqueue_alerts(&keyless).await.is_err(),
+        "a delivery without an event key is refused"
+    );
     let all = store
         .list_deliveries(&DeliveryFilter::default())
         .await
         .expect("list");
-    assert_eq!(all.len(), 3);
+    assert_eq!(all.len(), 3, "a refused batch adds nothing");
     let e1 = all
         .iter()
         .find(|d| d.channel == "ops" && d.event_key == "e1")
@@ -204,6 +209,21 @@ pub async fn claim_deliveries_is_exclusive<S: Store + ?Sized>(store: &S) {
             .expect("claim")
             .is_empty()
     );
+    // Two claimers at once: still each delivery to one of them.
+    let more: Vec<_> = (6..=15)
+        .map(|i| delivery("ops", &format!("e{i}"), None))
+        .collect();
+    store.enqueue_alerts(&more).await.expect("enqueue");
+    let (c, d) = tokio::join!(
+        store.claim_deliveries("c", 10, LEASE),
+        store.claim_deliveries("d", 10, LEASE)
+    );
+    let (c, d) = (c.expect("claim"), d.expect("claim"));
+    let mut both: Vec<_> = c.iter().chain(&d).map(|x| x.id).collect();
+    both.sort();
+    both.dedup();
+    assert_eq!(both.len(), c.len() + d.len(), "no delivery claimed twice");
+    assert_eq!(both.len(), 10, "every due delivery claimed");
     // Retried for an hour from now: not due before then.
     let later = in_an_hour(store).await;
     let retry = DeliveryResult::Retry {

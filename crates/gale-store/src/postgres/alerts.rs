@@ -127,6 +127,9 @@ impl Alerts for PgStore {
         if new.is_empty() {
             return Ok(0);
         }
+        for d in new {
+            check_new_delivery(d)?;
+        }
         let new = new.to_vec();
         self.write(move |tx| {
             Box::pin(async move {

@@ -116,7 +116,10 @@ impl Alerts for SqliteStore {
         }
         let rows = new
             .iter()
-            .map(|d| Ok((d.clone(), to_json(&d.payload)?)))
+            .map(|d| {
+                check_new_delivery(d)?;
+                Ok((d.clone(), to_json(&d.payload)?))
+            })
             .collect::<Result<Vec<_>>>()?;
         self.write(move |tx| {
             let now = now_us();
