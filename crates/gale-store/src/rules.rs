@@ -2,7 +2,8 @@
 //! return, which scheduled task instances fit the DAG's and the pools' limits,
 //! what an operator's mark records, and the refusals both give (a DAG id that
 //! another file defines, a mark to a state a task cannot be marked, a token for
-//! a user that does not exist), how an audit entry and a delivery's error are bounded, and which
+//! a user that does not exist, an alert delivery without a channel or event
+//! key), how an audit entry and a delivery's error are bounded, and which
 //! migrations a database still needs. Pure: no SQL, no I/O; each backend reads
 //! and writes, and asks these what to do.
 
