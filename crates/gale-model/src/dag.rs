@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 
+use crate::alerts::{Alerts, Deadline};
 use crate::duration::Span;
 use crate::ids::{DagId, TaskId, is_valid_id};
 use crate::params::{self, ParamSpec};
@@ -47,6 +48,12 @@ pub struct Dag {
     #[serde(default)]
     pub allow_undeclared_conf: bool,
     pub tags: Vec<String>,
+    /// Who hears about this DAG's runs, and every task's retries.
+    #[serde(default, skip_serializing_if = "Alerts::is_empty")]
+    pub alerts: Alerts,
+    /// A run not finished this long after its anchor alerts once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Deadline>,
     /// In file order.
     pub tasks: Vec<Task>,
 }
@@ -73,6 +80,9 @@ pub struct Task {
     /// The pool whose slots this task's attempts take (`gale pools`), if any.
     #[serde(default)]
     pub pool: Option<String>,
+    /// Who hears about this task's tries (its own, else the DAG's `defaults`).
+    #[serde(default, skip_serializing_if = "Alerts::is_empty")]
+    pub alerts: Alerts,
 }
 
 impl Task {
@@ -214,6 +224,8 @@ struct RawDag {
     allow_undeclared_conf: Option<bool>,
     defaults: Option<RawDefaults>,
     tags: Option<Vec<String>>,
+    alerts: Option<Spanned<Alerts>>,
+    deadline: Option<Spanned<Deadline>>,
     tasks: Spanned<IndexMap<String, Spanned<RawTask>>>,
 }
 
@@ -231,6 +243,7 @@ struct RawDefaults {
     queue: Option<String>,
     priority: Option<i32>,
     pool: Option<String>,
+    alerts: Option<Alerts>,
 }
 
 #[derive(Deserialize)]
@@ -252,6 +265,7 @@ struct RawTask {
     queue: Option<String>,
     priority: Option<i32>,
     pool: Option<String>,
+    alerts: Option<Alerts>,
 }
 
 /// `env_from: {connection: wh, prefix: PG}` or a list of such.
@@ -455,7 +469,25 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
         errors.at(m.referenced, "max_active_tasks must be at least 1");
     }
 
+    if let Some(a) = &raw.alerts {
+        for e in a.value.check(false) {
+            errors.at(a.referenced, e);
+        }
+    }
+    if let Some(d) = &raw.deadline
+        && (d.value.after.0.is_zero() || d.value.after > MAX_TASK_SPAN)
+    {
+        errors.at(
+            d.referenced,
+            "deadline must be more than zero and at most a year (e.g. `deadline: 2h`)",
+        );
+    }
     let defaults = raw.defaults.unwrap_or_default();
+    if let Some(a) = &defaults.alerts {
+        for e in a.check(true) {
+            errors.at(raw.tasks.referenced, format!("defaults: {e}"));
+        }
+    }
     let task_map = &raw.tasks.value;
     if task_map.is_empty() {
         errors.at(
@@ -475,6 +507,11 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
 
     let mut tasks = Vec::with_capacity(task_map.len());
     for (task_id, spanned) in task_map {
+        if let Some(a) = &spanned.value.alerts {
+            for e in a.check(true) {
+                errors.at(spanned.referenced, format!("task {task_id}: {e}"));
+            }
+        }
         let loc = spanned.referenced;
         let t = &spanned.value;
         if !is_valid_id(task_id) {
@@ -624,6 +661,10 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
                 .unwrap_or_else(|| "default".into()),
             priority: t.priority.or(defaults.priority).unwrap_or(0),
             pool,
+            alerts: match (&t.alerts, &defaults.alerts) {
+                (Some(own), Some(d)) => own.or(d),
+                (own, d) => own.clone().or_else(|| d.clone()).unwrap_or_default(),
+            },
         });
     }
 
@@ -658,6 +699,8 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
         param_specs,
         allow_undeclared_conf: raw.allow_undeclared_conf.unwrap_or(false),
         tags: raw.tags.unwrap_or_default(),
+        alerts: raw.alerts.map(|a| a.value).unwrap_or_default(),
+        deadline: raw.deadline.map(|d| d.value),
         tasks,
     }
 }

@@ -5,6 +5,7 @@
 //! inputs (file text, a `now`, upstream states) and returns values or decisions, so
 //! that every node and every store backend agrees on the same rules.
 
+pub mod alerts;
 pub mod dag;
 pub mod duration;
 pub mod ids;

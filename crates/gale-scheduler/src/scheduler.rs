@@ -7,9 +7,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gale_model::alerts::{self, RunEvent, TaskEvent};
 use gale_model::time::rfc3339;
-use gale_model::{Dag, DagId, RunId, TaskState};
-use gale_store::{Clock, Dags, Nodes, Notifier, Pools, Queue, RunRow, Runs, SlotStatus, Slots};
+use gale_model::{Dag, DagId, RunId, RunState, TaskState};
+use gale_store::alert_events::{AlertEvent, DefaultsCache};
+use gale_store::{
+    Alerts, Clock, Dags, NewDelivery, Nodes, Notifier, Pools, Queue, RunRow, RunType, Runs,
+    SlotStatus, Slots, TaskRow,
+};
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -45,9 +50,12 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
 /// The parts of the store a scheduler uses: DAG versions, runs and their task
 /// instances, the queue (enqueue, reap), the slot ledger, pools, and nodes (for
 /// start-up recovery).
-pub trait SchedulerStore: Clock + Dags + Runs + Queue + Slots + Pools + Nodes {}
+pub trait SchedulerStore: Clock + Dags + Runs + Queue + Slots + Pools + Nodes + Alerts {}
 
-impl<T: Clock + Dags + Runs + Queue + Slots + Pools + Nodes + ?Sized> SchedulerStore for T {}
+impl<T: Clock + Dags + Runs + Queue + Slots + Pools + Nodes + Alerts + ?Sized> SchedulerStore
+    for T
+{
+}
 
 /// A parsed DAG version and its task order, cached by (dag id, version hash).
 pub struct CachedDag {
@@ -68,6 +76,11 @@ pub struct Scheduler<S: ?Sized> {
     last_pool_check: Option<std::time::Instant>,
     /// (DAG, pool) pairs already warned about: a task names a pool that does not exist.
     warned_pools: HashSet<(DagId, String)>,
+    /// The alert channel defaults, as last read.
+    alert_defaults: DefaultsCache,
+    /// Runs whose missed deadline this scheduler has written (or found
+    /// nobody to tell of): each is written once per run, by whoever sees it.
+    deadlines_seen: HashSet<RunId>,
 }
 
 /// What one pass did, for tests and logs.
@@ -105,6 +118,8 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             clock: None,
             last_pool_check: None,
             warned_pools: HashSet::new(),
+            alert_defaults: DefaultsCache::default(),
+            deadlines_seen: HashSet::new(),
         }
     }
 
@@ -239,6 +254,10 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             // this scheduler (cancelled, marked, or finished by another).
             let ids: HashSet<RunId> = running.iter().map(|r| r.id).collect();
             self.tracker.keep_only(&ids);
+            self.deadlines_seen.retain(|id| ids.contains(id));
+        }
+        if housekeeping {
+            self.check_deadlines(&running, now).await?;
         }
         for run in &running {
             if housekeeping || due.contains(&run.id) {
@@ -360,7 +379,9 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             let tasks = self.store.run_tasks(run.id).await?;
             for action in rounds.plan(run, &cached.dag, &cached.order, &tasks, now) {
                 if rounds.may_write(&action) {
-                    let changed = self.write(&action, report).await?;
+                    let changed = self
+                        .write(&action, (run, &cached.dag, &tasks, now), report)
+                        .await?;
                     rounds.wrote(&action, changed);
                 }
             }
@@ -376,6 +397,7 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
     async fn write(
         &mut self,
         action: &RunAction,
+        (run, dag, tasks, now): (&RunRow, &Dag, &[TaskRow], Timestamp),
         report: &mut PassReport,
     ) -> gale_store::Result<usize> {
         Ok(match action {
@@ -408,7 +430,8 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
                 dag_id,
                 state,
             } => {
-                let finished = self.store.finish_run(*run_id, *state).await?;
+                let alerts = self.run_alerts(run, dag, *state, tasks, now).await?;
+                let finished = self.store.finish_run(*run_id, *state, &alerts).await?;
                 if finished {
                     info!(%run_id, %dag_id, %state, "run finished");
                     self.tracker.finished(*run_id);
@@ -457,8 +480,35 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         message: &str,
         now: Timestamp,
     ) -> gale_store::Result<bool> {
-        let task = self.task_of(ti).await?;
-        let reap = core::lost_attempt(ti, task.as_ref(), worker, lease, message, now);
+        let found = self.task_of(ti).await?;
+        let task = found
+            .as_ref()
+            .and_then(|(_, dag)| dag.dag.task(ti.task_id.as_str()));
+        let mut reap = core::lost_attempt(ti, task, worker, lease, message, now);
+        if let (Some((run, cached)), Some(task)) = (&found, task) {
+            let event = match reap.to {
+                TaskState::Failed => Some(TaskEvent::Failed),
+                TaskState::UpForRetry => Some(TaskEvent::Retry),
+                _ => None,
+            };
+            if let Some(event) = event
+                && alerts::task_may_alert(&cached.dag, task, event)
+            {
+                let defaults = self.alert_defaults.get(&*self.store).await;
+                let channels = alerts::task_channels(&cached.dag, task, event, &defaults);
+                reap.alerts = AlertEvent::task(
+                    event,
+                    run,
+                    ti.id,
+                    &ti.task_id,
+                    ti.try_number,
+                    reap.to.as_str(),
+                    Some(message),
+                    now,
+                )
+                .deliveries(&channels);
+            }
+        }
         let applied = self.store.reap_attempt(&reap).await?;
         if applied {
             warn!(ti = %ti.id, dag_id = %ti.dag_id, task_id = %ti.task_id, try_number = ti.try_number, next = %reap.to, "{message}");
@@ -477,17 +527,136 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         &self.store
     }
 
-    /// The task of `ti` in its run's DAG version, if both still exist.
+    /// The run of `ti` and its DAG version, if both still exist.
     async fn task_of(
         &mut self,
         ti: &gale_store::TaskRow,
-    ) -> gale_store::Result<Option<gale_model::Task>> {
+    ) -> gale_store::Result<Option<(RunRow, Arc<CachedDag>)>> {
         let Some(run) = self.store.get_run(ti.run_id).await? else {
             return Ok(None);
         };
         Ok(self
             .version(&run.dag_id, &run.version_hash)
             .await?
-            .and_then(|c| c.dag.task(ti.task_id.as_str()).cloned()))
+            .map(|c| (run, c)))
+    }
+
+    /// The alerts a run's end causes: its failure (naming its failed tasks),
+    /// its success, and its recovery when the DAG's run before it failed.
+    async fn run_alerts(
+        &mut self,
+        run: &RunRow,
+        dag: &Dag,
+        state: RunState,
+        tasks: &[TaskRow],
+        now: Timestamp,
+    ) -> gale_store::Result<Vec<NewDelivery>> {
+        let defaults = self.alert_defaults.get(&*self.store).await;
+        let seq = now.as_millisecond();
+        let ended = RunRow {
+            state,
+            ..run.clone()
+        };
+        let mut out = Vec::new();
+        if state == RunState::Failed {
+            let channels = alerts::run_channels(dag, RunEvent::Failed, &defaults);
+            if !channels.is_empty() {
+                let mut event = AlertEvent::run(RunEvent::Failed, &ended, seq, now);
+                let failed: Vec<&TaskRow> = tasks
+                    .iter()
+                    .filter(|t| t.state == TaskState::Failed)
+                    .collect();
+                if let Some(first) = failed.first() {
+                    // The log shown is the first failed task's.
+                    event.ti_id = Some(first.id);
+                    event.try_number = Some(first.try_number);
+                }
+                event.details.insert(
+                    "failed_tasks".into(),
+                    failed
+                        .iter()
+                        .take(100)
+                        .map(|t| {
+                            serde_json::json!({
+                                "task_id": t.task_id.0, "ti_id": t.id.0, "try_number": t.try_number
+                            })
+                        })
+                        .collect(),
+                );
+                event
+                    .details
+                    .insert("failed_count".into(), failed.len().into());
+                out.extend(event.deliveries(&channels));
+            }
+        } else if state == RunState::Success {
+            let channels = alerts::run_channels(dag, RunEvent::Success, &defaults);
+            out.extend(AlertEvent::run(RunEvent::Success, &ended, seq, now).deliveries(&channels));
+            let channels = alerts::run_channels(dag, RunEvent::Recovered, &defaults);
+            if !channels.is_empty()
+                && let Some(previous) = self
+                    .store
+                    .previous_finished_run(&run.dag_id, run.id)
+                    .await?
+                && previous.state == RunState::Failed
+            {
+                let mut event = AlertEvent::run(RunEvent::Recovered, &ended, seq, now);
+                event
+                    .details
+                    .insert("previous_run_id".into(), previous.id.0.into());
+                out.extend(event.deliveries(&channels));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the deadline alert of each running run past its DAG's
+    /// `deadline:` (once per run: the outbox keeps one per run and channel).
+    async fn check_deadlines(
+        &mut self,
+        running: &[RunRow],
+        now: Timestamp,
+    ) -> gale_store::Result<()> {
+        for run in running {
+            if self.deadlines_seen.contains(&run.id) {
+                continue;
+            }
+            let Some(cached) = self.version(&run.dag_id, &run.version_hash).await? else {
+                continue;
+            };
+            let Some(deadline) = cached.dag.deadline else {
+                continue;
+            };
+            let anchor = match (deadline.from, run.run_type) {
+                (alerts::DeadlineFrom::IntervalEnd, RunType::Scheduled | RunType::Backfill) => {
+                    run.interval_end
+                }
+                _ => run.created_at,
+            };
+            let due =
+                anchor + SignedDuration::try_from(deadline.after.0).unwrap_or(SignedDuration::MAX);
+            if now < due {
+                continue;
+            }
+            let defaults = self.alert_defaults.get(&*self.store).await;
+            let channels = alerts::run_channels(&cached.dag, RunEvent::Deadline, &defaults);
+            let mut event = AlertEvent::run(RunEvent::Deadline, run, 0, now);
+            event.message = Some(format!(
+                "run {} of {} is not finished {} after {}",
+                run.run_key,
+                run.dag_id,
+                deadline.after,
+                rfc3339(anchor)
+            ));
+            event.details.insert("deadline".into(), rfc3339(due).into());
+            let n = self
+                .store
+                .enqueue_alerts(&event.deliveries(&channels))
+                .await?;
+            if n > 0 {
+                warn!(run_id = %run.id, dag_id = %run.dag_id, "run missed its deadline: alert written");
+            }
+            self.deadlines_seen.insert(run.id);
+        }
+        Ok(())
     }
 }

@@ -16,6 +16,7 @@ use std::fmt;
 use gale_model::RunId;
 use serde::Serialize;
 
+pub mod alert_events;
 pub mod api;
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use gale_model::TaskState;
 use gale_model::{Dag, DagId};
-use gale_store::prelude::{Clock, Dags, Logs, Queue, Runs};
+use gale_store::prelude::{Alerts, Clock, Dags, Logs, Queue, Runs};
 use gale_store::{Notifier, Reap, TiId, WorkerId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -36,9 +36,9 @@ pub use task_env::{RunAs, TaskEnv};
 /// The parts of the store a worker uses: the clock its leases are measured on,
 /// the DAG versions it runs, a run's task instances (for upstream outputs), the
 /// attempt queue and the logs. Any full [`gale_store::Store`] is one.
-pub trait WorkerStore: Clock + Dags + Runs + Queue + Logs {}
+pub trait WorkerStore: Clock + Dags + Runs + Queue + Logs + Alerts {}
 
-impl<T: Clock + Dags + Runs + Queue + Logs + ?Sized> WorkerStore for T {}
+impl<T: Clock + Dags + Runs + Queue + Logs + Alerts + ?Sized> WorkerStore for T {}
 
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
@@ -228,6 +228,8 @@ pub(crate) struct Shared<S: ?Sized> {
     http: reqwest::Client,
     guard: guard::Guard,
     reporter: Arc<report::Reporter<S>>,
+    /// The alert channel defaults, as last read.
+    alert_defaults: gale_store::alert_events::DefaultsCache,
 }
 
 pub struct Worker<S: ?Sized> {
@@ -250,6 +252,7 @@ impl<S: WorkerStore + ?Sized> Worker<S> {
                 http: reqwest::Client::new(),
                 guard,
                 reporter: report::Reporter::new(store.clone()),
+                alert_defaults: Default::default(),
             }),
         }
     }
@@ -528,6 +531,7 @@ impl<S: WorkerStore + ?Sized> Shared<S> {
     /// Ends an attempt this worker gives up on without a result of its own.
     async fn hand_back(&self, ti: TiId, try_number: u32, message: &str) {
         let reap = Reap {
+            alerts: Vec::new(),
             ti,
             try_number,
             worker_id: self.opts.worker_id.clone(),

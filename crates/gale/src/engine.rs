@@ -106,6 +106,11 @@ pub async fn run(
             heartbeat_at: now,
             clock_skew_us: 0,
             running_attempts: 0,
+            queues: if opts.worker {
+                opts.queues.clone()
+            } else {
+                Vec::new()
+            },
             attempt_lease_ms: if opts.worker {
                 u64::try_from(opts.attempt_lease.as_millis()).unwrap_or(u64::MAX)
             } else {

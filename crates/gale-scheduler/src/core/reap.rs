@@ -37,6 +37,7 @@ pub fn lost_attempt(
         None => (TaskState::Failed, None),
     };
     Reap {
+        alerts: Vec::new(),
         ti: ti.id,
         try_number: ti.try_number,
         worker_id: worker.into(),

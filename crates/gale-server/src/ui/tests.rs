@@ -709,6 +709,7 @@ async fn run_greet(f: &Fixture) -> RunId {
     let applied = f
         .store
         .finish_attempt(&Finish {
+            alerts: Vec::new(),
             ti: greet.id,
             try_number: 1,
             worker_id: "w1".into(),

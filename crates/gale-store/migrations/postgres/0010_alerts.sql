@@ -34,3 +34,5 @@ CREATE TABLE alert_deliveries (
 );
 CREATE INDEX alert_deliveries_due ON alert_deliveries (state, next_at);
 CREATE INDEX alert_deliveries_by_run ON alert_deliveries (run_id, id);
+-- The queues a worker serves, so any process can tell a queue nobody serves.
+ALTER TABLE nodes ADD COLUMN queues text NOT NULL DEFAULT '';

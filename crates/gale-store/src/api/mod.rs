@@ -28,6 +28,7 @@ pub use auth::{Role, SessionRow, TokenRow, UserRow};
 pub use backfills::BackfillRow;
 pub use dags::{DagRow, DagVersion, ImportError, VersionInfo};
 pub use logs::{LogLine, LogRow, Stream};
+pub(crate) use nodes::split_list;
 pub use nodes::{NodeRow, NodeState};
 pub use operator::{ClearTask, RunMark};
 pub use pools::PoolRow;

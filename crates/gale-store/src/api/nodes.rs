@@ -70,6 +70,16 @@ pub struct NodeRow {
     pub attempt_lease_ms: u64,
     /// Attempts running under this node's worker (output only).
     pub running_attempts: u32,
+    /// The queues its worker claims from (none: no worker role).
+    pub queues: Vec<String>,
+}
+
+/// A comma-separated list as stored (roles, queues), without empty items.
+pub(crate) fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The nodes (Gale processes) of the cluster.

@@ -150,6 +150,9 @@ pub struct Finish {
     /// for attempts that run for a while).
     pub pid: Option<i64>,
     pub command: Option<String>,
+    /// Alerts this result causes: added to the outbox in the same
+    /// transaction, and only if the result is recorded.
+    pub alerts: Vec<NewDelivery>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -185,6 +188,9 @@ pub struct Reap {
     pub message: String,
     /// A handed-back attempt does not use up a try.
     pub refund_try: bool,
+    /// Alerts the reaped attempt causes: added to the outbox in the same
+    /// transaction, and only if the reap applies.
+    pub alerts: Vec<NewDelivery>,
 }
 
 /// The attempt queue, from queueing to the fenced result. Every method is one

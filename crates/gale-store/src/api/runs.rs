@@ -113,8 +113,18 @@ pub trait Runs: Send + Sync + 'static {
 
     async fn running_runs(&self, limit: u32) -> Result<Vec<RunRow>>;
 
-    /// `running -> success|failed`.
-    async fn finish_run(&self, run_id: RunId, state: RunState) -> Result<bool>;
+    /// `running -> success|failed`, with the alerts it causes added to the
+    /// outbox in the same transaction (only if the run was still running).
+    async fn finish_run(
+        &self,
+        run_id: RunId,
+        state: RunState,
+        alerts: &[NewDelivery],
+    ) -> Result<bool>;
+
+    /// The newest run of `dag_id` created before `before` that has finished
+    /// (success or failed): whether a success is a recovery.
+    async fn previous_finished_run(&self, dag_id: &DagId, before: RunId) -> Result<Option<RunRow>>;
 
     async fn run_tasks(&self, run_id: RunId) -> Result<Vec<TaskRow>>;
 

@@ -49,13 +49,13 @@ pub async fn backfills_progress<S: Store + ?Sized>(store: &S) {
     );
     assert!(
         store
-            .finish_run(first, RunState::Success)
+            .finish_run(first, RunState::Success, &[])
             .await
             .expect("finish_run")
     );
     assert!(
         store
-            .finish_run(second, RunState::Failed)
+            .finish_run(second, RunState::Failed, &[])
             .await
             .expect("finish_run")
     );

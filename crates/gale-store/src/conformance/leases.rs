@@ -373,6 +373,7 @@ pub async fn reaper_respects_the_workers_lease<S: Store + ?Sized>(store: &S) {
             clock_skew_us: 0,
             running_attempts: 0,
             attempt_lease_ms: 60_000,
+            queues: vec!["default".into()],
         })
         .await
         .expect("register_node");

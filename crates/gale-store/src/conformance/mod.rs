@@ -76,6 +76,7 @@ macro_rules! for_each_check {
             expired_delivery_claim_is_fenced,
             delivery_retry_and_give_up,
             deliveries_listed_counted_pruned,
+            alerts_ride_with_their_change,
         );
     };
 }
@@ -100,6 +101,7 @@ mod leases;
 mod logs;
 mod nodes;
 mod operator;
+mod outbox;
 mod pools;
 mod queue;
 mod runs;
@@ -117,6 +119,7 @@ pub use leases::*;
 pub use logs::*;
 pub use nodes::*;
 pub use operator::*;
+pub use outbox::*;
 pub use pools::*;
 pub use queue::*;
 pub use runs::*;
@@ -296,6 +299,7 @@ fn queues(names: &[&str]) -> Vec<String> {
 
 fn finish(ti: TiId, try_number: u32, worker_id: &str, state: TaskState, outcome: &str) -> Finish {
     Finish {
+        alerts: Vec::new(),
         ti,
         try_number,
         worker_id: worker_id.into(),
@@ -312,6 +316,7 @@ fn finish(ti: TiId, try_number: u32, worker_id: &str, state: TaskState, outcome:
 
 fn reap(ti: TiId, try_number: u32, worker_id: &str, lease: Duration) -> Reap {
     Reap {
+        alerts: Vec::new(),
         ti,
         try_number,
         worker_id: worker_id.into(),

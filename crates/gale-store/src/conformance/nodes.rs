@@ -19,6 +19,11 @@ pub async fn nodes_round_trip<S: Store + ?Sized>(store: &S) {
         clock_skew_us: 0,
         running_attempts: 0,
         attempt_lease_ms: 0,
+        queues: if roles.contains(&"worker") {
+            vec!["default".into(), format!("{id}-queue")]
+        } else {
+            Vec::new()
+        },
     };
     let n1 = node("n1", 100, &["scheduler", "worker"], 10);
     let n2 = node("n2", 200, &["worker"], 20);
@@ -38,6 +43,7 @@ pub async fn nodes_round_trip<S: Store + ?Sized>(store: &S) {
     for want in [&n1, &n2, &n3] {
         let got = get(&listed, &want.node_id);
         assert_eq!(got.host, want.host);
+        assert_eq!(got.queues, want.queues);
         assert_eq!(got.pid, want.pid);
         assert_eq!(got.roles, want.roles, "roles must round-trip");
         assert_eq!(got.version, want.version);
@@ -93,6 +99,7 @@ pub async fn nodes_round_trip<S: Store + ?Sized>(store: &S) {
     let restarted = NodeRow {
         pid: 101,
         roles: vec!["worker".into()],
+        queues: vec!["gpu".into()],
         version: "0.2.0".into(),
         ..n1.clone()
     };
@@ -106,4 +113,5 @@ pub async fn nodes_round_trip<S: Store + ?Sized>(store: &S) {
     assert_eq!(got.pid, 101);
     assert_eq!(got.roles, vec!["worker".to_owned()]);
     assert_eq!(got.version, "0.2.0");
+    assert_eq!(got.queues, vec!["gpu".to_owned()]);
 }

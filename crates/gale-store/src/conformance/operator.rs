@@ -502,7 +502,7 @@ pub async fn clear_tasks_requeues_finished_run<S: Store + ?Sized>(store: &S) {
     );
     assert!(
         store
-            .finish_run(run, RunState::Failed)
+            .finish_run(run, RunState::Failed, &[])
             .await
             .expect("finish_run")
     );

@@ -271,7 +271,7 @@ pub async fn promote_runs_respects_max_active_runs<S: Store + ?Sized>(store: &S)
 
     assert!(
         store
-            .finish_run(older, RunState::Success)
+            .finish_run(older, RunState::Success, &[])
             .await
             .expect("finish_run"),
         "finish_run of a running run"
@@ -281,7 +281,7 @@ pub async fn promote_runs_respects_max_active_runs<S: Store + ?Sized>(store: &S)
     assert!(run.ended_at.is_some());
     assert!(
         !store
-            .finish_run(older, RunState::Failed)
+            .finish_run(older, RunState::Failed, &[])
             .await
             .expect("finish_run again"),
         "finish_run of a finished run must return false"
@@ -293,7 +293,7 @@ pub async fn promote_runs_respects_max_active_runs<S: Store + ?Sized>(store: &S)
     );
     assert!(
         !store
-            .finish_run(later, RunState::Success)
+            .finish_run(later, RunState::Success, &[])
             .await
             .expect("finish_run of a queued run"),
         "finish_run of a queued run must return false"

@@ -161,7 +161,7 @@ pub async fn listing_for_the_web<S: Store + ?Sized>(store: &S) {
     assert_eq!(promoted, BTreeSet::from([a1, e1, e2]));
     assert!(
         store
-            .finish_run(e1, RunState::Failed)
+            .finish_run(e1, RunState::Failed, &[])
             .await
             .expect("finish_run")
     );

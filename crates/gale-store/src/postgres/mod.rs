@@ -57,6 +57,7 @@ mod logs;
 mod migrate;
 mod nodes;
 mod operator;
+mod outbox;
 mod pools;
 mod queue;
 mod runs;

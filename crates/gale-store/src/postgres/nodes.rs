@@ -7,16 +7,17 @@ impl Nodes for PgStore {
     async fn register_node(&self, node: &NodeRow) -> Result<()> {
         let n = node.clone();
         let roles = n.roles.join(",");
+        let queues = n.queues.join(",");
         let lease_ms = i64::try_from(n.attempt_lease_ms).unwrap_or(i64::MAX);
         self.write(move |tx| {
             Box::pin(async move {
                 tx.exec(
                     "INSERT INTO nodes (node_id, host, pid, roles, version, state, started_at,
-                         heartbeat_at, clock_skew_us, attempt_lease_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, now(), 0, $8)
+                         heartbeat_at, clock_skew_us, attempt_lease_ms, queues)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, now(), 0, $8, $9)
                      ON CONFLICT (node_id) DO UPDATE SET host = $2, pid = $3, roles = $4,
                          version = $5, state = $6, started_at = $7, heartbeat_at = now(),
-                         attempt_lease_ms = $8",
+                         attempt_lease_ms = $8, queues = $9",
                     &[
                         &n.node_id,
                         &n.host,
@@ -26,6 +27,7 @@ impl Nodes for PgStore {
                         &n.state.as_str(),
                         &n.started_at,
                         &lease_ms,
+                        &queues,
                     ],
                 )
                 .await?;
@@ -82,7 +84,7 @@ impl Nodes for PgStore {
                              n.heartbeat_at, n.clock_skew_us,
                              (SELECT count(*) FROM task_instances t
                               WHERE t.state = 'running' AND t.worker_id = n.node_id),
-                             n.attempt_lease_ms
+                             n.attempt_lease_ms, n.queues
                          FROM nodes n ORDER BY n.started_at DESC LIMIT 500",
                         &[],
                     )
@@ -93,12 +95,7 @@ impl Nodes for PgStore {
                         node_id: r.get(0),
                         host: r.get(1),
                         pid: r.get(2),
-                        roles: r
-                            .get::<_, &str>(3)
-                            .split(',')
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_owned)
-                            .collect(),
+                        roles: split_list(r.get(3)),
                         version: r.get(4),
                         state: NodeState::parse(r.get(5)),
                         started_at: r.get(6),
@@ -106,6 +103,7 @@ impl Nodes for PgStore {
                         clock_skew_us: r.get(8),
                         running_attempts: u32::try_from(r.get::<_, i64>(9)).unwrap_or(0),
                         attempt_lease_ms: u64::try_from(r.get::<_, i64>(10)).unwrap_or(0),
+                        queues: split_list(r.get(11)),
                     })
                     .collect())
             })

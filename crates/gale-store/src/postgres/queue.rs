@@ -281,44 +281,58 @@ impl Queue for PgStore {
         let announce = self
             .announce_results
             .load(std::sync::atomic::Ordering::Relaxed);
-        // One statement: the fenced changes, their attempt records, and one
-        // wake-up per run.
+        let alerts = outbox::Rows::of_finishes(&finishes)?;
+        // One statement: the fenced changes, their attempt records, the
+        // alerts of those recorded, and one wake-up per run.
+        let sql = format!(
+            "WITH f AS (
+                 SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[],
+                     $5::timestamptz[], $6::jsonb[], $7::text[], $8::int[], $9::text[],
+                     $10::bigint[], $11::text[])
+                 AS f(ti, try_number, worker_id, state, retry_at, outputs, outcome,
+                     exit_code, message, pid, command)),
+             t AS (
+                 UPDATE task_instances ti SET state = f.state, retry_at = f.retry_at,
+                     outputs = f.outputs, ended_at = now(), updated_at = now()
+                 FROM f
+                 WHERE ti.id = ANY($1::bigint[]) AND ti.id = f.ti
+                   AND ti.worker_id = ANY($3::text[])
+                   AND ti.try_number = f.try_number AND ti.worker_id = f.worker_id
+                   AND ti.state = 'running'
+                 RETURNING ti.id, ti.try_number, ti.run_id),
+             a AS (
+                 UPDATE attempts a SET state = f.outcome, exit_code = f.exit_code,
+                     message = f.message, ended_at = now(),
+                     pid = coalesce(f.pid, a.pid), command = coalesce(f.command, a.command)
+                 FROM f JOIN t ON t.id = f.ti AND t.try_number = f.try_number
+                 WHERE a.ti_id = f.ti AND a.try_number = f.try_number){}
+             SELECT coalesce((SELECT array_agg(id) FROM t), '{{}}'),
+                    coalesce((SELECT array_agg(try_number) FROM t), '{{}}'),
+                    (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $12 || ' ' || run_id)
+                        FROM (SELECT DISTINCT run_id FROM t) r WHERE $13) n)",
+            if alerts.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ",\n d AS ({})",
+                    outbox::insert_cte(
+                        14,
+                        "JOIN t ON t.id = x.cause AND t.try_number = x.cause_try"
+                    )
+                )
+            }
+        );
         let recorded = self
             .single(move |c| {
                 Box::pin(async move {
-                    let row = c
-                        .one(
-                            "WITH f AS (
-                                 SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[],
-                                     $5::timestamptz[], $6::jsonb[], $7::text[], $8::int[], $9::text[],
-                                     $10::bigint[], $11::text[])
-                                 AS f(ti, try_number, worker_id, state, retry_at, outputs, outcome,
-                                     exit_code, message, pid, command)),
-                             t AS (
-                                 UPDATE task_instances ti SET state = f.state, retry_at = f.retry_at,
-                                     outputs = f.outputs, ended_at = now(), updated_at = now()
-                                 FROM f
-                                 WHERE ti.id = ANY($1::bigint[]) AND ti.id = f.ti
-                                   AND ti.worker_id = ANY($3::text[])
-                                   AND ti.try_number = f.try_number AND ti.worker_id = f.worker_id
-                                   AND ti.state = 'running'
-                                 RETURNING ti.id, ti.try_number, ti.run_id),
-                             a AS (
-                                 UPDATE attempts a SET state = f.outcome, exit_code = f.exit_code,
-                                     message = f.message, ended_at = now(),
-                                     pid = coalesce(f.pid, a.pid), command = coalesce(f.command, a.command)
-                                 FROM f JOIN t ON t.id = f.ti AND t.try_number = f.try_number
-                                 WHERE a.ti_id = f.ti AND a.try_number = f.try_number)
-                             SELECT coalesce((SELECT array_agg(id) FROM t), '{}'),
-                                    coalesce((SELECT array_agg(try_number) FROM t), '{}'),
-                                    (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $12 || ' ' || run_id)
-                                        FROM (SELECT DISTINCT run_id FROM t) r WHERE $13) n)",
-                            &[
-                                &ids, &tries, &workers, &states, &retry_at, &outputs, &outcomes,
-                                &codes, &messages, &pids, &commands, &origin, &announce,
-                            ],
-                        )
-                        .await?;
+                    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+                        &ids, &tries, &workers, &states, &retry_at, &outputs, &outcomes, &codes,
+                        &messages, &pids, &commands, &origin, &announce,
+                    ];
+                    if !alerts.is_empty() {
+                        params.extend(alerts.params());
+                    }
+                    let row = c.one(&sql, &params).await?;
                     let ids: Vec<i64> = row.get(0);
                     let tries: Vec<i32> = row.get(1);
                     Ok(ids.into_iter().zip(tries).collect::<Vec<_>>())
@@ -375,11 +389,10 @@ impl Queue for PgStore {
             (!r.lease.is_zero()).then(|| i64::try_from(r.lease.as_micros()).unwrap_or(i64::MAX));
         let refund = i32::from(r.refund_try);
         let origin = self.origin.clone();
-        self.single(move |c| {
-            Box::pin(async move {
-                let row = c
-                    .one(
-                        "WITH t AS (
+        let mut alerts = outbox::Rows::default();
+        alerts.add(r.ti.0, try_number, &r.alerts)?;
+        let sql = format!(
+            "WITH t AS (
                              UPDATE task_instances SET state = $4, retry_at = $5, ended_at = now(),
                                  updated_at = now(), max_tries = max_tries + $7
                              WHERE id = $1 AND try_number = $2 AND worker_id = $3 AND state = 'running'
@@ -397,22 +410,38 @@ impl Queue for PgStore {
                              UPDATE attempts SET state = $8, message = $9,
                                  ended_at = least(now(), coalesce((SELECT lease_end FROM t), now()))
                              WHERE ti_id = $1 AND try_number = $2 AND EXISTS (SELECT 1 FROM t))
+                         {}
                          SELECT (SELECT count(*) FROM t),
                                 (SELECT count(*) FROM (SELECT pg_notify('gale_changed', $10 || ' ' || run_id) FROM t) n)",
-                        &[
-                            &r.ti.0,
-                            &try_number,
-                            &r.worker_id.as_str(),
-                            &r.to.as_str(),
-                            &r.retry_at,
-                            &lease,
-                            &refund,
-                            &r.outcome.as_str(),
-                            &r.message,
-                            &origin,
-                        ],
-                    )
-                    .await?;
+            if alerts.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", d AS ({})",
+                    outbox::insert_cte(11, "JOIN t ON t.id = x.cause")
+                )
+            }
+        );
+        self.single(move |c| {
+            Box::pin(async move {
+                let (worker, to, outcome) =
+                    (r.worker_id.as_str(), r.to.as_str(), r.outcome.as_str());
+                let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+                    &r.ti.0,
+                    &try_number,
+                    &worker,
+                    &to,
+                    &r.retry_at,
+                    &lease,
+                    &refund,
+                    &outcome,
+                    &r.message,
+                    &origin,
+                ];
+                if !alerts.is_empty() {
+                    params.extend(alerts.params());
+                }
+                let row = c.one(&sql, &params).await?;
                 Ok(row.get::<_, i64>(0) > 0)
             })
         })

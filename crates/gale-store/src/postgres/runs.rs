@@ -203,17 +203,55 @@ impl Runs for PgStore {
         .await
     }
 
-    async fn finish_run(&self, run_id: RunId, state: RunState) -> Result<bool> {
+    async fn finish_run(
+        &self,
+        run_id: RunId,
+        state: RunState,
+        alerts: &[NewDelivery],
+    ) -> Result<bool> {
         let state = state.as_str();
+        let mut rows = outbox::Rows::default();
+        rows.add(run_id.0, 0, alerts)?;
+        // One statement: the run's end and, only if it applied, its alerts.
+        let sql = if rows.is_empty() {
+            "UPDATE runs SET state = $2, ended_at = now() WHERE id = $1 AND state = 'running'
+             RETURNING id"
+                .to_owned()
+        } else {
+            format!(
+                "WITH r AS (
+                     UPDATE runs SET state = $2, ended_at = now() WHERE id = $1 AND state = 'running'
+                     RETURNING id),
+                 d AS ({})
+                 SELECT id FROM r",
+                outbox::insert_cte(3, "JOIN r ON r.id = x.cause")
+            )
+        };
         self.single(move |tx| {
             Box::pin(async move {
-                Ok(tx
-                    .exec(
-                        "UPDATE runs SET state = $2, ended_at = now() WHERE id = $1 AND state = 'running'",
-                        &[&run_id.0, &state],
-                    )
+                let mut params: Vec<&(dyn ToSql + Sync)> = vec![&run_id.0, &state];
+                if !rows.is_empty() {
+                    params.extend(rows.params());
+                }
+                Ok(!tx.rows(&sql, &params).await?.is_empty())
+            })
+        })
+        .await
+    }
+
+    async fn previous_finished_run(&self, dag_id: &DagId, before: RunId) -> Result<Option<RunRow>> {
+        let dag_id = dag_id.0.clone();
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {RUN_COLS} FROM runs
+                     WHERE dag_id = $1 AND id < $2 AND state IN ('success', 'failed')
+                     ORDER BY id DESC LIMIT 1"
+                );
+                Ok(c.opt(&sql, &[&dag_id, &before.0])
                     .await?
-                    > 0)
+                    .as_ref()
+                    .map(run_row))
             })
         })
         .await

@@ -31,6 +31,7 @@ mod logs;
 mod migrate;
 mod nodes;
 mod operator;
+mod outbox;
 mod pools;
 mod queue;
 mod runs;
@@ -355,12 +356,7 @@ fn node_row(r: &Row) -> rusqlite::Result<NodeRow> {
         node_id: r.get(0)?,
         host: r.get(1)?,
         pid: r.get(2)?,
-        roles: r
-            .get::<_, String>(3)?
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        roles: split_list(&r.get::<_, String>(3)?),
         version: r.get(4)?,
         state: NodeState::parse(&r.get::<_, String>(5)?),
         started_at: ts(r.get(6)?),
@@ -368,6 +364,7 @@ fn node_row(r: &Row) -> rusqlite::Result<NodeRow> {
         clock_skew_us: r.get(8)?,
         running_attempts: r.get(9)?,
         attempt_lease_ms: u64::try_from(r.get::<_, i64>(10)?).unwrap_or(0),
+        queues: split_list(&r.get::<_, String>(11)?),
     })
 }
 

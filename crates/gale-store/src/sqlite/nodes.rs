@@ -9,8 +9,8 @@ impl Nodes for SqliteStore {
         self.write(move |tx| {
             tx.execute(
                 "INSERT OR REPLACE INTO nodes (node_id, host, pid, roles, version, state, started_at,
-                     heartbeat_at, clock_skew_us, attempt_lease_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
+                     heartbeat_at, clock_skew_us, attempt_lease_ms, queues)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10)",
                 params![
                     n.node_id,
                     n.host,
@@ -20,7 +20,8 @@ impl Nodes for SqliteStore {
                     n.state.as_str(),
                     to_micros(n.started_at),
                     now_us(),
-                    i64::try_from(n.attempt_lease_ms).unwrap_or(i64::MAX)
+                    i64::try_from(n.attempt_lease_ms).unwrap_or(i64::MAX),
+                    n.queues.join(",")
                 ],
             )
             .map_err(map_err)?;
@@ -70,7 +71,7 @@ impl Nodes for SqliteStore {
                          n.heartbeat_at, n.clock_skew_us,
                          (SELECT count(*) FROM task_instances t
                           WHERE t.state = 'running' AND t.worker_id = n.node_id),
-                         n.attempt_lease_ms
+                         n.attempt_lease_ms, n.queues
                      FROM nodes n ORDER BY n.started_at DESC LIMIT 500",
                 [],
                 node_row,

@@ -254,6 +254,7 @@ impl Queue for SqliteStore {
     }
 
     async fn finish_attempt(&self, finish: &Finish) -> Result<bool> {
+        outbox::check(&finish.alerts)?;
         let outputs = to_json(&finish.outputs)?;
         let f = finish.clone();
         self.write(move |tx| finish_one(tx, &f, &outputs, now_us()))
@@ -266,6 +267,7 @@ impl Queue for SqliteStore {
         }
         let mut batch = Vec::with_capacity(finishes.len());
         for f in finishes {
+            outbox::check(&f.alerts)?;
             batch.push((f.clone(), to_json(&f.outputs)?));
         }
         // One transaction (one commit) for the whole batch.
@@ -309,6 +311,7 @@ impl Queue for SqliteStore {
     }
 
     async fn reap_attempt(&self, reap: &Reap) -> Result<bool> {
+        outbox::check(&reap.alerts)?;
         let r = reap.clone();
         self.write(move |tx| {
             let now = now_us();
@@ -353,6 +356,7 @@ impl Queue for SqliteStore {
                     .map_err(map_err)?
                     .unwrap_or(now),
             };
+            outbox::insert(tx, &r.alerts, now)?;
             tx.execute(
                 "UPDATE attempts SET state = ?3, message = ?4, ended_at = ?5
                  WHERE ti_id = ?1 AND try_number = ?2",
@@ -436,5 +440,6 @@ fn finish_one(tx: &Connection, f: &Finish, outputs: &str, now: i64) -> Result<bo
         ])
     })
     .map_err(map_err)?;
+    outbox::insert(tx, &f.alerts, now)?;
     Ok(true)
 }

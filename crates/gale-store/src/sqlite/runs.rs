@@ -219,15 +219,45 @@ impl Runs for SqliteStore {
         .await
     }
 
-    async fn finish_run(&self, run_id: RunId, state: RunState) -> Result<bool> {
+    async fn finish_run(
+        &self,
+        run_id: RunId,
+        state: RunState,
+        alerts: &[NewDelivery],
+    ) -> Result<bool> {
+        outbox::check(alerts)?;
+        let alerts = alerts.to_vec();
         self.write(move |tx| {
-            Ok(tx
+            let now = now_us();
+            let changed = tx
                 .execute(
                     "UPDATE runs SET state = ?2, ended_at = ?3 WHERE id = ?1 AND state = 'running'",
-                    params![run_id.0, state.as_str(), now_us()],
+                    params![run_id.0, state.as_str(), now],
                 )
                 .map_err(map_err)?
-                > 0)
+                > 0;
+            if changed {
+                outbox::insert(tx, &alerts, now)?;
+            }
+            Ok(changed)
+        })
+        .await
+    }
+
+    async fn previous_finished_run(&self, dag_id: &DagId, before: RunId) -> Result<Option<RunRow>> {
+        let dag_id = dag_id.0.clone();
+        self.call(move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {RUN_COLS} FROM runs
+                     WHERE dag_id = ?1 AND id < ?2 AND state IN ('success', 'failed')
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                params![dag_id, before.0],
+                run_row,
+            )
+            .optional()
+            .map_err(map_err)
         })
         .await
     }

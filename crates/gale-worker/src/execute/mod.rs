@@ -378,7 +378,15 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
     // heartbeat never mistakes our own finished attempt for a fenced one.
     shared.release(ti, try_number);
 
+    let alerts = match (&spec, &task) {
+        (Ok(spec), Ok(t)) => {
+            let message = outcome.message.as_deref();
+            attempt_alerts(shared, &spec.dag, t, (&run, &row), state, message).await
+        }
+        _ => Vec::new(),
+    };
     let finish = Finish {
+        alerts,
         ti,
         try_number,
         worker_id: shared.opts.worker_id.clone(),
@@ -425,6 +433,47 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
             }
         }
     }
+}
+
+/// The alerts a try's end causes: its failure, its retry, its success and,
+/// on a try after a failed one, its recovery, to the channels its task (or
+/// DAG, or the defaults) names.
+async fn attempt_alerts<S: WorkerStore + ?Sized>(
+    shared: &Shared<S>,
+    dag: &gale_model::Dag,
+    task: &gale_model::Task,
+    (run, row): (&gale_store::RunRow, &gale_store::TaskRow),
+    state: TaskState,
+    message: Option<&str>,
+) -> Vec<gale_store::NewDelivery> {
+    use gale_model::alerts::{TaskEvent, task_channels, task_may_alert};
+    let events: &[TaskEvent] = match state {
+        TaskState::Failed => &[TaskEvent::Failed],
+        TaskState::UpForRetry => &[TaskEvent::Retry],
+        TaskState::Success if row.try_number > 1 => &[TaskEvent::Success, TaskEvent::Recovered],
+        TaskState::Success => &[TaskEvent::Success],
+        _ => &[],
+    };
+    let mut out = Vec::new();
+    for &event in events {
+        if !task_may_alert(dag, task, event) {
+            continue;
+        }
+        let defaults = shared.alert_defaults.get(&*shared.store).await;
+        let channels = task_channels(dag, task, event, &defaults);
+        let event = gale_store::alert_events::AlertEvent::task(
+            event,
+            run,
+            row.id,
+            &row.task_id,
+            row.try_number,
+            state.as_str(),
+            message,
+            jiff::Timestamp::now(),
+        );
+        out.extend(event.deliveries(&channels));
+    }
+    out
 }
 
 /// The store's clock now, for a retry time. When the store cannot answer, the
