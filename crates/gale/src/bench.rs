@@ -237,6 +237,7 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
         web: None,
         vault: None,
         resolver: resolver.clone(),
+        watch: None,
     };
     let mut engines = Vec::new();
     let mut notifier = None;

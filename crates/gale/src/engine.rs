@@ -37,6 +37,8 @@ pub struct EngineOptions {
     /// the webserver), and where tasks' are looked up (for the worker).
     pub vault: Option<gale_secrets::Vault>,
     pub resolver: Option<Arc<gale_secrets::Resolver>>,
+    /// Look for cluster trouble to alert about (every process but a bench's).
+    pub watch: Option<crate::watch::WatchOptions>,
 }
 
 /// The webserver role: where it listens, and how.
@@ -142,6 +144,13 @@ pub async fn run(
 
     let roles_cancel = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(watch) = opts.watch.clone() {
+        tasks.spawn(crate::watch::run(
+            store.clone(),
+            watch,
+            roles_cancel.clone(),
+        ));
+    }
     if opts.scheduler {
         if let Some(folder) = opts.dags_folder.clone() {
             let processor = DagProcessor::new(store.clone(), folder, opts.parse_interval, &host)

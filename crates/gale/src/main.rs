@@ -10,6 +10,7 @@ mod examples;
 mod secrets;
 mod serve;
 mod users;
+mod watch;
 
 use std::io::Write as _;
 use std::path::PathBuf;

@@ -416,6 +416,7 @@ async fn serve(
         web,
         vault: Some(vault),
         resolver: Some(resolver),
+        watch: Some(crate::watch::WatchOptions::default()),
     };
     let result = engine::run(opened.store, notifier, opts, cancel.clone()).await;
     cancel.cancel();

@@ -13,4 +13,11 @@ pub trait Database: Send + Sync + 'static {
     /// Where the store is, for people: a file path, or hosts and database
     /// (never a password).
     fn endpoint(&self) -> String;
+
+    /// Which server answers writes now (its address and when it started), for
+    /// telling a failover: a networked store moved to a new primary. `None`
+    /// for an embedded store.
+    async fn primary_identity(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
 }

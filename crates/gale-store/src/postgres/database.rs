@@ -18,6 +18,24 @@ impl Database for PgStore {
         .await
     }
 
+    async fn primary_identity(&self) -> Result<Option<String>> {
+        self.single(|c| {
+            Box::pin(async move {
+                let row = c
+                    .one(
+                        "SELECT coalesce(host(inet_server_addr()), 'local') || ':'
+                             || coalesce(inet_server_port(), 0)::text || ' started '
+                             || to_char(pg_postmaster_start_time() AT TIME ZONE 'UTC',
+                                        'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+                        &[],
+                    )
+                    .await?;
+                Ok(Some(row.get(0)))
+            })
+        })
+        .await
+    }
+
     /// With the URL's `sslmode` when it is not the default (`prefer`).
     fn endpoint(&self) -> String {
         let endpoint = endpoint_of(&self.config);
