@@ -76,6 +76,7 @@ macro_rules! for_each_check {
             expired_delivery_claim_is_fenced,
             delivery_retry_and_give_up,
             deliveries_listed_counted_pruned,
+            claim_window_holds_a_channel_back,
         );
     };
 }
