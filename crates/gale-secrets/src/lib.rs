@@ -2,13 +2,16 @@
 //! documented order, from the environment of the rendering process, a secrets
 //! directory and the store ([`Resolver`]); kept in the store with their
 //! secrets sealed by AES-256-GCM under a key the database never sees
-//! ([`Vault`], [`Keyring`]); and re-sealed under a new key while everything
+//! ([`Vault`], [`Keyring`]), as are alert channels' secret settings
+//! ([`OpenedChannel`]); and re-sealed under a new key while everything
 //! runs ([`Vault::rotate`]).
 
+mod channels;
 mod keys;
 mod resolve;
 mod vault;
 
+pub use channels::{ChannelInfo, OpenedChannel};
 pub use keys::{KeySource, Keyring, generate_key, write_key_file};
 pub use resolve::{DirProvider, EnvProvider, Provider, Resolver};
 pub use vault::{ConnectionInfo, KeyStatus, Rotation, VariableInfo, Vault};

@@ -299,3 +299,88 @@ async fn a_secrets_directory_reads_regular_files_only() {
     );
     assert!(p.variable("absent").await.unwrap().is_none());
 }
+
+fn webhook(name: &str, url: &str) -> OpenedChannel {
+    let mut config = serde_json::Map::new();
+    config.insert("timeout".into(), serde_json::json!("10s"));
+    OpenedChannel {
+        name: name.into(),
+        kind: gale_store::ChannelKind::Webhook,
+        config,
+        secret: [("url".to_string(), url.to_string())].into(),
+        description: Some("on call".into()),
+        updated_at: None,
+    }
+}
+
+#[tokio::test]
+async fn a_channel_is_sealed_listed_opened_and_still_opens_after_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = key_file(dir.path(), "key");
+    let source = Arc::new(KeySource::file(&path).unwrap());
+    let st = store(dir.path());
+    let vault = Vault::new(st.clone(), Some(source.clone()));
+    let hook = webhook("hook", "https://hooks.example.com/T0/secret-path");
+    vault.put_channel(&hook).await.unwrap();
+    let row = st.channel("hook").await.unwrap().unwrap();
+    let sealed = row.sealed.expect("the secret part is sealed");
+    assert!(!sealed.data.contains("secret-path"));
+    assert!(!row.config.contains_key("url"));
+    let listed = vault.channels().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].sealed);
+    assert_eq!(
+        listed[0].config.get("timeout"),
+        Some(&serde_json::json!("10s"))
+    );
+    let opened = vault.channel("hook").await.unwrap().unwrap();
+    assert_eq!(opened.secret, hook.secret);
+    assert!(opened.updated_at.is_some());
+    assert!(
+        !format!("{opened:?}").contains("secret-path"),
+        "Debug hides secrets"
+    );
+    // Sealed under its name: moved to another name it does not open.
+    st.put_channel(&gale_store::AlertChannelRow {
+        name: "moved".into(),
+        sealed: Some(sealed.clone()),
+        ..st.channel("hook").await.unwrap().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(vault.channel("moved").await.is_err());
+    st.delete_channel("moved").await.unwrap();
+    // Rotation reseals it and it still opens under the new key alone.
+    let old = std::fs::read_to_string(&path).unwrap();
+    let new_key = generate_key().unwrap();
+    std::fs::write(&path, format!("{new_key}\n{old}")).unwrap();
+    let done = vault.rotate().await.unwrap();
+    assert_eq!(done.resealed, 1);
+    std::fs::write(&path, format!("{new_key}\n")).unwrap();
+    source.reload().unwrap();
+    let row = st.channel("hook").await.unwrap().unwrap();
+    assert_eq!(row.sealed.unwrap().key_id, done.key_id);
+    assert_eq!(
+        vault.channel("hook").await.unwrap().unwrap().secret,
+        hook.secret
+    );
+    // Without a key: a channel with secrets is refused, one without is kept.
+    let keyless = Vault::new(st.clone(), None);
+    let e = keyless
+        .put_channel(&webhook("other", "https://x.example.com/"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("alert channel other"), "{e}");
+    let plain = OpenedChannel {
+        secret: Default::default(),
+        ..webhook("plain", "")
+    };
+    keyless.put_channel(&plain).await.unwrap();
+    let got = keyless.channel("plain").await.unwrap().unwrap();
+    assert!(got.secret.is_empty());
+    assert_eq!(got.config, plain.config);
+    assert!(st.channel("plain").await.unwrap().unwrap().sealed.is_none());
+    assert!(vault.delete_channel("hook").await.unwrap());
+    assert!(vault.channel("hook").await.unwrap().is_none());
+}

@@ -75,14 +75,14 @@ struct ConnSecret {
     extra: serde_json::Map<String, serde_json::Value>,
 }
 
-fn aad(kind: SecretKind, name: &str) -> String {
+pub(crate) fn aad(kind: SecretKind, name: &str) -> String {
     format!("{} {name:?}", kind.as_str())
 }
 
 /// Variables and connections in the store, sealed under this process's keys.
 #[derive(Clone)]
 pub struct Vault {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     keys: Option<Arc<KeySource>>,
 }
 
@@ -101,7 +101,7 @@ impl Vault {
         self.keys.is_some()
     }
 
-    fn keyring(&self, doing: &str) -> Result<Arc<Keyring>> {
+    pub(crate) fn keyring(&self, doing: &str) -> Result<Arc<Keyring>> {
         match &self.keys {
             Some(k) => Ok(k.keyring()),
             None => Err(Error::NoKey(doing.to_owned())),
@@ -111,7 +111,7 @@ impl Vault {
     /// Opens `sealed`; a value under a key this process does not know yet
     /// has the key file read again at once (another node may have sealed
     /// it under a new first key a moment ago).
-    fn open(&self, doing: &str, what: &str, sealed: &Sealed) -> Result<Vec<u8>> {
+    pub(crate) fn open(&self, doing: &str, what: &str, sealed: &Sealed) -> Result<Vec<u8>> {
         let keys = self.keyring(doing)?;
         if !keys.ids().contains(&sealed.key_id)
             && let Some(source) = &self.keys

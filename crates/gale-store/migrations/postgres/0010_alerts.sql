@@ -9,6 +9,9 @@ CREATE TABLE alert_channels (
     sealed      text,
     key_id      text,
     description text,
+    -- Claims of this channel's deliveries wait until then: what falls due
+    -- meanwhile goes out together, as one digest.
+    quiet_until timestamptz,
     updated_at  timestamptz NOT NULL DEFAULT now(),
     CHECK ((sealed IS NULL) = (key_id IS NULL))
 );

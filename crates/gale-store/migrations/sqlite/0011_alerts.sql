@@ -9,6 +9,9 @@ CREATE TABLE alert_channels (
     sealed      TEXT,
     key_id      TEXT,
     description TEXT,
+    -- Claims of this channel's deliveries wait until then: what falls due
+    -- meanwhile goes out together, as one digest.
+    quiet_until INTEGER,
     updated_at  INTEGER NOT NULL,
     CHECK ((sealed IS NULL) = (key_id IS NULL))
 );

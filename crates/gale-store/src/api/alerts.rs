@@ -184,7 +184,10 @@ pub trait Alerts: Send + Sync + 'static {
     async fn channel(&self, name: &str) -> Result<Option<AlertChannelRow>>;
     /// Every channel (at most [`CHANNELS_LISTED`]), by name.
     async fn list_channels(&self) -> Result<Vec<AlertChannelRow>>;
-    /// Returns false when there was no such channel. Its deliveries stay.
+    /// Returns false when there was no such channel. Its pending deliveries
+    /// are given up (failed, with the error `channel deleted`); the others
+    /// stay, and one being sent is given up by its deliverer, which finds no
+    /// channel to open when it is claimed again.
     async fn delete_channel(&self, name: &str) -> Result<bool>;
 
     /// Adds deliveries, due now; one whose (channel, event key) is already
@@ -196,11 +199,19 @@ pub trait Alerts: Send + Sync + 'static {
     /// come, and sending ones whose lease ended) for `claimer` until now +
     /// `lease`, each one's attempts counted up. No delivery goes to two
     /// claimers at once.
+    ///
+    /// Only deliveries of channels that are not quiet are claimed (or of a
+    /// channel that is gone, so that they can be given up); a channel some
+    /// of whose deliveries are claimed is quiet for `window` from now, in
+    /// the same transaction. So what falls due for a channel while it is
+    /// quiet is claimed together once the window has passed, to go out as
+    /// one digest. No two claimers take deliveries of one channel at once.
     async fn claim_deliveries(
         &self,
         claimer: &str,
         limit: u32,
         lease: Duration,
+        window: Duration,
     ) -> Result<Vec<DeliveryRow>>;
     /// Records how a claimed delivery went, if it is still `claimer`'s claim
     /// number `attempt`. Returns whether it was.

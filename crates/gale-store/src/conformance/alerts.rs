@@ -49,6 +49,8 @@ async fn in_an_hour<S: Store + ?Sized>(store: &S) -> Timestamp {
 }
 
 const LEASE: Duration = Duration::from_secs(300);
+/// No digest window: a channel is never quiet.
+const NO_WINDOW: Duration = Duration::ZERO;
 
 /// Channels are created, replaced, listed by name and deleted; a sealed one
 /// is listed for key rotation with the other secrets and resealed like them.
@@ -182,8 +184,14 @@ pub async fn claim_deliveries_is_exclusive<S: Store + ?Sized>(store: &S) {
         .map(|i| delivery("ops", &format!("e{i}"), None))
         .collect();
     store.enqueue_alerts(&new).await.expect("enqueue");
-    let a = store.claim_deliveries("a", 3, LEASE).await.expect("claim");
-    let b = store.claim_deliveries("b", 10, LEASE).await.expect("claim");
+    let a = store
+        .claim_deliveries("a", 3, LEASE, NO_WINDOW)
+        .await
+        .expect("claim");
+    let b = store
+        .claim_deliveries("b", 10, LEASE, NO_WINDOW)
+        .await
+        .expect("claim");
     assert_eq!((a.len(), b.len()), (3, 2));
     let mut ids: Vec<_> = a.iter().chain(&b).map(|d| d.id).collect();
     ids.sort();
@@ -197,14 +205,14 @@ pub async fn claim_deliveries_is_exclusive<S: Store + ?Sized>(store: &S) {
     }
     assert!(
         store
-            .claim_deliveries("c", 10, LEASE)
+            .claim_deliveries("c", 10, LEASE, NO_WINDOW)
             .await
             .expect("claim")
             .is_empty()
     );
     assert!(
         store
-            .claim_deliveries("c", 0, LEASE)
+            .claim_deliveries("c", 0, LEASE, NO_WINDOW)
             .await
             .expect("claim")
             .is_empty()
@@ -215,8 +223,8 @@ pub async fn claim_deliveries_is_exclusive<S: Store + ?Sized>(store: &S) {
         .collect();
     store.enqueue_alerts(&more).await.expect("enqueue");
     let (c, d) = tokio::join!(
-        store.claim_deliveries("c", 10, LEASE),
-        store.claim_deliveries("d", 10, LEASE)
+        store.claim_deliveries("c", 10, LEASE, NO_WINDOW),
+        store.claim_deliveries("d", 10, LEASE, NO_WINDOW)
     );
     let (c, d) = (c.expect("claim"), d.expect("claim"));
     let mut both: Vec<_> = c.iter().chain(&d).map(|x| x.id).collect();
@@ -238,7 +246,7 @@ pub async fn claim_deliveries_is_exclusive<S: Store + ?Sized>(store: &S) {
     );
     assert!(
         store
-            .claim_deliveries("c", 10, LEASE)
+            .claim_deliveries("c", 10, LEASE, NO_WINDOW)
             .await
             .expect("claim")
             .is_empty()
@@ -263,13 +271,16 @@ pub async fn expired_delivery_claim_is_fenced<S: Store + ?Sized>(store: &S) {
         .await
         .expect("enqueue");
     let first = store
-        .claim_deliveries("a", 10, Duration::ZERO)
+        .claim_deliveries("a", 10, Duration::ZERO, NO_WINDOW)
         .await
         .expect("claim");
     assert_eq!(first.len(), 1);
     // The lease ends at once; make sure the store's clock has moved past it.
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let second = store.claim_deliveries("b", 10, LEASE).await.expect("claim");
+    let second = store
+        .claim_deliveries("b", 10, LEASE, NO_WINDOW)
+        .await
+        .expect("claim");
     assert_eq!(second.len(), 1, "a claim whose lease ended is claimable");
     assert_eq!((second[0].id, second[0].attempts), (first[0].id, 2));
     assert_eq!(second[0].claimed_by.as_deref(), Some("b"));
@@ -309,7 +320,7 @@ pub async fn expired_delivery_claim_is_fenced<S: Store + ?Sized>(store: &S) {
     assert!(got[0].sent_at.is_some());
     assert!(
         store
-            .claim_deliveries("c", 10, Duration::ZERO)
+            .claim_deliveries("c", 10, Duration::ZERO, NO_WINDOW)
             .await
             .expect("claim")
             .is_empty()
@@ -323,7 +334,10 @@ pub async fn delivery_retry_and_give_up<S: Store + ?Sized>(store: &S) {
         .enqueue_alerts(&[delivery("ops", "e1", None)])
         .await
         .expect("enqueue");
-    let d = store.claim_deliveries("a", 1, LEASE).await.expect("claim");
+    let d = store
+        .claim_deliveries("a", 1, LEASE, NO_WINDOW)
+        .await
+        .expect("claim");
     let retry = DeliveryResult::Retry {
         at: day(0),
         error: "timeout".into(),
@@ -334,7 +348,10 @@ pub async fn delivery_retry_and_give_up<S: Store + ?Sized>(store: &S) {
             .await
             .expect("finish")
     );
-    let again = store.claim_deliveries("a", 1, LEASE).await.expect("claim");
+    let again = store
+        .claim_deliveries("a", 1, LEASE, NO_WINDOW)
+        .await
+        .expect("claim");
     assert_eq!(again.len(), 1, "a retry that is due is claimable");
     assert_eq!(again[0].attempts, 2);
     assert_eq!(again[0].last_error.as_deref(), Some("timeout"));
@@ -358,7 +375,7 @@ pub async fn delivery_retry_and_give_up<S: Store + ?Sized>(store: &S) {
     );
     assert!(
         store
-            .claim_deliveries("b", 10, Duration::ZERO)
+            .claim_deliveries("b", 10, Duration::ZERO, NO_WINDOW)
             .await
             .expect("claim")
             .is_empty()
@@ -410,7 +427,10 @@ pub async fn deliveries_listed_counted_pruned<S: Store + ?Sized>(store: &S) {
             .collect::<Vec<_>>(),
         ["e2"]
     );
-    let claimed = store.claim_deliveries("a", 10, LEASE).await.expect("claim");
+    let claimed = store
+        .claim_deliveries("a", 10, LEASE, NO_WINDOW)
+        .await
+        .expect("claim");
     assert_eq!(claimed.len(), 4);
     for d in &claimed {
         let result = match d.event_key.as_str() {
@@ -461,4 +481,111 @@ pub async fn deliveries_listed_counted_pruned<S: Store + ?Sized>(store: &S) {
             ("e3".to_string(), DeliveryState::Pending)
         ]
     );
+}
+
+/// A channel some of whose deliveries were claimed is quiet for the window:
+/// what falls due meanwhile waits and is then claimed at once, while other
+/// channels (and one that is gone) are claimed as usual; deleting a channel
+/// gives up its pending deliveries.
+pub async fn claim_window_holds_a_channel_back<S: Store + ?Sized>(store: &S) {
+    const WINDOW: Duration = Duration::from_secs(3);
+    store
+        .put_channel(&channel("ops", ChannelKind::Email, None))
+        .await
+        .expect("put");
+    store
+        .put_channel(&channel("hook", ChannelKind::Webhook, None))
+        .await
+        .expect("put");
+    store
+        .enqueue_alerts(&[delivery("ops", "e1", None)])
+        .await
+        .expect("enqueue");
+    let first = store
+        .claim_deliveries("a", 10, LEASE, WINDOW)
+        .await
+        .expect("claim");
+    assert_eq!(keys(&first), ["e1"]);
+    let more = [
+        delivery("ops", "e2", None),
+        delivery("ops", "e3", None),
+        delivery("hook", "h1", None),
+        delivery("gone", "g1", None),
+    ];
+    store.enqueue_alerts(&more).await.expect("enqueue");
+    let second = store
+        .claim_deliveries("b", 10, LEASE, WINDOW)
+        .await
+        .expect("claim");
+    assert_eq!(
+        keys(&second),
+        ["h1", "g1"],
+        "the quiet channel is held back, the others (and one that is gone) are not"
+    );
+    assert!(
+        store
+            .claim_deliveries("b", 10, LEASE, WINDOW)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "within the window nothing more of a claimed channel"
+    );
+    // Past the window, everything due for the channel at once.
+    tokio::time::sleep(WINDOW + Duration::from_millis(200)).await;
+    let third = store
+        .claim_deliveries("c", 10, LEASE, WINDOW)
+        .await
+        .expect("claim");
+    assert_eq!(keys(&third), ["e2", "e3"]);
+    // Two claimers at once take each channel's deliveries whole, one each.
+    tokio::time::sleep(WINDOW + Duration::from_millis(200)).await;
+    let storm: Vec<_> = (10..20)
+        .map(|i| {
+            delivery(
+                if i % 2 == 0 { "ops" } else { "hook" },
+                &format!("s{i}"),
+                None,
+            )
+        })
+        .collect();
+    store.enqueue_alerts(&storm).await.expect("enqueue");
+    let (x, y) = tokio::join!(
+        store.claim_deliveries("x", 100, LEASE, WINDOW),
+        store.claim_deliveries("y", 100, LEASE, WINDOW)
+    );
+    let (x, y) = (x.expect("claim"), y.expect("claim"));
+    assert_eq!(x.len() + y.len(), 10, "every due delivery claimed");
+    for d in &x {
+        assert!(
+            y.iter().all(|e| e.channel != d.channel),
+            "channel {} went to both claimers",
+            d.channel
+        );
+    }
+    // Deleting a channel gives up what is pending for it, not what is sent.
+    store
+        .enqueue_alerts(&[delivery("ops", "e4", None)])
+        .await
+        .expect("enqueue");
+    assert!(store.delete_channel("ops").await.expect("delete"));
+    let ops = store
+        .list_deliveries(&DeliveryFilter {
+            channel: Some("ops".into()),
+            ..DeliveryFilter::default()
+        })
+        .await
+        .expect("list");
+    let e4 = ops.iter().find(|d| d.event_key == "e4").expect("e4");
+    assert_eq!(e4.state, DeliveryState::Failed);
+    assert_eq!(e4.last_error.as_deref(), Some("channel deleted"));
+    assert!(
+        ops.iter()
+            .filter(|d| d.event_key != "e4")
+            .all(|d| d.state == DeliveryState::Sending),
+        "claimed deliveries stay with their claimer"
+    );
+}
+
+fn keys(rows: &[crate::DeliveryRow]) -> Vec<&str> {
+    rows.iter().map(|d| d.event_key.as_str()).collect()
 }

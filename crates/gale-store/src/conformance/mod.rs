@@ -77,6 +77,7 @@ macro_rules! for_each_check {
             delivery_retry_and_give_up,
             deliveries_listed_counted_pruned,
             alerts_ride_with_their_change,
+            claim_window_holds_a_channel_back,
         );
     };
 }

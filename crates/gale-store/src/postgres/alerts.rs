@@ -114,6 +114,12 @@ impl Alerts for PgStore {
         let name = name.to_owned();
         self.write(move |tx| {
             Box::pin(async move {
+                tx.exec(
+                    "UPDATE alert_deliveries SET state = 'failed', last_error = 'channel deleted'
+                     WHERE channel = $1 AND state = 'pending'",
+                    &[&name],
+                )
+                .await?;
                 Ok(tx
                     .exec("DELETE FROM alert_channels WHERE name = $1", &[&name])
                     .await?
@@ -166,6 +172,7 @@ impl Alerts for PgStore {
         claimer: &str,
         limit: u32,
         lease: Duration,
+        window: Duration,
     ) -> Result<Vec<DeliveryRow>> {
         if limit == 0 {
             return Ok(Vec::new());
@@ -173,13 +180,38 @@ impl Alerts for PgStore {
         let claimer = claimer.to_owned();
         // Whole microseconds times an interval: exact.
         let micros = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
+        let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
         self.write(move |tx| {
             Box::pin(async move {
+                // The channels that are not quiet and have something due,
+                // locked: a concurrent claimer skips them (and, once this
+                // commits, finds them quiet), so one channel's deliveries go
+                // to one claimer at a time.
+                let open: Vec<String> = tx
+                    .rows(
+                        "SELECT c.name FROM alert_channels c
+                         WHERE (c.quiet_until IS NULL OR c.quiet_until <= now())
+                           AND EXISTS (SELECT 1 FROM alert_deliveries d
+                                       WHERE d.channel = c.name
+                                         AND ((d.state = 'pending' AND d.next_at <= now())
+                                           OR (d.state = 'sending' AND d.lease_until < now())))
+                         ORDER BY c.name
+                         FOR UPDATE SKIP LOCKED",
+                        &[],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                // Deliveries of those channels, or of a channel that is gone
+                // (to be given up).
                 let sql = format!(
                     "WITH pick AS (
-                         SELECT id FROM alert_deliveries
-                         WHERE (state = 'pending' AND next_at <= now())
-                            OR (state = 'sending' AND lease_until < now())
+                         SELECT id FROM alert_deliveries d
+                         WHERE ((state = 'pending' AND next_at <= now())
+                            OR (state = 'sending' AND lease_until < now()))
+                           AND (d.channel = ANY($4)
+                             OR NOT EXISTS (SELECT 1 FROM alert_channels c WHERE c.name = d.channel))
                          ORDER BY coalesce(CASE WHEN state = 'sending' THEN lease_until END, next_at), id
                          LIMIT $3
                          FOR UPDATE SKIP LOCKED)
@@ -190,12 +222,24 @@ impl Alerts for PgStore {
                      RETURNING {DELIVERY_COLS}"
                 );
                 let mut out: Vec<DeliveryRow> = tx
-                    .rows(&sql, &[&claimer, &micros, &i64::from(limit)])
+                    .rows(&sql, &[&claimer, &micros, &i64::from(limit), &open])
                     .await?
                     .iter()
                     .map(delivery_row)
                     .collect();
                 out.sort_by_key(|d| d.id);
+                let mut claimed: Vec<String> = out.iter().map(|d| d.channel.clone()).collect();
+                claimed.sort_unstable();
+                claimed.dedup();
+                if !claimed.is_empty() {
+                    tx.exec(
+                        "UPDATE alert_channels
+                         SET quiet_until = now() + $2::int8 * interval '1 microsecond'
+                         WHERE name = ANY($1)",
+                        &[&claimed, &window_us],
+                    )
+                    .await?;
+                }
                 Ok(out)
             })
         })

@@ -102,6 +102,12 @@ impl Alerts for SqliteStore {
     async fn delete_channel(&self, name: &str) -> Result<bool> {
         let name = name.to_owned();
         self.write(move |tx| {
+            tx.execute(
+                "UPDATE alert_deliveries SET state = 'failed', last_error = 'channel deleted'
+                 WHERE channel = ?1 AND state = 'pending'",
+                params![name],
+            )
+            .map_err(map_err)?;
             Ok(tx
                 .execute("DELETE FROM alert_channels WHERE name = ?1", params![name])
                 .map_err(map_err)?
@@ -156,23 +162,29 @@ impl Alerts for SqliteStore {
         claimer: &str,
         limit: u32,
         lease: Duration,
+        window: Duration,
     ) -> Result<Vec<DeliveryRow>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let claimer = claimer.to_owned();
         let lease_us = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
+        let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
+        // One writer at a time: no other claimer runs between the pick and
+        // the channels' quiet time being set.
         self.write(move |tx| {
             let now = now_us();
             let ids: Vec<i64> = query_all(
                 tx,
-                "SELECT id FROM (
-                     SELECT id, next_at AS due FROM alert_deliveries
+                "SELECT d.id FROM (
+                     SELECT id, channel, next_at AS due FROM alert_deliveries
                      WHERE state = 'pending' AND next_at <= ?1
                      UNION ALL
-                     SELECT id, lease_until FROM alert_deliveries
-                     WHERE state = 'sending' AND lease_until < ?1)
-                 ORDER BY due, id LIMIT ?2",
+                     SELECT id, channel, lease_until FROM alert_deliveries
+                     WHERE state = 'sending' AND lease_until < ?1) d
+                 LEFT JOIN alert_channels c ON c.name = d.channel
+                 WHERE c.quiet_until IS NULL OR c.quiet_until <= ?1
+                 ORDER BY d.due, d.id LIMIT ?2",
                 params![now, limit],
                 |r| r.get(0),
             )?;
@@ -190,6 +202,16 @@ impl Alerts for SqliteStore {
                     stmt.query_row(params![id, claimer, until], delivery_row)
                         .map_err(map_err)?,
                 );
+            }
+            let mut channels: Vec<&str> = out.iter().map(|d| d.channel.as_str()).collect();
+            channels.sort_unstable();
+            channels.dedup();
+            let mut quiet = tx
+                .prepare_cached("UPDATE alert_channels SET quiet_until = ?2 WHERE name = ?1")
+                .map_err(map_err)?;
+            let quiet_until = now.saturating_add(window_us);
+            for name in channels {
+                quiet.execute(params![name, quiet_until]).map_err(map_err)?;
             }
             Ok(out)
         })
