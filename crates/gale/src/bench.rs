@@ -238,6 +238,7 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
         vault: None,
         resolver: resolver.clone(),
         watch: None,
+        alerts: None,
     };
     let mut engines = Vec::new();
     let mut notifier = None;

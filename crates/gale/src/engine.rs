@@ -39,6 +39,19 @@ pub struct EngineOptions {
     pub resolver: Option<Arc<gale_secrets::Resolver>>,
     /// Look for cluster trouble to alert about (every process but a bench's).
     pub watch: Option<crate::watch::WatchOptions>,
+    /// Deliver alerts from the outbox (every process but a bench's), with
+    /// these settings; needs `vault` to open the channels.
+    pub alerts: Option<AlertOptions>,
+}
+
+/// How this process delivers alerts.
+#[derive(Clone, Debug)]
+pub struct AlertOptions {
+    pub settings: gale_alerts::Settings,
+    /// A channel that sent is held back this long (the digest window).
+    pub window: Duration,
+    /// A delivery failing for now is given up after this many attempts.
+    pub max_attempts: u32,
 }
 
 /// The webserver role: where it listens, and how.
@@ -151,6 +164,17 @@ pub async fn run(
             roles_cancel.clone(),
         ));
     }
+    let _deliverer = match (&opts.alerts, &opts.vault) {
+        (Some(alerts), Some(vault)) => {
+            let mut options = gale_alerts::Options::new(node_id.clone(), alerts.settings.clone());
+            options.window = alerts.window;
+            options.max_attempts = alerts.max_attempts;
+            let d = gale_alerts::Deliverer::new(store.clone(), vault.clone(), options);
+            tasks.spawn(d.clone().run(roles_cancel.clone()));
+            Some(d)
+        }
+        _ => None,
+    };
     if opts.scheduler {
         if let Some(folder) = opts.dags_folder.clone() {
             let processor = DagProcessor::new(store.clone(), folder, opts.parse_interval, &host)

@@ -416,7 +416,8 @@ async fn serve(
         web,
         vault: Some(vault),
         resolver: Some(resolver),
-        watch: Some(crate::watch::WatchOptions::default()),
+        watch: Some(watch_options()?),
+        alerts: Some(alert_options()?),
     };
     let result = engine::run(opened.store, notifier, opts, cancel.clone()).await;
     cancel.cancel();
@@ -442,4 +443,61 @@ async fn shutdown_on_signal(cancel: CancellationToken) {
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
     say!("second signal: exiting now");
     std::process::exit(130);
+}
+
+/// A duration setting from the environment (`30s`, `2m`), or `default`.
+fn env_duration(name: &str, default: Duration) -> anyhow::Result<Duration> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => gale_model::duration::parse(v.trim())
+            .map(|s| s.0)
+            .map_err(|e| anyhow::anyhow!("{name}: {e}")),
+        _ => Ok(default),
+    }
+}
+
+/// When cluster alerts fire: `GALE_ALERT_NO_SCHEDULER_AFTER` and
+/// `GALE_ALERT_UNSERVED_QUEUE_AFTER` (default 60 s each).
+fn watch_options() -> anyhow::Result<crate::watch::WatchOptions> {
+    let d = crate::watch::WatchOptions::default();
+    Ok(crate::watch::WatchOptions {
+        no_scheduler_after: env_duration("GALE_ALERT_NO_SCHEDULER_AFTER", d.no_scheduler_after)?,
+        unserved_queue_after: env_duration(
+            "GALE_ALERT_UNSERVED_QUEUE_AFTER",
+            d.unserved_queue_after,
+        )?,
+        ..d
+    })
+}
+
+/// How alerts are delivered: the digest window `GALE_ALERT_WINDOW` (default
+/// 60 s), `GALE_ALERT_MAX_ATTEMPTS` (default 10), and [`alert_settings`].
+fn alert_options() -> anyhow::Result<crate::engine::AlertOptions> {
+    let max_attempts = match std::env::var("GALE_ALERT_MAX_ATTEMPTS") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                anyhow::anyhow!("GALE_ALERT_MAX_ATTEMPTS: {v:?} is not a number from 1 to 1000")
+            })?,
+        _ => 10,
+    };
+    Ok(crate::engine::AlertOptions {
+        settings: alert_settings(),
+        window: env_duration("GALE_ALERT_WINDOW", Duration::from_secs(60))?,
+        max_attempts,
+    })
+}
+
+/// The process's alert settings, from the environment: `GALE_BASE_URL` (for
+/// links), `GALE_SMTP_URL` and `GALE_SMTP_FROM` (for e-mail channels that
+/// name no server or sender of their own).
+pub fn alert_settings() -> gale_alerts::Settings {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    gale_alerts::Settings {
+        base_url: var("GALE_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
+        smtp_url: var("GALE_SMTP_URL"),
+        smtp_from: var("GALE_SMTP_FROM"),
+    }
 }

@@ -167,6 +167,25 @@ impl Alerts for SqliteStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        // Most looks find nothing due: asked on a reader, so an idle
+        // deliverer never takes the writer.
+        let now = now_us();
+        let any_due: bool = self
+            .call(move |conn| {
+                conn.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM alert_deliveries
+                         WHERE state = 'pending' AND next_at <= ?1)
+                     OR EXISTS (SELECT 1 FROM alert_deliveries
+                         WHERE state = 'sending' AND lease_until < ?1)",
+                    params![now],
+                    |r| r.get(0),
+                )
+                .map_err(map_err)
+            })
+            .await?;
+        if !any_due {
+            return Ok(Vec::new());
+        }
         let claimer = claimer.to_owned();
         let lease_us = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
         let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);

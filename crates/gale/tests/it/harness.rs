@@ -41,12 +41,15 @@ const GALE_VARS: &[&str] = &[
     "GALE_SECRET_KEY",
     "GALE_SECRET_KEY_FILE",
     "GALE_SECRETS_DIR",
+    "GALE_BASE_URL",
+    "GALE_SMTP_URL",
+    "GALE_SMTP_FROM",
     // Where systemd hands a service its key file.
     "CREDENTIALS_DIRECTORY",
 ];
 
 /// Prefixes of variables that give a `gale` process variables and connections.
-const GALE_VAR_PREFIXES: &[&str] = &["GALE_VAR_", "GALE_CONN_"];
+const GALE_VAR_PREFIXES: &[&str] = &["GALE_VAR_", "GALE_CONN_", "GALE_ALERT_"];
 
 /// Polls `check` until it returns `Some`, or panics after [`DEADLINE`].
 pub fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
