@@ -23,6 +23,8 @@ use crate::send::{Answer, Refusal, Settings, send};
 
 /// The most log lines read for a log's tail.
 pub const LOG_READ_MAX: u32 = 2_000;
+/// How many events of a digest show their log's tail.
+const DIGEST_TAILS: usize = 5;
 /// How many lines a log's tail keeps.
 pub const LOG_TAIL: usize = 20;
 /// The longest log line kept in a tail, in bytes.
@@ -264,7 +266,9 @@ impl Deliverer {
         for e in &mut events {
             e.link = link(settings.base_url.as_deref(), e);
         }
-        if let ([row], [event]) = (good.as_slice(), events.as_mut_slice()) {
+        // A message of its own shows its log's tail; a digest, those of its
+        // first few events.
+        for (row, event) in good.iter().zip(events.iter_mut()).take(DIGEST_TAILS) {
             event.log_tail = self.log_tail(row, event).await;
         }
         let Ok(batch) = Batch::of(events) else {
@@ -366,9 +370,6 @@ impl Deliverer {
         let (Some(ti), Some(try_number)) = (row.ti_id, event.try_number) else {
             return Vec::new();
         };
-        if !event.kind.is_task() {
-            return Vec::new();
-        }
         const PAGE: u32 = 500;
         let mut tail = std::collections::VecDeque::with_capacity(LOG_TAIL + 1);
         let (mut after, mut read) = (0i64, 0u32);
