@@ -57,6 +57,13 @@ pub fn text(batch: &Batch) -> String {
                 out.push('\n');
             }
             more(&mut out, many.len());
+            // The first events' log tails (the deliverer reads a few).
+            for e in many.iter().filter(|e| !e.log_tail.is_empty()) {
+                let _ = writeln!(out, "\nLast lines of {}:", line(e));
+                for l in &e.log_tail {
+                    let _ = writeln!(out, "  {l}");
+                }
+            }
             let _ = writeln!(out, "\nDigest key: {}", batch.key());
         }
     }
