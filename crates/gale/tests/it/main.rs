@@ -12,8 +12,11 @@ mod link;
 #[path = "../common/marks.rs"]
 mod marks;
 mod pg;
+mod receivers;
 mod web;
 
+mod alerts;
+mod alerts_cluster;
 mod api;
 mod audit;
 mod cluster;

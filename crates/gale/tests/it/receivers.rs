@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +22,8 @@ pub struct Seen {
     /// Header names in lower case.
     pub headers: BTreeMap<String, String>,
     pub body: String,
+    /// What it was answered.
+    pub status: u16,
 }
 
 impl Seen {
@@ -35,6 +37,7 @@ pub struct Hook {
     pub url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     status: Arc<AtomicU16>,
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Hook {
@@ -44,14 +47,20 @@ impl Hook {
         let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
-        let (s, st) = (seen.clone(), status.clone());
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (s, st, d) = (seen.clone(), status.clone(), delay_ms.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let (s, st) = (s.clone(), st.clone());
-                std::thread::spawn(move || serve(conn, &s, &st));
+                let (s, st, d) = (s.clone(), st.clone(), d.clone());
+                std::thread::spawn(move || serve(conn, &s, &st, &d));
             }
         });
-        Hook { url, seen, status }
+        Hook {
+            url,
+            seen,
+            status,
+            delay_ms,
+        }
     }
 
     /// The status every later request gets (200, 400, 500, ...).
@@ -59,12 +68,21 @@ impl Hook {
         self.status.store(status, Ordering::SeqCst);
     }
 
+    /// How long each later request waits before it is answered (it is
+    /// recorded at once).
+    pub fn delay(&self, delay: Duration) {
+        self.delay_ms.store(
+            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            Ordering::SeqCst,
+        );
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
-fn serve(conn: TcpStream, seen: &Mutex<Vec<Seen>>, status: &AtomicU16) {
+fn serve(conn: TcpStream, seen: &Mutex<Vec<Seen>>, status: &AtomicU16, delay_ms: &AtomicU64) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(conn.try_clone().expect("clone"));
     let mut first = String::new();
@@ -99,8 +117,14 @@ fn serve(conn: TcpStream, seen: &Mutex<Vec<Seen>>, status: &AtomicU16) {
         path,
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
+        status: code,
     });
-    let text = if code == 200 { "ok" } else { "refused by the test" };
+    std::thread::sleep(Duration::from_millis(delay_ms.load(Ordering::SeqCst)));
+    let text = if code == 200 {
+        "ok"
+    } else {
+        "refused by the test"
+    };
     let mut conn = conn;
     let _ = write!(
         conn,

@@ -10,7 +10,7 @@ use crate::web::wait_url;
 
 /// A self-signed certificate for 127.0.0.1 made by the `openssl` command, or
 /// None (with a loud note) where it is missing and CI is not set.
-fn self_signed(home: &Home) -> Option<(String, String)> {
+pub fn self_signed(home: &Home) -> Option<(String, String)> {
     let (cert, key) = (home.file("cert.pem"), home.file("key.pem"));
     let made = Command::new("openssl")
         .args([
