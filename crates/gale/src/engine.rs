@@ -52,6 +52,8 @@ pub struct AlertOptions {
     pub window: Duration,
     /// A delivery failing for now is given up after this many attempts.
     pub max_attempts: u32,
+    /// The longest one send may take; a claim holds twice as long.
+    pub send_timeout: Duration,
 }
 
 /// The webserver role: where it listens, and how.
@@ -169,6 +171,8 @@ pub async fn run(
             let mut options = gale_alerts::Options::new(node_id.clone(), alerts.settings.clone());
             options.window = alerts.window;
             options.max_attempts = alerts.max_attempts;
+            options.send_timeout = alerts.send_timeout;
+            options.lease = alerts.send_timeout * 2;
             let d = gale_alerts::Deliverer::new(store.clone(), vault.clone(), options);
             tasks.spawn(d.clone().run(roles_cancel.clone()));
             Some(d)

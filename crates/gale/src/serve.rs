@@ -470,7 +470,9 @@ fn watch_options() -> anyhow::Result<crate::watch::WatchOptions> {
 }
 
 /// How alerts are delivered: the digest window `GALE_ALERT_WINDOW` (default
-/// 60 s), `GALE_ALERT_MAX_ATTEMPTS` (default 10), and [`alert_settings`].
+/// 60 s), `GALE_ALERT_MAX_ATTEMPTS` (default 10), `GALE_ALERT_SEND_TIMEOUT`
+/// (default 30 s; a claim's lease is twice it, so a delivery its deliverer
+/// died sending is sent again after that), and [`alert_settings`].
 fn alert_options() -> anyhow::Result<crate::engine::AlertOptions> {
     let max_attempts = match std::env::var("GALE_ALERT_MAX_ATTEMPTS") {
         Ok(v) if !v.trim().is_empty() => v
@@ -483,10 +485,15 @@ fn alert_options() -> anyhow::Result<crate::engine::AlertOptions> {
             })?,
         _ => 10,
     };
+    let send_timeout = env_duration("GALE_ALERT_SEND_TIMEOUT", Duration::from_secs(30))?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&send_timeout) {
+        anyhow::bail!("GALE_ALERT_SEND_TIMEOUT must be from 1s to 5m");
+    }
     Ok(crate::engine::AlertOptions {
         settings: alert_settings(),
         window: env_duration("GALE_ALERT_WINDOW", Duration::from_secs(60))?,
         max_attempts,
+        send_timeout,
     })
 }
 

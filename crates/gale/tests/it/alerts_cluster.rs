@@ -86,9 +86,11 @@ fn no_alert_is_lost_while_schedulers_are_killed() {
     let cli = Pg::new(&home, &url);
     add_hook(&cli, &home, &key, &hook, &[]);
     let dags = home.dags().display().to_string();
+    // A deliverer killed mid-send leaves its claim for 2 × 5 s.
     let env = [
         ("GALE_SECRET_KEY_FILE", key_env.as_str()),
         ("GALE_ALERT_WINDOW", "1s"),
+        ("GALE_ALERT_SEND_TIMEOUT", "5s"),
     ];
     let homes: Vec<Home> = (0..4).map(|_| Home::new()).collect();
     let mut schedulers: Vec<Role> = (0..3)
