@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// lookups and of opening sealed values.
     #[arg(long, default_value_t = 0)]
     lookups: usize,
+    /// Every fan-out task's success alerts a channel: the cost of writing
+    /// the outbox with each result (nothing is sent).
+    #[arg(long)]
+    alerts: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -82,6 +86,8 @@ pub struct BenchReport {
     pub concurrency: usize,
     /// Store variables each fan-out task read (`--lookups`).
     pub lookups_per_task: usize,
+    /// Each fan-out task's result wrote an alert (`--alerts`).
+    pub alerts: bool,
 }
 
 fn cpu_seconds() -> f64 {
@@ -193,8 +199,13 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
     let reads: String = (0..args.lookups)
         .map(|j| format!(" {{{{ var.bench_v{j} }}}}"))
         .collect();
+    let alerts = if args.alerts {
+        "\n    alerts: { on_success: [bench] }"
+    } else {
+        ""
+    };
     for i in 0..args.fanout {
-        fanout.push_str(&format!("  t{i}:\n    run: 'true{reads}'\n"));
+        fanout.push_str(&format!("  t{i}:\n    run: 'true{reads}'{alerts}\n"));
     }
     let resolver = if args.lookups > 0 {
         let key = dir.path().join("bench.key");
@@ -337,6 +348,7 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
         fanout_start_delay_ms: (start - created) as f64 / 1000.0,
         concurrency: args.concurrency,
         lookups_per_task: args.lookups,
+        alerts: args.alerts,
     };
     if output == Output::Json {
         println!("{}", serde_json::to_string(&report)?);
