@@ -8,6 +8,7 @@
 //! [`Error`] that each face (HTTP, pages, exit codes) maps on its own. No HTTP,
 //! no page or terminal types here.
 
+pub mod alerts;
 pub mod audit;
 mod backfill;
 mod clear;

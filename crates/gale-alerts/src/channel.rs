@@ -60,12 +60,22 @@ pub struct ChannelSpec {
 fn fields(kind: ChannelKind) -> (&'static [&'static str], &'static [&'static str]) {
     match kind {
         ChannelKind::Email => (
-            &["to", "from", "smtp", "ca_file", "subject_prefix"],
+            &[
+                "to",
+                "from",
+                "smtp",
+                "ca_file",
+                "subject_prefix",
+                "defaults",
+            ],
             &["password"],
         ),
-        ChannelKind::Webhook => (&["headers", "timeout"], &["url", "signing_secret"]),
-        ChannelKind::Slack => (&[], &["url"]),
-        ChannelKind::Command => (&["argv", "timeout"], &[]),
+        ChannelKind::Webhook => (
+            &["headers", "timeout", "defaults"],
+            &["url", "signing_secret"],
+        ),
+        ChannelKind::Slack => (&["defaults"], &["url"]),
+        ChannelKind::Command => (&["argv", "timeout", "defaults"], &[]),
     }
 }
 
@@ -197,6 +207,7 @@ impl Channel {
         for (k, v) in &secret {
             bounded(k, v, TEXT_MAX)?;
         }
+        defaults(config.get("defaults"))?;
         let target = match kind {
             ChannelKind::Email => Target::Email(email(&config, &secret)?),
             ChannelKind::Webhook => Target::Webhook(Webhook {
@@ -281,6 +292,24 @@ fn mask(key: &str, value: &str) -> String {
         return format!("{}://{host}/***", url.scheme());
     }
     "***".into()
+}
+
+/// `defaults`: a list of the events this channel is a default for.
+fn defaults(v: Option<&Value>) -> Result<()> {
+    let Some(v) = v else { return Ok(()) };
+    let list = v
+        .as_array()
+        .ok_or_else(|| invalid("defaults: must be a list of events"))?;
+    for e in list {
+        let name = e.as_str().unwrap_or("");
+        if !gale_model::alerts::DEFAULT_EVENTS.contains(&name) {
+            return Err(invalid(format!(
+                "defaults: {e} is not an event a channel can be a default for ({})",
+                gale_model::alerts::DEFAULT_EVENTS.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn invalid(msg: impl Into<String>) -> Error {

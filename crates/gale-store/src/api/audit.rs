@@ -43,11 +43,14 @@ pub enum AuditAction {
     ConnectionDelete,
     ConnectionReveal,
     SecretsRotate,
+    AlertChannelSet,
+    AlertChannelDelete,
+    AlertChannelTest,
 }
 
 impl AuditAction {
     /// Every action, in the order the reference lists them.
-    pub const ALL: [AuditAction; 25] = [
+    pub const ALL: [AuditAction; 28] = [
         AuditAction::DagPause,
         AuditAction::DagUnpause,
         AuditAction::RunTrigger,
@@ -73,6 +76,9 @@ impl AuditAction {
         AuditAction::ConnectionDelete,
         AuditAction::ConnectionReveal,
         AuditAction::SecretsRotate,
+        AuditAction::AlertChannelSet,
+        AuditAction::AlertChannelDelete,
+        AuditAction::AlertChannelTest,
     ];
 
     /// The stored and shown name, e.g. `run.trigger`.
@@ -103,6 +109,9 @@ impl AuditAction {
             AuditAction::ConnectionDelete => "connection.delete",
             AuditAction::ConnectionReveal => "connection.reveal",
             AuditAction::SecretsRotate => "secrets.rotate",
+            AuditAction::AlertChannelSet => "alert_channel.set",
+            AuditAction::AlertChannelDelete => "alert_channel.delete",
+            AuditAction::AlertChannelTest => "alert_channel.test",
         }
     }
 
