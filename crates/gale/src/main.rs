@@ -100,6 +100,10 @@ enum Command {
     /// rotate-key, status.
     #[command(subcommand)]
     Secrets(cli::SecretsCmd),
+    /// Alerts: channels (e-mail, webhook, Slack, a command), a test message
+    /// through one, and the deliveries of the outbox.
+    #[command(subcommand)]
+    Alerts(cli::AlertsCmd),
     /// Create one run per schedule slot between two dates and follow them.
     Backfill(cli::BackfillArgs),
     /// The metadata database.
@@ -235,6 +239,7 @@ fn main() -> ExitCode {
             Command::Variables(cmd) => cli::variables(&paths, output, cmd).await,
             Command::Connections(cmd) => cli::connections(&paths, output, cmd).await,
             Command::Secrets(cmd) => cli::secrets(&paths, output, cmd).await,
+            Command::Alerts(cmd) => cli::alerts(&paths, output, cmd).await,
             Command::Backfill(args) => cli::backfill(&paths, output, args).await,
             Command::Db(cmd) => cli::db(&paths, cmd).await,
             Command::Audit(cmd) => cli::audit(&paths, output, cmd).await,

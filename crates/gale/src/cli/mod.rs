@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+mod alerts;
 mod audit;
 mod backfill;
 mod connections;
@@ -19,6 +20,7 @@ mod secret_io;
 mod tasks;
 mod variables;
 
+pub use alerts::{AlertsCmd, alerts};
 pub use audit::{AuditCmd, audit};
 pub(crate) use audit::{cli_actor, record};
 pub use backfill::{BackfillArgs, backfill};
