@@ -51,12 +51,19 @@ pub struct Options {
     pub retry_first: Duration,
     /// The longest retry delay.
     pub retry_max: Duration,
+    /// Sent and failed deliveries older than this are deleted, looked for
+    /// once every [`PRUNE_EVERY`].
+    pub keep: Duration,
     pub settings: Settings,
 }
 
+/// How often a deliverer deletes the deliveries older than its `keep`.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 impl Options {
     /// The defaults: poll 1 s, lease 60 s, window 60 s, 1,000 a claim, 30 s
-    /// a send, 10 attempts, retries after 5 s doubling up to 10 min.
+    /// a send, 10 attempts, retries after 5 s doubling up to 10 min, kept
+    /// 30 days.
     pub fn new(claimer: impl Into<String>, settings: Settings) -> Options {
         Options {
             claimer: claimer.into(),
@@ -68,6 +75,7 @@ impl Options {
             max_attempts: 10,
             retry_first: Duration::from_secs(5),
             retry_max: Duration::from_secs(600),
+            keep: Duration::from_secs(30 * 86_400),
             settings,
         }
     }
@@ -161,7 +169,13 @@ impl Deliverer {
     pub async fn run(self, cancel: CancellationToken) {
         let o = &self.inner.options;
         info!(claimer = %o.claimer, window_s = o.window.as_secs(), "alert deliverer started");
+        // The first prune a while after the start, not with every restart.
+        let mut next_prune = tokio::time::Instant::now() + PRUNE_EVERY / 6;
         loop {
+            if tokio::time::Instant::now() >= next_prune {
+                next_prune += PRUNE_EVERY;
+                self.prune().await;
+            }
             let full = match self.pass().await {
                 Ok(p) => p.claimed >= o.claim_limit as usize,
                 Err(e) => {
@@ -183,6 +197,26 @@ impl Deliverer {
             }
         }
         info!("alert deliverer stopped");
+    }
+
+    /// Deletes the sent and failed deliveries older than `keep`.
+    pub async fn prune(&self) {
+        let keep = self.inner.options.keep;
+        let Some(before) = jiff::SignedDuration::try_from(keep)
+            .ok()
+            .and_then(|d| Timestamp::now().checked_sub(d).ok())
+        else {
+            return;
+        };
+        match self.inner.store.prune_deliveries(before).await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                deleted = n,
+                keep_days = keep.as_secs() / 86_400,
+                "old alert deliveries deleted"
+            ),
+            Err(e) => warn!(error = %e, "deleting old alert deliveries failed"),
+        }
     }
 
     /// Claims what is due once, sends it and records how it went.

@@ -54,6 +54,8 @@ pub struct AlertOptions {
     pub max_attempts: u32,
     /// The longest one send may take; a claim holds twice as long.
     pub send_timeout: Duration,
+    /// Sent and failed deliveries are kept this long.
+    pub keep: Duration,
 }
 
 /// The webserver role: where it listens, and how.
@@ -173,6 +175,7 @@ pub async fn run(
             options.max_attempts = alerts.max_attempts;
             options.send_timeout = alerts.send_timeout;
             options.lease = alerts.send_timeout * 2;
+            options.keep = alerts.keep;
             let d = gale_alerts::Deliverer::new(store.clone(), vault.clone(), options);
             tasks.spawn(d.clone().run(roles_cancel.clone()));
             Some(d)

@@ -472,7 +472,8 @@ fn watch_options() -> anyhow::Result<crate::watch::WatchOptions> {
 /// How alerts are delivered: the digest window `GALE_ALERT_WINDOW` (default
 /// 60 s), `GALE_ALERT_MAX_ATTEMPTS` (default 10), `GALE_ALERT_SEND_TIMEOUT`
 /// (default 30 s; a claim's lease is twice it, so a delivery its deliverer
-/// died sending is sent again after that), and [`alert_settings`].
+/// died sending is sent again after that), `GALE_ALERT_KEEP` (how long sent
+/// and failed deliveries are kept, default 30 days), and [`alert_settings`].
 fn alert_options() -> anyhow::Result<crate::engine::AlertOptions> {
     let max_attempts = match std::env::var("GALE_ALERT_MAX_ATTEMPTS") {
         Ok(v) if !v.trim().is_empty() => v
@@ -494,6 +495,13 @@ fn alert_options() -> anyhow::Result<crate::engine::AlertOptions> {
         window: env_duration("GALE_ALERT_WINDOW", Duration::from_secs(60))?,
         max_attempts,
         send_timeout,
+        keep: {
+            let keep = env_duration("GALE_ALERT_KEEP", Duration::from_secs(30 * 86_400))?;
+            if keep < Duration::from_secs(3600) {
+                anyhow::bail!("GALE_ALERT_KEEP must be at least 1h");
+            }
+            keep
+        },
     })
 }
 
