@@ -286,5 +286,16 @@ pub fn task_may_alert(dag: &Dag, task: &Task, event: TaskEvent) -> bool {
     }
 }
 
+/// Every channel `dag` names, at DAG level or on a task, once each, by name.
+pub fn named_channels(dag: &Dag) -> Vec<&str> {
+    let mut all = dag.alerts.channels();
+    for t in &dag.tasks {
+        all.extend(t.alerts.channels());
+    }
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
 #[cfg(test)]
 mod tests;

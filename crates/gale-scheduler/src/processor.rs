@@ -91,7 +91,7 @@ pub fn load_file(path: &Path) -> Result<(gale_model::Dag, String), Vec<DagError>
     Ok((parsed, source))
 }
 
-impl<S: Dags + ?Sized> DagProcessor<S> {
+impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
     /// A processor of `folder` on `host`.
     pub fn new(store: Arc<S>, folder: PathBuf, interval: Duration, host: &str) -> Self {
         // This processor's name in the store: the DAGs and import errors it
@@ -127,6 +127,16 @@ impl<S: Dags + ?Sized> DagProcessor<S> {
     }
 
     async fn warn_missing(&self, dag: &gale_model::Dag, file: &str) {
+        match gale_store::alert_events::missing_channels(&*self.store, dag).await {
+            Ok(missing) => {
+                for m in missing {
+                    warn!(dag_id = %dag.id, file = %file, "{m}");
+                }
+            }
+            Err(e) => {
+                warn!(dag_id = %dag.id, file = %file, error = %e, "cannot check the DAG's alert channels")
+            }
+        }
         let Some(resolver) = &self.resolver else {
             return;
         };

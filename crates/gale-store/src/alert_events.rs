@@ -204,6 +204,33 @@ impl DefaultsCache {
     }
 }
 
+/// A warning for each channel `dag` names that the store does not have: its
+/// alerts would fail until it is added.
+pub async fn missing_channels<S: Alerts + ?Sized>(
+    store: &S,
+    dag: &gale_model::Dag,
+) -> crate::Result<Vec<String>> {
+    let named = gale_model::alerts::named_channels(dag);
+    if named.is_empty() {
+        return Ok(Vec::new());
+    }
+    let have: std::collections::BTreeSet<String> = store
+        .list_channels()
+        .await?
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    Ok(named
+        .into_iter()
+        .filter(|n| !have.contains(*n))
+        .map(|n| {
+            format!(
+                "alert channel {n} does not exist: its alerts fail until it is added (gale alerts channels add {n} ...)"
+            )
+        })
+        .collect())
+}
+
 /// The events a channel's settings make it a default for (`defaults`).
 pub fn default_events(config: &Map<String, Value>) -> Vec<String> {
     config

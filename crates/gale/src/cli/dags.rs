@@ -319,6 +319,12 @@ pub(super) async fn validate(
     output: Output,
 ) -> anyhow::Result<u8> {
     let resolver = validation_resolver(paths).await;
+    // Alert channels are checked against the store when there is one.
+    let channels_store = if paths.database_url.is_none() && !paths.database.exists() {
+        None
+    } else {
+        open_store(paths).await.ok()
+    };
     let mut files = Vec::new();
     for p in inputs {
         if p.is_dir() {
@@ -344,10 +350,16 @@ pub(super) async fn validate(
                 } else {
                     // A missing variable or connection is a warning: it may be
                     // created before the DAG runs.
-                    let warnings = match resolver.missing_in(&dag).await {
+                    let mut warnings = match resolver.missing_in(&dag).await {
                         Ok(w) => w,
                         Err(e) => vec![format!("cannot check variables and connections: {e}")],
                     };
+                    if let Some(store) = &channels_store {
+                        match gale_store::alert_events::missing_channels(&**store, &dag).await {
+                            Ok(w) => warnings.extend(w),
+                            Err(e) => warnings.push(format!("cannot check alert channels: {e}")),
+                        }
+                    }
                     results.push(serde_json::json!({ "file": name, "ok": true, "dag_id": dag.id, "tasks": dag.tasks.len(), "warnings": warnings }));
                 }
             }
