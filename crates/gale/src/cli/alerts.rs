@@ -48,7 +48,7 @@ pub enum ChannelsCmd {
     /// is read from --url-file, else standard input; an SMTP password from
     /// --password-file or --password-stdin. Replacing a channel keeps the
     /// secret settings not given again.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List the channels (secret settings as `***`, URLs as scheme and host).
     List,
     /// Show one channel, masked.
@@ -232,7 +232,7 @@ pub async fn alerts(paths: &Paths, output: Output, cmd: AlertsCmd) -> anyhow::Re
     let actor = cli_actor();
     match cmd {
         AlertsCmd::Channels(ChannelsCmd::Add(args)) => {
-            let (spec, replace) = spec_of(args)?;
+            let (spec, replace) = spec_of(*args)?;
             let c = gale_alerts_set(&*store, &vault, &actor, &spec, replace).await?;
             println!(
                 "alert channel {} ({}) {}",
