@@ -56,18 +56,18 @@ impl ChannelView {
     /// Where it sends, as a person reads it: the addresses, the masked URL,
     /// the program.
     pub fn target(&self) -> String {
-        let list = |key: &str| match self.config.get(key) {
+        let list = |key: &str, sep: &str| match self.config.get(key) {
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| v.as_str().unwrap_or_default().to_owned())
                 .collect::<Vec<_>>()
-                .join(", "),
+                .join(sep),
             Some(Value::String(s)) => s.clone(),
             _ => String::new(),
         };
         match self.kind.as_str() {
-            "email" => list("to"),
-            "command" => list("argv").replace(", ", " "),
+            "email" => list("to", ", "),
+            "command" => list("argv", " "),
             _ => self.secret.get("url").cloned().unwrap_or_default(),
         }
     }
@@ -335,3 +335,6 @@ pub async fn test_channel(
         },
     })
 }
+
+#[cfg(test)]
+mod tests;
