@@ -24,7 +24,7 @@ pub async fn set_channel(
     replace: bool,
 ) -> Result<Channel> {
     let result = async {
-        let mut channel = spec.check().map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut spec = spec.clone();
         match vault.channel(&spec.name).await? {
             Some(_) if !replace => {
                 return Err(Error::Conflict(format!(
@@ -32,16 +32,24 @@ pub async fn set_channel(
                     spec.name
                 )));
             }
-            Some(old) if old.kind == channel.kind => {
-                let mut opened = channel.to_opened();
+            Some(old) if old.kind.as_str() == spec.kind => {
+                // Before the check, which needs them (a webhook's URL).
+                let inline_password = match spec.settings.get("smtp") {
+                    Some(Value::String(smtp)) => {
+                        matches!(gale_alerts::split_smtp_password(smtp), Ok((_, Some(_))))
+                    }
+                    _ => false,
+                };
                 for (k, v) in old.secret {
-                    opened.secret.entry(k).or_insert(v);
+                    if k == "password" && inline_password {
+                        continue;
+                    }
+                    spec.settings.entry(k).or_insert(Value::String(v));
                 }
-                channel =
-                    Channel::from_opened(opened).map_err(|e| Error::Invalid(e.to_string()))?;
             }
             _ => {}
         }
+        let channel = spec.check().map_err(|e| Error::Invalid(e.to_string()))?;
         vault.put_channel(&channel.to_opened()).await?;
         Ok(channel)
     }

@@ -136,7 +136,10 @@ async fn slack(url: &reqwest::Url, batch: &Batch) -> Result<Answer, Refusal> {
 /// of the body are kept.
 async fn post(req: reqwest::RequestBuilder, url: &reqwest::Url) -> Result<Answer, Refusal> {
     let where_ = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
-    let mut res = req.send().await.map_err(|e| http_error(&where_, &e))?;
+    let mut res = req
+        .send()
+        .await
+        .map_err(|e| http_error(&where_, &e.without_url()))?;
     let status = res.status();
     let mut body = Vec::new();
     // The body, bounded: a receiver that streams forever is cut off.
@@ -150,7 +153,7 @@ async fn post(req: reqwest::RequestBuilder, url: &reqwest::Url) -> Result<Answer
                     // Delivered; only the answer's body was lost.
                     break;
                 }
-                return Err(http_error(&where_, &e));
+                return Err(http_error(&where_, &e.without_url()));
             }
         }
     }
@@ -190,6 +193,8 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// `e` must be without its URL (`reqwest::Error::without_url`): a webhook's
+/// or Slack's URL is a secret, and the error is kept and shown.
 fn http_error(where_: &str, e: &reqwest::Error) -> Refusal {
     let text = format!("{where_}: {}", chain(e));
     if e.is_builder() || e.is_redirect() {

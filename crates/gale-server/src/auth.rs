@@ -10,8 +10,9 @@
 //! once. One middleware ([`authenticate`]) decides for every request: public
 //! paths pass; the rest need a session or a token, and the role the method
 //! needs (reading: viewer; changing: operator; users, tokens and the audit
-//! log, and changing variables and connections: admin). With authentication
-//! off, it still refuses what another site's page could send.
+//! log, and changing variables, connections and alert channels: admin).
+//! With authentication off, it still refuses what another site's page could
+//! send.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -379,15 +380,17 @@ fn required_role(method: &Method, path: &str) -> Role {
     }
 }
 
-/// Variables and connections, in the API and the UI: anyone reads them
-/// (secrets masked), only admins change them (and reveal, which their
-/// handlers check).
+/// Variables, connections and alert channels, in the API and the UI:
+/// anyone reads them (secrets masked), only admins change them (and reveal
+/// or test, which their handlers check).
 fn is_vault_path(path: &str) -> bool {
     [
         "/api/v1/variables",
         "/api/v1/connections",
+        "/api/v1/alerts",
         "/variables",
         "/connections",
+        "/alerts",
     ]
     .iter()
     .any(|p| {
@@ -759,6 +762,9 @@ mod tests {
             "/variables",
             "/variables/x/delete",
             "/connections/x",
+            "/api/v1/alerts/channels",
+            "/api/v1/alerts/channels/x/test",
+            "/alerts/channels/x/delete",
         ] {
             assert_eq!(required_role(&Method::GET, path), Role::Viewer, "{path}");
             for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::OpenApi as _;
 
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -52,6 +53,11 @@ pub struct AppState {
     /// Variables and connections, sealed under this process's keys (none by
     /// default: secret values are then refused, with how to make a key).
     pub vault: gale_secrets::Vault,
+    /// What a test message through an alert channel is sent with (links,
+    /// the default SMTP server and sender).
+    pub alert_settings: gale_alerts::Settings,
+    /// This process's deliverer's counts, when it runs one (for `/metrics`).
+    pub alert_counters: Option<Arc<gale_alerts::Counters>>,
 }
 
 impl AppState {
@@ -66,6 +72,8 @@ impl AppState {
             secure_cookies: false,
             session_idle: auth::SESSION_IDLE,
             logins: throttle::LoginGuard::default(),
+            alert_settings: gale_alerts::Settings::default(),
+            alert_counters: None,
         }
     }
 

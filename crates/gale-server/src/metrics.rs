@@ -2,7 +2,8 @@
 //! queue depth per queue and live nodes by role (read from the store at each
 //! scrape), and this process's own measurements (claim-to-start latency, queue
 //! wait, task duration, scheduler pass duration, store errors by kind, failed
-//! and refused logins).
+//! and refused logins, alert deliveries this process's deliverer recorded).
+//! Alert deliveries by channel and state are read from the store too.
 
 use std::sync::Arc;
 
@@ -10,11 +11,13 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use gale_model::{RunState, TaskState};
+use gale_store::DeliveryState;
 use gale_store::telemetry::ErrorLabels;
 
 use crate::AppState;
@@ -30,6 +33,18 @@ struct StateLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueLabel {
     queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    channel: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SendLabels {
+    channel: String,
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -169,11 +184,94 @@ pub async fn render(state: &AppState) -> String {
             up.set(0);
         }
     }
+    alert_metrics(state, &mut registry).await;
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
         tracing::error!(error = %e, "cannot encode metrics");
     }
     out
+}
+
+/// Deliveries by channel and state (every channel's four states, from 0),
+/// and the sends this process's deliverer recorded, when it runs one.
+async fn alert_metrics(state: &AppState, registry: &mut Registry) {
+    let channels = match state.store.list_channels().await {
+        Ok(c) => c.into_iter().map(|c| c.name).collect::<Vec<_>>(),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot list alert channels");
+            return;
+        }
+    };
+    let counts = match state.store.delivery_counts().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot count alert deliveries");
+            return;
+        }
+    };
+    let deliveries = Family::<DeliveryLabels, Gauge>::default();
+    let every_state = [
+        DeliveryState::Pending,
+        DeliveryState::Sending,
+        DeliveryState::Sent,
+        DeliveryState::Failed,
+    ];
+    let named = channels
+        .iter()
+        .map(String::as_str)
+        .chain(counts.iter().map(|(c, _, _)| c.as_str()));
+    for channel in named {
+        for s in every_state {
+            deliveries
+                .get_or_create(&DeliveryLabels {
+                    channel: channel.to_owned(),
+                    state: s.as_str().to_owned(),
+                })
+                .set(0);
+        }
+    }
+    for (channel, s, n) in &counts {
+        deliveries
+            .get_or_create(&DeliveryLabels {
+                channel: channel.clone(),
+                state: s.as_str().to_owned(),
+            })
+            .set(i64::try_from(*n).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "alert_deliveries",
+        "Alert deliveries in the outbox, by channel and state",
+        deliveries,
+    );
+    let Some(counters) = &state.alert_counters else {
+        return;
+    };
+    let sends = Family::<SendLabels, Counter>::default();
+    for channel in &channels {
+        for result in ["sent", "failed"] {
+            sends
+                .get_or_create(&SendLabels {
+                    channel: channel.clone(),
+                    result,
+                })
+                .inc_by(0);
+        }
+    }
+    for (channel, c) in counters.snapshot() {
+        let label = |result| SendLabels {
+            channel: channel.clone(),
+            result,
+        };
+        sends.get_or_create(&label("sent")).inc_by(c.sent);
+        sends
+            .get_or_create(&label("failed"))
+            .inc_by(c.retried + c.failed);
+    }
+    registry.register(
+        "alert_sends",
+        "Alert deliveries this process's deliverer sent, or failed to send (to retry or given up), by channel",
+        sends,
+    );
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -168,7 +168,7 @@ pub async fn run(
             roles_cancel.clone(),
         ));
     }
-    let _deliverer = match (&opts.alerts, &opts.vault) {
+    let deliverer = match (&opts.alerts, &opts.vault) {
         (Some(alerts), Some(vault)) => {
             let mut options = gale_alerts::Options::new(node_id.clone(), alerts.settings.clone());
             options.window = alerts.window;
@@ -199,6 +199,10 @@ pub async fn run(
         if let Some(vault) = opts.vault.clone() {
             state = state.with_vault(vault);
         }
+        if let Some(alerts) = &opts.alerts {
+            state.alert_settings = alerts.settings.clone();
+        }
+        state.alert_counters = deliverer.as_ref().map(gale_alerts::Deliverer::counters);
         let state = Arc::new(state);
         let stop = roles_cancel.clone();
         tasks.spawn(async move {

@@ -17,6 +17,7 @@ use crate::AppState;
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, Problem};
 
+pub mod alerts;
 pub mod audit;
 pub mod backfills;
 pub mod cluster;
@@ -115,7 +116,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
     components(schemas(Problem)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "dags"), (name = "runs"), (name = "tasks"), (name = "backfills"), (name = "cluster"), (name = "tokens"), (name = "audit"), (name = "variables"), (name = "connections"), (name = "health"))
+    tags((name = "dags"), (name = "runs"), (name = "tasks"), (name = "backfills"), (name = "cluster"), (name = "tokens"), (name = "audit"), (name = "variables"), (name = "connections"), (name = "alerts"), (name = "health"))
 )]
 pub struct ApiDoc;
 
@@ -184,6 +185,15 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
             connections::put_connection,
             connections::delete_connection
         ))
+        .routes(routes!(alerts::list_channels, alerts::create_channel))
+        .routes(routes!(
+            alerts::get_channel,
+            alerts::put_channel,
+            alerts::delete_channel
+        ))
+        .routes(routes!(alerts::test_channel))
+        .routes(routes!(alerts::list_deliveries))
+        .routes(routes!(alerts::run_alerts))
 }
 
 /// Makes the document say what every operation answers besides its own

@@ -24,6 +24,7 @@ use gale_store::{DagVersion, Store};
 use crate::AppState;
 use crate::auth::{self, Identity, Role, Via};
 
+mod alerts;
 mod assets;
 mod audit;
 mod cluster;
@@ -81,6 +82,9 @@ pub fn router() -> Router<Arc<AppState>> {
             get(connections::page).post(connections::save),
         )
         .route("/connections/{name}/delete", post(connections::delete))
+        .route("/alerts", get(alerts::page))
+        .route("/alerts/channels/{name}/test", post(alerts::test))
+        .route("/alerts/channels/{name}/delete", post(alerts::delete))
         .route("/assets/{*file}", get(assets::asset))
         .route("/favicon.svg", get(assets::favicon))
 }
@@ -223,7 +227,7 @@ pub(crate) struct Layout {
     pub csrf: String,
     pub flash: Option<Flash>,
     /// Which nav entry is current: `dags`, `cluster`, `variables`,
-    /// `connections` or `audit`.
+    /// `connections`, `alerts` or `audit`.
     pub nav: &'static str,
     /// Whether this user may change things (trigger, clear, pause, mark).
     pub operator: bool,

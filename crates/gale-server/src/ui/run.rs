@@ -1,6 +1,6 @@
-//! The run page (facts, tasks, Gantt chart, graph, actions) and the attempt
-//! page (a task instance, its attempts, the chosen try's command and log),
-//! with the operators' actions on both.
+//! The run page (facts, tasks, alert deliveries, Gantt chart, graph,
+//! actions) and the attempt page (a task instance, its attempts, the chosen
+//! try's command and log), with the operators' actions on both.
 
 use std::sync::Arc;
 
@@ -80,6 +80,8 @@ struct RunPage {
     tasks: Vec<TaskLine>,
     gantt: String,
     graph: String,
+    /// The run's alert deliveries, newest first.
+    alerts: Vec<super::alerts::DeliveryLine>,
 }
 
 pub async fn run_page(
@@ -153,6 +155,7 @@ pub async fn run_page(
                 .collect(),
             gantt: gantt::svg(&bars, now),
             graph: run_graph(store, &run, &tasks).await?,
+            alerts: super::alerts::run_lines(store, run.id).await?,
         };
         Ok(ctx.page(StatusCode::OK, &tmpl))
     }

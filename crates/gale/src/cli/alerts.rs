@@ -48,7 +48,7 @@ pub enum ChannelsCmd {
     /// is read from --url-file, else standard input; an SMTP password from
     /// --password-file or --password-stdin. Replacing a channel keeps the
     /// secret settings not given again.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List the channels (secret settings as `***`, URLs as scheme and host).
     List,
     /// Show one channel, masked.
@@ -219,23 +219,11 @@ fn spec_of(a: AddArgs) -> anyhow::Result<(ChannelSpec, bool)> {
     ))
 }
 
-fn delivery_json(d: &DeliveryRow) -> Value {
-    json!({
-        "id": d.id,
-        "created_at": d.created_at,
-        "channel": d.channel,
-        "kind": d.kind,
-        "event_key": d.event_key,
-        "dag_id": d.dag_id.as_ref().map(|x| x.0.clone()),
-        "run_id": d.run_id.map(|x| x.0),
-        "ti_id": d.ti_id.map(|x| x.0),
-        "state": d.state,
-        "attempts": d.attempts,
-        "next_at": d.next_at,
-        "last_error": d.last_error,
-        "sent_at": d.sent_at,
-        "message": d.payload.get("message"),
-    })
+/// A delivery as `-o json` shows it: as the API does.
+fn delivery_json(d: &DeliveryRow) -> anyhow::Result<Value> {
+    Ok(serde_json::to_value(
+        gale_server::alerts::DeliveryView::from(d),
+    )?)
 }
 
 pub async fn alerts(paths: &Paths, output: Output, cmd: AlertsCmd) -> anyhow::Result<u8> {
@@ -244,7 +232,7 @@ pub async fn alerts(paths: &Paths, output: Output, cmd: AlertsCmd) -> anyhow::Re
     let actor = cli_actor();
     match cmd {
         AlertsCmd::Channels(ChannelsCmd::Add(args)) => {
-            let (spec, replace) = spec_of(args)?;
+            let (spec, replace) = spec_of(*args)?;
             let c = gale_alerts_set(&*store, &vault, &actor, &spec, replace).await?;
             println!(
                 "alert channel {} ({}) {}",
@@ -382,7 +370,12 @@ pub async fn alerts(paths: &Paths, output: Output, cmd: AlertsCmd) -> anyhow::Re
                 })
                 .await?;
             if output == Output::Json {
-                print_json(&rows.iter().map(delivery_json).collect::<Vec<_>>())?;
+                print_json(
+                    &rows
+                        .iter()
+                        .map(delivery_json)
+                        .collect::<anyhow::Result<Vec<_>>>()?,
+                )?;
             } else if rows.is_empty() {
                 println!("no deliveries");
             } else {

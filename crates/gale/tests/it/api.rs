@@ -1396,13 +1396,14 @@ fn api_needs_credentials_and_the_role_for_changes() {
     anonymous.get("/api/v1/nosuchthing").problem(401);
 
     // A viewer reads everything but the audit log (admins only) and changes
-    // nothing (variables and connections: admins only too).
+    // nothing (variables, connections and alert channels: admins only too).
     let viewer = admin.with_token(&web::user_token(&home, "vera", "viewer"));
     for (method, path, _) in &ops {
         let url = fill(path, &values);
         let resp = call(&viewer, method, &url);
-        let vault =
-            path.starts_with("/api/v1/variables") || path.starts_with("/api/v1/connections");
+        let vault = path.starts_with("/api/v1/variables")
+            || path.starts_with("/api/v1/connections")
+            || path.starts_with("/api/v1/alerts");
         if path == "/api/v1/audit" || (vault && method != "get") {
             let detail = resp.problem(403);
             assert!(detail.contains("admin"), "{method} {url}: {detail}");

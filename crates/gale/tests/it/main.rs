@@ -17,6 +17,7 @@ mod web;
 
 mod alerts;
 mod alerts_cluster;
+mod alerts_web;
 mod api;
 mod audit;
 mod cluster;
