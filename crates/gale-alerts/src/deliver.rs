@@ -268,6 +268,13 @@ impl Deliverer {
                 let refusal = Refusal::Temporary(format!("cannot read alert channel {name}: {e}"));
                 return self.finish_all(name, &rows, &Err(refusal)).await;
             }
+            // This process lacks the key the channel is sealed under: a
+            // process that has it may send it, so it is tried again.
+            Err(e @ (gale_secrets::Error::NoKey(_) | gale_secrets::Error::Sealed(_))) => {
+                warn!(channel = name, claimer = %inner.options.claimer, error = %e, "cannot open an alert channel's secrets: give this process the secret key");
+                let refusal = Refusal::Temporary(format!("{} (on {})", e, inner.options.claimer));
+                return self.finish_all(name, &rows, &Err(refusal)).await;
+            }
             Err(e) => Err(e.to_string()),
         };
         let channel = match channel {

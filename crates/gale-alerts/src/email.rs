@@ -51,12 +51,16 @@ pub(crate) async fn send(
             ));
         }
     };
-    // The channel's server and password, or the process's.
+    // The channel's server and password, or the process's server with the
+    // channel's password if it has one.
     let (url, password) = match &email.smtp {
         Some(url) => (url.clone(), email.password.clone()),
         None => match &settings.smtp_url {
-            Some(url) => split_smtp_password(url)
-                .map_err(|e| Refusal::Permanent(format!("GALE_SMTP_URL: {e}")))?,
+            Some(url) => {
+                let (url, password) = split_smtp_password(url)
+                    .map_err(|e| Refusal::Permanent(format!("GALE_SMTP_URL: {e}")))?;
+                (url, email.password.clone().or(password))
+            }
             None => {
                 return Err(Refusal::Permanent(
                     "no SMTP server: set smtp on the channel or GALE_SMTP_URL".into(),

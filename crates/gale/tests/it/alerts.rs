@@ -417,3 +417,40 @@ fn two_thousand_failing_tasks_are_one_digest_per_window() {
     assert_eq!(tasks.len(), listed.len(), "no task listed twice");
     drop(standalone);
 }
+
+#[test]
+fn a_dag_naming_a_channel_that_does_not_exist_is_warned_about() {
+    let home = Home::new();
+    home.write_dag(
+        "warned.yaml",
+        "alerts: { on_failure: [ops-mail] }\ntasks:\n  a: { run: 'true', alerts: { on_retry: [pager] } }\n",
+    );
+    home.ok(&["db", "migrate"]);
+    let file = home.dags().join("warned.yaml").display().to_string();
+    let out = home.ok(&["dags", "validate", &file]);
+    for name in ["ops-mail", "pager"] {
+        assert!(
+            out.stdout
+                .contains(&format!("alert channel {name} does not exist")),
+            "{out}"
+        );
+    }
+    let key = home.path().join("secret.key").display().to_string();
+    home.ok(&["secrets", "new-key", "--file", &key]);
+    add_channel(
+        &home,
+        &json!({"name": "pager", "kind": "command", "argv": ["/bin/true"]}),
+    );
+    let out = home.ok(&["dags", "validate", &file]);
+    assert!(out.stdout.contains("alert channel ops-mail"), "{out}");
+    assert!(!out.stdout.contains("alert channel pager"), "{out}");
+    // A channel name that cannot be one is an error, not a warning.
+    home.write_dag(
+        "bad.yaml",
+        "alerts: { on_failure: ['no spaces'] }\ntasks:\n  a: { run: 'true' }\n",
+    );
+    let bad = home.dags().join("bad.yaml").display().to_string();
+    let out = home.gale(&["dags", "validate", &bad]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stdout.contains("alerts.on_failure"), "{out}");
+}
