@@ -476,23 +476,16 @@ pub fn link(base_url: Option<&str>, e: &Event) -> Option<String> {
     }
     let run = e.run_id?;
     Some(match (&e.task_id, e.try_number) {
-        (Some(task), Some(n)) => format!("{base}/runs/{run}/tasks/{}?try={n}", path_escape(task)),
-        (Some(task), None) => format!("{base}/runs/{run}/tasks/{}", path_escape(task)),
+        (Some(task), Some(n)) => format!(
+            "{base}/runs/{run}/tasks/{}?try={n}",
+            gale_model::template::percent_encode(task)
+        ),
+        (Some(task), None) => format!(
+            "{base}/runs/{run}/tasks/{}",
+            gale_model::template::percent_encode(task)
+        ),
         (None, _) => format!("{base}/runs/{run}"),
     })
-}
-
-/// Escapes a path segment as the web UI's own links do.
-fn path_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Sends a `test` event through `channel` (what `gale alerts test` does).

@@ -120,41 +120,12 @@ impl Alerts for SqliteStore {
         if new.is_empty() {
             return Ok(0);
         }
-        let rows = new
-            .iter()
-            .map(|d| {
-                check_new_delivery(d)?;
-                Ok((d.clone(), to_json(&d.payload)?))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.write(move |tx| {
-            let now = now_us();
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO alert_deliveries (created_at, channel, event_key, kind, dag_id,
-                         run_id, ti_id, payload, state, attempts, next_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', 0, ?1)
-                     ON CONFLICT (channel, event_key) DO NOTHING",
-                )
-                .map_err(map_err)?;
-            let mut n = 0u64;
-            for (d, payload) in &rows {
-                n += stmt
-                    .execute(params![
-                        now,
-                        d.channel,
-                        d.event_key,
-                        d.kind,
-                        d.dag_id.as_ref().map(|x| x.0.clone()),
-                        d.run_id.map(|x| x.0),
-                        d.ti_id.map(|x| x.0),
-                        payload
-                    ])
-                    .map_err(map_err)? as u64;
-            }
-            Ok(n)
-        })
-        .await
+        for d in new {
+            check_new_delivery(d)?;
+        }
+        let new = new.to_vec();
+        self.write(move |tx| super::outbox::insert(tx, &new, now_us()))
+            .await
     }
 
     async fn claim_deliveries(
