@@ -2,7 +2,8 @@
 //! process group of its own, with the batch's JSON document on its standard
 //! input and an environment of `PATH`, `HOME` and `LANG` only; at its
 //! timeout the whole group is killed. Exit 0 is delivered; 64..=78
-//! (sysexits) is refused for good; anything else is tried again later.
+//! (sysexits) is refused for good; anything else, a program this host cannot
+//! start included, is tried again later.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use crate::event::Batch;
 use crate::send::{ANSWER_MAX, Answer, Refusal, cut};
 
 /// How long a command has after SIGTERM before it is killed.
-const GRACE: Duration = Duration::from_secs(2);
+pub const GRACE: Duration = Duration::from_secs(2);
 
 pub(crate) async fn run(
     argv: &[String],
@@ -40,15 +41,11 @@ pub(crate) async fn run(
             cmd.env(var, v);
         }
     }
-    let mut child = cmd.spawn().map_err(|e| {
-        let text = format!("cannot run {program}: {e}");
-        match e.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                Refusal::Permanent(text)
-            }
-            _ => Refusal::Temporary(text),
-        }
-    })?;
+    // Not found or not allowed here may be this host's lack: another
+    // process may run it, so it is tried again (up to the attempts' bound).
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Refusal::Temporary(format!("cannot run {program} on this host: {e}")))?;
     let pgid = child
         .id()
         .and_then(|id| i32::try_from(id).ok())

@@ -315,15 +315,7 @@ impl Deliverer {
         let Ok(batch) = Batch::of(events) else {
             return pass;
         };
-        let sent =
-            tokio::time::timeout(inner.options.send_timeout, send(&channel, settings, &batch))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Refusal::Temporary(format!(
-                        "no answer within {}s",
-                        inner.options.send_timeout.as_secs()
-                    )))
-                });
+        let sent = send(&channel, settings, &batch, inner.options.send_timeout).await;
         match &sent {
             Ok(a) => {
                 inner.counters.add(name, |c| c.messages += 1);
@@ -350,55 +342,63 @@ impl Deliverer {
             Ok(t) => t,
             Err(_) => Timestamp::now(),
         };
+        let results: Vec<(i64, u32, DeliveryResult)> = rows
+            .iter()
+            .map(|row| {
+                let result = match sent {
+                    Ok(_) => DeliveryResult::Sent,
+                    Err(Refusal::Permanent(e)) => DeliveryResult::GiveUp { error: e.clone() },
+                    Err(Refusal::Temporary(e)) if row.attempts >= o.max_attempts => {
+                        DeliveryResult::GiveUp {
+                            error: format!("gave up after {} attempts: {e}", row.attempts),
+                        }
+                    }
+                    Err(Refusal::Temporary(e)) => DeliveryResult::Retry {
+                        at: now
+                            .checked_add(backoff(o.retry_first, o.retry_max, row.attempts))
+                            .unwrap_or(now),
+                        error: e.clone(),
+                    },
+                };
+                (row.id, row.attempts, result)
+            })
+            .collect();
         let mut pass = Pass::default();
-        for row in rows {
-            let result = match sent {
-                Ok(_) => DeliveryResult::Sent,
-                Err(Refusal::Permanent(e)) => DeliveryResult::GiveUp { error: e.clone() },
-                Err(Refusal::Temporary(e)) if row.attempts >= o.max_attempts => {
-                    DeliveryResult::GiveUp {
-                        error: format!("gave up after {} attempts: {e}", row.attempts),
-                    }
+        // One transaction: a message's deliveries are recorded together, so
+        // one sent again (its deliverer died first) is the same digest, with
+        // the same key.
+        let done = match inner.store.finish_deliveries(&o.claimer, &results).await {
+            Ok(done) => done,
+            Err(e) => {
+                // The leases run out and the deliveries are claimed again:
+                // a sent one may then be sent twice, with the same key.
+                warn!(channel = name, deliveries = rows.len(), error = %e, "cannot record alert deliveries' results");
+                return pass;
+            }
+        };
+        for ((id, attempt, result), ok) in results.iter().zip(done) {
+            if !ok {
+                pass.fenced += 1;
+                warn!(
+                    channel = name,
+                    delivery = id,
+                    attempt = attempt,
+                    "alert delivery result refused: the claim's lease ran out and it was claimed again"
+                );
+                continue;
+            }
+            match result {
+                DeliveryResult::Sent => {
+                    pass.sent += 1;
+                    inner.counters.add(name, |c| c.sent += 1);
                 }
-                Err(Refusal::Temporary(e)) => DeliveryResult::Retry {
-                    at: now
-                        .checked_add(backoff(o.retry_first, o.retry_max, row.attempts))
-                        .unwrap_or(now),
-                    error: e.clone(),
-                },
-            };
-            match inner
-                .store
-                .finish_delivery(row.id, &o.claimer, row.attempts, &result)
-                .await
-            {
-                Ok(true) => match result {
-                    DeliveryResult::Sent => {
-                        pass.sent += 1;
-                        inner.counters.add(name, |c| c.sent += 1);
-                    }
-                    DeliveryResult::Retry { .. } => {
-                        pass.retried += 1;
-                        inner.counters.add(name, |c| c.retried += 1);
-                    }
-                    DeliveryResult::GiveUp { .. } => {
-                        pass.failed += 1;
-                        inner.counters.add(name, |c| c.failed += 1);
-                    }
-                },
-                Ok(false) => {
-                    pass.fenced += 1;
-                    warn!(
-                        channel = name,
-                        delivery = row.id,
-                        attempt = row.attempts,
-                        "alert delivery result refused: the claim's lease ran out and it was claimed again"
-                    );
+                DeliveryResult::Retry { .. } => {
+                    pass.retried += 1;
+                    inner.counters.add(name, |c| c.retried += 1);
                 }
-                Err(e) => {
-                    // The lease runs out and the delivery is claimed again:
-                    // a sent one may then be sent twice, with the same key.
-                    warn!(channel = name, delivery = row.id, error = %e, "cannot record an alert delivery's result");
+                DeliveryResult::GiveUp { .. } => {
+                    pass.failed += 1;
+                    inner.counters.add(name, |c| c.failed += 1);
                 }
             }
         }
@@ -489,6 +489,9 @@ pub fn link(base_url: Option<&str>, e: &Event) -> Option<String> {
 }
 
 /// Sends a `test` event through `channel` (what `gale alerts test` does).
+/// How long a test message may take.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub async fn test_channel(channel: &Channel, settings: &Settings) -> Result<Answer, Refusal> {
     let at = Timestamp::now();
     let mut event = Event::new(
@@ -504,5 +507,5 @@ pub async fn test_channel(channel: &Channel, settings: &Settings) -> Result<Answ
         .base_url
         .as_deref()
         .map(|b| format!("{}/", b.trim_end_matches('/')));
-    send(channel, settings, &Batch::one(event)).await
+    send(channel, settings, &Batch::one(event), TEST_TIMEOUT).await
 }

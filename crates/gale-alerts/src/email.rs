@@ -41,13 +41,14 @@ pub(crate) async fn send(
     let from = match (&email.from, &settings.smtp_from) {
         (Some(f), _) => f.clone(),
         (None, Some(f)) => f.parse::<Mailbox>().map_err(|e| {
-            Refusal::Permanent(format!(
+            Refusal::Temporary(format!(
                 "the sender GALE_SMTP_FROM {f:?} is not an address: {e}"
             ))
         })?,
+        // This process's settings may lack what another's has: tried again.
         (None, None) => {
-            return Err(Refusal::Permanent(
-                "no sender: set from on the channel or GALE_SMTP_FROM".into(),
+            return Err(Refusal::Temporary(
+                "no sender: set from on the channel, or GALE_SMTP_FROM for every process".into(),
             ));
         }
     };
@@ -58,12 +59,13 @@ pub(crate) async fn send(
         None => match &settings.smtp_url {
             Some(url) => {
                 let (url, password) = split_smtp_password(url)
-                    .map_err(|e| Refusal::Permanent(format!("GALE_SMTP_URL: {e}")))?;
+                    .map_err(|e| Refusal::Temporary(format!("GALE_SMTP_URL: {e}")))?;
                 (url, email.password.clone().or(password))
             }
             None => {
-                return Err(Refusal::Permanent(
-                    "no SMTP server: set smtp on the channel or GALE_SMTP_URL".into(),
+                return Err(Refusal::Temporary(
+                    "no SMTP server: set smtp on the channel, or GALE_SMTP_URL for every process"
+                        .into(),
                 ));
             }
         },
@@ -143,8 +145,9 @@ fn transport(
     let params = || -> Result<TlsParameters, Refusal> {
         let mut b = TlsParameters::builder(host.clone());
         if let Some(path) = &email.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| Refusal::Permanent(format!("ca_file {}: {e}", path.display())))?;
+            let pem = std::fs::read(path).map_err(|e| {
+                Refusal::Temporary(format!("ca_file {} on this host: {e}", path.display()))
+            })?;
             let cert = Certificate::from_pem(&pem)
                 .map_err(|e| Refusal::Permanent(format!("ca_file {}: {e}", path.display())))?;
             b = b.add_root_certificate(cert);

@@ -23,6 +23,9 @@ use crate::message;
 /// How much of a server's or command's answer is kept.
 pub const ANSWER_MAX: usize = 2 * 1024;
 
+/// How long a Slack post may take.
+const SLACK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The process's alert settings, for what a channel leaves to them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
@@ -34,6 +37,33 @@ pub struct Settings {
     /// The sender for e-mail channels without one of their own
     /// (`GALE_SMTP_FROM`).
     pub smtp_from: Option<String>,
+}
+
+impl Settings {
+    /// Every problem with the settings, each naming its variable, so a
+    /// process can refuse to start with them.
+    pub fn check(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let Some(base) = &self.base_url {
+            match reqwest::Url::parse(base) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => errors.push(format!(
+                    "GALE_BASE_URL: {base:?} is not an http:// or https:// URL"
+                )),
+            }
+        }
+        if let Some(url) = &self.smtp_url
+            && let Err(e) = crate::channel::split_smtp_password(url)
+        {
+            errors.push(format!("GALE_SMTP_URL: {e}"));
+        }
+        if let Some(from) = &self.smtp_from
+            && let Err(e) = from.parse::<lettre::message::Mailbox>()
+        {
+            errors.push(format!("GALE_SMTP_FROM: {from:?} is not an address: {e}"));
+        }
+        errors
+    }
 }
 
 /// What the receiving end answered, e.g. `250 2.0.0 Ok` or `HTTP 200: ok`.
@@ -65,18 +95,34 @@ impl Refusal {
     }
 }
 
-/// Sends `batch` through `channel`.
+/// Sends `batch` through `channel` within `bound`: a webhook's or a
+/// command's own timeout is cut to fit (a command keeps a few seconds of it
+/// to be stopped in, so its process group is always killed at its
+/// timeout). No answer within `bound` is a temporary refusal.
 pub async fn send(
     channel: &Channel,
     settings: &Settings,
     batch: &Batch,
+    bound: Duration,
 ) -> Result<Answer, Refusal> {
-    match &channel.target {
-        Target::Email(email) => crate::email::send(channel, email, settings, batch).await,
-        Target::Webhook(hook) => webhook(hook, batch).await,
-        Target::Slack { url } => slack(url, batch).await,
-        Target::Command { argv, timeout } => crate::command::run(argv, *timeout, batch).await,
-    }
+    let work = async {
+        match &channel.target {
+            Target::Email(email) => crate::email::send(channel, email, settings, batch).await,
+            Target::Webhook(hook) => webhook(hook, hook.timeout.min(bound), batch).await,
+            Target::Slack { url } => slack(url, SLACK_TIMEOUT.min(bound), batch).await,
+            Target::Command { argv, timeout } => {
+                let room = bound.saturating_sub(crate::command::GRACE + Duration::from_secs(1));
+                let timeout = (*timeout).min(room).max(Duration::from_secs(1));
+                crate::command::run(argv, timeout, batch).await
+            }
+        }
+    };
+    tokio::time::timeout(bound, work).await.unwrap_or_else(|_| {
+        Err(Refusal::Temporary(format!(
+            "no answer within {}s",
+            bound.as_secs()
+        )))
+    })
 }
 
 fn client(timeout: Duration) -> Result<reqwest::Client, Refusal> {
@@ -102,10 +148,10 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-async fn webhook(hook: &Webhook, batch: &Batch) -> Result<Answer, Refusal> {
+async fn webhook(hook: &Webhook, timeout: Duration, batch: &Batch) -> Result<Answer, Refusal> {
     let body = serde_json::to_vec(&batch.document())
         .map_err(|e| Refusal::Permanent(format!("cannot encode the event: {e}")))?;
-    let mut req = client(hook.timeout)?
+    let mut req = client(timeout)?
         .post(hook.url.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("Idempotency-Key", batch.key())
@@ -123,9 +169,9 @@ async fn webhook(hook: &Webhook, batch: &Batch) -> Result<Answer, Refusal> {
     post(req.body(body), &hook.url).await
 }
 
-async fn slack(url: &reqwest::Url, batch: &Batch) -> Result<Answer, Refusal> {
+async fn slack(url: &reqwest::Url, timeout: Duration, batch: &Batch) -> Result<Answer, Refusal> {
     let body = serde_json::json!({ "text": message::slack(batch) }).to_string();
-    let req = client(Duration::from_secs(10))?
+    let req = client(timeout)?
         .post(url.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body);

@@ -490,8 +490,12 @@ fn alert_options() -> anyhow::Result<crate::engine::AlertOptions> {
     if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&send_timeout) {
         anyhow::bail!("GALE_ALERT_SEND_TIMEOUT must be from 1s to 5m");
     }
+    let settings = alert_settings();
+    if let Some(e) = settings.check().into_iter().next() {
+        anyhow::bail!("{e}");
+    }
     Ok(crate::engine::AlertOptions {
-        settings: alert_settings(),
+        settings,
         window: env_duration("GALE_ALERT_WINDOW", Duration::from_secs(60))?,
         max_attempts,
         send_timeout,

@@ -221,7 +221,21 @@ pub trait Alerts: Send + Sync + 'static {
         claimer: &str,
         attempt: u32,
         result: &DeliveryResult,
-    ) -> Result<bool>;
+    ) -> Result<bool> {
+        let done = self
+            .finish_deliveries(claimer, &[(id, attempt, result.clone())])
+            .await?;
+        Ok(done.first().copied().unwrap_or(false))
+    }
+    /// Records how each of several claimed deliveries went (id, attempt,
+    /// result), all in one transaction, so the deliveries of one message
+    /// (a digest) are recorded together or not at all. Returns, for each,
+    /// whether it was still `claimer`'s claim number `attempt`.
+    async fn finish_deliveries(
+        &self,
+        claimer: &str,
+        results: &[(i64, u32, DeliveryResult)],
+    ) -> Result<Vec<bool>>;
     /// Deliveries matching `filter`, newest first.
     async fn list_deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>>;
     /// How many deliveries each channel has in each state, by channel and state.

@@ -246,52 +246,57 @@ impl Alerts for PgStore {
         .await
     }
 
-    async fn finish_delivery(
+    async fn finish_deliveries(
         &self,
-        id: i64,
         claimer: &str,
-        attempt: u32,
-        result: &DeliveryResult,
-    ) -> Result<bool> {
-        let (claimer, result) = (claimer.to_owned(), result.clone());
-        let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+        results: &[(i64, u32, DeliveryResult)],
+    ) -> Result<Vec<bool>> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (claimer, results) = (claimer.to_owned(), results.to_vec());
         self.write(move |tx| {
             Box::pin(async move {
                 let fence =
                     "WHERE id = $1 AND state = 'sending' AND claimed_by = $2 AND attempts = $3";
-                let n = match &result {
-                    DeliveryResult::Sent => {
-                        tx.exec(
-                            &format!(
-                                "UPDATE alert_deliveries SET state = 'sent', sent_at = now(),
-                                     lease_until = NULL {fence}"
-                            ),
-                            &[&id, &claimer, &attempt],
-                        )
-                        .await?
-                    }
-                    DeliveryResult::Retry { at, error } => {
-                        tx.exec(
-                            &format!(
-                                "UPDATE alert_deliveries SET state = 'pending', next_at = $4,
-                                     last_error = $5, lease_until = NULL {fence}"
-                            ),
-                            &[&id, &claimer, &attempt, at, &delivery_error(error)],
-                        )
-                        .await?
-                    }
-                    DeliveryResult::GiveUp { error } => {
-                        tx.exec(
-                            &format!(
-                                "UPDATE alert_deliveries SET state = 'failed', last_error = $4,
-                                     lease_until = NULL {fence}"
-                            ),
-                            &[&id, &claimer, &attempt, &delivery_error(error)],
-                        )
-                        .await?
-                    }
-                };
-                Ok(n > 0)
+                let mut done = Vec::with_capacity(results.len());
+                for (id, attempt, result) in &results {
+                    let attempt = i32::try_from(*attempt).unwrap_or(i32::MAX);
+                    let n = match result {
+                        DeliveryResult::Sent => {
+                            tx.exec(
+                                &format!(
+                                    "UPDATE alert_deliveries SET state = 'sent', sent_at = now(),
+                                         lease_until = NULL {fence}"
+                                ),
+                                &[id, &claimer, &attempt],
+                            )
+                            .await?
+                        }
+                        DeliveryResult::Retry { at, error } => {
+                            tx.exec(
+                                &format!(
+                                    "UPDATE alert_deliveries SET state = 'pending', next_at = $4,
+                                         last_error = $5, lease_until = NULL {fence}"
+                                ),
+                                &[id, &claimer, &attempt, at, &delivery_error(error)],
+                            )
+                            .await?
+                        }
+                        DeliveryResult::GiveUp { error } => {
+                            tx.exec(
+                                &format!(
+                                    "UPDATE alert_deliveries SET state = 'failed', last_error = $4,
+                                         lease_until = NULL {fence}"
+                                ),
+                                &[id, &claimer, &attempt, &delivery_error(error)],
+                            )
+                            .await?
+                        }
+                    };
+                    done.push(n > 0);
+                }
+                Ok(done)
             })
         })
         .await

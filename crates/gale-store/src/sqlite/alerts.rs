@@ -208,42 +208,54 @@ impl Alerts for SqliteStore {
         .await
     }
 
-    async fn finish_delivery(
+    async fn finish_deliveries(
         &self,
-        id: i64,
         claimer: &str,
-        attempt: u32,
-        result: &DeliveryResult,
-    ) -> Result<bool> {
-        let (claimer, result) = (claimer.to_owned(), result.clone());
+        results: &[(i64, u32, DeliveryResult)],
+    ) -> Result<Vec<bool>> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (claimer, results) = (claimer.to_owned(), results.to_vec());
         self.write(move |tx| {
             let now = now_us();
             let fence = "WHERE id = ?1 AND state = 'sending' AND claimed_by = ?2 AND attempts = ?3";
-            let n = match &result {
-                DeliveryResult::Sent => tx.execute(
-                    &format!(
-                        "UPDATE alert_deliveries SET state = 'sent', sent_at = ?4,
-                             lease_until = NULL {fence}"
-                    ),
-                    params![id, claimer, attempt, now],
-                ),
-                DeliveryResult::Retry { at, error } => tx.execute(
-                    &format!(
-                        "UPDATE alert_deliveries SET state = 'pending', next_at = ?4,
-                             last_error = ?5, lease_until = NULL {fence}"
-                    ),
-                    params![id, claimer, attempt, to_micros(*at), delivery_error(error)],
-                ),
-                DeliveryResult::GiveUp { error } => tx.execute(
-                    &format!(
-                        "UPDATE alert_deliveries SET state = 'failed', last_error = ?4,
-                             lease_until = NULL {fence}"
-                    ),
-                    params![id, claimer, attempt, delivery_error(error)],
-                ),
+            let mut done = Vec::with_capacity(results.len());
+            for (id, attempt, result) in &results {
+                let n = match result {
+                    DeliveryResult::Sent => tx
+                        .prepare_cached(&format!(
+                            "UPDATE alert_deliveries SET state = 'sent', sent_at = ?4,
+                                 lease_until = NULL {fence}"
+                        ))
+                        .and_then(|mut st| st.execute(params![id, claimer, attempt, now])),
+                    DeliveryResult::Retry { at, error } => tx
+                        .prepare_cached(&format!(
+                            "UPDATE alert_deliveries SET state = 'pending', next_at = ?4,
+                                 last_error = ?5, lease_until = NULL {fence}"
+                        ))
+                        .and_then(|mut st| {
+                            st.execute(params![
+                                id,
+                                claimer,
+                                attempt,
+                                to_micros(*at),
+                                delivery_error(error)
+                            ])
+                        }),
+                    DeliveryResult::GiveUp { error } => tx
+                        .prepare_cached(&format!(
+                            "UPDATE alert_deliveries SET state = 'failed', last_error = ?4,
+                                 lease_until = NULL {fence}"
+                        ))
+                        .and_then(|mut st| {
+                            st.execute(params![id, claimer, attempt, delivery_error(error)])
+                        }),
+                }
+                .map_err(map_err)?;
+                done.push(n > 0);
             }
-            .map_err(map_err)?;
-            Ok(n > 0)
+            Ok(done)
         })
         .await
     }
