@@ -263,7 +263,13 @@ impl Deliverer {
         let inner = &self.inner;
         let channel = match inner.vault.channel(name).await {
             Ok(Some(c)) => Channel::from_opened(c).map_err(|e| e.to_string()),
-            Ok(None) => Err(format!("the alert channel {name} does not exist")),
+            // Tried again: a channel a DAG names may be added after it.
+            Ok(None) => {
+                let refusal = Refusal::Temporary(format!(
+                    "the alert channel {name} does not exist (add it, and this is sent)"
+                ));
+                return self.finish_all(name, &rows, &Err(refusal)).await;
+            }
             Err(e) if e.is_retryable() => {
                 let refusal = Refusal::Temporary(format!("cannot read alert channel {name}: {e}"));
                 return self.finish_all(name, &rows, &Err(refusal)).await;

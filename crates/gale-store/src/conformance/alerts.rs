@@ -327,6 +327,65 @@ pub async fn expired_delivery_claim_is_fenced<S: Store + ?Sized>(store: &S) {
     );
 }
 
+/// The results of one message's deliveries are recorded in one call, each
+/// fenced on its own claim; a delivery sent after a failed try keeps no error.
+pub async fn delivery_results_recorded_together<S: Store + ?Sized>(store: &S) {
+    store
+        .enqueue_alerts(&[delivery("ops", "e1", None), delivery("ops", "e2", None)])
+        .await
+        .expect("enqueue");
+    let d = store
+        .claim_deliveries("a", 10, LEASE, NO_WINDOW)
+        .await
+        .expect("claim");
+    assert_eq!(d.len(), 2);
+    let retry = DeliveryResult::Retry {
+        at: day(0),
+        error: "refused".into(),
+    };
+    let done = store
+        .finish_deliveries(
+            "a",
+            &[(d[0].id, 1, retry.clone()), (d[1].id, 1, retry.clone())],
+        )
+        .await
+        .expect("finish");
+    assert_eq!(done, [true, true]);
+    let again = store
+        .claim_deliveries("a", 10, LEASE, NO_WINDOW)
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 2);
+    // One result for a stale attempt: refused, the other recorded.
+    let done = store
+        .finish_deliveries(
+            "a",
+            &[
+                (again[0].id, 2, DeliveryResult::Sent),
+                (again[1].id, 1, DeliveryResult::Sent),
+            ],
+        )
+        .await
+        .expect("finish");
+    assert_eq!(done, [true, false]);
+    let got = store
+        .list_deliveries(&DeliveryFilter::default())
+        .await
+        .expect("list");
+    let sent = got.iter().find(|r| r.id == again[0].id).expect("the row");
+    assert_eq!(sent.state, DeliveryState::Sent);
+    assert_eq!(sent.last_error, None, "a sent delivery shows no error");
+    let other = got.iter().find(|r| r.id == again[1].id).expect("the row");
+    assert_eq!(other.state, DeliveryState::Sending);
+    assert!(
+        store
+            .finish_deliveries("a", &[])
+            .await
+            .expect("nothing")
+            .is_empty()
+    );
+}
+
 /// A retry due now is claimed again as the next attempt; a give-up ends it as
 /// failed with its error kept (bounded), never claimed again.
 pub async fn delivery_retry_and_give_up<S: Store + ?Sized>(store: &S) {

@@ -75,6 +75,7 @@ macro_rules! for_each_check {
             claim_deliveries_is_exclusive,
             expired_delivery_claim_is_fenced,
             delivery_retry_and_give_up,
+            delivery_results_recorded_together,
             deliveries_listed_counted_pruned,
             alerts_ride_with_their_change,
             claim_window_holds_a_channel_back,

@@ -266,7 +266,7 @@ impl Alerts for PgStore {
                         DeliveryResult::Sent => {
                             tx.exec(
                                 &format!(
-                                    "UPDATE alert_deliveries SET state = 'sent', sent_at = now(),
+                                    "UPDATE alert_deliveries SET state = 'sent', sent_at = now(), last_error = NULL,
                                          lease_until = NULL {fence}"
                                 ),
                                 &[id, &claimer, &attempt],

@@ -225,7 +225,7 @@ impl Alerts for SqliteStore {
                 let n = match result {
                     DeliveryResult::Sent => tx
                         .prepare_cached(&format!(
-                            "UPDATE alert_deliveries SET state = 'sent', sent_at = ?4,
+                            "UPDATE alert_deliveries SET state = 'sent', sent_at = ?4, last_error = NULL,
                                  lease_until = NULL {fence}"
                         ))
                         .and_then(|mut st| st.execute(params![id, claimer, attempt, now])),
