@@ -28,7 +28,7 @@ pub async fn set_channel(
         match vault.channel(&spec.name).await? {
             Some(_) if !replace => {
                 return Err(Error::Conflict(format!(
-                    "alert channel {} exists: replace it to change it",
+                    "alert channel {} exists: give --replace (PUT in the API) to change it",
                     spec.name
                 )));
             }
@@ -40,12 +40,34 @@ pub async fn set_channel(
                     }
                     _ => false,
                 };
+                // A password is kept only for the server it was given for:
+                // else whoever may edit channels could send it elsewhere.
+                let server = |v: Option<&Value>| {
+                    v.and_then(Value::as_str)
+                        .map(|u| gale_alerts::split_smtp_password(u).map_or(u.to_owned(), |s| s.0))
+                };
+                let (was, now) = (server(old.config.get("smtp")), server(spec.settings.get("smtp")));
+                if old.secret.contains_key("password")
+                    && !inline_password
+                    && !spec.settings.contains_key("password")
+                    && was != now
+                {
+                    let name = |s: Option<String>| s.unwrap_or_else(|| "GALE_SMTP_URL's".into());
+                    return Err(Error::Invalid(format!(
+                        "alert channel {}: the SMTP server changes (from {} to {}), so give the password again (or the same smtp)",
+                        spec.name,
+                        name(was),
+                        name(now)
+                    )));
+                }
                 for (k, v) in old.secret {
                     if k == "password" && inline_password {
                         continue;
                     }
                     spec.settings.entry(k).or_insert(Value::String(v));
                 }
+                // Header values and arguments sent back masked keep theirs.
+                keep_masked(&mut spec.settings, &old.config);
             }
             _ => {}
         }
@@ -65,6 +87,38 @@ pub async fn set_channel(
         |_, _| {},
     )
     .await
+}
+
+/// Puts back the values a masked view hid (`***`, see
+/// `gale_alerts::mask_config`) where they were sent back unchanged.
+fn keep_masked(
+    settings: &mut serde_json::Map<String, Value>,
+    old: &serde_json::Map<String, Value>,
+) {
+    let masked_old = gale_alerts::mask_config(old);
+    if let (Some(Value::Object(new)), Some(Value::Object(was))) =
+        (settings.get_mut("headers"), old.get("headers"))
+    {
+        for (name, v) in new.iter_mut() {
+            if v.as_str() == Some("***")
+                && let Some(kept) = was.get(name)
+            {
+                *v = kept.clone();
+            }
+        }
+    }
+    if let (Some(Value::Array(new)), Some(Value::Array(was)), Some(Value::Array(shown))) = (
+        settings.get_mut("argv"),
+        old.get("argv"),
+        masked_old.get("argv"),
+    ) && new.len() == was.len()
+    {
+        for ((v, kept), seen) in new.iter_mut().zip(was).zip(shown) {
+            if v != kept && v == seen {
+                *v = kept.clone();
+            }
+        }
+    }
 }
 
 /// Deletes a channel (its pending deliveries are given up); one that does

@@ -271,3 +271,67 @@ async fn every_action_is_audited_with_its_actor_and_outcome() {
     let b = store.list_backfills(None, 1).await.expect("list_backfills");
     assert_eq!(b[0].created_by.as_deref(), Some("olga"));
 }
+
+fn channel_spec(doc: serde_json::Value) -> gale_alerts::ChannelSpec {
+    serde_json::from_value(doc).expect("a channel document")
+}
+
+#[tokio::test]
+async fn a_replaced_channel_keeps_its_secrets_only_where_they_are_safe() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(
+        gale_store::sqlite::SqliteStore::open(&dir.path().join("gale.db")).expect("open SQLite"),
+    );
+    let key = dir.path().join("k");
+    gale_secrets::write_key_file(&key).expect("a key");
+    let keys = std::sync::Arc::new(gale_secrets::KeySource::file(&key).expect("the key"));
+    let vault = gale_secrets::Vault::new(store.clone(), Some(keys));
+    let mail = serde_json::json!({"name": "m", "kind": "email", "to": ["a@example.com"],
+        "smtp": "smtp://u@mail.example.com:587?tls=required", "password": "pw-1"});
+    crate::alerts::set_channel(&*store, &vault, &olga(), &channel_spec(mail), false)
+        .await
+        .expect("added");
+    let again = crate::alerts::set_channel(
+        &*store,
+        &vault,
+        &olga(),
+        &channel_spec(serde_json::json!({"name": "m", "kind": "email", "to": ["a@example.com"]})),
+        false,
+    )
+    .await;
+    assert!(
+        matches!(&again, Err(Error::Conflict(m)) if m.contains("--replace")),
+        "{again:?}"
+    );
+    // The same server: the password is kept.
+    let same = serde_json::json!({"name": "m", "kind": "email", "to": ["b@example.com"],
+        "smtp": "smtp://u@mail.example.com:587?tls=required"});
+    let kept = crate::alerts::set_channel(&*store, &vault, &olga(), &channel_spec(same), true)
+        .await
+        .expect("replaced");
+    assert_eq!(
+        kept.secret.get("password").map(String::as_str),
+        Some("pw-1")
+    );
+    // Another server: the password must be given again.
+    let elsewhere = serde_json::json!({"name": "m", "kind": "email", "to": ["b@example.com"],
+        "smtp": "smtp://u@evil.example.net:587?tls=required"});
+    let refused =
+        crate::alerts::set_channel(&*store, &vault, &olga(), &channel_spec(elsewhere), true).await;
+    assert!(
+        matches!(&refused, Err(Error::Invalid(m)) if m.contains("give the password again")),
+        "{refused:?}"
+    );
+    // Header values sent back as shown (`***`) keep their values.
+    let hook = serde_json::json!({"name": "h", "kind": "webhook", "url": "https://hooks.example/x",
+        "headers": {"Authorization": "Bearer tok-9"}});
+    crate::alerts::set_channel(&*store, &vault, &olga(), &channel_spec(hook), false)
+        .await
+        .expect("added");
+    let shown =
+        serde_json::json!({"name": "h", "kind": "webhook", "headers": {"Authorization": "***"}});
+    let kept = crate::alerts::set_channel(&*store, &vault, &olga(), &channel_spec(shown), true)
+        .await
+        .expect("replaced");
+    assert_eq!(kept.config["headers"]["Authorization"], "Bearer tok-9");
+}

@@ -264,7 +264,7 @@ impl Channel {
             name: self.name.clone(),
             kind: self.kind,
             description: self.description.clone(),
-            config: self.config.clone(),
+            config: mask_config(&self.config),
             secret: self
                 .secret
                 .iter()
@@ -282,6 +282,41 @@ pub struct MaskedChannel {
     pub description: Option<String>,
     pub config: Map<String, Value>,
     pub secret: BTreeMap<String, String>,
+}
+
+/// The clear settings as listings show them: a webhook's header values
+/// (often a token) as `***`, and a command's arguments that look secret
+/// (`--token X`, `--password=X`, `api_key=X`) with the value `***`.
+pub fn mask_config(config: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = config.clone();
+    if let Some(Value::Object(headers)) = out.get_mut("headers") {
+        for v in headers.values_mut() {
+            *v = Value::String("***".into());
+        }
+    }
+    if let Some(Value::Array(argv)) = out.get_mut("argv") {
+        let mut after_secret_flag = false;
+        for v in argv.iter_mut() {
+            let Some(arg) = v.as_str() else { continue };
+            if after_secret_flag {
+                after_secret_flag = false;
+                *v = Value::String("***".into());
+                continue;
+            }
+            let flag = arg.trim_start_matches('-');
+            match flag.split_once('=') {
+                Some((key, _)) if gale_model::mask::is_secret_key(key) => {
+                    let keep = arg.len() - flag.len() + key.len() + 1;
+                    *v = Value::String(format!("{}***", &arg[..keep]));
+                }
+                None if arg.starts_with('-') && gale_model::mask::is_secret_key(flag) => {
+                    after_secret_flag = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 fn mask(key: &str, value: &str) -> String {

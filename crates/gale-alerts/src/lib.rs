@@ -18,7 +18,7 @@ mod send;
 
 pub use channel::{
     Channel, ChannelSpec, DESCRIPTION_MAX, LIST_MAX, MaskedChannel, NAME_MAX, TEXT_MAX,
-    TIMEOUT_MAX, split_smtp_password,
+    TIMEOUT_MAX, mask_config, split_smtp_password,
 };
 pub use deliver::{
     ChannelCounts, Counters, Deliverer, LOG_READ_MAX, LOG_TAIL, Options, Pass, backoff, link,

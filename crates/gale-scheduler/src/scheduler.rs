@@ -46,6 +46,10 @@ const MIN_REST: Duration = Duration::from_millis(2);
 
 /// How often a busy scheduler creates due runs, starts queued ones and reaps.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
+/// How often runs are checked against their deadlines.
+const DEADLINES_EVERY: Duration = Duration::from_secs(5);
+/// How many queued runs (the newest) a deadline check looks at.
+const QUEUED_CHECKED: u32 = 1_000;
 
 /// The parts of the store a scheduler uses: DAG versions, runs and their task
 /// instances, the queue (enqueue, reap), the slot ledger, pools, and nodes (for
@@ -78,6 +82,7 @@ pub struct Scheduler<S: ?Sized> {
     warned_pools: HashSet<(DagId, String)>,
     /// The alert channel defaults, as last read.
     alert_defaults: DefaultsCache,
+    last_deadline_check: Option<std::time::Instant>,
     /// Runs whose missed deadline this scheduler has written (or found
     /// nobody to tell of): each is written once per run, by whoever sees it.
     deadlines_seen: HashSet<RunId>,
@@ -119,6 +124,7 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             last_pool_check: None,
             warned_pools: HashSet::new(),
             alert_defaults: DefaultsCache::default(),
+            last_deadline_check: None,
             deadlines_seen: HashSet::new(),
         }
     }
@@ -254,10 +260,19 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             // this scheduler (cancelled, marked, or finished by another).
             let ids: HashSet<RunId> = running.iter().map(|r| r.id).collect();
             self.tracker.keep_only(&ids);
-            self.deadlines_seen.retain(|id| ids.contains(id));
         }
-        if housekeeping {
-            self.check_deadlines(&running, now).await?;
+        if housekeeping
+            && self
+                .last_deadline_check
+                .is_none_or(|at| at.elapsed() >= DEADLINES_EVERY)
+        {
+            self.last_deadline_check = Some(std::time::Instant::now());
+            // A run waiting in the queue (behind `max_active_runs`) can miss
+            // its deadline too. A deadline that cannot be written now is
+            // written at a later housekeeping; it does not hold the pass up.
+            if let Err(e) = self.deadlines(&running, now).await {
+                warn!(error = %e, "checking the runs' deadlines failed; checked again at the next housekeeping");
+            }
         }
         for run in &running {
             if housekeeping || due.contains(&run.id) {
@@ -494,7 +509,7 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             if let Some(event) = event
                 && alerts::task_may_alert(&cached.dag, task, event)
             {
-                let defaults = self.alert_defaults.get(&*self.store).await;
+                let defaults = self.alert_defaults.get(&*self.store).await?;
                 let channels = alerts::task_channels(&cached.dag, task, event, &defaults);
                 reap.alerts = AlertEvent::task(
                     event,
@@ -551,7 +566,7 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         tasks: &[TaskRow],
         now: Timestamp,
     ) -> gale_store::Result<Vec<NewDelivery>> {
-        let defaults = self.alert_defaults.get(&*self.store).await;
+        let defaults = self.alert_defaults.get(&*self.store).await?;
         let seq = now.as_millisecond();
         let ended = RunRow {
             state,
@@ -609,8 +624,30 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         Ok(out)
     }
 
-    /// Writes the deadline alert of each running run past its DAG's
-    /// `deadline:` (once per run: the outbox keeps one per run and channel).
+    /// The deadline alerts of the running runs and of the queued ones (the
+    /// newest [`QUEUED_CHECKED`]).
+    async fn deadlines(&mut self, running: &[RunRow], now: Timestamp) -> gale_store::Result<()> {
+        let queued = self
+            .store
+            .list_runs(&gale_store::RunFilter {
+                state: Some(RunState::Queued),
+                limit: QUEUED_CHECKED,
+                ..Default::default()
+            })
+            .await?;
+        if running.len() < self.opts.max_runs_per_pass as usize
+            && queued.len() < QUEUED_CHECKED as usize
+        {
+            // Every unfinished run is listed: forget the ones that ended.
+            let ids: HashSet<RunId> = running.iter().chain(&queued).map(|r| r.id).collect();
+            self.deadlines_seen.retain(|id| ids.contains(id));
+        }
+        self.check_deadlines(running, now).await?;
+        self.check_deadlines(&queued, now).await
+    }
+
+    /// Writes the deadline alert of each run past its DAG's `deadline:`
+    /// (once per run: the outbox keeps one per run and channel).
     async fn check_deadlines(
         &mut self,
         running: &[RunRow],
@@ -626,18 +663,27 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             let Some(deadline) = cached.dag.deadline else {
                 continue;
             };
+            let after = SignedDuration::try_from(deadline.after.0).unwrap_or(SignedDuration::MAX);
             let anchor = match (deadline.from, run.run_type) {
-                (alerts::DeadlineFrom::IntervalEnd, RunType::Scheduled | RunType::Backfill) => {
+                // A scheduled run counts from its interval's end, unless it
+                // was made long after it (a catch-up run): then, as a
+                // backfill or a manual run does, from when it was made.
+                (alerts::DeadlineFrom::IntervalEnd, RunType::Scheduled)
+                    if run.created_at
+                        <= run
+                            .interval_end
+                            .saturating_add(after)
+                            .unwrap_or(Timestamp::MAX) =>
+                {
                     run.interval_end
                 }
                 _ => run.created_at,
             };
-            let due =
-                anchor + SignedDuration::try_from(deadline.after.0).unwrap_or(SignedDuration::MAX);
+            let due = anchor.saturating_add(after).unwrap_or(Timestamp::MAX);
             if now < due {
                 continue;
             }
-            let defaults = self.alert_defaults.get(&*self.store).await;
+            let defaults = self.alert_defaults.get(&*self.store).await?;
             let channels = alerts::run_channels(&cached.dag, RunEvent::Deadline, &defaults);
             let mut event = AlertEvent::run(RunEvent::Deadline, run, 0, now);
             event.message = Some(format!(

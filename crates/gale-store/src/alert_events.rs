@@ -155,7 +155,8 @@ impl AlertEvent {
 
 /// The channel defaults, as the channels in the store say, read again once
 /// they are older than the cache's age. A store that cannot answer leaves
-/// the last defaults read (none before the first).
+/// the last defaults read; before the first read it is an error, never "no
+/// defaults" (which would drop the alerts they route).
 #[derive(Debug)]
 pub struct DefaultsCache {
     max_age: Duration,
@@ -176,11 +177,11 @@ impl DefaultsCache {
         }
     }
 
-    pub async fn get<S: Alerts + ?Sized>(&self, store: &S) -> Arc<Defaults> {
+    pub async fn get<S: Alerts + ?Sized>(&self, store: &S) -> crate::Result<Arc<Defaults>> {
         let last = {
             let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
             match &*cached {
-                Some((at, d)) if at.elapsed() < self.max_age => return d.clone(),
+                Some((at, d)) if at.elapsed() < self.max_age => return Ok(d.clone()),
                 Some((_, d)) => Some(d.clone()),
                 None => None,
             }
@@ -194,12 +195,15 @@ impl DefaultsCache {
                 let defaults = Arc::new(defaults);
                 *self.cached.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((Instant::now(), defaults.clone()));
-                defaults
+                Ok(defaults)
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the alert channels; routing by the defaults last read");
-                last.unwrap_or_default()
-            }
+            Err(e) => match last {
+                Some(last) => {
+                    tracing::warn!(error = %e, "cannot read the alert channels; routing by the defaults last read");
+                    Ok(last)
+                }
+                None => Err(e),
+            },
         }
     }
 }

@@ -52,7 +52,13 @@ pub async fn run(store: Arc<dyn Store>, opts: WatchOptions, cancel: Cancellation
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(opts.every) => {}
         }
-        let channels = defaults.get(&*store).await.cluster.clone();
+        let channels = match defaults.get(&*store).await {
+            Ok(d) => d.cluster.clone(),
+            Err(e) => {
+                debug!(error = %e, "cluster watch: cannot read the alert channels");
+                continue;
+            }
+        };
         // The primary is followed even with nobody to tell, so a channel
         // added later does not hear of an old failover.
         let failover = match store.primary_identity().await {
@@ -97,10 +103,11 @@ async fn look(
     if let Some(e) = no_scheduler(&nodes, now, opts.no_scheduler_after) {
         events.push(e);
     }
-    let queued = store.counts().await?.queued_by_queue;
+    let counts = store.counts().await?;
     events.extend(unserved_queues(
         &nodes,
-        &queued,
+        &counts.queued_by_queue,
+        &counts.oldest_queued,
         now,
         opts.unserved_queue_after,
     ));
@@ -108,7 +115,7 @@ async fn look(
     if let Some((was, is)) = failover {
         let mut e = AlertEvent::cluster(
             "cluster.failover",
-            format!("cluster.failover:{is}"),
+            format!("cluster.failover:{was}->{is}"),
             format!("the database moved to a new primary: {is} (was {was})"),
             now,
         );
@@ -165,17 +172,27 @@ fn no_scheduler(nodes: &[NodeRow], now: Timestamp, after: Duration) -> Option<Al
     Some(e)
 }
 
-/// Queues with tasks queued that no live worker serves, unserved for
-/// `after` or longer.
+/// Queues whose oldest queued task has waited `after` or longer while no
+/// live worker serves them (none ever did, or the last fell silent `after`
+/// ago or longer).
 fn unserved_queues(
     nodes: &[NodeRow],
     queued: &BTreeMap<String, u64>,
+    oldest: &BTreeMap<String, Timestamp>,
     now: Timestamp,
     after: Duration,
 ) -> Vec<AlertEvent> {
     let mut out = Vec::new();
     for (queue, &count) in queued {
         if count == 0 {
+            continue;
+        }
+        // Waiting `after` at least: a queue a worker is just starting for
+        // (or one that just took the task) is not in trouble.
+        let Some(&since) = oldest.get(queue) else {
+            continue;
+        };
+        if ago(now, since) < after {
             continue;
         }
         let servers: Vec<&NodeRow> = nodes
@@ -191,15 +208,16 @@ fn unserved_queues(
         if last.is_some_and(|at| ago(now, at) < after) {
             continue;
         }
+        // One alert per stretch without a server: it begins when the last
+        // server fell silent, or (none ever) when the oldest task was queued.
+        let began = last.map_or(since, |at| at.max(since));
         let mut e = AlertEvent::cluster(
             "cluster.queue_unserved",
+            format!("cluster.queue_unserved:{queue}:{}", began.as_microsecond()),
             format!(
-                "cluster.queue_unserved:{queue}:{}",
-                last.map_or("never".to_owned(), |at| at.as_microsecond().to_string())
-            ),
-            format!(
-                "{count} task(s) queued on queue {queue}, which no live worker serves{}",
-                last.map_or(String::new(), |at| format!(
+                "{count} task(s) queued on queue {queue}, the oldest since {}, and no live worker serves it{}",
+                rfc3339(since),
+                last.map_or(" (none ever has)".to_owned(), |at| format!(
                     " (the last one was seen at {})",
                     rfc3339(at)
                 ))
@@ -208,6 +226,8 @@ fn unserved_queues(
         );
         e.details.insert("queue".into(), queue.clone().into());
         e.details.insert("queued".into(), count.into());
+        e.details
+            .insert("oldest_queued_at".into(), rfc3339(since).into());
         out.push(e);
     }
     out
@@ -302,20 +322,35 @@ mod tests {
             "w1",
             &["worker"],
             &["default"],
-            1_000,
+            1_060,
             NodeState::Running,
         )];
         let queued = BTreeMap::from([("default".to_owned(), 3), ("gpu".to_owned(), 2)]);
-        let events = unserved_queues(&nodes, &queued, at(1_005), min);
-        assert_eq!(events.len(), 1, "{events:?}");
+        let oldest = BTreeMap::from([
+            ("default".to_owned(), at(1_000)),
+            ("gpu".to_owned(), at(1_000)),
+        ]);
         assert!(
-            events[0]
-                .key
-                .starts_with("cluster.queue_unserved:gpu:never")
+            unserved_queues(&nodes, &queued, &oldest, at(1_030), min).is_empty(),
+            "a task queued half a minute ago waits for its worker"
         );
-        // The worker went away: after a minute, its queue alerts too.
-        let later = unserved_queues(&nodes, &queued, at(1_100), min);
+        let events = unserved_queues(&nodes, &queued, &oldest, at(1_065), min);
+        assert_eq!(events.len(), 1, "{events:?}");
+        let key = &events[0].key;
+        assert!(key.starts_with("cluster.queue_unserved:gpu:"), "{key}");
+        let again = unserved_queues(&nodes, &queued, &oldest, at(1_090), min);
+        assert_eq!(&again[0].key, key, "one trouble, one key");
+        // The worker went away: a minute after its last beat, its queue
+        // alerts too.
+        assert_eq!(
+            unserved_queues(&nodes, &queued, &oldest, at(1_100), min).len(),
+            1
+        );
+        let later = unserved_queues(&nodes, &queued, &oldest, at(1_125), min);
         assert_eq!(later.len(), 2, "{later:?}");
+        // Nothing waits on a queue without a time (none queued).
+        let none = unserved_queues(&nodes, &queued, &BTreeMap::new(), at(1_100), min);
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -217,3 +217,41 @@ fn a_spec_reads_from_json_with_its_settings_flat() {
     let e = Channel::new("s", ChannelKind::Slack, config, c.secret, None).unwrap_err();
     assert!(e.to_string().contains("url: not a setting"), "{e}");
 }
+
+#[test]
+fn listings_mask_header_values_and_secret_looking_arguments() {
+    let hook = spec(
+        "h",
+        "webhook",
+        json!({"url": "https://hooks.example/T/secret", "headers": {"Authorization": "Bearer abc123", "X-Team": "data"}}),
+    )
+    .check()
+    .expect("a webhook");
+    let shown = serde_json::to_string(&hook.masked()).expect("json");
+    assert!(!shown.contains("abc123"), "{shown}");
+    assert!(
+        !shown.contains("data\""),
+        "every header value is hidden: {shown}"
+    );
+    assert!(shown.contains("Authorization"), "{shown}");
+    let cmd = spec(
+        "c",
+        "command",
+        json!({"argv": ["/bin/pager", "--token", "tk-1", "--api-key=k-2", "--team", "data", "password=p-3"]}),
+    )
+    .check()
+    .expect("a command");
+    let argv = cmd.masked().config["argv"].clone();
+    assert_eq!(
+        argv,
+        json!([
+            "/bin/pager",
+            "--token",
+            "***",
+            "--api-key=***",
+            "--team",
+            "data",
+            "password=***"
+        ])
+    );
+}

@@ -90,6 +90,8 @@ pub struct StoreCounts {
     pub tasks_by_state: BTreeMap<String, u64>,
     /// Task instances queued, per queue.
     pub queued_by_queue: BTreeMap<String, u64>,
+    /// When the longest-waiting queued task instance of each queue was queued.
+    pub oldest_queued: BTreeMap<String, Timestamp>,
 }
 
 /// Runs and their task instances. Every method is one transaction.

@@ -407,14 +407,14 @@ impl Runs for PgStore {
             Box::pin(async move {
                 let rows = c
                     .rows(
-                        "SELECT 'run', state, count(*) FROM runs
+                        "SELECT 'run', state, count(*), NULL::timestamptz FROM runs
                              WHERE state IN ('queued', 'running') GROUP BY state
                          UNION ALL
-                         SELECT 'task', state, count(*) FROM task_instances
+                         SELECT 'task', state, count(*), NULL FROM task_instances
                              WHERE state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')
                              GROUP BY state
                          UNION ALL
-                         SELECT 'queue', queue, count(*) FROM task_instances
+                         SELECT 'queue', queue, count(*), min(queued_at) FROM task_instances
                              WHERE state = 'queued' GROUP BY queue",
                         &[],
                     )
@@ -426,7 +426,12 @@ impl Runs for PgStore {
                     match kind.as_str() {
                         "run" => out.runs_by_state.insert(key, n),
                         "task" => out.tasks_by_state.insert(key, n),
-                        _ => out.queued_by_queue.insert(key, n),
+                        _ => {
+                            if let Some(at) = r.get::<_, Option<Timestamp>>(3) {
+                                out.oldest_queued.insert(key.clone(), at);
+                            }
+                            out.queued_by_queue.insert(key, n)
+                        }
                     };
                 }
                 Ok(out)

@@ -404,7 +404,28 @@ impl Runs for SqliteStore {
                 .map(|(k, v)| (k, u64::try_from(v).unwrap_or(0)))
                 .collect())
             };
+            let queues = query_all(
+                conn,
+                "SELECT queue, count(*), min(queued_at) FROM task_instances
+                 WHERE state = 'queued' GROUP BY queue",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        opt_ts(r.get(2)?),
+                    ))
+                },
+            )?;
             Ok(StoreCounts {
+                queued_by_queue: queues
+                    .iter()
+                    .map(|(q, n, _)| (q.clone(), u64::try_from(*n).unwrap_or(0)))
+                    .collect(),
+                oldest_queued: queues
+                    .into_iter()
+                    .filter_map(|(q, _, at)| Some((q, at?)))
+                    .collect(),
                 runs_by_state: pairs(
                     "SELECT state, count(*) FROM runs WHERE state IN ('queued', 'running')
                      GROUP BY state",
@@ -413,9 +434,6 @@ impl Runs for SqliteStore {
                     "SELECT state, count(*) FROM task_instances
                      WHERE state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')
                      GROUP BY state",
-                )?,
-                queued_by_queue: pairs(
-                    "SELECT queue, count(*) FROM task_instances WHERE state = 'queued' GROUP BY queue",
                 )?,
             })
         })

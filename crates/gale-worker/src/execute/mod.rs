@@ -18,7 +18,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
 mod http;
 mod process;
@@ -450,7 +450,13 @@ async fn attempt_alerts<S: WorkerStore + ?Sized>(
     let events: &[TaskEvent] = match state {
         TaskState::Failed => &[TaskEvent::Failed],
         TaskState::UpForRetry => &[TaskEvent::Retry],
-        TaskState::Success if row.try_number > 1 => &[TaskEvent::Success, TaskEvent::Recovered],
+        TaskState::Success
+            if row.try_number > 1
+                && task_may_alert(dag, task, TaskEvent::Recovered)
+                && after_a_failure(shared, row).await =>
+        {
+            &[TaskEvent::Success, TaskEvent::Recovered]
+        }
         TaskState::Success => &[TaskEvent::Success],
         _ => &[],
     };
@@ -459,7 +465,7 @@ async fn attempt_alerts<S: WorkerStore + ?Sized>(
         if !task_may_alert(dag, task, event) {
             continue;
         }
-        let defaults = shared.alert_defaults.get(&*shared.store).await;
+        let defaults = alert_defaults(shared).await;
         let channels = task_channels(dag, task, event, &defaults);
         let event = gale_store::alert_events::AlertEvent::task(
             event,
@@ -474,6 +480,62 @@ async fn attempt_alerts<S: WorkerStore + ?Sized>(
         out.extend(event.deliveries(&channels));
     }
     out
+}
+
+/// The channel defaults; while the store cannot give them (never read
+/// yet), asked again for up to [`DEFAULTS_PATIENCE`], as the result itself
+/// would wait for the store. Only past that, none (with an error logged).
+async fn alert_defaults<S: WorkerStore + ?Sized>(
+    shared: &Shared<S>,
+) -> std::sync::Arc<gale_model::alerts::Defaults> {
+    let until = tokio::time::Instant::now() + DEFAULTS_PATIENCE;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match shared.alert_defaults.get(&*shared.store).await {
+            Ok(d) => return d,
+            Err(e) if tokio::time::Instant::now() + delay < until => {
+                debug!(error = %e, "cannot read the alert channels yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                error!(error = %e, "cannot read the alert channels: alerts routed by channel defaults are not written for this result");
+                return Default::default();
+            }
+        }
+    }
+}
+
+/// How long a result waits for the alert channel defaults.
+const DEFAULTS_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Whether the try before this one (a refunded or cleared try does not
+/// count as one) failed: a success then is a recovery. A store that cannot
+/// answer says no.
+async fn after_a_failure<S: WorkerStore + ?Sized>(
+    shared: &Shared<S>,
+    row: &gale_store::TaskRow,
+) -> bool {
+    use gale_store::{AttemptState, Outcome};
+    let attempts = match shared.store.attempts(row.id).await {
+        Ok(a) => a,
+        Err(e) => {
+            warn!(ti = %row.id, error = %e, "cannot read the task's tries: no recovery alert");
+            return false;
+        }
+    };
+    attempts
+        .iter()
+        .filter(|a| a.try_number < row.try_number)
+        .max_by_key(|a| (a.try_number, a.started_at))
+        .is_some_and(|a| {
+            matches!(
+                a.state,
+                AttemptState::Ended(
+                    Outcome::Failed | Outcome::TimedOut | Outcome::Lost | Outcome::Killed
+                )
+            )
+        })
 }
 
 /// The store's clock now, for a retry time. When the store cannot answer, the
