@@ -28,7 +28,7 @@ pub async fn set_channel(
         match vault.channel(&spec.name).await? {
             Some(_) if !replace => {
                 return Err(Error::Conflict(format!(
-                    "alert channel {} exists: replace it to change it",
+                    "alert channel {} exists: give --replace (PUT in the API) to change it",
                     spec.name
                 )));
             }
@@ -77,7 +77,7 @@ pub async fn delete_channel(
 ) -> Result<()> {
     let result = match vault.delete_channel(name).await {
         Ok(true) => Ok(()),
-        Ok(false) => Err(Error::NotFound(format!("no alert channel {name}"))),
+        Ok(false) => Err(Error::NotFound(format!("no alert channel {name:?}"))),
         Err(e) => Err(e.into()),
     };
     audited(
@@ -97,7 +97,7 @@ pub async fn channel(vault: &Vault, name: &str) -> Result<Channel> {
     let opened = vault
         .channel(name)
         .await?
-        .ok_or_else(|| Error::NotFound(format!("no alert channel {name}")))?;
+        .ok_or_else(|| Error::NotFound(format!("no alert channel {name:?}")))?;
     Channel::from_opened(opened).map_err(|e| Error::Inconsistent(e.to_string()))
 }
 
