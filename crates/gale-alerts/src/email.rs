@@ -122,7 +122,7 @@ fn smtp_text(url: &str, e: &lettre::transport::smtp::Error) -> String {
                 .trim_start_matches(": ")
                 .to_owned()
         },
-        |s| chain(s),
+        chain,
     );
     let plain = reqwest::Url::parse(url).is_ok_and(|u| {
         u.scheme() == "smtp" && !u.query_pairs().any(|(k, v)| k == "tls" && v == "required")

@@ -177,8 +177,9 @@ fn spec_of(a: AddArgs) -> anyhow::Result<(ChannelSpec, bool)> {
         }
         "email"
     } else if a.webhook || a.slack {
-        // A replaced channel keeps its URL unless one is given: from a
-        // file, or piped in. A terminal is not waited on for one.
+        // A replaced channel keeps its URL unless one is given, from a
+        // file or piped in (empty input gives none); a terminal is not
+        // asked for one.
         let url = match &a.url_file {
             Some(f) => read_secret_file("the URL", f)?,
             None if a.replace && std::io::stdin().is_terminal() => String::new(),
