@@ -131,7 +131,7 @@ pub async fn delete_channel(
 ) -> Result<()> {
     let result = match vault.delete_channel(name).await {
         Ok(true) => Ok(()),
-        Ok(false) => Err(Error::NotFound(format!("no alert channel {name}"))),
+        Ok(false) => Err(Error::NotFound(format!("no alert channel {name:?}"))),
         Err(e) => Err(e.into()),
     };
     audited(
@@ -151,7 +151,7 @@ pub async fn channel(vault: &Vault, name: &str) -> Result<Channel> {
     let opened = vault
         .channel(name)
         .await?
-        .ok_or_else(|| Error::NotFound(format!("no alert channel {name}")))?;
+        .ok_or_else(|| Error::NotFound(format!("no alert channel {name:?}")))?;
     Channel::from_opened(opened).map_err(|e| Error::Inconsistent(e.to_string()))
 }
 

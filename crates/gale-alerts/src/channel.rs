@@ -322,11 +322,20 @@ pub fn mask_config(config: &Map<String, Value>) -> Map<String, Value> {
 fn mask(key: &str, value: &str) -> String {
     if key == "url"
         && let Ok(url) = reqwest::Url::parse(value)
-        && let Some(host) = url.host_str()
+        && url.host_str().is_some()
     {
-        return format!("{}://{host}/***", url.scheme());
+        return format!("{}/***", origin(&url));
     }
     "***".into()
+}
+
+/// `scheme://host[:port]` of a URL: what of a secret URL may be shown.
+pub(crate) fn origin(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    }
 }
 
 /// `defaults`: a list of the events this channel is a default for.

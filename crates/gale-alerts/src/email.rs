@@ -96,7 +96,7 @@ pub(crate) async fn send(
 }
 
 fn smtp_error(url: &str, e: &lettre::transport::smtp::Error) -> Refusal {
-    let text = format!("{}: {}", server_of(url), chain(e));
+    let text = format!("{}: {}", server_of(url), smtp_text(url, e));
     if e.is_permanent() || e.is_client() {
         Refusal::Permanent(text)
     } else if e.is_tls() && text.contains("certificate") {
@@ -105,6 +105,43 @@ fn smtp_error(url: &str, e: &lettre::transport::smtp::Error) -> Refusal {
     } else {
         Refusal::Temporary(text)
     }
+}
+
+/// What went wrong, in words a user can act on: lettre's own failures (no
+/// login method offered, no STARTTLS) said with what to change, without
+/// its `internal client error:` prefix.
+fn smtp_text(url: &str, e: &lettre::transport::smtp::Error) -> String {
+    use std::error::Error as _;
+    let said = chain(e);
+    if !e.is_client() {
+        return said;
+    }
+    let inner = e.source().map_or_else(
+        || {
+            said.trim_start_matches("internal client error")
+                .trim_start_matches(": ")
+                .to_owned()
+        },
+        chain,
+    );
+    let plain = reqwest::Url::parse(url).is_ok_and(|u| {
+        u.scheme() == "smtp" && !u.query_pairs().any(|(k, v)| k == "tls" && v == "required")
+    });
+    if inner.contains("No compatible authentication mechanism") {
+        if plain {
+            return "the server offers no way to log in over this connection (many offer it \
+                    only over TLS): use smtp://user@host:587?tls=required (STARTTLS) or \
+                    smtps://user@host"
+                .into();
+        }
+        return "the server offers no way to log in that Gale knows (PLAIN or LOGIN)".into();
+    }
+    if inner.contains("STARTTLS is not supported") {
+        return "the server does not offer STARTTLS, which tls=required needs: use smtps:// if \
+                it takes TLS from the start (port 465)"
+            .into();
+    }
+    inner
 }
 
 /// `scheme://host:port` of an SMTP URL, for messages.
@@ -191,3 +228,6 @@ fn transport(
     }
     Ok(b.build())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,8 @@
 //! Rendering a batch for people: an e-mail's subject and plain-text body, and
 //! a Slack message (mrkdwn, links as `<url|label>`). A digest counts its
-//! events by kind and by run and then lists the first ones, a line each.
+//! events by kind (in its first line) and by run and then lists the first
+//! ones, a line each. Nothing is said twice: an event's message is not
+//! repeated after a headline made of it, nor a digest's counts by kind.
 //! Everything is bounded; no I/O here.
 
 use std::collections::BTreeMap;
@@ -20,6 +22,8 @@ pub const DIGEST_LINES: usize = 20;
 const DIGEST_RUNS: usize = 20;
 /// The longest message kept of one event in a line.
 const LINE_MESSAGE_MAX: usize = 200;
+/// How many of a failed run's tasks its message names.
+const FAILED_TASKS_NAMED: usize = 10;
 
 /// An e-mail's subject: one line, at most [`SUBJECT_MAX`] characters.
 pub fn subject(prefix: &str, batch: &Batch) -> String {
@@ -46,7 +50,7 @@ pub fn text(batch: &Batch) -> String {
     match batch.events() {
         [one] => event_text(&mut out, one),
         many => {
-            let _ = writeln!(out, "{} alerts\n", many.len());
+            let _ = writeln!(out, "{} alerts: {}\n", many.len(), kinds_summary(batch));
             digest_counts(&mut out, batch, |s| s.to_owned());
             let _ = writeln!(out, "\nEvents:");
             for e in many.iter().take(DIGEST_LINES) {
@@ -80,8 +84,11 @@ pub fn slack(batch: &Batch) -> String {
                 let _ = write!(out, " (<{}|open>)", slack_escape(link));
             }
             out.push('\n');
-            if let Some(m) = &one.message {
+            if let Some(m) = rest_of_message(one) {
                 let _ = writeln!(out, "{}", slack_escape(m));
+            }
+            if let Some(tasks) = failed_tasks(one) {
+                let _ = writeln!(out, "Failed tasks: {}", slack_escape(&tasks));
             }
             if !one.log_tail.is_empty() {
                 let tail = one.log_tail.join("\n").replace("```", "'''");
@@ -121,8 +128,22 @@ fn slack_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// What an event is about, in a few words.
+/// What an event is about, in a few words: its DAG, task and try, and
+/// run; else its message's first line; else its kind.
 fn headline(e: &Event) -> String {
+    about(e).unwrap_or_else(|| {
+        e.message
+            .as_deref()
+            .and_then(|m| m.lines().next())
+            .unwrap_or(e.kind.as_str())
+            .to_owned()
+    })
+}
+
+/// The DAG, task and try, and run an event is about, if any. A run's
+/// event shows no try: the one it carries is its first failed task's, for
+/// the log shown.
+fn about(e: &Event) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(d) = &e.dag_id {
         parts.push(d.clone());
@@ -131,21 +152,62 @@ fn headline(e: &Event) -> String {
         parts.push(t.clone());
     }
     let mut s = parts.join(" / ");
-    if let Some(n) = e.try_number {
+    if let Some(n) = task_try(e) {
         let _ = write!(s, " (try {n})");
     }
     if let Some(r) = &e.run_key {
         let _ = write!(s, " in {r}");
     }
-    if s.is_empty() {
-        s = e
-            .message
-            .as_deref()
-            .and_then(|m| m.lines().next())
-            .unwrap_or(e.kind.as_str())
-            .to_owned();
+    (!s.is_empty()).then_some(s)
+}
+
+/// The try a task's event is about; none for other events.
+fn task_try(e: &Event) -> Option<u32> {
+    e.try_number.filter(|_| e.kind.is_task())
+}
+
+/// The message, without the line the headline already shows.
+fn rest_of_message(e: &Event) -> Option<&str> {
+    let m = e.message.as_deref()?;
+    let rest = if about(e).is_some() {
+        m
+    } else {
+        m.split_once('\n').map_or("", |(_, rest)| rest)
+    };
+    let rest = rest.trim_matches(['\n', '\r']);
+    (!rest.trim().is_empty()).then_some(rest)
+}
+
+/// A failed run's failed tasks, named: `a, b (+3 more)`.
+fn failed_tasks(e: &Event) -> Option<String> {
+    if e.kind != crate::event::EventKind::RunFailed {
+        return None;
     }
-    s
+    let listed = e.details.get("failed_tasks")?.as_array()?;
+    let names: Vec<&str> = listed
+        .iter()
+        .filter_map(|t| t.get("task_id").and_then(serde_json::Value::as_str))
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    let count = e
+        .details
+        .get("failed_count")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(names.len())
+        .max(names.len());
+    let shown = names.len().min(FAILED_TASKS_NAMED);
+    let mut s = names[..shown].join(", ");
+    if count > shown {
+        let _ = write!(s, " (+{} more)", count - shown);
+    }
+    Some(
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
+    )
 }
 
 /// One event on one line: kind, DAG, run, task, try, state.
@@ -166,7 +228,7 @@ fn line(e: &Event) -> String {
     if let Some(t) = &e.task_id {
         let _ = write!(s, " {t}");
     }
-    if let Some(n) = e.try_number {
+    if let Some(n) = task_try(e) {
         let _ = write!(s, " try {n}");
     }
     if let Some(st) = &e.state {
@@ -192,12 +254,8 @@ fn kinds_summary(batch: &Batch) -> String {
         .join(", ")
 }
 
-/// A digest's counts by kind and by run.
+/// A digest's counts by run (its first line has them by kind).
 fn digest_counts(out: &mut String, batch: &Batch, escape: impl Fn(&str) -> String) {
-    let _ = writeln!(out, "By kind:");
-    for (k, n) in batch.counts() {
-        let _ = writeln!(out, "  {k}: {n}");
-    }
     let mut runs: BTreeMap<String, usize> = BTreeMap::new();
     let mut no_run = 0;
     for e in batch.events() {
@@ -253,24 +311,47 @@ fn event_text(out: &mut String, e: &Event) {
     );
     field(
         "Task:",
-        e.task_id.as_ref().map(|t| match e.try_number {
+        e.task_id.as_ref().map(|t| match task_try(e) {
             Some(n) => format!("{t}, try {n}"),
             None => t.clone(),
         }),
     );
+    let failed = failed_tasks(e);
+    field("Failed tasks:", failed.clone());
     field("Link:", e.link.clone());
-    if let Some(m) = &e.message {
+    if let Some(m) = rest_of_message(e) {
         let _ = writeln!(out, "\n{m}");
     }
     if !e.log_tail.is_empty() {
-        let _ = writeln!(out, "\nLast {} log lines:", e.log_tail.len());
+        let _ = write!(out, "\nLast {} log lines", e.log_tail.len());
+        // A failed run's log is its first failed task's.
+        if e.task_id.is_none()
+            && let Some(first) = first_failed_task(e)
+        {
+            let _ = write!(out, " of {first}");
+            if let Some(n) = e.try_number {
+                let _ = write!(out, ", try {n}");
+            }
+        }
+        out.push_str(":\n");
         for l in &e.log_tail {
             let _ = writeln!(out, "  {l}");
         }
     }
-    if !e.details.is_empty() {
+    // What the lines above show is not repeated as JSON.
+    let shown: &[&str] = if failed.is_some() {
+        &["failed_tasks", "failed_count"]
+    } else {
+        &[]
+    };
+    let details: Vec<_> = e
+        .details
+        .iter()
+        .filter(|(k, _)| !shown.contains(&k.as_str()))
+        .collect();
+    if !details.is_empty() {
         let _ = writeln!(out, "\nDetails:");
-        for (k, v) in &e.details {
+        for (k, v) in details {
             let v = match v {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
@@ -279,6 +360,17 @@ fn event_text(out: &mut String, e: &Event) {
         }
     }
     let _ = writeln!(out, "\nEvent key: {}", e.key);
+}
+
+/// A failed run's first failed task, whose log its event carries.
+fn first_failed_task(e: &Event) -> Option<String> {
+    let first = e.details.get("failed_tasks")?.as_array()?.first()?;
+    let name = first.get("task_id")?.as_str()?;
+    Some(
+        name.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
+    )
 }
 
 /// `s` cut to at most `max` bytes, at a character boundary, saying so.

@@ -181,7 +181,7 @@ async fn slack(url: &reqwest::Url, timeout: Duration, batch: &Batch) -> Result<A
 /// Sends the request; the status decides, the first [`ANSWER_MAX`] bytes
 /// of the body are kept.
 async fn post(req: reqwest::RequestBuilder, url: &reqwest::Url) -> Result<Answer, Refusal> {
-    let where_ = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+    let where_ = crate::channel::origin(url);
     let mut res = req
         .send()
         .await
@@ -239,10 +239,36 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// An HTTP client's error on one line, the innermost cause first (`Connection
+/// refused (os error 111)`), then what it happened in; hyper's generic
+/// `client error (Connect)` is left out.
+pub(crate) fn http_chain(e: &dyn std::error::Error) -> String {
+    let mut causes = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        causes.push(c.to_string());
+        cur = c.source();
+    }
+    causes.retain(|c| !c.starts_with("client error (") && !c.is_empty());
+    let Some(innermost) = causes.pop() else {
+        return e.to_string();
+    };
+    let outer: Vec<&str> = causes
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !innermost.contains(c))
+        .collect();
+    if outer.is_empty() {
+        innermost
+    } else {
+        format!("{innermost} ({})", outer.join(": "))
+    }
+}
+
 /// `e` must be without its URL (`reqwest::Error::without_url`): a webhook's
 /// or Slack's URL is a secret, and the error is kept and shown.
 fn http_error(where_: &str, e: &reqwest::Error) -> Refusal {
-    let text = format!("{where_}: {}", chain(e));
+    let text = format!("{where_}: {}", http_chain(e));
     if e.is_builder() || e.is_redirect() {
         return Refusal::Permanent(text);
     }
@@ -264,3 +290,6 @@ pub(crate) fn cut(s: &str, max: usize) -> &str {
     }
     &s[..end]
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,6 +8,9 @@
 //! defaults for an event (`gale alerts channels add --default on_failure`)
 //! take the DAG-level events of every DAG that does not name its own.
 
+use std::fmt;
+
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Span;
@@ -18,21 +21,42 @@ use crate::{Dag, Task};
 pub const MAX_CHANNELS: usize = 20;
 
 /// Which channels each event goes to; `None`: not set here (a default or
-/// the DAG's applies), `Some([])`: to none.
+/// the DAG's applies), `Some([])`: to none. A DAG file may name one channel
+/// alone, without a list.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Alerts {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "channel_list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on_failure: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "channel_list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on_retry: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "channel_list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on_success: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "channel_list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on_recovery: Option<Vec<String>>,
     /// DAG level only: a run that missed its `deadline:` (default: the
     /// `on_failure` channels).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "channel_list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on_deadline: Option<Vec<String>>,
 }
 
@@ -120,32 +144,154 @@ pub struct Deadline {
     pub from: DeadlineFrom,
 }
 
+/// What a `deadline:` may be, for messages.
+const DEADLINE_FORMS: &str =
+    "write `deadline: 3h` or `deadline: {after: 3h, from: interval_end|queued}`";
+
 impl<'de> Deserialize<'de> for Deadline {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Short(Span),
-            Long(Long),
+        // By hand, not an untagged enum: its error names neither what is
+        // wrong nor what is allowed.
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Deadline;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a deadline: {DEADLINE_FORMS}")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Deadline, E> {
+                Ok(Deadline {
+                    after: Span::from_secs(v),
+                    from: DeadlineFrom::default(),
+                })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Deadline, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!(
+                        "deadline: {v} is negative; {DEADLINE_FORMS}"
+                    ))),
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Deadline, E> {
+                let after = crate::duration::parse(v)
+                    .map_err(|e| E::custom(format!("deadline: {e}; {DEADLINE_FORMS}")))?;
+                Ok(Deadline {
+                    after,
+                    from: DeadlineFrom::default(),
+                })
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Deadline, A::Error> {
+                let mut after = None;
+                let mut from = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "after" if after.is_none() => {
+                            let text = map.next_value::<SpanText>()?;
+                            after = Some(text.0.map_err(|e| {
+                                de::Error::custom(format!("deadline.after: {e}; {DEADLINE_FORMS}"))
+                            })?);
+                        }
+                        "from" if from.is_none() => {
+                            let text = map.next_value::<String>()?;
+                            from = Some(match text.as_str() {
+                                "interval_end" => DeadlineFrom::IntervalEnd,
+                                "queued" => DeadlineFrom::Queued,
+                                other => {
+                                    return Err(de::Error::custom(format!(
+                                        "deadline.from: {other:?} is not one of interval_end \
+                                         (the end of the run's data interval, the default) or \
+                                         queued (when the run was created)"
+                                    )));
+                                }
+                            });
+                        }
+                        "after" | "from" => {
+                            return Err(de::Error::custom(format!(
+                                "deadline: `{key}` is given twice"
+                            )));
+                        }
+                        other => {
+                            return Err(de::Error::custom(format!(
+                                "deadline: `{other}` is not a field of a deadline (it has `after` \
+                                 and `from`); {DEADLINE_FORMS}"
+                            )));
+                        }
+                    }
+                }
+                let Some(after) = after else {
+                    return Err(de::Error::custom(format!(
+                        "deadline: `after` is missing; {DEADLINE_FORMS}"
+                    )));
+                };
+                Ok(Deadline {
+                    after,
+                    from: from.unwrap_or_default(),
+                })
+            }
         }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Long {
-            after: Span,
-            #[serde(default)]
-            from: DeadlineFrom,
-        }
-        Ok(match Raw::deserialize(d)? {
-            Raw::Short(after) => Deadline {
-                after,
-                from: DeadlineFrom::default(),
-            },
-            Raw::Long(l) => Deadline {
-                after: l.after,
-                from: l.from,
-            },
-        })
+        d.deserialize_any(V)
     }
+}
+
+/// A duration, or why it is not one: the error is worded by the caller,
+/// which knows the field.
+struct SpanText(Result<Span, String>);
+
+impl<'de> Deserialize<'de> for SpanText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SpanText;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as 3h")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SpanText, E> {
+                Ok(SpanText(Ok(Span::from_secs(v))))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SpanText, E> {
+                Ok(SpanText(
+                    u64::try_from(v)
+                        .map(Span::from_secs)
+                        .map_err(|_| format!("{v} is negative")),
+                ))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SpanText, E> {
+                Ok(SpanText(crate::duration::parse(v)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A list of channels, or one channel alone (`on_failure: ops-mail`).
+fn channel_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<Vec<String>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of alert channels (`[ops-mail, pager]`) or one (`ops-mail`)")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(vec![v.to_owned()]))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(name) = seq.next_element::<String>()? {
+                out.push(name);
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// Channels marked as defaults for the DAG-level events, and for cluster

@@ -2,7 +2,7 @@
 //! them, and channels changed from the API and the UI.
 //!
 //! A channel is shown masked (`gale_alerts::Channel::masked`: every secret
-//! setting `***`, a URL as its scheme and host); one this server cannot open
+//! setting `***`, a URL as its scheme, host and port); one this server cannot open
 //! (no key, another key) shows what is in clear, its secret part as `***`.
 //! An edit keeps the secret settings it leaves out, or sends back as shown,
 //! so a masked view sent back changes nothing secret. Command channels run a
@@ -56,20 +56,11 @@ impl ChannelView {
     /// Where it sends, as a person reads it: the addresses, the masked URL,
     /// the program.
     pub fn target(&self) -> String {
-        let list = |key: &str, sep: &str| match self.config.get(key) {
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| v.as_str().unwrap_or_default().to_owned())
-                .collect::<Vec<_>>()
-                .join(sep),
-            Some(Value::String(s)) => s.clone(),
-            _ => String::new(),
-        };
-        match self.kind.as_str() {
-            "email" => list("to", ", "),
-            "command" => list("argv", " "),
-            _ => self.secret.get("url").cloned().unwrap_or_default(),
-        }
+        target_of(
+            &self.kind,
+            &self.config,
+            self.secret.get("url").map(String::as_str),
+        )
     }
 
     /// The events it is a default for.
@@ -81,6 +72,26 @@ impl ChannelView {
                 .collect(),
             _ => Vec::new(),
         }
+    }
+}
+
+/// Where a channel of `kind` sends, as a person reads it, from its clear
+/// settings and its masked URL: the addresses, the URL, the program and
+/// its arguments. What the UI and `gale alerts channels list` show.
+pub fn target_of(kind: &str, config: &Map<String, Value>, masked_url: Option<&str>) -> String {
+    let list = |key: &str, sep: &str| match config.get(key) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+            .join(sep),
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    match kind {
+        "email" => list("to", ", "),
+        "command" => list("argv", " "),
+        _ => masked_url.unwrap_or_default().to_owned(),
     }
 }
 

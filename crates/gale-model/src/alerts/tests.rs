@@ -130,3 +130,66 @@ fn a_dag_without_alerts_stores_as_before() {
     let back: Dag = serde_json::from_str(&json).expect("deserialize");
     assert_eq!(back, d);
 }
+
+/// The one error `src` gives, as `line:column: message`.
+fn one_err(src: &str) -> String {
+    let e = crate::dag::parse("t.yaml", "t", src).expect_err("the file must be refused");
+    assert_eq!(e.len(), 1, "{e:?}");
+    format!("{}:{}: {}", e[0].line, e[0].column, e[0].message)
+}
+
+#[test]
+fn a_bad_deadline_says_what_is_wrong_and_what_is_allowed_at_its_position() {
+    for (src, wrong) in [
+        ("deadline: banana\n", "\"banana\""),
+        (
+            "deadline: {after: 1m, from: started}\n",
+            "deadline.from: \"started\"",
+        ),
+        (
+            "deadline: {after: 3h, from: queued, x: 1}\n",
+            "`x` is not a field",
+        ),
+        ("deadline: {from: queued}\n", "`after` is missing"),
+        (
+            "deadline: {after: soon}\n",
+            "deadline.after: invalid duration \"soon\"",
+        ),
+        ("deadline: [3h]\n", "a deadline"),
+    ] {
+        let e = one_err(&format!("id: t\n{src}tasks:\n  a: {{run: x}}\n"));
+        assert!(e.starts_with("2:"), "the deadline's line: {e}");
+        assert!(e.contains(wrong), "{wrong:?} not in {e}");
+        assert!(!e.contains("untagged"), "{e}");
+        if !wrong.contains("from") {
+            assert!(e.contains("deadline: 3h") && e.contains("queued"), "{e}");
+        } else {
+            assert!(e.contains("interval_end") && e.contains("queued"), "{e}");
+        }
+    }
+    let d = dag("deadline: 90\ntasks:\n  a: {run: x}\n");
+    assert_eq!(d.deadline.expect("a deadline").after.as_millis(), 90_000);
+    let d = dag("deadline: {after: 1h}\ntasks:\n  a: {run: x}\n");
+    assert_eq!(
+        d.deadline.expect("a deadline").from,
+        DeadlineFrom::IntervalEnd
+    );
+}
+
+#[test]
+fn one_channel_alone_is_a_list_of_one() {
+    let d = dag("alerts: {on_failure: ops-hook, on_success: [a, b]}\n\
+         tasks:\n  a: {run: x, alerts: {on_retry: pager}}\n");
+    assert_eq!(d.alerts.on_failure, Some(names(&["ops-hook"])));
+    assert_eq!(d.alerts.on_success, Some(names(&["a", "b"])));
+    assert_eq!(d.tasks[0].alerts.on_retry, Some(names(&["pager"])));
+    // The name is checked as in a list.
+    let e = errs("alerts: {on_failure: 'no spaces'}\ntasks:\n  a: {run: x}\n");
+    assert!(e.iter().any(|m| m.contains("alerts.on_failure")), "{e:?}");
+    // Stored and read back as a list.
+    let json = serde_json::to_string(&d).expect("serialize");
+    let back: Dag = serde_json::from_str(&json).expect("deserialize");
+    assert_eq!(back.alerts, d.alerts);
+    let e = one_err("alerts: {on_failure: {x: 1}}\ntasks:\n  a: {run: x}\n");
+    assert!(e.contains("a list of alert channels"), "{e}");
+}

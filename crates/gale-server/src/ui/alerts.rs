@@ -1,5 +1,5 @@
 //! The alerts page: the channels (everyone; secret settings masked, a URL as
-//! its scheme and host), with a test and a delete button for admins (the
+//! its scheme, host and port), with a test and a delete button for admins (the
 //! auth middleware refuses everyone else's posts), the failed deliveries
 //! first and then the newest ones, each list bounded. Channels are added and
 //! changed with `gale alerts channels add` or the API. The run page's alerts

@@ -5,6 +5,8 @@
 //! signing secret) are read from files or standard input, never taken from
 //! the command line, and never printed.
 
+use std::io::IsTerminal as _;
+
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use gale_alerts::ChannelSpec;
@@ -12,7 +14,7 @@ use gale_store::{DeliveryFilter, DeliveryRow, DeliveryState};
 use serde_json::{Map, Value, json};
 
 use super::output::{print_json, table, when};
-use super::secret_io::{action_error, cell, read_input, read_stdin_value};
+use super::secret_io::{action_error, cell, cell_of, read_input, read_stdin_value};
 use super::{cli_actor, open_store};
 use crate::{Output, Paths, exit};
 
@@ -47,9 +49,11 @@ pub enum ChannelsCmd {
     /// channel document with --from-json FILE. A webhook's or Slack's URL
     /// is read from --url-file, else standard input; an SMTP password from
     /// --password-file or --password-stdin. Replacing a channel keeps the
-    /// secret settings not given again.
+    /// secret settings not given again (with --replace and standard input a
+    /// terminal, the URL is not read: the stored one is kept).
     Add(Box<AddArgs>),
-    /// List the channels (secret settings as `***`, URLs as scheme and host).
+    /// List the channels: kind, target (URLs as scheme, host and port), the
+    /// events each is a default for.
     List,
     /// Show one channel, masked.
     Get { name: String },
@@ -89,9 +93,12 @@ pub struct AddArgs {
     /// An extra root certificate (PEM) for the SMTP server's TLS.
     #[arg(long)]
     ca_file: Option<String>,
-    #[arg(long)]
+    /// A file holding the SMTP server's password (for --smtp's user, or
+    /// GALE_SMTP_URL's).
+    #[arg(long, value_name = "FILE")]
     password_file: Option<String>,
-    #[arg(long)]
+    /// Read the SMTP server's password from standard input (one line).
+    #[arg(long, conflicts_with = "password_file")]
     password_stdin: bool,
     /// A file holding the webhook's or Slack's URL (default: standard input).
     #[arg(long)]
@@ -106,6 +113,7 @@ pub struct AddArgs {
     /// on_failure, on_retry, on_success, on_recovery, on_deadline, cluster.
     #[arg(long = "default", value_delimiter = ',')]
     defaults: Vec<String>,
+    /// What the channel is for, shown in listings (not secret).
     #[arg(long)]
     description: Option<String>,
     /// Replace a channel of that name.
@@ -169,9 +177,12 @@ fn spec_of(a: AddArgs) -> anyhow::Result<(ChannelSpec, bool)> {
         }
         "email"
     } else if a.webhook || a.slack {
+        // A replaced channel keeps its URL unless one is given, from a
+        // file or piped in (empty input gives none); a terminal is not
+        // asked for one.
         let url = match &a.url_file {
             Some(f) => read_secret_file("the URL", f)?,
-            None if a.replace => String::new(),
+            None if a.replace && std::io::stdin().is_terminal() => String::new(),
             None => read_stdin_value("the URL")?,
         };
         if !url.is_empty() {
@@ -218,6 +229,10 @@ fn spec_of(a: AddArgs) -> anyhow::Result<(ChannelSpec, bool)> {
         a.replace,
     ))
 }
+
+/// How much of a delivery's last error its table shows: enough for the
+/// server, the cause and what it happened in.
+const ERROR_CELL_MAX: usize = 80;
 
 /// A delivery as `-o json` shows it: as the API does.
 fn delivery_json(d: &DeliveryRow) -> anyhow::Result<Value> {
@@ -273,9 +288,19 @@ pub async fn alerts(paths: &Paths, output: Output, cmd: AlertsCmd) -> anyhow::Re
                                     .join(",")
                             })
                             .unwrap_or_default();
+                        let target = gale_server::alerts::target_of(
+                            c["kind"].as_str().unwrap_or(""),
+                            c["config"].as_object().unwrap_or(&Map::new()),
+                            c["secret"]["url"].as_str(),
+                        );
                         vec![
                             c["name"].as_str().unwrap_or("").to_owned(),
                             c["kind"].as_str().unwrap_or("").to_owned(),
+                            if target.is_empty() {
+                                "-".into()
+                            } else {
+                                cell(&target)
+                            },
                             if defaults.is_empty() {
                                 "-".into()
                             } else {
@@ -287,7 +312,10 @@ pub async fn alerts(paths: &Paths, output: Output, cmd: AlertsCmd) -> anyhow::Re
                     .collect();
                 println!(
                     "{}",
-                    table(&["NAME", "KIND", "DEFAULT FOR", "DESCRIPTION"], rows)
+                    table(
+                        &["NAME", "KIND", "TARGET", "DEFAULT FOR", "DESCRIPTION"],
+                        rows
+                    )
                 );
             }
             Ok(exit::OK)
@@ -390,7 +418,9 @@ pub async fn alerts(paths: &Paths, output: Output, cmd: AlertsCmd) -> anyhow::Re
                             d.run_id.map_or("-".into(), |r| r.0.to_string()),
                             d.state.to_string(),
                             d.attempts.to_string(),
-                            d.last_error.as_deref().map_or("-".into(), cell),
+                            d.last_error
+                                .as_deref()
+                                .map_or("-".into(), |e| cell_of(e, ERROR_CELL_MAX)),
                         ]
                     })
                     .collect();

@@ -314,10 +314,14 @@ pub(super) fn warn_command_line(what: &str, instead: &str) {
 /// A one-line view of a value for a table: newlines shown as `\n`, long
 /// values cut.
 pub(super) fn cell(value: &str) -> String {
-    const MAX: usize = 60;
+    cell_of(value, 60)
+}
+
+/// [`cell`], cut at `max` characters.
+pub(super) fn cell_of(value: &str, max: usize) -> String {
     let flat = value.replace('\r', "\\r").replace('\n', "\\n");
-    if flat.chars().count() > MAX {
-        let cut: String = flat.chars().take(MAX - 1).collect();
+    if flat.chars().count() > max {
+        let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
         format!("{cut}…")
     } else {
         flat

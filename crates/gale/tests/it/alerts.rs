@@ -454,3 +454,152 @@ fn a_dag_naming_a_channel_that_does_not_exist_is_warned_about() {
     assert_eq!(out.code, 1, "{out}");
     assert!(out.stdout.contains("alerts.on_failure"), "{out}");
 }
+
+/// `gale ARGS` on `home` with `stdin` piped in.
+fn gale_in(home: &Home, args: &[&str], stdin: &str) -> Out {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = home
+        .command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting gale");
+    child
+        .stdin
+        .take()
+        .expect("a stdin pipe")
+        .write_all(stdin.as_bytes())
+        .expect("writing stdin");
+    let out = child.wait_with_output().expect("waiting for gale");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn channels_read_a_piped_url_on_replace_list_their_targets_and_name_what_is_missing() {
+    let home = Home::new();
+    home.ok(&["db", "migrate"]);
+    let key = home.path().join("secret.key").display().to_string();
+    home.ok(&["secrets", "new-key", "--file", &key]);
+    let masked = |c: &Value| c["secret"]["url"].as_str().unwrap_or("").to_owned();
+    for kind in ["--webhook", "--slack"] {
+        let name = &format!("ch{}", &kind[2..]);
+        let add = ["alerts", "channels", "add", name, kind];
+        let out = gale_in(&home, &add, "http://127.0.0.1:59039/first?token=s3cret\n");
+        assert_eq!(out.code, 0, "{out}");
+        let c = home.json(&["alerts", "channels", "get", name]);
+        assert_eq!(masked(&c), "http://127.0.0.1:59039/***", "{c}");
+        // Without --replace: refused, saying how to change it.
+        let out = gale_in(&home, &add, "http://127.0.0.1:1/x\n");
+        assert_eq!(out.code, 1, "{out}");
+        assert!(out.stderr.contains("give --replace"), "{out}");
+        // A URL piped in with --replace is the new one.
+        let mut replace = add.to_vec();
+        replace.push("--replace");
+        let out = gale_in(&home, &replace, "http://127.0.0.1:59040/second\n");
+        assert_eq!(out.code, 0, "{out}");
+        let c = home.json(&["alerts", "channels", "get", name]);
+        assert_eq!(masked(&c), "http://127.0.0.1:59040/***", "{c}");
+        // Nothing piped in: the stored one is kept.
+        home.ok(&replace);
+        let c = home.json(&["alerts", "channels", "get", name]);
+        assert_eq!(masked(&c), "http://127.0.0.1:59040/***", "{c}");
+    }
+    home.ok(&[
+        "alerts",
+        "channels",
+        "add",
+        "ops-mail",
+        "--email",
+        "ops@example.com,oncall@example.com",
+        "--description",
+        "the ops team",
+    ]);
+    add_channel(
+        &home,
+        &json!({"name": "pager", "kind": "command", "argv": ["/bin/true", "--urgent"]}),
+    );
+    let out = home.ok(&["alerts", "channels", "list"]);
+    let header = out.stdout.lines().next().unwrap_or("");
+    for col in ["NAME", "KIND", "TARGET", "DEFAULT FOR", "DESCRIPTION"] {
+        assert!(header.contains(col), "{out}");
+    }
+    for (name, target) in [
+        ("chwebhook", "http://127.0.0.1:59040/***"),
+        ("chslack", "http://127.0.0.1:59040/***"),
+        ("ops-mail", "ops@example.com, oncall@example.com"),
+        ("pager", "/bin/true --urgent"),
+    ] {
+        let row = out
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {out}"));
+        assert!(row.contains(target), "{target:?} not in {row:?}");
+    }
+    assert!(
+        !out.stdout.contains("s3cret") && !out.stdout.contains("second"),
+        "{out}"
+    );
+
+    // A channel that does not exist: exit 4, in the API's words.
+    for cmd in [
+        &["alerts", "channels", "get", "nope"][..],
+        &["alerts", "channels", "delete", "nope"],
+        &["alerts", "test", "nope"],
+    ] {
+        let out = home.gale(cmd);
+        assert_eq!(out.code, 4, "`gale {}`: {out}", cmd.join(" "));
+        assert!(out.stderr.contains(r#"no alert channel "nope""#), "{out}");
+    }
+
+    // Every option of `add` says what it is.
+    let help = home.ok(&["alerts", "channels", "add", "--help"]).stdout;
+    for (flag, words) in [
+        ("--password-file <FILE>", "the SMTP server's password"),
+        ("--password-stdin", "from standard input"),
+        ("--description <DESCRIPTION>", "shown in listings"),
+    ] {
+        let flag = format!("\n      {flag}\n");
+        let at = help
+            .find(&flag)
+            .unwrap_or_else(|| panic!("no {flag} in {help}"));
+        let rest = &help[at + flag.len()..];
+        let next = rest.find("\n  -").unwrap_or(rest.len());
+        assert!(rest[..next].contains(words), "{flag}: {help}");
+    }
+}
+
+#[test]
+fn a_delivery_to_a_closed_port_shows_why_in_the_table() {
+    let home = Home::new();
+    let closed = free_port();
+    home.write_dag(
+        "closed.yaml",
+        "alerts: { on_failure: closed-hook }\ntasks:\n  a: { run: 'exit 3' }\n",
+    );
+    let (standalone, _) = start(&home, &[("GALE_ALERT_MAX_ATTEMPTS", "1")]);
+    add_channel(
+        &home,
+        &json!({"name": "closed-hook", "kind": "webhook",
+                "url": format!("http://127.0.0.1:{closed}/hook")}),
+    );
+    home.wait_dag("closed");
+    let run = home.trigger("closed", &[]);
+    assert_eq!(home.wait_run(run)["run"]["state"], "failed");
+    wait_until("the delivery to fail", || {
+        let rows = home.json(&["alerts", "deliveries", "--run", &run.to_string()]);
+        let row = rows.as_array()?.first()?.clone();
+        row["last_error"].is_string().then_some(row)
+    });
+    let out = home.ok(&["alerts", "deliveries", "--run", &run.to_string()]);
+    let want = format!("http://127.0.0.1:{closed}: Connection refused");
+    assert!(out.stdout.contains(&want), "{want:?} not in {out}");
+    assert!(!out.stdout.contains("client error ("), "{out}");
+    drop(standalone);
+}

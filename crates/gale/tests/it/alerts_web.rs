@@ -2,7 +2,7 @@
 //! `gale standalone` with a real HTTP receiver:
 //!
 //! - an admin adds a webhook channel whose URL holds a secret; every answer
-//!   shows it as scheme and host only, and no answer, audit entry or page
+//!   shows it as scheme, host and port only, and no answer, audit entry or page
 //!   holds the secret; a test through it reports the receiver's answer, a
 //!   refusal (500) as `ok: false`, and an unreachable URL without the URL;
 //!   a masked view sent back keeps the secret settings; a delete ends it;
@@ -49,6 +49,13 @@ fn no_secret(what: &str, text: &str) {
     }
 }
 
+/// The hook's URL as a channel shows it: its scheme, host and port.
+fn masked_url(hook: &Hook) -> String {
+    let origin = hook.url.trim_end_matches("/hook");
+    assert!(origin.starts_with("http://127.0.0.1:"), "{origin}");
+    format!("{origin}/***")
+}
+
 /// Adds the channel `hook` (a webhook to `hook`, its URL secret).
 fn add_hook(admin: &Web, hook: &Hook) -> Value {
     let resp = admin.post(
@@ -88,11 +95,11 @@ fn channels_and_deliveries_over_the_api() {
     let standalone = start(&home);
     let admin = web::connect(&home, &standalone);
 
-    // Added, masked: the URL as scheme and host, the signing secret as ***.
+    // Added, masked: the URL as scheme, host and port, the signing secret as ***.
     let c = add_hook(&admin, &hook);
     assert_eq!(c["name"], "hook");
     assert_eq!(c["kind"], "webhook");
-    assert_eq!(c["secret"]["url"], "http://127.0.0.1/***", "{c:#}");
+    assert_eq!(c["secret"]["url"], masked_url(&hook), "{c:#}");
     assert_eq!(c["secret"]["signing_secret"], "***", "{c:#}");
     assert_eq!(c["description"], "<b>ops</b> pager");
     let again = admin.post(
@@ -112,7 +119,7 @@ fn channels_and_deliveries_over_the_api() {
         } else {
             v
         };
-        assert_eq!(shown["secret"]["url"], "http://127.0.0.1/***", "{shown:#}");
+        assert_eq!(shown["secret"]["url"], masked_url(&hook), "{shown:#}");
     }
 
     // Tested: the receiver's answer, then its refusal.
@@ -540,7 +547,7 @@ async fn browser_shows_channels_failed_deliveries_and_a_runs_alerts() {
     let row = "tr[data-channel='hook']";
     assert_eq!(
         text_of(&browser, &format!("{row} td.target")).await,
-        "http://127.0.0.1/***"
+        masked_url(&hook)
     );
     assert_eq!(
         text_of(&browser, &format!("{row} td.defaults")).await,
