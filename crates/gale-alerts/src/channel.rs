@@ -475,6 +475,9 @@ fn email(config: &Map<String, Value>, secret: &BTreeMap<String, String>) -> Resu
                     "smtp: the stored URL has a password: it belongs in the secret part",
                 ));
             }
+            if secret.contains_key("password") && !password_safe(&bare) {
+                return Err(invalid(PASSWORD_IN_CLEAR));
+            }
             Some(bare)
         }
         None => None,
@@ -502,6 +505,33 @@ fn email(config: &Map<String, Value>, secret: &BTreeMap<String, String>) -> Resu
         ca_file,
         subject_prefix,
     })
+}
+
+/// Why a password is not sent over a connection without TLS.
+pub const PASSWORD_IN_CLEAR: &str = "smtp: a password is sent only over TLS (or to this host): \
+     use smtp://user@host:587?tls=required (STARTTLS) or smtps://user@host";
+
+/// Whether a password may go to the server of `url`: over TLS from the
+/// start (`smtps`), after a STARTTLS that must succeed (`tls=required`), or
+/// to this host.
+pub fn password_safe(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let tls = u
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let host = u
+        .host_str()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    u.scheme() == "smtps" || tls.as_deref() == Some("required") || loopback
 }
 
 /// An SMTP URL (lettre's: `smtp://user@host:port?tls=required`,

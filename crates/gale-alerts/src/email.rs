@@ -192,6 +192,9 @@ fn transport(
         b.build_rustls()
             .map_err(|e| Refusal::Permanent(format!("TLS settings: {}", chain(&e))))
     };
+    if password.is_some() && !crate::channel::password_safe(url) {
+        return Err(bad(crate::channel::PASSWORD_IN_CLEAR.into()));
+    }
     let (tls, default_port) = match (parsed.scheme(), tls_mode.as_deref()) {
         ("smtps", _) => (Tls::Wrapper(params()?), 465),
         ("smtp", Some("required")) => (Tls::Required(params()?), 587),

@@ -52,10 +52,14 @@ impl Settings {
                 )),
             }
         }
-        if let Some(url) = &self.smtp_url
-            && let Err(e) = crate::channel::split_smtp_password(url)
-        {
-            errors.push(format!("GALE_SMTP_URL: {e}"));
+        if let Some(url) = &self.smtp_url {
+            match crate::channel::split_smtp_password(url) {
+                Err(e) => errors.push(format!("GALE_SMTP_URL: {e}")),
+                Ok((bare, Some(_))) if !crate::channel::password_safe(&bare) => errors.push(
+                    format!("GALE_SMTP_URL: {}", crate::channel::PASSWORD_IN_CLEAR),
+                ),
+                Ok(_) => {}
+            }
         }
         if let Some(from) = &self.smtp_from
             && let Err(e) = from.parse::<lettre::message::Mailbox>()

@@ -255,3 +255,48 @@ fn listings_mask_header_values_and_secret_looking_arguments() {
         ])
     );
 }
+
+#[test]
+fn a_password_goes_only_over_tls_or_to_this_host() {
+    let with = |smtp: &str| {
+        spec(
+            "m",
+            "email",
+            json!({"to": ["a@example.com"], "smtp": smtp, "password": "pw"}),
+        )
+        .check()
+    };
+    for refused in [
+        "smtp://u@mail.example.com:25",
+        "smtp://u@mail.example.com:587?tls=opportunistic",
+    ] {
+        let Err(e) = with(refused) else {
+            panic!("{refused} is accepted");
+        };
+        let e = e.to_string();
+        assert!(e.contains("only over TLS"), "{refused}: {e}");
+    }
+    for allowed in [
+        "smtp://u@mail.example.com:587?tls=required",
+        "smtps://u@mail.example.com",
+        "smtp://u@127.0.0.1:2525",
+        "smtp://u@localhost:25",
+    ] {
+        assert!(with(allowed).is_ok(), "{allowed}");
+    }
+    // Without a password, a plain relay is fine.
+    assert!(
+        spec(
+            "m",
+            "email",
+            json!({"to": ["a@example.com"], "smtp": "smtp://relay.example.com"})
+        )
+        .check()
+        .is_ok()
+    );
+    let settings = crate::Settings {
+        smtp_url: Some("smtp://u:pw@mail.example.com:25".into()),
+        ..Default::default()
+    };
+    assert_eq!(settings.check().len(), 1, "{:?}", settings.check());
+}
