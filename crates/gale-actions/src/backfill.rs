@@ -21,7 +21,8 @@ pub struct Backfill {
 
 /// Creates one `backfill` run per schedule slot of the DAG whose logical date
 /// lies in `[from, to]` (dates in the DAG's time zone unless they carry an
-/// offset), and records the backfill as created by the actor.
+/// offset; a bare `to` date is the whole of that day; nothing before the
+/// DAG's `start_date`), and records the backfill as created by the actor.
 pub async fn backfill(
     store: &(impl ActionStore + ?Sized),
     actor: &Actor,
@@ -63,12 +64,36 @@ async fn create(
     let tz = schedule::time_zone(&dag.timezone).map_err(Error::Invalid)?;
     let from_ts =
         schedule::parse_date(from, &tz).map_err(|e| Error::Invalid(format!("from: {e}")))?;
-    let to_ts = schedule::parse_date(to, &tz).map_err(|e| Error::Invalid(format!("to: {e}")))?;
+    let mut to_ts =
+        schedule::parse_date(to, &tz).map_err(|e| Error::Invalid(format!("to: {e}")))?;
+    // A bare date is the whole day: `--to 2026-11-29` takes that day's slots.
+    if let Ok(day) = to.trim().parse::<jiff::civil::Date>()
+        && to.trim().len() == 10
+        && let Ok(next) = day
+            .tomorrow()
+            .and_then(|d| d.to_zoned(tz.clone()))
+            .map(|z| z.timestamp())
+    {
+        to_ts = next
+            .checked_sub(jiff::SignedDuration::from_micros(1))
+            .unwrap_or(to_ts);
+    }
     if to_ts < from_ts {
         return Err(Error::Invalid(format!(
             "`to` ({to}) is before `from` ({from})"
         )));
     }
+    if let Some(start) = dag.start_date
+        && to_ts < start
+    {
+        return Err(Error::Invalid(format!(
+            "the range ends before {dag_id}'s start_date ({start}): no slot of it is due"
+        )));
+    }
+    let from_ts = match dag.start_date {
+        Some(start) if from_ts < start => start,
+        _ => from_ts,
+    };
     let intervals = schedule::intervals_between(&sched, from_ts, to_ts, MAX_BACKFILL_RUNS + 1);
     if intervals.len() > MAX_BACKFILL_RUNS {
         return Err(Error::Invalid(format!(

@@ -46,6 +46,12 @@ async fn create(
     logical_date: Option<&str>,
 ) -> Result<RunRow> {
     let (row, version) = current_dag(store, dag_id).await?;
+    if !row.active {
+        return Err(Error::Conflict(format!(
+            "DAG {dag_id} was removed (its file {} is gone): put the file back to run it",
+            row.file
+        )));
+    }
     // Declared params only, each as its spec allows: a conf value reaches a
     // task's command only through a param its DAG names.
     gale_model::params::check_conf(version.spec.accepts(), &conf)

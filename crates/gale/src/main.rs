@@ -245,7 +245,14 @@ fn main() -> ExitCode {
             Command::Audit(cmd) => cli::audit(&paths, output, cmd).await,
             Command::Bench(args) => bench::run(&paths, output, args).await,
             Command::Version => {
-                println!("gale {}", env!("CARGO_PKG_VERSION"));
+                if output == Output::Json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"version": env!("CARGO_PKG_VERSION")})
+                    );
+                } else {
+                    println!("gale {}", env!("CARGO_PKG_VERSION"));
+                }
                 Ok(exit::OK)
             }
         };
@@ -254,9 +261,12 @@ fn main() -> ExitCode {
             Err(e) => {
                 // Not `eprintln!`: failing to print must not turn an exit code into a panic.
                 let _ = writeln!(std::io::stderr(), "error: {e:#}");
-                match e.downcast_ref::<cli::NotFound>() {
-                    Some(_) => exit::NOT_FOUND,
-                    None => exit::FAILED,
+                if e.downcast_ref::<cli::NotFound>().is_some() {
+                    exit::NOT_FOUND
+                } else if e.downcast_ref::<cli::Usage>().is_some() {
+                    exit::USAGE
+                } else {
+                    exit::FAILED
                 }
             }
         }

@@ -191,18 +191,21 @@ impl Mode {
 }
 
 pub async fn standalone(paths: &Paths, args: StandaloneArgs) -> anyhow::Result<u8> {
+    // Examples go only into the default folder: never into one the user named.
+    let named = args.roles.dags_folder.is_some();
     let folder = args
         .roles
         .dags_folder
         .clone()
         .unwrap_or_else(|| paths.home.join("dags"));
     ensure_home(paths)?;
-    let created = examples::ensure_dags_folder(&folder, !args.no_examples)
+    let examples = !args.no_examples && !named;
+    let created = examples::ensure_dags_folder(&folder, examples)
         .with_context(|| format!("creating the DAG folder {}", folder.display()))?;
-    let note = if created && !args.no_examples {
-        " (created, with example DAGs)"
-    } else {
-        ""
+    let note = match (created, examples) {
+        (true, true) => " (created, with example DAGs)",
+        (true, false) => " (created, empty)",
+        _ => "",
     };
     if let Some(key) = crate::secrets::ensure_key(paths)? {
         say!(

@@ -113,10 +113,18 @@ pub async fn users(paths: &Paths, output: Output, cmd: UsersCmd) -> anyhow::Resu
             if !created {
                 bail!("{exists}");
             }
-            eprintln!("created {} user {name}", role.as_str());
-            if generated {
-                eprintln!("password (shown only now):");
-                println!("{pw}");
+            if output == Output::Json {
+                let mut doc = json!({"name": name, "role": role.as_str()});
+                if generated {
+                    doc["password"] = json!(pw);
+                }
+                print_json(&doc)?;
+            } else {
+                eprintln!("created {} user {name}", role.as_str());
+                if generated {
+                    eprintln!("password (shown only now):");
+                    println!("{pw}");
+                }
             }
         }
         UsersCmd::List => {
@@ -232,9 +240,17 @@ pub async fn tokens(paths: &Paths, output: Output, cmd: TokensCmd) -> anyhow::Re
                 Ok(()),
             )
             .await;
-            eprintln!("token {id} ({name}) for {user}; use it as `Authorization: Bearer <token>`.");
-            eprintln!("It is shown only now:");
-            println!("{secret}");
+            if output == Output::Json {
+                print_json(
+                    &json!({"id": id, "name": name, "user": user, "expires_at": expires.map(|t| t.to_string()), "token": secret}),
+                )?;
+            } else {
+                eprintln!(
+                    "token {id} ({name}) for {user}; use it as `Authorization: Bearer <token>`."
+                );
+                eprintln!("It is shown only now:");
+                println!("{secret}");
+            }
         }
         TokensCmd::List { user } => {
             let tokens = store.list_tokens(user.as_deref()).await?;

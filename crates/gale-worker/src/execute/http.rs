@@ -78,7 +78,7 @@ pub(super) async fn run_http(
                 command: None,
             };
         }
-        Err(e) => return failed(format!("HTTP request failed: {e}")),
+        Err(e) => return failed(format!("HTTP request failed: {}", cause(&e))),
     };
     let status = resp.status().as_u16();
     let bound = usize::try_from(work.limits.output_bytes).unwrap_or(usize::MAX);
@@ -142,5 +142,33 @@ async fn read_bounded(mut resp: reqwest::Response, bound: usize) -> (Vec<u8>, bo
             }
             Ok(None) | Err(_) => return (body, false),
         }
+    }
+}
+
+/// What went wrong, innermost cause first (`Connection refused (os error
+/// 111)`), then what it happened in: reqwest's own words alone ("error
+/// sending request") hide it.
+fn cause(e: &reqwest::Error) -> String {
+    let mut causes = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !causes.iter().any(|k: &String| k.contains(&t)) {
+            causes.push(t);
+        }
+        cur = c.source();
+    }
+    let outer = if e.is_connect() {
+        "cannot connect"
+    } else if e.is_request() {
+        "sending the request"
+    } else if e.is_body() || e.is_decode() {
+        "reading the answer"
+    } else {
+        "the request"
+    };
+    match causes.pop() {
+        Some(inner) => format!("{inner} ({outer})"),
+        None => format!("{e} ({outer})"),
     }
 }

@@ -72,11 +72,11 @@ pub async fn audit(paths: &Paths, output: Output, cmd: AuditCmd) -> anyhow::Resu
     } = cmd;
     let action = match action.as_deref() {
         None => None,
-        Some(a) => Some(AuditAction::parse(a).with_context(|| {
-            format!(
+        Some(a) => Some(AuditAction::parse(a).ok_or_else(|| {
+            super::Usage(format!(
                 "--action must be one of {}, not {a:?}",
                 AuditAction::names()
-            )
+            ))
         })?),
     };
     let store = open_store(paths).await?;
@@ -86,9 +86,9 @@ pub async fn audit(paths: &Paths, output: Output, cmd: AuditCmd) -> anyhow::Resu
             Ok(t) => t,
             Err(_) => {
                 let span = parse_span(text).map_err(|e| {
-                    anyhow::anyhow!(
+                    super::Usage(format!(
                         "--since must be an RFC 3339 time (2026-01-01T00:00:00Z) or a span (2h), not {text:?}: {e}"
-                    )
+                    ))
                 })?;
                 store
                     .now()

@@ -28,8 +28,9 @@ pub async fn backfill(paths: &Paths, output: Output, args: BackfillArgs) -> anyh
     let store = open_store(paths).await?;
     let dag_id = DagId(args.dag_id);
     let (_, version) = current_dag(&*store, &dag_id).await?;
-    let made =
-        gale_actions::backfill(&*store, &super::cli_actor(), &dag_id, &args.from, &args.to).await?;
+    let made = gale_actions::backfill(&*store, &super::cli_actor(), &dag_id, &args.from, &args.to)
+        .await
+        .map_err(super::dags::not_found_hint)?;
     let (run_ids, existing) = (made.created, made.existing);
     eprintln!(
         "backfill {} of {dag_id}: {} run(s) created, {existing} slot(s) already had a run; max_active_runs = {}",

@@ -26,7 +26,8 @@ pub enum DagsCmd {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// List DAG files that failed to load, with file:line:column errors.
+    /// List DAG files that failed to load, with file:line:column errors;
+    /// exit 1 when there is one (so it can gate a deployment).
     Errors,
     /// Create a manual run.
     Trigger {
@@ -224,7 +225,11 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
                     }
                 }
             }
-            Ok(exit::OK)
+            Ok(if errors.is_empty() {
+                exit::OK
+            } else {
+                exit::FAILED
+            })
         }
         DagsCmd::Trigger {
             dag_id,
@@ -251,8 +256,8 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
             println!("{}", run.id);
             Ok(exit::OK)
         }
-        DagsCmd::Pause { dag_id } => set_paused(&*store, dag_id, true).await,
-        DagsCmd::Unpause { dag_id } => set_paused(&*store, dag_id, false).await,
+        DagsCmd::Pause { dag_id } => set_paused(&*store, dag_id, true, output).await,
+        DagsCmd::Unpause { dag_id } => set_paused(&*store, dag_id, false, output).await,
         DagsCmd::Validate { .. } => unreachable!("handled above"),
     }
 }
@@ -272,6 +277,8 @@ pub(super) async fn current_dag(
 pub(super) fn not_found_hint(e: gale_actions::Error) -> anyhow::Error {
     match e {
         gale_actions::Error::NotFound(n) => NotFound(format!("{n}: see `gale dags list`")).into(),
+        // Refused input (a conf the DAG's params do not allow, a bad date).
+        gale_actions::Error::Invalid(m) => super::Usage(m).into(),
         e => e.into(),
     }
 }
@@ -280,12 +287,17 @@ pub(super) async fn set_paused(
     store: &dyn Store,
     dag_id: String,
     paused: bool,
+    output: Output,
 ) -> anyhow::Result<u8> {
     let dag_id = DagId(dag_id);
     gale_actions::set_paused(store, &super::cli_actor(), &dag_id, paused)
         .await
         .map_err(not_found_hint)?;
-    println!("{dag_id} {}", if paused { "paused" } else { "unpaused" });
+    if output == Output::Json {
+        print_json(&serde_json::json!({"dag_id": dag_id, "paused": paused}))?;
+    } else {
+        println!("{dag_id} {}", if paused { "paused" } else { "unpaused" });
+    }
     Ok(exit::OK)
 }
 
@@ -416,8 +428,11 @@ pub(super) fn parse_conf(
         None => Ok(serde_json::Map::new()),
         Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
             Ok(serde_json::Value::Object(m)) => Ok(m),
-            Ok(_) => bail!("--conf must be a JSON object, e.g. '{{\"key\": \"value\"}}'"),
-            Err(e) => bail!("--conf is not valid JSON: {e}"),
+            Ok(_) => Err(super::Usage(
+                "--conf must be a JSON object, e.g. '{\"key\": \"value\"}'".into(),
+            )
+            .into()),
+            Err(e) => Err(super::Usage(format!("--conf is not valid JSON: {e}")).into()),
         },
     }
 }

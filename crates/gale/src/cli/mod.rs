@@ -47,6 +47,18 @@ impl std::fmt::Display for NotFound {
 }
 impl std::error::Error for NotFound {}
 
+/// An error that means the command was asked wrongly (a bad option value):
+/// exit code 2, as clap's own usage errors.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Usage {}
+
 pub(crate) fn parse_span(s: &str) -> Result<Duration, String> {
     gale_model::duration::parse(s).map(|d| d.0)
 }

@@ -78,7 +78,13 @@ pub async fn pools(paths: &Paths, output: Output, cmd: PoolsCmd) -> anyhow::Resu
                 None => AuditAction::PoolCreate,
             };
             record(&*store, action, &format!("pool/{name}"), about, Ok(())).await;
-            println!("pool {name}: {slots} slots");
+            if output == Output::Json {
+                print_json(
+                    &json!({"name": name, "slots": slots, "description": description, "created": before.is_none()}),
+                )?;
+            } else {
+                println!("pool {name}: {slots} slots");
+            }
             Ok(exit::OK)
         }
         PoolsCmd::Delete { name } => {

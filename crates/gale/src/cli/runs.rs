@@ -19,9 +19,10 @@ pub enum RunsCmd {
         #[arg(long)]
         dag: Option<String>,
         /// queued, running, success or failed.
-        #[arg(long)]
+        #[arg(long, value_parser = ["queued", "running", "success", "failed"])]
         state: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        /// At most this many (1 to 10,000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: u32,
     },
     /// Show a run and its task instances.
@@ -31,7 +32,8 @@ pub enum RunsCmd {
     /// (passed while no scheduler ran, and catchup is off).
     Slots {
         dag_id: String,
-        #[arg(long, default_value_t = 50)]
+        /// At most this many (1 to 10,000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: u32,
     },
 }
@@ -76,7 +78,12 @@ pub async fn runs(paths: &Paths, output: Output, cmd: RunsCmd) -> anyhow::Result
             let state = state
                 .map(|s| s.parse::<RunState>())
                 .transpose()
-                .map_err(anyhow::Error::msg)?;
+                .map_err(super::Usage)?;
+            if let Some(d) = &dag
+                && store.get_dag(&DagId(d.clone())).await?.is_none()
+            {
+                return Err(NotFound(format!("no DAG {d}: see `gale dags list`")).into());
+            }
             let runs = store
                 .list_runs(&RunFilter {
                     dag_id: dag.map(DagId),

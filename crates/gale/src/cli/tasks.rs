@@ -24,6 +24,7 @@ pub enum TasksCmd {
     Logs {
         run_id: i64,
         task_id: String,
+        /// The try to show (1, 2, ...; default: the latest).
         #[arg(long)]
         attempt: Option<u32>,
         /// Keep printing new lines until the attempt ends.
@@ -34,8 +35,11 @@ pub enum TasksCmd {
     Test {
         dag_id: String,
         task_id: String,
+        /// The logical date the task is templated with (default: now), e.g.
+        /// 2026-01-01 or 2026-01-01T02:00:00Z.
         #[arg(long)]
         logical_date: Option<String>,
+        /// A JSON object merged over the DAG's params, e.g. '{"region": "us"}'.
         #[arg(long)]
         conf: Option<String>,
     },
@@ -79,7 +83,11 @@ pub async fn tasks(paths: &Paths, output: Output, cmd: TasksCmd) -> anyhow::Resu
                 .ok_or_else(|| NotFound(format!("no task {task_id} in run {run_id}")))?;
             let try_number = attempt.unwrap_or(ti.try_number);
             if try_number == 0 {
-                eprintln!("{task_id} has not started yet (state {})", ti.state);
+                if ti.state.is_terminal() {
+                    eprintln!("{task_id} did not run (state {}): it has no log", ti.state);
+                } else {
+                    eprintln!("{task_id} has not started yet (state {})", ti.state);
+                }
                 if !follow {
                     return Ok(exit::OK);
                 }

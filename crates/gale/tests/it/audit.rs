@@ -506,7 +506,7 @@ fn every_change_is_audited_with_who_where_and_how_it_went() {
     let recent = home.json(&["audit", "list", "--since", "1h", "--action", "logout"]);
     assert_eq!(recent.as_array().map(Vec::len), Some(1), "{recent:#}");
     let bad = home.gale(&["audit", "list", "--action", "explode"]);
-    assert_eq!(bad.code, 1, "{bad}");
+    assert_eq!(bad.code, 2, "bad usage: {bad}");
     assert!(bad.stderr.contains("--action must be one of"), "{bad}");
     let bad = home.gale(&["audit", "list", "--limit", "0"]);
     assert_eq!(bad.code, 2, "{bad}");

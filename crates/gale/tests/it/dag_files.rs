@@ -64,10 +64,11 @@ fn broken_dag_files_are_reported_and_others_still_run() {
     let _gale = home.start();
     home.wait_dag("good");
     let errors = wait_until("both broken files to be reported", || {
-        let out = home.ok(&["dags", "errors"]);
+        let out = home.gale(&["dags", "errors"]);
         (positions(&out.stdout, &typo).len() + positions(&out.stdout, &cycle).len() == 2)
             .then_some(out)
     });
+    assert_eq!(errors.code, 1, "broken files fail `dags errors`: {errors}");
     check(&errors.stdout);
     let list = home.ok(&["dags", "list"]);
     assert!(

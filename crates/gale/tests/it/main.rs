@@ -26,6 +26,7 @@ mod crash;
 mod dag_files;
 mod failover;
 mod faults;
+mod first_day;
 mod inject;
 mod pg_auth;
 mod runs;

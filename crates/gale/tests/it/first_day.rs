@@ -1,0 +1,175 @@
+//! What a new user meets first on the command line: exit codes that keep the
+//! README's promise (2 bad usage, 4 not found, 1 failure), `-o json` on every
+//! command that prints something, a removed DAG that is not run, and a
+//! backfill whose `--to` date is inclusive and never reaches before the
+//! DAG's `start_date`.
+
+use crate::harness::{Home, wait_until};
+
+#[test]
+fn exit_codes_and_json_without_a_server() {
+    let home = Home::new();
+    home.ok(&["db", "migrate"]);
+    // Bad usage: exit 2, naming what is wrong.
+    for (args, says) in [
+        (&["runs", "list", "--state", "bogus"][..], "bogus"),
+        (&["runs", "list", "--limit", "0"][..], "0"),
+        (&["dags", "trigger", "x", "--conf", "{nope"][..], "--conf"),
+        (
+            &["dags", "trigger", "x", "--conf", "[1]"][..],
+            "JSON object",
+        ),
+    ] {
+        let out = home.gale(args);
+        assert_eq!(out.code, 2, "`gale {}`: {out}", args.join(" "));
+        assert!(
+            out.stderr.contains(says),
+            "`gale {}`: {out}",
+            args.join(" ")
+        );
+    }
+    // Not found: exit 4.
+    let out = home.gale(&["runs", "list", "--dag", "nope"]);
+    assert_eq!(out.code, 4, "{out}");
+    assert!(out.stderr.contains("no DAG nope"), "{out}");
+
+    // JSON where JSON is asked for.
+    let v = home.json(&["version"]);
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    let pool = home.json(&["pools", "set", "etl", "4"]);
+    assert_eq!(
+        (pool["name"].as_str(), pool["slots"].as_i64()),
+        (Some("etl"), Some(4))
+    );
+    assert_eq!(pool["created"], true);
+    let user = home.json(&["users", "create", "ana", "--role", "viewer"]);
+    assert_eq!(user["name"], "ana");
+    assert_eq!(user["role"], "viewer");
+    assert!(
+        user["password"].as_str().is_some_and(|p| p.len() >= 12),
+        "a generated password: {user}"
+    );
+    let token = home.json(&["tokens", "create", "--user", "ana", "--name", "ci"]);
+    assert_eq!(token["user"], "ana");
+    assert!(
+        token["token"].as_str().is_some_and(|t| !t.is_empty()),
+        "{token}"
+    );
+}
+
+#[test]
+fn errors_gate_removed_dags_refuse_and_backfills_take_their_last_day() {
+    let home = Home::new();
+    home.write_dag(
+        "daily.yaml",
+        "schedule: '0 2 * * *'\nstart_date: 2026-01-10\ncatchup: false\ntasks:\n  a: { run: 'true' }\n",
+    );
+    home.write_dag("doomed.yaml", "tasks:\n  a: { run: 'true' }\n");
+    home.write_dag("broken.yaml", "tasks:\n  a: { run: 'true', nope: 1 }\n");
+    let closed = crate::receivers::free_port();
+    home.write_dag(
+        "refused.yaml",
+        &format!(
+            "tasks:\n  call: {{ http: {{ url: 'http://127.0.0.1:{closed}/x' }} }}\n  after: {{ needs: [call], run: 'true' }}\n"
+        ),
+    );
+    let _gale = home.start();
+    home.wait_dag("daily");
+    home.wait_dag("doomed");
+
+    // `dags errors` fails while a file is broken, so it can gate a deploy.
+    let errors = wait_until("the broken file to be reported", || {
+        let out = home.gale(&["dags", "errors"]);
+        out.stdout.contains("broken.yaml").then_some(out)
+    });
+    assert_eq!(errors.code, 1, "{errors}");
+    std::fs::remove_file(home.dags().join("broken.yaml")).expect("remove");
+    wait_until("the errors to clear", || {
+        (home.gale(&["dags", "errors"]).code == 0).then_some(())
+    });
+
+    // An HTTP task's failure names its cause; a task that never ran says so.
+    home.wait_dag("refused");
+    let run = home.trigger("refused", &[]);
+    assert_eq!(home.wait_run(run)["run"]["state"], "failed");
+    let tasks = home.json(&["tasks", "list", &run.to_string()]);
+    let text = tasks.to_string();
+    assert!(text.contains("Connection refused"), "{text}");
+    let logs = home.gale(&["tasks", "logs", &run.to_string(), "after"]);
+    assert!(
+        logs.stderr.contains("did not run (state upstream_failed)"),
+        "{logs}"
+    );
+
+    let paused = home.json(&["dags", "pause", "daily"]);
+    assert_eq!(paused["paused"], true, "{paused}");
+    assert_eq!(paused["dag_id"], "daily");
+
+    // A removed DAG is not run.
+    std::fs::remove_file(home.dags().join("doomed.yaml")).expect("remove");
+    wait_until("doomed to be removed", || {
+        let list = home.json(&["dags", "list"]);
+        list["dags"]
+            .as_array()?
+            .iter()
+            .any(|d| d["dag_id"] == "doomed" && d["active"] == false)
+            .then_some(())
+    });
+    let out = home.gale(&["dags", "trigger", "doomed"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("was removed"), "{out}");
+
+    // `--to 2026-01-12` takes the 12th's 02:00 slot; the 9th is before the
+    // start_date and is left out.
+    let out = home.ok(&[
+        "backfill",
+        "daily",
+        "--from",
+        "2026-01-09",
+        "--to",
+        "2026-01-12",
+        "--no-wait",
+    ]);
+    let runs = home.json(&["runs", "list", "--dag", "daily"]);
+    let mut dates: Vec<&str> = runs
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter(|r| r["run_type"] == "backfill")
+        .filter_map(|r| r["logical_date"].as_str())
+        .collect();
+    dates.sort_unstable();
+    assert_eq!(
+        dates,
+        [
+            "2026-01-10T02:00:00Z",
+            "2026-01-11T02:00:00Z",
+            "2026-01-12T02:00:00Z"
+        ],
+        "{out}"
+    );
+    let before = home.gale(&[
+        "backfill",
+        "daily",
+        "--from",
+        "2025-12-01",
+        "--to",
+        "2025-12-31",
+        "--no-wait",
+    ]);
+    assert_eq!(before.code, 2, "{before}");
+    assert!(before.stderr.contains("start_date"), "{before}");
+}
+
+#[test]
+fn a_named_dag_folder_gets_no_examples() {
+    let home = Home::new();
+    let folder = home.path().join("mine/dags");
+    let _gale = home.start_with(&["--dags-folder", &folder.display().to_string()]);
+    wait_until("the folder to be made", || folder.is_dir().then_some(()));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let list = home.json(&["dags", "list"]);
+    assert_eq!(list["dags"], serde_json::json!([]), "{list}");
+    let files: Vec<_> = std::fs::read_dir(&folder).expect("the folder").collect();
+    assert!(files.is_empty(), "nothing written into a named folder");
+}
