@@ -408,10 +408,15 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
         }
     };
 
-    if let (Some(s), Some(_)) = (&raw.schedule, &tz)
-        && let Err(e) = Schedule::parse(&s.value, &timezone)
-    {
-        errors.at(s.referenced, e);
+    if let (Some(s), Some(_)) = (&raw.schedule, &tz) {
+        match Schedule::parse(&s.value, &timezone) {
+            Err(e) => errors.at(s.referenced, e),
+            Ok(sched) => {
+                if let Some(e) = checks::fires(&s.value, &sched, Timestamp::now()) {
+                    errors.at(s.referenced, e);
+                }
+            }
+        }
     }
 
     let (param_defaults, param_specs) = match raw.params {
@@ -540,6 +545,9 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
                 if http.url.trim().is_empty() {
                     errors.at(loc, format!("task {task_id:?}: `http.url` is empty"));
                 }
+                for e in checks::http(task_id, http) {
+                    errors.at(loc, e);
+                }
                 TaskKind::Http(http.clone())
             }
             (Some(_), Some(_)) => {
@@ -578,6 +586,9 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
                     ),
                 );
             }
+        }
+        if let Some(e) = checks::retries(task_id, t.retries.or(defaults.retries)) {
+            errors.at(loc, e);
         }
         let mut env = defaults.env.clone().unwrap_or_default();
         env.extend(t.env.clone().unwrap_or_default());
@@ -636,6 +647,14 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
                 errors.at(need.referenced, format!("task {task_id:?} needs itself"));
             } else if seen.insert(need.value.clone()) {
                 needs.push(TaskId(need.value.clone()));
+            } else {
+                errors.at(
+                    need.referenced,
+                    format!(
+                        "task {task_id:?} needs {:?} twice: name it once",
+                        need.value
+                    ),
+                );
             }
         }
         tasks.push(Task {
@@ -757,6 +776,9 @@ fn is_env_name(s: &str) -> bool {
     s.bytes().next().is_some_and(|b| !b.is_ascii_digit())
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
+
+mod checks;
+pub use checks::MAX_RETRIES;
 
 #[cfg(test)]
 mod tests;

@@ -184,3 +184,37 @@ fn an_enormous_delay_or_timeout_is_refused_at_load_time() {
     // A year is still allowed.
     ok("tasks:\n  t: { run: x, retry_delay: 366d, timeout: 30d }\n");
 }
+
+#[test]
+fn values_that_parse_but_cannot_be_meant_are_refused_each_at_its_place() {
+    let e = errs(
+        r#"schedule: "0 0 30 2 *"
+tasks:
+  a: { run: "true", retries: 4000000000, retry_delay: 0s }
+  b: { http: { url: "not a url", method: FETCH } }
+  c: { run: "true", needs: [a, a] }
+  d: { http: { url: "https://{{ params.host }}/x" } }
+"#,
+    );
+    let text: Vec<String> = e.iter().map(ToString::to_string).collect();
+    let has = |what: &str, line: u64| {
+        assert!(
+            e.iter().any(|x| x.message.contains(what) && x.line == line),
+            "{what} at line {line}: {text:#?}"
+        );
+    };
+    has("never fires", 1);
+    has("more than 100", 3);
+    has("not an http:// or https:// URL", 4);
+    has("not an HTTP method", 4);
+    has("needs \"a\" twice", 5);
+    assert_eq!(
+        e.len(),
+        5,
+        "a templated URL is checked at run time: {text:#?}"
+    );
+    // At the bound, and with every method in any case, it loads.
+    ok(
+        "tasks:\n  a: { run: 'true', retries: 100 }\n  b: { http: { url: 'http://h/x', method: post } }\n",
+    );
+}
