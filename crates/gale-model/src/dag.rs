@@ -322,7 +322,7 @@ pub fn parse(file: &str, stem: &str, source: &str) -> Result<Dag, Vec<DagError>>
                 file: file.to_owned(),
                 line,
                 column,
-                message: yaml_message(&e),
+                message: checks::plain_words(&yaml_message(&e), source, line, column),
             });
             return Err(errors.list);
         }

@@ -64,7 +64,19 @@ impl Schedule {
             .seconds(Seconds::Optional)
             .build()
             .parse(pattern)
-            .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))?;
+            .map_err(|e| {
+                let said = e.to_string();
+                let why = if said.contains("out of bounds") {
+                    "a number is out of range (minute 0-59, hour 0-23, day of month 1-31, \
+                     month 1-12, day of week 0-7; seconds 0-59 when there are six fields)"
+                        .to_owned()
+                } else {
+                    said.trim_start_matches("Component error: ")
+                        .trim_end_matches('.')
+                        .to_owned()
+                };
+                format!("invalid cron expression {expr:?}: {why}")
+            })?;
         Ok(Schedule {
             expr: expr.trim().to_owned(),
             cron,

@@ -108,7 +108,7 @@ fn duplicate_task_ids_are_rejected() {
     let e = errs("tasks:\n  a:\n    run: x\n  a:\n    run: y\n");
     assert_eq!(e[0].line, 4, "{e:?}");
     assert!(
-        e[0].message.to_lowercase().contains("duplicate"),
+        e[0].message.contains("`a` is given twice"),
         "{}",
         e[0].message
     );
@@ -217,4 +217,30 @@ tasks:
     ok(
         "tasks:\n  a: { run: 'true', retries: 100 }\n  b: { http: { url: 'http://h/x', method: post } }\n",
     );
+}
+
+#[test]
+fn parser_messages_are_in_plain_words_naming_the_field() {
+    let one = |src: &str| errs(src).remove(0).message;
+    assert_eq!(
+        one("tasks:\n  a: { run: 'true', priority: 1.5 }\n"),
+        "`priority` must be a whole number from -2147483648 to 2147483647"
+    );
+    assert_eq!(
+        one("tasks:\n  a: { run: 'true', retries: -1 }\n"),
+        "`retries` must be a whole number from 0 to 4294967295"
+    );
+    assert_eq!(
+        one("tasks:\n  a: { http: { url: 'http://x', expect_status: [200, 70000] } }\n"),
+        "`expect_status` must be a whole number from 0 to 65535"
+    );
+    assert_eq!(
+        one("tasks:\n  a: { run: [1, 2] }\n"),
+        "`run` must be text (a string), not a list or a mapping"
+    );
+    assert_eq!(
+        one("tasks:\n  a: { run: 'true' }\n  a: { run: 'false' }\n"),
+        "`a` is given twice in one mapping: keep one"
+    );
+    assert!(one("schedule: '99 * * * *'\ntasks:\n  a: { run: 'true' }\n").contains("minute 0-59"));
 }
