@@ -276,7 +276,10 @@ pub(super) async fn current_dag(
 /// a hint.
 pub(super) fn not_found_hint(e: gale_actions::Error) -> anyhow::Error {
     match e {
-        gale_actions::Error::NotFound(n) => NotFound(format!("{n}: see `gale dags list`")).into(),
+        gale_actions::Error::NotFound(n) if n.starts_with("no DAG") => {
+            NotFound(format!("{n}: see `gale dags list`")).into()
+        }
+        gale_actions::Error::NotFound(n) => NotFound(n).into(),
         // Refused input (a conf the DAG's params do not allow, a bad date).
         gale_actions::Error::Invalid(m) => super::Usage(m).into(),
         e => e.into(),

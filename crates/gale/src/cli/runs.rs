@@ -27,6 +27,27 @@ pub enum RunsCmd {
     },
     /// Show a run and its task instances.
     Show { run_id: i64 },
+    /// Cancel a running or queued run: its running tasks are killed, the
+    /// waiting ones skipped.
+    Cancel { run_id: i64 },
+    /// Mark a run success or failed (its unfinished tasks take that state).
+    Mark {
+        run_id: i64,
+        #[arg(long, value_parser = ["success", "failed"])]
+        state: String,
+    },
+    /// Clear tasks of a finished run so they run again: the failed ones
+    /// (default), or the tasks named with --task (and with --downstream
+    /// every task that depends on them).
+    Clear {
+        run_id: i64,
+        /// A task to clear (repeatable); default: every failed one.
+        #[arg(long = "task")]
+        tasks: Vec<String>,
+        /// With --task: their downstream tasks too.
+        #[arg(long, requires = "tasks")]
+        downstream: bool,
+    },
     /// The schedule-slot ledger of a DAG, newest first: each cron slot once, as
     /// `run` (with its run id), `skipped` (no catchup, or paused) or `missed`
     /// (passed while no scheduler ran, and catchup is off).
@@ -131,6 +152,42 @@ pub async fn runs(paths: &Paths, output: Output, cmd: RunsCmd) -> anyhow::Result
                         rows
                     )
                 );
+            }
+            Ok(exit::OK)
+        }
+        RunsCmd::Cancel { run_id } => {
+            let run = gale_actions::cancel_run(&*store, &super::cli_actor(), RunId(run_id))
+                .await
+                .map_err(super::dags::not_found_hint)?;
+            changed(&*store, output, &run, "cancelled").await
+        }
+        RunsCmd::Mark { run_id, state } => {
+            let mark = gale_actions::Mark::parse(&state).map_err(super::dags::not_found_hint)?;
+            let run = gale_actions::mark_run(&*store, &super::cli_actor(), RunId(run_id), mark)
+                .await
+                .map_err(super::dags::not_found_hint)?;
+            changed(&*store, output, &run, &format!("marked {state}")).await
+        }
+        RunsCmd::Clear {
+            run_id,
+            tasks,
+            downstream,
+        } => {
+            let what = if tasks.is_empty() {
+                gale_actions::ClearWhat::Failed
+            } else {
+                gale_actions::ClearWhat::Tasks {
+                    task_ids: tasks,
+                    downstream,
+                }
+            };
+            let cleared = gale_actions::clear(&*store, &super::cli_actor(), RunId(run_id), &what)
+                .await
+                .map_err(super::dags::not_found_hint)?;
+            if output == Output::Json {
+                print_json(&serde_json::json!({"run_id": run_id, "cleared": cleared}))?;
+            } else {
+                println!("run {run_id}: cleared {}", cleared.join(", "));
             }
             Ok(exit::OK)
         }
@@ -240,4 +297,21 @@ pub(super) async fn follow_run<S: Store + ?Sized>(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Reports a run an operator changed, as it is now.
+async fn changed(
+    store: &dyn Store,
+    output: Output,
+    run: &RunRow,
+    what: &str,
+) -> anyhow::Result<u8> {
+    if output == Output::Json {
+        let mut run = store.get_run(run.id).await?.unwrap_or_else(|| run.clone());
+        run.conf = gale_model::mask::mask_conf(&run.conf);
+        print_json(&run)?;
+    } else {
+        println!("run {} of {} {what}", run.id, run.dag_id);
+    }
+    Ok(exit::OK)
 }

@@ -31,6 +31,13 @@ pub enum TasksCmd {
         #[arg(long, short = 'f')]
         follow: bool,
     },
+    /// Mark a task instance success or failed (a running one is killed).
+    Mark {
+        run_id: i64,
+        task_id: String,
+        #[arg(long, value_parser = ["success", "failed"])]
+        state: String,
+    },
     /// Run one task in the foreground with templating, recording nothing.
     Test {
         dag_id: String,
@@ -66,6 +73,24 @@ pub async fn tasks(paths: &Paths, output: Output, cmd: TasksCmd) -> anyhow::Resu
                 print_json(&items)?;
             } else {
                 println!("{}", task_table(&tasks));
+            }
+            Ok(exit::OK)
+        }
+        TasksCmd::Mark {
+            run_id,
+            task_id,
+            state,
+        } => {
+            let mark = gale_actions::Mark::parse(&state).map_err(super::dags::not_found_hint)?;
+            gale_actions::mark_task(&*store, &super::cli_actor(), RunId(run_id), &task_id, mark)
+                .await
+                .map_err(super::dags::not_found_hint)?;
+            if output == Output::Json {
+                print_json(
+                    &serde_json::json!({"run_id": run_id, "task_id": task_id, "state": state}),
+                )?;
+            } else {
+                println!("{task_id} in run {run_id} marked {state}");
             }
             Ok(exit::OK)
         }

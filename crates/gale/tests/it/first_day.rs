@@ -173,3 +173,58 @@ fn a_named_dag_folder_gets_no_examples() {
     let files: Vec<_> = std::fs::read_dir(&folder).expect("the folder").collect();
     assert!(files.is_empty(), "nothing written into a named folder");
 }
+
+#[test]
+fn runs_are_cancelled_marked_and_cleared_from_the_command_line() {
+    let home = Home::new();
+    home.write_dag(
+        "sleepy.yaml",
+        "tasks:\n  nap: { run: 'sleep 60' }\n  after: { needs: [nap], run: 'true' }\n",
+    );
+    home.write_dag("fails.yaml", "tasks:\n  boom: { run: 'exit 3' }\n");
+    let _gale = home.start();
+    home.wait_dag("sleepy");
+    home.wait_dag("fails");
+    let running = |run: i64| {
+        wait_until("the nap to run", || {
+            let tasks = home.tasks(run);
+            (crate::harness::task(&tasks, "nap")["state"] == "running").then_some(())
+        })
+    };
+
+    let run = home.trigger("sleepy", &[]);
+    running(run);
+    home.ok(&["runs", "cancel", &run.to_string()]);
+    assert_eq!(home.wait_run(run)["run"]["state"], "failed");
+
+    let run = home.trigger("sleepy", &[]);
+    running(run);
+    let marked = home.json(&[
+        "tasks",
+        "mark",
+        &run.to_string(),
+        "nap",
+        "--state",
+        "success",
+    ]);
+    assert_eq!(marked["state"], "success", "{marked}");
+    assert_eq!(home.wait_run(run)["run"]["state"], "success");
+
+    let failed = home.trigger("fails", &[]);
+    assert_eq!(home.wait_run(failed)["run"]["state"], "failed");
+    let cleared = home.json(&["runs", "clear", &failed.to_string()]);
+    assert_eq!(cleared["cleared"], serde_json::json!(["boom"]), "{cleared}");
+    wait_until("the cleared task to run again", || {
+        let tasks = home.tasks(failed);
+        (crate::harness::task(&tasks, "boom")["try_number"] == 2).then_some(())
+    });
+    let marked = home.json(&["runs", "mark", &failed.to_string(), "--state", "success"]);
+    assert_eq!(marked["id"], failed, "{marked}");
+    assert_eq!(marked["state"], "success", "{marked}");
+
+    let missing = home.gale(&["runs", "cancel", "999999"]);
+    assert_eq!(missing.code, 4, "{missing}");
+    assert!(missing.stderr.contains("no run 999999"), "{missing}");
+    let bad = home.gale(&["runs", "mark", "1", "--state", "done"]);
+    assert_eq!(bad.code, 2, "{bad}");
+}
