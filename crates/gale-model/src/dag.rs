@@ -146,6 +146,21 @@ fn default_method() -> String {
 }
 
 impl Dag {
+    /// Every task `id` depends on, directly or through others (its
+    /// ancestors), once each.
+    pub fn upstream_of(&self, id: &str) -> HashSet<&str> {
+        let mut seen = HashSet::new();
+        let mut todo: Vec<&str> = vec![id];
+        while let Some(t) = todo.pop() {
+            for n in self.task(t).map(|t| t.needs.as_slice()).unwrap_or(&[]) {
+                if seen.insert(n.as_str()) {
+                    todo.push(n.as_str());
+                }
+            }
+        }
+        seen
+    }
+
     pub fn task(&self, id: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.id.as_str() == id)
     }

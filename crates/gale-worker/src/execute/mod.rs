@@ -172,9 +172,9 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
 
     // A task is not run with its inputs missing: failed, and retried by its
     // policy.
-    let upstream = match &task {
-        Ok(t) => upstream_outputs(shared, &run, t, &kill).await,
-        Err(_) => Ok(BTreeMap::new()),
+    let upstream = match (&spec, &task) {
+        (Ok(spec), Ok(t)) => upstream_outputs(shared, &run, &spec.dag, t, &kill).await,
+        _ => Ok(BTreeMap::new()),
     };
     let outcome = match (&spec, &task, upstream) {
         (Ok(spec), Ok(task), Ok(upstream)) => 'ran: {
@@ -623,9 +623,12 @@ async fn recorded<S: WorkerStore + ?Sized>(shared: &Shared<S>, finish: &Finish) 
     }
 }
 
+/// The outputs of every task upstream of `task` (its ancestors, not only
+/// the tasks it names in `needs`), as `tasks.<id>.outputs`.
 async fn upstream_outputs<S: WorkerStore + ?Sized>(
     shared: &Shared<S>,
     run: &RunRow,
+    dag: &gale_model::Dag,
     task: &Task,
     kill: &CancellationToken,
 ) -> gale_store::Result<BTreeMap<String, TaskOutputs>> {
@@ -633,8 +636,9 @@ async fn upstream_outputs<S: WorkerStore + ?Sized>(
     if task.needs.is_empty() {
         return Ok(out);
     }
+    let upstream = dag.upstream_of(task.id.as_str());
     for r in read_retrying(kill, || shared.store.run_tasks(run.id)).await? {
-        if task.needs.contains(&r.task_id) {
+        if upstream.contains(r.task_id.as_str()) {
             out.insert(r.task_id.0, TaskOutputs { outputs: r.outputs });
         }
     }

@@ -182,6 +182,11 @@ fn runs_are_cancelled_marked_and_cleared_from_the_command_line() {
         "tasks:\n  nap: { run: 'sleep 60' }\n  after: { needs: [nap], run: 'true' }\n",
     );
     home.write_dag("fails.yaml", "tasks:\n  boom: { run: 'exit 3' }\n");
+    // Outputs of any upstream task, not only of the tasks named in `needs`.
+    home.write_dag(
+        "chain.yaml",
+        "tasks:\n  a: { run: 'echo x=from-a >> $GALE_OUTPUT' }\n  b: { needs: [a], run: 'true' }\n  c: { needs: [b], run: 'test {{ tasks.a.outputs.x }} = from-a' }\n",
+    );
     let _gale = home.start();
     home.wait_dag("sleepy");
     home.wait_dag("fails");
@@ -221,6 +226,10 @@ fn runs_are_cancelled_marked_and_cleared_from_the_command_line() {
     let marked = home.json(&["runs", "mark", &failed.to_string(), "--state", "success"]);
     assert_eq!(marked["id"], failed, "{marked}");
     assert_eq!(marked["state"], "success", "{marked}");
+
+    home.wait_dag("chain");
+    let chain = home.trigger("chain", &[]);
+    assert_eq!(home.wait_run(chain)["run"]["state"], "success");
 
     let missing = home.gale(&["runs", "cancel", "999999"]);
     assert_eq!(missing.code, 4, "{missing}");
