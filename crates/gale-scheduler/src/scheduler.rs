@@ -12,7 +12,7 @@ use gale_model::time::rfc3339;
 use gale_model::{Dag, DagId, RunId, RunState, TaskState};
 use gale_store::alert_events::{AlertEvent, DefaultsCache};
 use gale_store::{
-    Alerts, Clock, Dags, NewDelivery, Nodes, Notifier, Pools, Queue, RunRow, RunType, Runs,
+    Alerts, Clock, Dags, Logs, NewDelivery, Nodes, Notifier, Pools, Queue, RunRow, RunType, Runs,
     SlotStatus, Slots, TaskRow,
 };
 use jiff::{SignedDuration, Timestamp};
@@ -54,9 +54,12 @@ const QUEUED_CHECKED: u32 = 1_000;
 /// The parts of the store a scheduler uses: DAG versions, runs and their task
 /// instances, the queue (enqueue, reap), the slot ledger, pools, and nodes (for
 /// start-up recovery).
-pub trait SchedulerStore: Clock + Dags + Runs + Queue + Slots + Pools + Nodes + Alerts {}
+pub trait SchedulerStore:
+    Clock + Dags + Runs + Queue + Slots + Pools + Nodes + Alerts + Logs
+{
+}
 
-impl<T: Clock + Dags + Runs + Queue + Slots + Pools + Nodes + Alerts + ?Sized> SchedulerStore
+impl<T: Clock + Dags + Runs + Queue + Slots + Pools + Nodes + Alerts + Logs + ?Sized> SchedulerStore
     for T
 {
 }
@@ -527,6 +530,15 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         let applied = self.store.reap_attempt(&reap).await?;
         if applied {
             warn!(ti = %ti.id, dag_id = %ti.dag_id, task_id = %ti.task_id, try_number = ti.try_number, next = %reap.to, "{message}");
+            // The try's log says how it ended, after its last line.
+            let line = gale_store::LogLine {
+                ts: now,
+                stream: gale_store::Stream::System,
+                text: format!("[gale] {message}"),
+            };
+            if let Err(e) = self.store.append_logs(ti.id, ti.try_number, &[line]).await {
+                debug!(ti = %ti.id, error = %e, "cannot note the lost attempt in its log");
+            }
             self.notifier.run_changed(ti.run_id);
         }
         Ok(applied)

@@ -67,6 +67,10 @@ fn killed_standalone_run_recovers_on_restart() {
         "{slow:#}"
     );
     assert_eq!(attempts[1]["state"], "success", "{slow:#}");
+    // The lost try's log ends saying so.
+    let lost_log = home.logs(run_id, "slow", Some(1));
+    let last = lost_log.lines().last().unwrap_or("");
+    assert!(last.contains("[gale] attempt lost"), "{lost_log}");
     assert_eq!(task(&tasks, "after")["state"], "success");
 
     let text = std::fs::read_to_string(&pids).expect("pids");
