@@ -452,6 +452,12 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
                 let finished = self.store.finish_run(*run_id, *state, &alerts).await?;
                 if finished {
                     info!(%run_id, %dag_id, %state, "run finished");
+                    gale_store::telemetry::telemetry()
+                        .runs_finished
+                        .get_or_create(&gale_store::telemetry::StateLabels {
+                            state: state.as_str(),
+                        })
+                        .inc();
                     self.tracker.finished(*run_id);
                     report.runs_finished += 1;
                 }

@@ -84,15 +84,35 @@ pub async fn render(state: &AppState) -> String {
     } else {
         "postgres"
     };
-    for kind in ["unavailable", "invalid", "database"] {
+    for kind in ["unavailable", "full", "database"] {
         t.db_errors
             .get_or_create(&ErrorLabels { kind, backend })
             .inc_by(0);
     }
     registry.register(
         "db_errors",
-        "Store errors by kind (unavailable, invalid, database) and backend",
+        "Store errors by kind (unavailable, full, database) and backend; refused input is not counted",
         t.db_errors.clone(),
+    );
+    for state in ["success", "failed"] {
+        t.runs_finished
+            .get_or_create(&gale_store::telemetry::StateLabels { state })
+            .inc_by(0);
+    }
+    registry.register(
+        "runs_finished",
+        "Runs this process's scheduler finished, by state",
+        t.runs_finished.clone(),
+    );
+    for state in ["success", "failed", "up_for_retry", "skipped"] {
+        t.attempts_finished
+            .get_or_create(&gale_store::telemetry::StateLabels { state })
+            .inc_by(0);
+    }
+    registry.register(
+        "task_attempts_finished",
+        "Attempts this process's worker finished, by the task's next state",
+        t.attempts_finished.clone(),
     );
     registry.register(
         "login_failures",

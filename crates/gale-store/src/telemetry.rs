@@ -12,7 +12,8 @@ use prometheus_client::metrics::histogram::Histogram;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
-    /// `unavailable`, `invalid` or `database` (see [`crate::Error`]).
+    /// `unavailable`, `full` or `database` (see [`crate::Error`]; refused
+    /// input, `invalid`, is the caller's error, not the database's).
     pub kind: &'static str,
     /// The backend: `sqlite` or `postgres`.
     pub backend: &'static str,
@@ -28,6 +29,15 @@ pub struct Telemetry {
     /// Seconds one scheduler pass took.
     pub scheduler_pass: Histogram,
     pub db_errors: Family<ErrorLabels, Counter>,
+    /// Runs this process's scheduler finished, by state.
+    pub runs_finished: Family<StateLabels, Counter>,
+    /// Attempts this process's worker finished, by outcome.
+    pub attempts_finished: Family<StateLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: &'static str,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -50,6 +60,8 @@ static TELEMETRY: LazyLock<Telemetry> = LazyLock::new(|| Telemetry {
     task_duration: Histogram::new(duration_buckets()),
     scheduler_pass: Histogram::new(latency_buckets()),
     db_errors: Family::default(),
+    runs_finished: Family::default(),
+    attempts_finished: Family::default(),
 });
 
 /// This process's measurements.
@@ -62,7 +74,8 @@ pub(crate) fn count_error(backend: &'static str, e: &crate::Error) {
     let kind = match e {
         crate::Error::Unavailable(_) => "unavailable",
         crate::Error::Full(_) => "full",
-        crate::Error::Invalid(_) => "invalid",
+        // A refusal of bad input: nothing wrong with the database.
+        crate::Error::Invalid(_) => return,
         crate::Error::Database(_) => "database",
     };
     telemetry()

@@ -409,6 +409,12 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
         match shared.reporter.finish(finish.clone()).await {
             Ok(true) => {
                 info!(%ti, dag_id = %run.dag_id, task_id = %row.task_id, try_number, state = %state, "attempt finished");
+                gale_store::telemetry::telemetry()
+                    .attempts_finished
+                    .get_or_create(&gale_store::telemetry::StateLabels {
+                        state: state.as_str(),
+                    })
+                    .inc();
                 return;
             }
             Ok(false) if retried && recorded(shared, &finish).await => {

@@ -1762,7 +1762,7 @@ fn metrics_are_strict_openmetrics_with_the_expected_families() {
         assert!(!family.help.is_empty(), "{name} has no HELP");
     }
     let errors = &families["gale_db_errors"];
-    for kind in ["unavailable", "invalid", "database"] {
+    for kind in ["unavailable", "full", "database"] {
         let v = errors.value(
             "gale_db_errors_total",
             &[("kind", kind), ("backend", "sqlite")],
@@ -1823,7 +1823,16 @@ fn metrics_are_strict_openmetrics_with_the_expected_families() {
     assert!(histogram_count(&families, "gale_task_claim_to_start_seconds") >= 2.0);
     assert!(histogram_count(&families, "gale_task_queue_wait_seconds") >= 2.0);
     assert!(histogram_count(&families, "gale_scheduler_loop_seconds") >= 1.0);
-    for kind in ["unavailable", "invalid", "database"] {
+    // Finished runs and attempts are counted by state.
+    let counted = |family: &str, state: &str| {
+        families[family]
+            .value(&format!("{family}_total"), &[("state", state)])
+            .unwrap_or_else(|| panic!("no {family} {state}: {:#?}", families[family]))
+    };
+    assert!(counted("gale_runs_finished", "success") >= 1.0);
+    assert!(counted("gale_task_attempts_finished", "success") >= 1.0);
+    assert_eq!(counted("gale_runs_finished", "failed"), 0.0);
+    for kind in ["unavailable", "full", "database"] {
         let v = families["gale_db_errors"].value("gale_db_errors_total", &[("kind", kind)]);
         assert!(
             v.is_some_and(|v| v >= 0.0 && v.fract() == 0.0),
