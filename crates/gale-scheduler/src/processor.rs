@@ -28,6 +28,9 @@ pub struct DagProcessor<S: ?Sized> {
     /// Where tasks' variables and connections are looked up: a new version
     /// naming one that does not exist is warned about.
     resolver: Option<Arc<gale_secrets::Resolver>>,
+    /// Files whose DAG id another file holds, with the refusal last
+    /// reported: reported again only when it changes.
+    conflicts: HashMap<PathBuf, String>,
 }
 
 /// Lists `*.yaml` / `*.yml` files below `folder`, sorted, skipping hidden entries.
@@ -104,6 +107,7 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
             interval,
             seen: HashMap::new(),
             resolver: None,
+            conflicts: HashMap::new(),
         }
     }
 
@@ -161,6 +165,7 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
         let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
         self.store.sync_files(&self.owner, &names).await?;
         self.seen.retain(|p, _| files.contains(p));
+        self.conflicts.retain(|p, _| files.contains(p));
         let mut parsed = 0;
         for path in files {
             let Ok(meta) = std::fs::metadata(&path) else {
@@ -203,6 +208,11 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
                             }
                         }
                         Err(gale_store::Error::Invalid(message)) => {
+                            // Tried again every scan, reported once.
+                            if self.conflicts.get(&path) == Some(&message) {
+                                continue;
+                            }
+                            self.conflicts.insert(path.clone(), message.clone());
                             let err = DagError {
                                 file: name.clone(),
                                 line: 1,
@@ -235,6 +245,7 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
                 }
             }
             debug!(file = %name, "processed DAG file");
+            self.conflicts.remove(&path);
             self.seen.insert(path, stamp);
         }
         Ok(parsed)

@@ -237,3 +237,39 @@ fn runs_are_cancelled_marked_and_cleared_from_the_command_line() {
     let bad = home.gale(&["runs", "mark", "1", "--state", "done"]);
     assert_eq!(bad.code, 2, "{bad}");
 }
+
+#[test]
+fn a_duplicate_dag_id_is_reported_once_not_every_scan() {
+    let home = Home::new();
+    home.write_dag("one.yaml", "id: same\ntasks:\n  a: { run: 'true' }\n");
+    let gale = home.start();
+    home.wait_dag("same");
+    home.write_dag("two.yaml", "id: same\ntasks:\n  b: { run: 'true' }\n");
+    let first = wait_until("the duplicate to be reported", || {
+        let errors = home.gale(&["dags", "errors", "--output", "json"]).json();
+        errors
+            .as_array()?
+            .iter()
+            .find(|e| e["file"].as_str().is_some_and(|f| f.ends_with("two.yaml")))
+            .cloned()
+    });
+    // Several scans later (one every 2 s) it is the same report, not a new one.
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    let errors = home.gale(&["dags", "errors", "--output", "json"]).json();
+    let later = errors
+        .as_array()
+        .expect("errors")
+        .iter()
+        .find(|e| e["file"].as_str().is_some_and(|f| f.ends_with("two.yaml")))
+        .expect("still reported");
+    assert_eq!(later["updated_at"], first["updated_at"], "{errors}");
+    let log = gale.log();
+    let said = log.matches("duplicate DAG id").count();
+    assert!(said <= 1, "reported {said} times:\n{log}");
+    // Once the first file goes, the second one's DAG is stored.
+    std::fs::remove_file(home.dags().join("one.yaml")).expect("remove");
+    wait_until("two.yaml to take the id", || {
+        let dag = home.json(&["dags", "show", "same"]);
+        dag.to_string().contains("\"b\"").then_some(())
+    });
+}
