@@ -37,6 +37,10 @@ pub struct Dag {
     pub start_date: Option<Timestamp>,
     pub end_date: Option<Timestamp>,
     pub catchup: bool,
+    /// Whether the DAG starts paused when first stored (default: the
+    /// processor's setting); Airflow's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_paused_upon_creation: Option<bool>,
     pub max_active_runs: u32,
     pub max_active_tasks: Option<u32>,
     /// Each param's default (conf overrides them in a run's templates).
@@ -233,6 +237,7 @@ struct RawDag {
     start_date: Option<Spanned<String>>,
     end_date: Option<Spanned<String>>,
     catchup: Option<bool>,
+    is_paused_upon_creation: Option<bool>,
     max_active_runs: Option<Spanned<u32>>,
     max_active_tasks: Option<Spanned<u32>>,
     params: Option<Spanned<serde_json::Map<String, serde_json::Value>>>,
@@ -337,7 +342,7 @@ pub fn parse(file: &str, stem: &str, source: &str) -> Result<Dag, Vec<DagError>>
                 file: file.to_owned(),
                 line,
                 column,
-                message: checks::plain_words(&yaml_message(&e), source, line, column),
+                message: checks::plain_words(&checks::yaml_message(&e), source, line, column),
             });
             return Err(errors.list);
         }
@@ -349,29 +354,6 @@ pub fn parse(file: &str, stem: &str, source: &str) -> Result<Dag, Vec<DagError>>
         errors.list.sort_by_key(|e| (e.line, e.column));
         Err(errors.list)
     }
-}
-
-/// The first line of serde-saphyr's rendered error, without its snippet and
-/// location prefix; our own `file:line:col` replaces them.
-fn yaml_message(e: &serde_saphyr::Error) -> String {
-    let rendered = e.to_string();
-    let first = rendered.lines().next().unwrap_or("invalid YAML").trim();
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    // Drop a leading "line X column Y: " that our own position replaces.
-    let first = match first.strip_prefix("line ") {
-        Some(rest) => rest.split_once(": ").map_or(first, |(_, msg)| msg),
-        None => first,
-    };
-    // Drop a trailing " at line X column Y" that the location already says.
-    let message = match first.find(" at line ") {
-        Some(i) => &first[..i],
-        None => first,
-    };
-    let mut message = message.to_owned();
-    if message.contains("unknown field") {
-        message.push_str(" (check the spelling; see the DAG file reference in the README)");
-    }
-    message
 }
 
 /// The longest `retry_delay`, `max_retry_delay` or `timeout` a task may
@@ -727,6 +709,7 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
         start_date,
         end_date,
         catchup: raw.catchup.unwrap_or(false),
+        is_paused_upon_creation: raw.is_paused_upon_creation,
         max_active_runs,
         max_active_tasks: raw.max_active_tasks.map(|m| m.value),
         params: param_defaults,

@@ -31,6 +31,8 @@ pub struct DagProcessor<S: ?Sized> {
     /// Files whose DAG id another file holds, with the refusal last
     /// reported: reported again only when it changes.
     conflicts: HashMap<PathBuf, String>,
+    /// Whether a DAG that does not say (`is_paused_upon_creation`) starts paused.
+    paused_at_creation: bool,
 }
 
 /// Lists `*.yaml` / `*.yml` files below `folder`, sorted, skipping hidden entries.
@@ -108,7 +110,14 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
             seen: HashMap::new(),
             resolver: None,
             conflicts: HashMap::new(),
+            paused_at_creation: false,
         }
+    }
+
+    /// New DAGs that do not say otherwise start paused.
+    pub fn with_paused_at_creation(mut self, paused: bool) -> Self {
+        self.paused_at_creation = paused;
+        self
     }
 
     /// Warns of new versions that name a variable or connection `resolver`
@@ -194,8 +203,12 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
                     })
             };
             match loaded {
-                Ok((dag, source)) => {
+                Ok((mut dag, source)) => {
                     let hash = dag::content_hash(&source);
+                    dag.is_paused_upon_creation = Some(
+                        dag.is_paused_upon_creation
+                            .unwrap_or(self.paused_at_creation),
+                    );
                     match self
                         .store
                         .upsert_dag(&dag, &name, &source, &hash, &self.owner)

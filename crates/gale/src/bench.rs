@@ -242,6 +242,7 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
         heartbeat_interval: Duration::from_secs(2),
         poll_interval: Duration::from_secs(1),
         parse_interval: Duration::from_secs(2),
+        dags_paused_at_creation: false,
         shutdown_grace: Duration::from_secs(5),
         task_cwd: dir.path().to_path_buf(),
         task_env: gale_worker::TaskEnv::filtered(),

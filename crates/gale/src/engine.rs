@@ -27,6 +27,8 @@ pub struct EngineOptions {
     pub heartbeat_interval: Duration,
     pub poll_interval: Duration,
     pub parse_interval: Duration,
+    /// New DAGs that do not say otherwise start paused.
+    pub dags_paused_at_creation: bool,
     pub shutdown_grace: Duration,
     pub task_cwd: PathBuf,
     /// Who tasks run as and what environment they start with.
@@ -185,7 +187,8 @@ pub async fn run(
     if opts.scheduler {
         if let Some(folder) = opts.dags_folder.clone() {
             let processor = DagProcessor::new(store.clone(), folder, opts.parse_interval, &host)
-                .with_resolver(opts.resolver.clone());
+                .with_resolver(opts.resolver.clone())
+                .with_paused_at_creation(opts.dags_paused_at_creation);
             tasks.spawn(processor.run(roles_cancel.clone()));
         }
         tasks.spawn(scheduler.run(roles_cancel.clone()));

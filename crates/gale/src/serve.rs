@@ -31,6 +31,10 @@ pub struct RoleArgs {
     /// nodes need not see it: workers read DAG versions from the store.
     #[arg(long, env = "GALE_DAGS_FOLDER")]
     pub dags_folder: Option<PathBuf>,
+    /// New DAGs start paused unless their file says `is_paused_upon_creation:
+    /// false` (Airflow's default); without it they start unpaused.
+    #[arg(long, env = "GALE_DAGS_PAUSED_AT_CREATION")]
+    pub dags_paused_at_creation: bool,
     /// Most task attempts running at once (worker role).
     #[arg(long, env = "GALE_CONCURRENCY", default_value_t = 16)]
     pub concurrency: usize,
@@ -230,6 +234,7 @@ pub async fn role(paths: &Paths, mode: Mode, args: RoleArgs) -> anyhow::Result<u
 pub async fn webserver(paths: &Paths, args: WebserverArgs) -> anyhow::Result<u8> {
     let roles = RoleArgs {
         dags_folder: None,
+        dags_paused_at_creation: false,
         concurrency: 1,
         queues: vec!["default".into()],
         attempt_lease: Duration::from_secs(10),
@@ -407,6 +412,7 @@ async fn serve(
             .clamp(Duration::from_millis(500), Duration::from_secs(2)),
         poll_interval: Duration::from_secs(1),
         parse_interval: Duration::from_secs(2),
+        dags_paused_at_creation: args.dags_paused_at_creation,
         shutdown_grace: args.shutdown_grace,
         // GALE_HOME is Gale's own (0700): another user's tasks start in
         // their home, or the temporary directory if it has none.

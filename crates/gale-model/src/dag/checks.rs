@@ -114,3 +114,26 @@ fn key_at(source: &str, line: u64, column: u64) -> Option<String> {
         .collect();
     (!key.is_empty()).then_some(key)
 }
+
+/// The first line of serde-saphyr's rendered error, without its snippet and
+/// location prefix; our own `file:line:col` replaces them.
+pub(super) fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let rendered = e.to_string();
+    let first = rendered.lines().next().unwrap_or("invalid YAML").trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // Drop a leading "line X column Y: " that our own position replaces.
+    let first = match first.strip_prefix("line ") {
+        Some(rest) => rest.split_once(": ").map_or(first, |(_, msg)| msg),
+        None => first,
+    };
+    // Drop a trailing " at line X column Y" that the location already says.
+    let message = match first.find(" at line ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    let mut message = message.to_owned();
+    if message.contains("unknown field") {
+        message.push_str(" (check the spelling; see the DAG file reference in the README)");
+    }
+    message
+}

@@ -57,6 +57,8 @@ pub trait Dags: Send + Sync + 'static {
     /// Records a successfully parsed DAG file: a new version if its content is new,
     /// the DAG row pointing at it, and no import error for the file. Returns whether
     /// the version was new. Refuses a DAG id that another active file already defines.
+    /// A DAG stored for the first time is paused when its
+    /// `is_paused_upon_creation` says so; an existing one keeps its pause.
     ///
     /// `owner` names the DAG processor (host and folder) recording it: see
     /// `sync_files`.

@@ -26,6 +26,7 @@ impl Dags for PgStore {
             Box::pin(async move {
                 let id = dag.id.as_str();
                 let max_active_runs = i32_of(dag.max_active_runs);
+                let paused = dag.is_paused_upon_creation.unwrap_or(false);
                 // Serialise definitions of one DAG id, so two processors cannot both
                 // pass the duplicate check.
                 tx.exec("SELECT pg_advisory_xact_lock(hashtext($1))", &[&id])
@@ -51,7 +52,7 @@ impl Dags for PgStore {
                 tx.exec(
                     "INSERT INTO dags (dag_id, file, version_hash, paused, active, schedule, timezone,
                          max_active_runs, description, tags, created_at, updated_at, owner)
-                     VALUES ($1, $2, $3, false, true, $4, $5, $6, $7, $8, now(), now(), $9)
+                     VALUES ($1, $2, $3, $10, true, $4, $5, $6, $7, $8, now(), now(), $9)
                      ON CONFLICT (dag_id) DO UPDATE SET file = $2, version_hash = $3, active = true,
                          schedule = $4, timezone = $5, max_active_runs = $6, description = $7,
                          tags = $8, updated_at = now(), owner = $9",
@@ -65,6 +66,7 @@ impl Dags for PgStore {
                         &dag.description,
                         &tags,
                         &owner,
+                        &paused,
                     ],
                 )
                 .await?;

@@ -45,7 +45,7 @@ impl Dags for SqliteStore {
             tx.execute(
                 "INSERT INTO dags (dag_id, file, version_hash, paused, active, schedule, timezone,
                      max_active_runs, description, tags, created_at, updated_at, owner)
-                 VALUES (?1, ?2, ?3, 0, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
+                 VALUES (?1, ?2, ?3, ?11, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
                  ON CONFLICT (dag_id) DO UPDATE SET file = ?2, version_hash = ?3, active = 1,
                      schedule = ?4, timezone = ?5, max_active_runs = ?6, description = ?7,
                      tags = ?8, updated_at = ?9, owner = ?10",
@@ -59,7 +59,8 @@ impl Dags for SqliteStore {
                     dag.description,
                     tags,
                     now,
-                    owner
+                    owner,
+                    dag.is_paused_upon_creation.unwrap_or(false)
                 ],
             )
             .map_err(map_err)?;

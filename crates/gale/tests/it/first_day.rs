@@ -273,3 +273,56 @@ fn a_duplicate_dag_id_is_reported_once_not_every_scan() {
         dag.to_string().contains("\"b\"").then_some(())
     });
 }
+
+#[test]
+fn new_dags_start_paused_when_asked() {
+    let home = Home::new();
+    home.write_dag("plain.yaml", "tasks:\n  a: { run: 'true' }\n");
+    home.write_dag(
+        "eager.yaml",
+        "is_paused_upon_creation: false\ntasks:\n  a: { run: 'true' }\n",
+    );
+    let dags = home.dags().display().to_string();
+    let gale = home.start_with(&[
+        "--dags-folder",
+        &dags,
+        "--no-examples",
+        "--dags-paused-at-creation",
+    ]);
+    home.wait_dag("plain");
+    home.wait_dag("eager");
+    let paused = |id: &str| {
+        home.json(&["dags", "list"])["dags"]
+            .as_array()
+            .expect("dags")
+            .iter()
+            .find(|d| d["dag_id"] == id)
+            .map(|d| d["paused"].clone())
+            .expect("the DAG")
+    };
+    assert_eq!(paused("plain"), true);
+    assert_eq!(paused("eager"), false);
+    // A new version keeps the DAG's pause as it is.
+    home.ok(&["dags", "unpause", "plain"]);
+    home.write_dag(
+        "plain.yaml",
+        "tasks:\n  a: { run: 'true' }\n  b: { run: 'true' }\n",
+    );
+    wait_until("the new version", || {
+        home.json(&["dags", "show", "plain"])
+            .to_string()
+            .contains("\"b\"")
+            .then_some(())
+    });
+    assert_eq!(paused("plain"), false);
+    drop(gale);
+
+    // Without the setting, a DAG may still ask to start paused.
+    home.write_dag(
+        "careful.yaml",
+        "is_paused_upon_creation: true\ntasks:\n  a: { run: 'true' }\n",
+    );
+    let _gale = home.start();
+    home.wait_dag("careful");
+    assert_eq!(paused("careful"), true);
+}
