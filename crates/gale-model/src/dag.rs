@@ -153,10 +153,11 @@ impl Dag {
     /// Every task `id` depends on, directly or through others (its
     /// ancestors), once each.
     pub fn upstream_of(&self, id: &str) -> HashSet<&str> {
+        let index: HashMap<&str, &Task> = self.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
         let mut seen = HashSet::new();
         let mut todo: Vec<&str> = vec![id];
         while let Some(t) = todo.pop() {
-            for n in self.task(t).map(|t| t.needs.as_slice()).unwrap_or(&[]) {
+            for n in index.get(t).map(|t| t.needs.as_slice()).unwrap_or(&[]) {
                 if seen.insert(n.as_str()) {
                     todo.push(n.as_str());
                 }
@@ -701,7 +702,7 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
         );
     }
 
-    Dag {
+    let dag = Dag {
         id: DagId(id),
         description: raw.description,
         schedule: raw.schedule.map(|s| s.value.trim().to_owned()),
@@ -719,7 +720,11 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
         alerts: raw.alerts.map(|a| a.value).unwrap_or_default(),
         deadline: raw.deadline.map(|d| d.value),
         tasks,
+    };
+    for (task, e) in checks::templates(&dag) {
+        errors.at(task_map[task.as_str()].referenced, e);
     }
+    dag
 }
 
 /// A cycle among the tasks' `needs`, as the list of task ids along it.

@@ -17,8 +17,10 @@ use serde::Serialize;
 
 use crate::secrets::Lookup;
 
+mod check;
 mod lookup;
 
+pub use check::{Known, NAMES, check};
 pub use lookup::references;
 
 /// Everything a template can see.

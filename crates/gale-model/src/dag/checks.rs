@@ -137,3 +137,76 @@ pub(super) fn yaml_message(e: &serde_saphyr::Error) -> String {
     }
     message
 }
+
+/// Every templated field of every task checked (see
+/// [`crate::template::check`]): (task id, message naming the field).
+pub(super) fn templates(dag: &super::Dag) -> Vec<(String, String)> {
+    use crate::template::{Known, check};
+    let params = (!dag.allow_undeclared_conf).then(|| {
+        dag.params
+            .keys()
+            .chain(dag.param_specs.keys())
+            .map(String::as_str)
+            .collect()
+    });
+    let index: std::collections::HashMap<&str, &super::Task> =
+        dag.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    let mut out = Vec::new();
+    for task in &dag.tasks {
+        let mut fields: Vec<(String, &str)> = Vec::new();
+        match &task.kind {
+            super::TaskKind::Shell { run } => fields.push(("run".into(), run)),
+            super::TaskKind::Http(h) => {
+                fields.push(("http.url".into(), &h.url));
+                for (k, v) in &h.headers {
+                    fields.push((format!("http.headers.{k}"), v));
+                }
+                if let Some(b) = &h.body {
+                    fields.push(("http.body".into(), b));
+                }
+            }
+        }
+        for (k, v) in &task.env {
+            fields.push((format!("env.{k}"), v));
+        }
+        if let Some(cwd) = &task.cwd {
+            fields.push(("cwd".into(), cwd));
+        }
+        let templated = |t: &str| t.contains("{{") || t.contains("{%") || t.contains("{#");
+        if !fields.iter().any(|(_, t)| templated(t)) {
+            continue;
+        }
+        let known = Known {
+            params: params.clone(),
+            upstream: upstream(&index, task),
+        };
+        for (field, text) in fields {
+            for e in check(text, &known) {
+                out.push((
+                    task.id.0.clone(),
+                    format!("task {:?}: {field}: {e}", task.id.0),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Every task `task` depends on, directly or through others.
+fn upstream<'a>(
+    index: &std::collections::HashMap<&'a str, &'a super::Task>,
+    task: &'a super::Task,
+) -> std::collections::HashSet<&'a str> {
+    let mut seen = std::collections::HashSet::new();
+    let mut todo = vec![task];
+    while let Some(t) = todo.pop() {
+        for n in &t.needs {
+            if seen.insert(n.as_str())
+                && let Some(up) = index.get(n.as_str())
+            {
+                todo.push(up);
+            }
+        }
+    }
+    seen
+}

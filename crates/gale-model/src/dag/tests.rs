@@ -194,6 +194,7 @@ tasks:
   b: { http: { url: "not a url", method: FETCH } }
   c: { run: "true", needs: [a, a] }
   d: { http: { url: "https://{{ params.host }}/x" } }
+params: { host: example.com }
 "#,
     );
     let text: Vec<String> = e.iter().map(ToString::to_string).collect();
@@ -243,4 +244,40 @@ fn parser_messages_are_in_plain_words_naming_the_field() {
         "`a` is given twice in one mapping: keep one"
     );
     assert!(one("schedule: '99 * * * *'\ntasks:\n  a: { run: 'true' }\n").contains("minute 0-59"));
+}
+
+#[test]
+fn templates_are_checked_when_the_file_loads() {
+    let e = errs(
+        r#"params: { region: eu }
+tasks:
+  a: { run: "echo {{ unclosed" }
+  b: { run: "echo {{ tasks.zzz.outputs.x }} {{ params.nope }} {{ nosuch }}" }
+  c: { needs: [a], run: "echo {{ tasks.a.outputs.x }}" }
+  d: { needs: [c], run: "echo {{ tasks.a.outputs.x }} {{ tasks.b.outputs.y }}", env: { X: "{{ params.region }}" } }
+  e: { http: { url: "https://h/{{ ds }}", headers: { A: "{{ bogus }}" } } }
+"#,
+    );
+    let text: Vec<String> = e.iter().map(ToString::to_string).collect();
+    let has = |what: &str, line: u64| {
+        assert!(
+            e.iter().any(|x| x.message.contains(what) && x.line == line),
+            "{what} at line {line}: {text:#?}"
+        );
+    };
+    has("task \"a\": run: template error: syntax error", 3);
+    has("`tasks.zzz` is not upstream", 4);
+    has("`params.nope` is not a param", 4);
+    has("`nosuch` is not defined", 4);
+    has("task \"d\": run: template: `tasks.b` is not upstream", 6);
+    has("http.headers.A: template: `bogus` is not defined", 7);
+    assert_eq!(
+        e.len(),
+        6,
+        "a and c are upstream of d; ds and region are known: {text:#?}"
+    );
+    // A DAG that takes any conf may name any param.
+    ok(
+        "allow_undeclared_conf: true\ntasks:\n  a: { run: 'echo {{ params.anything }} {{ range(3) | length }}' }\n",
+    );
 }

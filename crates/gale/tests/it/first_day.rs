@@ -28,6 +28,24 @@ fn exit_codes_and_json_without_a_server() {
             args.join(" ")
         );
     }
+    // Templates are checked by `dags validate`, every error of the file at
+    // its file:line:column.
+    home.write_dag(
+        "tmpl.yaml",
+        "tasks:\n  a: { run: 'echo {{ unclosed' }\n  b: { run: 'echo {{ tasks.zzz.outputs.x }}' }\n",
+    );
+    let file = home.dags().join("tmpl.yaml").display().to_string();
+    let out = home.gale(&["dags", "validate", &file]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stdout.contains(&format!("{file}:2:")) && out.stdout.contains("syntax error"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(&format!("{file}:3:"))
+            && out.stdout.contains("`tasks.zzz` is not upstream"),
+        "{out}"
+    );
     // Not found: exit 4.
     let out = home.gale(&["runs", "list", "--dag", "nope"]);
     assert_eq!(out.code, 4, "{out}");

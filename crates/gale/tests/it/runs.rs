@@ -215,9 +215,11 @@ tasks:
       printf '[%s]\n' {{ params.k | shell_quote }} {{ params.other | shell_quote }}
 "#,
     );
+    // Only what the file cannot tell fails at run time: an attribute of a
+    // param's value (a name the DAG does not know is refused when it loads).
     home.write_dag(
         "broken_template.yaml",
-        "tasks:\n  render:\n    run: echo {{ no_such_variable }}\n",
+        "params: { p: plain }\ntasks:\n  render:\n    run: echo {{ params.p.no_such_field }}\n",
     );
     let _gale = home.start();
     home.wait_dag("pass");
