@@ -290,9 +290,17 @@ impl Home {
         })
     }
 
-    /// `gale runs list --dag DAG --output json`, newest first.
+    /// `gale runs list --dag DAG --output json`, newest first; none while
+    /// the DAG is not stored yet (exit 4).
     pub fn runs(&self, dag_id: &str) -> Vec<Value> {
-        self.json(&["runs", "list", "--dag", dag_id, "--limit", "1000"])
+        let out = self.gale(&[
+            "runs", "list", "--dag", dag_id, "--limit", "1000", "--output", "json",
+        ]);
+        if out.code == 4 {
+            return Vec::new();
+        }
+        assert_eq!(out.code, 0, "`gale runs list --dag {dag_id}` failed: {out}");
+        out.json()
             .as_array()
             .expect("runs list prints an array")
             .clone()
