@@ -64,9 +64,9 @@ async fn create(
     let tz = schedule::time_zone(&dag.timezone).map_err(Error::Invalid)?;
     let from_ts =
         schedule::parse_date(from, &tz).map_err(|e| Error::Invalid(format!("from: {e}")))?;
-    let mut to_ts =
-        schedule::parse_date(to, &tz).map_err(|e| Error::Invalid(format!("to: {e}")))?;
+    let to_ts = schedule::parse_date(to, &tz).map_err(|e| Error::Invalid(format!("to: {e}")))?;
     // A bare date is the whole day: `--to 2026-11-29` takes that day's slots.
+    let mut last = to_ts;
     if let Ok(day) = to.trim().parse::<jiff::civil::Date>()
         && to.trim().len() == 10
         && let Ok(next) = day
@@ -74,7 +74,7 @@ async fn create(
             .and_then(|d| d.to_zoned(tz.clone()))
             .map(|z| z.timestamp())
     {
-        to_ts = next
+        last = next
             .checked_sub(jiff::SignedDuration::from_micros(1))
             .unwrap_or(to_ts);
     }
@@ -84,7 +84,7 @@ async fn create(
         )));
     }
     if let Some(start) = dag.start_date
-        && to_ts < start
+        && last < start
     {
         return Err(Error::Invalid(format!(
             "the range ends before {dag_id}'s start_date ({start}): no slot of it is due"
@@ -94,7 +94,7 @@ async fn create(
         Some(start) if from_ts < start => start,
         _ => from_ts,
     };
-    let intervals = schedule::intervals_between(&sched, from_ts, to_ts, MAX_BACKFILL_RUNS + 1);
+    let intervals = schedule::intervals_between(&sched, from_ts, last, MAX_BACKFILL_RUNS + 1);
     if intervals.len() > MAX_BACKFILL_RUNS {
         return Err(Error::Invalid(format!(
             "that range has more than {MAX_BACKFILL_RUNS} schedule slots: backfill it in parts"

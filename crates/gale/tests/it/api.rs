@@ -1138,11 +1138,20 @@ fn api_backfills_nodes_pools_and_version() {
         &json!({"from": "2025-01-01", "to": "soon"}),
     )
     .problem(400);
+    // More than 10,000 daily slots from the start_date on.
     web.post(
         "/api/v1/dags/nightly/backfills",
-        &json!({"from": "1990-01-01", "to": "2025-01-01"}),
+        &json!({"from": "1990-01-01", "to": "2060-01-01"}),
     )
     .problem(400);
+    // A range that ends before the start_date has no slot.
+    let before = web
+        .post(
+            "/api/v1/dags/nightly/backfills",
+            &json!({"from": "1990-01-01", "to": "1990-02-01"}),
+        )
+        .problem(400);
+    assert!(before.contains("start_date"), "{before}");
     web.post(
         "/api/v1/dags/nightly/backfills",
         &json!({"from": "2025-01-01"}),
