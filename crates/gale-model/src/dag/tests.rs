@@ -10,6 +10,17 @@ fn errs(src: &str) -> Vec<DagError> {
     parse("dags/x.yaml", "x", src).expect_err("expected errors")
 }
 
+/// Asserts that one of `errors` says `what` at `line`.
+fn error_at(errors: &[DagError], what: &str, line: u64) {
+    assert!(
+        errors
+            .iter()
+            .any(|x| x.message.contains(what) && x.line == line),
+        "{what} at line {line}: {:#?}",
+        errors.iter().map(ToString::to_string).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn full_example_parses_with_defaults_applied() {
     let dag = ok(r#"
@@ -198,12 +209,7 @@ params: { host: example.com }
 "#,
     );
     let text: Vec<String> = e.iter().map(ToString::to_string).collect();
-    let has = |what: &str, line: u64| {
-        assert!(
-            e.iter().any(|x| x.message.contains(what) && x.line == line),
-            "{what} at line {line}: {text:#?}"
-        );
-    };
+    let has = |what: &str, line: u64| error_at(&e, what, line);
     has("never fires", 1);
     has("more than 100", 3);
     has("not an http:// or https:// URL", 4);
@@ -259,12 +265,7 @@ tasks:
 "#,
     );
     let text: Vec<String> = e.iter().map(ToString::to_string).collect();
-    let has = |what: &str, line: u64| {
-        assert!(
-            e.iter().any(|x| x.message.contains(what) && x.line == line),
-            "{what} at line {line}: {text:#?}"
-        );
-    };
+    let has = |what: &str, line: u64| error_at(&e, what, line);
     has("task \"a\": run: template error: syntax error", 3);
     has("`tasks.zzz` is not upstream", 4);
     has("`params.nope` is not a param", 4);
