@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::secrets::Lookup;
 
+mod airflow;
 mod check;
 mod lookup;
 
@@ -155,9 +156,14 @@ pub fn render(template: &str, ctx: &Context, escape: Escape) -> Result<String, S
     let env = environment(escape);
     let tmpl = env.template_from_str(template).map_err(|e| describe(&e))?;
     let lookup = ctx.lookup.clone().unwrap_or_default();
+    let [ts_nodash, dag_run, ti, macros] = airflow::names(ctx);
     let values = minijinja::context! {
         var => Value::from_object(lookup::Vars(lookup.clone())),
         conn => Value::from_object(lookup::Conns(lookup.clone())),
+        ts_nodash => ts_nodash,
+        dag_run => dag_run,
+        ti => ti,
+        macros => macros,
         ..Value::from(minijinja::value::Serde(ctx))
     };
     tmpl.render(values).map_err(|e| match lookup.missed() {

@@ -7,10 +7,11 @@ use std::collections::{BTreeSet, HashSet};
 use super::{Escape, describe, environment};
 
 /// The names every task's templates see.
-pub const NAMES: [&str; 16] = [
+pub const NAMES: [&str; 20] = [
     "ds",
     "ds_nodash",
     "ts",
+    "ts_nodash",
     "logical_date",
     "data_interval_start",
     "data_interval_end",
@@ -24,6 +25,9 @@ pub const NAMES: [&str; 16] = [
     "tasks",
     "var",
     "conn",
+    "dag_run",
+    "ti",
+    "macros",
 ];
 
 /// The engine's own functions, which a template may call.

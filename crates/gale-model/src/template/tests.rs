@@ -171,3 +171,35 @@ fn json_bodies_cannot_be_broken_out_of() {
     let parsed: serde_json::Value = serde_json::from_str(&out).expect(&out);
     assert_eq!(parsed, serde_json::json!({"v": {"a": [1, "two"]}, "n": 1}));
 }
+
+#[test]
+fn airflow_names_render_as_airflow_renders_them() {
+    let mut c = ctx();
+    c.conf.insert("table".into(), "orders".into());
+    c.try_number = 2;
+    let r = |t: &str| render(t, &c, Escape::None).unwrap_or_else(|e| panic!("{t}: {e}"));
+    // Airflow, logical date 2026-01-01T00:00:00+00:00, try 2.
+    assert_eq!(r("{{ ts_nodash }}"), "20260101T000000");
+    assert_eq!(r("{{ macros.ds_add(ds, 7) }}"), "2026-01-08");
+    assert_eq!(r("{{ macros.ds_add(ds, -1) }}"), "2025-12-31");
+    assert_eq!(
+        r("{{ macros.ds_format(ds, '%Y-%m-%d', '%d/%m/%Y') }}"),
+        "01/01/2026"
+    );
+    assert_eq!(r("{{ dag_run.conf.table }}"), "orders");
+    assert_eq!(r("{{ ti.try_number }}"), "2");
+    let e = render("{{ macros.nope(ds) }}", &c, Escape::None).expect_err("unknown macro");
+    assert!(e.contains("ds_add and ds_format"), "{e}");
+    // The checker knows them too.
+    let known = Known {
+        params: None,
+        upstream: Default::default(),
+    };
+    assert!(
+        check(
+            "{{ ts_nodash }} {{ dag_run.conf.x }} {{ ti.try_number }} {{ macros.ds_add(ds, 1) }}",
+            &known
+        )
+        .is_empty()
+    );
+}
