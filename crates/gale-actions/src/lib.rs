@@ -16,6 +16,7 @@ mod mark;
 mod pause;
 mod secrets;
 mod trigger;
+mod waiting;
 
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,7 @@ pub use secrets::{
     reveal_variable, rotate_key, set_connection, set_variable,
 };
 pub use trigger::trigger;
+pub use waiting::waiting_reasons;
 
 /// Why an action did not happen.
 #[derive(Debug, thiserror::Error)]

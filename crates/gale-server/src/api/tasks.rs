@@ -41,6 +41,10 @@ pub struct TaskInstance {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<Timestamp>,
     pub outputs: BTreeMap<String, String>,
+    /// While it waits to start: why (its upstream, a pool, a limit, a retry
+    /// time, no worker for its queue).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
 }
 
 impl From<&gale_store::TaskRow> for TaskInstance {
@@ -59,8 +63,24 @@ impl From<&gale_store::TaskRow> for TaskInstance {
             started_at: t.started_at,
             ended_at: t.ended_at,
             outputs: t.outputs.clone(),
+            waiting_for: None,
         }
     }
+}
+
+/// Why each waiting task of `run` waits (none for a run whose DAG version
+/// is gone).
+async fn reasons(
+    store: &dyn gale_store::Store,
+    run: &gale_store::RunRow,
+    tasks: &[gale_store::TaskRow],
+) -> Result<BTreeMap<String, String>, crate::error::ApiError> {
+    Ok(
+        match store.get_version(&run.dag_id, &run.version_hash).await? {
+            Some(v) => gale_actions::waiting_reasons(store, run, &v.spec, tasks).await?,
+            None => BTreeMap::new(),
+        },
+    )
 }
 
 #[derive(Serialize, ToSchema)]
@@ -115,12 +135,15 @@ pub(super) async fn list_tasks(
     Path(run_id): Path<i64>,
 ) -> ApiResult<Json<Vec<TaskInstance>>> {
     let run = run_of(&*s.store, run_id).await?;
+    let tasks = s.store.run_tasks(run.id).await?;
+    let mut why = reasons(&*s.store, &run, &tasks).await?;
     Ok(Json(
-        s.store
-            .run_tasks(run.id)
-            .await?
+        tasks
             .iter()
-            .map(TaskInstance::from)
+            .map(|t| TaskInstance {
+                waiting_for: why.remove(t.task_id.as_str()),
+                ..TaskInstance::from(t)
+            })
             .collect(),
     ))
 }
@@ -136,8 +159,13 @@ pub(super) async fn get_task(
     let (run, t) = run_and_task(&*s.store, run_id, &task_id).await?;
     let attempts = s.store.attempts(t.id).await?;
     let secrets = Secrets::of_conf(&run.conf);
+    let tasks = s.store.run_tasks(run.id).await?;
+    let mut why = reasons(&*s.store, &run, &tasks).await?;
     Ok(Json(TaskDetail {
-        task: TaskInstance::from(&t),
+        task: TaskInstance {
+            waiting_for: why.remove(t.task_id.as_str()),
+            ..TaskInstance::from(&t)
+        },
         attempts: attempts
             .iter()
             .map(|a| {

@@ -457,6 +457,18 @@ pub async fn task_page(
         if let Some(retry) = t.retry_at.filter(|_| t.state == TaskState::UpForRetry) {
             facts.push(fact("Retry", format::ago(retry, now)));
         }
+        if !t.state.is_terminal()
+            && t.state != TaskState::Running
+            && let Some(v) = store.get_version(&run.dag_id, &run.version_hash).await?
+        {
+            let tasks = store.run_tasks(run.id).await?;
+            // A reason that cannot be read leaves the page as it is.
+            if let Ok(mut why) = gale_actions::waiting_reasons(store, &run, &v.spec, &tasks).await
+                && let Some(w) = why.remove(t.task_id.as_str())
+            {
+                facts.insert(0, wide("Waiting for", w));
+            }
+        }
         let tmpl = TaskPage {
             page: ctx.layout("dags"),
             run_id: run.id.0,

@@ -56,23 +56,38 @@ pub async fn tasks(paths: &Paths, output: Output, cmd: TasksCmd) -> anyhow::Resu
     let store = open_store(paths).await?;
     match cmd {
         TasksCmd::List { run_id } => {
-            let (_run, tasks) = run_with_tasks(&*store, RunId(run_id)).await?;
+            let (run, tasks) = run_with_tasks(&*store, RunId(run_id)).await?;
+            let waiting = match store.get_version(&run.dag_id, &run.version_hash).await? {
+                Some(v) => gale_actions::waiting_reasons(&*store, &run, &v.spec, &tasks).await?,
+                None => Default::default(),
+            };
             if output == Output::Json {
-                // Each task instance with its attempts (state `lost`, `timed_out`, ...).
+                // Each task instance with its attempts (state `lost`, `timed_out`, ...)
+                // and, while it waits, why.
                 #[derive(Serialize)]
                 struct TaskWithAttempts {
                     #[serde(flatten)]
                     task: TaskRow,
                     attempts: Vec<gale_store::AttemptRow>,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    waiting_for: Option<String>,
                 }
                 let mut items = Vec::with_capacity(tasks.len());
                 for task in tasks {
                     let attempts = store.attempts(task.id).await?;
-                    items.push(TaskWithAttempts { task, attempts });
+                    let waiting_for = waiting.get(task.task_id.as_str()).cloned();
+                    items.push(TaskWithAttempts {
+                        task,
+                        attempts,
+                        waiting_for,
+                    });
                 }
                 print_json(&items)?;
             } else {
                 println!("{}", task_table(&tasks));
+                for (task, why) in &waiting {
+                    println!("{task} waits: {why}");
+                }
             }
             Ok(exit::OK)
         }

@@ -344,3 +344,91 @@ fn new_dags_start_paused_when_asked() {
     home.wait_dag("careful");
     assert_eq!(paused("careful"), true);
 }
+
+#[test]
+fn a_waiting_task_says_why_in_the_cli_the_api_and_its_page() {
+    let home = Home::new();
+    let dags = [
+        ("nopool", "tasks:\n  t: { run: 'true', pool: missing }\n"),
+        ("fullpool", "tasks:\n  t: { run: 'true', pool: tiny }\n"),
+        (
+            "chain",
+            "tasks:\n  a: { run: 'sleep 30' }\n  b: { needs: [a], run: 'true' }\n",
+        ),
+        ("gpu", "tasks:\n  t: { run: 'true', queue: gpu }\n"),
+        (
+            "single",
+            "max_active_runs: 1\ntasks:\n  t: { run: 'sleep 30' }\n",
+        ),
+        (
+            "later",
+            "tasks:\n  t: { run: 'exit 1', retries: 1, retry_delay: 1h }\n",
+        ),
+        (
+            "narrow",
+            "max_active_tasks: 1\ntasks:\n  x: { run: 'sleep 30' }\n  y: { run: 'sleep 30' }\n",
+        ),
+    ];
+    for (id, yaml) in dags {
+        home.write_dag(&format!("{id}.yaml"), yaml);
+    }
+    let (_gale, web) = crate::web::start(&home);
+    home.ok(&["pools", "set", "tiny", "0"]);
+    for (id, _) in dags {
+        home.wait_dag(id);
+    }
+    let why = |run: i64, task: &str, says: &str| {
+        wait_until(&format!("{task} of run {run} to say {says:?}"), || {
+            let tasks = home.tasks(run);
+            let t = crate::harness::task(&tasks, task);
+            t["waiting_for"]
+                .as_str()
+                .is_some_and(|w| w.contains(says))
+                .then_some(())
+        });
+        let api = web
+            .get(&format!("/api/v1/runs/{run}/tasks/{task}"))
+            .expect(200);
+        assert!(
+            api["waiting_for"]
+                .as_str()
+                .is_some_and(|w| w.contains(says)),
+            "{api}"
+        );
+        let page = web.get(&format!("/runs/{run}/tasks/{task}")).text();
+        assert!(
+            page.contains("Waiting for") && page.contains(says),
+            "{says}: {page}"
+        );
+    };
+    why(
+        home.trigger("nopool", &[]),
+        "t",
+        "pool missing does not exist",
+    );
+    why(home.trigger("fullpool", &[]), "t", "pool tiny is full");
+    why(
+        home.trigger("chain", &[]),
+        "b",
+        "upstream not done: a (running)",
+    );
+    why(home.trigger("gpu", &[]), "t", "no live worker serves");
+    home.trigger("single", &[]);
+    why(home.trigger("single", &[]), "t", "max_active_runs");
+    why(home.trigger("later", &[]), "t", "its retry is due at");
+    let narrow = home.trigger("narrow", &[]);
+    let waits = wait_until("one of x and y to wait", || {
+        let tasks = home.tasks(narrow);
+        tasks.iter().find_map(|t| {
+            t["waiting_for"]
+                .as_str()
+                .filter(|w| w.contains("max_active_tasks"))
+                .map(|_| t["task_id"].as_str().unwrap_or("").to_owned())
+        })
+    });
+    why(narrow, &waits, "max_active_tasks");
+    // A task that runs or ended waits for nothing.
+    let tasks = home.tasks(narrow);
+    let other = if waits == "x" { "y" } else { "x" };
+    assert!(crate::harness::task(&tasks, other)["waiting_for"].is_null());
+}
