@@ -49,14 +49,18 @@ pub(super) fn http(task: &str, spec: &HttpSpec) -> Vec<String> {
     errors
 }
 
-/// A schedule that has no slot after `now`: a cron expression that can
-/// never fire (`0 0 30 2 *`, the 30th of February).
-pub(super) fn fires(expr: &str, schedule: &Schedule, now: Timestamp) -> Option<String> {
-    schedule.next_at_or_after(now).is_none().then(|| {
-        format!(
-            "schedule {expr:?} never fires (no date matches it): check its day and month fields"
-        )
-    })
+/// A schedule that has no slot at all: a cron expression that can never
+/// fire (`0 0 30 2 *`, the 30th of February). Cron has no year, so one slot
+/// since the epoch means slots for ever.
+pub(super) fn fires(expr: &str, schedule: &Schedule) -> Option<String> {
+    schedule
+        .next_at_or_after(Timestamp::UNIX_EPOCH)
+        .is_none()
+        .then(|| {
+            format!(
+                "schedule {expr:?} never fires (no date matches it): check its day and month fields"
+            )
+        })
 }
 
 /// A YAML parser's message in plain words, naming the field at `line` and
