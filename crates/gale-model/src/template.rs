@@ -49,7 +49,21 @@ pub struct Context {
     /// `conn`); none when it names none.
     #[serde(skip)]
     pub lookup: Option<Arc<Lookup>>,
+    /// Airflow's `prev_*` names (see [`PREV_NAMES`]), `null` where there is
+    /// no such run or slot.
+    #[serde(flatten)]
+    pub prev: serde_json::Map<String, serde_json::Value>,
 }
+
+/// The names of the previous schedule slot (`prev_ds`, `prev_ds_nodash`)
+/// and of the DAG's previous successful run (`prev_*_success`).
+pub const PREV_NAMES: [&str; 5] = [
+    "prev_ds",
+    "prev_ds_nodash",
+    "prev_data_interval_start_success",
+    "prev_data_interval_end_success",
+    "prev_start_date_success",
+];
 
 #[derive(Clone, Debug, Serialize, Default)]
 pub struct TaskOutputs {

@@ -51,6 +51,7 @@ fn ctx(conf: Map<String, Value>) -> Context {
         conf,
         tasks: BTreeMap::new(),
         lookup: None,
+        prev: Default::default(),
     }
 }
 

@@ -194,6 +194,7 @@ fn ctx_with(lookup: Lookup) -> template::Context {
         conf: Map::new(),
         tasks: Default::default(),
         lookup: Some(Arc::new(lookup)),
+        prev: Default::default(),
     }
 }
 

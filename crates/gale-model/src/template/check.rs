@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashSet};
 use super::{Escape, describe, environment};
 
 /// The names every task's templates see.
-pub const NAMES: [&str; 20] = [
+pub const NAMES: [&str; 25] = [
     "ds",
     "ds_nodash",
     "ts",
@@ -28,6 +28,11 @@ pub const NAMES: [&str; 20] = [
     "dag_run",
     "ti",
     "macros",
+    "prev_ds",
+    "prev_ds_nodash",
+    "prev_data_interval_start_success",
+    "prev_data_interval_end_success",
+    "prev_start_date_success",
 ];
 
 /// The engine's own functions, which a template may call.

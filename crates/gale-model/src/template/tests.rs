@@ -28,6 +28,7 @@ fn ctx() -> Context {
         conf: serde_json::Map::new(),
         tasks,
         lookup: None,
+        prev: Default::default(),
     }
 }
 

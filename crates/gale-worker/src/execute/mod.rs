@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 mod http;
+mod prev;
 mod process;
 mod secrets;
 
@@ -115,6 +116,7 @@ pub fn context(
         conf: run.conf.clone(),
         tasks: upstream,
         lookup: None,
+        prev: prev::names(dag, run),
     }
 }
 
@@ -179,6 +181,7 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
     let outcome = match (&spec, &task, upstream) {
         (Ok(spec), Ok(task), Ok(upstream)) => 'ran: {
             let mut ctx = context(&spec.dag, task, &run, try_number, upstream);
+            prev::success(shared, task, &run, &mut ctx.prev).await;
             let prepared =
                 secrets::prepare(shared.opts.resolver.as_deref(), task, &mut ctx, &kill).await;
             let prepared = match prepared {

@@ -99,6 +99,7 @@ async fn shell_killed_after(
         conf: Default::default(),
         tasks: Default::default(),
         lookup: None,
+        prev: Default::default(),
     };
     let http = reqwest::Client::new();
     let hard_kill = std::sync::atomic::AtomicBool::new(false);

@@ -432,3 +432,41 @@ fn a_waiting_task_says_why_in_the_cli_the_api_and_its_page() {
     let other = if waits == "x" { "y" } else { "x" };
     assert!(crate::harness::task(&tasks, other)["waiting_for"].is_null());
 }
+
+#[test]
+fn airflow_prev_names_render_from_the_schedule_and_the_last_success() {
+    let home = Home::new();
+    // Weekly, starting in the future: the only runs are the manual ones here.
+    home.write_dag(
+        "weekly.yaml",
+        "schedule: '0 0 * * 1'\nstart_date: 2030-01-07\ntasks:\n  t: { run: 'echo \"prev={{ prev_ds }} {{ prev_ds_nodash }} ok={{ prev_data_interval_start_success }} {{ ts_nodash }}\"' }\n",
+    );
+    let _gale = home.start();
+    home.wait_dag("weekly");
+    let line = |run: i64| {
+        home.logs(run, "t", None)
+            .lines()
+            .find(|l| l.contains("prev="))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // Monday 2026-03-09's slot: the slot before is Monday 2026-03-02.
+    let first = home.trigger("weekly", &["--logical-date", "2026-03-09T00:00:00Z"]);
+    assert_eq!(home.wait_run(first)["run"]["state"], "success");
+    assert!(
+        line(first).contains("prev=2026-03-02 20260302 ok=None 20260309T000000"),
+        "{}",
+        line(first)
+    );
+    let second = home.trigger("weekly", &["--logical-date", "2026-03-16T00:00:00Z"]);
+    assert_eq!(home.wait_run(second)["run"]["state"], "success");
+    let start = home.run_json(first)["run"]["interval_start"]
+        .as_str()
+        .expect("an interval")
+        .to_owned();
+    assert!(
+        line(second).contains(&format!("prev=2026-03-09 20260309 ok={start}")),
+        "{} (the first run's interval starts {start})",
+        line(second)
+    );
+}
