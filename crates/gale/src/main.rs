@@ -117,6 +117,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print the version.
     Version,
+    /// Print a shell completion script: `gale completion bash >
+    /// /etc/bash_completion.d/gale` (or zsh, fish, elvish, powershell).
+    Completion { shell: clap_complete::Shell },
 }
 
 /// Exit codes scripts can rely on.
@@ -244,6 +247,11 @@ fn main() -> ExitCode {
             Command::Db(cmd) => cli::db(&paths, cmd).await,
             Command::Audit(cmd) => cli::audit(&paths, output, cmd).await,
             Command::Bench(args) => bench::run(&paths, output, args).await,
+            Command::Completion { shell } => {
+                use clap::CommandFactory as _;
+                clap_complete::generate(shell, &mut Cli::command(), "gale", &mut std::io::stdout());
+                Ok(exit::OK)
+            }
             Command::Version => {
                 if output == Output::Json {
                     println!(

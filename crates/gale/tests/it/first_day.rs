@@ -51,6 +51,19 @@ fn exit_codes_and_json_without_a_server() {
     assert_eq!(out.code, 4, "{out}");
     assert!(out.stderr.contains("no DAG nope"), "{out}");
 
+    // Shell completion, for every command.
+    let bash = home.ok(&["completion", "bash"]).stdout;
+    assert!(
+        bash.contains("_gale()") && bash.contains("alerts"),
+        "{bash}"
+    );
+    assert!(
+        home.ok(&["completion", "zsh"])
+            .stdout
+            .contains("#compdef gale")
+    );
+    assert_eq!(home.gale(&["completion", "tcsh"]).code, 2);
+
     // JSON where JSON is asked for.
     let v = home.json(&["version"]);
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
