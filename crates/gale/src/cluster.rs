@@ -100,22 +100,10 @@ async fn status(paths: &Paths, output: Output, all: bool) -> anyhow::Result<u8> 
         return Ok(exit::OK);
     }
     println!("database: {}", store.endpoint());
-    let mut t = comfy_table::Table::new();
-    t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
-    t.set_header([
-        "Node",
-        "Host",
-        "PID",
-        "Roles",
-        "Version",
-        "State",
-        "Started",
-        "Heartbeat",
-        "Running",
-    ]);
+    let mut rows = Vec::with_capacity(nodes.len());
     for v in &nodes {
         let n = &v.node;
-        t.add_row([
+        rows.push(vec![
             n.node_id.clone(),
             n.host.clone(),
             n.pid.to_string(),
@@ -127,6 +115,21 @@ async fn status(paths: &Paths, output: Output, all: bool) -> anyhow::Result<u8> 
             n.running_attempts.to_string(),
         ]);
     }
+    // The table every command draws.
+    let t = crate::cli::table(
+        &[
+            "NODE",
+            "HOST",
+            "PID",
+            "ROLES",
+            "VERSION",
+            "STATE",
+            "STARTED",
+            "HEARTBEAT",
+            "RUNNING",
+        ],
+        rows,
+    );
     println!("{t}");
     if nodes.is_empty() {
         println!("no Gale process has registered with this database yet");

@@ -164,13 +164,13 @@ fn cluster_status_and_check_on_postgres() {
         "{out}"
     );
     for header in [
-        "Node",
-        "Host",
+        "NODE",
+        "HOST",
         "PID",
-        "Roles",
-        "State",
-        "Heartbeat",
-        "Running",
+        "ROLES",
+        "STATE",
+        "HEARTBEAT",
+        "RUNNING",
     ] {
         assert!(out.stdout.contains(header), "no {header} column: {out}");
     }
