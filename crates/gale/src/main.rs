@@ -203,7 +203,14 @@ fn main() -> ExitCode {
             | Command::Worker(_)
             | Command::Webserver(_)
     );
-    init_tracing(if long_running { "info" } else { "warn" });
+    // A server logs what it does (info) to a file or a journal; in a
+    // terminal, where its banner is, only what needs attention (warn).
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    init_tracing(if long_running && !terminal {
+        "info"
+    } else {
+        "warn"
+    });
     if !long_running {
         // A one-shot command piped into `head` ends quietly when the pipe
         // closes, as other command-line tools do, instead of panicking in println.

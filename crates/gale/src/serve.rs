@@ -363,12 +363,6 @@ async fn serve(
             ),
             None => {}
         }
-        say!(
-            "Stop with Ctrl-C or SIGTERM (running tasks get {}s to finish).",
-            args.shutdown_grace.as_secs()
-        );
-    } else {
-        say!("Stop with Ctrl-C or SIGTERM.");
     }
     if let Some(w) = &web {
         let addr = w.listener.local_addr()?;
@@ -391,6 +385,14 @@ async fn serve(
                 "  note: there are no users yet: create one with `gale users create NAME --role admin`"
             );
         }
+    }
+    if mode.worker() {
+        say!(
+            "Stop with Ctrl-C or SIGTERM (running tasks get {}s to finish).",
+            args.shutdown_grace.as_secs()
+        );
+    } else {
+        say!("Stop with Ctrl-C or SIGTERM.");
     }
 
     let notifier = Arc::new(gale_store::Notifier::default());
