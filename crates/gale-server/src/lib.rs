@@ -15,7 +15,6 @@ use axum::http::{HeaderName, HeaderValue, header};
 use gale_store::{Notifier, Store};
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
-use utoipa::OpenApi as _;
 
 pub mod alerts;
 pub mod api;
@@ -97,22 +96,11 @@ pub const BODY_LIMIT: usize = 1 << 20;
 /// health, metrics; behind authentication and security headers.
 pub fn app(state: Arc<AppState>) -> Router {
     let (api_router, openapi) = api::router().split_for_parts();
-    let openapi = Arc::new(openapi);
-    let doc = openapi.clone();
     Router::new()
         .merge(ui::router())
         .merge(api_router)
-        .route(
-            "/api/v1/openapi.json",
-            axum::routing::get(move || {
-                let doc = doc.clone();
-                async move { axum::Json(doc.as_ref().clone()) }
-            }),
-        )
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/api/docs").url(
-            "/api/v1/openapi-ui.json",
-            api::ApiDoc::openapi().merge_from(openapi.as_ref().clone()),
-        ))
+        // One document: the one the reference page at /api/docs reads.
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/v1/openapi.json", openapi))
         .route("/health", axum::routing::get(health::health))
         .route("/health/live", axum::routing::get(health::live))
         .route("/health/ready", axum::routing::get(health::ready))

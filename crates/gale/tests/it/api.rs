@@ -1268,6 +1268,12 @@ fn openapi_document_matches_the_routes() {
     );
     let resp = web.anonymous().get("/api/v1/openapi.json");
     let doc = resp.expect(200);
+    // The reference page reads that same document.
+    let init = web
+        .anonymous()
+        .get("/api/docs/swagger-initializer.js")
+        .text();
+    assert!(init.contains("\"/api/v1/openapi.json\""), "{init}");
     assert!(
         doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
         "{doc:#}"
