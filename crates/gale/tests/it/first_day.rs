@@ -440,6 +440,11 @@ fn a_waiting_task_says_why_in_the_cli_the_api_and_its_page() {
         })
     });
     why(narrow, &waits, "max_active_tasks");
+    // The Trigger button is for those who may trigger.
+    let viewer = web.with_token(&crate::web::user_token(&home, "vera", "viewer"));
+    let button = "class=\"btn primary\" href=\"/dags/chain?tab=trigger\"";
+    assert!(web.get("/dags/chain").text().contains(button));
+    assert!(!viewer.get("/dags/chain").text().contains(button));
     // A task that runs or ended waits for nothing.
     let tasks = home.tasks(narrow);
     let other = if waits == "x" { "y" } else { "x" };
