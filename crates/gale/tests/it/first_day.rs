@@ -445,6 +445,9 @@ fn a_waiting_task_says_why_in_the_cli_the_api_and_its_page() {
     let button = "class=\"btn primary\" href=\"/dags/chain?tab=trigger\"";
     assert!(web.get("/dags/chain").text().contains(button));
     assert!(!viewer.get("/dags/chain").text().contains(button));
+    let in_list = "title=\"trigger a run of chain\"";
+    assert!(web.get("/").text().contains(in_list));
+    assert!(!viewer.get("/").text().contains(in_list));
     // A task that runs or ended waits for nothing.
     let tasks = home.tasks(narrow);
     let other = if waits == "x" { "y" } else { "x" };
