@@ -215,7 +215,12 @@ async fn list_page(s: &AppState, ctx: &Ctx, q: ListQuery) -> Result<Response, Ui
         .into_iter()
         .map(|e| Broken {
             file: e.file,
-            errors: e.errors.iter().map(ToString::to_string).collect(),
+            // The file heads its errors: each says only where in it.
+            errors: e
+                .errors
+                .iter()
+                .map(|d| format!("line {}, column {}: {}", d.line, d.column, d.message))
+                .collect(),
             when: format::ago(e.updated_at, now),
         })
         .collect();
