@@ -603,3 +603,43 @@ fn a_delivery_to_a_closed_port_shows_why_in_the_table() {
     assert!(!out.stdout.contains("client error ("), "{out}");
     drop(standalone);
 }
+
+#[test]
+fn gale_alerts_test_reports_the_answer_and_a_refusal() {
+    let home = Home::new();
+    home.ok(&["db", "migrate"]);
+    let key = home.path().join("secret.key").display().to_string();
+    home.ok(&["secrets", "new-key", "--file", &key]);
+    let hook = Hook::start();
+    add_hook(&home, "hook", &hook, &[]);
+
+    let ok = home.ok(&["alerts", "test", "hook"]);
+    assert!(ok.stdout.contains("HTTP 200"), "the server's answer: {ok}");
+    let seen = hook.seen();
+    assert_eq!(seen.len(), 1, "one test message");
+    assert_eq!(seen[0].json()["kind"], "test");
+
+    hook.answer(400);
+    let refused = home.gale(&["alerts", "test", "hook"]);
+    assert_eq!(refused.code, 1, "a refusal exits 1: {refused}");
+    let said = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(
+        said.contains("400"),
+        "the refusal, in the server's words: {said}"
+    );
+    assert!(
+        !said.contains(&hook.url),
+        "the secret URL is not shown: {said}"
+    );
+
+    // A server that is not there at all.
+    let closed = format!("http://127.0.0.1:{}/x", free_port());
+    add_channel(
+        &home,
+        &json!({"name": "gone", "kind": "webhook", "url": closed}),
+    );
+    let gone = home.gale(&["alerts", "test", "gone"]);
+    assert_eq!(gone.code, 1, "{gone}");
+    let said = format!("{}{}", gone.stdout, gone.stderr);
+    assert!(said.contains("Connection refused"), "{said}");
+}
