@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
-use indexmap::IndexMap;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
@@ -226,79 +225,9 @@ pub fn content_hash(source: &str) -> String {
     hex::encode(&digest[..16])
 }
 
-// ---------- the YAML schema ----------
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDag {
-    id: Option<Spanned<String>>,
-    description: Option<String>,
-    schedule: Option<Spanned<String>>,
-    timezone: Option<Spanned<String>>,
-    start_date: Option<Spanned<String>>,
-    end_date: Option<Spanned<String>>,
-    catchup: Option<bool>,
-    is_paused_upon_creation: Option<bool>,
-    max_active_runs: Option<Spanned<u32>>,
-    max_active_tasks: Option<Spanned<u32>>,
-    params: Option<Spanned<serde_json::Map<String, serde_json::Value>>>,
-    allow_undeclared_conf: Option<bool>,
-    defaults: Option<RawDefaults>,
-    tags: Option<Vec<String>>,
-    alerts: Option<Spanned<Alerts>>,
-    deadline: Option<Spanned<Deadline>>,
-    tasks: Spanned<IndexMap<String, Spanned<RawTask>>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDefaults {
-    trigger_rule: Option<TriggerRule>,
-    retries: Option<u32>,
-    retry_delay: Option<Span>,
-    retry_backoff: Option<bool>,
-    max_retry_delay: Option<Span>,
-    timeout: Option<Span>,
-    env: Option<BTreeMap<String, String>>,
-    cwd: Option<String>,
-    queue: Option<String>,
-    priority: Option<i32>,
-    pool: Option<String>,
-    alerts: Option<Alerts>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTask {
-    run: Option<String>,
-    http: Option<HttpSpec>,
-    #[serde(default)]
-    needs: Vec<Spanned<String>>,
-    trigger_rule: Option<TriggerRule>,
-    retries: Option<u32>,
-    retry_delay: Option<Span>,
-    retry_backoff: Option<bool>,
-    max_retry_delay: Option<Span>,
-    timeout: Option<Span>,
-    env: Option<BTreeMap<String, String>>,
-    env_from: Option<OneOrMany<EnvFrom>>,
-    cwd: Option<String>,
-    queue: Option<String>,
-    priority: Option<i32>,
-    pool: Option<String>,
-    alerts: Option<Alerts>,
-}
-
-/// `env_from: {connection: wh, prefix: PG}` or a list of such.
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
-enum OneOrMany<T> {
-    One(T),
-    Many(Vec<T>),
-}
-
 struct Errors<'a> {
     file: &'a str,
+    source: &'a str,
     list: Vec<DagError>,
 }
 
@@ -318,6 +247,7 @@ impl Errors<'_> {
 pub fn parse(file: &str, stem: &str, source: &str) -> Result<Dag, Vec<DagError>> {
     let mut errors = Errors {
         file,
+        source,
         list: Vec::new(),
     };
     if source.len() > MAX_FILE_BYTES {
@@ -332,8 +262,8 @@ pub fn parse(file: &str, stem: &str, source: &str) -> Result<Dag, Vec<DagError>>
         });
         return Err(errors.list);
     }
-    let raw: RawDag = match serde_saphyr::from_str(source) {
-        Ok(raw) => raw,
+    let root = match node::read(source) {
+        Ok(root) => root,
         Err(e) => {
             let (line, column) = e
                 .location()
@@ -343,10 +273,13 @@ pub fn parse(file: &str, stem: &str, source: &str) -> Result<Dag, Vec<DagError>>
                 file: file.to_owned(),
                 line,
                 column,
-                message: checks::plain_words(&checks::yaml_message(&e), source, line, column),
+                message: checks::yaml_message(&e),
             });
             return Err(errors.list);
         }
+    };
+    let Some(raw) = raw::lower(&root, &mut errors) else {
+        return Err(errors.list);
     };
     let dag = validate(raw, stem, &mut errors);
     if errors.list.is_empty() {
@@ -362,7 +295,7 @@ pub fn parse(file: &str, stem: &str, source: &str) -> Result<Dag, Vec<DagError>>
 /// times that far ahead leave the range every store can hold.
 pub const MAX_TASK_SPAN: Span = Span(std::time::Duration::from_secs(366 * 86_400));
 
-fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
+fn validate(raw: raw::RawDag, stem: &str, errors: &mut Errors) -> Dag {
     let id = match &raw.id {
         Some(id) => {
             if !is_valid_id(&id.value) {
@@ -485,7 +418,7 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
             "deadline must be more than zero and at most a year (e.g. `deadline: 2h`)",
         );
     }
-    let defaults = raw.defaults.unwrap_or_default();
+    let defaults = &raw.defaults;
     if let Some(a) = &defaults.alerts {
         for e in a.check(true) {
             errors.at(raw.tasks.referenced, format!("defaults: {e}"));
@@ -510,7 +443,7 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
 
     let mut tasks = Vec::with_capacity(task_map.len());
     for (task_id, spanned) in task_map {
-        if let Some(a) = &spanned.value.alerts {
+        if let Some(a) = &spanned.value.own.alerts {
             for e in a.check(true) {
                 errors.at(spanned.referenced, format!("task {task_id}: {e}"));
             }
@@ -523,7 +456,7 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
                 format!("invalid task id {task_id:?}: use letters, digits, '_', '.' and '-' only"),
             );
         }
-        let pool = t.pool.clone().or_else(|| defaults.pool.clone());
+        let pool = t.own.pool.clone().or_else(|| defaults.pool.clone());
         if let Some(p) = &pool
             && !is_valid_id(p)
         {
@@ -556,22 +489,24 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
                 TaskKind::Shell { run: String::new() }
             }
             (None, None) => {
-                errors.at(
+                if !t.broken {
+                    errors.at(
                     loc,
                     format!(
                         "task {task_id:?} has nothing to do: add `run: <shell command>` or `http: {{ url: ... }}`"
                     ),
                 );
+                }
                 TaskKind::Shell { run: String::new() }
             }
         };
         for (field, span) in [
-            ("retry_delay", t.retry_delay.or(defaults.retry_delay)),
+            ("retry_delay", t.own.retry_delay.or(defaults.retry_delay)),
             (
                 "max_retry_delay",
-                t.max_retry_delay.or(defaults.max_retry_delay),
+                t.own.max_retry_delay.or(defaults.max_retry_delay),
             ),
-            ("timeout", t.timeout.or(defaults.timeout)),
+            ("timeout", t.own.timeout.or(defaults.timeout)),
         ] {
             if let Some(span) = span
                 && span > MAX_TASK_SPAN
@@ -585,11 +520,11 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
                 );
             }
         }
-        if let Some(e) = checks::retries(task_id, t.retries.or(defaults.retries)) {
+        if let Some(e) = checks::retries(task_id, t.own.retries.or(defaults.retries)) {
             errors.at(loc, e);
         }
         let mut env = defaults.env.clone().unwrap_or_default();
-        env.extend(t.env.clone().unwrap_or_default());
+        env.extend(t.own.env.clone().unwrap_or_default());
         for (name, value) in &env {
             if !is_env_name(name) {
                 errors.at(
@@ -603,11 +538,7 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
                 );
             }
         }
-        let env_from = match t.env_from.clone() {
-            None => Vec::new(),
-            Some(OneOrMany::One(e)) => vec![e],
-            Some(OneOrMany::Many(list)) => list,
-        };
+        let env_from = t.env_from.clone().unwrap_or_default();
         for e in &env_from {
             let problem = match e {
                 EnvFrom::Connection { connection, prefix } => {
@@ -659,26 +590,36 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
             id: TaskId(task_id.clone()),
             kind,
             needs,
-            trigger_rule: t.trigger_rule.or(defaults.trigger_rule).unwrap_or_default(),
-            retries: t.retries.or(defaults.retries).unwrap_or(0),
+            trigger_rule: t
+                .own
+                .trigger_rule
+                .or(defaults.trigger_rule)
+                .unwrap_or_default(),
+            retries: t.own.retries.or(defaults.retries).unwrap_or(0),
             retry_delay: t
+                .own
                 .retry_delay
                 .or(defaults.retry_delay)
                 .unwrap_or(Span::from_secs(30)),
-            retry_backoff: t.retry_backoff.or(defaults.retry_backoff).unwrap_or(false),
-            max_retry_delay: t.max_retry_delay.or(defaults.max_retry_delay),
-            timeout: t.timeout.or(defaults.timeout),
+            retry_backoff: t
+                .own
+                .retry_backoff
+                .or(defaults.retry_backoff)
+                .unwrap_or(false),
+            max_retry_delay: t.own.max_retry_delay.or(defaults.max_retry_delay),
+            timeout: t.own.timeout.or(defaults.timeout),
             env,
             env_from,
-            cwd: t.cwd.clone().or_else(|| defaults.cwd.clone()),
+            cwd: t.own.cwd.clone().or_else(|| defaults.cwd.clone()),
             queue: t
+                .own
                 .queue
                 .clone()
                 .or_else(|| defaults.queue.clone())
                 .unwrap_or_else(|| "default".into()),
-            priority: t.priority.or(defaults.priority).unwrap_or(0),
+            priority: t.own.priority.or(defaults.priority).unwrap_or(0),
             pool,
-            alerts: match (&t.alerts, &defaults.alerts) {
+            alerts: match (&t.own.alerts, &defaults.alerts) {
                 (Some(own), Some(d)) => own.or(d),
                 (own, d) => own.clone().or_else(|| d.clone()).unwrap_or_default(),
             },
@@ -721,8 +662,15 @@ fn validate(raw: RawDag, stem: &str, errors: &mut Errors) -> Dag {
         deadline: raw.deadline.map(|d| d.value),
         tasks,
     };
-    for (task, e) in checks::templates(&dag) {
-        errors.at(task_map[task.as_str()].referenced, e);
+    for (task, field, e) in checks::templates(&dag) {
+        let raw = &task_map[task.as_str()];
+        let at = raw
+            .value
+            .places
+            .iter()
+            .find(|(k, _)| *k == field)
+            .map_or(raw.referenced, |(_, loc)| *loc);
+        errors.at(at, e);
     }
     dag
 }
@@ -781,6 +729,8 @@ fn is_env_name(s: &str) -> bool {
 }
 
 mod checks;
+mod node;
+mod raw;
 pub use checks::MAX_RETRIES;
 
 #[cfg(test)]

@@ -63,62 +63,6 @@ pub(super) fn fires(expr: &str, schedule: &Schedule) -> Option<String> {
         })
 }
 
-/// A YAML parser's message in plain words, naming the field at `line` and
-/// `column` of `source` where it can be found: `invalid u32` becomes
-/// "`retries` must be a whole number from 0 to 4294967295".
-pub(super) fn plain_words(message: &str, source: &str, line: u64, column: u64) -> String {
-    let key = key_at(source, line, column);
-    let field = key.map_or_else(|| "this value".to_owned(), |k| format!("`{k}`"));
-    let range = match message.trim() {
-        "invalid u8" => Some("from 0 to 255"),
-        "invalid u16" => Some("from 0 to 65535"),
-        "invalid u32" => Some("from 0 to 4294967295"),
-        "invalid u64" | "invalid usize" => Some("of 0 or more"),
-        "invalid i32" => Some("from -2147483648 to 2147483647"),
-        "invalid i64" => Some("(negative or not)"),
-        _ => None,
-    };
-    if let Some(range) = range {
-        return format!("{field} must be a whole number {range}");
-    }
-    if message.contains("expected string scalar") {
-        return format!("{field} must be text (a string), not a list or a mapping");
-    }
-    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
-        let name = rest
-            .split(", set DuplicateKeyPolicy")
-            .next()
-            .unwrap_or(rest);
-        return format!("`{name}` is given twice in one mapping: keep one");
-    }
-    message.to_owned()
-}
-
-/// The key whose value starts at `line`:`column` (1-based): the last
-/// `name:` before it on that line.
-fn key_at(source: &str, line: u64, column: u64) -> Option<String> {
-    let text = source
-        .lines()
-        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
-    let before: String = text
-        .chars()
-        .take(usize::try_from(column).ok()?.saturating_sub(1))
-        .collect();
-    // Inside a flow list (`expect_status: [200, 70000]`), the list's key.
-    let before = before
-        .trim_end_matches(|c: char| c.is_whitespace() || c.is_ascii_digit() || "[,-+.".contains(c))
-        .strip_suffix(':')?;
-    let key: String = before
-        .chars()
-        .rev()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    (!key.is_empty()).then_some(key)
-}
-
 /// The first line of serde-saphyr's rendered error, without its snippet and
 /// location prefix; our own `file:line:col` replaces them.
 pub(super) fn yaml_message(e: &serde_saphyr::Error) -> String {
@@ -135,16 +79,13 @@ pub(super) fn yaml_message(e: &serde_saphyr::Error) -> String {
         Some(i) => &first[..i],
         None => first,
     };
-    let mut message = message.to_owned();
-    if message.contains("unknown field") {
-        message.push_str(" (check the spelling; see the DAG file reference in the README)");
-    }
-    message
+    message.to_owned()
 }
 
 /// Every templated field of every task checked (see
-/// [`crate::template::check`]): (task id, message naming the field).
-pub(super) fn templates(dag: &super::Dag) -> Vec<(String, String)> {
+/// [`crate::template::check`]): (task id, its field's key in the file, the
+/// message naming the field).
+pub(super) fn templates(dag: &super::Dag) -> Vec<(String, String, String)> {
     use crate::template::{Known, check};
     let params = (!dag.allow_undeclared_conf).then(|| {
         dag.params
@@ -186,8 +127,10 @@ pub(super) fn templates(dag: &super::Dag) -> Vec<(String, String)> {
         };
         for (field, text) in fields {
             for e in check(text, &known) {
+                let top = field.split('.').next().unwrap_or_default().to_owned();
                 out.push((
                     task.id.0.clone(),
+                    top,
                     format!("task {:?}: {field}: {e}", task.id.0),
                 ));
             }

@@ -231,25 +231,96 @@ fn parser_messages_are_in_plain_words_naming_the_field() {
     let one = |src: &str| errs(src).remove(0).message;
     assert_eq!(
         one("tasks:\n  a: { run: 'true', priority: 1.5 }\n"),
-        "`priority` must be a whole number from -2147483648 to 2147483647"
+        "task \"a\": `priority` must be a whole number from -2147483648 to 2147483647, not the number 1.5 (e.g. `priority: 10`)"
     );
     assert_eq!(
         one("tasks:\n  a: { run: 'true', retries: -1 }\n"),
-        "`retries` must be a whole number from 0 to 4294967295"
+        "task \"a\": `retries` must be a whole number from 0 to 4294967295, not the number -1 (e.g. `retries: 3`)"
     );
     assert_eq!(
         one("tasks:\n  a: { http: { url: 'http://x', expect_status: [200, 70000] } }\n"),
-        "`expect_status` must be a whole number from 0 to 65535"
+        "task \"a\": http: `expect_status` must list HTTP status codes from 100 to 599, e.g. `expect_status: [200, 202]`; not the number 70000"
     );
     assert_eq!(
         one("tasks:\n  a: { run: [1, 2] }\n"),
-        "`run` must be text (a string), not a list or a mapping"
+        "task \"a\": `run` must be text, not a list, e.g. `run: echo hello`"
+    );
+    assert_eq!(
+        one("tasks:\n  a: { run: 42 }\n"),
+        "task \"a\": `run` must be text, not the number 42: quote it (`run: \"42\"`) if that is what you mean"
     );
     assert_eq!(
         one("tasks:\n  a: { run: 'true' }\n  a: { run: 'false' }\n"),
-        "`a` is given twice in one mapping: keep one"
+        "`tasks`: `a` is given twice in one mapping: keep one"
+    );
+    assert_eq!(
+        one("tasks:\n  a: { run: 'true', retry_delay: 1.5 }\n"),
+        "task \"a\": `retry_delay`: expected a duration such as 30s, 10m or 1h, or a number of seconds, not `1.5`"
+    );
+    assert_eq!(
+        one("tasks:\n  a: { run: 'true', trigger_rule: all_good }\n"),
+        "task \"a\": `trigger_rule`: unknown value `all_good`, expected one of `all_success`, `all_failed`, `all_done`, `one_success`, `one_failed`, `none_failed`, `none_failed_min_one_success`, `none_skipped`, `always`"
     );
     assert!(one("schedule: '99 * * * *'\ntasks:\n  a: { run: 'true' }\n").contains("minute 0-59"));
+    // `run: true` is the command `true`; `y` a task id, not a boolean.
+    let dag = ok(
+        "tasks:\n  y: { run: true }\n  n: { run: echo 1.10, needs: y, env: {V: 1.10, B: yes} }\n",
+    );
+    assert_eq!(dag.tasks[0].id.as_str(), "y");
+    assert_eq!(dag.tasks[0].kind, TaskKind::Shell { run: "true".into() });
+    assert_eq!(dag.tasks[1].needs, vec![TaskId("y".into())]);
+    assert_eq!(dag.tasks[1].env["V"], "1.10");
+    assert_eq!(dag.tasks[1].env["B"], "yes");
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_each_at_its_place() {
+    let e = errs(
+        r#"id: every
+max_active_runs: lots
+catchup: sometimes
+owner: me
+tasks:
+  a:
+    run: 42
+    priority: 1.5
+  b:
+    run: "echo {{ nope }}"
+    retries: 1.2
+    needs: [a, zzz]
+    retires: 3
+  c: echo hello
+  d:
+    http: { url: "http://x", methd: GET }
+"#,
+    );
+    let text: Vec<String> = e.iter().map(ToString::to_string).collect();
+    let has = |what: &str, line: u64| error_at(&e, what, line);
+    has("`max_active_runs` must be a whole number", 2);
+    has(
+        "`catchup` must be true or false, not the text \"sometimes\"",
+        3,
+    );
+    has("unknown field `owner`", 4);
+    has("`run` must be text, not the number 42", 7);
+    has("`priority` must be a whole number", 8);
+    has("nope", 10);
+    assert!(
+        e.iter()
+            .any(|e| e.message.contains("nope") && e.column == 10),
+        "a template's error is at its field: {text:#?}"
+    );
+    has("`retries` must be a whole number", 11);
+    has("unknown task \"zzz\"", 12);
+    has("unknown field `retires`", 13);
+    has("task \"c\": must be a mapping of its fields", 14);
+    has("unknown field `methd`", 16);
+    assert_eq!(e.len(), 11, "one error each, nothing more: {text:#?}");
+    assert!(
+        e.windows(2)
+            .all(|p| (p[0].line, p[0].column) <= (p[1].line, p[1].column)),
+        "in file order: {text:#?}"
+    );
 }
 
 #[test]

@@ -32,7 +32,7 @@ fn exit_codes_and_json_without_a_server() {
     // its file:line:column.
     home.write_dag(
         "tmpl.yaml",
-        "tasks:\n  a: { run: 'echo {{ unclosed' }\n  b: { run: 'echo {{ tasks.zzz.outputs.x }}' }\n",
+        "tasks:\n  a: { run: 'echo {{ unclosed' }\n  b: { run: 'echo {{ tasks.zzz.outputs.x }}' }\n  c: { run: 42, priority: 1.5 }\n  d: { run: 'true', retires: 3 }\n",
     );
     let file = home.dags().join("tmpl.yaml").display().to_string();
     let out = home.gale(&["dags", "validate", &file]);
@@ -46,6 +46,19 @@ fn exit_codes_and_json_without_a_server() {
             && out.stdout.contains("`tasks.zzz` is not upstream"),
         "{out}"
     );
+    // Wrong types and unknown fields do not hide each other or the rest.
+    for (line, says) in [
+        (4, "`run` must be text, not the number 42"),
+        (4, "`priority` must be a whole number"),
+        (5, "unknown field `retires`"),
+    ] {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.contains(&format!("{file}:{line}:")) && l.contains(says)),
+            "{says} at line {line}: {out}"
+        );
+    }
     // Not found: exit 4.
     let out = home.gale(&["runs", "list", "--dag", "nope"]);
     assert_eq!(out.code, 4, "{out}");
