@@ -94,7 +94,8 @@ impl FromStr for TaskState {
 
 /// The state of a DAG run. `queued -> running` (scheduler, within
 /// `max_active_runs`), `running -> success | failed` (scheduler, when every task
-/// is finished).
+/// is finished), `queued | running -> cancelled` (an operator's cancel: its
+/// running tasks killed and failed, the rest skipped, as Airflow leaves them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
@@ -102,19 +103,32 @@ pub enum RunState {
     Running,
     Success,
     Failed,
+    Cancelled,
 }
 
 impl RunState {
+    pub const ALL: [RunState; 5] = [
+        RunState::Queued,
+        RunState::Running,
+        RunState::Success,
+        RunState::Failed,
+        RunState::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunState::Queued => "queued",
             RunState::Running => "running",
             RunState::Success => "success",
             RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
         }
     }
     pub fn is_terminal(self) -> bool {
-        matches!(self, RunState::Success | RunState::Failed)
+        matches!(
+            self,
+            RunState::Success | RunState::Failed | RunState::Cancelled
+        )
     }
 }
 
@@ -127,13 +141,10 @@ impl fmt::Display for RunState {
 impl FromStr for RunState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "queued" => Ok(RunState::Queued),
-            "running" => Ok(RunState::Running),
-            "success" => Ok(RunState::Success),
-            "failed" => Ok(RunState::Failed),
-            _ => Err(format!("unknown run state {s:?}")),
-        }
+        RunState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown run state {s:?}"))
     }
 }
 

@@ -19,9 +19,11 @@ use crate::secrets::Lookup;
 
 mod airflow;
 mod check;
+mod date;
 mod lookup;
 
 pub use check::{Known, NAMES, check};
+pub use date::isoformat;
 pub use lookup::references;
 
 /// Everything a template can see.
@@ -29,13 +31,19 @@ pub use lookup::references;
 pub struct Context {
     pub dag_id: String,
     pub task_id: String,
+    /// Airflow's run id, `<run_type>__<logical date>`
+    /// (`scheduled__2026-01-01T00:00:00+00:00`): unique per DAG.
     pub run_id: String,
+    /// Gale's number of the run (`dag_run.id`, `$GALE_RUN_ID`).
+    #[serde(skip)]
+    pub run_number: i64,
     pub run_type: String,
     pub try_number: u32,
     /// `YYYY-MM-DD` of the logical date.
     pub ds: String,
     pub ds_nodash: String,
-    /// The logical date as RFC 3339.
+    /// The logical date as Airflow writes it ([`isoformat`]); the template's
+    /// `logical_date` and data-interval names are dates made from these.
     pub ts: String,
     pub logical_date: String,
     pub data_interval_start: String,
@@ -117,13 +125,24 @@ fn as_text(v: &Value) -> String {
     }
 }
 
+/// A value written as text where it goes: a string, or a date (which a JSON
+/// body gets as its ISO text in a string, as Airflow's would).
+fn text_of(v: &Value) -> Option<String> {
+    match v.as_str() {
+        Some(s) => Some(s.to_owned()),
+        None => v
+            .downcast_object_ref::<date::DateTime>()
+            .map(|_| v.to_string()),
+    }
+}
+
 fn escaped(escape: Escape, v: &Value) -> Result<String, minijinja::Error> {
     Ok(match escape {
         Escape::Shell => shell_quote(&as_text(v)),
         Escape::Url => percent_encode(&as_text(v)),
-        Escape::Json => match v.as_str() {
+        Escape::Json => match text_of(v) {
             Some(s) => {
-                let quoted = serde_json::to_string(s).unwrap_or_default();
+                let quoted = serde_json::to_string(&s).unwrap_or_default();
                 quoted[1..quoted.len() - 1].to_owned()
             }
             None => serde_json::to_string(&v).map_err(|e| {
@@ -170,16 +189,17 @@ pub fn render(template: &str, ctx: &Context, escape: Escape) -> Result<String, S
     let env = environment(escape);
     let tmpl = env.template_from_str(template).map_err(|e| describe(&e))?;
     let lookup = ctx.lookup.clone().unwrap_or_default();
-    let [ts_nodash, dag_run, ti, macros] = airflow::names(ctx);
-    let values = minijinja::context! {
-        var => Value::from_object(lookup::Vars(lookup.clone())),
-        conn => Value::from_object(lookup::Conns(lookup.clone())),
-        ts_nodash => ts_nodash,
-        dag_run => dag_run,
-        ti => ti,
-        macros => macros,
-        ..Value::from(minijinja::value::Serde(ctx))
-    };
+    let names = airflow::Names::of(ctx);
+    // The last map that has a name gives it: the computed names (dates as
+    // dates) hide the context's plain text of them.
+    let values = minijinja::value::merge_maps([
+        Value::from(minijinja::value::Serde(ctx)),
+        names.values,
+        minijinja::context! {
+            var => Value::from_object(lookup::Vars(lookup.clone())),
+            conn => Value::from_object(lookup::Conns(lookup.clone())),
+        },
+    ]);
     tmpl.render(values).map_err(|e| match lookup.missed() {
         // The engine says only "undefined value": say which, and where.
         Some(missed) => match e.line() {

@@ -31,6 +31,10 @@ pub struct DagProcessor<S: ?Sized> {
     /// Files whose DAG id another file holds, with the refusal last
     /// reported: reported again only when it changes.
     conflicts: HashMap<PathBuf, String>,
+    /// The import errors this processor reported and that still hold, by
+    /// file: recorded again when another processor of the same file, on
+    /// stopping, dropped the row.
+    reported: HashMap<PathBuf, (Option<String>, Vec<DagError>)>,
     /// Whether a DAG that does not say (`is_paused_upon_creation`) starts paused.
     paused_at_creation: bool,
 }
@@ -110,6 +114,7 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
             seen: HashMap::new(),
             resolver: None,
             conflicts: HashMap::new(),
+            reported: HashMap::new(),
             paused_at_creation: false,
         }
     }
@@ -133,9 +138,14 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
                 warn!(error = %e, folder = %self.folder.display(), "scanning the DAG folder failed");
             }
             tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(self.interval) => {}
             }
+        }
+        // Nobody would clear what this processor reported once it is gone;
+        // another processor of the same files reports them again itself.
+        if let Err(e) = self.store.drop_import_errors(&self.owner).await {
+            warn!(error = %e, folder = %self.folder.display(), "could not drop this processor's import errors");
         }
     }
 
@@ -165,6 +175,31 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
         }
     }
 
+    /// Records again the errors this processor reported whose rows are gone
+    /// (dropped by another processor of the same file when it stopped). One
+    /// read while files are broken, none otherwise.
+    async fn report_again(&self) -> gale_store::Result<()> {
+        if self.reported.is_empty() {
+            return Ok(());
+        }
+        let stored: std::collections::HashSet<String> = self
+            .store
+            .list_import_errors()
+            .await?
+            .into_iter()
+            .map(|e| e.file)
+            .collect();
+        for (path, (dag_id, errors)) in &self.reported {
+            let name = path.display().to_string();
+            if !stored.contains(&name) {
+                self.store
+                    .record_import_errors(&name, dag_id.as_deref(), errors, &self.owner)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// One pass over the folder. Returns how many files were (re)parsed.
     pub async fn scan(&mut self) -> gale_store::Result<usize> {
         let folder = self.folder.clone();
@@ -175,6 +210,8 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
         self.store.sync_files(&self.owner, &names).await?;
         self.seen.retain(|p, _| files.contains(p));
         self.conflicts.retain(|p, _| files.contains(p));
+        self.reported.retain(|p, _| files.contains(p));
+        self.report_again().await?;
         let mut parsed = 0;
         for path in files {
             let Ok(meta) = std::fs::metadata(&path) else {
@@ -237,10 +274,12 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
                                 .record_import_errors(
                                     &name,
                                     Some(dag.id.as_str()),
-                                    &[err],
+                                    std::slice::from_ref(&err),
                                     &self.owner,
                                 )
                                 .await?;
+                            self.reported
+                                .insert(path.clone(), (Some(dag.id.0.clone()), vec![err]));
                             // Not remembered as seen: once the other file goes away,
                             // the next scan stores this one.
                             continue;
@@ -255,9 +294,15 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
                     self.store
                         .record_import_errors(&name, None, &errors, &self.owner)
                         .await?;
+                    self.reported.insert(path.clone(), (None, errors));
+                    debug!(file = %name, "processed DAG file");
+                    self.conflicts.remove(&path);
+                    self.seen.insert(path, stamp);
+                    continue;
                 }
             }
             debug!(file = %name, "processed DAG file");
+            self.reported.remove(&path);
             self.conflicts.remove(&path);
             self.seen.insert(path, stamp);
         }

@@ -39,6 +39,7 @@ fn ctx(conf: Map<String, Value>) -> Context {
         dag_id: "m".into(),
         task_id: "call".into(),
         run_id: "1".into(),
+        run_number: 1,
         run_type: "manual".into(),
         try_number: 1,
         ds: String::new(),

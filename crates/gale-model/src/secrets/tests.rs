@@ -182,6 +182,7 @@ fn ctx_with(lookup: Lookup) -> template::Context {
         dag_id: "d".into(),
         task_id: "t".into(),
         run_id: "1".into(),
+        run_number: 1,
         run_type: "manual".into(),
         try_number: 1,
         ds: String::new(),

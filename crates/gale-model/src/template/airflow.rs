@@ -1,7 +1,9 @@
 //! The names an Airflow user reaches for in a shell or HTTP task's
-//! templates, beside Gale's own: `ts_nodash`, `dag_run.conf` (and the run's
-//! other fields), `ti.try_number`, and `macros.ds_add` / `macros.ds_format`,
-//! rendering as Airflow renders them for the same logical date.
+//! templates, beside Gale's own, rendering as Airflow renders them for the
+//! same logical date: the dates as dates (`logical_date.strftime(…)`),
+//! `ts_nodash`, `ts_nodash_with_tz`, `task_instance_key_str`, `dag_run`
+//! (`.conf`, `.run_id`, `.id` …), `ti` / `task_instance` (`.try_number` …),
+//! and `macros.ds_add`, `macros.ds_format`, `macros.datetime`.
 
 use std::sync::Arc;
 
@@ -9,37 +11,62 @@ use minijinja::value::{Object, Value};
 use minijinja::{Error, ErrorKind, State};
 
 use super::Context;
+use super::date::{Constructor, DateTime};
 
-/// The extra names (`ts_nodash`, `dag_run`, `ti`, `macros`), each computed
-/// from `ctx`.
-pub(super) fn names(ctx: &Context) -> [Value; 4] {
-    let ts_nodash = ctx
-        .ts
-        .parse::<jiff::Timestamp>()
-        .map(|t| t.strftime("%Y%m%dT%H%M%S").to_string())
-        .unwrap_or_default();
-    [
-        Value::from(ts_nodash),
-        minijinja::context! {
+/// The names computed from a context, overriding its plain fields.
+pub(super) struct Names {
+    pub values: Value,
+}
+
+impl Names {
+    pub fn of(ctx: &Context) -> Self {
+        let logical = ctx.logical_date.parse::<jiff::Timestamp>().ok();
+        let stamp = |fmt: &str| {
+            logical
+                .map(|t| t.strftime(fmt).to_string())
+                .unwrap_or_default()
+        };
+        let date = |text: &str| DateTime::value_of(&serde_json::Value::from(text));
+        let prev =
+            |name: &str| DateTime::value_of(ctx.prev.get(name).unwrap_or(&serde_json::Value::Null));
+        let ti = minijinja::context! {
+            try_number => ctx.try_number,
+            task_id => ctx.task_id.clone(),
+            dag_id => ctx.dag_id.clone(),
+            run_id => ctx.run_id.clone(),
+            map_index => -1,
+        };
+        let values = minijinja::context! {
+            logical_date => date(&ctx.logical_date),
+            data_interval_start => date(&ctx.data_interval_start),
+            data_interval_end => date(&ctx.data_interval_end),
+            prev_data_interval_start_success => prev("prev_data_interval_start_success"),
+            prev_data_interval_end_success => prev("prev_data_interval_end_success"),
+            prev_start_date_success => prev("prev_start_date_success"),
+            ts_nodash => stamp("%Y%m%dT%H%M%S"),
+            ts_nodash_with_tz => stamp("%Y%m%dT%H%M%S%z"),
+            task_instance_key_str => format!("{}__{}__{}", ctx.dag_id, ctx.task_id, ctx.ds_nodash),
+            dag_run => minijinja::context! {
                 conf => Value::from(minijinja::value::Serde(&ctx.conf)),
+                id => ctx.run_number,
                 run_id => ctx.run_id.clone(),
                 run_type => ctx.run_type.clone(),
                 dag_id => ctx.dag_id.clone(),
-                logical_date => ctx.logical_date.clone(),
-                data_interval_start => ctx.data_interval_start.clone(),
-                data_interval_end => ctx.data_interval_end.clone(),
-        },
-        minijinja::context! {
-                try_number => ctx.try_number,
-                task_id => ctx.task_id.clone(),
-                dag_id => ctx.dag_id.clone(),
-                run_id => ctx.run_id.clone(),
-        },
-        Value::from_object(Macros),
-    ]
+                external_trigger => ctx.run_type == "manual",
+                logical_date => date(&ctx.logical_date),
+                data_interval_start => date(&ctx.data_interval_start),
+                data_interval_end => date(&ctx.data_interval_end),
+            },
+            ti => ti.clone(),
+            task_instance => ti,
+            macros => Value::from_object(Macros),
+        };
+        Names { values }
+    }
 }
 
-/// `macros.ds_add(ds, days)` and `macros.ds_format(ds, from, to)`.
+/// `macros.ds_add(ds, days)`, `macros.ds_format(ds, from, to)` and
+/// `macros.datetime`.
 #[derive(Debug)]
 struct Macros;
 
@@ -55,13 +82,18 @@ fn date_of(v: &Value, fmt: &str) -> Result<jiff::civil::Date, Error> {
 }
 
 impl Object for Macros {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        (key.as_str()? == "datetime").then(|| Value::from_object(Constructor))
+    }
+
     fn call_method(
         self: &Arc<Self>,
-        _state: &mut State<'_, '_>,
+        state: &mut State<'_, '_>,
         method: &str,
         args: &[Value],
     ) -> Result<Value, Error> {
         match (method, args) {
+            ("datetime", _) => Arc::new(Constructor).call(state, args),
             ("ds_add", [ds, days]) => {
                 let days = i64::try_from(days.clone())
                     .map_err(|_| bad(format!("macros.ds_add: {days} is not a number of days")))?;
@@ -81,7 +113,7 @@ impl Object for Macros {
                 "macros.ds_format takes (ds, input_format, output_format)".into(),
             )),
             (other, _) => Err(bad(format!(
-                "macros.{other} is not a macro Gale has (it has ds_add and ds_format)"
+                "macros.{other} is not a macro Gale has (it has ds_add, ds_format and datetime)"
             ))),
         }
     }

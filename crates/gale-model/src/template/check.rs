@@ -7,11 +7,13 @@ use std::collections::{BTreeSet, HashSet};
 use super::{Escape, describe, environment};
 
 /// The names every task's templates see.
-pub const NAMES: [&str; 25] = [
+pub const NAMES: [&str; 28] = [
     "ds",
     "ds_nodash",
     "ts",
     "ts_nodash",
+    "ts_nodash_with_tz",
+    "task_instance_key_str",
     "logical_date",
     "data_interval_start",
     "data_interval_end",
@@ -27,6 +29,7 @@ pub const NAMES: [&str; 25] = [
     "conn",
     "dag_run",
     "ti",
+    "task_instance",
     "macros",
     "prev_ds",
     "prev_ds_nodash",

@@ -15,15 +15,16 @@ fn ctx() -> Context {
     Context {
         dag_id: "d".into(),
         task_id: "t".into(),
-        run_id: "7".into(),
+        run_id: "manual__2026-01-01T00:00:00+00:00".into(),
+        run_number: 7,
         run_type: "manual".into(),
         try_number: 1,
         ds: "2026-01-01".into(),
         ds_nodash: "20260101".into(),
-        ts: "2026-01-01T00:00:00Z".into(),
-        logical_date: "2026-01-01T00:00:00Z".into(),
-        data_interval_start: "2026-01-01T00:00:00Z".into(),
-        data_interval_end: "2026-01-02T00:00:00Z".into(),
+        ts: "2026-01-01T00:00:00+00:00".into(),
+        logical_date: "2026-01-01T00:00:00+00:00".into(),
+        data_interval_start: "2026-01-01T00:00:00+00:00".into(),
+        data_interval_end: "2026-01-02T00:00:00+00:00".into(),
         params,
         conf: serde_json::Map::new(),
         tasks,
@@ -190,7 +191,7 @@ fn airflow_names_render_as_airflow_renders_them() {
     assert_eq!(r("{{ dag_run.conf.table }}"), "orders");
     assert_eq!(r("{{ ti.try_number }}"), "2");
     let e = render("{{ macros.nope(ds) }}", &c, Escape::None).expect_err("unknown macro");
-    assert!(e.contains("ds_add and ds_format"), "{e}");
+    assert!(e.contains("ds_add, ds_format and datetime"), "{e}");
     // The checker knows them too.
     let known = Known {
         params: None,
@@ -203,4 +204,138 @@ fn airflow_names_render_as_airflow_renders_them() {
         )
         .is_empty()
     );
+}
+
+/// The dates are dates: each expected text is what Airflow 3 (pendulum 3,
+/// Python's `datetime` for `macros.datetime`) renders for a daily run of
+/// 2026-03-01 00:00 UTC.
+#[test]
+fn dates_render_and_compute_as_airflow_3_renders_them() {
+    let mut c = ctx();
+    c.run_id = format!(
+        "scheduled__{}",
+        isoformat("2026-03-01T00:00:00Z".parse().unwrap())
+    );
+    c.run_type = "scheduled".into();
+    c.ds = "2026-03-01".into();
+    c.ds_nodash = "20260301".into();
+    c.ts = "2026-03-01T00:00:00+00:00".into();
+    c.logical_date = c.ts.clone();
+    c.data_interval_start = c.ts.clone();
+    c.data_interval_end = "2026-03-02T00:00:00+00:00".into();
+    c.prev.insert(
+        "prev_start_date_success".into(),
+        "2026-02-28T00:00:05Z".into(),
+    );
+    c.prev.insert(
+        "prev_data_interval_end_success".into(),
+        serde_json::Value::Null,
+    );
+    let r = |t: &str| render(t, &c, Escape::None).unwrap_or_else(|e| panic!("{t}: {e}"));
+    for (template, airflow) in [
+        ("{{ run_id }}", "scheduled__2026-03-01T00:00:00+00:00"),
+        (
+            "{{ dag_run.run_id }}",
+            "scheduled__2026-03-01T00:00:00+00:00",
+        ),
+        ("{{ dag_run.id }}", "7"),
+        ("{{ ts }}", "2026-03-01T00:00:00+00:00"),
+        ("{{ ts_nodash_with_tz }}", "20260301T000000+0000"),
+        ("{{ task_instance_key_str }}", "d__t__20260301"),
+        ("{{ logical_date }}", "2026-03-01 00:00:00+00:00"),
+        ("{{ dag_run.logical_date }}", "2026-03-01 00:00:00+00:00"),
+        ("{{ data_interval_end }}", "2026-03-02 00:00:00+00:00"),
+        (
+            "{{ data_interval_end.isoformat() }}",
+            "2026-03-02T00:00:00+00:00",
+        ),
+        (
+            "{{ logical_date.strftime('%Y%m%dT%H%M%S%z') }}",
+            "20260301T000000+0000",
+        ),
+        (
+            "{{ logical_date.strftime('%d %B %Y %H:%M:%S.%f') }}",
+            "01 March 2026 00:00:00.000000",
+        ),
+        (
+            "{{ logical_date.strftime('%A %j %d/%m/%y %I %p') }}",
+            "Sunday 060 01/03/26 12 AM",
+        ),
+        (
+            "{{ logical_date.add(days=1) }}",
+            "2026-03-02 00:00:00+00:00",
+        ),
+        (
+            "{{ logical_date.subtract(hours=2) }}",
+            "2026-02-28 22:00:00+00:00",
+        ),
+        (
+            "{{ logical_date.add(months=1, days=2) }}",
+            "2026-04-03 00:00:00+00:00",
+        ),
+        (
+            "{{ logical_date.in_timezone('Europe/Berlin') }}",
+            "2026-03-01 01:00:00+01:00",
+        ),
+        (
+            "{{ logical_date.in_timezone('Europe/Berlin').strftime('%H:%M %Z %z') }}",
+            "01:00 CET +0100",
+        ),
+        (
+            "{{ logical_date.add(months=4).in_timezone('Europe/Berlin') }}",
+            "2026-07-01 02:00:00+02:00",
+        ),
+        ("{{ logical_date.year }}-{{ logical_date.month }}", "2026-3"),
+        (
+            "{{ logical_date.day_of_week }} {{ logical_date.day_of_year }}",
+            "6 60",
+        ),
+        ("{{ logical_date.int_timestamp }}", "1772323200"),
+        ("{{ logical_date.date() }}", "2026-03-01"),
+        ("{{ logical_date.add(weeks=1) > logical_date }}", "True"),
+        ("{{ prev_start_date_success }}", "2026-02-28 00:00:05+00:00"),
+        ("{{ prev_data_interval_end_success }}", "None"),
+        ("{{ macros.datetime(2026, 1, 31) }}", "2026-01-31 00:00:00"),
+        (
+            "{{ macros.datetime(2026, 1, 31).isoformat() }}",
+            "2026-01-31T00:00:00",
+        ),
+        (
+            "{{ macros.datetime.strptime('31/01/2026 10:30', '%d/%m/%Y %H:%M') }}",
+            "2026-01-31 10:30:00",
+        ),
+        (
+            "{{ macros.datetime.fromisoformat('2026-01-31T10:30:00+02:00') }}",
+            "2026-01-31 10:30:00+02:00",
+        ),
+    ] {
+        assert_eq!(r(template), airflow, "{template}");
+    }
+    // A JSON body gets a date as its text, in a string.
+    let body = render(r#"{"at": "{{ logical_date }}"}"#, &c, Escape::Json).unwrap();
+    assert_eq!(body, r#"{"at": "2026-03-01 00:00:00+00:00"}"#);
+    // A shell command gets it as one word.
+    let cmd = render("echo {{ logical_date }}", &c, Escape::Shell).unwrap();
+    assert_eq!(cmd, "echo '2026-03-01 00:00:00+00:00'");
+    // Mistakes say what is wrong and what there is.
+    for (template, says) in [
+        (
+            "{{ logical_date.add(fortnights=1) }}",
+            "takes years, months",
+        ),
+        (
+            "{{ logical_date.in_timezone('Mars/Olympus') }}",
+            "not a known time zone",
+        ),
+        ("{{ logical_date.format('YYYY') }}", "it has strftime"),
+        ("{{ macros.datetime(2026, 13, 1) }}", "macros.datetime"),
+        ("{{ macros.datetime.now() }}", "read no clock"),
+        (
+            "{{ macros.datetime.strptime('x', '%Y') }}",
+            "is not a %Y date",
+        ),
+    ] {
+        let e = render(template, &c, Escape::None).expect_err(template);
+        assert!(e.contains(says), "{template}: {e}");
+    }
 }

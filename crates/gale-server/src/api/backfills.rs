@@ -42,9 +42,10 @@ pub struct Backfill {
 impl From<&gale_store::BackfillRow> for Backfill {
     fn from(b: &gale_store::BackfillRow) -> Backfill {
         let total = b.runs.values().sum();
-        let done = ["success", "failed"]
+        let done = gale_model::RunState::ALL
             .iter()
-            .filter_map(|s| b.runs.get(*s))
+            .filter(|s| s.is_terminal())
+            .filter_map(|s| b.runs.get(s.as_str()))
             .sum();
         Backfill {
             id: b.id,

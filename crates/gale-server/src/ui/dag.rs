@@ -691,9 +691,10 @@ async fn backfills(store: &dyn Store, dag_id: &DagId) -> Result<Vec<BackfillLine
         .iter()
         .map(|b| {
             let total: u32 = b.runs.values().sum();
-            let done: u32 = ["success", "failed"]
+            let done: u32 = gale_model::RunState::ALL
                 .iter()
-                .filter_map(|s| b.runs.get(*s))
+                .filter(|s| s.is_terminal())
+                .filter_map(|s| b.runs.get(s.as_str()))
                 .sum();
             BackfillLine {
                 id: b.id,

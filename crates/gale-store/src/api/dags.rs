@@ -85,6 +85,11 @@ pub trait Dags: Send + Sync + 'static {
     /// left alone (rows from before owners were recorded count as anyone's).
     async fn sync_files(&self, owner: &str, present: &[String]) -> Result<()>;
 
+    /// Drops the import errors the DAG processor `owner` recorded, when it
+    /// stops: a stopped processor's errors are nobody's to clear. Its DAGs
+    /// stay (other schedulers and the workers keep running them).
+    async fn drop_import_errors(&self, owner: &str) -> Result<()>;
+
     async fn list_dags(&self) -> Result<Vec<DagRow>>;
 
     async fn get_dag(&self, dag_id: &DagId) -> Result<Option<DagRow>>;

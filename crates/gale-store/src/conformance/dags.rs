@@ -305,6 +305,36 @@ pub async fn sync_files_marks_absent_files<S: Store + ?Sized>(store: &S) {
     assert_eq!(row.file, "dags/b2.yaml");
     assert!(row.active, "upserting a DAG makes it active again");
     assert_eq!(row.version_hash, moved.hash);
+
+    // A processor that stops drops its import errors, not another's, and
+    // keeps its DAGs.
+    store
+        .record_import_errors(
+            "other/broken.yaml",
+            None,
+            &[err("other/broken.yaml")],
+            "node2:/other",
+        )
+        .await
+        .expect("record_import_errors");
+    store
+        .drop_import_errors(OWNER)
+        .await
+        .expect("drop_import_errors");
+    let files: Vec<String> = store
+        .list_import_errors()
+        .await
+        .expect("list_import_errors")
+        .into_iter()
+        .map(|e| e.file)
+        .collect();
+    assert_eq!(
+        files,
+        vec!["other/broken.yaml".to_owned()],
+        "a stopped processor's import errors go, another's stay"
+    );
+    let a_row = store.get_dag(a.id()).await.expect("get_dag").unwrap();
+    assert!(a_row.active, "its DAGs stay active");
 }
 
 /// Import errors round-trip file, DAG id, line, column and message; recording a

@@ -135,7 +135,7 @@ pub async fn mark_run_and_cancel<S: Store + ?Sized>(store: &S) {
         "cancelling a running run must apply"
     );
     let row = store.get_run(run).await.expect("get_run").expect("the run");
-    assert_eq!(row.state, RunState::Failed, "a cancelled run is failed");
+    assert_eq!(row.state, RunState::Cancelled, "a cancelled run says so");
     assert!(row.ended_at.is_some(), "a cancelled run has ended_at");
     let rows = tasks_of(store, run).await;
     for (id, state) in [
@@ -306,7 +306,7 @@ pub async fn mark_run_and_cancel<S: Store + ?Sized>(store: &S) {
         .await
         .expect("get_run")
         .expect("the run");
-    assert_eq!(row.state, RunState::Failed);
+    assert_eq!(row.state, RunState::Cancelled);
     assert!(row.ended_at.is_some());
     for t in tasks_of(store, run3).await {
         assert_eq!(

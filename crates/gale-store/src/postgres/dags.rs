@@ -131,6 +131,18 @@ impl Dags for PgStore {
         .await
     }
 
+    async fn drop_import_errors(&self, owner: &str) -> Result<()> {
+        let owner = owner.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                tx.exec("DELETE FROM import_errors WHERE owner = $1", &[&owner])
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
     async fn list_dags(&self) -> Result<Vec<DagRow>> {
         self.single(|c| {
             Box::pin(async move {

@@ -12,7 +12,7 @@ impl Operator for PgStore {
                 let (run_state, from) = match mark {
                     RunMark::Success => ("success", "state <> 'success'"),
                     RunMark::Failed => ("failed", "state <> 'failed'"),
-                    RunMark::Cancel => ("failed", "state IN ('queued', 'running')"),
+                    RunMark::Cancel => ("cancelled", "state IN ('queued', 'running')"),
                 };
                 let changed = tx
                     .exec(
@@ -151,7 +151,7 @@ impl Operator for PgStore {
                 if cleared > 0 {
                     tx.exec(
                         "UPDATE runs SET state = 'queued', ended_at = NULL
-                         WHERE id = $1 AND state IN ('success', 'failed')",
+                         WHERE id = $1 AND state IN ('success', 'failed', 'cancelled')",
                         &[&run_id.0],
                     )
                     .await?;

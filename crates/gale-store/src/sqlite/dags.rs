@@ -132,6 +132,16 @@ impl Dags for SqliteStore {
         .await
     }
 
+    async fn drop_import_errors(&self, owner: &str) -> Result<()> {
+        let owner = owner.to_owned();
+        self.write(move |tx| {
+            tx.execute("DELETE FROM import_errors WHERE owner = ?1", params![owner])
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn list_dags(&self) -> Result<Vec<DagRow>> {
         self.call(|conn| {
             query_all(

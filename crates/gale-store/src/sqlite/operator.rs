@@ -11,7 +11,7 @@ impl Operator for SqliteStore {
             let (run_state, from) = match mark {
                 RunMark::Success => ("success", "state <> 'success'"),
                 RunMark::Failed => ("failed", "state <> 'failed'"),
-                RunMark::Cancel => ("failed", "state IN ('queued', 'running')"),
+                RunMark::Cancel => ("cancelled", "state IN ('queued', 'running')"),
             };
             let changed = tx
                 .execute(
@@ -111,7 +111,7 @@ impl Operator for SqliteStore {
             if cleared > 0 {
                 tx.execute(
                     "UPDATE runs SET state = 'queued', ended_at = NULL
-                     WHERE id = ?1 AND state IN ('success', 'failed')",
+                     WHERE id = ?1 AND state IN ('success', 'failed', 'cancelled')",
                     params![run_id.0],
                 )
                 .map_err(map_err)?;

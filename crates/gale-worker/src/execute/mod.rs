@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use gale_model::mask::Masker;
 use gale_model::state::{AfterFailure, RetryPolicy};
-use gale_model::template::{self, Context, TaskOutputs};
+use gale_model::template::{self, Context, TaskOutputs, isoformat};
 use gale_model::time::rfc3339;
 use gale_model::{Dag, HttpSpec, Task, TaskKind, TaskState};
 use gale_store::{AttemptState, Claim, Finish, RunRow, Stream};
@@ -100,18 +100,20 @@ pub fn context(
         params.insert(k.clone(), v.clone());
     }
     let logical = run.logical_date;
+    let run_type = run.run_type.as_str();
     Context {
         dag_id: dag.id.0.clone(),
         task_id: task.id.0.clone(),
-        run_id: run.id.to_string(),
-        run_type: run.run_type.as_str().to_owned(),
+        run_id: format!("{run_type}__{}", isoformat(logical)),
+        run_number: run.id.0,
+        run_type: run_type.to_owned(),
         try_number,
         ds: logical.strftime("%Y-%m-%d").to_string(),
         ds_nodash: logical.strftime("%Y%m%d").to_string(),
-        ts: rfc3339(logical),
-        logical_date: rfc3339(logical),
-        data_interval_start: rfc3339(run.interval_start),
-        data_interval_end: rfc3339(run.interval_end),
+        ts: isoformat(logical),
+        logical_date: isoformat(logical),
+        data_interval_start: isoformat(run.interval_start),
+        data_interval_end: isoformat(run.interval_end),
         params,
         conf: run.conf.clone(),
         tasks: upstream,
@@ -124,10 +126,10 @@ pub fn context(
 fn gale_env(ctx: &Context, output: &Path) -> Vec<(String, String)> {
     vec![
         ("GALE_DAG_ID".into(), ctx.dag_id.clone()),
-        ("GALE_RUN_ID".into(), ctx.run_id.clone()),
+        ("GALE_RUN_ID".into(), ctx.run_number.to_string()),
         ("GALE_TASK_ID".into(), ctx.task_id.clone()),
         ("GALE_TRY_NUMBER".into(), ctx.try_number.to_string()),
-        ("GALE_LOGICAL_DATE".into(), ctx.logical_date.clone()),
+        ("GALE_LOGICAL_DATE".into(), ctx.ts.clone()),
         ("GALE_OUTPUT".into(), output.display().to_string()),
     ]
 }

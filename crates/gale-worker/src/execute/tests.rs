@@ -87,6 +87,7 @@ async fn shell_killed_after(
         dag_id: "t".into(),
         task_id: "a".into(),
         run_id: "1".into(),
+        run_number: 1,
         run_type: "manual".into(),
         try_number: 1,
         ds: String::new(),

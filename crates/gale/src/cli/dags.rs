@@ -245,7 +245,7 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
             )
             .await?;
             if output == Output::Json && !wait {
-                print_json(&run)?;
+                print_json(&super::output::api_run(&run))?;
                 return Ok(exit::OK);
             }
             eprintln!("created run {} of {} ({})", run.id, run.dag_id, run.run_key);

@@ -2,13 +2,28 @@
 //! durations.
 
 use gale_model::time::rfc3339;
-use gale_store::TaskRow;
+use gale_store::{RunRow, TaskRow};
 use jiff::Timestamp;
 use serde::Serialize;
 
 pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// A run as the API writes it (`run_id`, its conf masked): one shape
+/// wherever a command prints a run.
+pub(crate) fn api_run(run: &RunRow) -> gale_server::api::runs::Run {
+    gale_server::api::runs::Run::from(run)
+}
+
+/// A run and its task instances, as the API writes each.
+pub(crate) fn api_run_with_tasks(run: &RunRow, tasks: &[TaskRow]) -> serde_json::Value {
+    let tasks: Vec<_> = tasks
+        .iter()
+        .map(gale_server::api::tasks::TaskInstance::from)
+        .collect();
+    serde_json::json!({ "run": api_run(run), "tasks": tasks })
 }
 
 pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {

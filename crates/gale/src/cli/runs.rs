@@ -8,7 +8,7 @@ use gale_model::time::rfc3339;
 use gale_model::{DagId, RunId, RunState, TaskState};
 use gale_store::{RunFilter, RunRow, Store, TaskRow};
 
-use super::output::{print_json, table, task_table, took, when};
+use super::output::{api_run, api_run_with_tasks, print_json, table, task_table, took, when};
 use super::{NotFound, open_store};
 use crate::{Output, Paths, exit};
 
@@ -18,8 +18,8 @@ pub enum RunsCmd {
     List {
         #[arg(long)]
         dag: Option<String>,
-        /// queued, running, success or failed.
-        #[arg(long, value_parser = ["queued", "running", "success", "failed"])]
+        /// queued, running, success, failed or cancelled.
+        #[arg(long, value_parser = ["queued", "running", "success", "failed", "cancelled"])]
         state: Option<String>,
         /// At most this many (1 to 10,000).
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -114,13 +114,7 @@ pub async fn runs(paths: &Paths, output: Output, cmd: RunsCmd) -> anyhow::Result
                 })
                 .await?;
             if output == Output::Json {
-                let runs: Vec<_> = runs
-                    .into_iter()
-                    .map(|mut r| {
-                        r.conf = gale_model::mask::mask_conf(&r.conf);
-                        r
-                    })
-                    .collect();
+                let runs: Vec<_> = runs.iter().map(api_run).collect();
                 print_json(&runs)?;
             } else {
                 let rows = runs
@@ -193,12 +187,12 @@ pub async fn runs(paths: &Paths, output: Output, cmd: RunsCmd) -> anyhow::Result
         }
         RunsCmd::Show { run_id } => {
             let (mut run, tasks) = run_with_tasks(&*store, RunId(run_id)).await?;
-            // Shown as the API and the pages show it: secret-looking values masked.
-            run.conf = gale_model::mask::mask_conf(&run.conf);
             if output == Output::Json {
-                print_json(&serde_json::json!({ "run": run, "tasks": tasks }))?;
+                print_json(&api_run_with_tasks(&run, &tasks))?;
                 return Ok(exit::OK);
             }
+            // Shown as the API and the pages show it: secret-looking values masked.
+            run.conf = gale_model::mask::mask_conf(&run.conf);
             println!("run          {} ({})", run.id, run.run_key);
             println!("dag_id       {}", run.dag_id);
             println!("state        {}", run.state);
@@ -277,9 +271,7 @@ pub(super) async fn follow_run<S: Store + ?Sized>(
         }
         if run.state.is_terminal() {
             if output == Output::Json {
-                let mut run = run.clone();
-                run.conf = gale_model::mask::mask_conf(&run.conf);
-                print_json(&serde_json::json!({ "run": run, "tasks": tasks }))?;
+                print_json(&api_run_with_tasks(&run, &tasks))?;
             } else {
                 println!(
                     "run {} of {}: {} in {}",
@@ -307,9 +299,8 @@ async fn changed(
     what: &str,
 ) -> anyhow::Result<u8> {
     if output == Output::Json {
-        let mut run = store.get_run(run.id).await?.unwrap_or_else(|| run.clone());
-        run.conf = gale_model::mask::mask_conf(&run.conf);
-        print_json(&run)?;
+        let run = store.get_run(run.id).await?.unwrap_or_else(|| run.clone());
+        print_json(&api_run(&run))?;
     } else {
         println!("run {} of {} {what}", run.id, run.dag_id);
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use gale_model::schedule;
 use gale_model::{DagId, RunId, RunState, TaskState};
-use gale_store::{RunRow, RunType, TaskRow};
+use gale_store::{RunRow, RunType};
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -64,23 +64,19 @@ pub async fn tasks(paths: &Paths, output: Output, cmd: TasksCmd) -> anyhow::Resu
             if output == Output::Json {
                 // Each task instance with its attempts (state `lost`, `timed_out`, ...)
                 // and, while it waits, why.
+                // The API's task instance, with its attempts.
                 #[derive(Serialize)]
                 struct TaskWithAttempts {
                     #[serde(flatten)]
-                    task: TaskRow,
+                    task: gale_server::api::tasks::TaskInstance,
                     attempts: Vec<gale_store::AttemptRow>,
-                    #[serde(skip_serializing_if = "Option::is_none")]
-                    waiting_for: Option<String>,
                 }
                 let mut items = Vec::with_capacity(tasks.len());
-                for task in tasks {
-                    let attempts = store.attempts(task.id).await?;
-                    let waiting_for = waiting.get(task.task_id.as_str()).cloned();
-                    items.push(TaskWithAttempts {
-                        task,
-                        attempts,
-                        waiting_for,
-                    });
+                for row in &tasks {
+                    let attempts = store.attempts(row.id).await?;
+                    let mut task = gale_server::api::tasks::TaskInstance::from(row);
+                    task.waiting_for = waiting.get(row.task_id.as_str()).cloned();
+                    items.push(TaskWithAttempts { task, attempts });
                 }
                 print_json(&items)?;
             } else {

@@ -794,7 +794,7 @@ fn slot_ledger_records_skipped_and_run_slots() {
         let id = s["run_id"].as_i64().expect("run_id");
         let r = runs
             .iter()
-            .find(|r| r["id"] == id)
+            .find(|r| r["run_id"] == id)
             .unwrap_or_else(|| panic!("no run {id}: {runs:#?}"));
         assert_eq!(r["run_type"], "scheduled", "{r:#}");
         assert_eq!(ts(&r["logical_date"]), ts(&s["logical_date"]), "{r:#}");

@@ -1339,7 +1339,7 @@ fn run_states(home: &Home, dag_id: &str) -> BTreeMap<i64, String> {
         .iter()
         .map(|r| {
             (
-                r["id"].as_i64().expect("a run id"),
+                r["run_id"].as_i64().expect("a run id"),
                 r["state"].as_str().unwrap_or_default().to_owned(),
             )
         })

@@ -244,7 +244,25 @@ fn runs_are_cancelled_marked_and_cleared_from_the_command_line() {
     let run = home.trigger("sleepy", &[]);
     running(run);
     home.ok(&["runs", "cancel", &run.to_string()]);
-    assert_eq!(home.wait_run(run)["run"]["state"], "failed");
+    let cancelled = home.wait_run(run);
+    assert_eq!(cancelled["run"]["state"], "cancelled", "{cancelled:#}");
+    let tasks = cancelled["tasks"].as_array().expect("tasks");
+    let state = |id: &str| {
+        tasks
+            .iter()
+            .find(|t| t["task_id"] == id)
+            .map(|t| t["state"].clone())
+    };
+    assert_eq!(
+        state("nap"),
+        Some("failed".into()),
+        "the running task is killed: {cancelled:#}"
+    );
+    assert_eq!(
+        state("after"),
+        Some("skipped".into()),
+        "the waiting one skipped, as Airflow leaves it"
+    );
 
     let run = home.trigger("sleepy", &[]);
     running(run);
@@ -268,7 +286,7 @@ fn runs_are_cancelled_marked_and_cleared_from_the_command_line() {
         (crate::harness::task(&tasks, "boom")["try_number"] == 2).then_some(())
     });
     let marked = home.json(&["runs", "mark", &failed.to_string(), "--state", "success"]);
-    assert_eq!(marked["id"], failed, "{marked}");
+    assert_eq!(marked["run_id"], failed, "{marked}");
     assert_eq!(marked["state"], "success", "{marked}");
 
     home.wait_dag("chain");
@@ -473,7 +491,7 @@ fn airflow_prev_names_render_from_the_schedule_and_the_last_success() {
     // Weekly, starting in the future: the only runs are the manual ones here.
     home.write_dag(
         "weekly.yaml",
-        "schedule: '0 0 * * 1'\nstart_date: 2030-01-07\ntasks:\n  t: { run: 'echo \"prev={{ prev_ds }} {{ prev_ds_nodash }} ok={{ prev_data_interval_start_success }} {{ ts_nodash }}\"' }\n",
+        "schedule: '0 0 * * 1'\nstart_date: 2030-01-07\ntasks:\n  t: { run: 'echo prev={{ prev_ds }} {{ prev_ds_nodash }} ok={{ prev_data_interval_start_success }} {{ ts_nodash }}' }\n",
     );
     let _gale = home.start();
     home.wait_dag("weekly");
@@ -498,9 +516,171 @@ fn airflow_prev_names_render_from_the_schedule_and_the_last_success() {
         .as_str()
         .expect("an interval")
         .to_owned();
+    // A date, written as Airflow writes its dates.
+    assert_eq!(start, "2026-03-09T00:00:00Z");
     assert!(
-        line(second).contains(&format!("prev=2026-03-09 20260309 ok={start}")),
+        line(second)
+            .contains("prev=2026-03-09 20260309 ok=2026-03-09 00:00:00+00:00 20260316T000000"),
         "{} (the first run's interval starts {start})",
         line(second)
+    );
+}
+
+/// A DAG written with the Airflow names a shell task reaches for renders
+/// each as Airflow 3 renders it for the same logical date and data interval
+/// (pendulum's dates, Python's `datetime` for `macros.datetime`).
+#[test]
+fn airflow_template_names_render_as_airflow_renders_them() {
+    let home = Home::new();
+    let names = [
+        ("run_id", "{{ run_id }}"),
+        ("dag_run.run_id", "{{ dag_run.run_id }}"),
+        ("dag_run.run_type", "{{ dag_run.run_type }}"),
+        ("dag_run.conf", "{{ dag_run.conf }}"),
+        ("ds", "{{ ds }}"),
+        ("ds_nodash", "{{ ds_nodash }}"),
+        ("ts", "{{ ts }}"),
+        ("ts_nodash", "{{ ts_nodash }}"),
+        ("ts_nodash_with_tz", "{{ ts_nodash_with_tz }}"),
+        ("logical_date", "{{ logical_date }}"),
+        (
+            "logical_date.strftime",
+            "{{ logical_date.strftime('%Y-%m-%d %H:%M %A') }}",
+        ),
+        ("data_interval_start", "{{ data_interval_start }}"),
+        ("data_interval_end", "{{ data_interval_end }}"),
+        ("prev_ds", "{{ prev_ds }}"),
+        ("prev_ds_nodash", "{{ prev_ds_nodash }}"),
+        (
+            "prev_data_interval_start_success",
+            "{{ prev_data_interval_start_success }}",
+        ),
+        (
+            "prev_data_interval_end_success",
+            "{{ prev_data_interval_end_success }}",
+        ),
+        ("macros.ds_add", "{{ macros.ds_add(ds, 7) }}"),
+        (
+            "macros.ds_format",
+            "{{ macros.ds_format(ds, '%Y-%m-%d', '%d/%m/%Y') }}",
+        ),
+        ("macros.datetime", "{{ macros.datetime(2026, 1, 31) }}"),
+        ("ti.try_number", "{{ ti.try_number }}"),
+        ("task_instance_key_str", "{{ task_instance_key_str }}"),
+    ];
+    let script: String = names
+        .iter()
+        .map(|(name, t)| format!("      echo {name}={t}\n"))
+        .collect();
+    home.write_dag(
+        "airflow_names.yaml",
+        &format!(
+            "schedule: '@daily'\nstart_date: 2026-02-01\ncatchup: false\ntasks:\n  show:\n    run: |\n{script}"
+        ),
+    );
+    let _gale = home.start();
+    home.wait_dag("airflow_names");
+    for day in ["2026-03-01", "2026-03-02"] {
+        home.ok(&["backfill", "airflow_names", "--from", day, "--to", day]);
+    }
+    let runs = home.json(&["runs", "list", "--dag", "airflow_names"]);
+    let second = runs
+        .as_array()
+        .expect("runs")
+        .iter()
+        .find(|r| r["logical_date"] == "2026-03-02T00:00:00Z")
+        .and_then(|r| r["run_id"].as_i64())
+        .unwrap_or_else(|| panic!("no run of 2026-03-02: {runs:#}"));
+    let run = home.run_json(second);
+    assert_eq!(run["run"]["state"], "success", "{run:#}");
+    let (start, end) = (
+        run["run"]["interval_start"].as_str().expect("a start"),
+        run["run"]["interval_end"].as_str().expect("an end"),
+    );
+    assert_eq!(
+        (start, end),
+        ("2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z"),
+        "a daily slot's interval is the day it names, as Airflow's cron data intervals"
+    );
+    let log = home.logs(second, "show", None);
+    let rendered: std::collections::BTreeMap<&str, &str> = log
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.rsplit(' ').next().unwrap_or(k), v))
+        .collect();
+    // What Airflow renders for logical date 2026-03-02T00:00:00+00:00, data
+    // interval [2026-03-02, 2026-03-03), a backfill run, the previous
+    // successful run being that of 2026-03-01.
+    let airflow = [
+        ("run_id", "backfill__2026-03-02T00:00:00+00:00"),
+        ("dag_run.run_id", "backfill__2026-03-02T00:00:00+00:00"),
+        ("dag_run.run_type", "backfill"),
+        ("dag_run.conf", "{}"),
+        ("ds", "2026-03-02"),
+        ("ds_nodash", "20260302"),
+        ("ts", "2026-03-02T00:00:00+00:00"),
+        ("ts_nodash", "20260302T000000"),
+        ("ts_nodash_with_tz", "20260302T000000+0000"),
+        ("logical_date", "2026-03-02 00:00:00+00:00"),
+        ("logical_date.strftime", "2026-03-02 00:00 Monday"),
+        ("data_interval_start", "2026-03-02 00:00:00+00:00"),
+        ("data_interval_end", "2026-03-03 00:00:00+00:00"),
+        ("prev_ds", "2026-03-01"),
+        ("prev_ds_nodash", "20260301"),
+        (
+            "prev_data_interval_start_success",
+            "2026-03-01 00:00:00+00:00",
+        ),
+        (
+            "prev_data_interval_end_success",
+            "2026-03-02 00:00:00+00:00",
+        ),
+        ("macros.ds_add", "2026-03-09"),
+        ("macros.ds_format", "02/03/2026"),
+        ("macros.datetime", "2026-01-31 00:00:00"),
+        ("ti.try_number", "1"),
+        ("task_instance_key_str", "airflow_names__show__20260302"),
+    ];
+    for (name, want) in airflow {
+        assert_eq!(
+            rendered.get(name).copied(),
+            Some(want),
+            "{name} in the log:\n{log}"
+        );
+    }
+    assert_eq!(airflow.len(), names.len(), "every name is checked");
+}
+
+/// A DAG processor's import errors are its own: they go when it stops, and
+/// come back when a processor of that folder runs again.
+#[test]
+fn a_stopped_processors_import_errors_are_cleared() {
+    let home = Home::new();
+    home.write_dag("broken.yaml", "tasks:\n  a: { run: 'true', nope: 1 }\n");
+    home.write_dag("fine.yaml", "tasks:\n  a: { run: 'true' }\n");
+    let reported = || {
+        wait_until("the broken file to be reported", || {
+            let out = home.gale(&["dags", "errors"]);
+            out.stdout.contains("broken.yaml").then_some(out)
+        })
+    };
+    let gale = home.start();
+    home.wait_dag("fine");
+    assert_eq!(reported().code, 1);
+    let status = gale.stop();
+    assert!(status.success(), "the standalone stops cleanly: {status}");
+    let after = home.gale(&["dags", "errors"]);
+    assert_eq!(after.code, 0, "no processor reports the file now: {after}");
+    assert!(!after.stdout.contains("broken.yaml"), "{after}");
+    let dags = home.json(&["dags", "list"]);
+    assert!(
+        dags.to_string().contains("\"fine\""),
+        "the DAGs stay: {dags:#}"
+    );
+    let _again = home.start();
+    assert_eq!(
+        reported().code,
+        1,
+        "a processor of the folder reports it again"
     );
 }

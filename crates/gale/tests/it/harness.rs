@@ -286,7 +286,11 @@ impl Home {
                 return None;
             }
             let v = out.json();
-            matches!(v["run"]["state"].as_str(), Some("success" | "failed")).then_some(v)
+            matches!(
+                v["run"]["state"].as_str(),
+                Some("success" | "failed" | "cancelled")
+            )
+            .then_some(v)
         })
     }
 
@@ -378,6 +382,16 @@ impl Standalone {
     /// What it wrote to stdout and stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops it as Ctrl-C or a service manager does (SIGTERM) and waits for
+    /// it to end.
+    pub fn stop(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("a running standalone");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM standalone");
+        let status = child.wait().expect("waiting for the standalone");
+        kill_leftovers(&self.home);
+        status
     }
 
     /// Simulates a crash: SIGKILL to the standalone process only (not its process

@@ -45,7 +45,7 @@ fn trigger_wait_exit_codes_and_task_results() {
     assert!(failed.stdout.contains("of bad: failed"), "{failed}");
 
     // The failure is the task's exit code, as recorded in its log.
-    let run_id: i64 = home.runs("bad")[0]["id"].as_i64().expect("run id");
+    let run_id: i64 = home.runs("bad")[0]["run_id"].as_i64().expect("run id");
     let log = home.logs(run_id, "boom", None);
     assert!(log.contains("exited with code 3"), "{log}");
 
@@ -72,7 +72,7 @@ fn retries_until_third_try_succeeds() {
 
     let out = home.gale(&["dags", "trigger", "flaky", "--wait"]);
     assert_eq!(out.code, 0, "the run succeeds on the third try: {out}");
-    let run_id = home.runs("flaky")[0]["id"].as_i64().expect("run id");
+    let run_id = home.runs("flaky")[0]["run_id"].as_i64().expect("run id");
 
     let tasks = home.tasks(run_id);
     let t = task(&tasks, "flaky");
@@ -183,7 +183,7 @@ fn trigger_rules_and_skip_exit_code() {
     .collect();
     assert_eq!(got, want);
 
-    let run_id = v["run"]["id"].as_i64().expect("run id");
+    let run_id = v["run"]["run_id"].as_i64().expect("run id");
     let tasks = home.tasks(run_id);
     // Tasks skipped by their trigger rule never ran; the one that exited 99 did.
     assert_eq!(task(&tasks, "skipper")["try_number"], 1);
@@ -237,7 +237,7 @@ tasks:
     ]);
     assert_eq!(out.code, 0, "{out}");
     let v = out.json();
-    let run_id = v["run"]["id"].as_i64().expect("run id");
+    let run_id = v["run"]["run_id"].as_i64().expect("run id");
     let tasks = home.tasks(run_id);
     assert_eq!(task(&tasks, "up")["outputs"]["path"], "/tmp/x y");
     let log = home.logs(run_id, "down", None);
@@ -249,7 +249,7 @@ tasks:
 
     let bad = home.gale(&["dags", "trigger", "broken_template", "--wait"]);
     assert_eq!(bad.code, 1, "{bad}");
-    let run_id = home.runs("broken_template")[0]["id"]
+    let run_id = home.runs("broken_template")[0]["run_id"]
         .as_i64()
         .expect("run id");
     let tasks = home.tasks(run_id);
@@ -299,7 +299,7 @@ fn timeout_kills_the_whole_process_group() {
         (live_group_members(pgid).is_empty() && !alive_in_group(child, pgid)).then_some(())
     });
 
-    let run_id = home.runs("hang")[0]["id"].as_i64().expect("run id");
+    let run_id = home.runs("hang")[0]["run_id"].as_i64().expect("run id");
     let tasks = home.tasks(run_id);
     let t = task(&tasks, "hang");
     assert_eq!(t["state"], "failed");
@@ -346,7 +346,7 @@ fn escaped_background_process_does_not_hold_the_attempt_open() {
         alive_in_group(daemon, daemon),
         "the daemon outlived its task, so the pipe stayed open"
     );
-    let run_id = home.runs("daemon")[0]["id"].as_i64().expect("run id");
+    let run_id = home.runs("daemon")[0]["run_id"].as_i64().expect("run id");
     let log = home.logs(run_id, "spawn", None);
     assert!(log.contains("daemon started"), "{log}");
     assert!(log.contains("output still open"), "{log}");

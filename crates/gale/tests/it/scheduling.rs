@@ -95,7 +95,7 @@ fn catchup_creates_one_run_per_missed_slot() {
         .iter()
         .find(|r| ts(&r["logical_date"]) == first)
         .expect("the first slot's run");
-    let log = home.logs(oldest["id"].as_i64().expect("id"), "day", None);
+    let log = home.logs(oldest["run_id"].as_i64().expect("id"), "day", None);
     assert!(log.contains(&format!("day {start}")), "{log}");
 
     let without = home.runs("without_catchup");
@@ -158,7 +158,7 @@ fn backfill_creates_one_run_per_slot_once() {
             "2025-03-03T00:00:00Z"
         ]
     );
-    let run_id = runs[0]["id"].as_i64().expect("id");
+    let run_id = runs[0]["run_id"].as_i64().expect("id");
     let ds = &runs[0]["logical_date"].as_str().expect("date")[..10];
     assert!(
         home.logs(run_id, "work", None)
