@@ -144,6 +144,23 @@ pub struct HttpSpec {
     pub expect_status: Vec<u16>,
 }
 
+/// The ancestors of task `id` in `index` (tasks by id), once each: the
+/// tasks it needs, directly or through others.
+pub(crate) fn ancestors<'a>(index: &HashMap<&'a str, &'a Task>, id: &str) -> HashSet<&'a str> {
+    let mut seen = HashSet::new();
+    let mut todo: Vec<&Task> = index.get(id).copied().into_iter().collect();
+    while let Some(t) = todo.pop() {
+        for n in &t.needs {
+            if seen.insert(n.as_str())
+                && let Some(up) = index.get(n.as_str())
+            {
+                todo.push(up);
+            }
+        }
+    }
+    seen
+}
+
 fn default_method() -> String {
     "GET".into()
 }
@@ -153,16 +170,7 @@ impl Dag {
     /// ancestors), once each.
     pub fn upstream_of(&self, id: &str) -> HashSet<&str> {
         let index: HashMap<&str, &Task> = self.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
-        let mut seen = HashSet::new();
-        let mut todo: Vec<&str> = vec![id];
-        while let Some(t) = todo.pop() {
-            for n in index.get(t).map(|t| t.needs.as_slice()).unwrap_or(&[]) {
-                if seen.insert(n.as_str()) {
-                    todo.push(n.as_str());
-                }
-            }
-        }
-        seen
+        ancestors(&index, id)
     }
 
     pub fn task(&self, id: &str) -> Option<&Task> {

@@ -364,6 +364,11 @@ impl AfterFailure {
     }
 }
 
+/// The shortest wait before a retry, whatever `retry_delay` says: a task
+/// that fails at once with `retry_delay: 0s` would otherwise spend its
+/// retries in a tight loop of process starts.
+pub const MIN_RETRY_DELAY_MS: u64 = 1_000;
+
 impl RetryPolicy {
     /// The policy of `task`, for a task instance created with `max_tries` tries
     /// (the task's retries when its run was created, plus one: a DAG version
@@ -395,7 +400,7 @@ impl RetryPolicy {
             u64::MAX
         });
         AfterFailure::Retry {
-            delay_ms: delay.min(cap),
+            delay_ms: delay.min(cap).max(MIN_RETRY_DELAY_MS),
         }
     }
 }

@@ -120,6 +120,32 @@ enum Command {
     /// Print a shell completion script: `gale completion bash >
     /// /etc/bash_completion.d/gale` (or zsh, fish, elvish, powershell).
     Completion { shell: clap_complete::Shell },
+    /// Print the manual page (roff): `gale man | man -l -`. With --dir,
+    /// write gale.1 and a page for every command (gale-dags-trigger.1, ...)
+    /// into that folder, e.g. /usr/local/share/man/man1.
+    Man {
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+/// `gale man`: the manual page on standard output, or every command's page
+/// written into `dir`.
+fn man(dir: Option<std::path::PathBuf>) -> anyhow::Result<u8> {
+    use clap::CommandFactory as _;
+    let cmd = Cli::command();
+    match dir {
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?,
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+            clap_mangen::generate_to(cmd, &dir).map_err(|e| {
+                anyhow::anyhow!("cannot write the pages into {}: {e}", dir.display())
+            })?;
+            eprintln!("manual pages written to {}", dir.display());
+        }
+    }
+    Ok(exit::OK)
 }
 
 /// Exit codes scripts can rely on.
@@ -259,6 +285,7 @@ fn main() -> ExitCode {
                 clap_complete::generate(shell, &mut Cli::command(), "gale", &mut std::io::stdout());
                 Ok(exit::OK)
             }
+            Command::Man { dir } => man(dir),
             Command::Version => {
                 if output == Output::Json {
                     println!(

@@ -123,7 +123,7 @@ pub(super) fn templates(dag: &super::Dag) -> Vec<(String, String, String)> {
         }
         let known = Known {
             params: params.clone(),
-            upstream: upstream(&index, task),
+            upstream: super::ancestors(&index, task.id.as_str()),
         };
         for (field, text) in fields {
             for e in check(text, &known) {
@@ -137,23 +137,4 @@ pub(super) fn templates(dag: &super::Dag) -> Vec<(String, String, String)> {
         }
     }
     out
-}
-
-/// Every task `task` depends on, directly or through others.
-fn upstream<'a>(
-    index: &std::collections::HashMap<&'a str, &'a super::Task>,
-    task: &'a super::Task,
-) -> std::collections::HashSet<&'a str> {
-    let mut seen = std::collections::HashSet::new();
-    let mut todo = vec![task];
-    while let Some(t) = todo.pop() {
-        for n in &t.needs {
-            if seen.insert(n.as_str())
-                && let Some(up) = index.get(n.as_str())
-            {
-                todo.push(up);
-            }
-        }
-    }
-    seen
 }

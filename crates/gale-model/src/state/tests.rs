@@ -86,6 +86,14 @@ fn retry_policy() {
     assert_eq!(policy(2, false, None).after_failure(3), AfterFailure::Fail);
     assert_eq!(policy(5, true, None).after_failure(3), retry(4000));
     assert_eq!(policy(5, true, Some(2500)).after_failure(3), retry(2500));
+    // A retry waits at least a second, whatever the task says.
+    let instant = RetryPolicy {
+        retries: 3,
+        delay_ms: 0,
+        exponential: true,
+        max_delay_ms: Some(0),
+    };
+    assert_eq!(instant.after_failure(1), retry(MIN_RETRY_DELAY_MS));
     // Uncapped exponential backoff stops at a day; a huge try number does not overflow.
     assert_eq!(policy(100, true, None).after_failure(60), retry(86_400_000));
     assert_eq!(AfterFailure::Fail.state(), F);

@@ -41,6 +41,8 @@ pub struct Pool {
     pub description: Option<String>,
     pub queued: u32,
     pub running: u32,
+    /// Ready to start, waiting for a slot (or another limit).
+    pub waiting: u32,
 }
 
 /// Gale's version and the database schema version.
@@ -108,6 +110,7 @@ pub(super) async fn list_pools(State(s): Shared) -> ApiResult<Json<Vec<Pool>>> {
                 description: p.description,
                 queued: p.queued,
                 running: p.running,
+                waiting: p.waiting,
             })
             .collect(),
     ))

@@ -66,6 +66,17 @@ pub struct DagList {
     pub offset: usize,
 }
 
+impl From<gale_store::ImportError> for ImportErrorOut {
+    fn from(e: gale_store::ImportError) -> ImportErrorOut {
+        ImportErrorOut {
+            file: e.file,
+            dag_id: e.dag_id,
+            errors: e.errors.iter().map(ToString::to_string).collect(),
+            updated_at: e.updated_at,
+        }
+    }
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DagQuery {
@@ -345,12 +356,7 @@ pub(super) async fn import_errors(State(s): Shared) -> ApiResult<Json<Vec<Import
             .list_import_errors()
             .await?
             .into_iter()
-            .map(|e| ImportErrorOut {
-                file: e.file,
-                dag_id: e.dag_id,
-                errors: e.errors.iter().map(ToString::to_string).collect(),
-                updated_at: e.updated_at,
-            })
+            .map(ImportErrorOut::from)
             .collect(),
     ))
 }

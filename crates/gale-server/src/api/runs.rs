@@ -23,7 +23,7 @@ pub struct Run {
     /// `scheduled`, `manual` or `backfill`.
     pub run_type: String,
     pub version_hash: String,
-    /// `queued`, `running`, `success` or `failed`.
+    /// `queued`, `running`, `success`, `failed` or `cancelled`.
     pub state: String,
     #[schema(value_type = String, format = DateTime)]
     pub logical_date: Timestamp,
@@ -73,7 +73,7 @@ pub struct RunList {
 #[into_params(parameter_in = Query)]
 pub struct RunQuery {
     pub dag_id: Option<String>,
-    /// `queued`, `running`, `success` or `failed`.
+    /// `queued`, `running`, `success`, `failed` or `cancelled`.
     pub state: Option<String>,
     /// `scheduled`, `manual` or `backfill`.
     pub run_type: Option<String>,
@@ -224,7 +224,7 @@ pub(super) async fn get_run(
     }))
 }
 
-/// Cancel a queued or running run: running attempts are killed, the rest skipped.
+/// Cancel a queued or running run: it ends `cancelled`, running attempts killed, the rest skipped.
 #[utoipa::path(post, path = "/api/v1/runs/{run_id}/cancel", tag = "runs",
     params(("run_id" = i64, Path)),
     responses((status = 200, body = Run), (status = 404, body = Problem), (status = 409, body = Problem)))]

@@ -39,6 +39,7 @@ pub(crate) struct PoolLine {
     pub slots: u32,
     pub running: u32,
     pub queued: u32,
+    pub waiting: u32,
     pub percent: u32,
     pub description: String,
 }
@@ -162,6 +163,7 @@ async fn live(s: &AppState) -> Result<Live, UiError> {
                 slots: p.slots,
                 running: p.running,
                 queued: p.queued,
+                waiting: p.waiting,
                 description: p.description.unwrap_or_default(),
             })
             .collect(),

@@ -805,7 +805,7 @@ async fn run_actions_redirect_back_with_a_flash() {
             .any(|c| c.starts_with("gale_flash=ok:"))
     );
     let run_row = f.store.get_run(run).await.expect("run").expect("exists");
-    assert_eq!(run_row.state, RunState::Failed);
+    assert_eq!(run_row.state, RunState::Cancelled);
 
     let res = post_form(&f, &cookie, &format!("/runs/{run}/cancel"), &token).await;
     assert!(

@@ -15,6 +15,10 @@ pub struct PoolRow {
     /// Task instances of this pool now queued, and running (output only).
     pub queued: u32,
     pub running: u32,
+    /// Task instances of this pool ready to start but not yet queued: waiting
+    /// for a slot (or another limit) (output only).
+    #[serde(default)]
+    pub waiting: u32,
 }
 
 /// Pools of slots shared across DAGs.

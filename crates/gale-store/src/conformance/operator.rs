@@ -183,6 +183,22 @@ pub async fn mark_run_and_cancel<S: Store + ?Sized>(store: &S) {
         "a finished run cannot be cancelled"
     );
     assert!(
+        store
+            .mark_run(run, RunMark::Failed, "alice")
+            .await
+            .expect("mark_run"),
+        "a cancelled run may be marked failed"
+    );
+    assert_eq!(
+        store
+            .get_run(run)
+            .await
+            .expect("get_run")
+            .expect("the run")
+            .state,
+        RunState::Failed
+    );
+    assert!(
         !store
             .mark_run(run, RunMark::Failed, "alice")
             .await

@@ -44,7 +44,8 @@ impl Pools for PgStore {
                     .rows(
                         "SELECT p.name, p.slots, p.description,
                              (SELECT count(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'queued'),
-                             (SELECT count(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'running')
+                             (SELECT count(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'running'),
+                     (SELECT count(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'scheduled')
                          FROM pools p ORDER BY p.name",
                         &[],
                     )
@@ -57,6 +58,7 @@ impl Pools for PgStore {
                         description: r.get(2),
                         queued: u32::try_from(r.get::<_, i64>(3)).unwrap_or(0),
                         running: u32::try_from(r.get::<_, i64>(4)).unwrap_or(0),
+                        waiting: u32::try_from(r.get::<_, i64>(5)).unwrap_or(0),
                     })
                     .collect())
             })

@@ -35,7 +35,8 @@ impl Pools for SqliteStore {
                 conn,
                 "SELECT p.name, p.slots, p.description,
                      (SELECT count(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'queued'),
-                     (SELECT count(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'running')
+                     (SELECT count(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'running'),
+                     (SELECT count(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'scheduled')
                  FROM pools p ORDER BY p.name",
                 [],
                 |r| {
@@ -45,6 +46,7 @@ impl Pools for SqliteStore {
                         description: r.get(2)?,
                         queued: r.get(3)?,
                         running: r.get(4)?,
+                        waiting: r.get(5)?,
                     })
                 },
             )

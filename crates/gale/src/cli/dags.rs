@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::bail;
 use clap::Subcommand;
@@ -14,6 +15,7 @@ use super::output::{print_json, table};
 use super::runs::follow_run;
 use super::{NotFound, open_store};
 use crate::{Output, Paths, exit};
+use gale_server::api::dags::ImportErrorOut;
 
 #[derive(Subcommand, Debug)]
 pub enum DagsCmd {
@@ -93,6 +95,7 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
             }
             let errors = store.list_import_errors().await?;
             if output == Output::Json {
+                let errors: Vec<_> = errors.into_iter().map(ImportErrorOut::from).collect();
                 print_json(&serde_json::json!({ "dags": items, "import_errors": errors }))?;
                 return Ok(exit::OK);
             }
@@ -215,7 +218,8 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
         DagsCmd::Errors => {
             let errors = store.list_import_errors().await?;
             if output == Output::Json {
-                print_json(&errors)?;
+                let out: Vec<_> = errors.iter().cloned().map(ImportErrorOut::from).collect();
+                print_json(&out)?;
             } else if errors.is_empty() {
                 println!("no DAG file errors");
             } else {
@@ -305,26 +309,17 @@ pub(super) async fn set_paused(
 }
 
 /// Where `gale dags validate` looks for the variables and connections DAGs
-/// name: the environment and secrets directory always, the store when one is
-/// configured (a database URL, or a SQLite file that exists).
-async fn validation_resolver(paths: &Paths) -> gale_secrets::Resolver {
-    if paths.database_url.is_none() && !paths.database.exists() {
-        return gale_secrets::Resolver::new(paths.secrets_dir.clone(), None);
-    }
-    match open_store(paths).await {
-        Ok(store) => match crate::secrets::vault(paths, store) {
-            Ok(vault) => crate::secrets::resolver(paths, vault),
-            Err(e) => {
-                eprintln!(
-                    "warning: variables and connections are checked without the store: {e:#}"
-                );
-                gale_secrets::Resolver::new(paths.secrets_dir.clone(), None)
-            }
-        },
-        Err(e) => {
-            eprintln!("warning: variables and connections are checked without the store: {e:#}");
-            gale_secrets::Resolver::new(paths.secrets_dir.clone(), None)
-        }
+/// name: the environment and secrets directory always, `store` too when
+/// there is one.
+fn validation_resolver(paths: &Paths, store: Option<Arc<dyn Store>>) -> gale_secrets::Resolver {
+    let without = |e: &dyn std::fmt::Display| {
+        eprintln!("warning: variables and connections are checked without the store: {e:#}");
+        gale_secrets::Resolver::new(paths.secrets_dir.clone(), None)
+    };
+    match store.map(|s| crate::secrets::vault(paths, s)) {
+        None => gale_secrets::Resolver::new(paths.secrets_dir.clone(), None),
+        Some(Ok(vault)) => crate::secrets::resolver(paths, vault),
+        Some(Err(e)) => without(&e),
     }
 }
 
@@ -333,13 +328,23 @@ pub(super) async fn validate(
     inputs: &[PathBuf],
     output: Output,
 ) -> anyhow::Result<u8> {
-    let resolver = validation_resolver(paths).await;
-    // Alert channels are checked against the store when there is one.
+    // The store, when one is configured (a database URL, or a SQLite file
+    // that exists): variables, connections and alert channels are checked
+    // against it.
     let channels_store = if paths.database_url.is_none() && !paths.database.exists() {
         None
     } else {
-        open_store(paths).await.ok()
+        match open_store(paths).await {
+            Ok(store) => Some(store),
+            Err(e) => {
+                eprintln!(
+                    "warning: checked without the store (variables, connections, alert channels): {e:#}"
+                );
+                None
+            }
+        }
     };
+    let resolver = validation_resolver(paths, channels_store.clone());
     let mut files = Vec::new();
     for p in inputs {
         if p.is_dir() {

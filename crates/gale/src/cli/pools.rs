@@ -41,13 +41,24 @@ pub async fn pools(paths: &Paths, output: Output, cmd: PoolsCmd) -> anyhow::Resu
                             p.slots.to_string(),
                             p.running.to_string(),
                             p.queued.to_string(),
+                            p.waiting.to_string(),
                             p.description.clone().unwrap_or_default(),
                         ]
                     })
                     .collect();
                 println!(
                     "{}",
-                    table(&["POOL", "SLOTS", "RUNNING", "QUEUED", "DESCRIPTION"], rows)
+                    table(
+                        &[
+                            "POOL",
+                            "SLOTS",
+                            "RUNNING",
+                            "QUEUED",
+                            "WAITING",
+                            "DESCRIPTION"
+                        ],
+                        rows
+                    )
                 );
             }
             Ok(exit::OK)

@@ -451,6 +451,16 @@ fn a_waiting_task_says_why_in_the_cli_the_api_and_its_page() {
         "pool missing does not exist",
     );
     why(home.trigger("fullpool", &[]), "t", "pool tiny is full");
+    // The pool's listing counts it as waiting for a slot.
+    let pools = home.json(&["pools", "list"]);
+    let tiny = pools
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "tiny"))
+        .unwrap_or_else(|| panic!("no pool tiny: {pools:#}"));
+    assert_eq!(tiny["waiting"], 1, "{tiny:#}");
+    assert_eq!(tiny["queued"], 0, "{tiny:#}");
+    let table = home.ok(&["pools", "list"]).stdout;
+    assert!(table.contains("WAITING"), "{table}");
     why(
         home.trigger("chain", &[]),
         "b",
@@ -683,4 +693,29 @@ fn a_stopped_processors_import_errors_are_cleared() {
         1,
         "a processor of the folder reports it again"
     );
+}
+
+/// `gale man` prints the manual page; `--dir` writes one per command, each
+/// with its options' help.
+#[test]
+fn manual_pages_for_every_command() {
+    let home = Home::new();
+    let page = home.ok(&["man"]).stdout;
+    assert!(page.contains(".TH gale 1"), "{page}");
+    for command in ["standalone", "dags", "runs", "backfill", "completion"] {
+        assert!(page.contains(command), "gale(1) names {command}");
+    }
+    let dir = home.path().join("man1");
+    home.ok(&["man", "--dir", &dir.display().to_string()]);
+    let trigger =
+        std::fs::read_to_string(dir.join("gale-dags-trigger.1")).expect("a page per command");
+    assert!(
+        trigger.contains("logical\\-date") || trigger.contains("logical-date"),
+        "{trigger}"
+    );
+    assert!(
+        trigger.contains("merged over"),
+        "the options' help is there: {trigger}"
+    );
+    assert!(dir.join("gale-runs-cancel.1").exists());
 }
