@@ -101,11 +101,7 @@ pub fn svg(bars: &[GanttBar], now: Timestamp, zone: &Zone) -> String {
     }
     let now_ms = now.as_millisecond();
     let (tasks, row_of) = rows(bars);
-    let origin = bars
-        .iter()
-        .map(|bar| bar_begin(bar))
-        .min()
-        .unwrap_or(now_ms);
+    let origin = bars.iter().map(bar_begin).min().unwrap_or(now_ms);
     let origin_at = Timestamp::from_millisecond(origin).unwrap_or(now);
     let origin_label = format!("{} {}", zone.clock(origin_at), zone.abbreviation(origin_at));
     let finish = bars
