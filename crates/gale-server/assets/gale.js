@@ -36,12 +36,21 @@
   }
 
   // "2026-01-02T03:04:05.678Z" -> "03:04:05"; the full value goes in the tooltip.
-  function shortTime(ts) {
+  // With a zone (the log's data-tz, the DAG's zone the page is in), the time
+  // of day there, as the server writes the lines it renders.
+  function shortTime(ts, zone) {
+    if (zone && ts && window.Intl) {
+      try {
+        return new Intl.DateTimeFormat("en-GB", {
+          timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23"
+        }).format(new Date(ts));
+      } catch (e) { /* an unknown zone: UTC below */ }
+    }
     var match = /T(\d\d:\d\d:\d\d)/.exec(ts || "");
     return match ? match[1] : String(ts || "");
   }
 
-  function lineElement(line) {
+  function lineElement(line, zone) {
     var el = document.createElement("span");
     var stream = line.stream === "stderr" || line.stream === "system" ? line.stream : "stdout";
     el.className = "line " + stream;
@@ -50,7 +59,7 @@
       var ts = document.createElement("span");
       ts.className = "ts";
       ts.title = line.ts;
-      ts.textContent = shortTime(line.ts);
+      ts.textContent = shortTime(line.ts, zone);
       el.appendChild(ts);
     }
     el.appendChild(document.createTextNode(line.text == null ? "" : String(line.text)));
@@ -100,7 +109,7 @@
             var batch = document.createDocumentFragment();
             lines.forEach(function (line) {
               if (typeof line.seq === "number" && line.seq > lastSeq) lastSeq = line.seq;
-              batch.appendChild(lineElement(line));
+              batch.appendChild(lineElement(line, pre.getAttribute("data-tz")));
             });
             pre.appendChild(batch);
             pre.setAttribute("data-after", String(lastSeq));

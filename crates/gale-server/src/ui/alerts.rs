@@ -79,10 +79,16 @@ fn state_class(s: DeliveryState) -> &'static str {
     }
 }
 
+/// A delivery as the alerts page lists it (in UTC).
 pub(crate) fn delivery_line(d: &DeliveryRow) -> DeliveryLine {
+    delivery_line_in(d, &format::Zone::utc())
+}
+
+/// A delivery with its times in `zone` (a run page's).
+fn delivery_line_in(d: &DeliveryRow, zone: &format::Zone) -> DeliveryLine {
     DeliveryLine {
         id: d.id,
-        created: format::ts(d.created_at),
+        created: zone.ts(d.created_at),
         channel: d.channel.clone(),
         kind: d.kind.clone(),
         dag_id: d.dag_id.as_ref().map(|x| x.0.clone()).unwrap_or_default(),
@@ -95,14 +101,16 @@ pub(crate) fn delivery_line(d: &DeliveryRow) -> DeliveryLine {
         state_class: state_class(d.state),
         attempts: d.attempts,
         last_error: d.last_error.clone().unwrap_or_default(),
-        sent: format::ts_opt(d.sent_at),
+        sent: zone.ts_opt(d.sent_at),
     }
 }
 
-/// A run's deliveries, newest first (at most [`RUN_SHOWN`]).
+/// A run's deliveries, newest first (at most [`RUN_SHOWN`]), times in the
+/// run page's `zone`.
 pub(crate) async fn run_lines(
     store: &dyn Store,
     run_id: RunId,
+    zone: &format::Zone,
 ) -> Result<Vec<DeliveryLine>, gale_store::Error> {
     let rows = store
         .list_deliveries(&DeliveryFilter {
@@ -111,7 +119,7 @@ pub(crate) async fn run_lines(
             ..DeliveryFilter::default()
         })
         .await?;
-    Ok(rows.iter().map(delivery_line).collect())
+    Ok(rows.iter().map(|d| delivery_line_in(d, zone)).collect())
 }
 
 #[derive(Template)]

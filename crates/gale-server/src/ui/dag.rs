@@ -45,8 +45,10 @@ pub(crate) struct Head {
     pub schedule: String,
     pub schedule_expr: String,
     pub timezone: String,
+    /// When, relative to now: `in 3h`.
     pub next_run: String,
-    pub next_run_title: String,
+    /// When, in the page's zone: `2026-07-01 06:30:00 CEST`.
+    pub next_run_at: String,
     pub file: String,
     pub n_tasks: usize,
     pub max_active_runs: u32,
@@ -225,8 +227,9 @@ async fn render(
     status: StatusCode,
 ) -> Result<Response, UiError> {
     let store = &*s.store;
-    let page = ctx.layout("dags");
     let (row, current) = current_dag(store, dag_id).await?;
+    let zone = ctx.zone_for(&row.timezone);
+    let page = ctx.layout_in("dags", &zone);
     let now = store.now().await?;
     let spec = &current.spec;
     let href = format!("/dags/{}", url_escape(&dag_id.0));
@@ -244,13 +247,14 @@ async fn render(
         toggle: Toggle::new(&dag_id.0, row.paused, &href, &page),
         paused: row.paused,
         active: row.active,
-        schedule: sched
-            .as_ref()
-            .map_or_else(|| "manual".to_owned(), |s| s.describe()),
+        schedule: sched.as_ref().map_or_else(
+            || "manual".to_owned(),
+            |s| format::schedule(&s.describe(), &row.timezone),
+        ),
         schedule_expr: row.schedule.clone().unwrap_or_default(),
         timezone: row.timezone.clone(),
         next_run: next.map(|t| format::ago(t, now)).unwrap_or_default(),
-        next_run_title: next.map(format::ts).unwrap_or_default(),
+        next_run_at: next.map(|t| zone.ts(t)).unwrap_or_default(),
         file: row.file.clone(),
         n_tasks: spec.tasks.len(),
         max_active_runs: row.max_active_runs,
@@ -295,17 +299,25 @@ async fn render(
     };
     match tab {
         Tab::Grid => {
-            tmpl.grid_tab = Some(grid_view(store, dag_id, spec, now).await?);
+            tmpl.grid_tab = Some(grid_view(store, dag_id, spec, now, &zone).await?);
         }
         Tab::Graph(run) => {
-            tmpl.graph_tab = Some(graph_view(store, dag_id, &current, run).await?);
+            tmpl.graph_tab = Some(graph_view(store, dag_id, &current, run, &zone).await?);
         }
         Tab::Runs(before) => {
-            tmpl.runs_tab = Some(runs_view(store, dag_id, before, now).await?);
+            tmpl.runs_tab = Some(runs_view(store, dag_id, before, now, &zone).await?);
         }
         Tab::Source(version) => {
             tmpl.source_tab = Some(
-                source_view(store, dag_id, &row.version_hash, version, ctx.identity.role).await?,
+                source_view(
+                    store,
+                    dag_id,
+                    &row.version_hash,
+                    version,
+                    ctx.identity.role,
+                    &zone,
+                )
+                .await?,
             );
         }
         Tab::Trigger(form) => {
@@ -319,7 +331,7 @@ async fn render(
                 from,
                 to,
                 error,
-                backfills: backfills(store, dag_id).await?,
+                backfills: backfills(store, dag_id, &zone).await?,
             });
         }
     }
@@ -333,6 +345,7 @@ async fn grid_view(
     dag_id: &DagId,
     spec: &gale_model::Dag,
     now: Timestamp,
+    zone: &format::Zone,
 ) -> Result<GridView, UiError> {
     let runs = store
         .list_runs(&RunFilter {
@@ -352,7 +365,7 @@ async fn grid_view(
     Ok(GridView {
         url: format!("{href}/grid"),
         trigger_href: format!("{href}?tab=trigger"),
-        grid: grid::assemble(&order, &runs, &tasks, now),
+        grid: grid::assemble(&order, &runs, &tasks, now, zone),
     })
 }
 
@@ -365,9 +378,10 @@ pub async fn grid_fragment(
     let res = async {
         let dag_id = dag_id_of(dag_id)?;
         let store = &*s.store;
-        let (_, current) = current_dag(store, &dag_id).await?;
+        let (row, current) = current_dag(store, &dag_id).await?;
         let now = store.now().await?;
-        let grid = grid_view(store, &dag_id, &current.spec, now).await?;
+        let zone = ctx.zone_for(&row.timezone);
+        let grid = grid_view(store, &dag_id, &current.spec, now, &zone).await?;
         Ok(html(&GridFragment { grid }))
     }
     .await;
@@ -381,6 +395,7 @@ async fn graph_view(
     dag_id: &DagId,
     current: &gale_store::DagVersion,
     run: Option<RunId>,
+    zone: &format::Zone,
 ) -> Result<GraphView, UiError> {
     let recent = store
         .list_runs(&RunFilter {
@@ -413,7 +428,7 @@ async fn graph_view(
             label: format!(
                 "{} · {} · {}",
                 r.id.0,
-                format::ts(r.logical_date),
+                zone.ts(r.logical_date),
                 r.state.as_str()
             ),
             selected: chosen.as_ref().is_some_and(|c| c.id == r.id),
@@ -425,7 +440,7 @@ async fn graph_view(
     {
         runs.push(GraphRun {
             run_id: c.id.0,
-            label: format!("{} · {}", c.id.0, format::ts(c.logical_date)),
+            label: format!("{} · {}", c.id.0, zone.ts(c.logical_date)),
             selected: true,
         });
     }
@@ -514,6 +529,7 @@ async fn runs_view(
     dag_id: &DagId,
     before: Option<RunId>,
     now: Timestamp,
+    zone: &format::Zone,
 ) -> Result<RunsView, UiError> {
     let runs = store
         .list_runs(&RunFilter {
@@ -536,9 +552,9 @@ async fn runs_view(
                 href: format!("/runs/{}", r.id.0),
                 state: r.state.as_str(),
                 run_type: r.run_type.as_str(),
-                logical_date: format::ts(r.logical_date),
-                started: format::ts_opt(r.started_at),
-                ended: format::ts_opt(r.ended_at),
+                logical_date: zone.ts(r.logical_date),
+                started: zone.ts_opt(r.started_at),
+                ended: zone.ts_opt(r.ended_at),
                 duration: format::span(r.started_at, r.ended_at, now),
                 conf: if r.conf.is_empty() {
                     String::new()
@@ -564,6 +580,7 @@ async fn source_view(
     current_hash: &str,
     version: Option<String>,
     role: Role,
+    zone: &format::Zone,
 ) -> Result<SourceView, UiError> {
     let hash = version.unwrap_or_else(|| current_hash.to_owned());
     let v = super::version(store, dag_id, &hash)
@@ -587,7 +604,7 @@ async fn source_view(
             .map(|x| VersionLine {
                 short: format::short_hash(&x.version_hash).to_owned(),
                 href: format!("{href}&version={}", url_escape(&x.version_hash)),
-                created: format::ts(x.created_at),
+                created: zone.ts(x.created_at),
                 current: x.version_hash == current_hash,
                 selected: x.version_hash == v.version_hash,
             })
@@ -684,7 +701,11 @@ pub async fn trigger(
 
 // ------------------------------------------------------------------ backfill
 
-async fn backfills(store: &dyn Store, dag_id: &DagId) -> Result<Vec<BackfillLine>, UiError> {
+async fn backfills(
+    store: &dyn Store,
+    dag_id: &DagId,
+    zone: &format::Zone,
+) -> Result<Vec<BackfillLine>, UiError> {
     Ok(store
         .list_backfills(Some(dag_id), BACKFILLS_SHOWN)
         .await?
@@ -698,10 +719,10 @@ async fn backfills(store: &dyn Store, dag_id: &DagId) -> Result<Vec<BackfillLine
                 .sum();
             BackfillLine {
                 id: b.id,
-                from: format::ts(b.from_date),
-                to: format::ts(b.to_date),
+                from: zone.ts(b.from_date),
+                to: zone.ts(b.to_date),
                 by: b.created_by.clone().unwrap_or_default(),
-                created: format::ts(b.created_at),
+                created: zone.ts(b.created_at),
                 done,
                 total,
                 percent: (done * 100).checked_div(total).unwrap_or(0),

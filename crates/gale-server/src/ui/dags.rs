@@ -98,7 +98,7 @@ async fn dag_line(
             ..Toggle::new(&row.dag_id.0, row.paused, back, page)
         },
         schedule: match &sched {
-            Some(s) => s.describe(),
+            Some(s) => format::schedule(&s.describe(), &row.timezone),
             None => "manual".to_owned(),
         },
         schedule_expr: row.schedule.clone().unwrap_or_default(),

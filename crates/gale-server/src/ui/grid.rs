@@ -54,8 +54,15 @@ pub struct Grid {
 /// Arranges `runs` (newest first, as `list_runs` returns them) and their task
 /// instances into a grid. Rows follow `task_order` (the current version's
 /// tasks); tasks only older runs had come after, in the order first seen.
-/// `now` ends the runs still going, for their bars' heights.
-pub fn assemble(task_order: &[&str], runs: &[RunRow], tasks: &[TaskRow], now: Timestamp) -> Grid {
+/// `now` ends the runs still going, for their bars' heights; tooltips write
+/// times in `zone`.
+pub fn assemble(
+    task_order: &[&str],
+    runs: &[RunRow],
+    tasks: &[TaskRow],
+    now: Timestamp,
+    zone: &format::Zone,
+) -> Grid {
     let runs: Vec<&RunRow> = runs.iter().rev().collect();
     let secs = |r: &RunRow| match r.started_at {
         Some(start) => r
@@ -78,7 +85,7 @@ pub fn assemble(task_order: &[&str], runs: &[RunRow], tasks: &[TaskRow], now: Ti
                 r.id.0,
                 r.run_key,
                 r.state.as_str(),
-                format::ts(r.logical_date),
+                zone.ts(r.logical_date),
                 format::span(r.started_at, r.ended_at, now)
             ),
             height: if longest > 0.0 {

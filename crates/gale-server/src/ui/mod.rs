@@ -85,6 +85,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/alerts", get(alerts::page))
         .route("/alerts/channels/{name}/test", post(alerts::test))
         .route("/alerts/channels/{name}/delete", post(alerts::delete))
+        .route("/tz", get(set_tz))
         .route("/assets/{*file}", get(assets::asset))
         .route("/favicon.svg", get(assets::favicon))
 }
@@ -186,6 +187,49 @@ pub(crate) fn is_local_path(next: &str) -> bool {
         && !next.chars().any(|c| c.is_control())
 }
 
+// ------------------------------------------------------------------ time zone
+
+#[derive(serde::Deserialize)]
+pub struct TzQuery {
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// `GET /tz?to=utc|dag&next=/path`: remembers the reader's choice of zone in
+/// the `gale_tz` cookie and goes back to `next` (a local path only). A plain
+/// link, so it works without JavaScript; it changes nothing but how this
+/// browser shows times, so it needs no CSRF token and is not audited.
+async fn set_tz(ctx: Ctx, axum::extract::Query(q): axum::extract::Query<TzQuery>) -> Response {
+    let Some(choice) = format::TzChoice::parse(&q.to) else {
+        return ctx.error(UiError::BadRequest(format!(
+            "unknown time zone choice {:?}: use to=dag (each DAG's own zone) or to=utc",
+            q.to.chars().take(40).collect::<String>()
+        )));
+    };
+    let to = if is_local_path(&q.next) {
+        q.next.as_str()
+    } else {
+        "/"
+    };
+    let mut res = Redirect::to(to).into_response();
+    res.headers_mut()
+        .append(header::SET_COOKIE, tz_cookie(choice, ctx.secure));
+    res
+}
+
+/// The `gale_tz` cookie for a choice; kept for a year.
+fn tz_cookie(choice: format::TzChoice, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let text = format!(
+        "{}={}; Path=/; SameSite=Lax; Max-Age=31536000{secure}",
+        format::TZ_COOKIE,
+        choice.as_str()
+    );
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
 // ------------------------------------------------------------------ context
 
 /// Who is looking, and the flash message waiting for them: what every page's
@@ -196,6 +240,10 @@ pub(crate) struct Ctx {
     pub secure: bool,
     /// The peer's address (`crate::audit::peer_of`).
     pub peer: String,
+    /// The zone DAG pages write times in (the `gale_tz` cookie).
+    pub tz: format::TzChoice,
+    /// The path and query of this page, for the time-zone links to come back to.
+    pub here: String,
 }
 
 impl FromRequestParts<Arc<AppState>> for Ctx {
@@ -209,11 +257,19 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
             return Err(Redirect::to("/login").into_response());
         };
         let flash = auth::cookie(&parts.headers, FLASH_COOKIE).and_then(Flash::decode);
+        let tz = format::TzChoice::of_cookie(auth::cookie(&parts.headers, format::TZ_COOKIE));
+        let here = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
         Ok(Ctx {
             identity,
             flash,
             secure: state.secure_cookies,
             peer: crate::audit::peer_of(&parts.extensions),
+            tz,
+            here,
         })
     }
 }
@@ -238,6 +294,12 @@ pub(crate) struct Layout {
     pub logout: bool,
     /// Appended to asset URLs, so they can be cached for good.
     pub asset_v: &'static str,
+    /// The reader's choice of zone: `dag` or `utc`.
+    pub tz: &'static str,
+    /// This page's path and query, percent-encoded for a `next=` parameter.
+    pub here: String,
+    /// The zone this page's times are in (`UTC`, `Europe/Berlin`).
+    pub zone: String,
 }
 
 impl Ctx {
@@ -257,6 +319,23 @@ impl Ctx {
             admin: self.identity.can(Role::Admin),
             logout: self.identity.via == Via::Session,
             asset_v: assets::version(),
+            tz: self.tz.as_str(),
+            here: auth::url_escape(&self.here),
+            zone: "UTC".to_owned(),
+        }
+    }
+
+    /// The zone of a page about the DAG whose time zone is `dag_tz`: that
+    /// zone, or UTC if the reader chose UTC.
+    pub fn zone_for(&self, dag_tz: &str) -> format::Zone {
+        self.tz.zone_for(dag_tz)
+    }
+
+    /// [`Ctx::layout`] of a page whose times are in `zone`.
+    pub fn layout_in(&self, nav: &'static str, zone: &format::Zone) -> Layout {
+        Layout {
+            zone: zone.name().to_owned(),
+            ..self.layout(nav)
         }
     }
 

@@ -93,23 +93,24 @@ pub async fn run_page(
         let store = &*s.store;
         let run = run_of(store, &run_id).await?;
         let now = store.now().await?;
+        let zone = run_zone(store, &ctx, &run).await?;
         let tasks = store.run_tasks(run.id).await?;
         let dag_href = format!("/dags/{}", url_escape(&run.dag_id.0));
         let mut facts = vec![
             fact("Type", run.run_type.as_str()),
             wide("Key", run.run_key.clone()),
-            fact("Logical date", format::ts(run.logical_date)),
+            fact("Logical date", zone.ts(run.logical_date)),
             wide(
                 "Data interval",
                 format!(
                     "{} → {}",
-                    format::ts(run.interval_start),
-                    format::ts(run.interval_end)
+                    zone.ts(run.interval_start),
+                    zone.ts(run.interval_end)
                 ),
             ),
-            fact("Created", format::ts(run.created_at)),
-            fact("Started", format::ts_opt(run.started_at)),
-            fact("Ended", format::ts_opt(run.ended_at)),
+            fact("Created", zone.ts(run.created_at)),
+            fact("Started", zone.ts_opt(run.started_at)),
+            fact("Ended", zone.ts_opt(run.ended_at)),
             fact("Duration", format::span(run.started_at, run.ended_at, now)),
         ];
         facts.push(Fact {
@@ -123,7 +124,7 @@ pub async fn run_page(
         });
         let bars = gantt_bars(store, run.id, &tasks).await?;
         let tmpl = RunPage {
-            page: ctx.layout("dags"),
+            page: ctx.layout_in("dags", &zone),
             href: format!("/runs/{}", run.id.0),
             run_id: run.id.0,
             dag_id: run.dag_id.0.clone(),
@@ -148,19 +149,33 @@ pub async fn run_page(
                     tries: format!("{} / {}", t.try_number, t.max_tries),
                     queue: t.queue.clone(),
                     worker: t.worker_id.clone().map(|w| w.0).unwrap_or_default(),
-                    started: format::ts_opt(t.started_at),
-                    ended: format::ts_opt(t.ended_at),
+                    started: zone.ts_opt(t.started_at),
+                    ended: zone.ts_opt(t.ended_at),
                     duration: format::span(t.started_at, t.ended_at, now),
                 })
                 .collect(),
-            gantt: gantt::svg(&bars, now),
+            gantt: gantt::svg(&bars, now, &zone),
             graph: run_graph(store, &run, &tasks).await?,
-            alerts: super::alerts::run_lines(store, run.id).await?,
+            alerts: super::alerts::run_lines(store, run.id, &zone).await?,
         };
         Ok(ctx.page(StatusCode::OK, &tmpl))
     }
     .await;
     ctx.respond(res)
+}
+
+/// The zone a page about `run` writes its times in: its DAG's zone (as the
+/// run's own version declares it, or the DAG's current one if that version
+/// is gone), or UTC if the reader chose UTC.
+async fn run_zone(store: &dyn Store, ctx: &Ctx, run: &RunRow) -> Result<format::Zone, UiError> {
+    let dag_tz = match super::version(store, &run.dag_id, &run.version_hash).await? {
+        Some(v) => v.spec.timezone.clone(),
+        None => store
+            .get_dag(&run.dag_id)
+            .await?
+            .map_or_else(|| "UTC".to_owned(), |d| d.timezone),
+    };
+    Ok(ctx.zone_for(&dag_tz))
 }
 
 async fn run_of(store: &dyn Store, run_id: &str) -> Result<RunRow, UiError> {
@@ -175,6 +190,12 @@ async fn run_of(store: &dyn Store, run_id: &str) -> Result<RunRow, UiError> {
 /// is drawn from its own row; only tasks that ran more than once (few) cost a
 /// read of their attempts, and at most [`ATTEMPT_READS`] of them do (the
 /// rest show their latest try).
+///
+/// The queued part of a bar: the store keeps one `queued_at` per task
+/// instance, set each time it is queued, and none per attempt. So only the
+/// task's current try gets a queued part (from that instant to its start);
+/// earlier tries' queued instants were overwritten when the task was queued
+/// again, and their bars show the running time alone.
 async fn gantt_bars(
     store: &dyn Store,
     run_id: RunId,
@@ -197,6 +218,7 @@ async fn gantt_bars(
                 task_id: t.task_id.0.clone(),
                 try_number: n,
                 state: t.state.as_str().to_owned(),
+                queued: queued_before(t, n, start),
                 start,
                 end: t.ended_at.or(if t.state == TaskState::Running {
                     None
@@ -212,6 +234,7 @@ async fn gantt_bars(
                         task_id: t.task_id.0.clone(),
                         try_number: a.try_number,
                         state: a.state.to_string(),
+                        queued: queued_before(t, a.try_number, a.started_at),
                         start: a.started_at,
                         end: a.ended_at,
                         href: href(a.try_number),
@@ -222,6 +245,14 @@ async fn gantt_bars(
         }
     }
     Ok(bars)
+}
+
+/// When try `try_number` of `t`, started at `start`, was queued: the task's
+/// `queued_at` if that try is its current one and the instant comes before
+/// the start (a clock that disagrees draws no queued part).
+fn queued_before(t: &TaskRow, try_number: u32, start: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    t.queued_at
+        .filter(|q| try_number == t.try_number && *q <= start)
 }
 
 #[derive(Deserialize)]
@@ -352,6 +383,9 @@ struct TaskPage {
     command: String,
     outputs: Vec<(String, String)>,
     log: Vec<LogLineView>,
+    /// The IANA zone the log follower writes new lines' times in (empty:
+    /// UTC, as the API gives them).
+    log_zone: String,
     /// Where the log follower reads on (empty: the log is complete).
     follow_url: String,
     last_seq: i64,
@@ -389,6 +423,7 @@ pub async fn task_page(
         let store = &*s.store;
         let (run, t) = task_of(store, &run_id, &task_id).await?;
         let now = store.now().await?;
+        let zone = run_zone(store, &ctx, &run).await?;
         let attempts = store.attempts(t.id).await?;
         let try_number = match q.try_number.as_deref().filter(|s| !s.is_empty()) {
             None => t.try_number,
@@ -425,8 +460,8 @@ pub async fn task_page(
                     .map(|r| LogLineView {
                         seq: r.seq,
                         stream: r.stream.as_str(),
-                        ts: r.ts.to_string(),
-                        time: r.ts.strftime("%H:%M:%S").to_string(),
+                        ts: zone.ts(r.ts),
+                        time: zone.clock(r.ts),
                         text: secrets.mask(&r.text),
                     })
                     .collect();
@@ -449,13 +484,16 @@ pub async fn task_page(
                     .map(|w| w.0)
                     .unwrap_or_else(|| "—".into()),
             ),
-            fact("Queued", format::ts_opt(t.queued_at)),
-            fact("Started", format::ts_opt(t.started_at)),
-            fact("Ended", format::ts_opt(t.ended_at)),
+            fact("Queued", zone.ts_opt(t.queued_at)),
+            fact("Started", zone.ts_opt(t.started_at)),
+            fact("Ended", zone.ts_opt(t.ended_at)),
             fact("Duration", format::span(t.started_at, t.ended_at, now)),
         ]);
         if let Some(retry) = t.retry_at.filter(|_| t.state == TaskState::UpForRetry) {
-            facts.push(fact("Retry", format::ago(retry, now)));
+            facts.push(fact(
+                "Retry",
+                format!("{} ({})", format::ago(retry, now), zone.ts(retry)),
+            ));
         }
         if !t.state.is_terminal()
             && t.state != TaskState::Running
@@ -470,7 +508,12 @@ pub async fn task_page(
             }
         }
         let tmpl = TaskPage {
-            page: ctx.layout("dags"),
+            page: ctx.layout_in("dags", &zone),
+            log_zone: if zone.is_utc() {
+                String::new()
+            } else {
+                zone.name().to_owned()
+            },
             run_id: run.id.0,
             dag_id: run.dag_id.0.clone(),
             dag_href: format!("/dags/{}", url_escape(&run.dag_id.0)),
@@ -492,8 +535,8 @@ pub async fn task_page(
                     state_class: attempt_class(a.state.as_str()),
                     exit_code: a.exit_code.map(|c| c.to_string()).unwrap_or_default(),
                     message: a.message.clone().unwrap_or_default(),
-                    started: format::ts(a.started_at),
-                    ended: format::ts_opt(a.ended_at),
+                    started: zone.ts(a.started_at),
+                    ended: zone.ts_opt(a.ended_at),
                     duration: format::span(Some(a.started_at), a.ended_at, now),
                 })
                 .collect(),

@@ -96,7 +96,13 @@ fn grid_puts_oldest_runs_left_and_tasks_in_dag_order() {
         task_row(5, 3, "load", TaskState::None),
         task_row(6, 3, "extract", TaskState::Running),
     ];
-    let grid = grid::assemble(&["extract", "load"], &runs, &tasks, ts(5));
+    let grid = grid::assemble(
+        &["extract", "load"],
+        &runs,
+        &tasks,
+        ts(5),
+        &format::Zone::utc(),
+    );
     let columns: Vec<(i64, &str)> = grid.columns.iter().map(|c| (c.run_id, c.state)).collect();
     assert_eq!(
         columns,
@@ -140,7 +146,7 @@ fn grid_puts_oldest_runs_left_and_tasks_in_dag_order() {
 
 #[test]
 fn grid_of_no_runs_is_empty_but_lists_tasks() {
-    let grid = grid::assemble(&["a", "b"], &[], &[], ts(0));
+    let grid = grid::assemble(&["a", "b"], &[], &[], ts(0), &format::Zone::utc());
     assert!(grid.columns.is_empty());
     assert_eq!(grid.rows.len(), 2);
     assert!(grid.rows.iter().all(|r| r.cells.is_empty()));
@@ -199,10 +205,81 @@ fn times_and_durations_read_well() {
     assert_eq!(format::ago(ts(0), ts(600)), "10m ago");
     assert_eq!(format::ago(ts(600), ts(0)), "in 10m");
     assert_eq!(format::span(None, None, ts(0)), "—");
-    assert_eq!(format::ts(ts(0)), "2027-01-15 08:00:00");
+    assert_eq!(format::ts(ts(0)), "2027-01-15 08:00:00 UTC");
     assert_eq!(super::cluster::skew(-0.3), "0 ms");
     assert_eq!(super::cluster::skew(12.4), "+12 ms");
     assert_eq!(super::cluster::skew(-1500.0), "-1500 ms");
+}
+
+/// An instant written as RFC 3339.
+fn instant(s: &str) -> Timestamp {
+    s.parse().expect("an RFC 3339 instant")
+}
+
+#[test]
+fn dag_pages_write_times_in_the_dag_zone_with_its_name() {
+    let berlin = format::Zone::named("Europe/Berlin");
+    assert_eq!(berlin.name(), "Europe/Berlin");
+    // Summer: UTC+2, CEST.
+    let summer = instant("2026-07-01T04:30:00Z");
+    assert_eq!(berlin.ts(summer), "2026-07-01 06:30:00 CEST");
+    assert_eq!(berlin.clock(summer), "06:30:00");
+    // Winter: UTC+1, CET; the same wall time is a different instant.
+    let winter = instant("2026-01-15T05:30:00Z");
+    assert_eq!(berlin.ts(winter), "2026-01-15 06:30:00 CET");
+    // Across the spring change (2026-03-29 02:00 CET -> 03:00 CEST): an hour
+    // apart in UTC, an hour and a zone apart on the wall.
+    assert_eq!(
+        berlin.ts(instant("2026-03-29T00:59:59Z")),
+        "2026-03-29 01:59:59 CET"
+    );
+    assert_eq!(
+        berlin.ts(instant("2026-03-29T01:00:00Z")),
+        "2026-03-29 03:00:00 CEST"
+    );
+    // And back in autumn (2026-10-25 03:00 CEST -> 02:00 CET): 02:30 twice.
+    assert_eq!(
+        berlin.ts(instant("2026-10-25T00:30:00Z")),
+        "2026-10-25 02:30:00 CEST"
+    );
+    assert_eq!(
+        berlin.ts(instant("2026-10-25T01:30:00Z")),
+        "2026-10-25 02:30:00 CET"
+    );
+    let utc = format::Zone::utc();
+    assert_eq!(utc.ts(summer), "2026-07-01 04:30:00 UTC");
+    assert_eq!(utc.ts_opt(None), "—");
+    assert!(utc.is_utc() && !berlin.is_utc());
+    // A zone this machine does not know falls back to UTC, named so.
+    assert_eq!(format::Zone::named("Moon/Base").name(), "UTC");
+    assert_eq!(format::Zone::named("UTC").ts(summer), utc.ts(summer));
+    assert_eq!(
+        format::schedule("At 06:30.", "Europe/Berlin"),
+        "At 06:30, Europe/Berlin"
+    );
+    assert_eq!(format::schedule("At 02:00", "UTC"), "At 02:00, UTC");
+}
+
+#[test]
+fn the_tz_cookie_takes_only_known_values() {
+    use format::TzChoice;
+    assert_eq!(TzChoice::of_cookie(None), TzChoice::Dag);
+    assert_eq!(TzChoice::of_cookie(Some("utc")), TzChoice::Utc);
+    assert_eq!(TzChoice::of_cookie(Some("dag")), TzChoice::Dag);
+    for bad in ["", "UTC", "Utc", "utc ", "Europe/Berlin", "utc;x=1", "<b>"] {
+        assert_eq!(TzChoice::parse(bad), None, "{bad:?}");
+        assert_eq!(TzChoice::of_cookie(Some(bad)), TzChoice::Dag, "{bad:?}");
+    }
+    assert_eq!(TzChoice::Utc.as_str(), "utc");
+    let summer = instant("2026-07-01T04:30:00Z");
+    assert_eq!(
+        TzChoice::Dag.zone_for("Europe/Berlin").ts(summer),
+        "2026-07-01 06:30:00 CEST"
+    );
+    assert_eq!(
+        TzChoice::Utc.zone_for("Europe/Berlin").ts(summer),
+        "2026-07-01 04:30:00 UTC"
+    );
 }
 
 #[tokio::test]
@@ -217,6 +294,8 @@ async fn store_failures_never_show_their_text() {
         flash: None,
         secure: false,
         peer: "unknown".into(),
+        tz: format::TzChoice::Dag,
+        here: "/".into(),
     };
     let e =
         gale_store::Error::Database("relation \"runs\" does not exist; password=hunter2".into());
@@ -247,6 +326,7 @@ tasks:
 "#;
 
 const NIGHTLY: &str = r#"schedule: "@daily"
+timezone: Europe/Berlin
 start_date: 2026-01-01
 catchup: false
 tasks:
@@ -965,6 +1045,118 @@ async fn backfill_form_creates_runs_and_lists_progress() {
     assert!(page.contains("0/3"), "{page}");
     let (_, page) = get(&f, &cookie, "/dags/nightly").await;
     assert_eq!(page.matches("class=\"cell run state-queued\"").count(), 3);
+}
+
+#[tokio::test]
+async fn dag_pages_use_the_dag_zone_until_utc_is_chosen() {
+    let f = fixture().await;
+    let (cookie, csrf) = session(&f, "olga").await;
+    let res = post_form(
+        &f,
+        &cookie,
+        "/dags/nightly/backfill",
+        &format!("csrf_token={}&from=2026-07-01&to=2026-07-01", enc(&csrf)),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let utc = format!("{cookie}; gale_tz=utc");
+    // The run's logical date is midnight in Berlin: 22:00 the day before in UTC.
+    let (_, page) = get(&f, &cookie, "/dags/nightly?tab=runs").await;
+    assert!(page.contains("2026-07-01 00:00:00 CEST"), "{page}");
+    assert!(
+        page.contains(", Europe/Berlin"),
+        "the schedule names its zone"
+    );
+    assert!(page.contains(r#"times in <span id="page-zone">Europe/Berlin</span>"#));
+    assert!(page.contains(r#"class="on" aria-current="true" data-tz="dag""#));
+    let (_, page) = get(&f, &utc, "/dags/nightly?tab=runs").await;
+    assert!(page.contains("2026-06-30 22:00:00 UTC"), "{page}");
+    assert!(!page.contains("CEST"), "{page}");
+    assert!(
+        page.contains(", Europe/Berlin"),
+        "the schedule still names the zone it is evaluated in"
+    );
+    assert!(page.contains(r#"class="on" aria-current="true" data-tz="utc""#));
+    assert!(page.contains(r#"times in <span id="page-zone">UTC</span>"#));
+    // A cookie value nobody set is ignored.
+    let (_, page) = get(
+        &f,
+        &format!("{cookie}; gale_tz=mars"),
+        "/dags/nightly?tab=runs",
+    )
+    .await;
+    assert!(page.contains("2026-07-01 00:00:00 CEST"), "{page}");
+
+    let run = f
+        .store
+        .list_runs(&gale_store::RunFilter {
+            dag_id: Some(DagId("nightly".into())),
+            ..Default::default()
+        })
+        .await
+        .expect("runs")[0]
+        .id;
+    let (_, page) = get(&f, &cookie, &format!("/runs/{run}")).await;
+    assert!(page.contains("2026-07-01 00:00:00 CEST"), "{page}");
+    let (_, page) = get(&f, &utc, &format!("/runs/{run}")).await;
+    assert!(page.contains("2026-06-30 22:00:00 UTC"), "{page}");
+    // Pages about no one DAG write UTC, and say so.
+    let (_, page) = get(&f, &cookie, "/").await;
+    assert!(page.contains(r#"times in <span id="page-zone">UTC</span>"#));
+    assert!(page.contains("At 00:00, Europe/Berlin") || page.contains(", Europe/Berlin"));
+    assert!(
+        page.contains("href=\"/tz?to=utc&amp;next=/\""),
+        "the toggle comes back here: {page}"
+    );
+}
+
+#[tokio::test]
+async fn the_tz_link_sets_a_checked_cookie_and_goes_back_home_only() {
+    let f = fixture().await;
+    let (cookie, _) = session(&f, "vic").await;
+    let go = |uri: &'static str| {
+        let app = f.app.clone();
+        let cookie = cookie.clone();
+        async move {
+            app.oneshot(
+                Request::get(uri)
+                    .header(header::COOKIE, cookie)
+                    .body(Body::empty())
+                    .expect("a request"),
+            )
+            .await
+            .expect("a response")
+        }
+    };
+    let res = go("/tz?to=utc&next=%2Fdags%2Fnightly%3Ftab%3Druns").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/dags/nightly?tab=runs");
+    let set = set_cookies(&res);
+    assert!(
+        set.iter()
+            .any(|c| c.starts_with("gale_tz=utc;") && c.contains("Path=/")),
+        "{set:?}"
+    );
+    let res = go("/tz?to=dag&next=%2F%2Fevil.example").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/", "never to another host");
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .any(|c| c.starts_with("gale_tz=dag;"))
+    );
+    let res = go("/tz?to=Europe%2FBerlin&next=%2F").await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(set_cookies(&res).iter().all(|c| !c.starts_with("gale_tz=")));
+    assert!(body_text(res).await.contains("use to=dag"));
+    // Without a session there is no choice to make.
+    let res = f
+        .app
+        .clone()
+        .oneshot(Request::get("/tz?to=utc").body(Body::empty()).expect("req"))
+        .await
+        .expect("a response");
+    assert!(set_cookies(&res).iter().all(|c| !c.starts_with("gale_tz=")));
 }
 
 mod vault;

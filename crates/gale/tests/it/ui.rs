@@ -647,3 +647,159 @@ fn ui_refuses_forged_and_unauthorised_requests() {
     assert_eq!(resp.header("location"), Some("/dags/greeter"));
     assert_eq!(home.runs("greeter").len(), 1);
 }
+
+/// Runs in Berlin: a quick task, and one held by a pool with no slots.
+const BERLIN: &str = r#"description: Runs at 06:30 in Berlin.
+schedule: "30 6 * * *"
+timezone: Europe/Berlin
+start_date: 2026-01-01
+catchup: false
+tasks:
+  quick:
+    run: sleep 1; echo done
+  pooled:
+    run: echo never
+    pool: tiny
+"#;
+
+/// The text of the first element matching `css`.
+async fn text_of(browser: &Browser, css: &str) -> String {
+    browser
+        .wait_for(css, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e:#}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("the text of {css}: {e:#}"))
+}
+
+/// A Europe/Berlin DAG's pages in a browser: the run page writes Berlin time
+/// and names the zone, the header's toggle switches every page to UTC (and
+/// back), the DAG page names the schedule's zone and when the next run is, and
+/// a task held by a full pool says so on its page.
+#[tokio::test]
+async fn browser_shows_a_dags_times_in_its_zone_and_utc_on_request() {
+    let Some(browser) =
+        webdriver::start_or_skip("browser_shows_a_dags_times_in_its_zone_and_utc_on_request").await
+    else {
+        return;
+    };
+    let home = Home::new();
+    home.write_dag("berlin.yaml", BERLIN);
+    let standalone = home.start();
+    let base = wait_url("gale standalone", || standalone.log());
+    let password = admin_password(&standalone);
+    home.ok(&["pools", "set", "tiny", "0"]);
+    home.wait_dag("berlin");
+    // 04:30 UTC on a summer day is 06:30 in Berlin (CEST, UTC+2).
+    let run = home.trigger("berlin", &["--logical-date", "2026-07-01T04:30:00Z"]);
+    log_in(&browser, &base, "admin", &password).await;
+
+    // The run page, in the DAG's zone by default.
+    let run_url = format!("{base}/runs/{run}");
+    browser.goto(&run_url).await.expect("the run page");
+    browser
+        .wait_for("tr[data-task-id='quick'] .badge.state-success", WAIT)
+        .await
+        .expect("quick done (the page refreshes itself)");
+    browser
+        .wait_for("svg.gantt rect.bar[data-task='quick']", WAIT)
+        .await
+        .expect("quick's Gantt bar");
+    let facts = text_of(&browser, "dl.facts").await;
+    assert!(facts.contains("2026-07-01 06:30:00 CEST"), "{facts}");
+    assert!(!facts.contains("UTC"), "{facts}");
+    assert_eq!(text_of(&browser, "#page-zone").await, "Europe/Berlin");
+    let on = text_of(&browser, "nav.top .tz-toggle a.on").await;
+    assert_eq!(on, "DAG zone", "the current choice is shown");
+    let gantt = js(
+        &browser,
+        "return document.querySelector('.gantt-box svg').textContent;",
+    )
+    .await;
+    let gantt = gantt.as_str().unwrap_or_default();
+    assert!(
+        gantt.contains("CEST") || gantt.contains("CET"),
+        "the Gantt axis names its zone: {gantt}"
+    );
+    assert!(gantt.contains("queued: waiting to start"), "{gantt}");
+    shoot(&browser, "tz-run-berlin").await;
+
+    // The toggle: a plain link that comes back to this page, now in UTC.
+    browser
+        .find("nav.top .tz-toggle a[data-tz='utc']")
+        .await
+        .expect("the UTC link")
+        .click()
+        .await
+        .expect("choosing UTC");
+    browser
+        .wait_for("nav.top .tz-toggle a.on[data-tz='utc']", WAIT)
+        .await
+        .expect("UTC shown as chosen");
+    assert_eq!(browser.current_url().await.expect("the URL"), run_url);
+    let facts = text_of(&browser, "dl.facts").await;
+    assert!(facts.contains("2026-07-01 04:30:00 UTC"), "{facts}");
+    assert!(!facts.contains("CEST"), "{facts}");
+    assert_eq!(text_of(&browser, "#page-zone").await, "UTC");
+    shoot(&browser, "tz-run-utc").await;
+
+    // The choice holds on the DAG page too; the schedule still names the
+    // zone it is evaluated in.
+    browser
+        .goto(&format!("{base}/dags/berlin?tab=runs"))
+        .await
+        .expect("the runs tab");
+    let runs = text_of(&browser, "table.runs").await;
+    assert!(runs.contains("2026-07-01 04:30:00 UTC"), "{runs}");
+    let head = text_of(&browser, "dl.facts").await;
+    assert!(head.contains("At 06:30, Europe/Berlin"), "{head}");
+
+    // Back to the DAG's zone.
+    browser
+        .find("nav.top .tz-toggle a[data-tz='dag']")
+        .await
+        .expect("the DAG-zone link")
+        .click()
+        .await
+        .expect("choosing the DAG's zone");
+    browser
+        .wait_for("nav.top .tz-toggle a.on[data-tz='dag']", WAIT)
+        .await
+        .expect("the DAG's zone shown as chosen");
+    let runs = text_of(&browser, "table.runs").await;
+    assert!(runs.contains("2026-07-01 06:30:00 CEST"), "{runs}");
+    let next = text_of(&browser, "dl.facts .next-run").await;
+    // Relative: "in 20h", or "7h ago" for a slot whose run waits (here
+    // behind the manual run, held by its pool).
+    assert!(
+        next.starts_with("in ") || next.ends_with(" ago"),
+        "relative: {next}"
+    );
+    let next_at = text_of(&browser, "dl.facts .next-run-at").await;
+    assert!(
+        next_at.ends_with(" CET") || next_at.ends_with(" CEST"),
+        "absolute, with the zone: {next_at}"
+    );
+    assert!(next_at.contains(" 06:30:00 "), "{next_at}");
+    shoot(&browser, "tz-dag-berlin").await;
+
+    // The task held by the full pool says why on its page.
+    browser
+        .goto(&format!("{base}/runs/{run}/tasks/pooled"))
+        .await
+        .expect("the pooled task's page");
+    let facts = browser
+        .wait_until(WAIT, "the waiting reason", async |b| {
+            let text = b.find("dl.facts").await?.text().await?;
+            // The facts' names are upper-cased by the style sheet.
+            Ok(text.to_lowercase().contains("waiting for").then_some(text))
+        })
+        .await
+        .expect("a waiting reason");
+    assert!(facts.contains("pool tiny is full"), "{facts}");
+    shoot(&browser, "tz-task-waiting").await;
+
+    browser.quit().await.expect("closing the browser");
+    drop(standalone);
+}
