@@ -193,6 +193,17 @@ pub async fn renamed_dag_id_retires_the_old_one<S: Store + ?Sized>(store: &S) {
     );
 }
 
+/// The files that have import errors recorded.
+async fn error_files<S: Store + ?Sized>(store: &S) -> Vec<String> {
+    store
+        .list_import_errors()
+        .await
+        .expect("list_import_errors")
+        .into_iter()
+        .map(|e| e.file)
+        .collect()
+}
+
 /// `sync_files` marks DAGs of absent files inactive (freeing their ids) and drops
 /// the import errors of absent files.
 pub async fn sync_files_marks_absent_files<S: Store + ?Sized>(store: &S) {
@@ -286,13 +297,7 @@ pub async fn sync_files_marks_absent_files<S: Store + ?Sized>(store: &S) {
         !b_row.active,
         "a DAG whose file is absent must become inactive"
     );
-    let files: Vec<String> = store
-        .list_import_errors()
-        .await
-        .expect("list_import_errors")
-        .into_iter()
-        .map(|e| e.file)
-        .collect();
+    let files = error_files(store).await;
     assert_eq!(
         files,
         vec!["dags/bad.yaml".to_owned()],
@@ -321,13 +326,7 @@ pub async fn sync_files_marks_absent_files<S: Store + ?Sized>(store: &S) {
         .drop_import_errors(OWNER)
         .await
         .expect("drop_import_errors");
-    let files: Vec<String> = store
-        .list_import_errors()
-        .await
-        .expect("list_import_errors")
-        .into_iter()
-        .map(|e| e.file)
-        .collect();
+    let files = error_files(store).await;
     assert_eq!(
         files,
         vec!["other/broken.yaml".to_owned()],
@@ -398,13 +397,7 @@ pub async fn import_errors_round_trip<S: Store + ?Sized>(store: &S) {
     assert_eq!(entries[0].dag_id, None);
 
     seed(store, "dags/broken.yaml", &flat_dag_source("broken", 1, "")).await;
-    let files: Vec<String> = store
-        .list_import_errors()
-        .await
-        .expect("list_import_errors")
-        .into_iter()
-        .map(|e| e.file)
-        .collect();
+    let files = error_files(store).await;
     assert_eq!(
         files,
         vec!["dags/other.yaml".to_owned()],
