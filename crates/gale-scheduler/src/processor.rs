@@ -172,8 +172,13 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
             .await
             .unwrap_or_default();
         let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-        self.store.sync_files(&self.owner, &names).await?;
+        let unknown = self.store.sync_files(&self.owner, &names).await?;
         self.seen.retain(|p, _| files.contains(p));
+        // A file the store knows nothing of (its DAG was deleted while the
+        // file stayed) is parsed again, unchanged as it is.
+        for file in &unknown {
+            self.seen.remove(std::path::Path::new(file));
+        }
         self.conflicts.retain(|p, _| files.contains(p));
         let mut parsed = 0;
         for path in files {
