@@ -112,8 +112,10 @@ async fn create(
             sched.expr()
         )));
     }
+    // Recorded to its last instant (a bare `to` date's end of day), so its
+    // progress and its cancel take in the last day's slots.
     let id = store
-        .create_backfill(dag_id, from_ts, to_ts, Some(by))
+        .create_backfill(dag_id, from_ts, last, Some(by))
         .await?;
     let mut created = Vec::new();
     let mut existing = 0;

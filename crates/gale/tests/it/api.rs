@@ -1057,7 +1057,10 @@ fn api_backfills_nodes_pools_and_version() {
     assert_eq!(created["dag_id"], "nightly", "{created:#}");
     assert_eq!(created["created_by"], "admin", "{created:#}");
     assert_eq!(created["from_date"], "2025-01-01T00:00:00Z", "{created:#}");
-    assert_eq!(created["to_date"], "2025-01-03T00:00:00Z", "{created:#}");
+    assert_eq!(
+        created["to_date"], "2025-01-03T23:59:59.999999Z",
+        "a bare date takes its whole day: {created:#}"
+    );
     assert_eq!(
         created["created_runs"].as_array().map(Vec::len),
         Some(3),
