@@ -137,9 +137,9 @@ pub async fn set_role(
             Ok(was) => Ok(ctx.redirect(
                 "/users",
                 Flash::ok(format!(
-                    "{name} is now a {} (was a {})",
-                    role.as_str(),
-                    was.as_str()
+                    "{name} is now {} (was {})",
+                    with_article(role),
+                    with_article(was)
                 )),
             )),
             Err(e) => refused(&ctx, "/users", e),
@@ -253,6 +253,22 @@ pub struct PoolForm {
     description: String,
 }
 
+/// `an admin`, `an operator`, `a viewer`.
+fn with_article(role: Role) -> String {
+    match role {
+        Role::Viewer => "a viewer".into(),
+        other => format!("an {}", other.as_str()),
+    }
+}
+
+fn slots_text(slots: u32) -> String {
+    if slots == 1 {
+        "1 slot".into()
+    } else {
+        format!("{slots} slots")
+    }
+}
+
 /// Slots as typed into a form.
 fn slots_of(text: &str) -> Result<u32, String> {
     text.trim().parse::<u32>().map_err(|_| {
@@ -289,7 +305,7 @@ pub async fn create_pool(
                 }
                 Ok(ctx.redirect(
                     "/pools",
-                    Flash::ok(format!("created pool {name} with {slots} slots")),
+                    Flash::ok(format!("created pool {name} with {}", slots_text(slots))),
                 ))
             }
             Err(e) => refused(&ctx, "/pools", e),
@@ -334,7 +350,7 @@ pub async fn set_slots(
                 }
                 Ok(ctx.redirect(
                     "/pools",
-                    Flash::ok(format!("pool {name} now has {slots} slots")),
+                    Flash::ok(format!("pool {name} now has {}", slots_text(slots))),
                 ))
             }
             Err(e) => refused(&ctx, "/pools", e),

@@ -512,7 +512,7 @@ async fn browser_shows_the_admin_pages() {
         .await
         .expect("setting the role");
     browser
-        .wait_for_text(".flash.ok", "vic is now a operator", WAIT)
+        .wait_for_text(".flash.ok", "vic is now an operator (was a viewer)", WAIT)
         .await
         .expect("the role changed");
     shoot(&browser, "admin-users").await;
