@@ -1348,7 +1348,7 @@ fn openapi_document_matches_the_routes() {
         assert!(detail.starts_with("nothing at"), "GET {path}: {detail}");
     }
     for (method, path) in [
-        ("DELETE", "/api/v1/dags/x"),
+        ("PUT", "/api/v1/dags/x"),
         ("PUT", "/api/v1/runs/1"),
         ("POST", "/api/v1/dags"),
         ("GET", "/api/v1/runs/1/cancel"),
