@@ -1,7 +1,9 @@
-//! Backfilling: one `backfill` run per schedule slot of a date range.
+//! Backfilling: one `backfill` run per schedule slot of a date range, and
+//! cancelling one (no more runs of it are created; its unfinished runs are
+//! cancelled as `gale runs cancel` cancels a run).
 
-use gale_model::{DagId, RunId, schedule};
-use gale_store::{AuditAction, NewRun};
+use gale_model::{DagId, RunId, RunState, RunType, schedule};
+use gale_store::{AuditAction, CancelBackfill, NewRun, RunFilter};
 use serde_json::json;
 
 use crate::audit::{Actor, audited, detail};
@@ -9,6 +11,10 @@ use crate::{ActionStore, Error, Result, current_dag};
 
 /// The most runs one backfill may create.
 pub const MAX_BACKFILL_RUNS: usize = 10_000;
+
+/// How many runs a backfill creates between two looks at whether it was
+/// cancelled.
+const CANCEL_CHECK_EVERY: usize = 100;
 
 /// What a backfill created.
 #[derive(Debug)]
@@ -106,12 +112,24 @@ async fn create(
             sched.expr()
         )));
     }
+    // Recorded to its last instant (a bare `to` date's end of day), so its
+    // progress and its cancel take in the last day's slots.
     let id = store
-        .create_backfill(dag_id, from_ts, to_ts, Some(by))
+        .create_backfill(dag_id, from_ts, last, Some(by))
         .await?;
     let mut created = Vec::new();
     let mut existing = 0;
-    for iv in &intervals {
+    for (n, iv) in intervals.iter().enumerate() {
+        // A cancel that arrives while a long range is being created stops it.
+        if n > 0
+            && n % CANCEL_CHECK_EVERY == 0
+            && store
+                .get_backfill(id)
+                .await?
+                .is_some_and(|b| b.cancelled_at.is_some())
+        {
+            break;
+        }
         let run = NewRun::backfill(dag_id, &row.version_hash, dag, *iv);
         match store.create_run(&run).await? {
             Some(id) => created.push(id),
@@ -122,5 +140,90 @@ async fn create(
         id,
         created,
         existing,
+    })
+}
+
+/// What cancelling a backfill did.
+#[derive(Debug)]
+pub struct BackfillCancelled {
+    pub id: i64,
+    pub dag_id: DagId,
+    /// Its runs this cancel cancelled (they were queued or running).
+    pub cancelled_runs: Vec<RunId>,
+}
+
+/// Cancels a backfill: records it cancelled, so no more of its runs are
+/// created, and cancels each of its queued or running runs through
+/// [`crate::cancel_run`] (each audited as `run.cancel`). An unknown id is
+/// `NotFound`; one already cancelled with nothing left to cancel, a
+/// `Conflict`.
+pub async fn cancel_backfill(
+    store: &(impl ActionStore + ?Sized),
+    actor: &Actor,
+    id: i64,
+) -> Result<BackfillCancelled> {
+    let result = cancel(store, actor, id).await;
+    audited(
+        store,
+        actor,
+        AuditAction::BackfillCancel,
+        &format!("backfill/{id}"),
+        serde_json::Map::new(),
+        result,
+        |c, d| {
+            d.insert("dag_id".into(), json!(c.dag_id));
+            d.insert("cancelled_runs".into(), json!(c.cancelled_runs.len()));
+        },
+    )
+    .await
+}
+
+async fn cancel(
+    store: &(impl ActionStore + ?Sized),
+    actor: &Actor,
+    id: i64,
+) -> Result<BackfillCancelled> {
+    let already = match store.cancel_backfill(id).await? {
+        CancelBackfill::NotFound => return Err(Error::NotFound(format!("no backfill {id}"))),
+        CancelBackfill::AlreadyCancelled => true,
+        CancelBackfill::Cancelled => false,
+    };
+    let row = store
+        .get_backfill(id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no backfill {id}")))?;
+    let mut cancelled_runs = Vec::new();
+    for state in [RunState::Queued, RunState::Running] {
+        let runs = store
+            .list_runs(&RunFilter {
+                dag_id: Some(row.dag_id.clone()),
+                state: Some(state),
+                run_type: Some(RunType::Backfill),
+                before: None,
+                limit: 10_000,
+            })
+            .await?;
+        for run in runs
+            .iter()
+            .filter(|r| r.logical_date >= row.from_date && r.logical_date <= row.to_date)
+        {
+            match crate::cancel_run(store, actor, run.id).await {
+                Ok(_) => cancelled_runs.push(run.id),
+                // Finished meanwhile: nothing to cancel.
+                Err(Error::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if already && cancelled_runs.is_empty() {
+        return Err(Error::Conflict(format!(
+            "backfill {id} was already cancelled and has no unfinished run"
+        )));
+    }
+    cancelled_runs.sort();
+    Ok(BackfillCancelled {
+        id,
+        dag_id: row.dag_id,
+        cancelled_runs,
     })
 }

@@ -1,17 +1,20 @@
 //! What people ask Gale to do, shared by the API, the UI and the command line:
-//! trigger a run, backfill a date range, clear tasks so they run again, mark a
-//! run or a task success or failed, cancel a run, pause or unpause a DAG; set, reveal, import and export
-//! variables and connections, and rotate their key.
+//! trigger a run, backfill a date range (and cancel one), clear tasks so they run again, mark a
+//! run or a task success or failed, cancel a run, pause, unpause or delete a DAG; set, reveal, import and export
+//! variables and connections, and rotate their key; and what admins change
+//! ([`admin`]: users' roles, users, API tokens, pools).
 //! Each action validates its input, reads what it needs and makes its change
 //! through conditional store writes; it records who asked, from where, and how
 //! it went in the audit log ([`audit`]); it reports what went wrong as an
 //! [`Error`] that each face (HTTP, pages, exit codes) maps on its own. No HTTP,
 //! no page or terminal types here.
 
+pub mod admin;
 pub mod alerts;
 pub mod audit;
 mod backfill;
 mod clear;
+mod delete;
 mod mark;
 mod pause;
 mod secrets;
@@ -25,8 +28,9 @@ use gale_model::DagId;
 use gale_store::{Audit, Backfills, Clock, DagRow, DagVersion, Dags, Operator, Runs};
 
 pub use audit::Actor;
-pub use backfill::{Backfill, MAX_BACKFILL_RUNS, backfill};
+pub use backfill::{Backfill, BackfillCancelled, MAX_BACKFILL_RUNS, backfill, cancel_backfill};
 pub use clear::{ClearWhat, clear};
+pub use delete::{comes_back_note, delete_dag};
 pub use mark::{Mark, cancel_run, mark_run, mark_task};
 pub use pause::set_paused;
 pub use secrets::{

@@ -335,3 +335,171 @@ async fn a_replaced_channel_keeps_its_secrets_only_where_they_are_safe() {
         .expect("replaced");
     assert_eq!(kept.config["headers"]["Authorization"], "Bearer tok-9");
 }
+
+#[tokio::test]
+async fn delete_refuses_unfinished_runs_and_cancelled_backfills_stop() {
+    let (_dir, store) = store().await;
+    let nightly = DagId("nightly".into());
+    let made = crate::backfill(&*store, &olga(), &nightly, "2026-01-01", "2026-01-03")
+        .await
+        .expect("backfill");
+    assert_eq!(made.created.len(), 3);
+    let refused = crate::delete_dag(
+        &*store,
+        &olga(),
+        &nightly,
+        gale_store::DagDeletion::Everything,
+    )
+    .await;
+    assert!(
+        matches!(&refused, Err(Error::Conflict(m)) if m.contains("unfinished runs")),
+        "{refused:?}"
+    );
+    let cancelled = crate::cancel_backfill(&*store, &olga(), made.id)
+        .await
+        .expect("cancel_backfill");
+    assert_eq!(cancelled.cancelled_runs, made.created);
+    let again = crate::cancel_backfill(&*store, &olga(), made.id).await;
+    assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
+    let missing = crate::cancel_backfill(&*store, &olga(), made.id + 100).await;
+    assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
+
+    let deleted = crate::delete_dag(
+        &*store,
+        &olga(),
+        &nightly,
+        gale_store::DagDeletion::Everything,
+    )
+    .await
+    .expect("delete_dag");
+    assert_eq!((deleted.runs, deleted.backfills), (3, 1));
+    assert!(
+        crate::comes_back_note(&nightly, &deleted).is_some_and(|n| n.contains("next scan")),
+        "its file was present at the last scan"
+    );
+    let gone = crate::delete_dag(
+        &*store,
+        &olga(),
+        &nightly,
+        gale_store::DagDeletion::Everything,
+    )
+    .await;
+    assert!(matches!(gone, Err(Error::NotFound(_))), "{gone:?}");
+
+    let entries = audit(&*store).await;
+    let of = |action: AuditAction| -> Vec<AuditOutcome> {
+        entries
+            .iter()
+            .filter(|e| e.action == action)
+            .map(|e| e.outcome)
+            .collect()
+    };
+    assert_eq!(
+        of(AuditAction::DagDelete),
+        [
+            AuditOutcome::Failure,
+            AuditOutcome::Success,
+            AuditOutcome::Failure
+        ]
+    );
+    assert_eq!(
+        of(AuditAction::BackfillCancel),
+        [
+            AuditOutcome::Success,
+            AuditOutcome::Failure,
+            AuditOutcome::Failure
+        ]
+    );
+    assert_eq!(of(AuditAction::RunCancel).len(), 3);
+}
+
+#[tokio::test]
+async fn admin_changes_keep_an_admin_and_default_pool() {
+    use crate::admin::{self, PoolWrite};
+    use gale_store::Role;
+    let (_dir, store) = store().await;
+    assert!(
+        store
+            .create_user("root", Role::Admin, "x")
+            .await
+            .expect("create_user")
+    );
+    assert!(
+        store
+            .create_user("ann", Role::Viewer, "x")
+            .await
+            .expect("create_user")
+    );
+    let demote = admin::set_user_role(&*store, &olga(), "root", Role::Operator).await;
+    assert!(
+        matches!(&demote, Err(Error::Conflict(m)) if m.contains("last admin")),
+        "{demote:?}"
+    );
+    let was = admin::set_user_role(&*store, &olga(), "ann", Role::Admin)
+        .await
+        .expect("set_user_role");
+    assert_eq!(was, Role::Viewer);
+    let same = admin::set_user_role(&*store, &olga(), "ann", Role::Admin).await;
+    assert!(matches!(same, Err(Error::Conflict(_))), "{same:?}");
+    let own = admin::delete_user(&*store, &olga(), Some("ann"), "ann").await;
+    assert!(matches!(own, Err(Error::Conflict(_))), "{own:?}");
+    admin::delete_user(&*store, &olga(), Some("root"), "ann")
+        .await
+        .expect("delete_user");
+    let last = admin::delete_user(&*store, &olga(), None, "root").await;
+    assert!(matches!(last, Err(Error::Conflict(_))), "{last:?}");
+    let nobody = admin::delete_user(&*store, &olga(), None, "zed").await;
+    assert!(matches!(nobody, Err(Error::NotFound(_))), "{nobody:?}");
+
+    assert!(
+        admin::set_pool(
+            &*store,
+            &olga(),
+            "db",
+            2,
+            Some("warehouse"),
+            PoolWrite::Create
+        )
+        .await
+        .expect("create")
+    );
+    let twice = admin::set_pool(&*store, &olga(), "db", 2, None, PoolWrite::Create).await;
+    assert!(matches!(twice, Err(Error::Conflict(_))), "{twice:?}");
+    let unknown = admin::set_pool(&*store, &olga(), "nope", 2, None, PoolWrite::Update).await;
+    assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
+    let bad = admin::set_pool(&*store, &olga(), "a b", 2, None, PoolWrite::Either).await;
+    assert!(matches!(bad, Err(Error::Invalid(_))), "{bad:?}");
+    let huge = admin::set_pool(&*store, &olga(), "db", u32::MAX, None, PoolWrite::Update).await;
+    assert!(matches!(huge, Err(Error::Invalid(_))), "{huge:?}");
+    admin::set_pool(
+        &*store,
+        &olga(),
+        admin::DEFAULT_POOL,
+        128,
+        None,
+        PoolWrite::Either,
+    )
+    .await
+    .expect("default_pool");
+    let kept = admin::delete_pool(&*store, &olga(), admin::DEFAULT_POOL).await;
+    assert!(matches!(kept, Err(Error::Conflict(_))), "{kept:?}");
+    admin::delete_pool(&*store, &olga(), "db")
+        .await
+        .expect("delete_pool");
+    let pools: Vec<String> = store
+        .list_pools()
+        .await
+        .expect("list_pools")
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(pools, [admin::DEFAULT_POOL]);
+    let entries = audit(&*store).await;
+    assert!(
+        entries.iter().any(|e| e.action == AuditAction::UserRole
+            && e.target == "user/ann"
+            && e.outcome == AuditOutcome::Success
+            && e.detail["was"] == "viewer"),
+        "{entries:#?}"
+    );
+}

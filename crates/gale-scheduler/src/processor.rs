@@ -31,10 +31,6 @@ pub struct DagProcessor<S: ?Sized> {
     /// Files whose DAG id another file holds, with the refusal last
     /// reported: reported again only when it changes.
     conflicts: HashMap<PathBuf, String>,
-    /// The import errors this processor reported and that still hold, by
-    /// file: recorded again when another processor of the same file, on
-    /// stopping, dropped the row.
-    reported: HashMap<PathBuf, (Option<String>, Vec<DagError>)>,
     /// Whether a DAG that does not say (`is_paused_upon_creation`) starts paused.
     paused_at_creation: bool,
 }
@@ -114,7 +110,6 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
             seen: HashMap::new(),
             resolver: None,
             conflicts: HashMap::new(),
-            reported: HashMap::new(),
             paused_at_creation: false,
         }
     }
@@ -175,31 +170,6 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
         }
     }
 
-    /// Records again the errors this processor reported whose rows are gone
-    /// (dropped by another processor of the same file when it stopped). One
-    /// read while files are broken, none otherwise.
-    async fn report_again(&self) -> gale_store::Result<()> {
-        if self.reported.is_empty() {
-            return Ok(());
-        }
-        let stored: std::collections::HashSet<String> = self
-            .store
-            .list_import_errors()
-            .await?
-            .into_iter()
-            .map(|e| e.file)
-            .collect();
-        for (path, (dag_id, errors)) in &self.reported {
-            let name = path.display().to_string();
-            if !stored.contains(&name) {
-                self.store
-                    .record_import_errors(&name, dag_id.as_deref(), errors, &self.owner)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
     /// One pass over the folder. Returns how many files were (re)parsed.
     pub async fn scan(&mut self) -> gale_store::Result<usize> {
         let folder = self.folder.clone();
@@ -207,11 +177,16 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
             .await
             .unwrap_or_default();
         let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-        self.store.sync_files(&self.owner, &names).await?;
+        let unknown = self.store.sync_files(&self.owner, &names).await?;
         self.seen.retain(|p, _| files.contains(p));
+        // A file the store knows nothing of (its DAG was deleted while the
+        // file stayed, or another processor of it dropped its import errors
+        // on stopping) is parsed, and its errors reported, again.
+        for file in &unknown {
+            self.seen.remove(std::path::Path::new(file));
+            self.conflicts.remove(std::path::Path::new(file));
+        }
         self.conflicts.retain(|p, _| files.contains(p));
-        self.reported.retain(|p, _| files.contains(p));
-        self.report_again().await?;
         let mut parsed = 0;
         for path in files {
             let Ok(meta) = std::fs::metadata(&path) else {
@@ -274,12 +249,10 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
                                 .record_import_errors(
                                     &name,
                                     Some(dag.id.as_str()),
-                                    std::slice::from_ref(&err),
+                                    &[err],
                                     &self.owner,
                                 )
                                 .await?;
-                            self.reported
-                                .insert(path.clone(), (Some(dag.id.0.clone()), vec![err]));
                             // Not remembered as seen: once the other file goes away,
                             // the next scan stores this one.
                             continue;
@@ -294,15 +267,9 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
                     self.store
                         .record_import_errors(&name, None, &errors, &self.owner)
                         .await?;
-                    self.reported.insert(path.clone(), (None, errors));
-                    debug!(file = %name, "processed DAG file");
-                    self.conflicts.remove(&path);
-                    self.seen.insert(path, stamp);
-                    continue;
                 }
             }
             debug!(file = %name, "processed DAG file");
-            self.reported.remove(&path);
             self.conflicts.remove(&path);
             self.seen.insert(path, stamp);
         }

@@ -104,7 +104,8 @@ enum Command {
     /// through one, and the deliveries of the outbox.
     #[command(subcommand)]
     Alerts(cli::AlertsCmd),
-    /// Create one run per schedule slot between two dates and follow them.
+    /// Create one run per schedule slot between two dates and follow them
+    /// (`gale backfill DAG_ID --from D --to D`); list or cancel backfills.
     Backfill(cli::BackfillArgs),
     /// The metadata database.
     #[command(subcommand)]

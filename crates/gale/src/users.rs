@@ -146,25 +146,10 @@ pub async fn users(paths: &Paths, output: Output, cmd: UsersCmd) -> anyhow::Resu
             }
         }
         UsersCmd::Delete { name } => {
-            let deleted = store.delete_user(&name).await?;
-            let missing = format!("no user {name}");
-            let result = if deleted {
-                Ok(())
-            } else {
-                Err(missing.as_str())
-            };
-            let target = format!("user/{name}");
-            record(
-                &*store,
-                AuditAction::UserDelete,
-                &target,
-                Map::new(),
-                result,
-            )
-            .await;
-            if !deleted {
-                return Err(crate::cli::NotFound(missing).into());
-            }
+            // Never the last admin (the store checks in the same transaction).
+            gale_actions::admin::delete_user(&*store, &crate::cli::cli_actor(), None, &name)
+                .await
+                .map_err(crate::cli::not_found_hint)?;
             eprintln!("deleted user {name}, with their sessions and tokens");
         }
         UsersCmd::Passwd {
@@ -277,27 +262,9 @@ pub async fn tokens(paths: &Paths, output: Output, cmd: TokensCmd) -> anyhow::Re
             }
         }
         TokensCmd::Revoke { id } => {
-            let token = store
-                .list_tokens(None)
-                .await?
-                .into_iter()
-                .find(|t| t.id == id);
-            let revoked = store.revoke_token(id).await?;
-            let missing = format!("no token {id}");
-            let result = if revoked {
-                Ok(())
-            } else {
-                Err(missing.as_str())
-            };
-            let about = match token {
-                Some(t) => detail([("user", json!(t.user)), ("name", json!(t.name))]),
-                None => Map::new(),
-            };
-            let target = format!("token/{id}");
-            record(&*store, AuditAction::TokenRevoke, &target, about, result).await;
-            if !revoked {
-                return Err(crate::cli::NotFound(missing).into());
-            }
+            gale_actions::admin::revoke_token(&*store, &crate::cli::cli_actor(), id)
+                .await
+                .map_err(crate::cli::not_found_hint)?;
             eprintln!("revoked token {id}");
         }
     }

@@ -1,4 +1,4 @@
-//! Backfills: create one over a date range, list them, follow one.
+//! Backfills: create one over a date range, list them, follow one, cancel one.
 
 use std::collections::BTreeMap;
 
@@ -32,21 +32,23 @@ pub struct Backfill {
     pub created_by: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    /// When it was cancelled.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub cancelled_at: Option<Timestamp>,
     /// Its runs by state.
     pub runs: BTreeMap<String, u32>,
-    /// Runs in all, and how many have finished.
+    /// Runs in all (created), queued, running, and finished.
     pub total: u32,
+    pub queued: u32,
+    pub running: u32,
     pub done: u32,
+    /// `running` (a run is unfinished), `done` or `cancelled`.
+    pub state: String,
 }
 
 impl From<&gale_store::BackfillRow> for Backfill {
     fn from(b: &gale_store::BackfillRow) -> Backfill {
-        let total = b.runs.values().sum();
-        let done = gale_model::RunState::ALL
-            .iter()
-            .filter(|s| s.is_terminal())
-            .filter_map(|s| b.runs.get(s.as_str()))
-            .sum();
+        use gale_model::RunState;
         Backfill {
             id: b.id,
             dag_id: b.dag_id.0.clone(),
@@ -54,9 +56,13 @@ impl From<&gale_store::BackfillRow> for Backfill {
             to_date: b.to_date,
             created_by: b.created_by.clone(),
             created_at: b.created_at,
+            cancelled_at: b.cancelled_at,
             runs: b.runs.clone(),
-            total,
-            done,
+            total: b.runs.values().sum(),
+            queued: b.count(RunState::Queued),
+            running: b.count(RunState::Running),
+            done: b.done(),
+            state: b.state().as_str().to_owned(),
         }
     }
 }
@@ -143,4 +149,37 @@ pub(super) async fn get_backfill(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no backfill {id}")))?;
     Ok(Json(Backfill::from(&b)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BackfillCancelledOut {
+    #[serde(flatten)]
+    pub backfill: Backfill,
+    /// Its runs this request cancelled.
+    pub cancelled_runs: Vec<i64>,
+}
+
+/// Cancel a backfill: no more of its runs are created, and its queued and
+/// running runs are cancelled (each as `POST /runs/{run_id}/cancel` would).
+#[utoipa::path(post, path = "/api/v1/backfills/{backfill_id}/cancel", tag = "backfills",
+    params(("backfill_id" = i64, Path)),
+    responses((status = 200, body = BackfillCancelledOut), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub(super) async fn cancel_backfill(
+    State(s): Shared,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<BackfillCancelledOut>> {
+    let c = gale_actions::cancel_backfill(&*s.store, &caller.actor(), id).await?;
+    for run in &c.cancelled_runs {
+        s.run_changed(*run);
+    }
+    let row = s
+        .store
+        .get_backfill(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no backfill {id}")))?;
+    Ok(Json(BackfillCancelledOut {
+        backfill: Backfill::from(&row),
+        cancelled_runs: c.cancelled_runs.iter().map(|r| r.0).collect(),
+    }))
 }

@@ -288,6 +288,63 @@ pub(super) async fn patch_dag(
     )))
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteDagQuery {
+    /// Keep its runs, task instances, logs and backfills (default false).
+    pub keep_history: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DagDeletedOut {
+    pub dag_id: String,
+    /// The file it was loaded from.
+    pub file: String,
+    /// Whether a DAG processor saw the file at its last scan: then the DAG
+    /// is stored again at its next one, unless the file is removed.
+    pub file_present: bool,
+    /// What went with it (all 0 with `keep_history`).
+    pub runs: u64,
+    pub task_instances: u64,
+    pub attempts: u64,
+    pub log_lines: u64,
+    pub backfills: u64,
+    /// Said when the DAG comes back at the next scan.
+    pub note: Option<String>,
+}
+
+/// Delete a DAG and, unless `keep_history`, its runs, task instances, logs
+/// and backfills (operators and admins; refused while it has a queued or
+/// running run).
+#[utoipa::path(delete, path = "/api/v1/dags/{dag_id}", tag = "dags",
+    params(("dag_id" = String, Path), DeleteDagQuery),
+    responses((status = 200, body = DagDeletedOut), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub(super) async fn delete_dag(
+    State(s): Shared,
+    caller: Caller,
+    Path(dag_id): Path<String>,
+    Query(q): Query<DeleteDagQuery>,
+) -> ApiResult<Json<DagDeletedOut>> {
+    let dag_id = dag_id_of(dag_id)?;
+    let what = if q.keep_history.unwrap_or(false) {
+        gale_store::DagDeletion::KeepHistory
+    } else {
+        gale_store::DagDeletion::Everything
+    };
+    let d = gale_actions::delete_dag(&*s.store, &caller.actor(), &dag_id, what).await?;
+    Ok(Json(DagDeletedOut {
+        note: gale_actions::comes_back_note(&dag_id, &d),
+        dag_id: dag_id.0,
+        file: d.file,
+        file_present: d.file_present,
+        runs: d.runs,
+        task_instances: d.task_instances,
+        attempts: d.attempts,
+        log_lines: d.log_lines,
+        backfills: d.backfills,
+    }))
+}
+
 /// The DAG file's text, of the current or a given version.
 #[utoipa::path(get, path = "/api/v1/dags/{dag_id}/source", tag = "dags",
     params(("dag_id" = String, Path), SourceQuery),

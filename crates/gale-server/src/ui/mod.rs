@@ -24,6 +24,7 @@ use gale_store::{DagVersion, Store};
 use crate::AppState;
 use crate::auth::{self, Identity, Role, Via};
 
+mod admin;
 mod alerts;
 mod assets;
 mod audit;
@@ -86,6 +87,14 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/alerts/channels/{name}/test", post(alerts::test))
         .route("/alerts/channels/{name}/delete", post(alerts::delete))
         .route("/tz", get(set_tz))
+        .route("/users", get(admin::users))
+        .route("/users/{name}/role", post(admin::set_role))
+        .route("/users/{name}/delete", post(admin::delete_user))
+        .route("/tokens", get(admin::tokens))
+        .route("/tokens/{id}/revoke", post(admin::revoke_token))
+        .route("/pools", get(admin::pools).post(admin::create_pool))
+        .route("/pools/{name}/slots", post(admin::set_slots))
+        .route("/pools/{name}/delete", post(admin::delete_pool))
         .route("/assets/{*file}", get(assets::asset))
         .route("/favicon.svg", get(assets::favicon))
 }
@@ -283,7 +292,7 @@ pub(crate) struct Layout {
     pub csrf: String,
     pub flash: Option<Flash>,
     /// Which nav entry is current: `dags`, `cluster`, `variables`,
-    /// `connections`, `alerts` or `audit`.
+    /// `connections`, `alerts`, `audit`, `users`, `tokens` or `pools`.
     pub nav: &'static str,
     /// Whether this user may change things (trigger, clear, pause, mark).
     pub operator: bool,

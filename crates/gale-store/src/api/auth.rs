@@ -44,6 +44,8 @@ pub struct UserRow {
     #[serde(skip)]
     pub password_hash: String,
     pub created_at: Timestamp,
+    /// Their last login through the login form (none before the first).
+    pub last_login_at: Option<Timestamp>,
 }
 
 /// A logged-in browser session, found by the SHA-256 of its cookie.
@@ -70,6 +72,21 @@ pub struct TokenRow {
     pub role: Role,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
+    /// When it was last used, to within [`TOKEN_USE_RECORDED_EVERY`].
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// A token's use is written at most this often (per token), so a script
+/// calling the API many times a second does not write on every request.
+pub const TOKEN_USE_RECORDED_EVERY: SignedDuration = SignedDuration::from_secs(60);
+
+/// How a change to a user went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserChange {
+    Done,
+    NotFound,
+    /// Refused: it would leave no admin.
+    LastAdmin,
 }
 
 /// Users, sessions and API tokens.
@@ -84,6 +101,18 @@ pub trait Auth: Send + Sync + 'static {
 
     /// Deletes the user with their sessions and tokens; false when there was none.
     async fn delete_user(&self, name: &str) -> Result<bool>;
+
+    /// Deletes the user with their sessions and tokens, unless they are the
+    /// last admin (checked in the same transaction).
+    async fn delete_user_keeping_an_admin(&self, name: &str) -> Result<UserChange>;
+
+    /// Gives the user another role, unless that leaves no admin (checked in
+    /// the same transaction). Their sessions and tokens carry the new role
+    /// from their next request (the role is read with each).
+    async fn set_user_role(&self, name: &str, role: Role) -> Result<UserChange>;
+
+    /// Records that the user logged in now (the store's clock).
+    async fn record_login(&self, name: &str) -> Result<()>;
 
     /// Sets a new password and ends the user's sessions and API tokens (made
     /// while someone else may have known the old one); false when there is
@@ -115,7 +144,9 @@ pub trait Auth: Send + Sync + 'static {
         expires_at: Option<Timestamp>,
     ) -> Result<i64>;
 
-    /// The token with this hash, if it exists and has not expired.
+    /// The token with this hash, if it exists and has not expired. Records
+    /// its use in `last_used_at` when the one stored is older than
+    /// [`TOKEN_USE_RECORDED_EVERY`] (or none).
     async fn get_token(&self, secret_hash: &str) -> Result<Option<TokenRow>>;
 
     async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenRow>>;

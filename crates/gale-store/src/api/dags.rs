@@ -2,7 +2,7 @@
 //! are still present, and pausing.
 
 use async_trait::async_trait;
-use gale_model::{Dag, DagError, DagId};
+use gale_model::{Dag, DagError, DagId, RunId};
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -51,6 +51,43 @@ pub struct ImportError {
     pub updated_at: Timestamp,
 }
 
+/// What deleting a DAG removes besides its row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DagDeletion {
+    /// Its versions, runs, task instances, attempts, log lines, schedule
+    /// slots and backfills too.
+    Everything,
+    /// Only the DAG's row: its runs and all that hangs off them stay (and the
+    /// versions they ran), readable by run id.
+    KeepHistory,
+}
+
+/// What a deleted DAG was, and how much history went with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DagDeleted {
+    /// The file it was loaded from.
+    pub file: String,
+    /// Whether a DAG processor saw that file at its last scan: then the DAG is
+    /// stored again at its next one, unless the file is removed.
+    pub file_present: bool,
+    pub runs: u64,
+    pub task_instances: u64,
+    pub attempts: u64,
+    pub log_lines: u64,
+    pub backfills: u64,
+}
+
+/// How a deletion went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeleteDag {
+    Deleted(DagDeleted),
+    /// No DAG of that id.
+    NotFound,
+    /// It has queued or running runs (these ids, oldest first, at most 20):
+    /// nothing was deleted.
+    Unfinished(Vec<RunId>),
+}
+
 /// DAG versions, import errors and the DAG rows.
 #[async_trait]
 pub trait Dags: Send + Sync + 'static {
@@ -83,7 +120,11 @@ pub trait Dags: Send + Sync + 'static {
     /// marks the DAGs it recorded whose files are gone inactive, and drops its
     /// import errors of files that are gone. What other processors recorded is
     /// left alone (rows from before owners were recorded count as anyone's).
-    async fn sync_files(&self, owner: &str, present: &[String]) -> Result<()>;
+    ///
+    /// Returns the files of `present` that no DAG row (active or not) and no
+    /// import error names: a processor parses them again even if unchanged,
+    /// so a DAG deleted while its file stays comes back.
+    async fn sync_files(&self, owner: &str, present: &[String]) -> Result<Vec<String>>;
 
     /// Drops the import errors the DAG processor `owner` recorded, when it
     /// stops: a stopped processor's errors are nobody's to clear. Its DAGs
@@ -100,6 +141,11 @@ pub trait Dags: Send + Sync + 'static {
     async fn list_versions(&self, dag_id: &DagId) -> Result<Vec<VersionInfo>>;
 
     async fn list_import_errors(&self) -> Result<Vec<ImportError>>;
+
+    /// Deletes a DAG, in one transaction, and with [`DagDeletion::Everything`]
+    /// its history. Refused, deleting nothing, while it has a queued or
+    /// running run.
+    async fn delete_dag(&self, dag_id: &DagId, what: DagDeletion) -> Result<DeleteDag>;
 
     /// Returns false when the DAG does not exist.
     async fn set_paused(&self, dag_id: &DagId, paused: bool) -> Result<bool>;

@@ -24,9 +24,9 @@ pub use alerts::{
     DeliveryFilter, DeliveryResult, DeliveryRow, DeliveryState, NewDelivery,
 };
 pub use audit::{AUDIT_KEEP, AuditAction, AuditEntry, AuditFilter, AuditOutcome, AuditRow};
-pub use auth::{Role, SessionRow, TokenRow, UserRow};
-pub use backfills::BackfillRow;
-pub use dags::{DagRow, DagVersion, ImportError, VersionInfo};
+pub use auth::{Role, SessionRow, TOKEN_USE_RECORDED_EVERY, TokenRow, UserChange, UserRow};
+pub use backfills::{BackfillRow, BackfillState, CancelBackfill};
+pub use dags::{DagDeleted, DagDeletion, DagRow, DagVersion, DeleteDag, ImportError, VersionInfo};
 pub use logs::{LogLine, LogRow, Stream};
 pub(crate) use nodes::split_list;
 pub use nodes::{NodeRow, NodeState};

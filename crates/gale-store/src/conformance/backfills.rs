@@ -155,3 +155,40 @@ pub async fn backfills_progress<S: Store + ?Sized>(store: &S) {
         "an unknown backfill is None"
     );
 }
+
+/// `cancel_backfill` records the backfill cancelled once (its state is then
+/// `cancelled`); a second cancel and an unknown id say so.
+pub async fn cancel_backfill_once<S: Store + ?Sized>(store: &S) {
+    use crate::{BackfillState, CancelBackfill};
+    let dag = seed(store, "dags/bfc.yaml", &flat_dag_source("bfc", 1, "")).await;
+    let id = store
+        .create_backfill(dag.id(), day(1), day(2), None)
+        .await
+        .expect("create_backfill");
+    create(
+        store,
+        &new_run(&dag, "backfill__1", RunType::Backfill, day(1)),
+    )
+    .await;
+    let row = store.get_backfill(id).await.expect("get_backfill").unwrap();
+    assert_eq!(row.state(), BackfillState::Running, "{row:#?}");
+    assert_eq!(row.cancelled_at, None);
+    assert_eq!(
+        store.cancel_backfill(id).await.expect("cancel_backfill"),
+        CancelBackfill::Cancelled
+    );
+    let row = store.get_backfill(id).await.expect("get_backfill").unwrap();
+    assert!(row.cancelled_at.is_some(), "{row:#?}");
+    assert_eq!(row.state(), BackfillState::Cancelled);
+    assert_eq!(
+        store.cancel_backfill(id).await.expect("cancel_backfill"),
+        CancelBackfill::AlreadyCancelled
+    );
+    assert_eq!(
+        store
+            .cancel_backfill(id + 1000)
+            .await
+            .expect("cancel_backfill"),
+        CancelBackfill::NotFound
+    );
+}

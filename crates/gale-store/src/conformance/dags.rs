@@ -431,3 +431,140 @@ pub async fn set_paused<S: Store + ?Sized>(store: &S) {
     let row = store.get_dag(dag.id()).await.expect("get_dag").unwrap();
     assert!(!row.paused, "set_paused(false) must unpause");
 }
+
+/// `delete_dag` refuses a DAG with an unfinished run, then removes the DAG
+/// with its runs, task instances, log lines and backfills in one go (only
+/// its row with `KeepHistory`), leaving other DAGs alone; the file of a
+/// deleted DAG that is still present is reported as unknown by `sync_files`,
+/// so its processor parses it again.
+pub async fn delete_dag_and_history<S: Store + ?Sized>(store: &S) {
+    use crate::{DagDeleted, DagDeletion, DeleteDag};
+    let (gone, run) = queued_run(store, "gone", 1).await;
+    let (kept, kept_run) = queued_run(store, "kept", 1).await;
+    let line = LogLine {
+        ts: day(1),
+        stream: Stream::Stdout,
+        text: "hello".into(),
+    };
+    let ti = ti_of(store, run, "t1").await.id;
+    let kept_ti = ti_of(store, kept_run, "t1").await.id;
+    store
+        .append_logs(ti, 1, &[line.clone(), line.clone()])
+        .await
+        .expect("append_logs");
+    store
+        .append_logs(kept_ti, 1, std::slice::from_ref(&line))
+        .await
+        .expect("append_logs");
+    store
+        .create_backfill(gone.id(), day(1), day(2), Some("dora"))
+        .await
+        .expect("create_backfill");
+
+    assert_eq!(
+        store
+            .delete_dag(gone.id(), DagDeletion::Everything)
+            .await
+            .expect("delete_dag"),
+        DeleteDag::Unfinished(vec![run]),
+        "a DAG with a queued run is not deleted"
+    );
+    assert!(store.get_dag(gone.id()).await.expect("get_dag").is_some());
+
+    assert_eq!(store.promote_runs().await.expect("promote_runs").len(), 2);
+    for r in [run, kept_run] {
+        assert!(
+            store
+                .finish_run(r, RunState::Success, &[])
+                .await
+                .expect("finish_run")
+        );
+    }
+    let deleted = store
+        .delete_dag(gone.id(), DagDeletion::Everything)
+        .await
+        .expect("delete_dag");
+    assert_eq!(
+        deleted,
+        DeleteDag::Deleted(DagDeleted {
+            file: gone.file.clone(),
+            file_present: true,
+            runs: 1,
+            task_instances: 1,
+            attempts: 0,
+            log_lines: 2,
+            backfills: 1,
+        })
+    );
+    assert!(store.get_dag(gone.id()).await.expect("get_dag").is_none());
+    assert!(store.get_run(run).await.expect("get_run").is_none());
+    assert!(
+        store
+            .get_version(gone.id(), &gone.hash)
+            .await
+            .expect("get_version")
+            .is_none()
+    );
+    assert!(
+        store
+            .read_logs(ti, 1, 0, 100)
+            .await
+            .expect("read_logs")
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_backfills(Some(gone.id()), 10)
+            .await
+            .expect("list_backfills")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .delete_dag(gone.id(), DagDeletion::Everything)
+            .await
+            .expect("delete_dag"),
+        DeleteDag::NotFound
+    );
+    // The other DAG keeps everything.
+    assert!(store.get_run(kept_run).await.expect("get_run").is_some());
+    assert_eq!(
+        store
+            .read_logs(kept_ti, 1, 0, 100)
+            .await
+            .expect("read_logs")
+            .len(),
+        1
+    );
+    let unknown = store
+        .sync_files(OWNER, &[gone.file.clone(), kept.file.clone()])
+        .await
+        .expect("sync_files");
+    assert_eq!(
+        unknown,
+        vec![gone.file.clone()],
+        "the deleted DAG's file is parsed again"
+    );
+
+    let deleted = store
+        .delete_dag(kept.id(), DagDeletion::KeepHistory)
+        .await
+        .expect("delete_dag");
+    assert!(
+        matches!(&deleted, DeleteDag::Deleted(d) if d.runs == 0 && d.log_lines == 0),
+        "{deleted:?}"
+    );
+    assert!(store.get_dag(kept.id()).await.expect("get_dag").is_none());
+    assert!(
+        store.get_run(kept_run).await.expect("get_run").is_some(),
+        "its history is kept"
+    );
+    assert!(
+        store
+            .get_version(kept.id(), &kept.hash)
+            .await
+            .expect("get_version")
+            .is_some(),
+        "and the version its runs ran"
+    );
+}

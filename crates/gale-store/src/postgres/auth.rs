@@ -27,7 +27,7 @@ impl Auth for PgStore {
         self.single(move |c| {
             Box::pin(async move {
                 Ok(c.opt(
-                    "SELECT name, role, password_hash, created_at FROM users WHERE name = $1",
+                    &format!("SELECT {USER_COLS} FROM users WHERE name = $1"),
                     &[&name],
                 )
                 .await?
@@ -41,14 +41,13 @@ impl Auth for PgStore {
     async fn list_users(&self) -> Result<Vec<UserRow>> {
         self.single(|c| {
             Box::pin(async move {
-                Ok(c.rows(
-                    "SELECT name, role, password_hash, created_at FROM users ORDER BY name",
-                    &[],
+                Ok(
+                    c.rows(&format!("SELECT {USER_COLS} FROM users ORDER BY name"), &[])
+                        .await?
+                        .iter()
+                        .map(user_row)
+                        .collect(),
                 )
-                .await?
-                .iter()
-                .map(user_row)
-                .collect())
             })
         })
         .await
@@ -61,6 +60,60 @@ impl Auth for PgStore {
                 Ok(c.exec("DELETE FROM users WHERE name = $1", &[&name])
                     .await?
                     > 0)
+            })
+        })
+        .await
+    }
+
+    async fn delete_user_keeping_an_admin(&self, name: &str) -> Result<UserChange> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let Some(role) = lock_admins_and_role(tx, &name).await? else {
+                    return Ok(UserChange::NotFound);
+                };
+                if role.0 == Role::Admin && role.1 <= 1 {
+                    return Ok(UserChange::LastAdmin);
+                }
+                tx.exec("DELETE FROM users WHERE name = $1", &[&name])
+                    .await?;
+                Ok(UserChange::Done)
+            })
+        })
+        .await
+    }
+
+    async fn set_user_role(&self, name: &str, role: Role) -> Result<UserChange> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let Some((was, admins)) = lock_admins_and_role(tx, &name).await? else {
+                    return Ok(UserChange::NotFound);
+                };
+                if was == Role::Admin && role != Role::Admin && admins <= 1 {
+                    return Ok(UserChange::LastAdmin);
+                }
+                tx.exec(
+                    "UPDATE users SET role = $2 WHERE name = $1",
+                    &[&name, &role.as_str()],
+                )
+                .await?;
+                Ok(UserChange::Done)
+            })
+        })
+        .await
+    }
+
+    async fn record_login(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.single(move |c| {
+            Box::pin(async move {
+                c.exec(
+                    "UPDATE users SET last_login_at = now() WHERE name = $1",
+                    &[&name],
+                )
+                .await?;
+                Ok(())
             })
         })
         .await
@@ -193,13 +246,35 @@ impl Auth for PgStore {
 
     async fn get_token(&self, secret_hash: &str) -> Result<Option<TokenRow>> {
         let hash = secret_hash.to_owned();
+        let every = TOKEN_USE_RECORDED_EVERY.as_secs_f64();
         self.single(move |c| {
             Box::pin(async move {
                 let sql = format!(
-                    "SELECT {TOKEN_COLS} FROM api_tokens t JOIN users u ON u.name = t.user_name
+                    "SELECT {TOKEN_COLS}, t.last_used_at IS NULL
+                         OR t.last_used_at <= now() - make_interval(secs => $2)
+                     FROM api_tokens t JOIN users u ON u.name = t.user_name
                      WHERE t.secret_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > now())"
                 );
-                Ok(c.opt(&sql, &[&hash]).await?.as_ref().map(token_row))
+                let Some(r) = c.opt(&sql, &[&hash, &every]).await? else {
+                    return Ok(None);
+                };
+                let mut row = token_row(&r);
+                if r.get::<_, bool>(7) {
+                    // Conditional again, so requests racing here write once.
+                    if let Some(t) = c
+                        .opt(
+                            "UPDATE api_tokens SET last_used_at = now()
+                             WHERE id = $1 AND (last_used_at IS NULL
+                                 OR last_used_at <= now() - make_interval(secs => $2))
+                             RETURNING last_used_at",
+                            &[&row.id, &every],
+                        )
+                        .await?
+                    {
+                        row.last_used_at = t.get(0);
+                    }
+                }
+                Ok(Some(row))
             })
         })
         .await
@@ -233,4 +308,25 @@ impl Auth for PgStore {
         })
         .await
     }
+}
+
+/// A user's role and how many admins there are, with the admins' rows (and
+/// the user's) locked so two changes cannot each remove "the other" admin.
+async fn lock_admins_and_role(tx: &Tx<'_>, name: &str) -> Result<Option<(Role, i64)>> {
+    tx.exec(
+        "SELECT 1 FROM users WHERE role = 'admin' OR name = $1 FOR UPDATE",
+        &[&name],
+    )
+    .await?;
+    let Some(r) = tx
+        .opt("SELECT role FROM users WHERE name = $1", &[&name])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let admins: i64 = tx
+        .one("SELECT count(*) FROM users WHERE role = 'admin'", &[])
+        .await?
+        .get(0);
+    Ok(Some((stored_role(r.get(0)), admins)))
 }

@@ -54,4 +54,30 @@ impl Backfills for PgStore {
         })
         .await
     }
+
+    async fn cancel_backfill(&self, id: i64) -> Result<CancelBackfill> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let Some(row) = tx
+                    .opt(
+                        "SELECT cancelled_at FROM backfills WHERE id = $1 FOR UPDATE",
+                        &[&id],
+                    )
+                    .await?
+                else {
+                    return Ok(CancelBackfill::NotFound);
+                };
+                if row.get::<_, Option<Timestamp>>(0).is_some() {
+                    return Ok(CancelBackfill::AlreadyCancelled);
+                }
+                tx.exec(
+                    "UPDATE backfills SET cancelled_at = now() WHERE id = $1",
+                    &[&id],
+                )
+                .await?;
+                Ok(CancelBackfill::Cancelled)
+            })
+        })
+        .await
+    }
 }

@@ -110,7 +110,7 @@ impl Dags for PgStore {
         .await
     }
 
-    async fn sync_files(&self, owner: &str, present: &[String]) -> Result<()> {
+    async fn sync_files(&self, owner: &str, present: &[String]) -> Result<Vec<String>> {
         let (owner, present) = (owner.to_owned(), present.to_vec());
         self.write(move |tx| {
             Box::pin(async move {
@@ -125,7 +125,16 @@ impl Dags for PgStore {
                     &[&owner, &present],
                 )
                 .await?;
-                Ok(())
+                let unknown = tx
+                    .rows(
+                        "SELECT f FROM unnest($1::text[]) AS f
+                         WHERE NOT EXISTS (SELECT 1 FROM dags d WHERE d.file = f)
+                           AND NOT EXISTS (SELECT 1 FROM import_errors e WHERE e.file = f)
+                         ORDER BY f",
+                        &[&present],
+                    )
+                    .await?;
+                Ok(unknown.iter().map(|r| r.get(0)).collect())
             })
         })
         .await
@@ -236,6 +245,76 @@ impl Dags for PgStore {
                         updated_at: r.get(3),
                     })
                     .collect())
+            })
+        })
+        .await
+    }
+
+    async fn delete_dag(&self, dag_id: &DagId, what: DagDeletion) -> Result<DeleteDag> {
+        let id = dag_id.0.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                // The row lock holds off a scheduler creating a scheduled run
+                // of it (that updates the same row) until this commits.
+                let Some(row) = tx
+                    .opt(
+                        "SELECT file, active FROM dags WHERE dag_id = $1 FOR UPDATE",
+                        &[&id],
+                    )
+                    .await?
+                else {
+                    return Ok(DeleteDag::NotFound);
+                };
+                let unfinished: Vec<RunId> = tx
+                    .rows(
+                        "SELECT id FROM runs WHERE dag_id = $1 AND state IN ('queued', 'running')
+                         ORDER BY id LIMIT 20",
+                        &[&id],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| RunId(r.get(0)))
+                    .collect();
+                if !unfinished.is_empty() {
+                    return Ok(DeleteDag::Unfinished(unfinished));
+                }
+                let mut deleted = DagDeleted {
+                    file: row.get(0),
+                    file_present: row.get(1),
+                    ..DagDeleted::default()
+                };
+                if what == DagDeletion::Everything {
+                    deleted.log_lines = tx
+                        .exec(
+                            "DELETE FROM logs WHERE ti_id IN
+                                 (SELECT id FROM task_instances WHERE dag_id = $1)",
+                            &[&id],
+                        )
+                        .await?;
+                    deleted.attempts = tx
+                        .exec(
+                            "DELETE FROM attempts WHERE ti_id IN
+                                 (SELECT id FROM task_instances WHERE dag_id = $1)",
+                            &[&id],
+                        )
+                        .await?;
+                    deleted.task_instances = tx
+                        .exec("DELETE FROM task_instances WHERE dag_id = $1", &[&id])
+                        .await?;
+                    deleted.runs = tx
+                        .exec("DELETE FROM runs WHERE dag_id = $1", &[&id])
+                        .await?;
+                    deleted.backfills = tx
+                        .exec("DELETE FROM backfills WHERE dag_id = $1", &[&id])
+                        .await?;
+                    tx.exec("DELETE FROM schedule_slots WHERE dag_id = $1", &[&id])
+                        .await?;
+                    tx.exec("DELETE FROM dag_versions WHERE dag_id = $1", &[&id])
+                        .await?;
+                }
+                tx.exec("DELETE FROM dags WHERE dag_id = $1", &[&id])
+                    .await?;
+                Ok(DeleteDag::Deleted(deleted))
             })
         })
         .await

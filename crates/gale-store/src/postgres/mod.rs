@@ -69,7 +69,7 @@ mod url;
 pub use url::{PgUrl, RootCert, SslMode, TlsSettings, endpoint_of, parse_url};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// Tunables of a [`PgStore`].
 #[derive(Clone, Debug)]
@@ -704,7 +704,8 @@ fn ti_cols_of(alias: &str) -> String {
 }
 
 /// A backfill's columns, with its runs by state as a JSON object.
-const BACKFILL_COLS: &str = "b.id, b.dag_id, b.from_date, b.to_date, b.created_by, b.created_at, \
+const BACKFILL_COLS: &str =
+    "b.id, b.dag_id, b.from_date, b.to_date, b.created_by, b.created_at, b.cancelled_at, \
      (SELECT coalesce(jsonb_object_agg(state, n), '{}') FROM (
           SELECT state, count(*) AS n FROM runs
           WHERE runs.dag_id = b.dag_id AND run_type = 'backfill'
@@ -719,7 +720,8 @@ fn backfill_row(r: &Row) -> BackfillRow {
         to_date: r.get(3),
         created_by: r.get(4),
         created_at: r.get(5),
-        runs: serde_json::from_value(r.get(6)).unwrap_or_default(),
+        cancelled_at: r.get(6),
+        runs: serde_json::from_value(r.get(7)).unwrap_or_default(),
     }
 }
 
@@ -729,10 +731,14 @@ fn user_row(r: &Row) -> UserRow {
         role: stored_role(r.get(1)),
         password_hash: r.get(2),
         created_at: r.get(3),
+        last_login_at: r.get(4),
     }
 }
 
-const TOKEN_COLS: &str = "t.id, t.name, t.user_name, u.role, t.created_at, t.expires_at";
+const TOKEN_COLS: &str =
+    "t.id, t.name, t.user_name, u.role, t.created_at, t.expires_at, t.last_used_at";
+
+const USER_COLS: &str = "name, role, password_hash, created_at, last_login_at";
 
 fn token_row(r: &Row) -> TokenRow {
     TokenRow {
@@ -742,6 +748,7 @@ fn token_row(r: &Row) -> TokenRow {
         role: stored_role(r.get(3)),
         created_at: r.get(4),
         expires_at: r.get(5),
+        last_used_at: r.get(6),
     }
 }
 

@@ -25,7 +25,7 @@ impl Auth for SqliteStore {
         let name = name.to_owned();
         self.call(move |conn| {
             conn.query_row(
-                "SELECT name, role, password_hash, created_at FROM users WHERE name = ?1",
+                &format!("SELECT {USER_COLS} FROM users WHERE name = ?1"),
                 params![name],
                 user_row,
             )
@@ -39,7 +39,7 @@ impl Auth for SqliteStore {
         self.call(|conn| {
             query_all(
                 conn,
-                "SELECT name, role, password_hash, created_at FROM users ORDER BY name",
+                &format!("SELECT {USER_COLS} FROM users ORDER BY name"),
                 [],
                 user_row,
             )
@@ -54,6 +54,54 @@ impl Auth for SqliteStore {
                 .execute("DELETE FROM users WHERE name = ?1", params![name])
                 .map_err(map_err)?
                 > 0)
+        })
+        .await
+    }
+
+    async fn delete_user_keeping_an_admin(&self, name: &str) -> Result<UserChange> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            let Some(role) = user_role(tx, &name)? else {
+                return Ok(UserChange::NotFound);
+            };
+            if role == Role::Admin && admins(tx)? <= 1 {
+                return Ok(UserChange::LastAdmin);
+            }
+            tx.execute("DELETE FROM users WHERE name = ?1", params![name])
+                .map_err(map_err)?;
+            Ok(UserChange::Done)
+        })
+        .await
+    }
+
+    async fn set_user_role(&self, name: &str, role: Role) -> Result<UserChange> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            let Some(was) = user_role(tx, &name)? else {
+                return Ok(UserChange::NotFound);
+            };
+            if was == Role::Admin && role != Role::Admin && admins(tx)? <= 1 {
+                return Ok(UserChange::LastAdmin);
+            }
+            tx.execute(
+                "UPDATE users SET role = ?2 WHERE name = ?1",
+                params![name, role.as_str()],
+            )
+            .map_err(map_err)?;
+            Ok(UserChange::Done)
+        })
+        .await
+    }
+
+    async fn record_login(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE users SET last_login_at = ?2 WHERE name = ?1",
+                params![name, now_us()],
+            )
+            .map_err(map_err)?;
+            Ok(())
         })
         .await
     }
@@ -187,19 +235,40 @@ impl Auth for SqliteStore {
 
     async fn get_token(&self, secret_hash: &str) -> Result<Option<TokenRow>> {
         let hash = secret_hash.to_owned();
-        self.call(move |conn| {
-            conn.query_row(
-                &format!(
-                    "SELECT {TOKEN_COLS} FROM api_tokens t JOIN users u ON u.name = t.user_name
-                     WHERE t.secret_hash = ?1 AND (t.expires_at IS NULL OR t.expires_at > ?2)"
-                ),
-                params![hash, now_us()],
-                token_row,
-            )
-            .optional()
-            .map_err(map_err)
-        })
-        .await
+        let now = now_us();
+        let found = self
+            .call(move |conn| {
+                conn.query_row(
+                    &format!(
+                        "SELECT {TOKEN_COLS} FROM api_tokens t JOIN users u ON u.name = t.user_name
+                         WHERE t.secret_hash = ?1 AND (t.expires_at IS NULL OR t.expires_at > ?2)"
+                    ),
+                    params![hash, now],
+                    token_row,
+                )
+                .optional()
+                .map_err(map_err)
+            })
+            .await?;
+        let Some(mut row) = found else {
+            return Ok(None);
+        };
+        let every = i64::try_from(TOKEN_USE_RECORDED_EVERY.as_micros()).unwrap_or(i64::MAX);
+        if row.last_used_at.is_none_or(|t| now - to_micros(t) >= every) {
+            let id = row.id;
+            self.write(move |tx| {
+                tx.execute(
+                    "UPDATE api_tokens SET last_used_at = ?2
+                     WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at <= ?2 - ?3)",
+                    params![id, now, every],
+                )
+                .map_err(map_err)?;
+                Ok(())
+            })
+            .await?;
+            row.last_used_at = Some(ts(now));
+        }
+        Ok(Some(row))
     }
 
     async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenRow>> {
@@ -227,4 +296,23 @@ impl Auth for SqliteStore {
         })
         .await
     }
+}
+
+fn user_role(conn: &Connection, name: &str) -> Result<Option<Role>> {
+    Ok(conn
+        .query_row(
+            "SELECT role FROM users WHERE name = ?1",
+            params![name],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()
+        .map_err(map_err)?
+        .map(|r| stored_role(&r)))
+}
+
+fn admins(conn: &Connection) -> Result<i64> {
+    conn.query_row("SELECT count(*) FROM users WHERE role = 'admin'", [], |r| {
+        r.get(0)
+    })
+    .map_err(map_err)
 }

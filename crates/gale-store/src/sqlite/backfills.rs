@@ -65,4 +65,30 @@ impl Backfills for SqliteStore {
         })
         .await
     }
+
+    async fn cancel_backfill(&self, id: i64) -> Result<CancelBackfill> {
+        self.write(move |tx| {
+            let cancelled: Option<Option<i64>> = tx
+                .query_row(
+                    "SELECT cancelled_at FROM backfills WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(map_err)?;
+            Ok(match cancelled {
+                None => CancelBackfill::NotFound,
+                Some(Some(_)) => CancelBackfill::AlreadyCancelled,
+                Some(None) => {
+                    tx.execute(
+                        "UPDATE backfills SET cancelled_at = ?2 WHERE id = ?1",
+                        params![id, now_us()],
+                    )
+                    .map_err(map_err)?;
+                    CancelBackfill::Cancelled
+                }
+            })
+        })
+        .await
+    }
 }

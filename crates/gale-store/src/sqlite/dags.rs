@@ -101,7 +101,7 @@ impl Dags for SqliteStore {
         .await
     }
 
-    async fn sync_files(&self, owner: &str, present: &[String]) -> Result<()> {
+    async fn sync_files(&self, owner: &str, present: &[String]) -> Result<Vec<String>> {
         let present: HashSet<String> = present.iter().cloned().collect();
         let owner = owner.to_owned();
         self.write(move |tx| {
@@ -127,7 +127,17 @@ impl Dags for SqliteStore {
                 tx.execute("DELETE FROM import_errors WHERE file = ?1", params![file])
                     .map_err(map_err)?;
             }
-            Ok(())
+            let known: HashSet<String> = query_all(
+                tx,
+                "SELECT file FROM dags UNION SELECT file FROM import_errors",
+                [],
+                |r| r.get::<_, String>(0),
+            )?
+            .into_iter()
+            .collect();
+            let mut unknown: Vec<String> = present.difference(&known).cloned().collect();
+            unknown.sort();
+            Ok(unknown)
         })
         .await
     }
@@ -235,6 +245,58 @@ impl Dags for SqliteStore {
                     })
                 },
             )
+        })
+        .await
+    }
+
+    async fn delete_dag(&self, dag_id: &DagId, what: DagDeletion) -> Result<DeleteDag> {
+        let dag_id = dag_id.0.clone();
+        self.write(move |tx| {
+            let row: Option<(String, bool)> = tx
+                .query_row(
+                    "SELECT file, active FROM dags WHERE dag_id = ?1",
+                    params![dag_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(map_err)?;
+            let Some((file, file_present)) = row else {
+                return Ok(DeleteDag::NotFound);
+            };
+            let unfinished = query_all(
+                tx,
+                "SELECT id FROM runs WHERE dag_id = ?1 AND state IN ('queued', 'running')
+                 ORDER BY id LIMIT 20",
+                params![dag_id],
+                |r| Ok(RunId(r.get(0)?)),
+            )?;
+            if !unfinished.is_empty() {
+                return Ok(DeleteDag::Unfinished(unfinished));
+            }
+            let mut deleted = DagDeleted {
+                file,
+                file_present,
+                ..DagDeleted::default()
+            };
+            if what == DagDeletion::Everything {
+                let count = |sql: &str| -> Result<u64> {
+                    Ok(tx.execute(sql, params![dag_id]).map_err(map_err)? as u64)
+                };
+                deleted.log_lines = count(
+                    "DELETE FROM logs WHERE ti_id IN (SELECT id FROM task_instances WHERE dag_id = ?1)",
+                )?;
+                deleted.attempts = count(
+                    "DELETE FROM attempts WHERE ti_id IN (SELECT id FROM task_instances WHERE dag_id = ?1)",
+                )?;
+                deleted.task_instances = count("DELETE FROM task_instances WHERE dag_id = ?1")?;
+                deleted.runs = count("DELETE FROM runs WHERE dag_id = ?1")?;
+                deleted.backfills = count("DELETE FROM backfills WHERE dag_id = ?1")?;
+                count("DELETE FROM schedule_slots WHERE dag_id = ?1")?;
+                count("DELETE FROM dag_versions WHERE dag_id = ?1")?;
+            }
+            tx.execute("DELETE FROM dags WHERE dag_id = ?1", params![dag_id])
+                .map_err(map_err)?;
+            Ok(DeleteDag::Deleted(deleted))
         })
         .await
     }

@@ -43,7 +43,7 @@ use migrate::migrate;
 use writer::{Job, WriteJob, writer_loop};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// Reader connections per store: WAL lets them read while the writer writes, so
 /// a scheduler reading a large run never holds up a worker reporting a result.
@@ -389,7 +389,7 @@ fn query_tis(conn: &Connection, sql_where: &str, p: impl rusqlite::Params) -> Re
     query_all(conn, &sql, p, ti_row)
 }
 
-const BACKFILL_COLS: &str = "id, dag_id, from_date, to_date, created_by, created_at";
+const BACKFILL_COLS: &str = "id, dag_id, from_date, to_date, created_by, created_at, cancelled_at";
 
 fn backfill_row(r: &Row) -> rusqlite::Result<BackfillRow> {
     Ok(BackfillRow {
@@ -399,6 +399,7 @@ fn backfill_row(r: &Row) -> rusqlite::Result<BackfillRow> {
         to_date: ts(r.get(3)?),
         created_by: r.get(4)?,
         created_at: ts(r.get(5)?),
+        cancelled_at: opt_ts(r.get(6)?),
         runs: BTreeMap::new(),
     })
 }
@@ -424,10 +425,14 @@ fn user_row(r: &Row) -> rusqlite::Result<UserRow> {
         role: stored_role(&r.get::<_, String>(1)?),
         password_hash: r.get(2)?,
         created_at: ts(r.get(3)?),
+        last_login_at: opt_ts(r.get(4)?),
     })
 }
 
-const TOKEN_COLS: &str = "t.id, t.name, t.user_name, u.role, t.created_at, t.expires_at";
+const TOKEN_COLS: &str =
+    "t.id, t.name, t.user_name, u.role, t.created_at, t.expires_at, t.last_used_at";
+
+const USER_COLS: &str = "name, role, password_hash, created_at, last_login_at";
 
 fn token_row(r: &Row) -> rusqlite::Result<TokenRow> {
     Ok(TokenRow {
@@ -437,5 +442,6 @@ fn token_row(r: &Row) -> rusqlite::Result<TokenRow> {
         role: stored_role(&r.get::<_, String>(3)?),
         created_at: ts(r.get(4)?),
         expires_at: opt_ts(r.get(5)?),
+        last_used_at: opt_ts(r.get(6)?),
     })
 }

@@ -322,13 +322,13 @@ async fn a_missing_migration_below_the_newest_is_applied() {
     let conn = rusqlite::Connection::open(&path).expect("open raw");
     let fresh = recorded_versions(&conn);
     assert_eq!(fresh, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-    // The web tables' migrations (7, and 8 which alters them) undone and
-    // forgotten, the newest (the audit log, 9) kept.
+    // The web tables' migrations (7, and 8 and 12 which alter them) undone
+    // and forgotten, those between (the audit log, 9, and on) kept.
     conn.execute_batch(
         "DROP TABLE api_tokens; DROP TABLE sessions; DROP TABLE users; DROP TABLE backfills;
-         DROP INDEX ti_unfinished; DELETE FROM gale_schema WHERE version IN (7, 8);",
+         DROP INDEX ti_unfinished; DELETE FROM gale_schema WHERE version IN (7, 8, 12);",
     )
-    .expect("undo migrations 7 and 8");
+    .expect("undo migrations 7, 8 and 12");
     drop(conn);
     let store = SqliteStore::open(&path).expect("reopen applies the missing migration");
     assert!(
@@ -356,7 +356,7 @@ async fn a_database_without_recorded_versions_is_brought_up() {
     drop(SqliteStore::open(&path).expect("open"));
     let conn = rusqlite::Connection::open(&path).expect("open raw");
     conn.execute_batch(
-        "DROP TABLE gale_schema; DROP TABLE audit_log; DROP TABLE variables; DROP TABLE connections; DROP TABLE alert_channels; DROP TABLE alert_deliveries; ALTER TABLE nodes DROP COLUMN queues; PRAGMA user_version = 8;",
+        "DROP TABLE gale_schema; DROP TABLE audit_log; DROP TABLE variables; DROP TABLE connections; DROP TABLE alert_channels; DROP TABLE alert_deliveries; ALTER TABLE nodes DROP COLUMN queues; ALTER TABLE users DROP COLUMN last_login_at; ALTER TABLE api_tokens DROP COLUMN last_used_at; ALTER TABLE backfills DROP COLUMN cancelled_at; PRAGMA user_version = 8;",
     )
         .expect("make it a version-8 database");
     drop(conn);

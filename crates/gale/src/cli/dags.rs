@@ -1,4 +1,4 @@
-//! `gale dags`: list, show, validate, errors, trigger, pause, unpause.
+//! `gale dags`: list, show, validate, errors, trigger, pause, unpause, delete.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -48,6 +48,18 @@ pub enum DagsCmd {
     Pause { dag_id: String },
     /// Resume creating runs.
     Unpause { dag_id: String },
+    /// Delete a DAG and its runs, task instances, logs and backfills (refused
+    /// while it has a queued or running run). Its file, if still in a DAG
+    /// folder, brings it back (with no history) at the next scan.
+    Delete {
+        dag_id: String,
+        /// Delete only the DAG: keep its runs and what hangs off them.
+        #[arg(long)]
+        keep_history: bool,
+        /// Do not ask for confirmation (needed when standard input is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
 }
 
 #[derive(Serialize)]
@@ -262,6 +274,11 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
         }
         DagsCmd::Pause { dag_id } => set_paused(&*store, dag_id, true, output).await,
         DagsCmd::Unpause { dag_id } => set_paused(&*store, dag_id, false, output).await,
+        DagsCmd::Delete {
+            dag_id,
+            keep_history,
+            yes,
+        } => delete(&*store, DagId(dag_id), keep_history, yes, output).await,
         DagsCmd::Validate { .. } => unreachable!("handled above"),
     }
 }
@@ -278,7 +295,7 @@ pub(super) async fn current_dag(
 
 /// `gale_actions::Error::NotFound` as the CLI's `NotFound` (exit code 4), with
 /// a hint.
-pub(super) fn not_found_hint(e: gale_actions::Error) -> anyhow::Error {
+pub(crate) fn not_found_hint(e: gale_actions::Error) -> anyhow::Error {
     match e {
         gale_actions::Error::NotFound(n) if n.starts_with("no DAG") => {
             NotFound(format!("{n}: see `gale dags list`")).into()
@@ -304,6 +321,72 @@ pub(super) async fn set_paused(
         print_json(&serde_json::json!({"dag_id": dag_id, "paused": paused}))?;
     } else {
         println!("{dag_id} {}", if paused { "paused" } else { "unpaused" });
+    }
+    Ok(exit::OK)
+}
+
+/// `gale dags delete`: asks on a terminal (unless `yes`), then deletes
+/// through the action and says what went, and whether the DAG comes back.
+async fn delete(
+    store: &dyn Store,
+    dag_id: DagId,
+    keep_history: bool,
+    yes: bool,
+    output: Output,
+) -> anyhow::Result<u8> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    if store.get_dag(&dag_id).await?.is_none() {
+        return Err(NotFound(format!("no DAG {dag_id}: see `gale dags list`")).into());
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(super::Usage(format!(
+                "deleting {dag_id} needs confirmation: pass --yes when standard input is not a terminal"
+            ))
+            .into());
+        }
+        let what = if keep_history {
+            "(its runs, task instances and logs are kept)"
+        } else {
+            "and all its runs, task instances, logs and backfills"
+        };
+        eprint!("Delete DAG {dag_id} {what}? This cannot be undone. [y/N] ");
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            eprintln!("not deleted");
+            return Ok(exit::FAILED);
+        }
+    }
+    let what = if keep_history {
+        gale_store::DagDeletion::KeepHistory
+    } else {
+        gale_store::DagDeletion::Everything
+    };
+    let d = gale_actions::delete_dag(store, &super::cli_actor(), &dag_id, what)
+        .await
+        .map_err(not_found_hint)?;
+    let note = gale_actions::comes_back_note(&dag_id, &d);
+    if output == Output::Json {
+        let mut v = serde_json::to_value(&d)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("dag_id".into(), serde_json::json!(dag_id));
+            o.insert("note".into(), serde_json::json!(note));
+        }
+        print_json(&v)?;
+    } else {
+        if keep_history {
+            println!("deleted DAG {dag_id} (its history is kept)");
+        } else {
+            println!(
+                "deleted DAG {dag_id}: {} run(s), {} task instance(s), {} log line(s), {} backfill(s)",
+                d.runs, d.task_instances, d.log_lines, d.backfills
+            );
+        }
+        if let Some(note) = note {
+            eprintln!("note: {note}");
+        }
     }
     Ok(exit::OK)
 }

@@ -25,6 +25,7 @@ pub use audit::{AuditCmd, audit};
 pub(crate) use audit::{cli_actor, record};
 pub use backfill::{BackfillArgs, backfill};
 pub use connections::{ConnectionsCmd, connections};
+pub(crate) use dags::not_found_hint;
 pub use dags::{DagsCmd, dags, trigger};
 pub use db::{DbCmd, db};
 pub use keys::{SecretsCmd, secrets};

@@ -1,13 +1,11 @@
-//! `gale pools`: list, set, delete (each change recorded in the audit log).
+//! `gale pools`: list, set, delete (each change an action of
+//! `gale_actions::admin`, recorded in the audit log).
 
-use anyhow::bail;
 use clap::Subcommand;
-use gale_actions::audit::detail;
-use gale_store::AuditAction;
-use serde_json::{Map, json};
+use serde_json::json;
 
+use super::open_store;
 use super::output::{print_json, table};
-use super::{NotFound, open_store, record};
 use crate::{Output, Paths, exit};
 
 #[derive(Subcommand, Debug)]
@@ -68,30 +66,19 @@ pub async fn pools(paths: &Paths, output: Output, cmd: PoolsCmd) -> anyhow::Resu
             slots,
             description,
         } => {
-            if !gale_model::ids::is_valid_id(&name) {
-                bail!("invalid pool name {name:?}: use letters, digits, '_', '.' and '-' only");
-            }
-            let before = store
-                .list_pools()
-                .await?
-                .into_iter()
-                .find(|p| p.name == name);
-            store.set_pool(&name, slots, description.as_deref()).await?;
-            let mut about = detail([("slots", json!(slots))]);
-            if let Some(d) = &description {
-                about.insert("description".into(), json!(d));
-            }
-            let action = match &before {
-                Some(old) => {
-                    about.insert("was_slots".into(), json!(old.slots));
-                    AuditAction::PoolUpdate
-                }
-                None => AuditAction::PoolCreate,
-            };
-            record(&*store, action, &format!("pool/{name}"), about, Ok(())).await;
+            let created = gale_actions::admin::set_pool(
+                &*store,
+                &super::cli_actor(),
+                &name,
+                slots,
+                description.as_deref(),
+                gale_actions::admin::PoolWrite::Either,
+            )
+            .await
+            .map_err(super::dags::not_found_hint)?;
             if output == Output::Json {
                 print_json(
-                    &json!({"name": name, "slots": slots, "description": description, "created": before.is_none()}),
+                    &json!({"name": name, "slots": slots, "description": description, "created": created}),
                 )?;
             } else {
                 println!("pool {name}: {slots} slots");
@@ -99,28 +86,11 @@ pub async fn pools(paths: &Paths, output: Output, cmd: PoolsCmd) -> anyhow::Resu
             Ok(exit::OK)
         }
         PoolsCmd::Delete { name } => {
-            let deleted = store.delete_pool(&name).await?;
-            let missing = format!("no pool {name}");
-            let result = if deleted {
-                Ok(())
-            } else {
-                Err(missing.as_str())
-            };
-            let target = format!("pool/{name}");
-            record(
-                &*store,
-                AuditAction::PoolDelete,
-                &target,
-                Map::new(),
-                result,
-            )
-            .await;
-            if deleted {
-                println!("pool {name} deleted");
-                Ok(exit::OK)
-            } else {
-                Err(NotFound(missing).into())
-            }
+            gale_actions::admin::delete_pool(&*store, &super::cli_actor(), &name)
+                .await
+                .map_err(super::dags::not_found_hint)?;
+            println!("pool {name} deleted");
+            Ok(exit::OK)
         }
     }
 }

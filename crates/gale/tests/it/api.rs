@@ -1061,7 +1061,10 @@ fn api_backfills_nodes_pools_and_version() {
     assert_eq!(created["dag_id"], "nightly", "{created:#}");
     assert_eq!(created["created_by"], "admin", "{created:#}");
     assert_eq!(created["from_date"], "2025-01-01T00:00:00Z", "{created:#}");
-    assert_eq!(created["to_date"], "2025-01-03T00:00:00Z", "{created:#}");
+    assert_eq!(
+        created["to_date"], "2025-01-03T23:59:59.999999Z",
+        "a bare date takes its whole day: {created:#}"
+    );
     assert_eq!(
         created["created_runs"].as_array().map(Vec::len),
         Some(3),
@@ -1349,7 +1352,7 @@ fn openapi_document_matches_the_routes() {
         assert!(detail.starts_with("nothing at"), "GET {path}: {detail}");
     }
     for (method, path) in [
-        ("DELETE", "/api/v1/dags/x"),
+        ("PUT", "/api/v1/dags/x"),
         ("PUT", "/api/v1/runs/1"),
         ("POST", "/api/v1/dags"),
         ("GET", "/api/v1/runs/1/cancel"),

@@ -15,6 +15,7 @@ mod pg;
 mod receivers;
 mod web;
 
+mod admin;
 mod alerts;
 mod alerts_cluster;
 mod alerts_web;
