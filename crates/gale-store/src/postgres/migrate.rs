@@ -40,6 +40,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/postgres/0010_alerts.sql"),
     ),
+    (
+        11,
+        include_str!("../../migrations/postgres/0011_runs_by_dag_date.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises migrations between processes.

@@ -37,6 +37,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../../migrations/sqlite/0009_audit.sql")),
     (10, include_str!("../../migrations/sqlite/0010_secrets.sql")),
     (11, include_str!("../../migrations/sqlite/0011_alerts.sql")),
+    (
+        12,
+        include_str!("../../migrations/sqlite/0012_runs_by_dag_date.sql"),
+    ),
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
