@@ -1,5 +1,6 @@
-//! The DAG page and its tabs (grid, graph, runs, source, trigger, backfill),
-//! the grid's self-refreshing fragment, and the trigger and backfill forms.
+//! The DAG page and its tabs (grid, graph, runs, durations, tries, landing,
+//! calendar, source, trigger, backfill), the grid's self-refreshing fragment,
+//! and the trigger and backfill forms.
 
 use std::sync::Arc;
 
@@ -15,13 +16,14 @@ use serde::Deserialize;
 
 use super::dags::Toggle;
 use super::grid::{self, Grid};
+use super::history::{self, Metric};
+use super::params_form::{self, Field};
 use super::{
     ActionError, Ctx, Flash, Layout, UiError, current_dag, dag_id_of, format, graph, html,
 };
 use crate::AppState;
 
 use crate::auth::url_escape;
-use crate::secrets::is_secret_key;
 
 /// Runs in the grid.
 const GRID_RUNS: u32 = 25;
@@ -31,6 +33,12 @@ const RUNS_PAGE: u32 = 50;
 const VERSIONS_SHOWN: usize = 50;
 /// Backfills listed on the backfill tab.
 const BACKFILLS_SHOWN: u32 = 20;
+/// Runs the history charts show unless told otherwise.
+const HISTORY_RUNS: u32 = 25;
+/// How many runs a history chart may be asked for.
+const HISTORY_CHOICES: [u32; 4] = [10, 25, 50, 100];
+/// Days the calendar covers, today included (53 weeks' columns).
+const CALENDAR_DAYS: i64 = 371;
 
 // ------------------------------------------------------------------ views
 
@@ -114,10 +122,36 @@ pub(crate) struct SourceView {
 
 pub(crate) struct TriggerView {
     pub action: String,
+    /// One per param not secret.
+    pub fields: Vec<Field>,
+    /// The advanced JSON box.
     pub conf: String,
     pub logical_date: String,
     pub error: String,
     pub hidden_secrets: bool,
+}
+
+pub(crate) struct LegendItem {
+    pub task_id: String,
+    pub colour: &'static str,
+}
+
+pub(crate) struct HistoryView {
+    pub tab: &'static str,
+    pub action: String,
+    pub caption: &'static str,
+    pub choices: Vec<(u32, bool)>,
+    pub n_runs: usize,
+    pub legend: Vec<LegendItem>,
+    pub svg: String,
+}
+
+pub(crate) struct CalendarView {
+    pub from: String,
+    pub to: String,
+    pub n_runs: u32,
+    pub n_days: usize,
+    pub svg: String,
 }
 
 pub(crate) struct BackfillLine {
@@ -150,6 +184,8 @@ struct DagPage {
     grid_tab: Option<GridView>,
     graph_tab: Option<GraphView>,
     runs_tab: Option<RunsView>,
+    history_tab: Option<HistoryView>,
+    calendar_tab: Option<CalendarView>,
     source_tab: Option<SourceView>,
     trigger_tab: Option<TriggerView>,
     backfill_tab: Option<BackfillView>,
@@ -166,6 +202,9 @@ enum Tab {
     Grid,
     Graph(Option<RunId>),
     Runs(Option<RunId>),
+    /// A history chart over the newest this many runs.
+    History(Metric, u32),
+    Calendar,
     Source(Option<String>),
     /// The form, or (after a refused POST) what was typed and why it failed.
     Trigger(Option<TriggerView>),
@@ -178,6 +217,25 @@ pub struct DagQuery {
     run: Option<String>,
     before: Option<String>,
     version: Option<String>,
+    runs: Option<String>,
+}
+
+/// How many runs a history chart shows: one of [`HISTORY_CHOICES`], or (not
+/// given) [`HISTORY_RUNS`].
+fn history_runs(s: Option<&str>) -> Result<u32, UiError> {
+    match s.filter(|s| !s.is_empty()) {
+        None => Ok(HISTORY_RUNS),
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=gale_store::HISTORY_MAX).contains(n))
+            .ok_or_else(|| {
+                UiError::BadRequest(format!(
+                    "runs={s:?}: give a number of runs from 1 to {}",
+                    gale_store::HISTORY_MAX
+                ))
+            }),
+    }
 }
 
 fn run_param(s: Option<&str>) -> Result<Option<RunId>, UiError> {
@@ -202,6 +260,10 @@ pub async fn page(
             "grid" => Tab::Grid,
             "graph" => Tab::Graph(run_param(q.run.as_deref())?),
             "runs" => Tab::Runs(run_param(q.before.as_deref())?),
+            "durations" => Tab::History(Metric::Duration, history_runs(q.runs.as_deref())?),
+            "tries" => Tab::History(Metric::Tries, history_runs(q.runs.as_deref())?),
+            "landing" => Tab::History(Metric::Landing, history_runs(q.runs.as_deref())?),
+            "calendar" => Tab::Calendar,
             "source" => Tab::Source(q.version.filter(|v| !v.is_empty())),
             "trigger" => Tab::Trigger(None),
             "backfill" => Tab::Backfill(None),
@@ -259,6 +321,10 @@ async fn render(
         Tab::Grid => "grid",
         Tab::Graph(_) => "graph",
         Tab::Runs(_) => "runs",
+        Tab::History(Metric::Duration, _) => "durations",
+        Tab::History(Metric::Tries, _) => "tries",
+        Tab::History(Metric::Landing, _) => "landing",
+        Tab::Calendar => "calendar",
         Tab::Source(_) => "source",
         Tab::Trigger(_) => "trigger",
         Tab::Backfill(_) => "backfill",
@@ -267,6 +333,10 @@ async fn render(
         ("grid", "Grid"),
         ("graph", "Graph"),
         ("runs", "Runs"),
+        ("durations", "Durations"),
+        ("tries", "Tries"),
+        ("landing", "Landing"),
+        ("calendar", "Calendar"),
         ("source", "Source"),
         ("trigger", "Trigger"),
         ("backfill", "Backfill"),
@@ -289,6 +359,8 @@ async fn render(
         grid_tab: None,
         graph_tab: None,
         runs_tab: None,
+        history_tab: None,
+        calendar_tab: None,
         source_tab: None,
         trigger_tab: None,
         backfill_tab: None,
@@ -302,6 +374,12 @@ async fn render(
         }
         Tab::Runs(before) => {
             tmpl.runs_tab = Some(runs_view(store, dag_id, before, now).await?);
+        }
+        Tab::History(metric, n) => {
+            tmpl.history_tab = Some(history_view(store, dag_id, spec, metric, n).await?);
+        }
+        Tab::Calendar => {
+            tmpl.calendar_tab = Some(calendar_view(store, dag_id, now).await?);
         }
         Tab::Source(version) => {
             tmpl.source_tab = Some(
@@ -556,6 +634,75 @@ async fn runs_view(
     })
 }
 
+// ------------------------------------------------------------------ history
+
+async fn history_view(
+    store: &dyn Store,
+    dag_id: &DagId,
+    spec: &gale_model::Dag,
+    metric: Metric,
+    n: u32,
+) -> Result<HistoryView, UiError> {
+    let runs = store.dag_history(dag_id, n).await?;
+    let order: Vec<&str> = spec.tasks.iter().map(|t| t.id.as_str()).collect();
+    let chart = history::chart(metric, &order, &runs);
+    let (tab, caption) = match metric {
+        Metric::Duration => (
+            "durations",
+            "How long each task's last try took (end minus start), per run, oldest run on the left. Finished tries only.",
+        ),
+        Metric::Tries => (
+            "tries",
+            "How many tries each task took, per run, oldest run on the left. Tasks that never started are left out.",
+        ),
+        Metric::Landing => (
+            "landing",
+            "Landing time: when each task finished, after the end of its run's data interval (task end minus interval end), per run, oldest run on the left. Negative for a run triggered before its interval ended.",
+        ),
+    };
+    Ok(HistoryView {
+        tab,
+        action: format!("/dags/{}", url_escape(&dag_id.0)),
+        caption,
+        choices: HISTORY_CHOICES.iter().map(|c| (*c, *c == n)).collect(),
+        n_runs: runs.len(),
+        legend: chart
+            .series
+            .iter()
+            .map(|s| LegendItem {
+                task_id: s.task_id.clone(),
+                colour: s.colour,
+            })
+            .collect(),
+        svg: history::svg(&chart),
+    })
+}
+
+async fn calendar_view(
+    store: &dyn Store,
+    dag_id: &DagId,
+    now: Timestamp,
+) -> Result<CalendarView, UiError> {
+    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let first = today
+        .checked_sub(jiff::Span::new().days(CALENDAR_DAYS - 1))
+        .unwrap_or(today);
+    let since = first
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .map(|z| z.timestamp())
+        .unwrap_or(now);
+    let days = store.daily_runs(dag_id, since).await?;
+    let mut seen: Vec<jiff::civil::Date> = days.iter().map(|d| d.day).collect();
+    seen.dedup();
+    Ok(CalendarView {
+        from: first.to_string(),
+        to: today.to_string(),
+        n_runs: days.iter().map(|d| d.n_runs).sum(),
+        n_days: seen.len(),
+        svg: history::calendar(&days, today),
+    })
+}
+
 // ------------------------------------------------------------------ source
 
 async fn source_view(
@@ -597,30 +744,48 @@ async fn source_view(
 
 // ------------------------------------------------------------------ trigger
 
-/// The trigger form, its conf prefilled with the DAG's params. Secret-looking
-/// and secret-declared params are left out (they keep their values: conf is merged over params).
+/// The trigger form: a field per param (secrets left out: they keep their
+/// values, since conf is merged over params), each filled with its default,
+/// and an empty advanced JSON box.
 fn trigger_form(dag_id: &DagId, spec: &gale_model::Dag) -> TriggerView {
-    let shown: serde_json::Map<String, serde_json::Value> = spec
-        .params
-        .iter()
-        .filter(|(k, _)| !is_secret_key(k) && !spec.param_specs.get(*k).is_some_and(|p| p.secret))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
     TriggerView {
         action: format!("/dags/{}/trigger", url_escape(&dag_id.0)),
-        conf: serde_json::to_string_pretty(&shown).unwrap_or_else(|_| "{}".into()),
+        fields: params_form::fields(spec),
+        conf: String::new(),
         logical_date: String::new(),
         error: String::new(),
-        hidden_secrets: shown.len() < spec.params.len(),
+        hidden_secrets: params_form::has_hidden(spec),
     }
 }
 
-#[derive(Deserialize)]
-pub struct TriggerForm {
-    #[serde(default)]
+/// The trigger form's pairs: `conf` (the advanced JSON box), `logical_date`,
+/// and one `param.<key>` per param field (the last of a name counts).
+struct TriggerForm {
     conf: String,
-    #[serde(default)]
     logical_date: String,
+    pairs: Vec<(String, String)>,
+}
+
+impl TriggerForm {
+    fn of(pairs: Vec<(String, String)>) -> TriggerForm {
+        let last = |name: &str| {
+            pairs
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        TriggerForm {
+            conf: last("conf"),
+            logical_date: last("logical_date"),
+            pairs: pairs
+                .iter()
+                .filter(|(k, _)| k.starts_with(params_form::FIELD_PREFIX))
+                .cloned()
+                .collect(),
+        }
+    }
 }
 
 /// The conf a person typed: empty is `{}`; anything but a JSON object is
@@ -640,28 +805,52 @@ pub async fn trigger(
     State(s): State<Arc<AppState>>,
     ctx: Ctx,
     Path(dag_id): Path<String>,
-    Form(form): Form<TriggerForm>,
+    Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
+    let form = TriggerForm::of(pairs);
     let res = async {
         let dag_id = dag_id_of(dag_id)?;
-        let refused = |error: String, status: StatusCode| {
+        let (_, current) = current_dag(&*s.store, &dag_id).await?;
+        let spec = &current.spec;
+        let mut fields = params_form::fields(spec);
+        let refused = |error: String, fields: Vec<Field>| {
             let view = TriggerView {
                 action: format!("/dags/{}/trigger", url_escape(&dag_id.0)),
+                fields,
                 conf: form.conf.clone(),
                 logical_date: form.logical_date.clone(),
                 error,
-                hidden_secrets: false,
+                hidden_secrets: params_form::has_hidden(spec),
             };
-            (Tab::Trigger(Some(view)), status)
+            Tab::Trigger(Some(view))
         };
         let attempt = async {
-            let conf = parse_conf(&form.conf).map_err(ActionError::Refused)?;
+            let advanced = parse_conf(&form.conf).map_err(ActionError::Refused)?;
+            let conf = match params_form::conf_of(spec, &form.pairs, advanced) {
+                Ok(conf) => conf,
+                Err((typed, mut errors)) => {
+                    let bad: Vec<&str> = typed
+                        .iter()
+                        .filter(|f| !f.error.is_empty())
+                        .map(|f| f.key.as_str())
+                        .collect();
+                    if !bad.is_empty() {
+                        errors.insert(
+                            0,
+                            format!("not triggered: see the params {}", bad.join(", ")),
+                        );
+                    }
+                    fields = typed;
+                    return Err(ActionError::Refused(errors.join("; ")));
+                }
+            };
             let date = Some(form.logical_date.trim()).filter(|d| !d.is_empty());
             gale_actions::trigger(&*s.store, &ctx.actor(), &dag_id, conf, date)
                 .await
                 .map_err(ActionError::from)
         };
-        match attempt.await {
+        let outcome = attempt.await;
+        match outcome {
             Ok(run) => {
                 if let Some(n) = &s.notifier {
                     n.scheduler.notify_one();
@@ -673,8 +862,12 @@ pub async fn trigger(
             }
             Err(ActionError::Page(e)) => Err(e),
             Err(ActionError::Refused(msg)) => {
-                let (tab, status) = refused(msg, StatusCode::BAD_REQUEST);
-                render(&s, &ctx, &dag_id, tab, status).await
+                // Keep what was typed in every field, the failing ones marked.
+                if fields.iter().all(|f| f.error.is_empty()) {
+                    fields = params_form::typed(spec, &form.pairs);
+                }
+                let tab = refused(msg, fields);
+                render(&s, &ctx, &dag_id, tab, StatusCode::BAD_REQUEST).await
             }
         }
     }

@@ -35,7 +35,9 @@ mod format;
 pub mod gantt;
 pub mod graph;
 mod grid;
+mod history;
 mod login;
+mod params_form;
 mod run;
 mod variables;
 
