@@ -1063,7 +1063,10 @@ mod vault;
 
 // ------------------------------------------------------------------ history charts
 
-fn history(id: i64, day: i64, tasks: &[(&str, u32, Option<(i64, i64)>)]) -> gale_store::RunHistory {
+/// A task of a history row: its id, tries, and start and end in seconds.
+type HistoryTask<'a> = (&'a str, u32, Option<(i64, i64)>);
+
+fn history(id: i64, day: i64, tasks: &[HistoryTask<'_>]) -> gale_store::RunHistory {
     let mut run = run_row(id, RunState::Success, None, None);
     run.logical_date = ts(day * 86_400);
     run.interval_end = ts((day + 1) * 86_400);
