@@ -837,7 +837,11 @@ pub async fn trigger(
                     if !bad.is_empty() {
                         errors.insert(
                             0,
-                            format!("not triggered: see the params {}", bad.join(", ")),
+                            format!(
+                                "not triggered: see the param{} {}",
+                                if bad.len() == 1 { "" } else { "s" },
+                                bad.join(", ")
+                            ),
                         );
                     }
                     fields = typed;

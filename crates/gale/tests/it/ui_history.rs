@@ -27,6 +27,7 @@ params:
   count: {{type: integer, minimum: 1, maximum: 5, default: 2}}
   loud: {{type: boolean, default: false}}
   region: {{type: string, enum: [eu, us], default: eu}}
+  options: {{type: object, default: {{a: 1}}, description: Extra settings}}
 tasks:
   flaky:
     run: 'test -e {marker} || {{ touch {marker}; exit 1; }}'
@@ -165,6 +166,53 @@ async fn history_tabs_and_params_form_in_a_browser() {
         .expect("a number field for count");
     assert_eq!(n.prop("value").await.expect("value"), json!("2"));
     shoot(&browser, "dag-trigger-form").await;
+
+    // A value its param refuses: the form comes back with the error at the
+    // field, naming the param, and no run is made.
+    let options = browser
+        .find("textarea[name='param.options']")
+        .await
+        .expect("a JSON box for options");
+    options.clear().await.expect("clearing options");
+    options.send_keys("{oops").await.expect("typing bad JSON");
+    browser
+        .find("form[action='/dags/charts/trigger'] button[type=submit]")
+        .await
+        .expect("the trigger button")
+        .click()
+        .await
+        .expect("triggering");
+    let error = browser
+        .wait_for_text(".param-field .error", "param options", WAIT)
+        .await
+        .expect("the error at the options field");
+    let error = error.text().await.expect("its text");
+    assert!(error.contains("not valid JSON"), "{error}");
+    shoot(&browser, "dag-trigger-refused").await;
+    assert_eq!(home.runs("charts").len(), 2, "a refused form makes no run");
+
+    let who = browser
+        .find("input[name='param.who']")
+        .await
+        .expect("the who field");
+    let n = browser
+        .find("input[type=number][name='param.count']")
+        .await
+        .expect("a number field for count");
+    let options = browser
+        .find("textarea[name='param.options']")
+        .await
+        .expect("a JSON box for options");
+    assert_eq!(
+        options.prop("value").await.expect("value"),
+        json!("{oops"),
+        "what was typed is kept"
+    );
+    options.clear().await.expect("clearing options");
+    options
+        .send_keys(r#"{"a": 2}"#)
+        .await
+        .expect("typing options");
     who.clear().await.expect("clearing who");
     who.send_keys("browser").await.expect("typing who");
     n.clear().await.expect("clearing count");
@@ -203,7 +251,7 @@ async fn history_tabs_and_params_form_in_a_browser() {
     let run = home.wait_run(run_id);
     assert_eq!(
         run["run"]["conf"],
-        json!({"who": "browser", "count": 3, "loud": true, "region": "us"}),
+        json!({"who": "browser", "count": 3, "loud": true, "region": "us", "options": {"a": 2}}),
         "the form's fields as typed JSON: {run:#}"
     );
     browser.quit().await.expect("closing the browser");
