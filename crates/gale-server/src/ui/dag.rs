@@ -1,6 +1,7 @@
 //! The DAG page and its tabs (grid, graph, runs, durations, tries, landing,
 //! calendar, source, trigger, backfill), the grid's self-refreshing fragment,
-//! and the trigger and backfill forms.
+//! and the backfill form. The history tabs' reads are in `dag_history.rs`,
+//! the trigger form and its handler in `dag_trigger.rs`.
 
 use std::sync::Arc;
 
@@ -14,10 +15,12 @@ use gale_store::{Role, RunFilter, Store};
 use jiff::Timestamp;
 use serde::Deserialize;
 
+use super::dag_history::{CalendarView, HistoryView, calendar_view, history_runs, history_view};
+use super::dag_trigger::trigger_form;
 use super::dags::Toggle;
 use super::grid::{self, Grid};
-use super::history::{self, Metric};
-use super::params_form::{self, Field};
+use super::history::Metric;
+use super::params_form::Field;
 use super::{
     ActionError, Ctx, Flash, Layout, UiError, current_dag, dag_id_of, format, graph, html,
 };
@@ -33,12 +36,6 @@ const RUNS_PAGE: u32 = 50;
 const VERSIONS_SHOWN: usize = 50;
 /// Backfills listed on the backfill tab.
 const BACKFILLS_SHOWN: u32 = 20;
-/// Runs the history charts show unless told otherwise.
-const HISTORY_RUNS: u32 = 25;
-/// How many runs a history chart may be asked for.
-const HISTORY_CHOICES: [u32; 4] = [10, 25, 50, 100];
-/// Days the calendar covers, today included (53 weeks' columns).
-const CALENDAR_DAYS: i64 = 371;
 
 // ------------------------------------------------------------------ views
 
@@ -131,29 +128,6 @@ pub(crate) struct TriggerView {
     pub hidden_secrets: bool,
 }
 
-pub(crate) struct LegendItem {
-    pub task_id: String,
-    pub colour: &'static str,
-}
-
-pub(crate) struct HistoryView {
-    pub tab: &'static str,
-    pub action: String,
-    pub caption: &'static str,
-    pub choices: Vec<(u32, bool)>,
-    pub n_runs: usize,
-    pub legend: Vec<LegendItem>,
-    pub svg: String,
-}
-
-pub(crate) struct CalendarView {
-    pub from: String,
-    pub to: String,
-    pub n_runs: u32,
-    pub n_days: usize,
-    pub svg: String,
-}
-
 pub(crate) struct BackfillLine {
     pub id: i64,
     pub from: String,
@@ -198,7 +172,7 @@ struct GridFragment {
 }
 
 /// Which tab, with what it needs.
-enum Tab {
+pub(super) enum Tab {
     Grid,
     Graph(Option<RunId>),
     Runs(Option<RunId>),
@@ -218,24 +192,6 @@ pub struct DagQuery {
     before: Option<String>,
     version: Option<String>,
     runs: Option<String>,
-}
-
-/// How many runs a history chart shows: one of [`HISTORY_CHOICES`], or (not
-/// given) [`HISTORY_RUNS`].
-fn history_runs(s: Option<&str>) -> Result<u32, UiError> {
-    match s.filter(|s| !s.is_empty()) {
-        None => Ok(HISTORY_RUNS),
-        Some(s) => s
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=gale_store::HISTORY_MAX).contains(n))
-            .ok_or_else(|| {
-                UiError::BadRequest(format!(
-                    "runs={s:?}: give a number of runs from 1 to {}",
-                    gale_store::HISTORY_MAX
-                ))
-            }),
-    }
 }
 
 fn run_param(s: Option<&str>) -> Result<Option<RunId>, UiError> {
@@ -279,7 +235,7 @@ pub async fn page(
     ctx.respond(res)
 }
 
-async fn render(
+pub(super) async fn render(
     s: &AppState,
     ctx: &Ctx,
     dag_id: &DagId,
@@ -634,75 +590,6 @@ async fn runs_view(
     })
 }
 
-// ------------------------------------------------------------------ history
-
-async fn history_view(
-    store: &dyn Store,
-    dag_id: &DagId,
-    spec: &gale_model::Dag,
-    metric: Metric,
-    n: u32,
-) -> Result<HistoryView, UiError> {
-    let runs = store.dag_history(dag_id, n).await?;
-    let order: Vec<&str> = spec.tasks.iter().map(|t| t.id.as_str()).collect();
-    let chart = history::chart(metric, &order, &runs);
-    let (tab, caption) = match metric {
-        Metric::Duration => (
-            "durations",
-            "How long each task's last try took (end minus start), per run, oldest run on the left. Finished tries only.",
-        ),
-        Metric::Tries => (
-            "tries",
-            "How many tries each task took, per run, oldest run on the left. Tasks that never started are left out.",
-        ),
-        Metric::Landing => (
-            "landing",
-            "Landing time: when each task finished, after the end of its run's data interval (task end minus interval end), per run, oldest run on the left. Negative for a run triggered before its interval ended.",
-        ),
-    };
-    Ok(HistoryView {
-        tab,
-        action: format!("/dags/{}", url_escape(&dag_id.0)),
-        caption,
-        choices: HISTORY_CHOICES.iter().map(|c| (*c, *c == n)).collect(),
-        n_runs: runs.len(),
-        legend: chart
-            .series
-            .iter()
-            .map(|s| LegendItem {
-                task_id: s.task_id.clone(),
-                colour: s.colour,
-            })
-            .collect(),
-        svg: history::svg(&chart),
-    })
-}
-
-async fn calendar_view(
-    store: &dyn Store,
-    dag_id: &DagId,
-    now: Timestamp,
-) -> Result<CalendarView, UiError> {
-    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
-    let first = today
-        .checked_sub(jiff::Span::new().days(CALENDAR_DAYS - 1))
-        .unwrap_or(today);
-    let since = first
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .map(|z| z.timestamp())
-        .unwrap_or(now);
-    let days = store.daily_runs(dag_id, since).await?;
-    let mut seen: Vec<jiff::civil::Date> = days.iter().map(|d| d.day).collect();
-    seen.dedup();
-    Ok(CalendarView {
-        from: first.to_string(),
-        to: today.to_string(),
-        n_runs: days.iter().map(|d| d.n_runs).sum(),
-        n_days: seen.len(),
-        svg: history::calendar(&days, today),
-    })
-}
-
 // ------------------------------------------------------------------ source
 
 async fn source_view(
@@ -740,143 +627,6 @@ async fn source_view(
             })
             .collect(),
     })
-}
-
-// ------------------------------------------------------------------ trigger
-
-/// The trigger form: a field per param (secrets left out: they keep their
-/// values, since conf is merged over params), each filled with its default,
-/// and an empty advanced JSON box.
-fn trigger_form(dag_id: &DagId, spec: &gale_model::Dag) -> TriggerView {
-    TriggerView {
-        action: format!("/dags/{}/trigger", url_escape(&dag_id.0)),
-        fields: params_form::fields(spec),
-        conf: String::new(),
-        logical_date: String::new(),
-        error: String::new(),
-        hidden_secrets: params_form::has_hidden(spec),
-    }
-}
-
-/// The trigger form's pairs: `conf` (the advanced JSON box), `logical_date`,
-/// and one `param.<key>` per param field (the last of a name counts).
-struct TriggerForm {
-    conf: String,
-    logical_date: String,
-    pairs: Vec<(String, String)>,
-}
-
-impl TriggerForm {
-    fn of(pairs: Vec<(String, String)>) -> TriggerForm {
-        let last = |name: &str| {
-            pairs
-                .iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        TriggerForm {
-            conf: last("conf"),
-            logical_date: last("logical_date"),
-            pairs: pairs
-                .iter()
-                .filter(|(k, _)| k.starts_with(params_form::FIELD_PREFIX))
-                .cloned()
-                .collect(),
-        }
-    }
-}
-
-/// The conf a person typed: empty is `{}`; anything but a JSON object is
-/// refused with a message saying what is wrong.
-pub(crate) fn parse_conf(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    if text.trim().is_empty() {
-        return Ok(serde_json::Map::new());
-    }
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(_) => Err("conf must be a JSON object, like {\"key\": \"value\"}".to_owned()),
-        Err(e) => Err(format!("conf is not valid JSON: {e}")),
-    }
-}
-
-pub async fn trigger(
-    State(s): State<Arc<AppState>>,
-    ctx: Ctx,
-    Path(dag_id): Path<String>,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Response {
-    let form = TriggerForm::of(pairs);
-    let res = async {
-        let dag_id = dag_id_of(dag_id)?;
-        let (_, current) = current_dag(&*s.store, &dag_id).await?;
-        let spec = &current.spec;
-        let mut fields = params_form::fields(spec);
-        let refused = |error: String, fields: Vec<Field>| {
-            let view = TriggerView {
-                action: format!("/dags/{}/trigger", url_escape(&dag_id.0)),
-                fields,
-                conf: form.conf.clone(),
-                logical_date: form.logical_date.clone(),
-                error,
-                hidden_secrets: params_form::has_hidden(spec),
-            };
-            Tab::Trigger(Some(view))
-        };
-        let attempt = async {
-            let advanced = parse_conf(&form.conf).map_err(ActionError::Refused)?;
-            let conf = match params_form::conf_of(spec, &form.pairs, advanced) {
-                Ok(conf) => conf,
-                Err((typed, mut errors)) => {
-                    let bad: Vec<&str> = typed
-                        .iter()
-                        .filter(|f| !f.error.is_empty())
-                        .map(|f| f.key.as_str())
-                        .collect();
-                    if !bad.is_empty() {
-                        errors.insert(
-                            0,
-                            format!(
-                                "not triggered: see the param{} {}",
-                                if bad.len() == 1 { "" } else { "s" },
-                                bad.join(", ")
-                            ),
-                        );
-                    }
-                    fields = typed;
-                    return Err(ActionError::Refused(errors.join("; ")));
-                }
-            };
-            let date = Some(form.logical_date.trim()).filter(|d| !d.is_empty());
-            gale_actions::trigger(&*s.store, &ctx.actor(), &dag_id, conf, date)
-                .await
-                .map_err(ActionError::from)
-        };
-        let outcome = attempt.await;
-        match outcome {
-            Ok(run) => {
-                if let Some(n) = &s.notifier {
-                    n.scheduler.notify_one();
-                }
-                Ok(ctx.redirect(
-                    &format!("/dags/{}", url_escape(&dag_id.0)),
-                    Flash::ok(format!("triggered run {} ({})", run.id, run.run_key)),
-                ))
-            }
-            Err(ActionError::Page(e)) => Err(e),
-            Err(ActionError::Refused(msg)) => {
-                // Keep what was typed in every field, the failing ones marked.
-                if fields.iter().all(|f| f.error.is_empty()) {
-                    fields = params_form::typed(spec, &form.pairs);
-                }
-                let tab = refused(msg, fields);
-                render(&s, &ctx, &dag_id, tab, StatusCode::BAD_REQUEST).await
-            }
-        }
-    }
-    .await;
-    ctx.respond(res)
 }
 
 // ------------------------------------------------------------------ backfill

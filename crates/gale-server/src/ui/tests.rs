@@ -169,7 +169,7 @@ fn flash_survives_the_cookie_round_trip() {
 
 #[test]
 fn conf_must_be_a_json_object() {
-    use super::dag::parse_conf;
+    use super::dag_trigger::parse_conf;
     assert_eq!(parse_conf("").expect("empty is {}").len(), 0);
     assert_eq!(parse_conf("  \n").expect("blank is {}").len(), 0);
     assert_eq!(
