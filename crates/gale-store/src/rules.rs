@@ -18,6 +18,61 @@ pub(crate) fn run_list_limit(limit: u32) -> u32 {
     if limit == 0 { 100 } else { limit.min(10_000) }
 }
 
+/// The most runs `dag_history` returns: `limit`, 0 meaning 25, never more
+/// than [`crate::HISTORY_MAX`].
+pub(crate) fn history_limit(limit: u32) -> u32 {
+    if limit == 0 {
+        25
+    } else {
+        limit.min(crate::HISTORY_MAX)
+    }
+}
+
+/// Folds the rows of a history query (a run, then one of its task instances
+/// or none, ordered by run newest first and task id) into one entry per run.
+pub(crate) fn group_history(
+    rows: impl IntoIterator<Item = (crate::RunRow, Option<crate::TaskHistory>)>,
+) -> Vec<crate::RunHistory> {
+    let mut out: Vec<crate::RunHistory> = Vec::new();
+    for (run, task) in rows {
+        match out.last_mut() {
+            Some(last) if last.run.id == run.id => last.tasks.extend(task),
+            _ => out.push(crate::RunHistory {
+                run,
+                tasks: task.into_iter().collect(),
+            }),
+        }
+    }
+    out
+}
+
+/// Microseconds in a day: `daily_runs` on SQLite groups by this.
+pub(crate) const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// A `daily_runs` row from the day number the query grouped by; `None` for a
+/// day outside the calendar's range or a state this binary does not know.
+pub(crate) fn day_runs(day: i64, state: &str, n_runs: i64) -> Option<crate::DayRuns> {
+    let ts = jiff::Timestamp::from_second(day.checked_mul(86_400)?).ok()?;
+    Some(crate::DayRuns {
+        day: ts.to_zoned(jiff::tz::TimeZone::UTC).date(),
+        state: state.parse().ok()?,
+        n_runs: u32::try_from(n_runs).unwrap_or(u32::MAX),
+    })
+}
+
+/// The order `daily_runs` returns its rows in: oldest day first, states in
+/// their declared order within a day.
+pub(crate) fn sort_days(rows: &mut [crate::DayRuns]) {
+    let rank = |s: gale_model::RunState| match s {
+        gale_model::RunState::Queued => 0,
+        gale_model::RunState::Running => 1,
+        gale_model::RunState::Success => 2,
+        gale_model::RunState::Failed => 3,
+        gale_model::RunState::Cancelled => 4,
+    };
+    rows.sort_by_key(|r| (r.day, rank(r.state)));
+}
+
 /// The most backfills `list_backfills` returns: `limit`, 0 meaning 100, never
 /// more than 1,000.
 pub(crate) fn backfill_list_limit(limit: u32) -> u32 {

@@ -1,5 +1,7 @@
-//! The DAG page and its tabs (grid, graph, runs, source, trigger, backfill),
-//! the grid's self-refreshing fragment, and the trigger and backfill forms.
+//! The DAG page and its tabs (grid, graph, runs, durations, tries, landing,
+//! calendar, source, trigger, backfill), the grid's self-refreshing fragment,
+//! and the backfill form. The history tabs' reads are in `dag_history.rs`,
+//! the trigger form and its handler in `dag_trigger.rs`.
 
 use std::sync::Arc;
 
@@ -13,15 +15,18 @@ use gale_store::{Role, RunFilter, Store};
 use jiff::Timestamp;
 use serde::Deserialize;
 
+use super::dag_history::{CalendarView, HistoryView, calendar_view, history_runs, history_view};
+use super::dag_trigger::trigger_form;
 use super::dags::Toggle;
 use super::grid::{self, Grid};
+use super::history::Metric;
+use super::params_form::Field;
 use super::{
     ActionError, Ctx, Flash, Layout, UiError, current_dag, dag_id_of, format, graph, html,
 };
 use crate::AppState;
 
 use crate::auth::url_escape;
-use crate::secrets::is_secret_key;
 
 /// Runs in the grid.
 const GRID_RUNS: u32 = 25;
@@ -116,6 +121,9 @@ pub(crate) struct SourceView {
 
 pub(crate) struct TriggerView {
     pub action: String,
+    /// One per param not secret.
+    pub fields: Vec<Field>,
+    /// The advanced JSON box.
     pub conf: String,
     pub logical_date: String,
     pub error: String,
@@ -152,6 +160,8 @@ struct DagPage {
     grid_tab: Option<GridView>,
     graph_tab: Option<GraphView>,
     runs_tab: Option<RunsView>,
+    history_tab: Option<HistoryView>,
+    calendar_tab: Option<CalendarView>,
     source_tab: Option<SourceView>,
     trigger_tab: Option<TriggerView>,
     backfill_tab: Option<BackfillView>,
@@ -164,10 +174,13 @@ struct GridFragment {
 }
 
 /// Which tab, with what it needs.
-enum Tab {
+pub(super) enum Tab {
     Grid,
     Graph(Option<RunId>),
     Runs(Option<RunId>),
+    /// A history chart over the newest this many runs.
+    History(Metric, u32),
+    Calendar,
     Source(Option<String>),
     /// The form, or (after a refused POST) what was typed and why it failed.
     Trigger(Option<TriggerView>),
@@ -180,6 +193,7 @@ pub struct DagQuery {
     run: Option<String>,
     before: Option<String>,
     version: Option<String>,
+    runs: Option<String>,
 }
 
 fn run_param(s: Option<&str>) -> Result<Option<RunId>, UiError> {
@@ -204,6 +218,10 @@ pub async fn page(
             "grid" => Tab::Grid,
             "graph" => Tab::Graph(run_param(q.run.as_deref())?),
             "runs" => Tab::Runs(run_param(q.before.as_deref())?),
+            "durations" => Tab::History(Metric::Duration, history_runs(q.runs.as_deref())?),
+            "tries" => Tab::History(Metric::Tries, history_runs(q.runs.as_deref())?),
+            "landing" => Tab::History(Metric::Landing, history_runs(q.runs.as_deref())?),
+            "calendar" => Tab::Calendar,
             "source" => Tab::Source(q.version.filter(|v| !v.is_empty())),
             "trigger" => Tab::Trigger(None),
             "backfill" => Tab::Backfill(None),
@@ -219,7 +237,7 @@ pub async fn page(
     ctx.respond(res)
 }
 
-async fn render(
+pub(super) async fn render(
     s: &AppState,
     ctx: &Ctx,
     dag_id: &DagId,
@@ -263,6 +281,10 @@ async fn render(
         Tab::Grid => "grid",
         Tab::Graph(_) => "graph",
         Tab::Runs(_) => "runs",
+        Tab::History(Metric::Duration, _) => "durations",
+        Tab::History(Metric::Tries, _) => "tries",
+        Tab::History(Metric::Landing, _) => "landing",
+        Tab::Calendar => "calendar",
         Tab::Source(_) => "source",
         Tab::Trigger(_) => "trigger",
         Tab::Backfill(_) => "backfill",
@@ -271,6 +293,10 @@ async fn render(
         ("grid", "Grid"),
         ("graph", "Graph"),
         ("runs", "Runs"),
+        ("durations", "Durations"),
+        ("tries", "Tries"),
+        ("landing", "Landing"),
+        ("calendar", "Calendar"),
         ("source", "Source"),
         ("trigger", "Trigger"),
         ("backfill", "Backfill"),
@@ -293,6 +319,8 @@ async fn render(
         grid_tab: None,
         graph_tab: None,
         runs_tab: None,
+        history_tab: None,
+        calendar_tab: None,
         source_tab: None,
         trigger_tab: None,
         backfill_tab: None,
@@ -306,6 +334,12 @@ async fn render(
         }
         Tab::Runs(before) => {
             tmpl.runs_tab = Some(runs_view(store, dag_id, before, now, &zone).await?);
+        }
+        Tab::History(metric, n) => {
+            tmpl.history_tab = Some(history_view(store, dag_id, spec, metric, n).await?);
+        }
+        Tab::Calendar => {
+            tmpl.calendar_tab = Some(calendar_view(store, dag_id, now).await?);
         }
         Tab::Source(version) => {
             tmpl.source_tab = Some(
@@ -610,93 +644,6 @@ async fn source_view(
             })
             .collect(),
     })
-}
-
-// ------------------------------------------------------------------ trigger
-
-/// The trigger form, its conf prefilled with the DAG's params. Secret-looking
-/// and secret-declared params are left out (they keep their values: conf is merged over params).
-fn trigger_form(dag_id: &DagId, spec: &gale_model::Dag) -> TriggerView {
-    let shown: serde_json::Map<String, serde_json::Value> = spec
-        .params
-        .iter()
-        .filter(|(k, _)| !is_secret_key(k) && !spec.param_specs.get(*k).is_some_and(|p| p.secret))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    TriggerView {
-        action: format!("/dags/{}/trigger", url_escape(&dag_id.0)),
-        conf: serde_json::to_string_pretty(&shown).unwrap_or_else(|_| "{}".into()),
-        logical_date: String::new(),
-        error: String::new(),
-        hidden_secrets: shown.len() < spec.params.len(),
-    }
-}
-
-#[derive(Deserialize)]
-pub struct TriggerForm {
-    #[serde(default)]
-    conf: String,
-    #[serde(default)]
-    logical_date: String,
-}
-
-/// The conf a person typed: empty is `{}`; anything but a JSON object is
-/// refused with a message saying what is wrong.
-pub(crate) fn parse_conf(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    if text.trim().is_empty() {
-        return Ok(serde_json::Map::new());
-    }
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(_) => Err("conf must be a JSON object, like {\"key\": \"value\"}".to_owned()),
-        Err(e) => Err(format!("conf is not valid JSON: {e}")),
-    }
-}
-
-pub async fn trigger(
-    State(s): State<Arc<AppState>>,
-    ctx: Ctx,
-    Path(dag_id): Path<String>,
-    Form(form): Form<TriggerForm>,
-) -> Response {
-    let res = async {
-        let dag_id = dag_id_of(dag_id)?;
-        let refused = |error: String, status: StatusCode| {
-            let view = TriggerView {
-                action: format!("/dags/{}/trigger", url_escape(&dag_id.0)),
-                conf: form.conf.clone(),
-                logical_date: form.logical_date.clone(),
-                error,
-                hidden_secrets: false,
-            };
-            (Tab::Trigger(Some(view)), status)
-        };
-        let attempt = async {
-            let conf = parse_conf(&form.conf).map_err(ActionError::Refused)?;
-            let date = Some(form.logical_date.trim()).filter(|d| !d.is_empty());
-            gale_actions::trigger(&*s.store, &ctx.actor(), &dag_id, conf, date)
-                .await
-                .map_err(ActionError::from)
-        };
-        match attempt.await {
-            Ok(run) => {
-                if let Some(n) = &s.notifier {
-                    n.scheduler.notify_one();
-                }
-                Ok(ctx.redirect(
-                    &format!("/dags/{}", url_escape(&dag_id.0)),
-                    Flash::ok(format!("triggered run {} ({})", run.id, run.run_key)),
-                ))
-            }
-            Err(ActionError::Page(e)) => Err(e),
-            Err(ActionError::Refused(msg)) => {
-                let (tab, status) = refused(msg, StatusCode::BAD_REQUEST);
-                render(&s, &ctx, &dag_id, tab, status).await
-            }
-        }
-    }
-    .await;
-    ctx.respond(res)
 }
 
 // ------------------------------------------------------------------ backfill

@@ -31,12 +31,16 @@ mod audit;
 mod cluster;
 mod connections;
 mod dag;
+mod dag_history;
+mod dag_trigger;
 mod dags;
 mod format;
 pub mod gantt;
 pub mod graph;
 mod grid;
+mod history;
 mod login;
+mod params_form;
 mod run;
 mod variables;
 
@@ -53,7 +57,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/dags/{dag_id}/grid", get(dag::grid_fragment))
         .route("/dags/{dag_id}/pause", post(dags::pause))
         .route("/dags/{dag_id}/unpause", post(dags::unpause))
-        .route("/dags/{dag_id}/trigger", post(dag::trigger))
+        .route("/dags/{dag_id}/trigger", post(dag_trigger::trigger))
         .route("/dags/{dag_id}/backfill", post(dag::backfill))
         .route("/runs/{run_id}", get(run::run_page))
         .route("/runs/{run_id}/cancel", post(run::cancel))

@@ -175,7 +175,7 @@ fn flash_survives_the_cookie_round_trip() {
 
 #[test]
 fn conf_must_be_a_json_object() {
-    use super::dag::parse_conf;
+    use super::dag_trigger::parse_conf;
     assert_eq!(parse_conf("").expect("empty is {}").len(), 0);
     assert_eq!(parse_conf("  \n").expect("blank is {}").len(), 0);
     assert_eq!(
@@ -580,7 +580,7 @@ async fn trigger_form_refuses_bad_conf_and_keeps_the_text() {
     let (cookie, csrf) = session(&f, "olga").await;
     let (status, page) = get(&f, &cookie, "/dags/hello?tab=trigger").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("&#34;who&#34;: &#34;world&#34;") || page.contains("&quot;who&quot;"));
+    assert!(page.contains(r#"name="param.who" value="world""#), "{page}");
     assert!(!page.contains("s3cret"), "secret params are not prefilled");
 
     let bad = r#"{"who": "you""#;
@@ -949,6 +949,11 @@ async fn dag_tabs_render() {
         ("?tab=runs", "href=\"/runs/1\""),
         ("?tab=source", "tasks:"),
         ("?tab=backfill", "has no schedule"),
+        ("?tab=durations", r#"<g class="series" data-task="greet""#),
+        ("?tab=durations&runs=50", r#"<option value="50" selected>"#),
+        ("?tab=tries", r#"data-metric="tries""#),
+        ("?tab=landing", "interval end"),
+        ("?tab=calendar", "1 runs on 1 days"),
     ] {
         let (status, page) = get(&f, &cookie, &format!("/dags/hello{tab}")).await;
         assert_eq!(status, StatusCode::OK, "{tab}");
@@ -963,6 +968,93 @@ async fn dag_tabs_render() {
     .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(body_text(res).await.contains("has no schedule"));
+    for bad in ["0", "101", "lots"] {
+        let (status, page) = get(&f, &cookie, &format!("/dags/hello?tab=tries&runs={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "runs={bad}");
+        assert!(page.contains("from 1 to 100"), "{page}");
+    }
+    let (cookie, _) = session(&f, "vic").await;
+    for tab in ["durations", "tries", "landing", "calendar"] {
+        let (status, _) = get(&f, &cookie, &format!("/dags/hello?tab={tab}")).await;
+        assert_eq!(status, StatusCode::OK, "a viewer reads the {tab} tab");
+    }
+}
+
+#[tokio::test]
+async fn trigger_form_from_params_makes_a_typed_conf_or_names_the_bad_param() {
+    let f = fixture().await;
+    let dag = params_dag();
+    let hash = gale_model::dag::content_hash(PARAMS_DAG);
+    f.store
+        .upsert_dag(&dag, "dags/params.yaml", PARAMS_DAG, &hash, "test")
+        .await
+        .expect("upsert_dag");
+    let (cookie, csrf) = session(&f, "olga").await;
+    let (status, page) = get(&f, &cookie, "/dags/params?tab=trigger").await;
+    assert_eq!(status, StatusCode::OK);
+    for want in [
+        r#"type="number" name="param.count" value="3" step="1" min="1" max="10""#,
+        r#"<input type="hidden" name="param.dry_run" value="false">"#,
+        r#"<option value="&#34;eu&#34;" selected>eu</option>"#,
+        "Where to &#60;run&#62;",
+        "<summary>Advanced: conf as JSON</summary>",
+    ] {
+        assert!(page.contains(want), "{want}\n{page}");
+    }
+    assert!(!page.contains("param.api_key"), "no field for a secret");
+
+    let res = post_form(
+        &f,
+        &cookie,
+        "/dags/params/trigger",
+        &format!(
+            "csrf_token={}&param.count=11&param.label=x&param.region={}&conf=",
+            enc(&csrf),
+            enc("\"us\"")
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let page = body_text(res).await;
+    assert!(
+        page.contains(r#"<span class="error" role="alert">param count: "#),
+        "the error is next to its field: {page}"
+    );
+    assert!(
+        page.contains(r#"name="param.count" value="11""#),
+        "what was typed is kept"
+    );
+    assert!(page.contains(r#"<option value="&#34;us&#34;" selected>us</option>"#));
+    assert!(
+        f.store
+            .list_runs(&gale_store::RunFilter::default())
+            .await
+            .expect("runs")
+            .is_empty()
+    );
+
+    let res = post_form(
+        &f,
+        &cookie,
+        "/dags/params/trigger",
+        &format!(
+            "csrf_token={}&param.count=4&param.label=nightly&param.dry_run=false&param.dry_run=true&param.ratio=0.75&param.names=&conf=",
+            enc(&csrf)
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let runs = f
+        .store
+        .list_runs(&gale_store::RunFilter::default())
+        .await
+        .expect("runs");
+    assert_eq!(runs.len(), 1);
+    let conf = serde_json::Value::Object(runs[0].conf.clone());
+    assert_eq!(conf["count"], 4);
+    assert_eq!(conf["dry_run"], true);
+    assert_eq!(conf["label"], "nightly");
+    assert_eq!(conf["ratio"], 0.75);
 }
 
 #[tokio::test]
@@ -1160,3 +1252,358 @@ async fn the_tz_link_sets_a_checked_cookie_and_goes_back_home_only() {
 }
 
 mod vault;
+
+// ------------------------------------------------------------------ history charts
+
+/// A task of a history row: its id, tries, and start and end in seconds.
+type HistoryTask<'a> = (&'a str, u32, Option<(i64, i64)>);
+
+fn history(id: i64, day: i64, tasks: &[HistoryTask<'_>]) -> gale_store::RunHistory {
+    let mut run = run_row(id, RunState::Success, None, None);
+    run.logical_date = ts(day * 86_400);
+    run.interval_end = ts((day + 1) * 86_400);
+    gale_store::RunHistory {
+        run,
+        tasks: tasks
+            .iter()
+            .map(|(task_id, tries, span)| gale_store::TaskHistory {
+                task_id: TaskId((*task_id).into()),
+                state: TaskState::Success,
+                try_number: *tries,
+                started_at: span.map(|(s, _)| ts(s)),
+                ended_at: span.map(|(_, e)| ts(e)),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn history_charts_put_oldest_runs_left_and_skip_missing_values() {
+    use super::history::{Metric, chart, svg};
+    // Newest first, as the store returns them.
+    let runs = vec![
+        history(
+            2,
+            1,
+            &[
+                ("b", 2, Some((2 * 86_400 + 60, 2 * 86_400 + 90))),
+                ("a", 0, None),
+            ],
+        ),
+        history(
+            1,
+            0,
+            &[
+                ("a", 1, Some((86_400, 86_400 + 10))),
+                ("gone<x>", 1, Some((86_400, 86_400 + 5))),
+            ],
+        ),
+    ];
+    let order = ["a", "b"];
+    let d = chart(Metric::Duration, &order, &runs);
+    assert_eq!(
+        d.columns.iter().map(|c| c.run_id).collect::<Vec<_>>(),
+        vec![1, 2],
+        "oldest run on the left"
+    );
+    let values = |c: &super::history::Chart| -> Vec<(String, Vec<Option<f64>>)> {
+        c.series
+            .iter()
+            .map(|s| (s.task_id.clone(), s.values.clone()))
+            .collect()
+    };
+    assert_eq!(
+        values(&d),
+        vec![
+            ("a".into(), vec![Some(10.0), None]),
+            ("b".into(), vec![None, Some(30.0)]),
+            ("gone<x>".into(), vec![Some(5.0), None]),
+        ],
+        "the DAG's order, then tasks only old runs had; no value where a task did not finish"
+    );
+    let t = chart(Metric::Tries, &order, &runs);
+    assert_eq!(
+        values(&t),
+        vec![
+            ("a".into(), vec![Some(1.0), None]),
+            ("b".into(), vec![None, Some(2.0)]),
+            ("gone<x>".into(), vec![Some(1.0), None]),
+        ],
+        "tries; a task that never started has none"
+    );
+    let l = chart(Metric::Landing, &order, &runs);
+    assert_eq!(
+        values(&l)[1],
+        ("b".into(), vec![None, Some(90.0)]),
+        "landing: task end minus the end of the run's data interval"
+    );
+    assert_eq!(
+        values(&l)[0],
+        ("a".into(), vec![Some(10.0), None]),
+        "landing of run 1: interval ended at day 1, the task 10s later"
+    );
+
+    let out = svg(&d);
+    assert!(out.starts_with("<svg") && out.ends_with("</svg>"), "{out}");
+    assert!(out.contains(r#"data-metric="duration""#), "{out}");
+    assert!(out.contains(r#"<g class="series" data-task="a""#), "{out}");
+    assert!(out.contains(r#"data-run="2" data-value="30""#), "{out}");
+    assert!(out.contains(r#"<a href="/runs/1">"#), "{out}");
+    assert!(
+        out.contains("gone&lt;x&gt;") && !out.contains("gone<x>"),
+        "escaped: {out}"
+    );
+    assert_eq!(svg(&d), out, "deterministic");
+    assert!(
+        svg(&chart(Metric::Duration, &order, &[])).contains("no finished tasks yet"),
+        "an empty chart says so"
+    );
+}
+
+#[test]
+fn calendar_colours_each_day_by_its_worst_state() {
+    use gale_store::DayRuns;
+    let date = |s: &str| s.parse::<jiff::civil::Date>().expect("a date");
+    let days = vec![
+        DayRuns {
+            day: date("2026-03-02"),
+            state: RunState::Success,
+            n_runs: 2,
+        },
+        DayRuns {
+            day: date("2026-03-02"),
+            state: RunState::Failed,
+            n_runs: 1,
+        },
+        DayRuns {
+            day: date("2026-03-03"),
+            state: RunState::Success,
+            n_runs: 1,
+        },
+    ];
+    let out = super::history::calendar(&days, date("2026-03-04"));
+    assert!(
+        out.contains(r#"class="day state-failed" data-day="2026-03-02" data-runs="3""#),
+        "{out}"
+    );
+    assert!(
+        out.contains("2026-03-02: 3 runs (2 success, 1 failed)"),
+        "{out}"
+    );
+    assert!(out.contains(r#"class="day state-success" data-day="2026-03-03" data-runs="1""#));
+    assert!(
+        out.contains(r#"data-day="2026-03-04" data-runs="0""#),
+        "today is the last cell"
+    );
+    assert!(
+        !out.contains(r#"data-day="2026-03-05""#),
+        "nothing after today"
+    );
+    // 2026-03-04 is a Wednesday: 52 full weeks before its week, plus Mon-Wed.
+    assert_eq!(out.matches(r#"<rect class="day"#).count(), 52 * 7 + 3);
+    assert!(
+        out.contains(r#"data-day="2025-03-03""#),
+        "starts on a Monday"
+    );
+}
+
+// ------------------------------------------------------------------ params form
+
+const PARAMS_DAG: &str = r#"params:
+  region: {type: string, enum: [eu, us], default: eu, description: Where to <run>}
+  count: {type: integer, minimum: 1, maximum: 10, default: 3}
+  ratio: {type: number, default: 0.5}
+  dry_run: {type: boolean, default: false}
+  label: {type: string, required: true, description: A label}
+  options: {type: object, default: {a: 1}}
+  names: [x, z]
+  api_key: {type: string, secret: true, default: k}
+tasks:
+  t:
+    run: echo
+"#;
+
+fn params_dag() -> gale_model::Dag {
+    gale_model::dag::parse("dags/params.yaml", "params", PARAMS_DAG).expect("a valid DAG")
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn params_form_has_a_control_per_param_type() {
+    use super::params_form::{Control, fields};
+    let got: Vec<(String, Control, String, bool)> = fields(&params_dag())
+        .into_iter()
+        .map(|f| (f.key, f.control, f.value, f.required))
+        .collect();
+    let number = |step, min: &str, max: &str| Control::Number {
+        step,
+        min: min.into(),
+        max: max.into(),
+    };
+    assert_eq!(
+        got,
+        vec![
+            ("count".into(), number("1", "1", "10"), "3".into(), false),
+            ("dry_run".into(), Control::Checkbox, "false".into(), false),
+            ("label".into(), Control::Text, "".into(), true),
+            (
+                "names".into(),
+                Control::Json,
+                "[\n  \"x\",\n  \"z\"\n]".into(),
+                false
+            ),
+            (
+                "options".into(),
+                Control::Json,
+                "{\n  \"a\": 1\n}".into(),
+                false
+            ),
+            ("ratio".into(), number("any", "", ""), "0.5".into(), false),
+            (
+                "region".into(),
+                Control::Select(vec![
+                    ("\"eu\"".into(), "eu".into()),
+                    ("\"us\"".into(), "us".into())
+                ]),
+                "\"eu\"".into(),
+                false
+            ),
+        ],
+        "key order, secrets left out, defaults filled"
+    );
+    assert!(super::params_form::has_hidden(&params_dag()));
+}
+
+#[test]
+fn params_form_converts_fields_to_typed_conf() {
+    use super::params_form::conf_of;
+    let dag = params_dag();
+    let form = pairs(&[
+        ("param.count", "7"),
+        ("param.dry_run", "false"),
+        ("param.dry_run", "true"),
+        ("param.label", "nightly <1>"),
+        ("param.names", "[\"z\"]"),
+        ("param.options", " "),
+        ("param.ratio", "1.25"),
+        ("param.region", "\"us\""),
+    ]);
+    let conf = conf_of(&dag, &form, serde_json::Map::new()).expect("a valid form");
+    assert_eq!(
+        serde_json::Value::Object(conf),
+        serde_json::json!({
+            "count": 7, "dry_run": true, "label": "nightly <1>", "names": ["z"],
+            "ratio": 1.25, "region": "us"
+        }),
+        "each field as its param's JSON type; an empty field keeps the default"
+    );
+    let advanced = serde_json::json!({"count": 9, "api_key": "new"});
+    let serde_json::Value::Object(advanced) = advanced else {
+        unreachable!()
+    };
+    let conf = conf_of(&dag, &form, advanced).expect("a valid form");
+    assert_eq!(conf["count"], 9, "the advanced JSON overrides a field");
+    assert_eq!(conf["api_key"], "new", "and may set a secret");
+    let unchecked = pairs(&[("param.label", "x"), ("param.dry_run", "false")]);
+    let conf = conf_of(&dag, &unchecked, serde_json::Map::new()).expect("valid");
+    assert_eq!(
+        conf["dry_run"], false,
+        "an unchecked box sends its hidden false"
+    );
+    assert!(
+        !conf.contains_key("count"),
+        "an absent field keeps its default"
+    );
+}
+
+#[test]
+fn params_form_names_the_param_of_each_bad_field() {
+    use super::params_form::conf_of;
+    let dag = params_dag();
+    let check = |form: &[(&str, &str)], key: &str, want: &str| {
+        let (fields, _) = conf_of(&dag, &pairs(form), serde_json::Map::new())
+            .expect_err(&format!("{form:?} must be refused"));
+        let f = fields
+            .iter()
+            .find(|f| f.key == key)
+            .unwrap_or_else(|| panic!("no field {key}"));
+        assert!(
+            f.error.starts_with(&format!("param {key}: ")) && f.error.contains(want),
+            "{form:?}: {key}: {:?} should say {want:?}",
+            f.error
+        );
+        let others: Vec<&str> = fields
+            .iter()
+            .filter(|g| g.key != key && !g.error.is_empty())
+            .map(|g| g.key.as_str())
+            .collect();
+        assert!(
+            others.is_empty(),
+            "{form:?}: only {key} is wrong, not {others:?}"
+        );
+        assert_eq!(
+            f.value,
+            form.iter()
+                .rev()
+                .find(|(k, _)| k.ends_with(key))
+                .map_or("", |(_, v)| *v),
+            "what was typed is kept"
+        );
+    };
+    check(
+        &[("param.label", "x"), ("param.count", "seven")],
+        "count",
+        "not a whole number",
+    );
+    check(
+        &[("param.label", "x"), ("param.count", "2.5")],
+        "count",
+        "not a whole number",
+    );
+    check(
+        &[("param.label", "x"), ("param.count", "11")],
+        "count",
+        "above the maximum 10",
+    );
+    check(
+        &[("param.label", "x"), ("param.ratio", "lots")],
+        "ratio",
+        "not a number",
+    );
+    check(
+        &[("param.label", "x"), ("param.region", "\"mars\"")],
+        "region",
+        "not one of its choices",
+    );
+    check(
+        &[("param.label", "x"), ("param.options", "{oops")],
+        "options",
+        "not valid JSON",
+    );
+    check(
+        &[("param.label", "x"), ("param.options", "[1]")],
+        "options",
+        "not of type object",
+    );
+    check(
+        &[("param.label", "x"), ("param.dry_run", "maybe")],
+        "dry_run",
+        "neither true nor false",
+    );
+    check(&[("param.label", "")], "label", "required");
+    let (_, other) = conf_of(
+        &dag,
+        &pairs(&[("param.label", "x")]),
+        serde_json::from_str(r#"{"nope": 1}"#).expect("JSON"),
+    )
+    .expect_err("an undeclared key");
+    assert!(
+        other.iter().any(|e| e.contains("\"nope\" is not a param")),
+        "an error no field shows is given apart: {other:?}"
+    );
+}

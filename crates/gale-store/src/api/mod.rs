@@ -33,7 +33,10 @@ pub use nodes::{NodeRow, NodeState};
 pub use operator::{ClearTask, RunMark};
 pub use pools::PoolRow;
 pub use queue::{AttemptRow, AttemptState, Claim, Finish, Outcome, Reap};
-pub use runs::{RunActivity, RunFilter, RunRow, StoreCounts, TaskRow, Transition};
+pub use runs::{
+    DAILY_MAX_DAYS, DayRuns, HISTORY_MAX, RunActivity, RunFilter, RunHistory, RunRow, StoreCounts,
+    TaskHistory, TaskRow, Transition,
+};
 pub use secrets::{ConnectionRow, SECRETS_LISTED, Sealed, SealedRef, SecretKind, VariableRow};
 pub use slots::{SlotRow, SlotStatus};
 

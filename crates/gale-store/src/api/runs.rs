@@ -70,6 +70,42 @@ pub struct RunActivity {
     pub in_flight: bool,
 }
 
+/// The most runs [`Runs::dag_history`] returns.
+pub const HISTORY_MAX: u32 = 100;
+
+/// The most days [`Runs::daily_runs`] covers, counted back from its newest run.
+pub const DAILY_MAX_DAYS: u32 = 400;
+
+/// One run of [`Runs::dag_history`]: the run and the timing of each of its task
+/// instances.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunHistory {
+    pub run: RunRow,
+    /// By task id.
+    pub tasks: Vec<TaskHistory>,
+}
+
+/// A task instance's timing in a run: its current (or last) try's start and
+/// end, and how many tries it has had.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TaskHistory {
+    pub task_id: TaskId,
+    pub state: TaskState,
+    /// Tries claimed so far (0: never started).
+    pub try_number: u32,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+}
+
+/// How many runs of a DAG whose logical date falls on one UTC day ended up (so
+/// far) in one state. See [`Runs::daily_runs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct DayRuns {
+    pub day: jiff::civil::Date,
+    pub state: RunState,
+    pub n_runs: u32,
+}
+
 /// A scheduler's conditional state change of a task instance.
 #[derive(Clone, Debug)]
 pub struct Transition {
@@ -153,4 +189,16 @@ pub trait Runs: Send + Sync + 'static {
     async fn recent_runs(&self, per_dag: u32) -> Result<Vec<RunRow>>;
 
     async fn counts(&self) -> Result<StoreCounts>;
+
+    /// The newest `limit` runs of a DAG (at most [`HISTORY_MAX`]; 0 is 25),
+    /// newest first, each with its task instances' tries, start and end:
+    /// what the durations, tries and landing charts draw. One query.
+    async fn dag_history(&self, dag_id: &DagId, limit: u32) -> Result<Vec<RunHistory>>;
+
+    /// A DAG's runs whose logical date is at or after `since`, counted per
+    /// UTC day of the logical date and state, oldest day first (states in
+    /// [`RunState`] order within a day). `since` is moved up to at most
+    /// [`DAILY_MAX_DAYS`] before the newest run, so the answer stays bounded.
+    /// One query, on the (dag, logical date, state) index.
+    async fn daily_runs(&self, dag_id: &DagId, since: Timestamp) -> Result<Vec<DayRuns>>;
 }

@@ -63,6 +63,7 @@ macro_rules! for_each_check {
             mark_task_states,
             clear_tasks_requeues_finished_run,
             listing_for_the_web,
+            history_and_calendar,
             backfills_progress,
             cancel_backfill_once,
             users_sessions_tokens,

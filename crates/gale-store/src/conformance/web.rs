@@ -236,3 +236,178 @@ pub async fn listing_for_the_web<S: Store + ?Sized>(store: &S) {
             .is_empty()
     );
 }
+
+/// `dag_history` gives a DAG's newest runs, newest first, each with its task
+/// instances by task id (tries, start and end of the last try), bounded by
+/// its limit; `daily_runs` counts a DAG's runs per UTC day of the logical date
+/// and state, from `since`, never more than `DAILY_MAX_DAYS` before its newest
+/// run.
+pub async fn history_and_calendar<S: Store + ?Sized>(store: &S) {
+    let dag = seed(
+        store,
+        "dags/hist.yaml",
+        &flat_dag_source("hist", 2, "max_active_runs: 10"),
+    )
+    .await;
+    let other = seed(store, "dags/other.yaml", &flat_dag_source("other", 1, "")).await;
+    let old = create(
+        store,
+        &new_run(&dag, "manual__old", RunType::Manual, day(-500)),
+    )
+    .await;
+    let r1 = create(
+        store,
+        &new_run(&dag, "scheduled__1", RunType::Scheduled, day(1)),
+    )
+    .await;
+    let late = Timestamp::from_second(day(2).as_second() + 3_600).expect("a valid timestamp");
+    let r2 = create(store, &new_run(&dag, "manual__2a", RunType::Manual, day(2))).await;
+    let r3 = create(store, &new_run(&dag, "manual__2b", RunType::Manual, late)).await;
+    create(
+        store,
+        &new_run(&other, "scheduled__2", RunType::Scheduled, day(2)),
+    )
+    .await;
+    store.promote_runs().await.expect("promote_runs");
+
+    // r1's t1 fails its first try and succeeds on the second; t2 never starts.
+    queue_tasks(store, dag.id(), r1, &["t1"]).await;
+    let claimed = store
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 1)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1, "t1 of r1 is claimed");
+    let ti = claimed[0].task.id;
+    assert!(
+        store
+            .finish_attempt(&finish(ti, 1, "w1", TaskState::UpForRetry, "failed"))
+            .await
+            .expect("finish_attempt")
+    );
+    let moved = store
+        .apply_transitions(&[Transition {
+            ti,
+            from: TaskState::UpForRetry,
+            to: TaskState::Scheduled,
+            retry_at: None,
+        }])
+        .await
+        .expect("apply_transitions");
+    assert_eq!(moved, 1, "up_for_retry -> scheduled");
+    store.enqueue(dag.id(), &[ti], None).await.expect("enqueue");
+    let claimed = store
+        .claim(&"w1".into(), "host-1", &queues(&["default"]), 1)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1, "the retry is claimed");
+    assert!(
+        store
+            .finish_attempt(&finish(ti, 2, "w1", TaskState::Success, "success"))
+            .await
+            .expect("finish_attempt")
+    );
+    assert!(
+        store
+            .finish_run(r1, RunState::Failed, &[])
+            .await
+            .expect("finish_run")
+    );
+
+    let history = store.dag_history(dag.id(), 3).await.expect("dag_history");
+    assert_eq!(
+        history.iter().map(|h| h.run.id).collect::<Vec<_>>(),
+        vec![r3, r2, r1],
+        "the newest `limit` runs of the DAG, newest first"
+    );
+    let first = &history[2];
+    assert_eq!(first.run.state, RunState::Failed);
+    let task_ids: Vec<&str> = first.tasks.iter().map(|t| t.task_id.as_str()).collect();
+    assert_eq!(task_ids, vec!["t1", "t2"], "each run's tasks by task id");
+    let t1 = &first.tasks[0];
+    assert_eq!(t1.try_number, 2, "two tries of t1: {t1:#?}");
+    assert_eq!(t1.state, TaskState::Success);
+    let (Some(start), Some(end)) = (t1.started_at, t1.ended_at) else {
+        panic!("a finished try has a start and an end: {t1:#?}");
+    };
+    assert!(start <= end, "the try ends after it starts: {t1:#?}");
+    let t2 = &first.tasks[1];
+    assert_eq!(
+        (t2.try_number, t2.started_at, t2.ended_at),
+        (0, None, None),
+        "a task never claimed has no try: {t2:#?}"
+    );
+    assert!(
+        history[0]
+            .tasks
+            .iter()
+            .all(|t| t.try_number == 0 && t.state == TaskState::None),
+        "a run not yet started: {:#?}",
+        history[0]
+    );
+    let all = store.dag_history(dag.id(), 0).await.expect("dag_history");
+    assert_eq!(
+        all.iter().map(|h| h.run.id).collect::<Vec<_>>(),
+        vec![r3, r2, r1, old],
+        "0 is the default limit, which covers four runs"
+    );
+    assert!(
+        all.iter().all(|h| h.run.dag_id == *dag.id()),
+        "only the DAG's own runs"
+    );
+    let capped = store
+        .dag_history(dag.id(), u32::MAX)
+        .await
+        .expect("dag_history");
+    assert_eq!(capped.len(), 4, "a huge limit is capped, not refused");
+    assert!(
+        store
+            .dag_history(&DagId("absent".into()), 10)
+            .await
+            .expect("dag_history")
+            .is_empty(),
+        "a DAG without runs has no history"
+    );
+
+    let date = |n: i64| day(n).to_zoned(jiff::tz::TimeZone::UTC).date();
+    let days = store
+        .daily_runs(dag.id(), day(0))
+        .await
+        .expect("daily_runs");
+    assert_eq!(
+        days,
+        vec![
+            crate::DayRuns {
+                day: date(1),
+                state: RunState::Failed,
+                n_runs: 1
+            },
+            crate::DayRuns {
+                day: date(2),
+                state: RunState::Running,
+                n_runs: 2
+            },
+        ],
+        "per UTC day and state, oldest first; the other DAG's run is not counted"
+    );
+    let days = store
+        .daily_runs(dag.id(), day(-1000))
+        .await
+        .expect("daily_runs");
+    assert!(
+        days.iter().all(|d| d.day >= date(1)),
+        "a run more than DAILY_MAX_DAYS before the newest is left out: {days:#?}"
+    );
+    let days = store.daily_runs(dag.id(), late).await.expect("daily_runs");
+    assert_eq!(
+        days.iter().map(|d| (d.day, d.n_runs)).collect::<Vec<_>>(),
+        vec![(date(2), 1)],
+        "`since` is a time, not a day: only the run at or after it"
+    );
+    assert!(
+        store
+            .daily_runs(&DagId("absent".into()), day(0))
+            .await
+            .expect("daily_runs")
+            .is_empty()
+    );
+}

@@ -44,6 +44,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../../migrations/postgres/0011_admin_pages.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/postgres/0012_runs_by_dag_date.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises migrations between processes.

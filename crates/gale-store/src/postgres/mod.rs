@@ -69,7 +69,7 @@ mod url;
 pub use url::{PgUrl, RootCert, SslMode, TlsSettings, endpoint_of, parse_url};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// Tunables of a [`PgStore`].
 #[derive(Clone, Debug)]

@@ -439,4 +439,69 @@ impl Runs for PgStore {
         })
         .await
     }
+
+    async fn dag_history(&self, dag_id: &DagId, limit: u32) -> Result<Vec<RunHistory>> {
+        let dag_id = dag_id.0.clone();
+        let limit = i64::from(history_limit(limit));
+        self.single(move |c| {
+            Box::pin(async move {
+                // The runs come from runs_by_dag, their task instances from the
+                // (run_id, task_id) unique index: at most `limit` runs' worth of rows.
+                let cols = RUN_COLS
+                    .split(',')
+                    .map(|col| format!("r.{}", col.trim()))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "SELECT {cols}, t.task_id, t.state, t.try_number, t.started_at, t.ended_at
+                     FROM (SELECT * FROM runs WHERE dag_id = $1 ORDER BY id DESC LIMIT $2) r
+                     LEFT JOIN task_instances t ON t.run_id = r.id
+                     ORDER BY r.id DESC, t.task_id"
+                );
+                let rows = c.rows(&sql, &[&dag_id, &limit]).await?;
+                Ok(group_history(rows.iter().map(|r| {
+                    let task = r.get::<_, Option<String>>(13).map(|task_id| TaskHistory {
+                        task_id: TaskId(task_id),
+                        state: r.get::<_, String>(14).parse().unwrap_or(TaskState::Failed),
+                        try_number: u32_of(r.get(15)),
+                        started_at: r.get(16),
+                        ended_at: r.get(17),
+                    });
+                    (run_row(r), task)
+                })))
+            })
+        })
+        .await
+    }
+
+    async fn daily_runs(&self, dag_id: &DagId, since: Timestamp) -> Result<Vec<DayRuns>> {
+        let dag_id = dag_id.0.clone();
+        let days = i32::try_from(DAILY_MAX_DAYS).unwrap_or(i32::MAX);
+        self.single(move |c| {
+            Box::pin(async move {
+                // The range and the grouping read runs_by_dag_date alone (an
+                // index-only scan: it covers dag_id, logical_date and state);
+                // greatest() skips the NULL of a DAG without runs.
+                let rows = c
+                    .rows(
+                        "SELECT floor(extract(epoch FROM logical_date) / 86400)::bigint AS day,
+                                state, count(*)
+                         FROM runs
+                         WHERE dag_id = $1 AND logical_date >= greatest($2::timestamptz,
+                             (SELECT max(logical_date) FROM runs WHERE dag_id = $1)
+                                 - $3::int4 * interval '1 day')
+                         GROUP BY 1, 2",
+                        &[&dag_id, &since, &days],
+                    )
+                    .await?;
+                let mut out: Vec<DayRuns> = rows
+                    .iter()
+                    .filter_map(|r| day_runs(r.get::<_, i64>(0), &r.get::<_, String>(1), r.get(2)))
+                    .collect();
+                sort_days(&mut out);
+                Ok(out)
+            })
+        })
+        .await
+    }
 }

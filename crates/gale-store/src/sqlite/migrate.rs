@@ -41,6 +41,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../../migrations/sqlite/0012_admin_pages.sql"),
     ),
+    (
+        13,
+        include_str!("../../migrations/sqlite/0013_runs_by_dag_date.sql"),
+    ),
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

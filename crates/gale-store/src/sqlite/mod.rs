@@ -43,7 +43,7 @@ use migrate::migrate;
 use writer::{Job, WriteJob, writer_loop};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 /// Reader connections per store: WAL lets them read while the writer writes, so
 /// a scheduler reading a large run never holds up a worker reporting a result.
@@ -304,6 +304,15 @@ fn dag_row(r: &Row) -> rusqlite::Result<DagRow> {
 
 const RUN_COLS: &str = "id, dag_id, run_key, run_type, version_hash, logical_date, \
      interval_start, interval_end, conf, state, created_at, started_at, ended_at";
+
+/// `RUN_COLS`, each qualified by a table alias (for a join).
+fn prefixed_run_cols(alias: &str) -> String {
+    RUN_COLS
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 fn run_row(r: &Row) -> rusqlite::Result<RunRow> {
     Ok(RunRow {

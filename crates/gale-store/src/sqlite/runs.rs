@@ -439,4 +439,70 @@ impl Runs for SqliteStore {
         })
         .await
     }
+
+    async fn dag_history(&self, dag_id: &DagId, limit: u32) -> Result<Vec<RunHistory>> {
+        let dag_id = dag_id.0.clone();
+        let limit = history_limit(limit);
+        self.call(move |conn| {
+            // The runs come from runs_by_dag, their task instances from the
+            // (run_id, task_id) unique index: at most `limit` runs' worth of rows.
+            let sql = format!(
+                "SELECT {}, t.task_id, t.state, t.try_number, t.started_at, t.ended_at
+                 FROM (SELECT * FROM runs WHERE dag_id = ?1 ORDER BY id DESC LIMIT ?2) r
+                 LEFT JOIN task_instances t ON t.run_id = r.id
+                 ORDER BY r.id DESC, t.task_id",
+                prefixed_run_cols("r")
+            );
+            let rows = query_all(conn, &sql, params![dag_id, limit], |r| {
+                let run = run_row(r)?;
+                let task = match r.get::<_, Option<String>>(13)? {
+                    None => None,
+                    Some(task_id) => Some(TaskHistory {
+                        task_id: TaskId(task_id),
+                        state: r.get::<_, String>(14)?.parse().unwrap_or(TaskState::Failed),
+                        try_number: r.get(15)?,
+                        started_at: opt_ts(r.get(16)?),
+                        ended_at: opt_ts(r.get(17)?),
+                    }),
+                };
+                Ok((run, task))
+            })?;
+            Ok(group_history(rows))
+        })
+        .await
+    }
+
+    async fn daily_runs(&self, dag_id: &DagId, since: Timestamp) -> Result<Vec<DayRuns>> {
+        let dag_id = dag_id.0.clone();
+        let since = to_micros(since);
+        let span = i64::from(DAILY_MAX_DAYS) * MICROS_PER_DAY;
+        self.call(move |conn| {
+            // The range and the grouping read runs_by_dag_date alone (it covers
+            // dag_id, logical_date and state). The day is floored, also before 1970.
+            let rows = query_all(
+                conn,
+                "SELECT logical_date / ?4 - (logical_date < 0 AND logical_date % ?4 != 0) AS day,
+                        state, count(*)
+                 FROM runs
+                 WHERE dag_id = ?1 AND logical_date >= max(?2,
+                     coalesce((SELECT max(logical_date) FROM runs WHERE dag_id = ?1), 0) - ?3)
+                 GROUP BY day, state",
+                params![dag_id, since, span, MICROS_PER_DAY],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
+            )?;
+            let mut out: Vec<DayRuns> = rows
+                .iter()
+                .filter_map(|(day, state, n)| day_runs(*day, state, *n))
+                .collect();
+            sort_days(&mut out);
+            Ok(out)
+        })
+        .await
+    }
 }

@@ -41,5 +41,6 @@ mod tidy;
 mod tls;
 mod trust;
 mod ui;
+mod ui_history;
 mod web_attack;
 mod webdriver;

@@ -1,5 +1,5 @@
 //! The web UI end to end: a real `gale standalone` and headless Chromium
-//! (log in, the DAG list, triggering with conf, the grid refreshing in place,
+//! (log in, the DAG list, triggering with a param, the grid refreshing in place,
 //! graph, run and attempt pages, the log follower, the pause switch, the
 //! cluster page, the audit log, with a screenshot of each main page), and plain HTTP for what
 //! a browser would never send (forged cross-site posts, a viewer's trigger).
@@ -205,27 +205,23 @@ async fn browser_walks_through_the_ui() {
     assert!(user.contains("admin"), "{user}");
     shoot(&browser, "dags").await;
 
-    // Trigger with conf typed into the Trigger tab.
+    // Trigger with a param typed into the Trigger tab's form.
     browser
         .goto(&format!("{base}/dags/greeter?tab=trigger"))
         .await
         .expect("the trigger tab");
-    let conf = browser
-        .wait_for("textarea[name=conf]", WAIT)
+    let who = browser
+        .wait_for("input[name='param.who']", WAIT)
         .await
-        .expect("the conf box");
-    let prefilled = conf.prop("value").await.expect("its value");
-    assert!(
-        prefilled
-            .as_str()
-            .unwrap_or_default()
-            .contains("\"who\": \"world\""),
-        "the conf box starts with the DAG's params: {prefilled}"
+        .expect("the field of param who");
+    let prefilled = who.prop("value").await.expect("its value");
+    assert_eq!(
+        prefilled,
+        json!("world"),
+        "the field starts with the param's default"
     );
-    conf.clear().await.expect("clearing the conf box");
-    conf.send_keys(r#"{"who": "browser"}"#)
-        .await
-        .expect("typing conf");
+    who.clear().await.expect("clearing the field");
+    who.send_keys("browser").await.expect("typing the param");
     browser
         .find("form[action='/dags/greeter/trigger'] button[type=submit]")
         .await
