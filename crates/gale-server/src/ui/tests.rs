@@ -886,6 +886,13 @@ async fn run_actions_redirect_back_with_a_flash() {
     );
     let run_row = f.store.get_run(run).await.expect("run").expect("exists");
     assert_eq!(run_row.state, RunState::Cancelled);
+    let (_, page) = get(&f, &cookie, &format!("/runs/{run}")).await;
+    assert!(
+        page.contains("state-cancelled") && !page.contains("badge state-failed"),
+        "the run page says cancelled, not failed: {page}"
+    );
+    let (_, list) = get(&f, &cookie, "/dags/hello?tab=runs").await;
+    assert!(list.contains("state-cancelled"), "{list}");
 
     let res = post_form(&f, &cookie, &format!("/runs/{run}/cancel"), &token).await;
     assert!(

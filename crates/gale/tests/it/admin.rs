@@ -105,7 +105,7 @@ fn cli_deletes_dags_and_lists_and_cancels_backfills() {
     assert_eq!(cancelled["queued"], 0, "{cancelled:#}");
     for run in cancelled["cancelled_runs"].as_array().expect("runs") {
         let run = home.run_json(run.as_i64().expect("a run id"));
-        assert_eq!(run["run"]["state"], "failed", "{run:#}");
+        assert_eq!(run["run"]["state"], "cancelled", "{run:#}");
     }
     let again = home.gale(&["backfill", "cancel", &older_id]);
     assert_eq!(again.code, 1, "{again}");
