@@ -3,7 +3,7 @@
 //! cancelled as `gale runs cancel` cancels a run).
 
 use gale_model::{DagId, RunId, RunState, RunType, schedule};
-use gale_store::{AuditAction, CancelBackfill, NewRun, RunFilter};
+use gale_store::{AuditAction, CancelBackfill, NewRun, RunFilter, RunMark};
 use serde_json::json;
 
 use crate::audit::{Actor, audited, detail};
@@ -11,10 +11,6 @@ use crate::{ActionStore, Error, Result, current_dag};
 
 /// The most runs one backfill may create.
 pub const MAX_BACKFILL_RUNS: usize = 10_000;
-
-/// How many runs a backfill creates between two looks at whether it was
-/// cancelled.
-const CANCEL_CHECK_EVERY: usize = 100;
 
 /// What a backfill created.
 #[derive(Debug)]
@@ -119,20 +115,31 @@ async fn create(
         .await?;
     let mut created = Vec::new();
     let mut existing = 0;
-    for (n, iv) in intervals.iter().enumerate() {
-        // A cancel that arrives while a long range is being created stops it.
-        if n > 0
-            && n % CANCEL_CHECK_EVERY == 0
-            && store
+    let cancelled = || async {
+        Ok::<bool, Error>(
+            store
                 .get_backfill(id)
                 .await?
-                .is_some_and(|b| b.cancelled_at.is_some())
-        {
+                .is_some_and(|b| b.cancelled_at.is_some()),
+        )
+    };
+    for iv in &intervals {
+        // A cancel that arrives while a long range is being created stops it.
+        if cancelled().await? {
             break;
         }
         let run = NewRun::backfill(dag_id, &row.version_hash, dag, *iv);
         match store.create_run(&run).await? {
-            Some(id) => created.push(id),
+            Some(run_id) => {
+                created.push(run_id);
+                // A cancel that listed the backfill's runs before this one was
+                // made did not see it: it is cancelled here. (A cancel sets
+                // `cancelled_at` before listing, so one of the two sees it.)
+                if cancelled().await? {
+                    store.mark_run(run_id, RunMark::Cancel, by).await?;
+                    break;
+                }
+            }
             None => existing += 1,
         }
     }

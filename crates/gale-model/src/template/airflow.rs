@@ -44,7 +44,8 @@ impl Names {
             prev_data_interval_end_success => prev("prev_data_interval_end_success"),
             prev_start_date_success => prev("prev_start_date_success"),
             ts_nodash => stamp("%Y%m%dT%H%M%S"),
-            ts_nodash_with_tz => stamp("%Y%m%dT%H%M%S%z"),
+            // Airflow's: `ts` without its dashes and colons (microseconds kept).
+            ts_nodash_with_tz => ctx.ts.replace(['-', ':'], ""),
             task_instance_key_str => format!("{}__{}__{}", ctx.dag_id, ctx.task_id, ctx.ds_nodash),
             dag_run => minijinja::context! {
                 conf => Value::from(minijinja::value::Serde(&ctx.conf)),

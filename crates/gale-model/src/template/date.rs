@@ -185,7 +185,7 @@ impl Object for DateTime {
 /// `macros.datetime`, Python's `datetime`: `macros.datetime(2026, 1, 31)`
 /// (hour, minute, second optional), `macros.datetime.strptime(text, format)`
 /// and `macros.datetime.fromisoformat(text)`; naive unless the text has an
-/// offset (then that instant, in UTC).
+/// offset (then that instant at that offset, as Python keeps it).
 #[derive(Debug)]
 pub struct Constructor;
 

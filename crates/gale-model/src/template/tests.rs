@@ -311,6 +311,19 @@ fn dates_render_and_compute_as_airflow_3_renders_them() {
     ] {
         assert_eq!(r(template), airflow, "{template}");
     }
+    // A manual run's logical date has microseconds: `ts` and
+    // `ts_nodash_with_tz` keep them, `ts_nodash` does not, as in Airflow.
+    let mut m = c.clone();
+    m.ts = "2026-03-01T10:22:33.123456+00:00".into();
+    m.logical_date = m.ts.clone();
+    let rm = |t: &str| render(t, &m, Escape::None).unwrap_or_else(|e| panic!("{t}: {e}"));
+    assert_eq!(rm("{{ ts_nodash_with_tz }}"), "20260301T102233.123456+0000");
+    assert_eq!(rm("{{ ts_nodash }}"), "20260301T102233");
+    assert_eq!(rm("{{ logical_date }}"), "2026-03-01 10:22:33.123456+00:00");
+    assert_eq!(
+        isoformat("2026-03-01T10:22:33.123456Z".parse().unwrap()),
+        "2026-03-01T10:22:33.123456+00:00"
+    );
     // A JSON body gets a date as its text, in a string.
     let body = render(r#"{"at": "{{ logical_date }}"}"#, &c, Escape::Json).unwrap();
     assert_eq!(body, r#"{"at": "2026-03-01 00:00:00+00:00"}"#);

@@ -161,7 +161,8 @@ pub trait Runs: Send + Sync + 'static {
     ) -> Result<bool>;
 
     /// The newest run of `dag_id` created before `before` that has finished
-    /// (success or failed): whether a success is a recovery.
+    /// (success or failed; a cancelled run is passed over, as it says
+    /// nothing of the DAG's health): whether a success is a recovery.
     async fn previous_finished_run(&self, dag_id: &DagId, before: RunId) -> Result<Option<RunRow>>;
 
     async fn run_tasks(&self, run_id: RunId) -> Result<Vec<TaskRow>>;

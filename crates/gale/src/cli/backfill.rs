@@ -184,7 +184,8 @@ async fn create(store: &dyn Store, args: CreateArgs, output: Output) -> anyhow::
                 if r.state.is_terminal() {
                     done += 1;
                 }
-                if r.state == RunState::Failed {
+                // A cancelled run did not do its slot's work either.
+                if matches!(r.state, RunState::Failed | RunState::Cancelled) {
                     failed += 1;
                 }
             }
@@ -192,7 +193,7 @@ async fn create(store: &dyn Store, args: CreateArgs, output: Output) -> anyhow::
         if let Some(b) = &bar {
             b.set_position(done);
             b.set_message(if failed > 0 {
-                format!("({failed} failed)")
+                format!("({failed} failed or cancelled)")
             } else {
                 String::new()
             });
@@ -205,7 +206,7 @@ async fn create(store: &dyn Store, args: CreateArgs, output: Output) -> anyhow::
                 print_json(&serde_json::json!({ "runs": run_ids, "failed": failed }))?;
             } else {
                 println!(
-                    "backfill finished: {} run(s), {failed} failed",
+                    "backfill finished: {} run(s), {failed} failed or cancelled",
                     run_ids.len()
                 );
             }
