@@ -336,7 +336,7 @@ pub(super) async fn render(
             tmpl.runs_tab = Some(runs_view(store, dag_id, before, now, &zone).await?);
         }
         Tab::History(metric, n) => {
-            tmpl.history_tab = Some(history_view(store, dag_id, spec, metric, n).await?);
+            tmpl.history_tab = Some(history_view(store, dag_id, spec, metric, n, &zone).await?);
         }
         Tab::Calendar => {
             tmpl.calendar_tab = Some(calendar_view(store, dag_id, now).await?);

@@ -65,10 +65,11 @@ pub(super) async fn history_view(
     spec: &gale_model::Dag,
     metric: Metric,
     n: u32,
+    zone: &super::format::Zone,
 ) -> Result<HistoryView, UiError> {
     let runs = store.dag_history(dag_id, n).await?;
     let order: Vec<&str> = spec.tasks.iter().map(|t| t.id.as_str()).collect();
-    let chart = history::chart(metric, &order, &runs);
+    let chart = history::chart(metric, &order, &runs, zone);
     let (tab, caption) = match metric {
         Metric::Duration => (
             "durations",

@@ -85,8 +85,9 @@ const PALETTE: &[&str] = &[
 
 /// Builds a chart of `metric` from a DAG's history (newest run first, as the
 /// store returns it). Tasks come in `order` (the current DAG's), then any
-/// task only older versions had, by id.
-pub fn chart(metric: Metric, order: &[&str], history: &[RunHistory]) -> Chart {
+/// task only older versions had, by id. Runs' dates are written in `zone`,
+/// the page's.
+pub fn chart(metric: Metric, order: &[&str], history: &[RunHistory], zone: &format::Zone) -> Chart {
     let mut task_ids: Vec<String> = order.iter().map(|t| (*t).to_owned()).collect();
     let mut extra: Vec<String> = history
         .iter()
@@ -102,7 +103,7 @@ pub fn chart(metric: Metric, order: &[&str], history: &[RunHistory]) -> Chart {
         .iter()
         .map(|h| Column {
             run_id: h.run.id.0,
-            logical_date: format::ts(h.run.logical_date),
+            logical_date: zone.ts(h.run.logical_date),
             href: format!("/runs/{}", h.run.id.0),
         })
         .collect();

@@ -1307,7 +1307,7 @@ fn history_charts_put_oldest_runs_left_and_skip_missing_values() {
         ),
     ];
     let order = ["a", "b"];
-    let d = chart(Metric::Duration, &order, &runs);
+    let d = chart(Metric::Duration, &order, &runs, &super::format::Zone::utc());
     assert_eq!(
         d.columns.iter().map(|c| c.run_id).collect::<Vec<_>>(),
         vec![1, 2],
@@ -1328,7 +1328,7 @@ fn history_charts_put_oldest_runs_left_and_skip_missing_values() {
         ],
         "the DAG's order, then tasks only old runs had; no value where a task did not finish"
     );
-    let t = chart(Metric::Tries, &order, &runs);
+    let t = chart(Metric::Tries, &order, &runs, &super::format::Zone::utc());
     assert_eq!(
         values(&t),
         vec![
@@ -1338,7 +1338,7 @@ fn history_charts_put_oldest_runs_left_and_skip_missing_values() {
         ],
         "tries; a task that never started has none"
     );
-    let l = chart(Metric::Landing, &order, &runs);
+    let l = chart(Metric::Landing, &order, &runs, &super::format::Zone::utc());
     assert_eq!(
         values(&l)[1],
         ("b".into(), vec![None, Some(90.0)]),
@@ -1362,7 +1362,13 @@ fn history_charts_put_oldest_runs_left_and_skip_missing_values() {
     );
     assert_eq!(svg(&d), out, "deterministic");
     assert!(
-        svg(&chart(Metric::Duration, &order, &[])).contains("no finished tasks yet"),
+        svg(&chart(
+            Metric::Duration,
+            &order,
+            &[],
+            &super::format::Zone::utc()
+        ))
+        .contains("no finished tasks yet"),
         "an empty chart says so"
     );
 }
