@@ -269,6 +269,26 @@ fn slots_text(slots: u32) -> String {
     }
 }
 
+/// After a pool was created or resized: the scheduler woken (more slots
+/// may let waiting task instances be queued) and the page again, with `ok`
+/// or the refusal.
+fn pool_written<T>(
+    s: &AppState,
+    ctx: &Ctx,
+    written: Result<T, gale_actions::Error>,
+    ok: String,
+) -> Result<Response, UiError> {
+    match written {
+        Ok(_) => {
+            if let Some(n) = &s.notifier {
+                n.scheduler.notify_one();
+            }
+            Ok(ctx.redirect("/pools", Flash::ok(ok)))
+        }
+        Err(e) => refused(ctx, "/pools", e),
+    }
+}
+
 /// Slots as typed into a form.
 fn slots_of(text: &str) -> Result<u32, String> {
     text.trim().parse::<u32>().map_err(|_| {
@@ -288,28 +308,23 @@ pub async fn create_pool(
     let description = Some(form.description.trim()).filter(|d| !d.is_empty());
     let res = match slots_of(&form.slots) {
         Err(msg) => Ok(ctx.redirect("/pools", Flash::error(msg))),
-        Ok(slots) => match admin::set_pool(
-            &*s.store,
-            &ctx.actor(),
-            &name,
-            slots,
-            description,
-            PoolWrite::Create,
-        )
-        .await
-        {
-            Ok(_) => {
-                // More slots may let waiting task instances be queued.
-                if let Some(n) = &s.notifier {
-                    n.scheduler.notify_one();
-                }
-                Ok(ctx.redirect(
-                    "/pools",
-                    Flash::ok(format!("created pool {name} with {}", slots_text(slots))),
-                ))
-            }
-            Err(e) => refused(&ctx, "/pools", e),
-        },
+        Ok(slots) => {
+            let written = admin::set_pool(
+                &*s.store,
+                &ctx.actor(),
+                &name,
+                slots,
+                description,
+                PoolWrite::Create,
+            )
+            .await;
+            pool_written(
+                &s,
+                &ctx,
+                written,
+                format!("created pool {name} with {}", slots_text(slots)),
+            )
+        }
     };
     ctx.respond(res)
 }
@@ -333,7 +348,7 @@ pub async fn set_slots(
             .into_iter()
             .find(|p| p.name == name)
             .and_then(|p| p.description);
-        match admin::set_pool(
+        let written = admin::set_pool(
             &*s.store,
             &ctx.actor(),
             &name,
@@ -341,20 +356,13 @@ pub async fn set_slots(
             description.as_deref(),
             PoolWrite::Update,
         )
-        .await
-        {
-            Ok(_) => {
-                // More slots may let waiting task instances be queued.
-                if let Some(n) = &s.notifier {
-                    n.scheduler.notify_one();
-                }
-                Ok(ctx.redirect(
-                    "/pools",
-                    Flash::ok(format!("pool {name} now has {}", slots_text(slots))),
-                ))
-            }
-            Err(e) => refused(&ctx, "/pools", e),
-        }
+        .await;
+        pool_written(
+            &s,
+            &ctx,
+            written,
+            format!("pool {name} now has {}", slots_text(slots)),
+        )
     }
     .await;
     ctx.respond(res)
