@@ -35,13 +35,8 @@ pub async fn set_user_role(
                 role.as_str()
             )));
         }
-        match store.set_user_role(name, role).await? {
-            UserChange::Done => Ok(user.role),
-            UserChange::NotFound => Err(Error::NotFound(format!("no user {name}"))),
-            UserChange::LastAdmin => Err(Error::Conflict(format!(
-                "{name} is the last admin: make another user an admin first"
-            ))),
-        }
+        user_changed(store.set_user_role(name, role).await?, name)?;
+        Ok(user.role)
     }
     .await;
     audited(
@@ -58,6 +53,17 @@ pub async fn set_user_role(
     .await
 }
 
+/// What the store's answer to a change of user `name` means for the caller.
+fn user_changed(change: UserChange, name: &str) -> Result<()> {
+    match change {
+        UserChange::Done => Ok(()),
+        UserChange::NotFound => Err(Error::NotFound(format!("no user {name}"))),
+        UserChange::LastAdmin => Err(Error::Conflict(format!(
+            "{name} is the last admin: make another user an admin first"
+        ))),
+    }
+}
+
 /// Deletes a user with their sessions and tokens; never the last admin, and
 /// never the user `actor` is logged in as (`own_user`).
 pub async fn delete_user(
@@ -72,13 +78,7 @@ pub async fn delete_user(
                 "you are logged in as {name}: another admin must delete this user"
             )));
         }
-        match store.delete_user_keeping_an_admin(name).await? {
-            UserChange::Done => Ok(()),
-            UserChange::NotFound => Err(Error::NotFound(format!("no user {name}"))),
-            UserChange::LastAdmin => Err(Error::Conflict(format!(
-                "{name} is the last admin: make another user an admin first"
-            ))),
-        }
+        user_changed(store.delete_user_keeping_an_admin(name).await?, name)
     }
     .await;
     audited(
