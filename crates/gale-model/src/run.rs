@@ -52,6 +52,16 @@ pub fn run_key(run_type: RunType, logical_date: Timestamp) -> String {
     format!("{}__{logical_date}", run_type.as_str())
 }
 
+/// The same key as Airflow writes its `run_id` (what a template's `run_id`
+/// is): the date as Python's `isoformat()`, `scheduled__2026-01-01T02:00:00+00:00`.
+pub fn airflow_run_id(run_type: RunType, logical_date: Timestamp) -> String {
+    format!(
+        "{}__{}",
+        run_type.as_str(),
+        crate::template::isoformat(logical_date)
+    )
+}
+
 /// A run to create, with one task instance per task of its DAG version.
 #[derive(Clone, Debug)]
 pub struct NewRun {

@@ -100,18 +100,18 @@ pub fn context(
         params.insert(k.clone(), v.clone());
     }
     let logical = run.logical_date;
-    let run_type = run.run_type.as_str();
+    let ts = isoformat(logical);
     Context {
         dag_id: dag.id.0.clone(),
         task_id: task.id.0.clone(),
-        run_id: format!("{run_type}__{}", isoformat(logical)),
+        run_id: gale_model::run::airflow_run_id(run.run_type, logical),
         run_number: run.id.0,
-        run_type: run_type.to_owned(),
+        run_type: run.run_type.as_str().to_owned(),
         try_number,
         ds: logical.strftime("%Y-%m-%d").to_string(),
         ds_nodash: logical.strftime("%Y%m%d").to_string(),
-        ts: isoformat(logical),
-        logical_date: isoformat(logical),
+        logical_date: ts.clone(),
+        ts,
         data_interval_start: isoformat(run.interval_start),
         data_interval_end: isoformat(run.interval_end),
         params,
