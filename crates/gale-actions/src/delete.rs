@@ -54,11 +54,18 @@ pub async fn delete_dag(
 
 /// What to tell the person who deleted a DAG whose file is still scanned.
 pub fn comes_back_note(dag_id: &DagId, deleted: &DagDeleted) -> Option<String> {
-    deleted.file_present.then(|| {
-        format!(
+    if !deleted.file_present {
+        return None;
+    }
+    Some(match deleted.file.strip_prefix("git:") {
+        Some(path) => format!(
+            "{dag_id}'s file {path} is still in its git source: it is stored again (with no \
+             history) with the source's next commit unless the file is removed there"
+        ),
+        None => format!(
             "{dag_id}'s file {} is still in a DAG folder: it is stored again (with no history) \
              at the next scan unless the file is removed",
             deleted.file
-        )
+        ),
     })
 }

@@ -1,6 +1,6 @@
 //! What people ask Gale to do, shared by the API, the UI and the command line:
 //! trigger a run, backfill a date range (and cancel one), clear tasks so they run again, mark a
-//! run or a task success or failed, cancel a run, pause, unpause or delete a DAG; set, reveal, import and export
+//! run or a task success or failed, cancel a run, pause, unpause, unpause, push or delete a DAG; set, reveal, import and export
 //! variables and connections, and rotate their key; and what admins change
 //! ([`admin`]: users' roles, users, API tokens, pools).
 //! Each action validates its input, reads what it needs and makes its change
@@ -17,6 +17,7 @@ mod clear;
 mod delete;
 mod mark;
 mod pause;
+mod push;
 mod secrets;
 mod trigger;
 mod waiting;
@@ -33,6 +34,7 @@ pub use clear::{ClearWhat, clear};
 pub use delete::{comes_back_note, delete_dag};
 pub use mark::{Mark, cancel_run, mark_run, mark_task};
 pub use pause::set_paused;
+pub use push::{MAX_PUSHED_FILES, PushFile, Pushed, push_dags};
 pub use secrets::{
     delete_connection, delete_variable, export_connections, export_variables, reveal_connection,
     reveal_variable, rotate_key, set_connection, set_variable,
@@ -59,6 +61,10 @@ pub enum Error {
     /// action that is not the store's own.
     #[error("{0}")]
     Inconsistent(String),
+    /// DAG files that do not load (422), each error as
+    /// `file:line:column: message`.
+    #[error("{}", .0.join("\n"))]
+    Rejected(Vec<String>),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] gale_store::Error),

@@ -250,6 +250,32 @@ impl Errors<'_> {
     }
 }
 
+/// A DAG file's bytes, from wherever they came (a folder, a push, a git
+/// commit), checked for size and UTF-8 and parsed; `file` names it in errors
+/// and its last path segment, without extension, is the default DAG id.
+/// Returns the DAG and its text.
+pub fn parse_bytes(file: &str, bytes: Vec<u8>) -> Result<(Dag, String), Vec<DagError>> {
+    let one = |message: String| {
+        vec![DagError {
+            file: file.to_owned(),
+            line: 0,
+            column: 0,
+            message,
+        }]
+    };
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(one(format!(
+            "file is {} bytes, more than the {MAX_FILE_BYTES} a DAG file may have",
+            bytes.len()
+        )));
+    }
+    let source = String::from_utf8(bytes).map_err(|_| one("file is not valid UTF-8".to_owned()))?;
+    let name = file.rsplit(['/', ':']).next().unwrap_or(file);
+    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+    let dag = parse(file, stem, &source)?;
+    Ok((dag, source))
+}
+
 /// Parses and validates one DAG file. `file` names it in errors; `stem` is the
 /// default DAG id (the file name without extension).
 pub fn parse(file: &str, stem: &str, source: &str) -> Result<Dag, Vec<DagError>> {

@@ -7,9 +7,11 @@
 //! any number of schedulers may run at once and any may die at any instant.
 
 pub mod core;
+pub mod git;
 pub mod processor;
 pub mod recovery;
 pub mod scheduler;
 
+pub use git::{GitFollower, GitOptions};
 pub use processor::DagProcessor;
 pub use scheduler::{Scheduler, SchedulerOptions, SchedulerStore};

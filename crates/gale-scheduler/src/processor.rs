@@ -67,13 +67,42 @@ pub fn dag_files(folder: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Warns of what a new version names that does not exist: alert channels
+/// the store lacks, variables and connections `resolver` does not have.
+pub(crate) async fn warn_missing<S: gale_store::Alerts + ?Sized>(
+    store: &S,
+    resolver: Option<&gale_secrets::Resolver>,
+    dag: &gale_model::Dag,
+    file: &str,
+) {
+    match gale_store::alert_events::missing_channels(store, dag).await {
+        Ok(missing) => {
+            for m in missing {
+                warn!(dag_id = %dag.id, file = %file, "{m}");
+            }
+        }
+        Err(e) => {
+            warn!(dag_id = %dag.id, file = %file, error = %e, "cannot check the DAG's alert channels")
+        }
+    }
+    let Some(resolver) = resolver else {
+        return;
+    };
+    match resolver.missing_in(dag).await {
+        Ok(missing) => {
+            for m in missing {
+                warn!(dag_id = %dag.id, file = %file, "{m}: the task will fail until it exists");
+            }
+        }
+        Err(e) => {
+            warn!(dag_id = %dag.id, file = %file, error = %e, "cannot check the DAG's variables and connections")
+        }
+    }
+}
+
 /// Reads and parses one DAG file; errors carry the file's path.
 pub fn load_file(path: &Path) -> Result<(gale_model::Dag, String), Vec<DagError>> {
     let file = path.display().to_string();
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let one = |message: String| {
         vec![DagError {
             file: file.clone(),
@@ -91,9 +120,7 @@ pub fn load_file(path: &Path) -> Result<(gale_model::Dag, String), Vec<DagError>
         )));
     }
     let bytes = std::fs::read(path).map_err(|e| one(format!("cannot read file: {e}")))?;
-    let source = String::from_utf8(bytes).map_err(|_| one("file is not valid UTF-8".to_owned()))?;
-    let parsed = dag::parse(&file, &stem, &source)?;
-    Ok((parsed, source))
+    dag::parse_bytes(&file, bytes)
 }
 
 impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
@@ -141,32 +168,6 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
         // another processor of the same files reports them again itself.
         if let Err(e) = self.store.drop_import_errors(&self.owner).await {
             warn!(error = %e, folder = %self.folder.display(), "could not drop this processor's import errors");
-        }
-    }
-
-    async fn warn_missing(&self, dag: &gale_model::Dag, file: &str) {
-        match gale_store::alert_events::missing_channels(&*self.store, dag).await {
-            Ok(missing) => {
-                for m in missing {
-                    warn!(dag_id = %dag.id, file = %file, "{m}");
-                }
-            }
-            Err(e) => {
-                warn!(dag_id = %dag.id, file = %file, error = %e, "cannot check the DAG's alert channels")
-            }
-        }
-        let Some(resolver) = &self.resolver else {
-            return;
-        };
-        match resolver.missing_in(dag).await {
-            Ok(missing) => {
-                for m in missing {
-                    warn!(dag_id = %dag.id, file = %file, "{m}: the task will fail until it exists");
-                }
-            }
-            Err(e) => {
-                warn!(dag_id = %dag.id, file = %file, error = %e, "cannot check the DAG's variables and connections")
-            }
         }
     }
 
@@ -229,7 +230,8 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
                         Ok(new) => {
                             if new {
                                 info!(dag_id = %dag.id, file = %name, version = %hash, "stored DAG version");
-                                self.warn_missing(&dag, &name).await;
+                                warn_missing(&*self.store, self.resolver.as_deref(), &dag, &name)
+                                    .await;
                             }
                         }
                         Err(gale_store::Error::Invalid(message)) => {

@@ -20,12 +20,17 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong, and what to do about it.
     pub detail: String,
+    /// Each error of a refused DAG file, `file:line:column: message` (422).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub detail: String,
+    /// Listed one by one in the problem (a refused DAG file's errors).
+    pub errors: Vec<String>,
 }
 
 impl ApiError {
@@ -33,6 +38,7 @@ impl ApiError {
         ApiError {
             status,
             detail: detail.into(),
+            errors: Vec::new(),
         }
     }
     pub fn bad_request(detail: impl Into<String>) -> ApiError {
@@ -60,6 +66,7 @@ impl ApiError {
             title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
+            errors: self.errors.clone(),
         }
     }
 }
@@ -102,6 +109,15 @@ impl From<gale_actions::Error> for ApiError {
             gale_actions::Error::Invalid(detail) | gale_actions::Error::Inconsistent(detail) => {
                 ApiError::bad_request(detail)
             }
+            gale_actions::Error::Rejected(errors) => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                detail: format!(
+                    "{} error{} in the DAG files: nothing was stored",
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" }
+                ),
+                errors,
+            },
             gale_actions::Error::Store(e) => e.into(),
         }
     }

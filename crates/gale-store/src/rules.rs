@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use gale_model::TaskState;
 
-use crate::{Error, Role, RunMark};
+use crate::{Error, GitSourceSpec, OwnerKind, PUSH_OWNER, Role, RunMark, SourceRow};
 
 /// The most runs `list_runs` returns: `limit`, 0 meaning 100, never more than 10,000.
 pub(crate) fn run_list_limit(limit: u32) -> u32 {
@@ -217,11 +217,63 @@ pub(crate) fn pending_migrations(
         .collect())
 }
 
-/// One DAG per file: `upsert_dag` refuses a DAG id that another active file
-/// (`other`) already defines.
-pub(crate) fn duplicate_dag_id(dag_id: &str, other: &str) -> Error {
+/// One DAG id, one source: whether `owner` may store `dag_id` from `file`
+/// while the active row `held` (its file and owner) has it. A folder's
+/// processor may replace only its own file's (processors of one path on
+/// several hosts take turns); a push replaces a pushed DAG whatever the
+/// file's name; a git source replaces its own. Anything else is refused,
+/// naming who holds the id.
+pub(crate) fn refuse_claim(
+    dag_id: &str,
+    file: &str,
+    owner: &str,
+    held: Option<(&str, &str)>,
+) -> Option<Error> {
+    let (held_file, held_owner) = held?;
+    let allowed = match OwnerKind::of(owner) {
+        OwnerKind::Folder => held_file == file,
+        OwnerKind::Push => held_owner == PUSH_OWNER,
+        OwnerKind::Git => held_owner == owner,
+    };
+    (!allowed).then(|| duplicate_dag_id(dag_id, held_file, held_owner))
+}
+
+/// A git source registered again must follow what its name already does.
+pub(crate) fn check_same_source(spec: &GitSourceSpec, row: &SourceRow) -> Result<(), Error> {
+    if spec.url == row.url && spec.reference == row.reference && spec.path == row.path {
+        return Ok(());
+    }
+    let show = |url: &str, reference: &str, path: &str| {
+        let reference = if reference.is_empty() {
+            "its default branch"
+        } else {
+            reference
+        };
+        let path = if path.is_empty() { "/" } else { path };
+        format!("{url} ({reference}, folder {path})")
+    };
+    Err(Error::Invalid(format!(
+        "the git source {:?} already follows {}, not {}: give this one another name \
+         (--dags-git-name) or follow the same repository, reference and folder",
+        row.name,
+        show(&row.url, &row.reference, &row.path),
+        show(&spec.url, &spec.reference, &spec.path)
+    )))
+}
+
+/// The refusal of a DAG id that another active file (`other`, stored by
+/// `owner`) already defines.
+pub(crate) fn duplicate_dag_id(dag_id: &str, other: &str, owner: &str) -> Error {
+    let holder = match OwnerKind::of(owner) {
+        OwnerKind::Folder => other.to_owned(),
+        OwnerKind::Push => format!(
+            "the pushed file {} (drop it with `gale dags delete {dag_id}`)",
+            other.strip_prefix("push:").unwrap_or(other)
+        ),
+        OwnerKind::Git => format!("{other} (git source {})", &owner["git:".len()..]),
+    };
     Error::Invalid(format!(
-        "duplicate DAG id {dag_id:?}: {other} already defines it; give one of them another `id:`"
+        "duplicate DAG id {dag_id:?}: {holder} already defines it; give one of them another `id:`"
     ))
 }
 

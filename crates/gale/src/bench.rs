@@ -236,6 +236,7 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
         scheduler,
         worker: true,
         dags_folder: None,
+        git: None,
         concurrency: args.concurrency,
         queues: vec!["default".into()],
         attempt_lease: Duration::from_secs(10),

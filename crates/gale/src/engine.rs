@@ -21,6 +21,8 @@ pub struct EngineOptions {
     /// Run the worker role.
     pub worker: bool,
     pub dags_folder: Option<PathBuf>,
+    /// A git repository to follow (scheduler role).
+    pub git: Option<gale_scheduler::GitOptions>,
     pub concurrency: usize,
     pub queues: Vec<String>,
     pub attempt_lease: Duration,
@@ -190,6 +192,12 @@ pub async fn run(
                 .with_resolver(opts.resolver.clone())
                 .with_paused_at_creation(opts.dags_paused_at_creation);
             tasks.spawn(processor.run(roles_cancel.clone()));
+        }
+        if let Some(git) = opts.git.clone() {
+            let follower = gale_scheduler::GitFollower::new(store.clone(), git, node_id.as_str())
+                .with_resolver(opts.resolver.clone())
+                .with_paused_at_creation(opts.dags_paused_at_creation);
+            tasks.spawn(follower.run(roles_cancel.clone()));
         }
         tasks.spawn(scheduler.run(roles_cancel.clone()));
     }

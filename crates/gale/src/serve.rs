@@ -31,6 +31,42 @@ pub struct RoleArgs {
     /// nodes need not see it: workers read DAG versions from the store.
     #[arg(long, env = "GALE_DAGS_FOLDER")]
     pub dags_folder: Option<PathBuf>,
+    /// Follow this git repository's DAG files (scheduler role): a URL git
+    /// can fetch (https://, ssh://, user@host:path, or a local path). Every
+    /// scheduler given the same repository stores the same commits, newest
+    /// only; no DAG folder is needed.
+    #[arg(long, env = "GALE_DAGS_GIT")]
+    pub dags_git: Option<String>,
+    /// The branch or tag followed [default: the remote's default branch].
+    #[arg(long, env = "GALE_DAGS_GIT_REF", requires = "dags_git")]
+    pub dags_git_ref: Option<String>,
+    /// The repository's folder the DAG files are in [default: all of it].
+    #[arg(long, env = "GALE_DAGS_GIT_PATH", requires = "dags_git")]
+    pub dags_git_path: Option<String>,
+    /// How often the repository is fetched (a webhook on
+    /// /api/v1/dags/sources/NAME/refresh asks for a fetch at once).
+    #[arg(long, env = "GALE_DAGS_GIT_INTERVAL", default_value = "60s", value_parser = parse_span)]
+    pub dags_git_interval: Duration,
+    /// The source's name, the same on every scheduler that follows it
+    /// [default: the repository's name, from the URL].
+    #[arg(long, env = "GALE_DAGS_GIT_NAME", requires = "dags_git")]
+    pub dags_git_name: Option<String>,
+    /// A file holding the password or token of an HTTPS remote (the user
+    /// name is the URL's, else `git`); read at each fetch.
+    #[arg(
+        long,
+        env = "GALE_DAGS_GIT_PASSWORD_FILE",
+        requires = "dags_git",
+        conflicts_with = "dags_git_connection"
+    )]
+    pub dags_git_password_file: Option<PathBuf>,
+    /// A Gale connection whose login and password authenticate to an HTTPS
+    /// remote (`gale connections add`); looked up at each fetch.
+    #[arg(long, env = "GALE_DAGS_GIT_CONNECTION", requires = "dags_git")]
+    pub dags_git_connection: Option<String>,
+    /// A private key file for an SSH remote.
+    #[arg(long, env = "GALE_DAGS_GIT_SSH_KEY", requires = "dags_git")]
+    pub dags_git_ssh_key: Option<PathBuf>,
     /// New DAGs start paused unless their file says `is_paused_upon_creation:
     /// false` (Airflow's default); without it they start unpaused.
     #[arg(long, env = "GALE_DAGS_PAUSED_AT_CREATION")]
@@ -234,6 +270,14 @@ pub async fn role(paths: &Paths, mode: Mode, args: RoleArgs) -> anyhow::Result<u
 pub async fn webserver(paths: &Paths, args: WebserverArgs) -> anyhow::Result<u8> {
     let roles = RoleArgs {
         dags_folder: None,
+        dags_git: None,
+        dags_git_ref: None,
+        dags_git_path: None,
+        dags_git_interval: Duration::from_secs(60),
+        dags_git_name: None,
+        dags_git_password_file: None,
+        dags_git_connection: None,
+        dags_git_ssh_key: None,
         dags_paused_at_creation: false,
         concurrency: 1,
         queues: vec!["default".into()],
@@ -321,6 +365,7 @@ async fn serve(
         bail!("the DAG folder {} does not exist", folder.display());
     }
     let task_env = task_env(&args)?;
+    let git = git_options(paths, &args)?.filter(|_| mode.scheduler());
     let web = web.map(|w| bind_web(mode, &w)).transpose()?;
     ensure_home(paths)?;
     // Signals are handled from the start: a stop while waiting for the database
@@ -347,6 +392,24 @@ async fn serve(
         match &args.dags_folder {
             Some(folder) => say!("  DAG folder {}{folder_note}", folder.display()),
             None => say!("  DAG folder none (DAGs come from the store)"),
+        }
+        if let Some(g) = &git {
+            let reference = if g.spec.reference.is_empty() {
+                "default branch"
+            } else {
+                &g.spec.reference
+            };
+            say!(
+                "  DAGs git   {} ({reference}{}) as source {}, every {}s",
+                gale_server::api::sources::without_password(&g.spec.url),
+                if g.spec.path.is_empty() {
+                    String::new()
+                } else {
+                    format!(", folder {}", g.spec.path)
+                },
+                g.spec.name,
+                g.interval.as_secs()
+            );
         }
     }
     if mode.worker() {
@@ -407,6 +470,7 @@ async fn serve(
         scheduler: mode.scheduler(),
         worker: mode.worker(),
         dags_folder: args.dags_folder.filter(|_| mode.scheduler()),
+        git,
         concurrency: args.concurrency,
         queues: args.queues,
         attempt_lease: args.attempt_lease,
@@ -437,6 +501,75 @@ async fn serve(
     }
     result?;
     Ok(exit::OK)
+}
+
+/// The git source `--dags-git` names, checked.
+fn git_options(
+    paths: &Paths,
+    args: &RoleArgs,
+) -> anyhow::Result<Option<gale_scheduler::GitOptions>> {
+    use gale_scheduler::git::{self, CredentialSource};
+    let Some(url) = args.dags_git.clone() else {
+        return Ok(None);
+    };
+    let url = url.trim().to_owned();
+    if url.is_empty() || url.starts_with('-') {
+        bail!("--dags-git needs a repository URL or path");
+    }
+    // A user name in an https URL is fine; a password there would be shown
+    // and stored: it belongs in a file or a connection.
+    let user = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .map(|(userinfo, _)| userinfo.to_owned());
+    if user.as_deref().is_some_and(|u| u.contains(':')) {
+        bail!(
+            "--dags-git: the URL holds a password; put it in --dags-git-password-file or a \
+             connection (--dags-git-connection) instead"
+        );
+    }
+    let name = args
+        .dags_git_name
+        .clone()
+        .unwrap_or_else(|| git::default_name(&url));
+    git::check_name(&name).map_err(|e| anyhow::anyhow!("--dags-git-name: {e}"))?;
+    let path = args
+        .dags_git_path
+        .clone()
+        .unwrap_or_default()
+        .trim_matches('/')
+        .to_owned();
+    if path.split('/').any(|p| p == "..") {
+        bail!("--dags-git-path must stay inside the repository (no `..`)");
+    }
+    if args.dags_git_interval < Duration::from_secs(1) {
+        bail!("--dags-git-interval must be at least 1s");
+    }
+    let credentials = match (&args.dags_git_password_file, &args.dags_git_connection) {
+        (Some(file), _) => Some(CredentialSource::File {
+            username: user.unwrap_or_else(|| "git".into()),
+            path: file.clone(),
+        }),
+        (None, Some(conn)) => Some(CredentialSource::Connection(conn.clone())),
+        (None, None) => None,
+    };
+    if let Some(CredentialSource::File { path, .. }) = &credentials {
+        std::fs::metadata(path)
+            .with_context(|| format!("--dags-git-password-file {}", path.display()))?;
+    }
+    Ok(Some(gale_scheduler::GitOptions {
+        spec: gale_store::GitSourceSpec {
+            name,
+            url,
+            reference: args.dags_git_ref.clone().unwrap_or_default(),
+            path,
+        },
+        interval: args.dags_git_interval,
+        cache: paths.home.join("git"),
+        credentials,
+        ssh_key: args.dags_git_ssh_key.clone(),
+    }))
 }
 
 /// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.

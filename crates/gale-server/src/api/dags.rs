@@ -30,6 +30,66 @@ pub struct Dag {
     pub next_run: Option<Timestamp>,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
+    /// Where its current version came from.
+    pub source: OriginOut,
+}
+
+/// Where a DAG version came from.
+#[derive(Clone, Serialize, ToSchema)]
+pub struct OriginOut {
+    /// `folder`, `push` or `git`.
+    pub kind: String,
+    /// The folder's processor (`host:folder`) or the git source's name.
+    pub name: Option<String>,
+    /// Who pushed it.
+    pub by: Option<String>,
+    /// The git commit it was stored from.
+    pub commit: Option<String>,
+}
+
+impl OriginOut {
+    /// The origin recorded, else (a version stored before origins were) the
+    /// kind its owner says.
+    pub fn of(origin: Option<&gale_store::Origin>, owner: gale_store::OwnerKind) -> OriginOut {
+        use gale_store::Origin;
+        let none = |kind: &str| OriginOut {
+            kind: kind.into(),
+            name: None,
+            by: None,
+            commit: None,
+        };
+        match origin {
+            Some(Origin::Folder { processor }) => OriginOut {
+                name: Some(processor.clone()),
+                ..none("folder")
+            },
+            Some(Origin::Push { by }) => OriginOut {
+                by: Some(by.clone()),
+                ..none("push")
+            },
+            Some(Origin::Git { source, commit }) => OriginOut {
+                name: Some(source.clone()),
+                commit: Some(commit.clone()),
+                ..none("git")
+            },
+            None => none(match owner {
+                gale_store::OwnerKind::Folder => "folder",
+                gale_store::OwnerKind::Push => "push",
+                gale_store::OwnerKind::Git => "git",
+            }),
+        }
+    }
+
+    /// In words: `folder`, `push by alice`, `git pipelines@1a2b3c4d5e6f`.
+    pub fn words(&self) -> String {
+        match (self.kind.as_str(), &self.by, &self.name, &self.commit) {
+            ("push", Some(by), _, _) => format!("push by {by}"),
+            ("git", _, Some(name), Some(commit)) => {
+                format!("git {name}@{}", &commit[..commit.len().min(12)])
+            }
+            (kind, _, _, _) => kind.to_owned(),
+        }
+    }
 }
 
 pub(super) fn dag_out(
@@ -54,6 +114,7 @@ pub(super) fn dag_out(
             .filter(|_| row.active && !row.paused)
             .and_then(|s| crate::next_run::next_run(row, s, now)),
         updated_at: row.updated_at,
+        source: OriginOut::of(row.origin.as_ref(), row.owner_kind()),
     }
 }
 
@@ -145,6 +206,7 @@ pub struct DagVersionInfo {
     pub file: String,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    pub source: OriginOut,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -396,12 +458,25 @@ pub(super) async fn dag_versions(
         versions
             .into_iter()
             .map(|v| DagVersionInfo {
+                source: OriginOut::of(v.origin.as_ref(), owner_of_file(&v.file)),
                 version_hash: v.version_hash,
                 file: v.file,
                 created_at: v.created_at,
             })
             .collect(),
     ))
+}
+
+/// What kind of source stored a version of `file` (for versions stored
+/// before origins were recorded: pushed and git files' names say so).
+fn owner_of_file(file: &str) -> gale_store::OwnerKind {
+    if file.starts_with("push:") {
+        gale_store::OwnerKind::Push
+    } else if file.starts_with("git:") {
+        gale_store::OwnerKind::Git
+    } else {
+        gale_store::OwnerKind::Folder
+    }
 }
 
 /// DAG files that failed to load, with `file:line:column` errors.

@@ -25,6 +25,7 @@ pub mod connections;
 pub mod dags;
 pub mod logs;
 pub mod runs;
+pub mod sources;
 pub mod tasks;
 pub mod tokens;
 pub mod variables;
@@ -143,7 +144,14 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
 fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(cluster::version))
-        .routes(routes!(dags::list_dags))
+        .routes({
+            // A push may carry many files: its own body limit.
+            let (schemas, paths, method) = routes!(dags::list_dags, sources::push_dags);
+            let limit = axum::extract::DefaultBodyLimit::max(sources::PUSH_BODY_LIMIT);
+            (schemas, paths, method.layer(limit))
+        })
+        .routes(routes!(sources::list_sources))
+        .routes(routes!(sources::refresh_source))
         .routes(routes!(dags::get_dag, dags::patch_dag, dags::delete_dag))
         .routes(routes!(dags::dag_source))
         .routes(routes!(dags::dag_versions))

@@ -21,6 +21,7 @@ pub enum AuditAction {
     DagPause,
     DagUnpause,
     DagDelete,
+    DagPush,
     RunTrigger,
     RunCancel,
     RunMark,
@@ -53,10 +54,11 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, in the order the reference lists them.
-    pub const ALL: [AuditAction; 31] = [
+    pub const ALL: [AuditAction; 32] = [
         AuditAction::DagPause,
         AuditAction::DagUnpause,
         AuditAction::DagDelete,
+        AuditAction::DagPush,
         AuditAction::RunTrigger,
         AuditAction::RunCancel,
         AuditAction::RunMark,
@@ -93,6 +95,7 @@ impl AuditAction {
             AuditAction::DagPause => "dag.pause",
             AuditAction::DagUnpause => "dag.unpause",
             AuditAction::DagDelete => "dag.delete",
+            AuditAction::DagPush => "dag.push",
             AuditAction::RunTrigger => "run.trigger",
             AuditAction::RunCancel => "run.cancel",
             AuditAction::RunMark => "run.mark",

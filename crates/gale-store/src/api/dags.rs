@@ -1,12 +1,160 @@
-//! DAGs: the versions the DAG processor stores, import errors, which files
-//! are still present, and pausing.
+//! DAGs: the versions DAG processors, pushes and git sources store, import
+//! errors, which files are still present, the git sources followed, and
+//! pausing.
 
 use async_trait::async_trait;
 use gale_model::{Dag, DagError, DagId, RunId};
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::*;
+
+/// The owner a pushed DAG is recorded under: no folder scan retires it.
+pub const PUSH_OWNER: &str = "push";
+
+/// The owner of the DAGs a git source stores: `git:NAME`.
+pub fn git_owner(source: &str) -> String {
+    format!("git:{source}")
+}
+
+/// Where a DAG version came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Origin {
+    /// Parsed from a DAG folder by the processor `processor` (`host:folder`).
+    Folder { processor: String },
+    /// Pushed through the API or `gale dags push`, by this user.
+    Push { by: String },
+    /// From a commit of the git source `source`.
+    Git { source: String, commit: String },
+}
+
+impl Origin {
+    /// `folder`, `push` or `git`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Origin::Folder { .. } => "folder",
+            Origin::Push { .. } => "push",
+            Origin::Git { .. } => "git",
+        }
+    }
+
+    /// The stored form (JSON).
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The stored form read back; `None` for a version stored before origins
+    /// were recorded.
+    pub fn from_text(text: &str) -> Option<Origin> {
+        serde_json::from_str(text).ok()
+    }
+}
+
+/// What kind of source an owner names (see `PUSH_OWNER`, `git_owner`; any
+/// other owner is a folder's processor, `host:folder`, or '' from before
+/// owners were recorded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerKind {
+    Folder,
+    Push,
+    Git,
+}
+
+impl OwnerKind {
+    pub fn of(owner: &str) -> OwnerKind {
+        if owner == PUSH_OWNER {
+            OwnerKind::Push
+        } else if owner.starts_with("git:") {
+            OwnerKind::Git
+        } else {
+            OwnerKind::Folder
+        }
+    }
+}
+
+/// A DAG version to store, parsed and hashed.
+#[derive(Clone, Debug)]
+pub struct NewVersion {
+    pub dag: Dag,
+    /// Its file: the pushed name (`push:NAME`) or the path in a git source
+    /// (`git:SOURCE/PATH`).
+    pub file: String,
+    pub source: String,
+    pub hash: String,
+}
+
+/// What storing one DAG version did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Stored {
+    pub dag_id: DagId,
+    pub version_hash: String,
+    /// False when that content was stored before (nothing changed).
+    pub new_version: bool,
+    /// The DAG's version changed (a new one, or back to an earlier one).
+    pub changed: bool,
+}
+
+/// A git repository some schedulers follow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitSourceSpec {
+    pub name: String,
+    pub url: String,
+    /// The branch or tag followed ('' for the remote's default branch).
+    pub reference: String,
+    /// The folder of the repository the DAG files are in ('' for all of it).
+    pub path: String,
+}
+
+/// A followed git source and the commit whose DAGs are stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SourceRow {
+    pub name: String,
+    pub url: String,
+    pub reference: String,
+    pub path: String,
+    pub commit: Option<String>,
+    pub committed_at: Option<Timestamp>,
+    pub applied_at: Option<Timestamp>,
+    /// Which follower stored that commit (its node id).
+    pub applied_by: Option<String>,
+    /// When a refresh was last asked for (`request_refresh`).
+    pub refresh_requested_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+/// One commit of a git source, to store over the one `expected`.
+#[derive(Clone, Debug)]
+pub struct GitCommit {
+    pub source: String,
+    /// The commit the follower read from the store and found older (`None`:
+    /// none stored yet). The commit is stored only if it is still that one.
+    pub expected: Option<String>,
+    pub commit: String,
+    pub committed_at: Timestamp,
+    /// Who stores it (the follower's node id).
+    pub by: String,
+    /// Every DAG of the commit that parsed.
+    pub versions: Vec<NewVersion>,
+    /// The files of the commit that did not, with their errors.
+    pub errors: Vec<(String, Vec<DagError>)>,
+}
+
+/// What storing a git commit did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GitApplied {
+    /// Another follower stored another commit since `expected` was read:
+    /// nothing was written.
+    Stale(Option<String>),
+    Applied {
+        stored: Vec<Stored>,
+        /// Files whose DAG id another source holds: `(file, dag id, refusal)`,
+        /// recorded as import errors.
+        refused: Vec<(String, DagId, String)>,
+        /// DAGs of this source the commit no longer has, now inactive.
+        retired: Vec<DagId>,
+    },
+}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct DagRow {
@@ -23,6 +171,19 @@ pub struct DagRow {
     pub tags: Vec<String>,
     pub last_interval_end: Option<Timestamp>,
     pub updated_at: Timestamp,
+    /// Who stored it: a folder's processor (`host:folder`), `push`, or
+    /// `git:SOURCE`.
+    pub owner: String,
+    /// Where its current version came from (`None` for one stored before
+    /// origins were recorded).
+    pub origin: Option<Origin>,
+}
+
+impl DagRow {
+    /// Whether a folder, a push or a git source stored it.
+    pub fn owner_kind(&self) -> OwnerKind {
+        OwnerKind::of(&self.owner)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -33,6 +194,7 @@ pub struct DagVersion {
     pub source: String,
     pub spec: Dag,
     pub created_at: Timestamp,
+    pub origin: Option<Origin>,
 }
 
 /// One stored version of a DAG (its content hash), without the content.
@@ -41,6 +203,7 @@ pub struct VersionInfo {
     pub version_hash: String,
     pub file: String,
     pub created_at: Timestamp,
+    pub origin: Option<Origin>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -67,8 +230,9 @@ pub enum DagDeletion {
 pub struct DagDeleted {
     /// The file it was loaded from.
     pub file: String,
-    /// Whether a DAG processor saw that file at its last scan: then the DAG is
-    /// stored again at its next one, unless the file is removed.
+    /// Whether a DAG processor saw that file at its last scan, or its git
+    /// source's commit has it: then the DAG is stored again at the next scan
+    /// (or commit), unless the file is removed. Never for a pushed DAG.
     pub file_present: bool,
     pub runs: u64,
     pub task_instances: u64,
@@ -107,6 +271,35 @@ pub trait Dags: Send + Sync + 'static {
         hash: &str,
         owner: &str,
     ) -> Result<bool>;
+
+    /// Stores pushed DAG versions, all or none, as `by`'s: each a new
+    /// version if its content is new, the DAG row pointing at it, owned by
+    /// [`PUSH_OWNER`] (no folder scan retires it; only a deletion does).
+    /// Refuses, storing none, a DAG id that a folder or a git source holds
+    /// (an active row of another owner).
+    async fn push_dags(&self, versions: &[NewVersion], by: &str) -> Result<Vec<Stored>>;
+
+    /// Records the git source `spec` followed, or checks that the one of
+    /// its name follows the same URL, reference and path (refused
+    /// otherwise: two configurations under one name would undo each
+    /// other's commits). Returns its row.
+    async fn register_git_source(&self, spec: &GitSourceSpec) -> Result<SourceRow>;
+
+    async fn get_source(&self, name: &str) -> Result<Option<SourceRow>>;
+
+    async fn list_sources(&self) -> Result<Vec<SourceRow>>;
+
+    /// Asks the followers of `name` to fetch at once (a git host's
+    /// webhook). Returns false when no such source is followed.
+    async fn request_refresh(&self, name: &str) -> Result<bool>;
+
+    /// Stores a git commit's DAGs in one transaction, only if the source's
+    /// stored commit is still `expected` (else [`GitApplied::Stale`], nothing
+    /// written): its versions (a DAG id another source holds is refused and
+    /// recorded as the file's import error), the source's DAGs it no longer
+    /// has made inactive, the source's import errors replaced by the
+    /// commit's, and the commit recorded.
+    async fn apply_git_commit(&self, commit: &GitCommit) -> Result<GitApplied>;
 
     async fn record_import_errors(
         &self,

@@ -26,7 +26,11 @@ pub use alerts::{
 pub use audit::{AUDIT_KEEP, AuditAction, AuditEntry, AuditFilter, AuditOutcome, AuditRow};
 pub use auth::{Role, SessionRow, TOKEN_USE_RECORDED_EVERY, TokenRow, UserChange, UserRow};
 pub use backfills::{BackfillRow, BackfillState, CancelBackfill};
-pub use dags::{DagDeleted, DagDeletion, DagRow, DagVersion, DeleteDag, ImportError, VersionInfo};
+pub use dags::{
+    DagDeleted, DagDeletion, DagRow, DagVersion, DeleteDag, GitApplied, GitCommit, GitSourceSpec,
+    ImportError, NewVersion, Origin, OwnerKind, PUSH_OWNER, SourceRow, Stored, VersionInfo,
+    git_owner,
+};
 pub use logs::{LogLine, LogRow, Stream};
 pub(crate) use nodes::split_list;
 pub use nodes::{NodeRow, NodeState};

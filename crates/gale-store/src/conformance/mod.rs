@@ -32,6 +32,8 @@ macro_rules! for_each_check {
         $m!(
             upsert_dag_versions,
             duplicate_dag_id_is_refused,
+            push_dags_and_one_owner_per_id,
+            git_commits_in_order,
             sync_files_marks_absent_files,
             renamed_dag_id_retires_the_old_one,
             import_errors_round_trip,
@@ -112,6 +114,7 @@ mod queue;
 mod runs;
 mod secrets;
 mod slots;
+mod sources;
 mod tasks;
 mod web;
 
@@ -130,6 +133,7 @@ pub use queue::*;
 pub use runs::*;
 pub use secrets::*;
 pub use slots::*;
+pub use sources::*;
 pub use tasks::*;
 pub use web::*;
 

@@ -12,74 +12,210 @@ impl Dags for PgStore {
         hash: &str,
         owner: &str,
     ) -> Result<bool> {
+        let version = NewVersion {
+            dag: dag.clone(),
+            file: file.to_owned(),
+            source: source.to_owned(),
+            hash: hash.to_owned(),
+        };
         let owner = owner.to_owned();
-        let spec = serde_json::to_string(dag)
-            .map_err(|e| Error::Invalid(format!("cannot encode JSON: {e}")))?;
-        let tags = to_value(&dag.tags)?;
-        let (dag, file, source, hash) = (
-            dag.clone(),
-            file.to_owned(),
-            source.to_owned(),
-            hash.to_owned(),
-        );
+        let origin = Origin::Folder {
+            processor: owner.clone(),
+        };
         self.write(move |tx| {
             Box::pin(async move {
-                let id = dag.id.as_str();
-                let max_active_runs = i32_of(dag.max_active_runs);
-                let paused = dag.is_paused_upon_creation.unwrap_or(false);
-                // Serialise definitions of one DAG id, so two processors cannot both
-                // pass the duplicate check.
-                tx.exec("SELECT pg_advisory_xact_lock(hashtext($1))", &[&id])
-                    .await?;
-                if let Some(other) = tx
-                    .opt(
-                        "SELECT file FROM dags WHERE dag_id = $1 AND active AND file <> $2",
-                        &[&id, &file],
-                    )
+                claim(tx, &[&version], &owner).await?;
+                Ok(store_version(tx, &version, &owner, &origin)
                     .await?
-                {
-                    let other: String = other.get(0);
-                    return Err(duplicate_dag_id(id, &other));
+                    .new_version)
+            })
+        })
+        .await
+    }
+
+    async fn push_dags(&self, versions: &[NewVersion], by: &str) -> Result<Vec<Stored>> {
+        let versions = versions.to_vec();
+        let origin = Origin::Push { by: by.to_owned() };
+        self.write(move |tx| {
+            Box::pin(async move {
+                let all: Vec<&NewVersion> = versions.iter().collect();
+                claim(tx, &all, PUSH_OWNER).await?;
+                let mut stored = Vec::with_capacity(versions.len());
+                for v in &versions {
+                    stored.push(store_version(tx, v, PUSH_OWNER, &origin).await?);
                 }
-                let new_version = tx
-                    .exec(
-                        "INSERT INTO dag_versions (dag_id, version_hash, file, source, spec, created_at)
-                         VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT DO NOTHING",
-                        &[&id, &hash, &file, &source, &spec],
+                Ok(stored)
+            })
+        })
+        .await
+    }
+
+    async fn register_git_source(&self, spec: &GitSourceSpec) -> Result<SourceRow> {
+        let spec = spec.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                tx.exec(
+                    "INSERT INTO dag_sources (name, url, reference, path, created_at)
+                     VALUES ($1, $2, $3, $4, now()) ON CONFLICT (name) DO NOTHING",
+                    &[&spec.name, &spec.url, &spec.reference, &spec.path],
+                )
+                .await?;
+                let row = source_by_name(tx, &spec.name)
+                    .await?
+                    .ok_or_else(|| Error::Database(format!("git source {} vanished", spec.name)))?;
+                check_same_source(&spec, &row)?;
+                Ok(row)
+            })
+        })
+        .await
+    }
+
+    async fn get_source(&self, name: &str) -> Result<Option<SourceRow>> {
+        let name = name.to_owned();
+        self.single(move |c| Box::pin(async move { source_by_name(c, &name).await }))
+            .await
+    }
+
+    async fn list_sources(&self) -> Result<Vec<SourceRow>> {
+        self.single(|c| {
+            Box::pin(async move {
+                let sql = format!("SELECT {SOURCE_COLS} FROM dag_sources ORDER BY name");
+                Ok(c.rows(&sql, &[]).await?.iter().map(source_row).collect())
+            })
+        })
+        .await
+    }
+
+    async fn request_refresh(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.single(move |c| {
+            Box::pin(async move {
+                Ok(c.exec(
+                    "UPDATE dag_sources SET refresh_requested_at = now() WHERE name = $1",
+                    &[&name],
+                )
+                .await?
+                    > 0)
+            })
+        })
+        .await
+    }
+
+    async fn apply_git_commit(&self, commit: &GitCommit) -> Result<GitApplied> {
+        let commit = commit.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                // The source's row, locked: followers of one source store
+                // one commit at a time.
+                let Some(row) = tx
+                    .opt(
+                        "SELECT commit_id FROM dag_sources WHERE name = $1 FOR UPDATE",
+                        &[&commit.source],
                     )
                     .await?
-                    > 0;
-                tx.exec(
-                    "INSERT INTO dags (dag_id, file, version_hash, paused, active, schedule, timezone,
-                         max_active_runs, description, tags, created_at, updated_at, owner)
-                     VALUES ($1, $2, $3, $10, true, $4, $5, $6, $7, $8, now(), now(), $9)
-                     ON CONFLICT (dag_id) DO UPDATE SET file = $2, version_hash = $3, active = true,
-                         schedule = $4, timezone = $5, max_active_runs = $6, description = $7,
-                         tags = $8, updated_at = now(), owner = $9",
-                    &[
-                        &id,
-                        &file,
-                        &hash,
-                        &dag.schedule,
-                        &dag.timezone,
-                        &max_active_runs,
-                        &dag.description,
-                        &tags,
+                else {
+                    return Err(Error::Invalid(format!(
+                        "no git source {} is registered",
+                        commit.source
+                    )));
+                };
+                let current: Option<String> = row.get(0);
+                if current != commit.expected {
+                    return Ok(GitApplied::Stale(current));
+                }
+                let owner = git_owner(&commit.source);
+                let origin = Origin::Git {
+                    source: commit.source.clone(),
+                    commit: commit.commit.clone(),
+                };
+                let mut ids: Vec<&str> =
+                    commit.versions.iter().map(|v| v.dag.id.as_str()).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                for id in &ids {
+                    tx.exec("SELECT pg_advisory_xact_lock(hashtext($1))", &[id])
+                        .await?;
+                }
+                let mut stored = Vec::new();
+                let mut refused = Vec::new();
+                for v in &commit.versions {
+                    let held = held_by(tx, v.dag.id.as_str()).await?;
+                    match refuse_claim(
+                        v.dag.id.as_str(),
+                        &v.file,
                         &owner,
-                        &paused,
+                        held.as_ref().map(|(f, o)| (f.as_str(), o.as_str())),
+                    ) {
+                        Some(refusal) => {
+                            refused.push((v.file.clone(), v.dag.id.clone(), refusal.to_string()))
+                        }
+                        None => stored.push(store_version(tx, v, &owner, &origin).await?),
+                    }
+                }
+                // The source's DAGs this commit does not have are gone; one
+                // whose file is broken in it keeps its last good version.
+                let kept: Vec<String> = stored.iter().map(|s| s.dag_id.0.clone()).collect();
+                let broken: Vec<String> = commit.errors.iter().map(|(f, _)| f.clone()).collect();
+                let retired = tx
+                    .rows(
+                        "UPDATE dags SET active = false, updated_at = now()
+                         WHERE owner = $1 AND active AND NOT (dag_id = ANY($2))
+                           AND NOT (file = ANY($3))
+                         RETURNING dag_id",
+                        &[&owner, &kept, &broken],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| DagId(r.get(0)))
+                    .collect();
+                tx.exec("DELETE FROM import_errors WHERE owner = $1", &[&owner])
+                    .await?;
+                let mut errors: Vec<(String, Option<String>, Vec<DagError>)> = commit
+                    .errors
+                    .iter()
+                    .map(|(file, errors)| (file.clone(), None, errors.clone()))
+                    .collect();
+                errors.extend(refused.iter().map(
+                    |(file, dag_id, message): &(String, DagId, String)| {
+                        (
+                            file.clone(),
+                            Some(dag_id.0.clone()),
+                            vec![DagError {
+                                file: file.clone(),
+                                line: 1,
+                                column: 1,
+                                message: message.clone(),
+                            }],
+                        )
+                    },
+                ));
+                for (file, dag_id, errors) in errors {
+                    tx.exec(
+                        "INSERT INTO import_errors (file, dag_id, errors, updated_at, owner)
+                         VALUES ($1, $2, $3, now(), $4)
+                         ON CONFLICT (file) DO UPDATE SET dag_id = $2, errors = $3,
+                             updated_at = now(), owner = $4",
+                        &[&file, &dag_id, &to_value(&errors)?, &owner],
+                    )
+                    .await?;
+                }
+                tx.exec(
+                    "UPDATE dag_sources SET commit_id = $2, committed_at = $3, applied_at = now(),
+                         applied_by = $4
+                     WHERE name = $1",
+                    &[
+                        &commit.source,
+                        &commit.commit,
+                        &commit.committed_at,
+                        &commit.by,
                     ],
                 )
                 .await?;
-                // A file defines one DAG: one it defined under another id is gone.
-                tx.exec(
-                    "UPDATE dags SET active = false, updated_at = now()
-                     WHERE file = $1 AND dag_id <> $2 AND active",
-                    &[&file, &id],
-                )
-                .await?;
-                tx.exec("DELETE FROM import_errors WHERE file = $1", &[&file])
-                    .await?;
-                Ok(new_version)
+                Ok(GitApplied::Applied {
+                    stored,
+                    refused,
+                    retired,
+                })
             })
         })
         .await
@@ -179,7 +315,7 @@ impl Dags for PgStore {
             Box::pin(async move {
                 let Some(r) = c
                     .opt(
-                        "SELECT file, source, spec, created_at FROM dag_versions
+                        "SELECT file, source, spec, created_at, origin FROM dag_versions
                          WHERE dag_id = $1 AND version_hash = $2",
                         &[&id, &hash],
                     )
@@ -197,6 +333,7 @@ impl Dags for PgStore {
                     source: r.get(1),
                     spec,
                     created_at: r.get(3),
+                    origin: Origin::from_text(r.get(4)),
                 }))
             })
         })
@@ -209,7 +346,7 @@ impl Dags for PgStore {
             Box::pin(async move {
                 let rows = c
                     .rows(
-                        "SELECT version_hash, file, created_at FROM dag_versions
+                        "SELECT version_hash, file, created_at, origin FROM dag_versions
                          WHERE dag_id = $1 ORDER BY created_at DESC, version_hash",
                         &[&dag_id],
                     )
@@ -220,6 +357,7 @@ impl Dags for PgStore {
                         version_hash: r.get(0),
                         file: r.get(1),
                         created_at: r.get(2),
+                        origin: Origin::from_text(r.get(3)),
                     })
                     .collect())
             })
@@ -278,9 +416,12 @@ impl Dags for PgStore {
                 if !unfinished.is_empty() {
                     return Ok(DeleteDag::Unfinished(unfinished));
                 }
+                let file: String = row.get(0);
+                let active: bool = row.get(1);
+                // A pushed DAG has no file anything scans.
                 let mut deleted = DagDeleted {
-                    file: row.get(0),
-                    file_present: row.get(1),
+                    file_present: active && !file.starts_with("push:"),
+                    file,
                     ..DagDeleted::default()
                 };
                 if what == DagDeletion::Everything {
@@ -341,4 +482,127 @@ impl Dags for PgStore {
         })
         .await
     }
+}
+
+/// Takes the DAG ids of `versions` for `owner` (refused if another source
+/// holds one). Definitions of one DAG id are serialised (an advisory lock per
+/// id, taken in id order), so two writers cannot both pass the check.
+async fn claim(tx: &Tx<'_>, versions: &[&NewVersion], owner: &str) -> Result<()> {
+    let mut ids: Vec<&str> = versions.iter().map(|v| v.dag.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in &ids {
+        tx.exec("SELECT pg_advisory_xact_lock(hashtext($1))", &[id])
+            .await?;
+    }
+    for v in versions {
+        let held = held_by(tx, v.dag.id.as_str()).await?;
+        if let Some(refusal) = refuse_claim(
+            v.dag.id.as_str(),
+            &v.file,
+            owner,
+            held.as_ref().map(|(f, o)| (f.as_str(), o.as_str())),
+        ) {
+            return Err(refusal);
+        }
+    }
+    Ok(())
+}
+
+/// The file and owner of the active row that has `dag_id`, if any.
+async fn held_by(tx: &Tx<'_>, dag_id: &str) -> Result<Option<(String, String)>> {
+    Ok(tx
+        .opt(
+            "SELECT file, owner FROM dags WHERE dag_id = $1 AND active",
+            &[&dag_id],
+        )
+        .await?
+        .map(|r| (r.get(0), r.get(1))))
+}
+
+/// Stores one version (its claim already allowed): the version if its
+/// content is new, the DAG row pointing at it for `owner`, and no import
+/// error for its file. A folder's file defines one DAG: a DAG it defined
+/// under another id is made inactive.
+async fn store_version(
+    tx: &Tx<'_>,
+    v: &NewVersion,
+    owner: &str,
+    origin: &Origin,
+) -> Result<Stored> {
+    let id = v.dag.id.as_str();
+    let spec = serde_json::to_string(&v.dag)
+        .map_err(|e| Error::Invalid(format!("cannot encode JSON: {e}")))?;
+    let before: Option<String> = tx
+        .opt("SELECT version_hash FROM dags WHERE dag_id = $1", &[&id])
+        .await?
+        .map(|r| r.get(0));
+    let new_version = tx
+        .exec(
+            "INSERT INTO dag_versions (dag_id, version_hash, file, source, spec, created_at, origin)
+             VALUES ($1, $2, $3, $4, $5, now(), $6) ON CONFLICT DO NOTHING",
+            &[&id, &v.hash, &v.file, &v.source, &spec, &origin.to_text()],
+        )
+        .await?
+        > 0;
+    tx.exec(
+        "INSERT INTO dags (dag_id, file, version_hash, paused, active, schedule, timezone,
+             max_active_runs, description, tags, created_at, updated_at, owner)
+         VALUES ($1, $2, $3, $10, true, $4, $5, $6, $7, $8, now(), now(), $9)
+         ON CONFLICT (dag_id) DO UPDATE SET file = $2, version_hash = $3, active = true,
+             schedule = $4, timezone = $5, max_active_runs = $6, description = $7,
+             tags = $8, updated_at = now(), owner = $9",
+        &[
+            &id,
+            &v.file,
+            &v.hash,
+            &v.dag.schedule,
+            &v.dag.timezone,
+            &i32_of(v.dag.max_active_runs),
+            &v.dag.description,
+            &to_value(&v.dag.tags)?,
+            &owner,
+            &v.dag.is_paused_upon_creation.unwrap_or(false),
+        ],
+    )
+    .await?;
+    if OwnerKind::of(owner) == OwnerKind::Folder {
+        tx.exec(
+            "UPDATE dags SET active = false, updated_at = now()
+             WHERE file = $1 AND dag_id <> $2 AND active",
+            &[&v.file, &id],
+        )
+        .await?;
+    }
+    tx.exec("DELETE FROM import_errors WHERE file = $1", &[&v.file])
+        .await?;
+    Ok(Stored {
+        dag_id: v.dag.id.clone(),
+        version_hash: v.hash.clone(),
+        new_version,
+        changed: before.as_deref() != Some(v.hash.as_str()),
+    })
+}
+
+const SOURCE_COLS: &str = "name, url, reference, path, commit_id, committed_at, applied_at, \
+     applied_by, refresh_requested_at, created_at";
+
+fn source_row(r: &Row) -> SourceRow {
+    SourceRow {
+        name: r.get(0),
+        url: r.get(1),
+        reference: r.get(2),
+        path: r.get(3),
+        commit: r.get(4),
+        committed_at: r.get(5),
+        applied_at: r.get(6),
+        applied_by: r.get(7),
+        refresh_requested_at: r.get(8),
+        created_at: r.get(9),
+    }
+}
+
+async fn source_by_name(c: &(impl Conn + ?Sized), name: &str) -> Result<Option<SourceRow>> {
+    let sql = format!("SELECT {SOURCE_COLS} FROM dag_sources WHERE name = $1");
+    Ok(c.opt(&sql, &[&name]).await?.as_ref().map(source_row))
 }

@@ -48,6 +48,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../../migrations/postgres/0012_runs_by_dag_date.sql"),
     ),
+    (
+        13,
+        include_str!("../../migrations/postgres/0013_dag_sources.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises migrations between processes.

@@ -69,7 +69,7 @@ mod url;
 pub use url::{PgUrl, RootCert, SslMode, TlsSettings, endpoint_of, parse_url};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 /// Tunables of a [`PgStore`].
 #[derive(Clone, Debug)]
@@ -612,7 +612,9 @@ fn to_value<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
 }
 
 const DAG_COLS: &str = "dag_id, file, version_hash, paused, active, schedule, timezone, \
-     max_active_runs, description, tags, last_interval_end, updated_at";
+     max_active_runs, description, tags, last_interval_end, updated_at, owner, \
+     (SELECT v.origin FROM dag_versions v \
+      WHERE v.dag_id = dags.dag_id AND v.version_hash = dags.version_hash)";
 
 fn dag_row(r: &Row) -> DagRow {
     DagRow {
@@ -628,6 +630,8 @@ fn dag_row(r: &Row) -> DagRow {
         tags: serde_json::from_value(r.get(9)).unwrap_or_default(),
         last_interval_end: r.get(10),
         updated_at: r.get(11),
+        owner: r.get(12),
+        origin: r.get::<_, Option<&str>>(13).and_then(Origin::from_text),
     }
 }
 

@@ -12,68 +12,214 @@ impl Dags for SqliteStore {
         hash: &str,
         owner: &str,
     ) -> Result<bool> {
-        let spec = to_json(dag)?;
-        let tags = to_json(&dag.tags)?;
-        let (dag, file, source, hash, owner) = (
-            dag.clone(),
-            file.to_owned(),
-            source.to_owned(),
-            hash.to_owned(),
-            owner.to_owned(),
-        );
+        let version = NewVersion {
+            dag: dag.clone(),
+            file: file.to_owned(),
+            source: source.to_owned(),
+            hash: hash.to_owned(),
+        };
+        let owner = owner.to_owned();
+        let origin = Origin::Folder {
+            processor: owner.clone(),
+        };
         self.write(move |tx| {
-            let now = now_us();
-            let other: Option<String> = tx
+            let held = held_by(tx, version.dag.id.as_str())?;
+            if let Some(refusal) = refuse_claim(
+                version.dag.id.as_str(),
+                &version.file,
+                &owner,
+                held.as_ref().map(|(f, o)| (f.as_str(), o.as_str())),
+            ) {
+                return Err(refusal);
+            }
+            Ok(store_version(tx, &version, &owner, &origin)?.new_version)
+        })
+        .await
+    }
+
+    async fn push_dags(&self, versions: &[NewVersion], by: &str) -> Result<Vec<Stored>> {
+        let versions = versions.to_vec();
+        let origin = Origin::Push { by: by.to_owned() };
+        self.write(move |tx| {
+            for v in &versions {
+                let held = held_by(tx, v.dag.id.as_str())?;
+                if let Some(refusal) = refuse_claim(
+                    v.dag.id.as_str(),
+                    &v.file,
+                    PUSH_OWNER,
+                    held.as_ref().map(|(f, o)| (f.as_str(), o.as_str())),
+                ) {
+                    return Err(refusal);
+                }
+            }
+            versions
+                .iter()
+                .map(|v| store_version(tx, v, PUSH_OWNER, &origin))
+                .collect()
+        })
+        .await
+    }
+
+    async fn register_git_source(&self, spec: &GitSourceSpec) -> Result<SourceRow> {
+        let spec = spec.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO dag_sources (name, url, reference, path, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
+                params![spec.name, spec.url, spec.reference, spec.path, now_us()],
+            )
+            .map_err(map_err)?;
+            let row = source_by_name(tx, &spec.name)?
+                .ok_or_else(|| Error::Database(format!("git source {} vanished", spec.name)))?;
+            check_same_source(&spec, &row)?;
+            Ok(row)
+        })
+        .await
+    }
+
+    async fn get_source(&self, name: &str) -> Result<Option<SourceRow>> {
+        let name = name.to_owned();
+        self.call(move |conn| source_by_name(conn, &name)).await
+    }
+
+    async fn list_sources(&self) -> Result<Vec<SourceRow>> {
+        self.call(|conn| {
+            query_all(
+                conn,
+                &format!("SELECT {SOURCE_COLS} FROM dag_sources ORDER BY name"),
+                [],
+                source_row,
+            )
+        })
+        .await
+    }
+
+    async fn request_refresh(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            Ok(tx
+                .execute(
+                    "UPDATE dag_sources SET refresh_requested_at = ?2 WHERE name = ?1",
+                    params![name, now_us()],
+                )
+                .map_err(map_err)?
+                > 0)
+        })
+        .await
+    }
+
+    async fn apply_git_commit(&self, commit: &GitCommit) -> Result<GitApplied> {
+        let commit = commit.clone();
+        self.write(move |tx| {
+            let current: Option<Option<String>> = tx
                 .query_row(
-                    "SELECT file FROM dags WHERE dag_id = ?1 AND active = 1 AND file <> ?2",
-                    params![dag.id.as_str(), file],
+                    "SELECT commit_id FROM dag_sources WHERE name = ?1",
+                    params![commit.source],
                     |r| r.get(0),
                 )
                 .optional()
                 .map_err(map_err)?;
-            if let Some(other) = other {
-                return Err(duplicate_dag_id(dag.id.as_str(), &other));
+            let Some(current) = current else {
+                return Err(Error::Invalid(format!(
+                    "no git source {} is registered",
+                    commit.source
+                )));
+            };
+            if current != commit.expected {
+                return Ok(GitApplied::Stale(current));
             }
-            let new_version = tx
-                .execute(
-                    "INSERT OR IGNORE INTO dag_versions (dag_id, version_hash, file, source, spec, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![dag.id.as_str(), hash, file, source, spec, now],
+            let owner = git_owner(&commit.source);
+            let origin = Origin::Git {
+                source: commit.source.clone(),
+                commit: commit.commit.clone(),
+            };
+            let now = now_us();
+            let mut stored = Vec::new();
+            let mut refused = Vec::new();
+            for v in &commit.versions {
+                let held = held_by(tx, v.dag.id.as_str())?;
+                match refuse_claim(
+                    v.dag.id.as_str(),
+                    &v.file,
+                    &owner,
+                    held.as_ref().map(|(f, o)| (f.as_str(), o.as_str())),
+                ) {
+                    Some(refusal) => {
+                        refused.push((v.file.clone(), v.dag.id.clone(), refusal.to_string()))
+                    }
+                    None => stored.push(store_version(tx, v, &owner, &origin)?),
+                }
+            }
+            // The source's DAGs this commit does not have are gone; one
+            // whose file is broken in it keeps its last good version.
+            let kept: HashSet<&str> = stored.iter().map(|s| s.dag_id.as_str()).collect();
+            let broken: HashSet<&str> = commit.errors.iter().map(|(f, _)| f.as_str()).collect();
+            let mine = query_all(
+                tx,
+                "SELECT dag_id, file FROM dags WHERE owner = ?1 AND active = 1",
+                params![owner],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )?;
+            let mut retired = Vec::new();
+            for (dag_id, _) in mine
+                .into_iter()
+                .filter(|(d, f)| !kept.contains(d.as_str()) && !broken.contains(f.as_str()))
+            {
+                tx.execute(
+                    "UPDATE dags SET active = 0, updated_at = ?2 WHERE dag_id = ?1",
+                    params![dag_id, now],
                 )
-                .map_err(map_err)?
-                > 0;
+                .map_err(map_err)?;
+                retired.push(DagId(dag_id));
+            }
+            // The commit's import errors replace the source's.
+            tx.execute("DELETE FROM import_errors WHERE owner = ?1", params![owner])
+                .map_err(map_err)?;
+            let mut errors: Vec<(String, Option<String>, Vec<DagError>)> = commit
+                .errors
+                .iter()
+                .map(|(file, errors)| (file.clone(), None, errors.clone()))
+                .collect();
+            errors.extend(refused.iter().map(|(file, dag_id, message)| {
+                (
+                    file.clone(),
+                    Some(dag_id.0.clone()),
+                    vec![DagError {
+                        file: file.clone(),
+                        line: 1,
+                        column: 1,
+                        message: message.clone(),
+                    }],
+                )
+            }));
+            for (file, dag_id, errors) in errors {
+                tx.execute(
+                    "INSERT INTO import_errors (file, dag_id, errors, updated_at, owner)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (file) DO UPDATE SET dag_id = ?2, errors = ?3, updated_at = ?4,
+                         owner = ?5",
+                    params![file, dag_id, to_json(&errors)?, now, owner],
+                )
+                .map_err(map_err)?;
+            }
             tx.execute(
-                "INSERT INTO dags (dag_id, file, version_hash, paused, active, schedule, timezone,
-                     max_active_runs, description, tags, created_at, updated_at, owner)
-                 VALUES (?1, ?2, ?3, ?11, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
-                 ON CONFLICT (dag_id) DO UPDATE SET file = ?2, version_hash = ?3, active = 1,
-                     schedule = ?4, timezone = ?5, max_active_runs = ?6, description = ?7,
-                     tags = ?8, updated_at = ?9, owner = ?10",
+                "UPDATE dag_sources SET commit_id = ?2, committed_at = ?3, applied_at = ?4,
+                     applied_by = ?5
+                 WHERE name = ?1",
                 params![
-                    dag.id.as_str(),
-                    file,
-                    hash,
-                    dag.schedule,
-                    dag.timezone,
-                    dag.max_active_runs,
-                    dag.description,
-                    tags,
+                    commit.source,
+                    commit.commit,
+                    commit.committed_at.as_microsecond(),
                     now,
-                    owner,
-                    dag.is_paused_upon_creation.unwrap_or(false)
+                    commit.by
                 ],
             )
             .map_err(map_err)?;
-            // A file defines one DAG: one it defined under another id is gone.
-            tx.execute(
-                "UPDATE dags SET active = 0, updated_at = ?3
-                 WHERE file = ?1 AND dag_id <> ?2 AND active = 1",
-                params![file, dag.id.as_str(), now],
-            )
-            .map_err(map_err)?;
-            tx.execute("DELETE FROM import_errors WHERE file = ?1", params![file])
-                .map_err(map_err)?;
-            Ok(new_version)
+            Ok(GitApplied::Applied {
+                stored,
+                refused,
+                retired,
+            })
         })
         .await
     }
@@ -181,16 +327,16 @@ impl Dags for SqliteStore {
     async fn get_version(&self, dag_id: &DagId, hash: &str) -> Result<Option<DagVersion>> {
         let (dag_id, hash) = (dag_id.0.clone(), hash.to_owned());
         self.call(move |conn| {
-            let row: Option<(String, String, String, i64)> = conn
+            let row: Option<(String, String, String, i64, String)> = conn
                 .query_row(
-                    "SELECT file, source, spec, created_at FROM dag_versions
+                    "SELECT file, source, spec, created_at, origin FROM dag_versions
                      WHERE dag_id = ?1 AND version_hash = ?2",
                     params![dag_id, hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
                 .optional()
                 .map_err(map_err)?;
-            let Some((file, source, spec, created_at)) = row else {
+            let Some((file, source, spec, created_at, origin)) = row else {
                 return Ok(None);
             };
             let spec: Dag = serde_json::from_str(&spec).map_err(|e| {
@@ -205,6 +351,7 @@ impl Dags for SqliteStore {
                 source,
                 spec,
                 created_at: ts(created_at),
+                origin: Origin::from_text(&origin),
             }))
         })
         .await
@@ -215,7 +362,7 @@ impl Dags for SqliteStore {
         self.call(move |conn| {
             query_all(
                 conn,
-                "SELECT version_hash, file, created_at FROM dag_versions
+                "SELECT version_hash, file, created_at, origin FROM dag_versions
                  WHERE dag_id = ?1 ORDER BY created_at DESC, version_hash",
                 params![dag_id],
                 |r| {
@@ -223,6 +370,7 @@ impl Dags for SqliteStore {
                         version_hash: r.get(0)?,
                         file: r.get(1)?,
                         created_at: ts(r.get(2)?),
+                        origin: Origin::from_text(&r.get::<_, String>(3)?),
                     })
                 },
             )
@@ -260,9 +408,11 @@ impl Dags for SqliteStore {
                 )
                 .optional()
                 .map_err(map_err)?;
-            let Some((file, file_present)) = row else {
+            let Some((file, active)) = row else {
                 return Ok(DeleteDag::NotFound);
             };
+            // A pushed DAG has no file anything scans.
+            let file_present = active && !file.starts_with("push:");
             let unfinished = query_all(
                 tx,
                 "SELECT id FROM runs WHERE dag_id = ?1 AND state IN ('queued', 'running')
@@ -314,4 +464,107 @@ impl Dags for SqliteStore {
         })
         .await
     }
+}
+
+/// The file and owner of the active row that has `dag_id`, if any.
+fn held_by(tx: &Connection, dag_id: &str) -> Result<Option<(String, String)>> {
+    tx.query_row(
+        "SELECT file, owner FROM dags WHERE dag_id = ?1 AND active = 1",
+        params![dag_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map_err(map_err)
+}
+
+/// Stores one version (its claim already allowed): the version if its
+/// content is new, the DAG row pointing at it for `owner`, and no import
+/// error for its file. A folder's file defines one DAG: a DAG it defined
+/// under another id is made inactive.
+fn store_version(tx: &Connection, v: &NewVersion, owner: &str, origin: &Origin) -> Result<Stored> {
+    let now = now_us();
+    let id = v.dag.id.as_str();
+    let before: Option<String> = tx
+        .query_row(
+            "SELECT version_hash FROM dags WHERE dag_id = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(map_err)?;
+    let new_version = tx
+        .execute(
+            "INSERT OR IGNORE INTO dag_versions (dag_id, version_hash, file, source, spec, created_at,
+                 origin)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![id, v.hash, v.file, v.source, to_json(&v.dag)?, now, origin.to_text()],
+        )
+        .map_err(map_err)?
+        > 0;
+    tx.execute(
+        "INSERT INTO dags (dag_id, file, version_hash, paused, active, schedule, timezone,
+             max_active_runs, description, tags, created_at, updated_at, owner)
+         VALUES (?1, ?2, ?3, ?11, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
+         ON CONFLICT (dag_id) DO UPDATE SET file = ?2, version_hash = ?3, active = 1,
+             schedule = ?4, timezone = ?5, max_active_runs = ?6, description = ?7,
+             tags = ?8, updated_at = ?9, owner = ?10",
+        params![
+            id,
+            v.file,
+            v.hash,
+            v.dag.schedule,
+            v.dag.timezone,
+            v.dag.max_active_runs,
+            v.dag.description,
+            to_json(&v.dag.tags)?,
+            now,
+            owner,
+            v.dag.is_paused_upon_creation.unwrap_or(false)
+        ],
+    )
+    .map_err(map_err)?;
+    if OwnerKind::of(owner) == OwnerKind::Folder {
+        tx.execute(
+            "UPDATE dags SET active = 0, updated_at = ?3
+             WHERE file = ?1 AND dag_id <> ?2 AND active = 1",
+            params![v.file, id, now],
+        )
+        .map_err(map_err)?;
+    }
+    tx.execute("DELETE FROM import_errors WHERE file = ?1", params![v.file])
+        .map_err(map_err)?;
+    Ok(Stored {
+        dag_id: v.dag.id.clone(),
+        version_hash: v.hash.clone(),
+        new_version,
+        changed: before.as_deref() != Some(v.hash.as_str()),
+    })
+}
+
+const SOURCE_COLS: &str = "name, url, reference, path, commit_id, committed_at, applied_at, \
+     applied_by, refresh_requested_at, created_at";
+
+fn source_row(r: &Row) -> rusqlite::Result<SourceRow> {
+    Ok(SourceRow {
+        name: r.get(0)?,
+        url: r.get(1)?,
+        reference: r.get(2)?,
+        path: r.get(3)?,
+        commit: r.get(4)?,
+        committed_at: opt_ts(r.get(5)?),
+        applied_at: opt_ts(r.get(6)?),
+        applied_by: r.get(7)?,
+        refresh_requested_at: opt_ts(r.get(8)?),
+        created_at: ts(r.get(9)?),
+    })
+}
+
+fn source_by_name(conn: &Connection, name: &str) -> Result<Option<SourceRow>> {
+    conn.query_row(
+        &format!("SELECT {SOURCE_COLS} FROM dag_sources WHERE name = ?1"),
+        params![name],
+        source_row,
+    )
+    .optional()
+    .map_err(map_err)
 }

@@ -45,6 +45,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../migrations/sqlite/0013_runs_by_dag_date.sql"),
     ),
+    (
+        14,
+        include_str!("../../migrations/sqlite/0014_dag_sources.sql"),
+    ),
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -43,7 +43,7 @@ use migrate::migrate;
 use writer::{Job, WriteJob, writer_loop};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 14;
 
 /// Reader connections per store: WAL lets them read while the writer writes, so
 /// a scheduler reading a large run never holds up a worker reporting a result.
@@ -283,7 +283,9 @@ impl SqliteStore {
 }
 
 const DAG_COLS: &str = "dag_id, file, version_hash, paused, active, schedule, timezone, \
-     max_active_runs, description, tags, last_interval_end, updated_at";
+     max_active_runs, description, tags, last_interval_end, updated_at, owner, \
+     (SELECT v.origin FROM dag_versions v \
+      WHERE v.dag_id = dags.dag_id AND v.version_hash = dags.version_hash)";
 
 fn dag_row(r: &Row) -> rusqlite::Result<DagRow> {
     Ok(DagRow {
@@ -299,6 +301,11 @@ fn dag_row(r: &Row) -> rusqlite::Result<DagRow> {
         tags: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
         last_interval_end: opt_ts(r.get(10)?),
         updated_at: ts(r.get(11)?),
+        owner: r.get(12)?,
+        origin: r
+            .get::<_, Option<String>>(13)?
+            .as_deref()
+            .and_then(Origin::from_text),
     })
 }
 

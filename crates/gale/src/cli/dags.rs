@@ -1,4 +1,5 @@
-//! `gale dags`: list, show, validate, errors, trigger, pause, unpause, delete.
+//! `gale dags`: list, show, validate, push, sources, errors, trigger, pause,
+//! unpause, delete.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,6 +29,24 @@ pub enum DagsCmd {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Store DAG files (or folders of them) without a DAG folder: each is
+    /// checked as `validate` does and any error refuses the whole push. A
+    /// pushed DAG stays until `gale dags delete`; pushing the same content
+    /// again changes nothing.
+    Push {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Push through this node's API (e.g. https://gale.example.com)
+        /// instead of the store this command names.
+        #[arg(long)]
+        url: Option<String>,
+        /// The API token for --url (`gale tokens create`).
+        #[arg(long, env = "GALE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// List the git repositories schedulers follow (--dags-git), and the
+    /// commit whose DAGs are stored.
+    Sources,
     /// List DAG files that failed to load, with file:line:column errors;
     /// exit 1 when there is one (so it can gate a deployment).
     Errors,
@@ -70,14 +89,25 @@ struct DagListItem {
     paused: bool,
     active: bool,
     file: String,
+    /// Where its version came from: `folder`, `push by USER`, `git NAME@COMMIT`.
+    source: String,
     last_run_state: Option<RunState>,
     last_run_id: Option<RunId>,
     tags: Vec<String>,
 }
 
 pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result<u8> {
-    if let DagsCmd::Validate { paths: files } = &cmd {
-        return validate(paths, files, output).await;
+    match &cmd {
+        DagsCmd::Validate { paths: files } => return validate(paths, files, output).await,
+        DagsCmd::Push {
+            paths: files,
+            url,
+            token,
+        } => {
+            return super::push::push(paths, files, url.as_deref(), token.as_deref(), output).await;
+        }
+        DagsCmd::Sources => return super::push::sources(paths, output).await,
+        _ => {}
     }
     let store = open_store(paths).await?;
     match cmd {
@@ -93,12 +123,16 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
                     .await?
                     .into_iter()
                     .next();
+                let source =
+                    gale_server::api::dags::OriginOut::of(d.origin.as_ref(), d.owner_kind())
+                        .words();
                 items.push(DagListItem {
                     dag_id: d.dag_id.0,
                     schedule: d.schedule,
                     timezone: d.timezone,
                     paused: d.paused,
                     active: d.active,
+                    source,
                     file: d.file,
                     last_run_state: last.as_ref().map(|r| r.state),
                     last_run_id: last.map(|r| r.id),
@@ -128,13 +162,17 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
                             (Some(id), Some(s)) => format!("{s} (run {id})"),
                             _ => "-".into(),
                         },
+                        d.source.clone(),
                         d.file.clone(),
                     ]
                 })
                 .collect();
             println!(
                 "{}",
-                table(&["DAG_ID", "SCHEDULE", "STATE", "LAST RUN", "FILE"], rows)
+                table(
+                    &["DAG_ID", "SCHEDULE", "STATE", "LAST RUN", "SOURCE", "FILE"],
+                    rows
+                )
             );
             if !errors.is_empty() {
                 println!("\n{} DAG file(s) failed to load:", errors.len());
@@ -180,6 +218,11 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
                 }
             );
             println!("file         {}", row.file);
+            println!(
+                "source       {}",
+                gale_server::api::dags::OriginOut::of(row.origin.as_ref(), row.owner_kind())
+                    .words()
+            );
             println!("version      {}", row.version_hash);
             println!(
                 "catchup      {}   max_active_runs {}   max_active_tasks {}",
@@ -279,7 +322,9 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
             keep_history,
             yes,
         } => delete(&*store, DagId(dag_id), keep_history, yes, output).await,
-        DagsCmd::Validate { .. } => unreachable!("handled above"),
+        DagsCmd::Validate { .. } | DagsCmd::Push { .. } | DagsCmd::Sources => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod keys;
 mod open;
 mod output;
 mod pools;
+mod push;
 mod runs;
 mod secret_io;
 mod tasks;

@@ -36,6 +36,7 @@ mod secrets;
 mod secrets_api;
 mod secrets_cli;
 mod secrets_ui;
+mod sources;
 mod startup;
 mod tidy;
 mod tls;

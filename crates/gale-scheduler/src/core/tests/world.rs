@@ -71,6 +71,8 @@ impl World {
             tags: Vec::new(),
             last_interval_end: None,
             updated_at: self.now,
+            owner: "test".into(),
+            origin: None,
         };
         let order = topo_order(&dag);
         self.dags.retain(|d| d.row.dag_id.as_str() != id);
