@@ -763,6 +763,7 @@ fn is_env_name(s: &str) -> bool {
 }
 
 mod checks;
+pub mod diff;
 mod node;
 mod raw;
 pub use checks::MAX_RETRIES;
