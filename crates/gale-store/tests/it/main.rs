@@ -356,7 +356,7 @@ async fn a_database_without_recorded_versions_is_brought_up() {
     drop(SqliteStore::open(&path).expect("open"));
     let conn = rusqlite::Connection::open(&path).expect("open raw");
     conn.execute_batch(
-        "DROP TABLE gale_schema; DROP TABLE audit_log; DROP TABLE variables; DROP TABLE connections; DROP TABLE alert_channels; DROP TABLE alert_deliveries; ALTER TABLE nodes DROP COLUMN queues; ALTER TABLE users DROP COLUMN last_login_at; ALTER TABLE api_tokens DROP COLUMN last_used_at; ALTER TABLE backfills DROP COLUMN cancelled_at; PRAGMA user_version = 8;",
+        "DROP TABLE gale_schema; DROP TABLE audit_log; DROP TABLE variables; DROP TABLE connections; DROP TABLE alert_channels; DROP TABLE alert_deliveries; ALTER TABLE nodes DROP COLUMN queues; ALTER TABLE users DROP COLUMN last_login_at; ALTER TABLE api_tokens DROP COLUMN last_used_at; ALTER TABLE backfills DROP COLUMN cancelled_at; ALTER TABLE dag_versions DROP COLUMN origin; DROP TABLE dag_sources; PRAGMA user_version = 8;",
     )
         .expect("make it a version-8 database");
     drop(conn);
