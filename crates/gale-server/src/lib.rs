@@ -29,6 +29,7 @@ pub mod secrets;
 pub mod throttle;
 pub mod ui;
 pub mod vault;
+pub mod versions;
 
 pub use error::{ApiError, ApiResult};
 pub use http::HttpLimits;

@@ -469,7 +469,7 @@ pub(super) async fn dag_versions(
 
 /// What kind of source stored a version of `file` (for versions stored
 /// before origins were recorded: pushed and git files' names say so).
-fn owner_of_file(file: &str) -> gale_store::OwnerKind {
+pub fn owner_of_file(file: &str) -> gale_store::OwnerKind {
     if file.starts_with("push:") {
         gale_store::OwnerKind::Push
     } else if file.starts_with("git:") {

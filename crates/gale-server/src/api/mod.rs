@@ -29,6 +29,7 @@ pub mod sources;
 pub mod tasks;
 pub mod tokens;
 pub mod variables;
+pub mod versions;
 
 type Shared = State<Arc<AppState>>;
 
@@ -155,6 +156,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(dags::get_dag, dags::patch_dag, dags::delete_dag))
         .routes(routes!(dags::dag_source))
         .routes(routes!(dags::dag_versions))
+        .routes(routes!(versions::dag_diff))
         .routes(routes!(dags::import_errors))
         .routes(routes!(runs::list_runs))
         .routes(routes!(runs::trigger_run))

@@ -105,7 +105,11 @@ pub(crate) struct RunsView {
 pub(crate) struct VersionLine {
     pub short: String,
     pub href: String,
+    /// The shown version compared with this one.
+    pub compare_href: String,
     pub created: String,
+    /// Where it came from: `folder`, `push by USER`, `git NAME@COMMIT`.
+    pub source: String,
     pub current: bool,
     pub selected: bool,
 }
@@ -114,9 +118,16 @@ pub(crate) struct SourceView {
     pub file: String,
     pub short: String,
     pub current: bool,
+    pub source: String,
     pub lines: Vec<String>,
     pub versions: Vec<VersionLine>,
     pub more_versions: usize,
+    /// This version against the one before it.
+    pub previous_href: String,
+    /// This version against the newest successful run's.
+    pub last_success_href: String,
+    /// The comparison asked for (`against`), shown instead of the text.
+    pub diff: Option<super::dag_versions::DiffView>,
 }
 
 pub(crate) struct TriggerView {
@@ -181,7 +192,7 @@ pub(super) enum Tab {
     /// A history chart over the newest this many runs.
     History(Metric, u32),
     Calendar,
-    Source(Option<String>),
+    Source(Option<String>, Option<String>),
     /// The form, or (after a refused POST) what was typed and why it failed.
     Trigger(Option<TriggerView>),
     Backfill(Option<(String, String, String)>),
@@ -194,6 +205,8 @@ pub struct DagQuery {
     before: Option<String>,
     version: Option<String>,
     runs: Option<String>,
+    /// On the source tab: the version to compare the shown one with.
+    against: Option<String>,
 }
 
 fn run_param(s: Option<&str>) -> Result<Option<RunId>, UiError> {
@@ -222,7 +235,10 @@ pub async fn page(
             "tries" => Tab::History(Metric::Tries, history_runs(q.runs.as_deref())?),
             "landing" => Tab::History(Metric::Landing, history_runs(q.runs.as_deref())?),
             "calendar" => Tab::Calendar,
-            "source" => Tab::Source(q.version.filter(|v| !v.is_empty())),
+            "source" => Tab::Source(
+                q.version.filter(|v| !v.is_empty()),
+                q.against.filter(|v| !v.is_empty()),
+            ),
             "trigger" => Tab::Trigger(None),
             "backfill" => Tab::Backfill(None),
             other => {
@@ -285,7 +301,7 @@ pub(super) async fn render(
         Tab::History(Metric::Tries, _) => "tries",
         Tab::History(Metric::Landing, _) => "landing",
         Tab::Calendar => "calendar",
-        Tab::Source(_) => "source",
+        Tab::Source(..) => "source",
         Tab::Trigger(_) => "trigger",
         Tab::Backfill(_) => "backfill",
     };
@@ -341,13 +357,13 @@ pub(super) async fn render(
         Tab::Calendar => {
             tmpl.calendar_tab = Some(calendar_view(store, dag_id, now).await?);
         }
-        Tab::Source(version) => {
+        Tab::Source(version, against) => {
             tmpl.source_tab = Some(
                 source_view(
                     store,
                     dag_id,
                     &row.version_hash,
-                    version,
+                    (version, against),
                     ctx.identity.role,
                     &zone,
                 )
@@ -612,7 +628,7 @@ async fn source_view(
     store: &dyn Store,
     dag_id: &DagId,
     current_hash: &str,
-    version: Option<String>,
+    (version, against): (Option<String>, Option<String>),
     role: Role,
     zone: &format::Zone,
 ) -> Result<SourceView, UiError> {
@@ -622,10 +638,21 @@ async fn source_view(
         .ok_or_else(|| UiError::NotFound(format!("{dag_id} has no version {hash:?}")))?;
     let versions = store.list_versions(dag_id).await?;
     let href = format!("/dags/{}?tab=source", url_escape(&dag_id.0));
+    let shown = format!("{href}&version={}", url_escape(&v.version_hash));
+    let diff = match against {
+        Some(against) => Some(
+            super::dag_versions::diff_view(store, dag_id, &v.version_hash, &against, role).await?,
+        ),
+        None => None,
+    };
+    let source_words = |origin: Option<&gale_store::Origin>, file: &str| {
+        crate::api::dags::OriginOut::of(origin, crate::api::dags::owner_of_file(file)).words()
+    };
     Ok(SourceView {
         file: v.file.clone(),
         short: format::short_hash(&v.version_hash).to_owned(),
         current: v.version_hash == current_hash,
+        source: source_words(v.origin.as_ref(), &v.file),
         // Secret literals masked for all but admins.
         lines: crate::secrets::source_for(&v.source, &v.spec, role)
             .lines()
@@ -638,11 +665,16 @@ async fn source_view(
             .map(|x| VersionLine {
                 short: format::short_hash(&x.version_hash).to_owned(),
                 href: format!("{href}&version={}", url_escape(&x.version_hash)),
+                compare_href: format!("{shown}&against={}", url_escape(&x.version_hash)),
                 created: zone.ts(x.created_at),
+                source: source_words(x.origin.as_ref(), &x.file),
                 current: x.version_hash == current_hash,
                 selected: x.version_hash == v.version_hash,
             })
             .collect(),
+        previous_href: format!("{shown}&against={}", crate::versions::PREVIOUS),
+        last_success_href: format!("{shown}&against={}", crate::versions::LAST_SUCCESS),
+        diff,
     })
 }
 

@@ -33,6 +33,7 @@ mod connections;
 mod dag;
 mod dag_history;
 mod dag_trigger;
+mod dag_versions;
 mod dags;
 mod format;
 pub mod gantt;
