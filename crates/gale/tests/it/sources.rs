@@ -709,3 +709,142 @@ fn three_nodes_without_a_dag_folder_take_pushes_through_any_node() {
         n.assert_running();
     }
 }
+
+/// A DAG in three versions.
+fn versioned(version: u32) -> String {
+    let (schedule, extra) = match version {
+        1 => ("0 2 * * *", "  b:\n    run: echo b\n"),
+        _ => ("0 4 * * *", "  c:\n    needs: [a]\n    run: echo c\n"),
+    };
+    let description = if version == 3 { "three" } else { "one" };
+    format!(
+        "description: {description}\nschedule: \"{schedule}\"\nparams:\n  db_password: hunter2-v{version}\n\
+         tasks:\n  a:\n    run: echo a{}\n{extra}",
+        if version == 1 { "" } else { " twice" }
+    )
+}
+
+/// What changed between versions, in the API and on the source page: the
+/// previous version by default, since the newest successful run on request,
+/// settings, tasks added, removed and changed, the file's lines; a secret's
+/// values only as `***` for a viewer; unknown versions 404.
+#[test]
+fn version_diffs_in_the_api_and_the_page() {
+    let home = Home::new();
+    let (standalone, web) = web::start(&home);
+    let push = |version: u32| {
+        let body = web.post(
+            "/api/v1/dags",
+            &json!({"files": [{"name": "shop.yaml", "content": versioned(version)}]}),
+        );
+        body.expect(200);
+    };
+    push(1);
+    let run = home.trigger("shop", &[]);
+    assert_eq!(home.wait_run(run)["run"]["state"], "success");
+    push(2);
+    push(3);
+
+    // By default: the current version against the one before it.
+    let d = web.get("/api/v1/dags/shop/diff").expect(200);
+    let fields: Vec<&str> = d["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|c| c["field"].as_str())
+        .collect();
+    assert!(fields.contains(&"description"), "{d:#}");
+    assert!(!fields.contains(&"schedule"), "{d:#}");
+    assert_eq!(d["tasks_added"], json!([]), "{d:#}");
+    assert_eq!(d["to"]["source"]["kind"], "push", "{d:#}");
+
+    // Since the last successful run: v1 to v3.
+    let d = web
+        .get("/api/v1/dags/shop/diff?from=last_success&context=1")
+        .expect(200);
+    let field = |name: &str| {
+        d["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .find(|c| c["field"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no change of {name}: {d:#}"))
+    };
+    assert_eq!(field("schedule")["before"], "0 2 * * *");
+    assert_eq!(field("schedule")["after"], "0 4 * * *");
+    assert_eq!(d["tasks_added"], json!(["c"]), "{d:#}");
+    assert_eq!(d["tasks_removed"], json!(["b"]), "{d:#}");
+    let a = d["tasks_changed"]
+        .as_array()
+        .expect("tasks_changed")
+        .iter()
+        .find(|t| t["task_id"] == "a")
+        .cloned()
+        .expect("a changed");
+    assert_eq!(a["changes"][0]["field"], "run", "{a}");
+    assert_eq!(a["changes"][0]["after"], "echo a twice", "{a}");
+    let lines: Vec<&Value> = d["hunks"]
+        .as_array()
+        .expect("hunks")
+        .iter()
+        .flat_map(|h| h.as_array().expect("a hunk").iter())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["kind"] == "added" && l["text"] == "schedule: \"0 4 * * *\""),
+        "{d:#}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["kind"] == "removed" && l["old_line"] == 2),
+        "{d:#}"
+    );
+
+    // A viewer sees the secret param's change only as `***`.
+    let viewer = web.with_token(&web::user_token(&home, "vi", "viewer"));
+    let masked = viewer.get("/api/v1/dags/shop/diff?from=last_success");
+    let text = masked.text();
+    assert_eq!(masked.status, 200, "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("***"), "{text}");
+
+    // Bad names.
+    web.get("/api/v1/dags/shop/diff?from=deadbeefcafe")
+        .problem(404);
+    web.get("/api/v1/dags/nope/diff").problem(404);
+    web.get("/api/v1/dags/shop/diff?context=99").problem(400);
+
+    // The source page compares the same way.
+    crate::ui::create_user(&home, "eve", "viewer", "viewer-pass-1");
+    let anon = web.anonymous();
+    let (cookie, _) = crate::ui::form_login(&anon, "eve", "viewer-pass-1");
+    let page = anon.send(
+        "GET",
+        "/dags/shop?tab=source&against=last_success",
+        &[("cookie", &cookie)],
+        None,
+    );
+    let html = page.text();
+    assert_eq!(page.status, 200, "{html}");
+    assert!(html.contains("class=\"card version-diff\""), "{html}");
+    assert!(html.contains("Tasks added: <code>c</code>"), "{html}");
+    assert!(html.contains("Tasks removed: <code>b</code>"), "{html}");
+    assert!(html.contains("data-task=\"a\""), "{html}");
+    assert!(html.contains("push by admin"), "{html}");
+    assert!(!html.contains("hunter2"), "{html}");
+    let plain = anon.send("GET", "/dags/shop?tab=source", &[("cookie", &cookie)], None);
+    let html = plain.text();
+    assert!(html.contains("since the last successful run"), "{html}");
+    assert!(html.contains("class=\"small compare\""), "{html}");
+    let missing = anon.send(
+        "GET",
+        "/dags/shop?tab=source&against=0000000000",
+        &[("cookie", &cookie)],
+        None,
+    );
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    drop(standalone);
+}
