@@ -30,6 +30,9 @@ const MAX_FILES: usize = 10_000;
 /// How often the store is asked whether a refresh was requested.
 const REFRESH_CHECK: Duration = Duration::from_secs(1);
 
+/// A commit's DAG files, parsed: the versions, and the files' errors.
+type Parsed = (Vec<NewVersion>, Vec<(String, Vec<DagError>)>);
+
 /// How a follower gets its credentials for each fetch.
 #[derive(Clone, Debug)]
 pub enum CredentialSource {
@@ -251,7 +254,7 @@ impl<S: Dags + gale_store::Alerts + ?Sized> GitFollower<S> {
             return Ok(());
         }
         // Parsed once per commit, however many times it is stored.
-        let mut parsed: Option<(Vec<NewVersion>, Vec<(String, Vec<DagError>)>)> = None;
+        let mut parsed: Option<Parsed> = None;
         for _ in 0..5 {
             let row = self
                 .store
@@ -348,10 +351,7 @@ impl<S: Dags + gale_store::Alerts + ?Sized> GitFollower<S> {
     }
 
     /// The DAG files of `commit` below the followed folder, parsed.
-    async fn parse_commit(
-        &self,
-        commit: &str,
-    ) -> Result<(Vec<NewVersion>, Vec<(String, Vec<DagError>)>), GitError> {
+    async fn parse_commit(&self, commit: &str) -> Result<Parsed, GitError> {
         let base = self.opts.spec.path.trim_matches('/');
         let files: Vec<_> = self
             .repo

@@ -120,7 +120,7 @@ pub async fn push_dags_and_one_owner_per_id<S: Store + ?Sized>(store: &S) {
     // A new pushed version: a new version the row points at, the old kept.
     let etl2 = version("push:etl.yaml", ETL_V2);
     let stored = store
-        .push_dags(&[etl2.clone()], "bob")
+        .push_dags(std::slice::from_ref(&etl2), "bob")
         .await
         .expect("push v2");
     assert!(stored[0].new_version && stored[0].changed);
