@@ -55,6 +55,8 @@ pub(crate) struct Head {
     /// When, in the page's zone: `2026-07-01 06:30:00 CEST`.
     pub next_run_at: String,
     pub file: String,
+    /// Where its version came from: `folder`, `push by USER`, `git NAME@COMMIT`.
+    pub source: String,
     pub n_tasks: usize,
     pub max_active_runs: u32,
 }
@@ -290,6 +292,7 @@ pub(super) async fn render(
         next_run: next.map(|t| format::ago(t, now)).unwrap_or_default(),
         next_run_at: next.map(|t| zone.ts(t)).unwrap_or_default(),
         file: row.file.clone(),
+        source: crate::api::dags::OriginOut::of(row.origin.as_ref(), row.owner_kind()).words(),
         n_tasks: spec.tasks.len(),
         max_active_runs: row.max_active_runs,
     };

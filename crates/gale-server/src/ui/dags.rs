@@ -88,7 +88,13 @@ async fn dag_line(
     let next = spec
         .filter(|_| !row.paused)
         .and_then(|spec| crate::next_run::next_run(row, spec, now));
+    let origin = crate::api::dags::OriginOut::of(row.origin.as_ref(), row.owner_kind());
     Ok(DagLine {
+        source: if origin.kind == "folder" {
+            String::new()
+        } else {
+            origin.words()
+        },
         dag_id: row.dag_id.0.clone(),
         href: format!("/dags/{}", url_escape(&row.dag_id.0)),
         description: row.description.clone().unwrap_or_default(),
@@ -119,6 +125,8 @@ pub(crate) struct DagLine {
     pub next_run: String,
     pub next_run_title: String,
     pub runs: Vec<RunDot>,
+    /// `push by USER` or `git NAME@COMMIT`; empty for a folder's DAG.
+    pub source: String,
 }
 
 pub(crate) struct Broken {

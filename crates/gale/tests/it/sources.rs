@@ -838,6 +838,17 @@ fn version_diffs_in_the_api_and_the_page() {
     let plain = anon.send("GET", "/dags/shop?tab=source", &[("cookie", &cookie)], None);
     let html = plain.text();
     assert!(html.contains("since the last successful run"), "{html}");
+    assert!(
+        html.contains("<dd class=\"small dag-source\">push by admin</dd>"),
+        "the DAG's facts name its source: {html}"
+    );
+    let list = anon.send("GET", "/", &[("cookie", &cookie)], None).text();
+    assert!(
+        list.contains(
+            "<span class=\"pill source\" title=\"where its version came from\">push by admin</span>"
+        ),
+        "{list}"
+    );
     assert!(html.contains("class=\"small compare\""), "{html}");
     let missing = anon.send(
         "GET",
