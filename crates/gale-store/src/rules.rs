@@ -9,9 +9,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use gale_model::TaskState;
+use gale_model::{DagError, DagId, TaskState};
 
-use crate::{Error, GitSourceSpec, OwnerKind, PUSH_OWNER, Role, RunMark, SourceRow};
+use crate::{Error, GitCommit, GitSourceSpec, OwnerKind, PUSH_OWNER, Role, RunMark, SourceRow};
 
 /// The most runs `list_runs` returns: `limit`, 0 meaning 100, never more than 10,000.
 pub(crate) fn run_list_limit(limit: u32) -> u32 {
@@ -236,6 +236,29 @@ pub(crate) fn refuse_claim(
         OwnerKind::Git => held_owner == owner,
     };
     (!allowed).then(|| duplicate_dag_id(dag_id, held_file, held_owner))
+}
+
+/// The import errors a stored git commit leaves: its broken files' own, and
+/// each refused file's refusal, as `(file, dag id, errors)`.
+pub(crate) fn git_import_errors(
+    commit: &GitCommit,
+    refused: &[(String, DagId, String)],
+) -> Vec<(String, Option<String>, Vec<DagError>)> {
+    let mut errors: Vec<_> = commit
+        .errors
+        .iter()
+        .map(|(file, errors)| (file.clone(), None, errors.clone()))
+        .collect();
+    errors.extend(refused.iter().map(|(file, dag_id, message)| {
+        let error = DagError {
+            file: file.clone(),
+            line: 1,
+            column: 1,
+            message: message.clone(),
+        };
+        (file.clone(), Some(dag_id.0.clone()), vec![error])
+    }));
+    errors
 }
 
 /// A git source registered again must follow what its name already does.

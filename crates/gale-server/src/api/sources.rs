@@ -53,6 +53,19 @@ pub struct PushedOut {
     pub tasks: usize,
 }
 
+impl From<gale_actions::Pushed> for PushedOut {
+    fn from(p: gale_actions::Pushed) -> PushedOut {
+        PushedOut {
+            file: p.name,
+            dag_id: p.dag_id.0,
+            version_hash: p.version_hash,
+            new_version: p.new_version,
+            changed: p.changed,
+            tasks: p.tasks,
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct PushOut {
     pub dags: Vec<PushedOut>,
@@ -128,17 +141,7 @@ pub(super) async fn push_dags(
         n.scheduler.notify_one();
     }
     Ok(Json(PushOut {
-        dags: pushed
-            .into_iter()
-            .map(|p| PushedOut {
-                file: p.name,
-                dag_id: p.dag_id.0,
-                version_hash: p.version_hash,
-                new_version: p.new_version,
-                changed: p.changed,
-                tasks: p.tasks,
-            })
-            .collect(),
+        dags: pushed.into_iter().map(PushedOut::from).collect(),
     }))
 }
 

@@ -13,8 +13,9 @@ use crate::error::{ApiError, ApiResult, Json, Path, Problem, Query};
 #[into_params(parameter_in = Query)]
 pub struct DiffQuery {
     /// The older version: a hash (or its first 6+ digits), `previous` (the
-    /// one stored before `to`; the default), `last_success` (what the newest
-    /// successful run ran) or `current`.
+    /// one stored before `to`; the default, or `to` itself when it is the
+    /// first), `last_success` (what the newest successful run ran) or
+    /// `current`.
     pub from: Option<String>,
     /// The newer version, named as `from` is (default `current`).
     pub to: Option<String>,
@@ -84,9 +85,26 @@ pub(super) async fn dag_diff(
     if context > 20 {
         return Err(ApiError::bad_request("context must be 0 to 20"));
     }
-    let from = q.from.as_deref().unwrap_or(crate::versions::PREVIOUS);
     let to = q.to.as_deref().unwrap_or(crate::versions::CURRENT);
-    let c = crate::versions::compare(&*s.store, &dag_id, from, to, caller.role).await?;
+    let c = match q.from.as_deref() {
+        Some(from) => crate::versions::compare(&*s.store, &dag_id, from, to, caller.role).await?,
+        // By default the version before; a first version is compared with
+        // itself (nothing changed), not refused.
+        None => match crate::versions::compare(
+            &*s.store,
+            &dag_id,
+            crate::versions::PREVIOUS,
+            to,
+            caller.role,
+        )
+        .await
+        {
+            Err(gale_actions::Error::NotFound(m)) if m.contains("no version before") => {
+                crate::versions::compare(&*s.store, &dag_id, to, to, caller.role).await?
+            }
+            other => other?,
+        },
+    };
     Ok(Json(VersionDiff {
         dag_id: dag_id.0,
         from: (&c.from).into(),

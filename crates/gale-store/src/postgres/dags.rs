@@ -170,25 +170,7 @@ impl Dags for PgStore {
                     .collect();
                 tx.exec("DELETE FROM import_errors WHERE owner = $1", &[&owner])
                     .await?;
-                let mut errors: Vec<(String, Option<String>, Vec<DagError>)> = commit
-                    .errors
-                    .iter()
-                    .map(|(file, errors)| (file.clone(), None, errors.clone()))
-                    .collect();
-                errors.extend(refused.iter().map(
-                    |(file, dag_id, message): &(String, DagId, String)| {
-                        (
-                            file.clone(),
-                            Some(dag_id.0.clone()),
-                            vec![DagError {
-                                file: file.clone(),
-                                line: 1,
-                                column: 1,
-                                message: message.clone(),
-                            }],
-                        )
-                    },
-                ));
+                let errors = git_import_errors(&commit, &refused);
                 for (file, dag_id, errors) in errors {
                     tx.exec(
                         "INSERT INTO import_errors (file, dag_id, errors, updated_at, owner)

@@ -66,17 +66,7 @@ pub(super) async fn push(
         None => {
             let store = open_store(paths).await?;
             match gale_actions::push_dags(&*store, &cli_actor(), files).await {
-                Ok(pushed) => Ok(pushed
-                    .into_iter()
-                    .map(|p| PushedOut {
-                        file: p.name,
-                        dag_id: p.dag_id.0,
-                        version_hash: p.version_hash,
-                        new_version: p.new_version,
-                        changed: p.changed,
-                        tasks: p.tasks,
-                    })
-                    .collect()),
+                Ok(pushed) => Ok(pushed.into_iter().map(PushedOut::from).collect()),
                 Err(gale_actions::Error::Rejected(errors)) => Err(errors),
                 Err(gale_actions::Error::Invalid(m)) => return Err(Usage(m).into()),
                 Err(gale_actions::Error::Store(gale_store::Error::Invalid(m))) => {

@@ -1354,7 +1354,7 @@ fn openapi_document_matches_the_routes() {
     for (method, path) in [
         ("PUT", "/api/v1/dags/x"),
         ("PUT", "/api/v1/runs/1"),
-        ("POST", "/api/v1/dags"),
+        ("DELETE", "/api/v1/dags"),
         ("GET", "/api/v1/runs/1/cancel"),
     ] {
         let resp = web.send(method, path, &[], None);

@@ -43,5 +43,6 @@ mod tls;
 mod trust;
 mod ui;
 mod ui_history;
+mod ui_versions;
 mod web_attack;
 mod webdriver;

@@ -2,7 +2,7 @@
 //! followed from a git repository by several schedulers, side by side with a
 //! folder's DAGs (one DAG id, one source), and their versions compared.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -269,6 +269,17 @@ fn git(dir: &Path, args: &[&str], date: Option<&str>) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// A bare repository `origin.git` in `repos`, and a work tree `work` beside it.
+fn new_repo(repos: &Path) -> (PathBuf, PathBuf) {
+    let origin = repos.join("origin.git");
+    let work = repos.join("work");
+    std::fs::create_dir_all(&origin).expect("creating the bare repository");
+    git(&origin, &["init", "-q", "--bare"], None);
+    std::fs::create_dir_all(&work).expect("creating the work tree");
+    git(&work, &["init", "-q"], None);
+    (origin, work)
+}
+
 /// Commits `files` (name, text; `None` removes it) in the work tree `work`
 /// at `date`, and pushes to `remotes`. Returns the commit.
 fn commit(work: &Path, files: &[(&str, Option<&str>)], date: &str, remotes: &[&Path]) -> String {
@@ -321,15 +332,10 @@ fn two_schedulers_follow_one_git_repository() {
     let home = Home::new();
     let pg = Pg::new(&home, &url);
     let repos = home.path().join("repos");
-    let origin = repos.join("origin.git");
+    let (origin, work) = new_repo(&repos);
     let mirror = repos.join("mirror.git");
-    let work = repos.join("work");
-    for bare in [&origin, &mirror] {
-        std::fs::create_dir_all(bare).expect("creating a bare repository");
-        git(bare, &["init", "-q", "--bare"], None);
-    }
-    std::fs::create_dir_all(&work).expect("creating the work tree");
-    git(&work, &["init", "-q"], None);
+    std::fs::create_dir_all(&mirror).expect("creating the mirror");
+    git(&mirror, &["init", "-q", "--bare"], None);
     write(&work, "README.md", "not a DAG\n");
     let c1 = commit(
         &work,
@@ -523,12 +529,7 @@ fn slow_etl(version: &str) -> String {
 fn a_git_source_beside_a_folder_and_its_webhook() {
     let home = Home::new();
     let repos = home.path().join("repos");
-    let origin = repos.join("origin.git");
-    let work = repos.join("work");
-    std::fs::create_dir_all(&origin).expect("creating the bare repository");
-    git(&origin, &["init", "-q", "--bare"], None);
-    std::fs::create_dir_all(&work).expect("creating the work tree");
-    git(&work, &["init", "-q"], None);
+    let (origin, work) = new_repo(&repos);
     let c1 = commit(
         &work,
         &[
@@ -710,7 +711,8 @@ fn three_nodes_without_a_dag_folder_take_pushes_through_any_node() {
     }
 }
 
-/// A DAG in three versions.
+/// A DAG in three versions (scheduled from 2099 on: its only runs are the
+/// test's own).
 fn versioned(version: u32) -> String {
     let (schedule, extra) = match version {
         1 => ("0 2 * * *", "  b:\n    run: echo b\n"),
@@ -718,7 +720,7 @@ fn versioned(version: u32) -> String {
     };
     let description = if version == 3 { "three" } else { "one" };
     format!(
-        "description: {description}\nschedule: \"{schedule}\"\nparams:\n  db_password: hunter2-v{version}\n\
+        "description: {description}\nschedule: \"{schedule}\"\nstart_date: 2099-01-01\nparams:\n  db_password: hunter2-v{version}\n\
          tasks:\n  a:\n    run: echo a{}\n{extra}",
         if version == 1 { "" } else { " twice" }
     )
@@ -858,4 +860,162 @@ fn version_diffs_in_the_api_and_the_page() {
     );
     assert_eq!(missing.status, 404, "{}", missing.text());
     drop(standalone);
+}
+
+/// A git server over HTTP with basic authentication: `git http-backend`
+/// behind a check of `Authorization`, on a free port it prints first.
+const GIT_HTTP_SERVER: &str = r#"
+import base64, http.server, os, subprocess, sys
+ROOT, USER, PASSWORD = sys.argv[1], sys.argv[2], sys.argv[3]
+WANT = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+class Handler(http.server.BaseHTTPRequestHandler):
+    def serve(self):
+        if self.headers.get("Authorization") != WANT:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        env = dict(os.environ, GIT_PROJECT_ROOT=ROOT, GIT_HTTP_EXPORT_ALL="1",
+                   PATH_INFO=path, QUERY_STRING=query, REQUEST_METHOD=self.command,
+                   CONTENT_TYPE=self.headers.get("Content-Type", ""), REMOTE_USER=USER,
+                   CONTENT_LENGTH=str(len(body)))
+        out = subprocess.run(["git", "http-backend"], input=body, env=env,
+                             capture_output=True).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status = 200
+        headers = []
+        for line in head.decode().split("\r\n"):
+            name, _, value = line.partition(": ")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            elif name:
+                headers.append((name, value))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+    do_GET = serve
+    do_POST = serve
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// A git remote over HTTPS-style basic authentication: the password comes
+/// from a file or from a Gale connection, reaches git only through its
+/// environment (never a log or the command line), and a wrong one is said
+/// plainly while nothing is stored.
+#[test]
+fn a_git_source_behind_a_password() {
+    let home = Home::new();
+    let repos = home.path().join("repos");
+    let (origin, work) = new_repo(&repos);
+    commit(
+        &work,
+        &[("guarded.yaml", Some(&etl("v1")))],
+        "2026-03-01T10:00:00Z",
+        &[&origin],
+    );
+    let script = home.path().join("git_http.py");
+    std::fs::write(&script, GIT_HTTP_SERVER).expect("writing the git server");
+    let secret = "s3cret-Tok3n-9f2a";
+    let mut server = Command::new("python3")
+        .arg(&script)
+        .arg(&repos)
+        .args(["bot", secret])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting the git server");
+    let port = {
+        use std::io::BufRead as _;
+        let mut line = String::new();
+        std::io::BufReader::new(server.stdout.take().expect("its stdout"))
+            .read_line(&mut line)
+            .expect("the git server's port");
+        line.trim().to_owned()
+    };
+    let url = format!("http://bot@127.0.0.1:{port}/origin.git");
+
+    // A wrong password: said in the log, nothing stored.
+    let wrong = home.path().join("wrong-token");
+    std::fs::write(&wrong, "not-it\n").expect("writing a password file");
+    let wrong = wrong.display().to_string();
+    let dags = home.dags().display().to_string();
+    let base = [
+        "--dags-folder",
+        dags.as_str(),
+        "--no-examples",
+        "--dags-git",
+        url.as_str(),
+    ];
+    let mut args = base.to_vec();
+    args.extend([
+        "--dags-git-interval",
+        "1s",
+        "--dags-git-password-file",
+        &wrong,
+    ]);
+    let standalone = home.start_with(&args);
+    let log = wait_until("the refused fetch in the log", || {
+        let log = standalone.log();
+        log.contains("fetching").then_some(log)
+    });
+    assert!(
+        log.contains("Authentication failed") || log.contains("401"),
+        "{log}"
+    );
+    let listed = home.json(&["dags", "list"]);
+    assert_eq!(listed["dags"], json!([]), "{listed}");
+    drop(standalone);
+
+    // The right one, from a file: stored; the password is in no log.
+    let right = home.path().join("token");
+    std::fs::write(&right, format!("{secret}\n")).expect("writing a password file");
+    let right = right.display().to_string();
+    let mut args = base.to_vec();
+    args.extend(["--dags-git-password-file", &right]);
+    let standalone = home.start_with(&args);
+    home.wait_dag("guarded");
+    assert!(!standalone.log().contains(secret), "{}", standalone.log());
+    drop(standalone);
+
+    // From a connection, in a home of its own (a fresh clone).
+    let other = Home::new();
+    other.ok(&[
+        "secrets",
+        "new-key",
+        "--file",
+        &other.path().join("secret.key").display().to_string(),
+    ]);
+    let conn = format!("http://bot:{secret}@git.example.com");
+    other.ok(&["connections", "add", "gitbot", "--uri", &conn]);
+    let dags = other.dags().display().to_string();
+    let standalone = other.start_with(&[
+        "--dags-folder",
+        &dags,
+        "--no-examples",
+        "--dags-git",
+        &url,
+        "--dags-git-connection",
+        "gitbot",
+    ]);
+    other.wait_dag("guarded");
+    assert!(!standalone.log().contains(secret), "{}", standalone.log());
+    drop(standalone);
+
+    // A password in the URL is refused at start.
+    let leaky = format!("http://bot:{secret}@127.0.0.1:{port}/origin.git");
+    let out = home.gale(&["scheduler", "--dags-git", &leaky]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("holds a password"), "{out}");
+    assert!(!out.stderr.contains(secret), "{out}");
+    let _ = server.kill();
+    let _ = server.wait();
 }
