@@ -243,6 +243,29 @@ pub async fn git_commits_in_order<S: Store + ?Sized>(store: &S) {
         "{errors:?}"
     );
 
+    // The same commit stored again (a follower taking another try at its
+    // refused files) keeps the errors as they were reported.
+    let reported: Vec<_> = errors.iter().map(|e| e.updated_at).collect();
+    let again = commit(
+        Some("c2"),
+        "c2",
+        vec![etl2.clone(), c2.versions[1].clone()],
+        c2.errors.clone(),
+    );
+    assert!(matches!(
+        store.apply_git_commit(&again).await.expect("c2 again"),
+        GitApplied::Applied { .. }
+    ));
+    let errors = store
+        .list_import_errors()
+        .await
+        .expect("list_import_errors");
+    let still: Vec<_> = errors.iter().map(|e| e.updated_at).collect();
+    assert_eq!(
+        still, reported,
+        "an unchanged import error is not reported again"
+    );
+
     // c2b breaks etl's file: etl keeps its last good version, active.
     let etl_broken = (
         "git:repo/dags/etl.yaml".to_owned(),

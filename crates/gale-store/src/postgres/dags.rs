@@ -168,16 +168,25 @@ impl Dags for PgStore {
                     .iter()
                     .map(|r| DagId(r.get(0)))
                     .collect();
-                tx.exec("DELETE FROM import_errors WHERE owner = $1", &[&owner])
-                    .await?;
+                // The commit's import errors replace the source's; one that
+                // is the same as before keeps its row (and when it was reported).
                 let errors = git_import_errors(&commit, &refused);
-                for (file, dag_id, errors) in errors {
+                let files: Vec<String> = errors.iter().map(|(f, _, _)| f.clone()).collect();
+                tx.exec(
+                    "DELETE FROM import_errors WHERE owner = $1 AND NOT (file = ANY($2))",
+                    &[&owner, &files],
+                )
+                .await?;
+                for (file, dag_id, errors) in &errors {
                     tx.exec(
                         "INSERT INTO import_errors (file, dag_id, errors, updated_at, owner)
                          VALUES ($1, $2, $3, now(), $4)
                          ON CONFLICT (file) DO UPDATE SET dag_id = $2, errors = $3,
-                             updated_at = now(), owner = $4",
-                        &[&file, &dag_id, &to_value(&errors)?, &owner],
+                             updated_at = now(), owner = $4
+                         WHERE import_errors.errors IS DISTINCT FROM EXCLUDED.errors
+                            OR import_errors.owner IS DISTINCT FROM EXCLUDED.owner
+                            OR import_errors.dag_id IS DISTINCT FROM EXCLUDED.dag_id",
+                        &[file, dag_id, &to_value(errors)?, &owner],
                     )
                     .await?;
                 }

@@ -172,17 +172,29 @@ impl Dags for SqliteStore {
                 .map_err(map_err)?;
                 retired.push(DagId(dag_id));
             }
-            // The commit's import errors replace the source's.
-            tx.execute("DELETE FROM import_errors WHERE owner = ?1", params![owner])
-                .map_err(map_err)?;
+            // The commit's import errors replace the source's; one that is
+            // the same as before keeps its row (and when it was reported).
             let errors = git_import_errors(&commit, &refused);
-            for (file, dag_id, errors) in errors {
+            let files: HashSet<&str> = errors.iter().map(|(f, _, _)| f.as_str()).collect();
+            let recorded = query_all(
+                tx,
+                "SELECT file FROM import_errors WHERE owner = ?1",
+                params![owner],
+                |r| r.get::<_, String>(0),
+            )?;
+            for file in recorded.iter().filter(|f| !files.contains(f.as_str())) {
+                tx.execute("DELETE FROM import_errors WHERE file = ?1", params![file])
+                    .map_err(map_err)?;
+            }
+            for (file, dag_id, errors) in &errors {
                 tx.execute(
                     "INSERT INTO import_errors (file, dag_id, errors, updated_at, owner)
                      VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (file) DO UPDATE SET dag_id = ?2, errors = ?3, updated_at = ?4,
-                         owner = ?5",
-                    params![file, dag_id, to_json(&errors)?, now, owner],
+                         owner = ?5
+                     WHERE errors <> excluded.errors OR owner <> excluded.owner
+                         OR dag_id IS NOT excluded.dag_id",
+                    params![file, dag_id, to_json(errors)?, now, owner],
                 )
                 .map_err(map_err)?;
             }
