@@ -128,24 +128,11 @@ impl Dags for PgStore {
                     source: commit.source.clone(),
                     commit: commit.commit.clone(),
                 };
-                let mut ids: Vec<&str> =
-                    commit.versions.iter().map(|v| v.dag.id.as_str()).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                for id in &ids {
-                    tx.exec("SELECT pg_advisory_xact_lock(hashtext($1))", &[id])
-                        .await?;
-                }
+                lock_ids(tx, commit.versions.iter()).await?;
                 let mut stored = Vec::new();
                 let mut refused = Vec::new();
                 for v in &commit.versions {
-                    let held = held_by(tx, v.dag.id.as_str()).await?;
-                    match refuse_claim(
-                        v.dag.id.as_str(),
-                        &v.file,
-                        &owner,
-                        held.as_ref().map(|(f, o)| (f.as_str(), o.as_str())),
-                    ) {
+                    match refusal_of(tx, v, &owner).await? {
                         Some(refusal) => {
                             refused.push((v.file.clone(), v.dag.id.clone(), refusal.to_string()))
                         }
@@ -479,36 +466,44 @@ impl Dags for PgStore {
 /// holds one). Definitions of one DAG id are serialised (an advisory lock per
 /// id, taken in id order), so two writers cannot both pass the check.
 async fn claim(tx: &Tx<'_>, versions: &[&NewVersion], owner: &str) -> Result<()> {
-    let mut ids: Vec<&str> = versions.iter().map(|v| v.dag.id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    for id in &ids {
-        tx.exec("SELECT pg_advisory_xact_lock(hashtext($1))", &[id])
-            .await?;
-    }
+    lock_ids(tx, versions.iter().copied()).await?;
     for v in versions {
-        let held = held_by(tx, v.dag.id.as_str()).await?;
-        if let Some(refusal) = refuse_claim(
-            v.dag.id.as_str(),
-            &v.file,
-            owner,
-            held.as_ref().map(|(f, o)| (f.as_str(), o.as_str())),
-        ) {
+        if let Some(refusal) = refusal_of(tx, v, owner).await? {
             return Err(refusal);
         }
     }
     Ok(())
 }
 
-/// The file and owner of the active row that has `dag_id`, if any.
-async fn held_by(tx: &Tx<'_>, dag_id: &str) -> Result<Option<(String, String)>> {
-    Ok(tx
+/// Serialises definitions of the DAG ids of `versions`: an advisory lock per
+/// id, taken in id order (so writers of several ids never deadlock).
+async fn lock_ids(tx: &Tx<'_>, versions: impl Iterator<Item = &NewVersion>) -> Result<()> {
+    let mut ids: Vec<&str> = versions.map(|v| v.dag.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in &ids {
+        tx.exec("SELECT pg_advisory_xact_lock(hashtext($1))", &[id])
+            .await?;
+    }
+    Ok(())
+}
+
+/// Why `owner` may not store `v`: the active row that has its DAG id (its
+/// file and owner) judged by `refuse_claim`.
+async fn refusal_of(tx: &Tx<'_>, v: &NewVersion, owner: &str) -> Result<Option<Error>> {
+    let held: Option<(String, String)> = tx
         .opt(
             "SELECT file, owner FROM dags WHERE dag_id = $1 AND active",
-            &[&dag_id],
+            &[&v.dag.id.as_str()],
         )
         .await?
-        .map(|r| (r.get(0), r.get(1))))
+        .map(|r| (r.get(0), r.get(1)));
+    Ok(refuse_claim(
+        v.dag.id.as_str(),
+        &v.file,
+        owner,
+        held.as_ref().map(|(f, o)| (f.as_str(), o.as_str())),
+    ))
 }
 
 /// Stores one version (its claim already allowed): the version if its

@@ -23,13 +23,7 @@ impl Dags for SqliteStore {
             processor: owner.clone(),
         };
         self.write(move |tx| {
-            let held = held_by(tx, version.dag.id.as_str())?;
-            if let Some(refusal) = refuse_claim(
-                version.dag.id.as_str(),
-                &version.file,
-                &owner,
-                held.as_ref().map(|(f, o)| (f.as_str(), o.as_str())),
-            ) {
+            if let Some(refusal) = refusal_of(tx, &version, &owner)? {
                 return Err(refusal);
             }
             Ok(store_version(tx, &version, &owner, &origin)?.new_version)
@@ -42,13 +36,7 @@ impl Dags for SqliteStore {
         let origin = Origin::Push { by: by.to_owned() };
         self.write(move |tx| {
             for v in &versions {
-                let held = held_by(tx, v.dag.id.as_str())?;
-                if let Some(refusal) = refuse_claim(
-                    v.dag.id.as_str(),
-                    &v.file,
-                    PUSH_OWNER,
-                    held.as_ref().map(|(f, o)| (f.as_str(), o.as_str())),
-                ) {
+                if let Some(refusal) = refusal_of(tx, v, PUSH_OWNER)? {
                     return Err(refusal);
                 }
             }
@@ -137,13 +125,7 @@ impl Dags for SqliteStore {
             let mut stored = Vec::new();
             let mut refused = Vec::new();
             for v in &commit.versions {
-                let held = held_by(tx, v.dag.id.as_str())?;
-                match refuse_claim(
-                    v.dag.id.as_str(),
-                    &v.file,
-                    &owner,
-                    held.as_ref().map(|(f, o)| (f.as_str(), o.as_str())),
-                ) {
+                match refusal_of(tx, v, &owner)? {
                     Some(refusal) => {
                         refused.push((v.file.clone(), v.dag.id.clone(), refusal.to_string()))
                     }
@@ -462,15 +444,23 @@ impl Dags for SqliteStore {
     }
 }
 
-/// The file and owner of the active row that has `dag_id`, if any.
-fn held_by(tx: &Connection, dag_id: &str) -> Result<Option<(String, String)>> {
-    tx.query_row(
-        "SELECT file, owner FROM dags WHERE dag_id = ?1 AND active = 1",
-        params![dag_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
-    .map_err(map_err)
+/// Why `owner` may not store `v`: the active row that has its DAG id
+/// (its file and owner) judged by `refuse_claim`.
+fn refusal_of(tx: &Connection, v: &NewVersion, owner: &str) -> Result<Option<Error>> {
+    let held: Option<(String, String)> = tx
+        .query_row(
+            "SELECT file, owner FROM dags WHERE dag_id = ?1 AND active = 1",
+            params![v.dag.id.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(map_err)?;
+    Ok(refuse_claim(
+        v.dag.id.as_str(),
+        &v.file,
+        owner,
+        held.as_ref().map(|(f, o)| (f.as_str(), o.as_str())),
+    ))
 }
 
 /// Stores one version (its claim already allowed): the version if its
