@@ -129,7 +129,7 @@ async fn create(
             break;
         }
         let run = NewRun::backfill(dag_id, &row.version_hash, dag, *iv);
-        match store.create_run(&run).await? {
+        match store.create_run(&run).await.map_err(crate::trigger::gone)? {
             Some(run_id) => {
                 created.push(run_id);
                 // A cancel that listed the backfill's runs before this one was

@@ -66,7 +66,7 @@ async fn create(
         None => now,
     };
     let run = NewRun::manual(dag_id, &row.version_hash, &version.spec, logical, conf);
-    let Some(run_id) = store.create_run(&run).await? else {
+    let Some(run_id) = store.create_run(&run).await.map_err(gone)? else {
         return Err(Error::Conflict(format!(
             "{dag_id} already has a manual run at {logical}: pick another logical date"
         )));
@@ -75,4 +75,12 @@ async fn create(
         .get_run(run_id)
         .await?
         .ok_or_else(|| Error::Inconsistent(format!("run {run_id} vanished")))
+}
+
+/// `create_run`'s refusal of a DAG deleted since it was read: not found.
+pub(crate) fn gone(e: gale_store::Error) -> Error {
+    match e {
+        gale_store::Error::Invalid(m) => Error::NotFound(m),
+        e => e.into(),
+    }
 }

@@ -333,9 +333,18 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
                 if created_here == due.room {
                     break;
                 }
-                if let Some(run_id) = self.store.create_run(run).await? {
-                    info!(dag_id = %run.dag_id, %run_id, logical_date = %rfc3339(run.logical_date), "created scheduled run");
-                    created_here += 1;
+                match self.store.create_run(run).await {
+                    Ok(Some(run_id)) => {
+                        info!(dag_id = %run.dag_id, %run_id, logical_date = %rfc3339(run.logical_date), "created scheduled run");
+                        created_here += 1;
+                    }
+                    Ok(None) => {}
+                    // Deleted since the pass read it: nothing more to make.
+                    Err(gale_store::Error::Invalid(why)) => {
+                        info!(dag_id = %run.dag_id, "{why}");
+                        break;
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             created += created_here;

@@ -315,6 +315,12 @@ pub(crate) fn task_mark_words(to: TaskState, by: &str) -> (String, String) {
     (format!("marked_{to}"), format!("marked {to} by {by}"))
 }
 
+/// `create_run` for a DAG that does not exist (deleted meanwhile): the only
+/// refusal `create_run` makes.
+pub(crate) fn no_such_dag(dag_id: &str) -> String {
+    format!("no DAG {dag_id} (it was deleted)")
+}
+
 /// `create_token` for a user that does not exist.
 pub(crate) fn no_user(user: &str) -> Error {
     Error::Invalid(format!("no user {user:?}"))

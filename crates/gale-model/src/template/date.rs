@@ -104,7 +104,26 @@ impl DateTime {
 /// Python's `strftime` directives as jiff writes them: `%f` is always six
 /// digits of microseconds in Python.
 fn strftime(z: &Zoned, fmt: &str) -> String {
-    z.strftime(&fmt.replace("%f", "%6f")).to_string()
+    z.strftime(&python_format(fmt)).to_string()
+}
+
+/// A Python date format in jiff's directives: `%f` becomes `%6f`; `%%` (a
+/// literal percent sign) stays as it is, so `%%f` is `%f` written out.
+fn python_format(fmt: &str) -> String {
+    let mut out = String::with_capacity(fmt.len() + 4);
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '%' {
+            continue;
+        }
+        match chars.next() {
+            Some('f') => out.push_str("6f"),
+            Some(next) => out.push(next),
+            None => {}
+        }
+    }
+    out
 }
 
 impl Object for DateTime {
@@ -208,7 +227,7 @@ const ISO_FORMATS: [&str; 5] = [
 /// Python's `datetime.strptime`: a text with an offset is that instant at
 /// that offset; one without is naive.
 fn strptime(text: &str, fmt: &str) -> Result<Value, jiff::Error> {
-    let parsed = jiff::fmt::strtime::parse(fmt.replace("%f", "%6f"), text)?;
+    let parsed = jiff::fmt::strtime::parse(python_format(fmt), text)?;
     if let Some(offset) = parsed.offset() {
         let ts = parsed.to_timestamp()?;
         return Ok(DateTime::aware(ts.to_zoned(TimeZone::fixed(offset))));
@@ -271,9 +290,14 @@ impl Object for Constructor {
             "fromisoformat" => {
                 let (text,): (&str,) = from_args(args)
                     .map_err(|_| bad("macros.datetime.fromisoformat takes (text)".into()))?;
+                // Python (3.11 on) reads a time's trailing `Z` as UTC.
+                let utc = match text.strip_suffix(['Z', 'z']) {
+                    Some(rest) if rest.len() > 10 => format!("{rest}+00:00"),
+                    _ => text.to_owned(),
+                };
                 ISO_FORMATS
                     .iter()
-                    .find_map(|fmt| strptime(text, fmt).ok())
+                    .find_map(|fmt| strptime(&utc, fmt).ok())
                     .ok_or_else(|| bad(format!("{text:?} is not an ISO 8601 date")))
             }
             other => Err(bad(format!(

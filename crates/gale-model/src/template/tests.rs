@@ -308,6 +308,18 @@ fn dates_render_and_compute_as_airflow_3_renders_them() {
             "{{ macros.datetime.fromisoformat('2026-01-31T10:30:00+02:00') }}",
             "2026-01-31 10:30:00+02:00",
         ),
+        (
+            "{{ macros.datetime.fromisoformat('2026-01-31T10:30:00Z') }}",
+            "2026-01-31 10:30:00+00:00",
+        ),
+        (
+            "{{ logical_date.strftime('100%% at %H, %%f') }}",
+            "100% at 00, %f",
+        ),
+        (
+            "{{ macros.datetime.strptime('2026-03-01 5%f', '%Y-%m-%d 5%%f') }}",
+            "2026-03-01 00:00:00",
+        ),
     ] {
         assert_eq!(r(template), airflow, "{template}");
     }

@@ -272,11 +272,7 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
         };
         let flash = auth::cookie(&parts.headers, FLASH_COOKIE).and_then(Flash::decode);
         let tz = format::TzChoice::of_cookie(auth::cookie(&parts.headers, format::TZ_COOKIE));
-        let here = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
+        let here = page_path(parts);
         Ok(Ctx {
             identity,
             flash,
@@ -286,6 +282,24 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
             here,
         })
     }
+}
+
+/// The path a page's time-zone links come back to: the page itself when it
+/// was fetched, or, for a page drawn as the answer to a form (a POST, which a
+/// link cannot repeat), the local page the form was sent from, else `/`.
+fn page_path(parts: &Parts) -> String {
+    let own = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    if parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD {
+        return own.to_owned();
+    }
+    parts
+        .headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<axum::http::Uri>().ok())
+        .and_then(|u| u.path_and_query().map(|p| p.as_str().to_owned()))
+        .filter(|p| is_local_path(p))
+        .unwrap_or_else(|| "/".to_owned())
 }
 
 /// What the frame of every page shows: the nav with the user, the CSRF token,

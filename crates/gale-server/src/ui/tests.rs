@@ -1258,6 +1258,36 @@ async fn the_tz_link_sets_a_checked_cookie_and_goes_back_home_only() {
     assert!(set_cookies(&res).iter().all(|c| !c.starts_with("gale_tz=")));
 }
 
+#[test]
+fn a_page_drawn_for_a_form_sends_its_tz_links_back_to_the_form() {
+    let parts = |req: Request<()>| req.into_parts().0;
+    let get = parts(
+        Request::get("/dags/nightly?tab=runs")
+            .body(())
+            .expect("req"),
+    );
+    assert_eq!(super::page_path(&get), "/dags/nightly?tab=runs");
+    // A POST cannot be repeated by a link: back to the page the form was on.
+    let post = parts(
+        Request::post("/variables")
+            .header(header::REFERER, "http://127.0.0.1:8080/variables?new=1")
+            .body(())
+            .expect("req"),
+    );
+    assert_eq!(super::page_path(&post), "/variables?new=1");
+    for referer in ["http://evil.example//evil.example/x", "not a url", ""] {
+        let post = parts(
+            Request::post("/variables")
+                .header(header::REFERER, referer)
+                .body(())
+                .expect("req"),
+        );
+        assert_eq!(super::page_path(&post), "/", "{referer:?}");
+    }
+    let bare = parts(Request::post("/pools").body(()).expect("req"));
+    assert_eq!(super::page_path(&bare), "/");
+}
+
 mod vault;
 
 // ------------------------------------------------------------------ history charts

@@ -136,6 +136,9 @@ pub trait Runs: Send + Sync + 'static {
     /// Creates a queued run and its task instances. Returns `None` when a run with
     /// that key or (for scheduled and backfill runs) that logical date exists: one
     /// slot never gets two runs. A scheduled run also moves the DAG's cursor.
+    /// A DAG that does not exist (deleted meanwhile) is refused as
+    /// `Error::Invalid`, and no run is made: a `delete_dag` that ran first
+    /// leaves nothing behind, one that runs after sees this run unfinished.
     async fn create_run(&self, run: &NewRun) -> Result<Option<RunId>>;
 
     /// Queued plus running runs of a DAG.

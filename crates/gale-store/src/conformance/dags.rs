@@ -526,6 +526,45 @@ pub async fn delete_dag_and_history<S: Store + ?Sized>(store: &S) {
             .expect("delete_dag"),
         DeleteDag::NotFound
     );
+    // A run of a deleted DAG is refused, and none is made.
+    let late = store
+        .create_run(&new_run(&gone, "manual__late", RunType::Manual, day(3)))
+        .await;
+    assert!(
+        matches!(&late, Err(crate::Error::Invalid(m)) if m.contains("gone")),
+        "{late:?}"
+    );
+    assert!(
+        store
+            .list_runs(&crate::RunFilter {
+                dag_id: Some(gone.id().clone()),
+                limit: 10,
+                ..crate::RunFilter::default()
+            })
+            .await
+            .expect("list_runs")
+            .is_empty()
+    );
+    // A trigger racing a delete: either the delete sees the run unfinished
+    // or the run is refused; never a run left of a deleted DAG.
+    for i in 0..8 {
+        let race = seed(
+            store,
+            &format!("dags/race{i}.yaml"),
+            &flat_dag_source(&format!("race{i}"), 1, ""),
+        )
+        .await;
+        let run = new_run(&race, "manual__race", RunType::Manual, day(4));
+        let (made, deleted) = tokio::join!(
+            store.create_run(&run),
+            store.delete_dag(race.id(), DagDeletion::Everything)
+        );
+        match (&made, &deleted) {
+            (Ok(Some(_)), Ok(DeleteDag::Unfinished(_))) => {}
+            (Err(crate::Error::Invalid(_)), Ok(DeleteDag::Deleted(_))) => {}
+            other => panic!("a run and a delete of one DAG at once: {other:?}"),
+        }
+    }
     // The other DAG keeps everything.
     assert!(store.get_run(kept_run).await.expect("get_run").is_some());
     assert_eq!(

@@ -11,6 +11,17 @@ impl Runs for PgStore {
         self.write(move |tx| {
             Box::pin(async move {
                 let dag_id = run.dag_id.as_str();
+                // The DAG's row, held shared until this commits, so a
+                // `delete_dag` (which holds it exclusively while it looks for
+                // unfinished runs) either sees this run or comes first, and
+                // then no run is made for a DAG that is gone.
+                if tx
+                    .opt("SELECT 1 FROM dags WHERE dag_id = $1 FOR SHARE", &[&dag_id])
+                    .await?
+                    .is_none()
+                {
+                    return Err(Error::Invalid(no_such_dag(dag_id)));
+                }
                 if run.run_type == RunType::Scheduled {
                     // The cursor moves even when the slot already has a run, so a
                     // second scheduler that lost the race moves on too.
@@ -481,7 +492,9 @@ impl Runs for PgStore {
             Box::pin(async move {
                 // The range and the grouping read runs_by_dag_date alone (an
                 // index-only scan: it covers dag_id, logical_date and state);
-                // greatest() skips the NULL of a DAG without runs.
+                // greatest() skips the NULL of a DAG without runs. Days of
+                // 86,400 s, as the grouping's: `interval '1 day'` would follow
+                // the session's zone across a DST change.
                 let rows = c
                     .rows(
                         "SELECT floor(extract(epoch FROM logical_date) / 86400)::bigint AS day,
@@ -489,7 +502,7 @@ impl Runs for PgStore {
                          FROM runs
                          WHERE dag_id = $1 AND logical_date >= greatest($2::timestamptz,
                              (SELECT max(logical_date) FROM runs WHERE dag_id = $1)
-                                 - $3::int4 * interval '1 day')
+                                 - $3::int4 * interval '86400 seconds')
                          GROUP BY 1, 2",
                         &[&dag_id, &since, &days],
                     )

@@ -9,6 +9,18 @@ impl Runs for SqliteStore {
         let run = run.clone();
         self.write(move |tx| {
             let now = now_us();
+            // Writes are one at a time, so a DAG seen here is not deleted
+            // before this run is in.
+            let known: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM dags WHERE dag_id = ?1)",
+                    params![run.dag_id.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(map_err)?;
+            if !known {
+                return Err(Error::Invalid(no_such_dag(run.dag_id.as_str())));
+            }
             if run.run_type == RunType::Scheduled {
                 // The cursor moves even when the slot already has a run, so a second
                 // scheduler that lost the race moves on too.
