@@ -2,8 +2,8 @@
 //! runs, task instances, attempts, log lines, schedule slots and backfills.
 //! Refused while it has a queued or running run, so no running task loses
 //! the rows its worker reports to. A DAG whose file is still in a folder a
-//! DAG processor scans is stored again at that processor's next scan, as in
-//! Airflow: the caller says so.
+//! DAG processor scans is stored again within ten seconds (the processor tells
+//! the store of its files every ten seconds), as in Airflow: the caller says so.
 
 use gale_model::DagId;
 use gale_store::{AuditAction, DagDeleted, DagDeletion, DeleteDag};
@@ -64,7 +64,7 @@ pub fn comes_back_note(dag_id: &DagId, deleted: &DagDeleted) -> Option<String> {
         ),
         None => format!(
             "{dag_id}'s file {} is still in a DAG folder: it is stored again (with no history) \
-             at the next scan unless the file is removed",
+             within ten seconds unless the file is removed",
             deleted.file
         ),
     })

@@ -374,7 +374,8 @@ async fn delete_refuses_unfinished_runs_and_cancelled_backfills_stop() {
     .expect("delete_dag");
     assert_eq!((deleted.runs, deleted.backfills), (3, 1));
     assert!(
-        crate::comes_back_note(&nightly, &deleted).is_some_and(|n| n.contains("next scan")),
+        crate::comes_back_note(&nightly, &deleted)
+            .is_some_and(|n| n.contains("within ten seconds")),
         "its file was present at the last scan"
     );
     let gone = crate::delete_dag(

@@ -33,6 +33,20 @@ pub struct DagProcessor<S: ?Sized> {
     conflicts: HashMap<PathBuf, String>,
     /// Whether a DAG that does not say (`is_paused_upon_creation`) starts paused.
     paused_at_creation: bool,
+    /// The file list last told to the store (its digest), and when.
+    synced: Option<(u64, std::time::Instant)>,
+}
+
+/// How often the store is told of a folder's files when their list did not
+/// change (it is told at once when it does).
+const SYNC_EVERY: Duration = Duration::from_secs(10);
+
+/// A digest of a sorted file list, to tell whether it changed.
+fn listing_hash(files: &[PathBuf]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    files.hash(&mut h);
+    h.finish()
 }
 
 /// Lists `*.yaml` / `*.yml` files below `folder`, sorted, skipping hidden entries.
@@ -138,6 +152,7 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
             resolver: None,
             conflicts: HashMap::new(),
             paused_at_creation: false,
+            synced: None,
         }
     }
 
@@ -177,17 +192,27 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
         let files = tokio::task::spawn_blocking(move || dag_files(&folder))
             .await
             .unwrap_or_default();
-        let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-        let unknown = self.store.sync_files(&self.owner, &names).await?;
-        self.seen.retain(|p, _| files.contains(p));
-        // A file the store knows nothing of (its DAG was deleted while the
-        // file stayed, or another processor of it dropped its import errors
-        // on stopping) is parsed, and its errors reported, again.
-        for file in &unknown {
-            self.seen.remove(std::path::Path::new(file));
-            self.conflicts.remove(std::path::Path::new(file));
+        // The store is told of the folder's files when the list changed, and
+        // every SYNC_EVERY besides: a file the store knows nothing of (its
+        // DAG was deleted while the file stayed, or another processor of it
+        // dropped its import errors on stopping) is parsed, and its errors
+        // reported, again.
+        let listed = listing_hash(&files);
+        if self
+            .synced
+            .is_none_or(|(hash, at)| hash != listed || at.elapsed() >= SYNC_EVERY)
+        {
+            let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+            let unknown = self.store.sync_files(&self.owner, &names).await?;
+            self.synced = Some((listed, std::time::Instant::now()));
+            for file in &unknown {
+                self.seen.remove(std::path::Path::new(file));
+                self.conflicts.remove(std::path::Path::new(file));
+            }
+            let present: std::collections::HashSet<&PathBuf> = files.iter().collect();
+            self.seen.retain(|p, _| present.contains(p));
+            self.conflicts.retain(|p, _| present.contains(p));
         }
-        self.conflicts.retain(|p, _| files.contains(p));
         let mut parsed = 0;
         for path in files {
             let Ok(meta) = std::fs::metadata(&path) else {

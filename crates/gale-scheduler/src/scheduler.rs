@@ -48,6 +48,12 @@ const MIN_REST: Duration = Duration::from_millis(2);
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
 /// How often runs are checked against their deadlines.
 const DEADLINES_EVERY: Duration = Duration::from_secs(5);
+/// How often every DAG is listed; in between, only the changed ones.
+const FULL_LISTING_EVERY: Duration = Duration::from_secs(60);
+/// How far back a read of changed DAGs reaches before the previous one.
+const CHANGE_MARGIN: SignedDuration = SignedDuration::from_secs(10);
+/// Parsed versions kept at least (more with more DAGs).
+const VERSIONS_CACHED: usize = 1000;
 /// How many queued runs (the newest) a deadline check looks at.
 const QUEUED_CHECKED: u32 = 1_000;
 
@@ -68,6 +74,8 @@ impl<T: Clock + Dags + Runs + Queue + Slots + Pools + Nodes + Alerts + Logs + ?S
 pub struct CachedDag {
     pub dag: Dag,
     pub order: Vec<usize>,
+    /// Its schedule, parsed once per version.
+    pub schedule: Option<gale_model::schedule::Schedule>,
 }
 
 pub struct Scheduler<S: ?Sized> {
@@ -89,6 +97,19 @@ pub struct Scheduler<S: ?Sized> {
     /// Runs whose missed deadline this scheduler has written (or found
     /// nobody to tell of): each is written once per run, by whoever sees it.
     deadlines_seen: HashSet<RunId>,
+    /// When each scheduled DAG is next looked at.
+    agenda: core::Agenda,
+    /// The store's clock at the last read of the DAGs, and when every DAG
+    /// was last listed.
+    changes_read_at: Option<Timestamp>,
+    last_full_listing: Option<std::time::Instant>,
+    /// Most parsed versions kept.
+    versions_cap: usize,
+    /// The pools as last read, the DAG version each DAG was last checked
+    /// against them in, and the versions listed since, to check.
+    pools_known: Option<HashSet<String>>,
+    pools_checked: HashMap<DagId, String>,
+    pools_pending: Vec<(DagId, String)>,
 }
 
 /// What one pass did, for tests and logs.
@@ -129,6 +150,13 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             alert_defaults: DefaultsCache::default(),
             last_deadline_check: None,
             deadlines_seen: HashSet::new(),
+            agenda: core::Agenda::default(),
+            changes_read_at: None,
+            last_full_listing: None,
+            versions_cap: VERSIONS_CACHED,
+            pools_known: None,
+            pools_checked: HashMap::new(),
+            pools_pending: Vec::new(),
         }
     }
 
@@ -210,13 +238,15 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         let Some(version) = self.store.get_version(dag_id, hash).await? else {
             return Ok(None);
         };
-        if self.versions.len() > 1000 {
+        if self.versions.len() >= self.versions_cap {
             self.versions.clear();
         }
         let order = topo_order(&version.spec);
+        let schedule = version.spec.parsed_schedule();
         let cached = Arc::new(CachedDag {
             dag: version.spec,
             order,
+            schedule,
         });
         self.versions.insert(key, cached.clone());
         Ok(Some(cached))
@@ -302,13 +332,57 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         Ok(report)
     }
 
+    /// Brings the agenda up to date: every DAG once a minute (and at the
+    /// first pass), in between only those whose row changed since the last
+    /// read (less a margin, for a change whose transaction began before that
+    /// read and committed after it).
+    async fn refresh_agenda(&mut self, now: Timestamp) -> gale_store::Result<()> {
+        let full = self
+            .last_full_listing
+            .is_none_or(|at| at.elapsed() >= FULL_LISTING_EVERY);
+        let rows = match self.changes_read_at {
+            Some(since) if !full => self.store.dags_changed_since(since - CHANGE_MARGIN).await?,
+            _ => {
+                let rows = self.store.list_dags().await?;
+                let present: HashSet<DagId> = rows.iter().map(|r| r.dag_id.clone()).collect();
+                self.agenda.retain(&present);
+                self.last_full_listing = Some(std::time::Instant::now());
+                // A version cache of a few times the DAGs held: a slot
+                // shared by every DAG reads each version once.
+                self.versions_cap = VERSIONS_CACHED.max(rows.len() * 2);
+                rows
+            }
+        };
+        self.changes_read_at = Some(now);
+        for row in &rows {
+            self.agenda.observe(row, now);
+            if row.active && self.pools_checked.get(&row.dag_id) != Some(&row.version_hash) {
+                self.pools_pending
+                    .push((row.dag_id.clone(), row.version_hash.clone()));
+            }
+        }
+        Ok(())
+    }
+
     async fn create_due_runs(&mut self, now: Timestamp) -> gale_store::Result<usize> {
         let mut created = 0;
-        for row in self.store.list_dags().await? {
+        self.refresh_agenda(now).await?;
+        for dag_id in self.agenda.take_due(now) {
+            // The row as it is now (its cursor may have moved): gone, or no
+            // longer able to have runs, it leaves the agenda.
+            let Some(row) = self.store.get_dag(&dag_id).await? else {
+                continue;
+            };
             if !DueDag::is_candidate(&row) {
                 continue;
             }
             let Some(cached) = self.version(&row.dag_id, &row.version_hash).await? else {
+                // Its version is not readable yet: looked at again soon.
+                self.agenda
+                    .again_at(&row, now + SignedDuration::from_secs(1));
+                continue;
+            };
+            let Some(schedule) = cached.schedule.as_ref() else {
                 continue;
             };
             let active_runs = if DueDag::needs_active_runs(&row) {
@@ -319,6 +393,7 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             let due = DueDag {
                 row: &row,
                 dag: &cached.dag,
+                schedule,
                 active_runs,
             };
             let due = core::due_runs(due, now);
@@ -348,6 +423,7 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
                 }
             }
             created += created_here;
+            self.agenda.looked(&row, schedule, &due, now);
         }
         Ok(created)
     }
@@ -362,13 +438,24 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             .into_iter()
             .map(|p| p.name)
             .collect();
+        // A new set of pools: every DAG is checked again, from the next full
+        // listing; otherwise only the versions listed since the last check.
+        if self.pools_known.as_ref() != Some(&pools) {
+            self.pools_known = Some(pools);
+            self.pools_checked.clear();
+            self.pools_pending.clear();
+            self.last_full_listing = None;
+            return Ok(());
+        }
+        let pools = self.pools_known.clone().unwrap_or_default();
         let mut dags = Vec::new();
-        for row in self.store.list_dags().await? {
-            if !row.active {
+        for (dag_id, hash) in std::mem::take(&mut self.pools_pending) {
+            if self.pools_checked.get(&dag_id) == Some(&hash) {
                 continue;
             }
-            if let Some(cached) = self.version(&row.dag_id, &row.version_hash).await? {
-                dags.push((row.dag_id, cached));
+            if let Some(cached) = self.version(&dag_id, &hash).await? {
+                self.pools_checked.insert(dag_id.clone(), hash);
+                dags.push((dag_id, cached));
             }
         }
         let dags = dags.iter().map(|(id, cached)| (id, &cached.dag));

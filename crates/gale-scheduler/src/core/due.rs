@@ -19,6 +19,8 @@ pub struct DueDag<'a> {
     pub row: &'a DagRow,
     /// The DAG's current version.
     pub dag: &'a Dag,
+    /// Its schedule, parsed (once per version, by the caller).
+    pub schedule: &'a gale_model::schedule::Schedule,
     /// Its queued and running runs (read only for an unpaused DAG: see
     /// [`DueDag::needs_active_runs`]).
     pub active_runs: u32,
@@ -52,6 +54,9 @@ pub struct Due {
     /// Stop once this many of `runs` were created: the room `max_active_runs`
     /// leaves. A run that already existed does not use it up.
     pub room: usize,
+    /// A slot is due but `max_active_runs` leaves no room for its run: it
+    /// is made when a run ends.
+    pub held_back: bool,
 }
 
 /// What is due for one DAG at `now`: with `catchup: false`, the slots passed
@@ -63,10 +68,7 @@ pub fn due_runs(d: DueDag<'_>, now: Timestamp) -> Due {
     if !DueDag::is_candidate(d.row) {
         return due;
     }
-    let dag = d.dag;
-    let Some(schedule) = dag.parsed_schedule() else {
-        return due;
-    };
+    let (dag, schedule) = (d.dag, d.schedule);
     let mut cursor = Cursor {
         start_date: dag.start_date,
         end_date: dag.end_date,
@@ -74,7 +76,7 @@ pub fn due_runs(d: DueDag<'_>, now: Timestamp) -> Due {
         last_end: d.row.last_interval_end,
     };
     if !dag.catchup
-        && let Some((status, slots)) = pass_over_slots(d.row, &schedule, cursor, now)
+        && let Some((status, slots)) = pass_over_slots(d.row, schedule, cursor, now)
     {
         cursor.last_end = cursor.last_end.max(slots.last().map(|s| s.1));
         due.passed_over = Some((status, slots));
@@ -84,10 +86,11 @@ pub fn due_runs(d: DueDag<'_>, now: Timestamp) -> Due {
     }
     due.room = dag.max_active_runs.saturating_sub(d.active_runs) as usize;
     if due.room == 0 {
+        due.held_back = next_due_interval(schedule, cursor, now).is_some();
         return due;
     }
     for _ in 0..MAX_SLOTS_PER_PASS {
-        let Some(interval) = next_due_interval(&schedule, cursor, now) else {
+        let Some(interval) = next_due_interval(schedule, cursor, now) else {
             break;
         };
         due.runs.push(NewRun::scheduled(

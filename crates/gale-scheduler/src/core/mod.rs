@@ -22,6 +22,7 @@
 use gale_model::{DagId, RunId, RunState};
 use gale_store::{TiId, Transition};
 
+pub mod agenda;
 pub mod due;
 pub mod plan;
 pub mod pools;
@@ -29,6 +30,7 @@ pub mod reap;
 pub mod rounds;
 pub mod track;
 
+pub use agenda::{Agenda, next_look};
 pub use due::{Due, DueDag, due_runs};
 pub use plan::{Plan, plan_run, run_actions, topo_order};
 pub use reap::{lost_attempt, lost_message};

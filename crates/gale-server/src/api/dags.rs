@@ -254,26 +254,19 @@ pub(super) async fn list_dags(
     )? as usize;
     let offset = q.offset.unwrap_or(0);
     let now = s.store.now().await?;
-    let needle = q.q.as_deref().map(str::to_lowercase);
-    let mut rows: Vec<_> = s
+    let found = s
         .store
-        .list_dags()
-        .await?
-        .into_iter()
-        .filter(|d| d.active || q.include_inactive.unwrap_or(false))
-        .filter(|d| q.paused.is_none_or(|p| d.paused == p))
-        .filter(|d| q.tag.as_ref().is_none_or(|t| d.tags.contains(t)))
-        .filter(|d| {
-            needle.as_ref().is_none_or(|n| {
-                d.dag_id.0.to_lowercase().contains(n)
-                    || d.description
-                        .as_deref()
-                        .is_some_and(|x| x.to_lowercase().contains(n))
-            })
+        .dag_page(&gale_store::DagQuery {
+            search: q.q.clone(),
+            tag: q.tag.clone(),
+            paused: q.paused,
+            include_inactive: q.include_inactive.unwrap_or(false),
+            offset: offset as u64,
+            limit: u32::try_from(limit).unwrap_or(gale_store::DAG_PAGE_MAX),
         })
-        .collect();
-    let total = rows.len();
-    let page: Vec<_> = rows.drain(..).skip(offset).take(limit).collect();
+        .await?;
+    let total = usize::try_from(found.matched).unwrap_or(usize::MAX);
+    let page = found.dags;
     let mut dags = Vec::with_capacity(page.len());
     for row in &page {
         let spec = s.store.get_version(&row.dag_id, &row.version_hash).await?;
@@ -371,7 +364,7 @@ pub struct DagDeletedOut {
     pub attempts: u64,
     pub log_lines: u64,
     pub backfills: u64,
-    /// Said when the DAG comes back at the next scan.
+    /// Said when the DAG comes back (within ten seconds, or at its git source's next commit).
     pub note: Option<String>,
 }
 

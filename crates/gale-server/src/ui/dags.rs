@@ -1,7 +1,8 @@
-//! The DAG list (the home page) and the pause toggle. The list reads every
-//! DAG's last runs in one query (`recent_runs`), never one per DAG.
+//! The DAG list (the home page) and the pause toggle. The list is read a
+//! page at a time by the store (filters in the query, 100 DAGs a page), and
+//! the page's DAGs' last runs in one query (`recent_runs`), never one per DAG.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use askama::Template;
@@ -19,6 +20,10 @@ use crate::auth::url_escape;
 
 /// Runs shown per DAG.
 const RECENT: u32 = 10;
+/// DAGs per page of the list.
+const PER_PAGE: u64 = 100;
+/// Broken files shown above the list (all of them: `gale dags errors`).
+const BROKEN_SHOWN: usize = 50;
 
 /// The pause switch of one DAG (a macro in `macros.html`).
 #[derive(Clone, Debug)]
@@ -144,8 +149,15 @@ struct DagsPage {
     paused: String,
     all_tags: Vec<String>,
     dags: Vec<DagLine>,
-    total: usize,
-    n_paused: usize,
+    /// Active DAGs, and paused ones among them.
+    total: u64,
+    n_paused: u64,
+    /// `101–200 of 3000` (empty for an empty page), and the neighbour pages.
+    range: String,
+    prev_href: String,
+    next_href: String,
+    /// Files that did not load, and the first of them, shown.
+    n_broken: usize,
     broken: Vec<Broken>,
 }
 
@@ -155,6 +167,8 @@ pub struct ListQuery {
     tag: Option<String>,
     /// `yes` or `no`.
     paused: Option<String>,
+    /// From 1.
+    page: Option<u64>,
 }
 
 pub async fn list(
@@ -170,40 +184,28 @@ async fn list_page(s: &AppState, ctx: &Ctx, q: ListQuery) -> Result<Response, Ui
     let store = &*s.store;
     let page = ctx.layout("dags");
     let now = store.now().await?;
-    let all: Vec<_> = store
-        .list_dags()
-        .await?
-        .into_iter()
-        .filter(|d| d.active)
-        .collect();
-    let all_tags: Vec<String> = all
-        .iter()
-        .flat_map(|d| d.tags.iter().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let needle = q.q.as_deref().map(str::trim).unwrap_or("").to_lowercase();
+    let needle = q.q.as_deref().map(str::trim).unwrap_or("").to_owned();
     let tag = q.tag.clone().unwrap_or_default();
     let paused = q.paused.clone().unwrap_or_default();
-    let shown: Vec<_> = all
-        .iter()
-        .filter(|d| tag.is_empty() || d.tags.contains(&tag))
-        .filter(|d| match paused.as_str() {
-            "yes" => d.paused,
-            "no" => !d.paused,
-            _ => true,
+    let number = q.page.unwrap_or(1).max(1);
+    let found = store
+        .dag_page(&gale_store::DagQuery {
+            search: Some(needle.clone()).filter(|n| !n.is_empty()),
+            tag: Some(tag.clone()).filter(|t| !t.is_empty()),
+            paused: match paused.as_str() {
+                "yes" => Some(true),
+                "no" => Some(false),
+                _ => None,
+            },
+            include_inactive: false,
+            offset: (number - 1).saturating_mul(PER_PAGE),
+            limit: PER_PAGE as u32,
         })
-        .filter(|d| {
-            needle.is_empty()
-                || d.dag_id.0.to_lowercase().contains(&needle)
-                || d.description
-                    .as_deref()
-                    .is_some_and(|x| x.to_lowercase().contains(&needle))
-        })
-        .collect();
-
+        .await?;
+    let all_tags = store.dag_tags().await?;
+    let ids: Vec<gale_model::DagId> = found.dags.iter().map(|d| d.dag_id.clone()).collect();
     let mut runs_of: HashMap<String, Vec<RunDot>> = HashMap::new();
-    for r in store.recent_runs(RECENT).await? {
+    for r in store.recent_runs(&ids, RECENT).await? {
         runs_of
             .entry(r.dag_id.0.clone())
             .or_default()
@@ -211,16 +213,17 @@ async fn list_page(s: &AppState, ctx: &Ctx, q: ListQuery) -> Result<Response, Ui
     }
 
     let back = back_of_list(&q);
-    let mut dags = Vec::with_capacity(shown.len());
-    for row in shown {
+    let mut dags = Vec::with_capacity(found.dags.len());
+    for row in &found.dags {
         let mut runs = runs_of.remove(&row.dag_id.0).unwrap_or_default();
         runs.reverse();
         dags.push(dag_line(store, row, runs, now, &back, &page).await?);
     }
-    let broken = store
-        .list_import_errors()
-        .await?
+    let errors = store.list_import_errors().await?;
+    let n_broken = errors.len();
+    let broken = errors
         .into_iter()
+        .take(BROKEN_SHOWN)
         .map(|e| Broken {
             file: e.file,
             // The file heads its errors: each says only where in it.
@@ -232,15 +235,42 @@ async fn list_page(s: &AppState, ctx: &Ctx, q: ListQuery) -> Result<Response, Ui
             when: format::ago(e.updated_at, now),
         })
         .collect();
+    let first = (number - 1).saturating_mul(PER_PAGE);
+    let shown_to = first + dags.len() as u64;
+    let page_href = |n: u64| {
+        let base = back_of_list(&q);
+        let sep = if base.contains('?') { '&' } else { '?' };
+        if n <= 1 {
+            base
+        } else {
+            format!("{base}{sep}page={n}")
+        }
+    };
     let tmpl = DagsPage {
-        n_paused: all.iter().filter(|d| d.paused).count(),
-        total: all.len(),
+        n_paused: found.paused,
+        total: found.active,
+        range: if dags.is_empty() {
+            String::new()
+        } else {
+            format!("{}–{} of {}", first + 1, shown_to, found.matched)
+        },
+        prev_href: if number > 1 {
+            page_href(number - 1)
+        } else {
+            String::new()
+        },
+        next_href: if shown_to < found.matched {
+            page_href(number + 1)
+        } else {
+            String::new()
+        },
         page,
         q: q.q.unwrap_or_default(),
         tag,
         paused,
         all_tags,
         dags,
+        n_broken,
         broken,
     };
     Ok(ctx.page(StatusCode::OK, &tmpl))

@@ -1258,6 +1258,53 @@ async fn the_tz_link_sets_a_checked_cookie_and_goes_back_home_only() {
     assert!(set_cookies(&res).iter().all(|c| !c.starts_with("gale_tz=")));
 }
 
+#[tokio::test]
+async fn the_dag_list_is_paged_with_its_filters_in_the_links() {
+    let f = fixture().await;
+    for i in 0..230 {
+        let id = format!("bulk_{i:03}");
+        let file = format!("dags/{id}.yaml");
+        let source = "tags: [bulk]\ntasks:\n  a:\n    run: 'true'\n".to_owned();
+        let dag = gale_model::dag::parse(&file, &id, &source).expect("a valid DAG");
+        let hash = gale_model::dag::content_hash(&format!("{id}{source}"));
+        f.store
+            .upsert_dag(&dag, &file, &source, &hash, "test")
+            .await
+            .expect("upsert_dag");
+    }
+    let (cookie, _) = session(&f, "vic").await;
+    let (status, first) = get(&f, &cookie, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(first.contains("232 DAGs"), "every DAG is counted");
+    assert!(first.contains("1–100 of 232"), "{first}");
+    assert!(
+        first.contains("href=\"/?page=2\""),
+        "a link to the next page"
+    );
+    assert!(
+        !first.contains("bulk_100"),
+        "the second page's DAGs are not drawn"
+    );
+    let (_, third) = get(&f, &cookie, "/?page=3").await;
+    assert!(third.contains("201–232 of 232"), "{third}");
+    assert!(third.contains("bulk_229") && third.contains("hello") && third.contains("nightly"));
+    assert!(third.contains("href=\"/?page=2\"") && !third.contains("rel=\"next\""));
+    // Filters are the store's and stay in the pager's links.
+    let (_, tagged) = get(&f, &cookie, "/?tag=bulk&q=bulk&page=2").await;
+    assert!(tagged.contains("101–200 of 230"), "{tagged}");
+    assert!(
+        tagged.contains("href=\"/?q=bulk&#38;tag=bulk\" rel=\"prev\""),
+        "{tagged}"
+    );
+    assert!(
+        tagged.contains("href=\"/?q=bulk&#38;tag=bulk&#38;page=3\" rel=\"next\""),
+        "{tagged}"
+    );
+    // `_` is no wildcard: bulk_1 is bulk_100 to bulk_199.
+    let (_, some) = get(&f, &cookie, "/?q=bulk_1").await;
+    assert!(some.contains("1–100 of 100"), "{some}");
+}
+
 #[test]
 fn a_page_drawn_for_a_form_sends_its_tz_links_back_to_the_form() {
     let parts = |req: Request<()>| req.into_parts().0;

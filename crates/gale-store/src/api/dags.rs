@@ -186,6 +186,65 @@ impl DagRow {
     }
 }
 
+/// Which DAGs a page of the DAG list shows.
+#[derive(Clone, Debug, Default)]
+pub struct DagQuery {
+    /// Part of the id or description, any case.
+    pub search: Option<String>,
+    /// DAGs with this tag.
+    pub tag: Option<String>,
+    pub paused: Option<bool>,
+    /// Removed DAGs (their file gone) too.
+    pub include_inactive: bool,
+    /// DAGs after this many matches (in id order).
+    pub offset: u64,
+    /// At most this many (0: 100; never more than [`DAG_PAGE_MAX`]).
+    pub limit: u32,
+}
+
+/// The most DAGs one page holds.
+pub const DAG_PAGE_MAX: u32 = 1000;
+
+/// A page of the DAG list.
+#[derive(Clone, Debug, Default)]
+pub struct DagPage {
+    pub dags: Vec<DagRow>,
+    /// How many DAGs the query matches (every page).
+    pub matched: u64,
+    /// Active DAGs, and how many of them are paused (whatever the filters).
+    pub active: u64,
+    pub paused: u64,
+}
+
+impl DagQuery {
+    /// The page size asked for, within bounds.
+    pub fn page_size(&self) -> u32 {
+        match self.limit {
+            0 => 100,
+            n => n.min(DAG_PAGE_MAX),
+        }
+    }
+
+    /// The search text as a LIKE pattern matching it anywhere (`\` escapes
+    /// the pattern characters it holds), lowercased.
+    pub fn like_pattern(&self) -> Option<String> {
+        let text = self
+            .search
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())?;
+        let mut out = String::from("%");
+        for c in text.to_lowercase().chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('%');
+        Some(out)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct DagVersion {
     pub dag_id: DagId,
@@ -231,7 +290,7 @@ pub struct DagDeleted {
     /// The file it was loaded from.
     pub file: String,
     /// Whether a DAG processor saw that file at its last scan, or its git
-    /// source's commit has it: then the DAG is stored again at the next scan
+    /// source's commit has it: then the DAG is stored again within ten seconds
     /// (or commit), unless the file is removed. Never for a pushed DAG.
     pub file_present: bool,
     pub runs: u64,
@@ -325,6 +384,20 @@ pub trait Dags: Send + Sync + 'static {
     async fn drop_import_errors(&self, owner: &str) -> Result<()>;
 
     async fn list_dags(&self) -> Result<Vec<DagRow>>;
+
+    /// One page of the DAGs a [`DagQuery`] matches, in id order, with how
+    /// many it matches and the counts over every active DAG: what the DAG
+    /// list shows, read through the store's indexes rather than every row.
+    async fn dag_page(&self, q: &DagQuery) -> Result<DagPage>;
+
+    /// Every tag an active DAG has, sorted, each once.
+    async fn dag_tags(&self) -> Result<Vec<String>>;
+
+    /// The DAGs whose row changed at or after `since` (a new version, a
+    /// pause, a file gone: every change but the schedule's cursor moving),
+    /// oldest change first, through an index on the change time: what a
+    /// scheduler reads between its full looks. A deleted DAG is not listed.
+    async fn dags_changed_since(&self, since: Timestamp) -> Result<Vec<DagRow>>;
 
     async fn get_dag(&self, dag_id: &DagId) -> Result<Option<DagRow>>;
 

@@ -27,9 +27,9 @@ pub use audit::{AUDIT_KEEP, AuditAction, AuditEntry, AuditFilter, AuditOutcome, 
 pub use auth::{Role, SessionRow, TOKEN_USE_RECORDED_EVERY, TokenRow, UserChange, UserRow};
 pub use backfills::{BackfillRow, BackfillState, CancelBackfill};
 pub use dags::{
-    DagDeleted, DagDeletion, DagRow, DagVersion, DeleteDag, GitApplied, GitCommit, GitSourceSpec,
-    ImportError, NewVersion, Origin, OwnerKind, PUSH_OWNER, SourceRow, Stored, VersionInfo,
-    git_owner,
+    DAG_PAGE_MAX, DagDeleted, DagDeletion, DagPage, DagQuery, DagRow, DagVersion, DeleteDag,
+    GitApplied, GitCommit, GitSourceSpec, ImportError, NewVersion, Origin, OwnerKind, PUSH_OWNER,
+    SourceRow, Stored, VersionInfo, git_owner,
 };
 pub use logs::{LogLine, LogRow, Stream};
 pub(crate) use nodes::split_list;

@@ -189,8 +189,9 @@ pub trait Runs: Send + Sync + 'static {
     /// The task instances of several runs (a grid's window).
     async fn tasks_of_runs(&self, runs: &[RunId]) -> Result<Vec<TaskRow>>;
 
-    /// The newest `per_dag` runs of every DAG, newest first within each.
-    async fn recent_runs(&self, per_dag: u32) -> Result<Vec<RunRow>>;
+    /// The newest `per_dag` runs of each of `dags` (a page of the DAG list),
+    /// newest first within each.
+    async fn recent_runs(&self, dags: &[DagId], per_dag: u32) -> Result<Vec<RunRow>>;
 
     async fn counts(&self) -> Result<StoreCounts>;
 

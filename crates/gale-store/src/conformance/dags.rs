@@ -432,6 +432,180 @@ pub async fn set_paused<S: Store + ?Sized>(store: &S) {
     assert!(!row.paused, "set_paused(false) must unpause");
 }
 
+/// `dag_page` pages the DAGs in id order, filtered by search (id or
+/// description, any case, `%` and `_` taken literally), tag and pause, with
+/// the count it matches and the active and paused counts of all; `dag_tags`
+/// lists the active DAGs' tags.
+pub async fn dag_page_filters_and_pages<S: Store + ?Sized>(store: &S) {
+    use crate::DagQuery;
+    for i in 0..25 {
+        let tags = if i % 5 == 0 {
+            "tags: [nightly, team_a]\n"
+        } else {
+            "tags: [team_b]\n"
+        };
+        let extra = if i == 7 {
+            format!("{tags}description: Loads the 100% WAREHOUSE\n")
+        } else {
+            tags.to_owned()
+        };
+        seed(
+            store,
+            &format!("dags/d{i:02}.yaml"),
+            &flat_dag_source(&format!("d{i:02}"), 1, &extra),
+        )
+        .await;
+    }
+    store
+        .set_paused(&DagId::from("d03"), true)
+        .await
+        .expect("set_paused");
+    store
+        .sync_files(
+            OWNER,
+            &(0..24)
+                .map(|i| format!("dags/d{i:02}.yaml"))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .expect("sync_files");
+    let page = |q: DagQuery| async move { store.dag_page(&q).await.expect("dag_page") };
+    let ids =
+        |p: &crate::DagPage| -> Vec<String> { p.dags.iter().map(|d| d.dag_id.0.clone()).collect() };
+    let first = page(DagQuery {
+        limit: 10,
+        ..DagQuery::default()
+    })
+    .await;
+    assert_eq!(
+        ids(&first),
+        (0..10).map(|i| format!("d{i:02}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (first.matched, first.active, first.paused),
+        (24, 24, 1),
+        "d24 was removed"
+    );
+    let last = page(DagQuery {
+        limit: 10,
+        offset: 20,
+        ..DagQuery::default()
+    })
+    .await;
+    assert_eq!(ids(&last), ["d20", "d21", "d22", "d23"]);
+    let all = page(DagQuery {
+        include_inactive: true,
+        limit: 5,
+        offset: 22,
+        ..DagQuery::default()
+    })
+    .await;
+    assert_eq!(
+        (ids(&all), all.matched),
+        (vec!["d22".into(), "d23".into(), "d24".into()], 25)
+    );
+    let tagged = page(DagQuery {
+        tag: Some("nightly".into()),
+        ..DagQuery::default()
+    })
+    .await;
+    assert_eq!(ids(&tagged), ["d00", "d05", "d10", "d15", "d20"]);
+    let paused = page(DagQuery {
+        paused: Some(true),
+        ..DagQuery::default()
+    })
+    .await;
+    assert_eq!(ids(&paused), ["d03"]);
+    let found = page(DagQuery {
+        search: Some(" warehouse ".into()),
+        ..DagQuery::default()
+    })
+    .await;
+    assert_eq!(ids(&found), ["d07"], "the description, any case");
+    let found = page(DagQuery {
+        search: Some("D1".into()),
+        ..DagQuery::default()
+    })
+    .await;
+    assert_eq!(found.matched, 10, "the id, any case");
+    let literal = page(DagQuery {
+        search: Some("100%".into()),
+        ..DagQuery::default()
+    })
+    .await;
+    assert_eq!(ids(&literal), ["d07"]);
+    let none = page(DagQuery {
+        search: Some("d_1".into()),
+        ..DagQuery::default()
+    })
+    .await;
+    assert_eq!(none.matched, 0, "_ is no wildcard");
+    let both = page(DagQuery {
+        tag: Some("team_b".into()),
+        search: Some("d0".into()),
+        paused: Some(false),
+        ..DagQuery::default()
+    })
+    .await;
+    assert_eq!(
+        ids(&both),
+        ["d01", "d02", "d04", "d06", "d07", "d08", "d09"]
+    );
+    assert_eq!(
+        store.dag_tags().await.expect("dag_tags"),
+        ["nightly", "team_a", "team_b"]
+    );
+}
+
+/// `dags_changed_since` lists the DAGs whose row changed since an instant (a
+/// pause, a new version, a file gone), oldest change first; a run moving the
+/// cursor is not a change, and a deleted DAG is not listed.
+pub async fn dags_changed_since_lists_changes<S: Store + ?Sized>(store: &S) {
+    let ids = |rows: Vec<crate::DagRow>| -> Vec<String> {
+        rows.into_iter().map(|r| r.dag_id.0).collect()
+    };
+    let a = seed(store, "dags/a.yaml", &flat_dag_source("a", 1, "")).await;
+    let b = seed(store, "dags/b.yaml", &flat_dag_source("b", 1, "")).await;
+    let tick = || tokio::time::sleep(std::time::Duration::from_millis(5));
+    tick().await;
+    let t0 = store.now().await.expect("now");
+    tick().await;
+    let changed =
+        |since| async move { ids(store.dags_changed_since(since).await.expect("changed")) };
+    assert!(changed(t0).await.is_empty(), "nothing changed yet");
+    assert!(store.set_paused(a.id(), true).await.expect("set_paused"));
+    assert_eq!(changed(t0).await, ["a"]);
+    create(
+        store,
+        &new_run(&b, "scheduled__1", RunType::Scheduled, day(1)),
+    )
+    .await;
+    assert_eq!(changed(t0).await, ["a"], "a cursor moving is no change");
+    tick().await;
+    seed(store, "dags/b.yaml", &flat_dag_source("b", 2, "")).await;
+    assert_eq!(changed(t0).await, ["a", "b"], "oldest change first");
+    tick().await;
+    let t1 = store.now().await.expect("now");
+    tick().await;
+    store
+        .sync_files(OWNER, std::slice::from_ref(&a.file))
+        .await
+        .expect("sync_files");
+    let rows = store.dags_changed_since(t1).await.expect("changed");
+    assert!(
+        matches!(rows.as_slice(), [r] if r.dag_id == *b.id() && !r.active),
+        "a file gone is a change: {rows:?}"
+    );
+    assert!(
+        store
+            .delete_dag(a.id(), crate::DagDeletion::Everything)
+            .await
+            .map(|d| matches!(d, crate::DeleteDag::Deleted(_)))
+            .expect("delete_dag")
+    );
+    assert_eq!(changed(t0).await, ["b"], "a deleted DAG is not listed");
+}
+
 /// `delete_dag` refuses a DAG with an unfinished run, then removes the DAG
 /// with its runs, task instances, log lines and backfills in one go (only
 /// its row with `KeepHistory`), leaving other DAGs alone; the file of a

@@ -38,6 +38,8 @@ macro_rules! for_each_check {
             renamed_dag_id_retires_the_old_one,
             import_errors_round_trip,
             set_paused,
+            dags_changed_since_lists_changes,
+            dag_page_filters_and_pages,
             delete_dag_and_history,
             create_run_one_per_slot,
             create_run_moves_cursor,

@@ -116,12 +116,23 @@ pub async fn listing_for_the_web<S: Store + ?Sized>(store: &S) {
             .map(|r| r.id)
             .collect()
     };
-    let recent = store.recent_runs(2).await.expect("recent_runs");
+    let both = [alpha.id().clone(), etl.id().clone()];
+    let recent = store.recent_runs(&both, 2).await.expect("recent_runs");
     assert_eq!(recent.len(), 4, "two runs of each of two DAGs: {recent:#?}");
     assert_eq!(per_dag(&recent, alpha.id()), vec![a3, a2]);
     assert_eq!(per_dag(&recent, etl.id()), vec![e2, e1]);
-    let recent = store.recent_runs(10).await.expect("recent_runs");
+    let recent = store.recent_runs(&both, 10).await.expect("recent_runs");
     assert_eq!(per_dag(&recent, alpha.id()), vec![a3, a2, a1]);
+    assert_eq!(per_dag(&recent, etl.id()), vec![e2, e1]);
+    let recent = store
+        .recent_runs(std::slice::from_ref(etl.id()), 10)
+        .await
+        .expect("recent_runs");
+    assert_eq!(
+        per_dag(&recent, alpha.id()),
+        Vec::<RunId>::new(),
+        "only the DAGs named"
+    );
     assert_eq!(per_dag(&recent, etl.id()), vec![e2, e1]);
 
     // tasks_of_runs: the task instances of exactly the runs given.

@@ -276,6 +276,80 @@ impl Dags for PgStore {
         .await
     }
 
+    async fn dag_page(&self, q: &DagQuery) -> Result<DagPage> {
+        let pattern = q.like_pattern();
+        let (tag, paused, removed) = (q.tag.clone(), q.paused, q.include_inactive);
+        let limit = i64::from(q.page_size());
+        let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
+        self.single(move |c| {
+            Box::pin(async move {
+                // One WHERE for the page and its count: $1 pattern, $2 tag,
+                // $3 paused, $4 removed ones too (NULL: no filter).
+                let filter = "($4 OR active)
+                     AND ($3::bool IS NULL OR paused = $3)
+                     AND ($1::text IS NULL OR lower(dag_id) LIKE $1 ESCAPE '\\'
+                          OR lower(coalesce(description, '')) LIKE $1 ESCAPE '\\')
+                     AND ($2::text IS NULL OR tags ? $2)";
+                let args: [&(dyn ToSql + Sync); 4] = [&pattern, &tag, &paused, &removed];
+                let matched: i64 = c
+                    .one(&format!("SELECT count(*) FROM dags WHERE {filter}"), &args)
+                    .await?
+                    .get(0);
+                let sql = format!(
+                    "SELECT {DAG_COLS} FROM dags WHERE {filter} ORDER BY dag_id LIMIT $5 OFFSET $6"
+                );
+                let dags = c
+                    .rows(&sql, &[&pattern, &tag, &paused, &removed, &limit, &offset])
+                    .await?
+                    .iter()
+                    .map(dag_row)
+                    .collect();
+                let counts = c
+                    .one(
+                        "SELECT count(*), count(*) FILTER (WHERE paused) FROM dags WHERE active",
+                        &[],
+                    )
+                    .await?;
+                Ok(DagPage {
+                    dags,
+                    matched: u64::try_from(matched).unwrap_or(0),
+                    active: u64::try_from(counts.get::<_, i64>(0)).unwrap_or(0),
+                    paused: u64::try_from(counts.get::<_, i64>(1)).unwrap_or(0),
+                })
+            })
+        })
+        .await
+    }
+
+    async fn dag_tags(&self) -> Result<Vec<String>> {
+        self.single(|c| {
+            Box::pin(async move {
+                Ok(c.rows(
+                    "SELECT DISTINCT t FROM dags, jsonb_array_elements_text(tags) AS t
+                     WHERE active ORDER BY 1",
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
+            })
+        })
+        .await
+    }
+
+    async fn dags_changed_since(&self, since: Timestamp) -> Result<Vec<DagRow>> {
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {DAG_COLS} FROM dags WHERE updated_at >= $1 ORDER BY updated_at"
+                );
+                Ok(c.rows(&sql, &[&since]).await?.iter().map(dag_row).collect())
+            })
+        })
+        .await
+    }
+
     async fn get_dag(&self, dag_id: &DagId) -> Result<Option<DagRow>> {
         let id = dag_id.0.clone();
         self.single(move |c| {

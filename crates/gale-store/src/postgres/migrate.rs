@@ -52,6 +52,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../migrations/postgres/0013_dag_sources.sql"),
     ),
+    (
+        14,
+        include_str!("../../migrations/postgres/0014_dags_by_change.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises migrations between processes.

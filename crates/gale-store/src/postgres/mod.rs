@@ -69,7 +69,7 @@ mod url;
 pub use url::{PgUrl, RootCert, SslMode, TlsSettings, endpoint_of, parse_url};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 14;
 
 /// Tunables of a [`PgStore`].
 #[derive(Clone, Debug)]

@@ -397,17 +397,18 @@ impl Runs for PgStore {
         .await
     }
 
-    async fn recent_runs(&self, per_dag: u32) -> Result<Vec<RunRow>> {
+    async fn recent_runs(&self, dags: &[DagId], per_dag: u32) -> Result<Vec<RunRow>> {
         let per_dag = i64::from(per_dag);
+        let dags: Vec<String> = dags.iter().map(|d| d.0.clone()).collect();
         self.single(move |c| {
             Box::pin(async move {
                 let sql = format!(
-                    "SELECT {} FROM dags d CROSS JOIN LATERAL (
+                    "SELECT {} FROM unnest($2::text[]) AS d(dag_id) CROSS JOIN LATERAL (
                          SELECT * FROM runs WHERE runs.dag_id = d.dag_id ORDER BY id DESC LIMIT $1) r
                      ORDER BY d.dag_id, r.id DESC",
                     cols_of(RUN_COLS, "r")
                 );
-                Ok(c.rows(&sql, &[&per_dag]).await?.iter().map(run_row).collect())
+                Ok(c.rows(&sql, &[&per_dag, &dags]).await?.iter().map(run_row).collect())
             })
         })
         .await

@@ -276,6 +276,83 @@ impl Dags for SqliteStore {
         .await
     }
 
+    async fn dag_page(&self, q: &DagQuery) -> Result<DagPage> {
+        let q = q.clone();
+        self.call(move |conn| {
+            // One WHERE for the page and its count: ?1 pattern, ?2 tag,
+            // ?3 paused, ?4 removed ones too (NULL: no filter).
+            let filter = "(?4 OR active = 1)
+                 AND (?3 IS NULL OR paused = ?3)
+                 AND (?1 IS NULL OR lower(dag_id) LIKE ?1 ESCAPE '\\'
+                      OR lower(coalesce(description, '')) LIKE ?1 ESCAPE '\\')
+                 AND (?2 IS NULL OR EXISTS (SELECT 1 FROM json_each(dags.tags) WHERE value = ?2))";
+            let pattern = q.like_pattern();
+            let args = params![pattern, q.tag, q.paused, q.include_inactive];
+            let matched: i64 = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM dags WHERE {filter}"),
+                    args,
+                    |r| r.get(0),
+                )
+                .map_err(map_err)?;
+            let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
+            let dags = query_all(
+                conn,
+                &format!(
+                    "SELECT {DAG_COLS} FROM dags WHERE {filter} ORDER BY dag_id LIMIT ?5 OFFSET ?6"
+                ),
+                params![
+                    pattern,
+                    q.tag,
+                    q.paused,
+                    q.include_inactive,
+                    q.page_size(),
+                    offset
+                ],
+                dag_row,
+            )?;
+            let (active, paused): (i64, i64) = conn
+                .query_row(
+                    "SELECT count(*), coalesce(sum(paused), 0) FROM dags WHERE active = 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(map_err)?;
+            Ok(DagPage {
+                dags,
+                matched: u64::try_from(matched).unwrap_or(0),
+                active: u64::try_from(active).unwrap_or(0),
+                paused: u64::try_from(paused).unwrap_or(0),
+            })
+        })
+        .await
+    }
+
+    async fn dag_tags(&self) -> Result<Vec<String>> {
+        self.call(|conn| {
+            query_all(
+                conn,
+                "SELECT DISTINCT j.value FROM dags, json_each(dags.tags) j
+                 WHERE dags.active = 1 ORDER BY 1",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+        })
+        .await
+    }
+
+    async fn dags_changed_since(&self, since: Timestamp) -> Result<Vec<DagRow>> {
+        self.call(move |conn| {
+            query_all(
+                conn,
+                &format!("SELECT {DAG_COLS} FROM dags WHERE updated_at >= ?1 ORDER BY updated_at"),
+                params![to_micros(since)],
+                dag_row,
+            )
+        })
+        .await
+    }
+
     async fn list_dags(&self) -> Result<Vec<DagRow>> {
         self.call(|conn| {
             query_all(

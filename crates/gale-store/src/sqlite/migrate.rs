@@ -49,6 +49,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../../migrations/sqlite/0014_dag_sources.sql"),
     ),
+    (
+        15,
+        include_str!("../../migrations/sqlite/0015_dags_by_change.sql"),
+    ),
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

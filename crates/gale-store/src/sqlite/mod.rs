@@ -43,7 +43,7 @@ use migrate::migrate;
 use writer::{Job, WriteJob, writer_loop};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 14;
+pub const SCHEMA_VERSION: i64 = 15;
 
 /// Reader connections per store: WAL lets them read while the writer writes, so
 /// a scheduler reading a large run never holds up a worker reporting a result.

@@ -385,11 +385,9 @@ impl Runs for SqliteStore {
         .await
     }
 
-    async fn recent_runs(&self, per_dag: u32) -> Result<Vec<RunRow>> {
+    async fn recent_runs(&self, dags: &[DagId], per_dag: u32) -> Result<Vec<RunRow>> {
+        let dags: Vec<String> = dags.iter().map(|d| d.0.clone()).collect();
         self.call(move |conn| {
-            let dags = query_all(conn, "SELECT dag_id FROM dags ORDER BY dag_id", [], |r| {
-                r.get::<_, String>(0)
-            })?;
             let mut out = Vec::new();
             for d in dags {
                 out.extend(query_all(

@@ -9,7 +9,7 @@ use anyhow::bail;
 use clap::Subcommand;
 use gale_model::{DagId, RunId, RunState};
 use gale_scheduler::processor::{dag_files, load_file};
-use gale_store::{RunFilter, RunRow, Store};
+use gale_store::{RunRow, Store};
 use serde::Serialize;
 
 use super::output::{print_json, table};
@@ -20,8 +20,21 @@ use gale_server::api::dags::ImportErrorOut;
 
 #[derive(Subcommand, Debug)]
 pub enum DagsCmd {
-    /// List DAGs, and DAG files that failed to load.
-    List,
+    /// List DAGs (a page of them, in id order), and DAG files that failed to load.
+    List {
+        /// Only DAGs whose id or description holds this text (any case).
+        #[arg(long)]
+        search: Option<String>,
+        /// Only DAGs with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// At most this many DAGs, 1 to 10000.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// Skip this many (the next page).
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+    },
     /// Show one DAG and its tasks.
     Show { dag_id: String },
     /// Check DAG files (or folders of them) without a database; exit 1 on any error.
@@ -69,7 +82,7 @@ pub enum DagsCmd {
     Unpause { dag_id: String },
     /// Delete a DAG and its runs, task instances, logs and backfills (refused
     /// while it has a queued or running run). Its file, if still in a DAG
-    /// folder, brings it back (with no history) at the next scan.
+    /// folder, brings it back (with no history) within ten seconds.
     Delete {
         dag_id: String,
         /// Delete only the DAG: keep its runs and what hangs off them.
@@ -111,18 +124,44 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
     }
     let store = open_store(paths).await?;
     match cmd {
-        DagsCmd::List => {
+        DagsCmd::List {
+            search,
+            tag,
+            limit,
+            offset,
+        } => {
             let mut items = Vec::new();
-            for d in store.list_dags().await? {
-                let last = store
-                    .list_runs(&RunFilter {
-                        dag_id: Some(d.dag_id.clone()),
-                        limit: 1,
-                        ..RunFilter::default()
+            // Pages of the store's at most: as many as asked for.
+            let mut found = Vec::new();
+            let mut matched = 0;
+            while found.len() < limit as usize {
+                let want = (limit as usize - found.len()).min(gale_store::DAG_PAGE_MAX as usize);
+                let page = store
+                    .dag_page(&gale_store::DagQuery {
+                        search: search.clone(),
+                        tag: tag.clone(),
+                        paused: None,
+                        include_inactive: true,
+                        offset: offset + found.len() as u64,
+                        limit: want as u32,
                     })
-                    .await?
-                    .into_iter()
-                    .next();
+                    .await?;
+                matched = page.matched;
+                let n = page.dags.len();
+                found.extend(page.dags);
+                if n < want {
+                    break;
+                }
+            }
+            let ids: Vec<_> = found.iter().map(|d| d.dag_id.clone()).collect();
+            let mut last_of: std::collections::HashMap<_, _> = store
+                .recent_runs(&ids, 1)
+                .await?
+                .into_iter()
+                .map(|r| (r.dag_id.clone(), r))
+                .collect();
+            for d in found {
+                let last = last_of.remove(&d.dag_id);
                 let source =
                     gale_server::api::dags::OriginOut::of(d.origin.as_ref(), d.owner_kind())
                         .words();
@@ -142,8 +181,20 @@ pub async fn dags(paths: &Paths, output: Output, cmd: DagsCmd) -> anyhow::Result
             let errors = store.list_import_errors().await?;
             if output == Output::Json {
                 let errors: Vec<_> = errors.into_iter().map(ImportErrorOut::from).collect();
-                print_json(&serde_json::json!({ "dags": items, "import_errors": errors }))?;
+                print_json(&serde_json::json!({
+                    "dags": items,
+                    "total": matched,
+                    "offset": offset,
+                    "import_errors": errors,
+                }))?;
                 return Ok(exit::OK);
+            }
+            let shown_to = offset + items.len() as u64;
+            if shown_to < matched {
+                eprintln!(
+                    "showing DAGs {}-{shown_to} of {matched}: --offset {shown_to} for the next ones",
+                    offset + 1
+                );
             }
             let rows = items
                 .iter()

@@ -138,7 +138,7 @@ fn cli_deletes_dags_and_lists_and_cancels_backfills() {
     assert!(
         deleted["note"]
             .as_str()
-            .is_some_and(|n| n.contains("next scan")),
+            .is_some_and(|n| n.contains("within ten seconds")),
         "its file is still in the folder: {deleted:#}"
     );
     let gone = home.gale(&["runs", "show", &quick_run.to_string()]);
@@ -161,7 +161,7 @@ fn cli_deletes_dags_and_lists_and_cancels_backfills() {
     let out = home.ok(&["dags", "delete", "kept", "--keep-history", "--yes"]);
     assert!(out.stdout.contains("history is kept"), "{out}");
     assert!(
-        !out.stderr.contains("next scan"),
+        !out.stderr.contains("within ten seconds"),
         "its file is gone, so it does not come back: {out}"
     );
     let run = home.run_json(kept_run);

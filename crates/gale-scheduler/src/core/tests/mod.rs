@@ -727,3 +727,70 @@ fn a_run_that_ends_without_the_scheduler_is_forgotten() {
     check(w.step(), expect![""]);
     assert_eq!(w.remembered(), 0);
 }
+
+#[test]
+fn the_agenda_looks_at_a_dag_when_its_next_slot_ends_or_its_row_changes() {
+    let mut w = World::at("2026-01-01T10:30:00Z");
+    w.dag(
+        "hourly",
+        "schedule: '@hourly'\nstart_date: 2026-01-01T10:00:00Z\ncatchup: false\ntasks:\n  a:\n    run: x\n",
+    );
+    w.dag(
+        "daily",
+        "schedule: '@daily'\nstart_date: 2026-01-02\ntasks:\n  a:\n    run: x\n",
+    );
+    w.dag("manual", "tasks:\n  a:\n    run: x\n");
+    w.dag(
+        "held",
+        "schedule: '@hourly'\nstart_date: 2026-01-01T08:00:00Z\ncatchup: true\nmax_active_runs: 1\ntasks:\n  a:\n    run: x\n",
+    );
+    w.step();
+    // Nothing due: next looked at when the next interval is complete; a DAG
+    // without a schedule is not held at all.
+    assert_eq!(
+        w.next_look("hourly").as_deref(),
+        Some("2026-01-01T11:00:00Z")
+    );
+    assert_eq!(
+        w.next_look("daily").as_deref(),
+        Some("2026-01-02T00:00:00Z")
+    );
+    assert_eq!(w.next_look("manual"), None);
+    // Catching up behind max_active_runs: looked at every housekeeping.
+    assert_eq!(w.next_look("held").as_deref(), Some("2026-01-01T10:30:00Z"));
+    assert_eq!(w.agenda_len(), 3);
+    w.advance(1);
+    check(w.step(), expect![""]);
+    assert_eq!(
+        w.next_look("hourly").as_deref(),
+        Some("2026-01-01T11:00:00Z")
+    );
+    // A pause is a change: a paused DAG that never ran cannot have work (its
+    // slots are recorded when it is unpaused), so it leaves the agenda; the
+    // unpause brings it back, looked at once.
+    w.pause("hourly", true);
+    w.step();
+    assert_eq!(w.next_look("hourly"), None);
+    w.set_now("2026-01-01T11:00:00Z");
+    check(w.step(), expect![""]);
+    w.pause("hourly", false);
+    check(
+        w.step(),
+        expect![[r#"
+            create hourly scheduled__2026-01-01T10:00:00Z [2026-01-01T10:00:00Z .. 2026-01-01T11:00:00Z)
+            start hourly#2
+            hourly#2 a: none -> queued
+        "#]],
+    );
+    // It made a run: looked at again at once (more may be due), then at the
+    // end of its next interval.
+    assert_eq!(
+        w.next_look("hourly").as_deref(),
+        Some("2026-01-01T11:00:00Z")
+    );
+    w.step();
+    assert_eq!(
+        w.next_look("hourly").as_deref(),
+        Some("2026-01-01T12:00:00Z")
+    );
+}

@@ -34,6 +34,7 @@ pub struct World {
     slots: BTreeMap<(DagId, Timestamp), (Timestamp, SlotStatus)>,
     pools: BTreeMap<String, u32>,
     tracker: Tracker,
+    agenda: core::Agenda,
 }
 
 pub fn ts(text: &str) -> Timestamp {
@@ -51,6 +52,7 @@ impl World {
             slots: BTreeMap::new(),
             pools: BTreeMap::new(),
             tracker: Tracker::default(),
+            agenda: core::Agenda::default(),
         }
     }
 
@@ -513,9 +515,16 @@ impl World {
     pub fn step(&mut self) -> String {
         let now = self.now;
         let mut out = Vec::new();
+        // The shell's housekeeping: every row as read, then only the DAGs
+        // whose look is due.
+        for d in &self.dags {
+            self.agenda.observe(&d.row, now);
+        }
+        let looked: std::collections::HashSet<DagId> =
+            self.agenda.take_due(now).into_iter().collect();
         for i in 0..self.dags.len() {
             let row = self.dags[i].row.clone();
-            if !DueDag::is_candidate(&row) {
+            if !looked.contains(&row.dag_id) || !DueDag::is_candidate(&row) {
                 continue;
             }
             let active_runs = if DueDag::needs_active_runs(&row) {
@@ -524,10 +533,14 @@ impl World {
                 0
             };
             let dag = self.dags[i].dag.clone();
+            let Some(schedule) = dag.parsed_schedule() else {
+                continue;
+            };
             let due = core::due_runs(
                 DueDag {
                     row: &row,
                     dag: &dag,
+                    schedule: &schedule,
                     active_runs,
                 },
                 now,
@@ -554,6 +567,7 @@ impl World {
                     out.push(format!("{line} (not applied)"));
                 }
             }
+            self.agenda.looked(&row, &schedule, &due, now);
         }
         for run_id in self.promote() {
             out.push(format!(
@@ -655,6 +669,16 @@ impl World {
     }
 
     /// How many runs the scheduler's tracker remembers.
+    /// When the agenda next looks at `dag` (`None`: not held).
+    pub fn next_look(&self, dag: &str) -> Option<String> {
+        self.agenda.look_of(&DagId::from(dag)).map(rfc3339)
+    }
+
+    /// How many DAGs the agenda holds.
+    pub fn agenda_len(&self) -> usize {
+        self.agenda.len()
+    }
+
     pub fn remembered(&self) -> usize {
         self.tracker.remembered()
     }

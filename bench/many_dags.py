@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Many DAGs on one standalone (SQLite): how long until every DAG is stored,
+what the node costs while it waits for the next slot, and how fast a slot
+shared by all of them drains.
+
+Usage: bench/many_dags.py GALE_BINARY N [N ...] [--label L] [--idle 60]
+
+For each N: N files of a 5-task chain of `true`, each `*/5 * * * *` with
+catchup off, in a fresh GALE_HOME. It prints, per N, one JSON line:
+  visible_s     start to the last DAG stored (read from the SQLite file)
+  idle_cpu_pct  % of a core (node and children) over --idle seconds between
+                slots, after the start-up slot's runs are done
+  idle_rss_mb   resident memory at the end of that window
+  burst_create_s  the slot's instant to the last of its N runs created
+  burst_finish_s  the slot's instant to the last of its runs finished
+  burst_tasks_per_s  5 * N / burst_finish_s
+The burst waits for the next */5 slot (up to five minutes).
+"""
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+CHAIN = """dag_id: many_{i}
+schedule: "*/5 * * * *"
+start_date: 2026-01-01
+catchup: false
+tasks:
+  - id: t1
+    run: "true"
+  - id: t2
+    run: "true"
+    needs: [t1]
+  - id: t3
+    run: "true"
+    needs: [t2]
+  - id: t4
+    run: "true"
+    needs: [t3]
+  - id: t5
+    run: "true"
+    needs: [t4]
+"""
+
+
+def ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime, stime, cutime, cstime (fields 14-17 of the whole line)
+    return sum(int(x) for x in fields[11:15])
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def query(db, sql):
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute(sql).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+
+
+def one(binary, n, idle_s, label):
+    home = tempfile.mkdtemp(prefix="gale-many-")
+    dags = os.path.join(home, "dags")
+    os.makedirs(dags)
+    for i in range(n):
+        with open(os.path.join(dags, f"many_{i}.yaml"), "w") as f:
+            f.write(CHAIN.format(i=i))
+    env = dict(os.environ, GALE_HOME=home, GALE_LOG="error", GALE_PORT="0")
+    log = open(os.path.join(home, "log"), "w")
+    started = time.time()
+    proc = subprocess.Popen(
+        [binary, "standalone", "--no-examples", "--dags-folder", dags],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    db = os.path.join(home, "gale.db")
+    out = {"label": label, "dags": n}
+    try:
+        while True:
+            row = query(db, "SELECT count(*) FROM dags WHERE active = 1")
+            if row and row[0] >= n:
+                break
+            if proc.poll() is not None or time.time() - started > 600:
+                raise SystemExit(f"{n} DAGs: not all stored ({row}); see {home}/log")
+            time.sleep(0.05)
+        out["visible_s"] = round(time.time() - started, 2)
+        # The start-up slot's runs (catchup off: the newest slot of each).
+        while True:
+            row = query(db, "SELECT count(*) FROM runs WHERE state IN ('queued', 'running')")
+            if row is not None and row[0] == 0:
+                break
+            time.sleep(0.2)
+        # Idle between slots: start the window right after a slot's second
+        # minute, so a window up to 3 minutes long sees no slot.
+        while True:
+            now = time.time()
+            into = now % 300
+            if into < 300 - idle_s - 10 and into > 5:
+                break
+            time.sleep(1)
+        time.sleep(2)
+        t0 = ticks(proc.pid)
+        time.sleep(idle_s)
+        t1 = ticks(proc.pid)
+        hz = os.sysconf("SC_CLK_TCK")
+        out["idle_cpu_pct"] = round((t1 - t0) * 100 / hz / idle_s, 3)
+        out["idle_rss_mb"] = round(rss_mb(proc.pid), 1)
+        # The next slot.
+        slot = (int(time.time()) // 300 + 1) * 300
+        before = query(db, "SELECT max(id) FROM runs")[0] or 0
+        while True:
+            done = query(
+                db,
+                f"SELECT count(*), sum(state IN ('success', 'failed')), max(created_at), "
+                f"max(ended_at) FROM runs WHERE id > {before}",
+            )
+            if done and done[0] >= n and done[1] == done[0]:
+                break
+            if time.time() > slot + 900:
+                raise SystemExit(f"{n} DAGs: the slot's runs did not finish: {done}")
+            time.sleep(0.2)
+        last_created = done[2] / 1e6
+        last_end = done[3] / 1e6
+        out["burst_create_s"] = round(last_created - slot, 2)
+        out["burst_finish_s"] = round(last_end - slot, 2)
+        out["burst_tasks_per_s"] = round(5 * n / (last_end - slot), 1)
+        out["rss_after_burst_mb"] = round(rss_mb(proc.pid), 1)
+        print(json.dumps(out), flush=True)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def main():
+    args = sys.argv[1:]
+    label, idle_s = "", 60
+    if "--label" in args:
+        i = args.index("--label")
+        label = args[i + 1]
+        del args[i : i + 2]
+    if "--idle" in args:
+        i = args.index("--idle")
+        idle_s = int(args[i + 1])
+        del args[i : i + 2]
+    if len(args) < 2:
+        raise SystemExit(__doc__)
+    binary = args[0]
+    for n in args[1:]:
+        one(binary, int(n), idle_s, label)
+
+
+if __name__ == "__main__":
+    main()
