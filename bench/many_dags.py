@@ -3,7 +3,7 @@
 what the node costs while it waits for the next slot, and how fast a slot
 shared by all of them drains.
 
-Usage: bench/many_dags.py GALE_BINARY N [N ...] [--label L] [--idle 60]
+Usage: bench/many_dags.py GALE_BINARY N [N ...] [--label L] [--idle 60] [--no-burst]
 
 For each N: N files of a 5-task chain of `true`, each `*/5 * * * *` with
 catchup off, in a fresh GALE_HOME. It prints, per N, one JSON line:
@@ -14,7 +14,9 @@ catchup off, in a fresh GALE_HOME. It prints, per N, one JSON line:
   burst_create_s  the slot's instant to the last of its N runs created
   burst_finish_s  the slot's instant to the last of its runs finished
   burst_tasks_per_s  5 * N / burst_finish_s
-The burst waits for the next */5 slot (up to five minutes).
+The burst waits for the next */5 slot (up to five minutes). --no-burst
+leaves it out and makes every DAG yearly (`0 0 1 1 *`, start 2026-01-01,
+no interval complete yet): no runs at all, the idle cost of the DAGs alone.
 """
 
 import json
@@ -26,25 +28,16 @@ import sys
 import tempfile
 import time
 
-CHAIN = """dag_id: many_{i}
-schedule: "*/5 * * * *"
+CHAIN = """id: many_{i}
+schedule: "{schedule}"
 start_date: 2026-01-01
 catchup: false
 tasks:
-  - id: t1
-    run: "true"
-  - id: t2
-    run: "true"
-    needs: [t1]
-  - id: t3
-    run: "true"
-    needs: [t2]
-  - id: t4
-    run: "true"
-    needs: [t3]
-  - id: t5
-    run: "true"
-    needs: [t4]
+  t1: {{run: "true"}}
+  t2: {{run: "true", needs: [t1]}}
+  t3: {{run: "true", needs: [t2]}}
+  t4: {{run: "true", needs: [t3]}}
+  t5: {{run: "true", needs: [t4]}}
 """
 
 
@@ -74,13 +67,13 @@ def query(db, sql):
         return None
 
 
-def one(binary, n, idle_s, label):
+def one(binary, n, idle_s, label, burst, schedule):
     home = tempfile.mkdtemp(prefix="gale-many-")
     dags = os.path.join(home, "dags")
     os.makedirs(dags)
     for i in range(n):
         with open(os.path.join(dags, f"many_{i}.yaml"), "w") as f:
-            f.write(CHAIN.format(i=i))
+            f.write(CHAIN.format(i=i, schedule=schedule))
     env = dict(os.environ, GALE_HOME=home, GALE_LOG="error", GALE_PORT="0")
     log = open(os.path.join(home, "log"), "w")
     started = time.time()
@@ -97,16 +90,23 @@ def one(binary, n, idle_s, label):
             row = query(db, "SELECT count(*) FROM dags WHERE active = 1")
             if row and row[0] >= n:
                 break
-            if proc.poll() is not None or time.time() - started > 600:
+            if proc.poll() is not None or time.time() - started > 120:
                 raise SystemExit(f"{n} DAGs: not all stored ({row}); see {home}/log")
             time.sleep(0.05)
         out["visible_s"] = round(time.time() - started, 2)
-        # The start-up slot's runs (catchup off: the newest slot of each).
-        while True:
-            row = query(db, "SELECT count(*) FROM runs WHERE state IN ('queued', 'running')")
-            if row is not None and row[0] == 0:
+        # The start-up slot's runs (catchup off: one for the newest slot of
+        # each DAG), made and finished.
+        while burst:
+            row = query(
+                db,
+                "SELECT count(*), coalesce(sum(state IN ('queued', 'running')), 0) FROM runs",
+            )
+            if row is not None and row[0] >= n and row[1] == 0:
                 break
+            if time.time() - started > 900:
+                raise SystemExit(f"{n} DAGs: the start-up runs did not finish: {row}")
             time.sleep(0.2)
+        out["startup_runs_done_s"] = round(time.time() - started, 2)
         # Idle between slots: start the window right after a slot's second
         # minute, so a window up to 3 minutes long sees no slot.
         while True:
@@ -122,6 +122,9 @@ def one(binary, n, idle_s, label):
         hz = os.sysconf("SC_CLK_TCK")
         out["idle_cpu_pct"] = round((t1 - t0) * 100 / hz / idle_s, 3)
         out["idle_rss_mb"] = round(rss_mb(proc.pid), 1)
+        if not burst:
+            print(json.dumps(out), flush=True)
+            return
         # The next slot.
         slot = (int(time.time()) // 300 + 1) * 300
         before = query(db, "SELECT max(id) FROM runs")[0] or 0
@@ -155,6 +158,12 @@ def one(binary, n, idle_s, label):
 def main():
     args = sys.argv[1:]
     label, idle_s = "", 60
+    burst = "--no-burst" not in args
+    args = [a for a in args if a != "--no-burst"]
+    # Without the burst, a schedule that has no complete interval yet: every
+    # DAG is scheduled, none has a run, and the idle cost is that of the
+    # DAGs alone.
+    schedule = "*/5 * * * *" if burst else "0 0 1 1 *"
     if "--label" in args:
         i = args.index("--label")
         label = args[i + 1]
@@ -167,7 +176,7 @@ def main():
         raise SystemExit(__doc__)
     binary = args[0]
     for n in args[1:]:
-        one(binary, int(n), idle_s, label)
+        one(binary, int(n), idle_s, label, burst, schedule)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ pub struct DagProcessor<S: ?Sized> {
     paused_at_creation: bool,
     /// The file list last told to the store (its digest), and when.
     synced: Option<(u64, std::time::Instant)>,
+    /// The folder's directories as last walked.
+    dirs: DirStamps,
 }
 
 /// How often the store is told of a folder's files when their list did not
@@ -51,12 +53,38 @@ fn listing_hash(files: &[PathBuf]) -> u64 {
 
 /// Lists `*.yaml` / `*.yml` files below `folder`, sorted, skipping hidden entries.
 pub fn dag_files(folder: &Path) -> Vec<PathBuf> {
+    walk(folder).0
+}
+
+/// How often every file of the folder is looked at (a stat each) even when
+/// no directory changed: a file rewritten in place changes no directory.
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(10);
+
+/// The folder's directories with their modification times: a file added,
+/// removed or renamed changes its directory's.
+type DirStamps = Vec<(PathBuf, Option<SystemTime>)>;
+
+fn dir_mtime(dir: &Path) -> Option<SystemTime> {
+    std::fs::metadata(dir).and_then(|m| m.modified()).ok()
+}
+
+/// Whether every directory still has the modification time it had.
+fn dirs_unchanged(dirs: &DirStamps) -> bool {
+    !dirs.is_empty() && dirs.iter().all(|(d, at)| dir_mtime(d) == *at)
+}
+
+/// The DAG files below `folder` (sorted) and its directories' stamps.
+fn walk(folder: &Path) -> (Vec<PathBuf>, DirStamps) {
     let mut out = Vec::new();
+    let mut dirs = Vec::new();
     let mut stack = vec![(folder.to_path_buf(), 0usize)];
     while let Some((dir, depth)) = stack.pop() {
+        // Stamped before it is read: a change while reading shows next time.
+        let stamp = dir_mtime(&dir);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
+        dirs.push((dir.clone(), stamp));
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name();
@@ -77,8 +105,9 @@ pub fn dag_files(folder: &Path) -> Vec<PathBuf> {
             }
         }
     }
-    out.sort();
-    out
+    // By bytes: comparing paths component by component costs more.
+    out.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    (out, dirs)
 }
 
 /// Warns of what a new version names that does not exist: alert channels
@@ -153,6 +182,7 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
             conflicts: HashMap::new(),
             paused_at_creation: false,
             synced: None,
+            dirs: Vec::new(),
         }
     }
 
@@ -187,11 +217,31 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
     }
 
     /// One pass over the folder. Returns how many files were (re)parsed.
+    /// Between full scans (every [`FULL_SCAN_EVERY`]) a pass whose
+    /// directories all kept their modification time stops there: nothing
+    /// was added, removed or renamed.
     pub async fn scan(&mut self) -> gale_store::Result<usize> {
-        let folder = self.folder.clone();
-        let files = tokio::task::spawn_blocking(move || dag_files(&folder))
+        let recent = self
+            .synced
+            .is_some_and(|(_, at)| at.elapsed() < FULL_SCAN_EVERY);
+        if recent {
+            let dirs = std::mem::take(&mut self.dirs);
+            let (dirs, unchanged) = tokio::task::spawn_blocking(move || {
+                let unchanged = dirs_unchanged(&dirs);
+                (dirs, unchanged)
+            })
             .await
             .unwrap_or_default();
+            self.dirs = dirs;
+            if unchanged {
+                return Ok(0);
+            }
+        }
+        let folder = self.folder.clone();
+        let (files, dirs) = tokio::task::spawn_blocking(move || walk(&folder))
+            .await
+            .unwrap_or_default();
+        self.dirs = dirs;
         // The store is told of the folder's files when the list changed, and
         // every SYNC_EVERY besides: a file the store knows nothing of (its
         // DAG was deleted while the file stayed, or another processor of it

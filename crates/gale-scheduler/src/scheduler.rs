@@ -13,13 +13,16 @@ use gale_model::{Dag, DagId, RunId, RunState, TaskState};
 use gale_store::alert_events::{AlertEvent, DefaultsCache};
 use gale_store::{
     Alerts, Clock, Dags, Logs, NewDelivery, Nodes, Notifier, Pools, Queue, RunRow, RunType, Runs,
-    SlotStatus, Slots, TaskRow,
+    Slots, TaskRow,
 };
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::core::{self, DueDag, Rounds, RunAction, Tracker, topo_order};
+use crate::core::{self, Rounds, RunAction, Tracker, topo_order};
+
+#[path = "scheduler_due.rs"]
+mod due_pass;
 
 #[derive(Clone, Debug)]
 pub struct SchedulerOptions {
@@ -48,10 +51,6 @@ const MIN_REST: Duration = Duration::from_millis(2);
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
 /// How often runs are checked against their deadlines.
 const DEADLINES_EVERY: Duration = Duration::from_secs(5);
-/// How often every DAG is listed; in between, only the changed ones.
-const FULL_LISTING_EVERY: Duration = Duration::from_secs(60);
-/// How far back a read of changed DAGs reaches before the previous one.
-const CHANGE_MARGIN: SignedDuration = SignedDuration::from_secs(10);
 /// Parsed versions kept at least (more with more DAGs).
 const VERSIONS_CACHED: usize = 1000;
 /// How many queued runs (the newest) a deadline check looks at.
@@ -330,139 +329,6 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             self.notifier.workers.notify_one();
         }
         Ok(report)
-    }
-
-    /// Brings the agenda up to date: every DAG once a minute (and at the
-    /// first pass), in between only those whose row changed since the last
-    /// read (less a margin, for a change whose transaction began before that
-    /// read and committed after it).
-    async fn refresh_agenda(&mut self, now: Timestamp) -> gale_store::Result<()> {
-        let full = self
-            .last_full_listing
-            .is_none_or(|at| at.elapsed() >= FULL_LISTING_EVERY);
-        let rows = match self.changes_read_at {
-            Some(since) if !full => self.store.dags_changed_since(since - CHANGE_MARGIN).await?,
-            _ => {
-                let rows = self.store.list_dags().await?;
-                let present: HashSet<DagId> = rows.iter().map(|r| r.dag_id.clone()).collect();
-                self.agenda.retain(&present);
-                self.last_full_listing = Some(std::time::Instant::now());
-                // A version cache of a few times the DAGs held: a slot
-                // shared by every DAG reads each version once.
-                self.versions_cap = VERSIONS_CACHED.max(rows.len() * 2);
-                rows
-            }
-        };
-        self.changes_read_at = Some(now);
-        for row in &rows {
-            self.agenda.observe(row, now);
-            if row.active && self.pools_checked.get(&row.dag_id) != Some(&row.version_hash) {
-                self.pools_pending
-                    .push((row.dag_id.clone(), row.version_hash.clone()));
-            }
-        }
-        Ok(())
-    }
-
-    async fn create_due_runs(&mut self, now: Timestamp) -> gale_store::Result<usize> {
-        let mut created = 0;
-        self.refresh_agenda(now).await?;
-        for dag_id in self.agenda.take_due(now) {
-            // The row as it is now (its cursor may have moved): gone, or no
-            // longer able to have runs, it leaves the agenda.
-            let Some(row) = self.store.get_dag(&dag_id).await? else {
-                continue;
-            };
-            if !DueDag::is_candidate(&row) {
-                continue;
-            }
-            let Some(cached) = self.version(&row.dag_id, &row.version_hash).await? else {
-                // Its version is not readable yet: looked at again soon.
-                self.agenda
-                    .again_at(&row, now + SignedDuration::from_secs(1));
-                continue;
-            };
-            let Some(schedule) = cached.schedule.as_ref() else {
-                continue;
-            };
-            let active_runs = if DueDag::needs_active_runs(&row) {
-                self.store.count_active_runs(&row.dag_id).await?
-            } else {
-                0
-            };
-            let due = DueDag {
-                row: &row,
-                dag: &cached.dag,
-                schedule,
-                active_runs,
-            };
-            let due = core::due_runs(due, now);
-            if let Some((status, slots)) = &due.passed_over {
-                let n = self.store.record_slots(&row.dag_id, *status, slots).await?;
-                if n > 0 && *status == SlotStatus::Missed {
-                    warn!(dag_id = %row.dag_id, slots = n, "schedule slots passed while no scheduler ran; catchup is off, so they are recorded as missed");
-                }
-            }
-            let mut created_here = 0;
-            for run in &due.runs {
-                if created_here == due.room {
-                    break;
-                }
-                match self.store.create_run(run).await {
-                    Ok(Some(run_id)) => {
-                        info!(dag_id = %run.dag_id, %run_id, logical_date = %rfc3339(run.logical_date), "created scheduled run");
-                        created_here += 1;
-                    }
-                    Ok(None) => {}
-                    // Deleted since the pass read it: nothing more to make.
-                    Err(gale_store::Error::Invalid(why)) => {
-                        info!(dag_id = %run.dag_id, "{why}");
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            created += created_here;
-            self.agenda.looked(&row, schedule, &due, now);
-        }
-        Ok(created)
-    }
-
-    /// Warns (once per DAG and pool) about tasks that name a pool that does not
-    /// exist: their task instances wait in `scheduled` until it is created.
-    async fn check_pools(&mut self) -> gale_store::Result<()> {
-        let pools: HashSet<String> = self
-            .store
-            .list_pools()
-            .await?
-            .into_iter()
-            .map(|p| p.name)
-            .collect();
-        // A new set of pools: every DAG is checked again, from the next full
-        // listing; otherwise only the versions listed since the last check.
-        if self.pools_known.as_ref() != Some(&pools) {
-            self.pools_known = Some(pools);
-            self.pools_checked.clear();
-            self.pools_pending.clear();
-            self.last_full_listing = None;
-            return Ok(());
-        }
-        let pools = self.pools_known.clone().unwrap_or_default();
-        let mut dags = Vec::new();
-        for (dag_id, hash) in std::mem::take(&mut self.pools_pending) {
-            if self.pools_checked.get(&dag_id) == Some(&hash) {
-                continue;
-            }
-            if let Some(cached) = self.version(&dag_id, &hash).await? {
-                self.pools_checked.insert(dag_id.clone(), hash);
-                dags.push((dag_id, cached));
-            }
-        }
-        let dags = dags.iter().map(|(id, cached)| (id, &cached.dag));
-        for m in core::pools::missing_pools(dags, &pools, &mut self.warned_pools) {
-            warn!(dag_id = %m.dag_id, task_id = %m.task_id, pool = %m.pool, "task names a pool that does not exist: its attempts wait until `gale pools set {} SLOTS` creates it", m.pool);
-        }
-        Ok(())
     }
 
     async fn advance_run(

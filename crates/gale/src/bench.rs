@@ -55,6 +55,9 @@ pub struct BenchArgs {
     /// the outbox with each result (nothing is sent).
     #[arg(long)]
     alerts: bool,
+    /// Leave out the machine's spawn ceiling (measured first otherwise).
+    #[arg(long)]
+    no_ceiling: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -88,6 +91,51 @@ pub struct BenchReport {
     pub lookups_per_task: usize,
     /// Each fan-out task's result wrote an alert (`--alerts`).
     pub alerts: bool,
+    /// The machine's own ceiling, measured first in the same run: a bare
+    /// spawn-and-wait loop of `/bin/true` on every core.
+    pub ceiling_spawns_per_s: Option<f64>,
+    pub ceiling_machine_cpu_ms: Option<f64>,
+    /// The fan-out's tasks/s over the ceiling's spawns/s, and its machine CPU
+    /// per task over the ceiling's per spawn.
+    pub fanout_ceiling_ratio: Option<f64>,
+    pub cpu_ceiling_ratio: Option<f64>,
+}
+
+/// Spawns in the ceiling's loop, over all cores.
+const CEILING_SPAWNS: usize = 3000;
+
+/// The machine's spawn ceiling: `/bin/true` spawned and waited for in a loop
+/// on every core, as a worker's slots do with nothing else around them.
+/// Returns (spawns per second, machine CPU ms per spawn).
+fn spawn_ceiling() -> anyhow::Result<(f64, Option<f64>)> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let each = CEILING_SPAWNS.div_ceil(cores);
+    let busy0 = machine_busy_seconds();
+    let started = std::time::Instant::now();
+    let threads: Vec<_> = (0..cores)
+        .map(|_| {
+            std::thread::spawn(move || -> std::io::Result<()> {
+                for _ in 0..each {
+                    std::process::Command::new("/bin/true")
+                        .stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status()?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("a ceiling thread panicked"))??;
+    }
+    let seconds = started.elapsed().as_secs_f64().max(1e-6);
+    let n = (each * cores) as f64;
+    let busy = busy0
+        .zip(machine_busy_seconds())
+        .map(|(a, b)| (b - a) * 1000.0 / n);
+    Ok((n / seconds, busy))
 }
 
 fn cpu_seconds() -> f64 {
@@ -174,6 +222,11 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
     if args.chain < 2 || args.fanout < 1 || args.concurrency < 1 || args.workers < 1 {
         bail!("--chain must be at least 2, --fanout, --concurrency and --workers at least 1");
     }
+    let ceiling = if args.no_ceiling {
+        None
+    } else {
+        Some(tokio::task::spawn_blocking(spawn_ceiling).await??)
+    };
     let dir = tempfile::tempdir()?;
     let (store, pg, kind): (Arc<dyn Store>, Option<Arc<PgStore>>, &'static str) =
         match &paths.database_url {
@@ -351,6 +404,13 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
         concurrency: args.concurrency,
         lookups_per_task: args.lookups,
         alerts: args.alerts,
+        ceiling_spawns_per_s: ceiling.map(|c| c.0),
+        ceiling_machine_cpu_ms: ceiling.and_then(|c| c.1),
+        fanout_ceiling_ratio: ceiling.map(|c| args.fanout as f64 / seconds.max(1e-6) / c.0),
+        cpu_ceiling_ratio: ceiling
+            .and_then(|c| c.1)
+            .zip(machine)
+            .map(|(per_spawn, m)| m * 1000.0 / args.fanout as f64 / per_spawn),
     };
     if output == Output::Json {
         println!("{}", serde_json::to_string(&report)?);
@@ -373,6 +433,19 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
                 .machine_cpu_ms_per_task
                 .map_or("?".to_owned(), |m| format!("{m:.2} ms"))
         );
+        if let (Some(spawns), Some(ratio)) =
+            (report.ceiling_spawns_per_s, report.fanout_ceiling_ratio)
+        {
+            println!(
+                "machine ceiling       {spawns:.0} spawns/s of /bin/true ({} per spawn): fan-out at {ratio:.2} of it{}",
+                report
+                    .ceiling_machine_cpu_ms
+                    .map_or("?".to_owned(), |m| format!("{m:.2} ms CPU")),
+                report
+                    .cpu_ceiling_ratio
+                    .map_or(String::new(), |r| format!(", {r:.2}× its CPU per task"))
+            );
+        }
     }
     Ok(exit::OK)
 }

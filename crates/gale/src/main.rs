@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod engine;
 mod examples;
+mod memory;
 mod secrets;
 mod serve;
 mod users;

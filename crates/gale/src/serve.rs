@@ -372,6 +372,7 @@ async fn serve(
     // is a clean exit too.
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(cancel.clone()));
+    tokio::spawn(crate::memory::give_back(cancel.clone()));
     let opened = tokio::select! {
         opened = open_store_waiting(paths, args.connect_wait) => opened?,
         _ = cancel.cancelled() => return Ok(exit::OK),

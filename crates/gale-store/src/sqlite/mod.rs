@@ -87,10 +87,19 @@ fn connect(path: &Path) -> Result<Connection> {
             Err(e) => return Err(map_err(e)),
         }
     }
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-        .map_err(map_err)?;
+    // The WAL is checkpointed every 1,000 pages (SQLite's default) and cut
+    // back to at most WAL_KEPT_BYTES after each checkpoint, so a burst leaves
+    // no WAL the size of the database behind.
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+         PRAGMA journal_size_limit = {WAL_KEPT_BYTES};"
+    ))
+    .map_err(map_err)?;
     Ok(conn)
 }
+
+/// The most of its WAL file SQLite keeps after a checkpoint.
+pub const WAL_KEPT_BYTES: i64 = 64 << 20;
 
 fn map_err(e: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode::*;

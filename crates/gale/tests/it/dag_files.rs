@@ -170,3 +170,47 @@ fn example_dags_validate_install_and_run() {
     ]);
     assert_eq!(hello.code, 0, "{hello}");
 }
+
+#[test]
+fn dags_list_pages_and_filters_in_the_store() {
+    let home = Home::new();
+    for i in 0..5 {
+        let tags = if i % 2 == 0 { "[even]" } else { "[odd]" };
+        home.write_dag(
+            &format!("page_{i}.yaml"),
+            &format!("tags: {tags}\ntasks:\n  a:\n    run: 'true'\n"),
+        );
+    }
+    let _gale = home.start();
+    home.wait_dag("page_4");
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["dags"]
+            .as_array()
+            .expect("dags")
+            .iter()
+            .filter_map(|d| d["dag_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let first = home.ok(&["dags", "list", "--limit", "2"]);
+    assert!(
+        first.stdout.contains("page_1") && !first.stdout.contains("page_2"),
+        "{first}"
+    );
+    assert!(
+        first
+            .stderr
+            .contains("showing DAGs 1-2 of 5: --offset 2 for the next ones"),
+        "{first}"
+    );
+    let last = home.json(&["dags", "list", "--offset", "4"]);
+    assert_eq!(
+        (ids(&last), &last["total"]),
+        (vec!["page_4".to_owned()], &serde_json::json!(5))
+    );
+    let even = home.json(&["dags", "list", "--tag", "even"]);
+    assert_eq!(ids(&even), ["page_0", "page_2", "page_4"]);
+    let found = home.json(&["dags", "list", "--search", "GE_3"]);
+    assert_eq!(ids(&found), ["page_3"], "any case");
+    let bad = home.gale(&["dags", "list", "--limit", "0"]);
+    assert_eq!(bad.code, 2, "{bad}");
+}
