@@ -108,7 +108,7 @@ pub struct Scheduler<S: ?Sized> {
     /// against them in, and the versions listed since, to check.
     pools_known: Option<HashSet<String>>,
     pools_checked: HashMap<DagId, String>,
-    pools_pending: Vec<(DagId, String)>,
+    pools_pending: HashMap<DagId, String>,
 }
 
 /// What one pass did, for tests and logs.
@@ -155,7 +155,7 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             versions_cap: VERSIONS_CACHED,
             pools_known: None,
             pools_checked: HashMap::new(),
-            pools_pending: Vec::new(),
+            pools_pending: HashMap::new(),
         }
     }
 

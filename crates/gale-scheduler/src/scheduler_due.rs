@@ -46,7 +46,7 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             self.agenda.observe(row, now);
             if row.active && self.pools_checked.get(&row.dag_id) != Some(&row.version_hash) {
                 self.pools_pending
-                    .push((row.dag_id.clone(), row.version_hash.clone()));
+                    .insert(row.dag_id.clone(), row.version_hash.clone());
             }
         }
         Ok(())
@@ -55,65 +55,84 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
     pub(super) async fn create_due_runs(&mut self, now: Timestamp) -> gale_store::Result<usize> {
         let mut created = 0;
         self.refresh_agenda(now).await?;
-        for dag_id in self.agenda.take_due(now) {
-            // The row as it is now (its cursor may have moved): gone, or no
-            // longer able to have runs, it leaves the agenda.
-            let Some(row) = self.store.get_dag(&dag_id).await? else {
-                continue;
-            };
-            if !DueDag::is_candidate(&row) {
-                continue;
+        let due = self.agenda.take_due(now);
+        for (i, dag_id) in due.iter().enumerate() {
+            if let Err(e) = self.look_at(dag_id, now, &mut created).await {
+                // The store failed (an outage, a failover): this DAG and the
+                // ones not yet looked at are due again at once, so the pass
+                // after the store is back makes their runs.
+                self.agenda.put_back(due[i..].iter().cloned(), now);
+                return Err(e);
             }
-            let Some(cached) = self.version(&row.dag_id, &row.version_hash).await? else {
-                // Its version is not readable yet: looked at again soon.
-                self.agenda
-                    .again_at(&row, now + SignedDuration::from_secs(1));
-                continue;
-            };
-            let Some(schedule) = cached.schedule.as_ref() else {
-                continue;
-            };
-            let active_runs = if DueDag::needs_active_runs(&row) {
-                self.store.count_active_runs(&row.dag_id).await?
-            } else {
-                0
-            };
-            let due = DueDag {
-                row: &row,
-                dag: &cached.dag,
-                schedule,
-                active_runs,
-            };
-            let due = core::due_runs(due, now);
-            if let Some((status, slots)) = &due.passed_over {
-                let n = self.store.record_slots(&row.dag_id, *status, slots).await?;
-                if n > 0 && *status == SlotStatus::Missed {
-                    warn!(dag_id = %row.dag_id, slots = n, "schedule slots passed while no scheduler ran; catchup is off, so they are recorded as missed");
-                }
-            }
-            let mut created_here = 0;
-            for run in &due.runs {
-                if created_here == due.room {
-                    break;
-                }
-                match self.store.create_run(run).await {
-                    Ok(Some(run_id)) => {
-                        info!(dag_id = %run.dag_id, %run_id, logical_date = %rfc3339(run.logical_date), "created scheduled run");
-                        created_here += 1;
-                    }
-                    Ok(None) => {}
-                    // Deleted since the pass read it: nothing more to make.
-                    Err(gale_store::Error::Invalid(why)) => {
-                        info!(dag_id = %run.dag_id, "{why}");
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            created += created_here;
-            self.agenda.looked(&row, schedule, &due, now);
         }
         Ok(created)
+    }
+
+    /// Looks at one DAG whose look is due: records its passed-over slots,
+    /// makes its due runs (counted into `created`) and sets its next look.
+    async fn look_at(
+        &mut self,
+        dag_id: &DagId,
+        now: Timestamp,
+        created: &mut usize,
+    ) -> gale_store::Result<()> {
+        // The row as it is now (its cursor may have moved): gone, or no
+        // longer able to have runs, it leaves the agenda.
+        let Some(row) = self.store.get_dag(dag_id).await? else {
+            return Ok(());
+        };
+        if !DueDag::is_candidate(&row) {
+            return Ok(());
+        }
+        let Some(cached) = self.version(&row.dag_id, &row.version_hash).await? else {
+            // Its version is not readable yet: looked at again soon.
+            self.agenda
+                .again_at(&row, now + SignedDuration::from_secs(1));
+            return Ok(());
+        };
+        let Some(schedule) = cached.schedule.as_ref() else {
+            return Ok(());
+        };
+        let active_runs = if DueDag::needs_active_runs(&row) {
+            self.store.count_active_runs(&row.dag_id).await?
+        } else {
+            0
+        };
+        let due = DueDag {
+            row: &row,
+            dag: &cached.dag,
+            schedule,
+            active_runs,
+        };
+        let due = core::due_runs(due, now);
+        if let Some((status, slots)) = &due.passed_over {
+            let n = self.store.record_slots(&row.dag_id, *status, slots).await?;
+            if n > 0 && *status == SlotStatus::Missed {
+                warn!(dag_id = %row.dag_id, slots = n, "schedule slots passed while no scheduler ran; catchup is off, so they are recorded as missed");
+            }
+        }
+        let mut created_here = 0;
+        for run in &due.runs {
+            if created_here == due.room {
+                break;
+            }
+            match self.store.create_run(run).await {
+                Ok(Some(run_id)) => {
+                    info!(dag_id = %run.dag_id, %run_id, logical_date = %rfc3339(run.logical_date), "created scheduled run");
+                    created_here += 1;
+                }
+                Ok(None) => {}
+                // Deleted since the pass read it: nothing more to make.
+                Err(gale_store::Error::Invalid(why)) => {
+                    info!(dag_id = %run.dag_id, "{why}");
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        *created += created_here;
+        self.agenda.looked(&row, schedule, &due, now);
+        Ok(())
     }
 
     /// Warns (once per DAG and pool) about tasks that name a pool that does not

@@ -43,7 +43,9 @@ impl Stamp {
 /// The scheduled DAGs and when each is next looked at, in time order.
 #[derive(Debug, Default)]
 pub struct Agenda {
-    entries: HashMap<DagId, (Timestamp, Stamp)>,
+    /// Each DAG's look, and its row when last read (`None`: put back
+    /// without one, so the next reading of its row counts as a change).
+    entries: HashMap<DagId, (Timestamp, Option<Stamp>)>,
     order: BTreeSet<(Timestamp, DagId)>,
 }
 
@@ -67,8 +69,8 @@ impl Agenda {
         }
         let stamp = Stamp::of(row);
         match self.entries.get(&row.dag_id) {
-            Some((_, held)) if *held == stamp => {}
-            _ => self.set(&row.dag_id, now, stamp),
+            Some((_, Some(held))) if *held == stamp => {}
+            _ => self.set(&row.dag_id, now, Some(stamp)),
         }
     }
 
@@ -104,7 +106,7 @@ impl Agenda {
     /// looked at next at [`next_look`] (not at all when it has none).
     pub fn looked(&mut self, row: &DagRow, schedule: &Schedule, due: &Due, now: Timestamp) {
         match next_look(row, schedule, due, now) {
-            Some(at) => self.set(&row.dag_id, at, Stamp::of(row)),
+            Some(at) => self.set(&row.dag_id, at, Some(Stamp::of(row))),
             None => self.remove(&row.dag_id),
         }
     }
@@ -117,10 +119,21 @@ impl Agenda {
     /// Puts a DAG whose look could not be made (its version unreadable) back,
     /// to be looked at `at`.
     pub fn again_at(&mut self, row: &DagRow, at: Timestamp) {
-        self.set(&row.dag_id, at, Stamp::of(row));
+        self.set(&row.dag_id, at, Some(Stamp::of(row)));
     }
 
-    fn set(&mut self, dag_id: &DagId, at: Timestamp, stamp: Stamp) {
+    /// Puts DAGs taken by [`Agenda::take_due`] back, to be looked at `at`,
+    /// when their look could not be made (the store failed). A DAG held
+    /// meanwhile (its row read again) keeps that entry.
+    pub fn put_back(&mut self, dags: impl IntoIterator<Item = DagId>, at: Timestamp) {
+        for dag_id in dags {
+            if !self.entries.contains_key(&dag_id) {
+                self.set(&dag_id, at, None);
+            }
+        }
+    }
+
+    fn set(&mut self, dag_id: &DagId, at: Timestamp, stamp: Option<Stamp>) {
         if let Some((old, _)) = self.entries.insert(dag_id.clone(), (at, stamp)) {
             self.order.remove(&(old, dag_id.clone()));
         }

@@ -794,3 +794,29 @@ fn the_agenda_looks_at_a_dag_when_its_next_slot_ends_or_its_row_changes() {
         Some("2026-01-01T12:00:00Z")
     );
 }
+
+#[test]
+fn a_look_the_store_failed_is_made_at_the_next_housekeeping() {
+    let mut w = World::at("2026-01-01T10:30:00Z");
+    w.dag(
+        "hourly",
+        "schedule: '@hourly'\nstart_date: 2026-01-01T10:00:00Z\ncatchup: false\ntasks:\n  a:\n    run: x\n",
+    );
+    w.step();
+    w.set_now("2026-01-01T11:00:00Z");
+    // The store fails while the due DAGs are looked at: none is lost.
+    assert_eq!(w.fail_looks(), 1);
+    assert_eq!(
+        w.next_look("hourly").as_deref(),
+        Some("2026-01-01T11:00:00Z")
+    );
+    w.advance(1);
+    check(
+        w.step(),
+        expect![[r#"
+            create hourly scheduled__2026-01-01T10:00:00Z [2026-01-01T10:00:00Z .. 2026-01-01T11:00:00Z)
+            start hourly#1
+            hourly#1 a: none -> queued
+        "#]],
+    );
+}

@@ -674,6 +674,15 @@ impl World {
         self.agenda.look_of(&DagId::from(dag)).map(rfc3339)
     }
 
+    /// A housekeeping whose store failed after taking the due looks: they
+    /// are put back, as the shell does.
+    pub fn fail_looks(&mut self) -> usize {
+        let due = self.agenda.take_due(self.now);
+        let n = due.len();
+        self.agenda.put_back(due, self.now);
+        n
+    }
+
     /// How many DAGs the agenda holds.
     pub fn agenda_len(&self) -> usize {
         self.agenda.len()
