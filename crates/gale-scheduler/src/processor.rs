@@ -39,10 +39,6 @@ pub struct DagProcessor<S: ?Sized> {
     dirs: DirStamps,
 }
 
-/// How often the store is told of a folder's files when their list did not
-/// change (it is told at once when it does).
-const SYNC_EVERY: Duration = Duration::from_secs(10);
-
 /// A digest of a sorted file list, to tell whether it changed.
 fn listing_hash(files: &[PathBuf]) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -57,7 +53,9 @@ pub fn dag_files(folder: &Path) -> Vec<PathBuf> {
 }
 
 /// How often every file of the folder is looked at (a stat each) even when
-/// no directory changed: a file rewritten in place changes no directory.
+/// no directory changed (a file rewritten in place changes no directory),
+/// and the store told of the files when their list did not change (it is
+/// told at once when it does).
 const FULL_SCAN_EVERY: Duration = Duration::from_secs(10);
 
 /// The folder's directories with their modification times: a file added,
@@ -243,14 +241,14 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
             .unwrap_or_default();
         self.dirs = dirs;
         // The store is told of the folder's files when the list changed, and
-        // every SYNC_EVERY besides: a file the store knows nothing of (its
+        // every FULL_SCAN_EVERY besides: a file the store knows nothing of (its
         // DAG was deleted while the file stayed, or another processor of it
         // dropped its import errors on stopping) is parsed, and its errors
         // reported, again.
         let listed = listing_hash(&files);
         if self
             .synced
-            .is_none_or(|(hash, at)| hash != listed || at.elapsed() >= SYNC_EVERY)
+            .is_none_or(|(hash, at)| hash != listed || at.elapsed() >= FULL_SCAN_EVERY)
         {
             let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
             let unknown = self.store.sync_files(&self.owner, &names).await?;
