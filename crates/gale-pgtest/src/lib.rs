@@ -75,6 +75,8 @@ pub struct Setup {
     /// TLS on (`ssl = on`), serving this certificate chain and key (PEM).
     /// Plaintext is still accepted: the client chooses.
     pub tls: Option<ServerTls>,
+    /// `max_connections` other than the default 200.
+    pub max_connections: Option<u32>,
 }
 
 /// A server certificate chain and its private key, PEM.
@@ -340,6 +342,10 @@ impl PgServer {
             .open(data.join("postgresql.conf"))
             .map_err(conf_err)?;
         conf.write_all(CONF.as_bytes()).map_err(conf_err)?;
+        if let Some(n) = setup.max_connections {
+            conf.write_all(format!("max_connections = {n}\n").as_bytes())
+                .map_err(conf_err)?;
+        }
         if let Some(tls) = &setup.tls {
             dir.write(env, &data.join("server.crt"), tls.cert_pem.as_bytes())?;
             dir.write(env, &data.join("server.key"), tls.key_pem.as_bytes())?;

@@ -50,7 +50,8 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     pub heartbeat_interval: Duration,
     pub attempt_lease: Duration,
-    /// Longest wait between two claims when nothing wakes the worker.
+    /// Longest wait between two claims when nothing wakes the worker
+    /// (jittered by a fifth when longer than a second).
     pub poll_interval: Duration,
     /// After SIGTERM on timeout, how long before SIGKILL.
     pub kill_grace: Duration,
@@ -365,7 +366,7 @@ impl<S: WorkerStore + ?Sized> Worker<S> {
                 _ = cancel.cancelled() => break,
                 _ = shared.notifier.workers.notified() => {}
                 _ = shared.slot_freed.notified() => {}
-                _ = tokio::time::sleep(shared.opts.poll_interval) => {}
+                _ = tokio::time::sleep(jittered(shared.opts.poll_interval)) => {}
             }
         }
 
@@ -550,6 +551,15 @@ impl<S: WorkerStore + ?Sized> Shared<S> {
             }
         }
     }
+}
+
+/// `every`, give or take a fifth (one second or less exactly): many workers
+/// started together do not look for work together.
+fn jittered(every: Duration) -> Duration {
+    if every <= Duration::from_secs(1) {
+        return every;
+    }
+    every.mul_f64(rand::random_range(0.8..1.2))
 }
 
 /// Renews the leases of held attempts, kills those the store says are no longer

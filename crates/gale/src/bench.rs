@@ -64,6 +64,9 @@ pub struct BenchArgs {
 enum BenchCmd {
     /// Page times of the web UI and API on a store with a long history.
     Web(crate::bench_web::WebBenchArgs),
+    /// What 1 scheduler and N idle workers cost PostgreSQL: connections and
+    /// statements per second per worker.
+    IdleCluster(crate::bench_idle::IdleClusterArgs),
 }
 
 #[derive(Serialize, Debug)]
@@ -216,8 +219,12 @@ async fn wait_done<S: Store + ?Sized>(
 }
 
 pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Result<u8> {
-    if let Some(BenchCmd::Web(web)) = args.what {
-        return crate::bench_web::run(paths, output, web).await;
+    match args.what {
+        Some(BenchCmd::Web(web)) => return crate::bench_web::run(paths, output, web).await,
+        Some(BenchCmd::IdleCluster(idle)) => {
+            return crate::bench_idle::run(paths, output, idle).await;
+        }
+        None => {}
     }
     if args.chain < 2 || args.fanout < 1 || args.concurrency < 1 || args.workers < 1 {
         bail!("--chain must be at least 2, --fanout, --concurrency and --workers at least 1");
@@ -295,6 +302,7 @@ pub async fn run(paths: &Paths, output: Output, args: BenchArgs) -> anyhow::Resu
         attempt_lease: Duration::from_secs(10),
         heartbeat_interval: Duration::from_secs(2),
         poll_interval: Duration::from_secs(1),
+        announced: pg.is_some(),
         parse_interval: Duration::from_secs(2),
         dags_paused_at_creation: false,
         shutdown_grace: Duration::from_secs(5),

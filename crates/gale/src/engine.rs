@@ -28,6 +28,10 @@ pub struct EngineOptions {
     pub attempt_lease: Duration,
     pub heartbeat_interval: Duration,
     pub poll_interval: Duration,
+    /// The store announces new work to every process (PostgreSQL's NOTIFY):
+    /// a worker's own look for work is then a slow safety net, and a
+    /// worker-only process looks for alerts and cluster trouble rarely.
+    pub announced: bool,
     pub parse_interval: Duration,
     /// New DAGs that do not say otherwise start paused.
     pub dags_paused_at_creation: bool,
@@ -74,6 +78,18 @@ pub struct Web {
     pub limits: gale_server::HttpLimits,
 }
 
+/// How often a process says it is alive (the `nodes` row).
+pub const NODE_HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// A worker's look for work when nothing woke it, on a store that announces
+/// new work (`EngineOptions::announced`); jittered by the worker.
+pub const ANNOUNCED_POLL: Duration = Duration::from_secs(30);
+
+/// How often a worker-only process on an announcing store looks for alerts
+/// to deliver and for cluster trouble: the schedulers and webservers look
+/// every second and every five; these are for when none is up.
+pub const BACKSTOP_EVERY: Duration = Duration::from_secs(30);
+
 pub fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()
@@ -101,6 +117,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let host = hostname();
     let node_id = new_node_id(&host);
+    let backstop = opts.announced && opts.worker && !opts.scheduler && opts.web.is_none();
     let mut roles = Vec::new();
     if opts.scheduler {
         roles.push("scheduler".to_owned());
@@ -165,7 +182,10 @@ pub async fn run(
 
     let roles_cancel = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some(watch) = opts.watch.clone() {
+    if let Some(mut watch) = opts.watch.clone() {
+        if backstop {
+            watch.every = watch.every.max(BACKSTOP_EVERY);
+        }
         tasks.spawn(crate::watch::run(
             store.clone(),
             watch,
@@ -180,6 +200,9 @@ pub async fn run(
             options.send_timeout = alerts.send_timeout;
             options.lease = alerts.send_timeout * 2;
             options.keep = alerts.keep;
+            if backstop {
+                options.poll = options.poll.max(BACKSTOP_EVERY);
+            }
             let d = gale_alerts::Deliverer::new(store.clone(), vault.clone(), options);
             tasks.spawn(d.clone().run(roles_cancel.clone()));
             Some(d)
@@ -230,7 +253,11 @@ pub async fn run(
     wopts.queues = opts.queues.clone();
     wopts.attempt_lease = opts.attempt_lease;
     wopts.heartbeat_interval = opts.heartbeat_interval;
-    wopts.poll_interval = opts.poll_interval;
+    wopts.poll_interval = if opts.announced {
+        ANNOUNCED_POLL
+    } else {
+        opts.poll_interval
+    };
     wopts.shutdown_grace = opts.shutdown_grace;
     wopts.default_cwd = opts.task_cwd.clone();
     wopts.task_env = opts.task_env.clone();
@@ -249,7 +276,7 @@ pub async fn run(
         let store = store.clone();
         let node_id = node_id.clone();
         let stop = roles_cancel.clone();
-        let every = opts.heartbeat_interval;
+        let every = NODE_HEARTBEAT_EVERY;
         tokio::spawn(async move {
             let mut failing = false;
             loop {

@@ -2,6 +2,7 @@
 //! mode that runs every role in one process.
 
 mod bench;
+mod bench_idle;
 mod bench_web;
 mod cli;
 mod cluster;
@@ -33,6 +34,13 @@ pub struct Cli {
     /// postgres://gale@db1:5432,db2:5432/gale (several hosts: Gale finds the primary).
     #[arg(long, global = true, env = "GALE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Most PostgreSQL connections this process opens for its work, besides
+    /// its one notification connection (idle ones close after 10 s). Lower it
+    /// on workers to run hundreds of them within the server's
+    /// `max_connections` (docs/ha.md, "Many workers").
+    #[arg(long, global = true, env = "GALE_DATABASE_POOL", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    database_pool: u16,
     /// The secret key file: one key per line, the first seals and every one
     /// opens (default: $GALE_HOME/secret.key when it exists, which `gale
     /// standalone` creates; else $CREDENTIALS_DIRECTORY/gale-secret-key).
@@ -169,6 +177,8 @@ pub struct Paths {
     pub database: PathBuf,
     /// PostgreSQL, when given; else the SQLite file `database`.
     pub database_url: Option<String>,
+    /// Most pooled PostgreSQL connections (`--database-pool`).
+    pub database_pool: usize,
     /// The secret key file given (`--secret-key-file`), if any.
     pub secret_key_file: Option<PathBuf>,
     /// The secrets directory given (`--secrets-dir`), if any.
@@ -192,6 +202,7 @@ impl Cli {
             home,
             database,
             database_url,
+            database_pool: usize::from(self.database_pool),
             secret_key_file: self.secret_key_file.clone(),
             secrets_dir: self.secrets_dir.clone(),
         }

@@ -478,6 +478,7 @@ async fn serve(
         heartbeat_interval: (args.attempt_lease / 5)
             .clamp(Duration::from_millis(500), Duration::from_secs(2)),
         poll_interval: Duration::from_secs(1),
+        announced: opened.pg.is_some(),
         parse_interval: Duration::from_secs(2),
         dags_paused_at_creation: args.dags_paused_at_creation,
         shutdown_grace: args.shutdown_grace,

@@ -19,7 +19,7 @@ impl Database for PgStore {
     }
 
     async fn primary_identity(&self) -> Result<Option<String>> {
-        self.single(|c| {
+        self.light(|c| {
             Box::pin(async move {
                 let row = c
                     .one(
@@ -47,6 +47,45 @@ impl Database for PgStore {
 }
 
 impl PgStore {
+    /// The connections to this database whose `application_name` is `name`
+    /// (this handle's own call aside), as the server counts them.
+    pub async fn count_connections(&self, name: &str) -> Result<i64> {
+        let name = name.to_owned();
+        self.single(move |c| {
+            Box::pin(async move {
+                let row = c
+                    .one(
+                        "SELECT count(*) FROM pg_stat_activity
+                         WHERE datname = current_database() AND application_name = $1
+                           AND pid <> pg_backend_pid()",
+                        &[&name],
+                    )
+                    .await?;
+                Ok(row.get(0))
+            })
+        })
+        .await
+    }
+
+    /// The transactions this database has committed and rolled back so far
+    /// (`pg_stat_database`; each statement outside a transaction is one):
+    /// the difference over a while is a cluster's statement rate.
+    pub async fn transactions(&self) -> Result<i64> {
+        self.single(|c| {
+            Box::pin(async move {
+                let row = c
+                    .one(
+                        "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database
+                         WHERE datname = current_database()",
+                        &[],
+                    )
+                    .await?;
+                Ok(row.get(0))
+            })
+        })
+        .await
+    }
+
     /// The TLS of a session of this store (`TLSv1.3 TLS_AES_256_GCM_SHA384`),
     /// as the server sees it (`pg_stat_ssl`); `None` when it is plaintext.
     pub async fn session_tls(&self) -> Result<Option<String>> {

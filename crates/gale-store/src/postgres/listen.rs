@@ -1,9 +1,12 @@
 //! `LISTEN gale_queued, gale_changed` on a dedicated connection, fed into a
-//! [`Notifier`]; it reconnects on its own and never changes the store. The same
-//! connection asks `SELECT 1` every second: a server that stopped answering
-//! with its connections open (frozen, or its host stalled) is noticed within
-//! [`PROBE_EVERY`] + [`PROBE_WITHIN`], and every call in flight on the pool is
-//! given up at once ([`PgStore::outage`]) instead of at its own timeout.
+//! [`Notifier`]; it reconnects on its own. The same connection asks `SELECT 1`
+//! every second while a call is in flight (and after [`PROBE_QUIET`] without
+//! an answer from the server): a server that stopped answering with its
+//! connections open (frozen, or its host stalled) is noticed within
+//! [`PROBE_EVERY`] + [`PROBE_WITHIN`] of a call being sent to it, and every
+//! call in flight on the pool is given up at once ([`PgStore::outage`])
+//! instead of at its own timeout. While it is up it also serves the light
+//! calls (see `spare`), and it closes pooled connections left idle.
 
 use super::*;
 
@@ -11,6 +14,9 @@ use super::*;
 pub(super) const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How long the server has to answer that check.
 pub(super) const PROBE_WITHIN: Duration = Duration::from_secs(2);
+/// With no call in flight, the server is probed only after this long without
+/// an answer: an idle process sends next to nothing.
+pub(super) const PROBE_QUIET: Duration = Duration::from_secs(6);
 
 impl PgStore {
     /// Feeds the database's notifications into `notifier` until `stop` resolves:
@@ -79,6 +85,9 @@ impl PgStore {
         {
             return lost(describe(&e));
         }
+        let spare = Arc::new(spare::Spare::new(client));
+        self.set_spare(Some(spare.clone()));
+        let _lent = Unlend(self);
         // Whatever was announced while we were not listening: look now.
         notifier.workers.notify_one();
         notifier.scheduler.notify_one();
@@ -108,8 +117,12 @@ impl PgStore {
                 // A silent peer (a partition, a frozen server) is noticed by a
                 // query, not by waiting.
                 _ = probe.tick() => {
-                    match tokio::time::timeout(PROBE_WITHIN, client.simple_query("SELECT 1")).await {
-                        Ok(Ok(_)) => {}
+                    self.close_idle();
+                    if !self.activity.worth_probing(PROBE_QUIET) {
+                        continue;
+                    }
+                    match tokio::time::timeout(PROBE_WITHIN, spare.client.simple_query("SELECT 1")).await {
+                        Ok(Ok(_)) => self.activity.answered(),
                         Ok(Err(e)) => return lost(describe(&e)),
                         Err(_) => return ListenEnd::Silent,
                     }
@@ -128,6 +141,15 @@ enum ListenEnd {
     },
     /// The server stopped answering the probe.
     Silent,
+}
+
+/// Takes the notification connection back from light calls when it ends.
+struct Unlend<'a>(&'a PgStore);
+
+impl Drop for Unlend<'_> {
+    fn drop(&mut self) {
+        self.0.set_spare(None);
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -63,6 +63,7 @@ mod queue;
 mod runs;
 mod secrets;
 mod slots;
+mod spare;
 mod tls;
 mod url;
 
@@ -79,6 +80,8 @@ pub struct PgOptions {
     /// Longest time one store call may take (waiting for a connection included);
     /// after it the call fails as unavailable and its connection is dropped.
     pub call_timeout: Duration,
+    /// A pooled connection unused this long is closed (see `spare`).
+    pub idle_close: Duration,
 }
 
 impl Default for PgOptions {
@@ -86,6 +89,7 @@ impl Default for PgOptions {
         PgOptions {
             pool_size: 8,
             call_timeout: Duration::from_secs(15),
+            idle_close: spare::POOL_IDLE_CLOSE,
         }
     }
 }
@@ -109,6 +113,10 @@ pub struct PgStore {
     /// A process that runs a scheduler itself wakes it in-process, and one
     /// scheduler is enough: only worker-only processes need to announce.
     announce_results: Arc<std::sync::atomic::AtomicBool>,
+    /// The notification connection while it is up, for light calls.
+    spare: Arc<std::sync::RwLock<Option<Arc<spare::Spare>>>>,
+    /// Calls in flight and the server's last answer (see `spare`).
+    activity: Arc<spare::Activity>,
 }
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -346,9 +354,16 @@ impl PgStore {
         outages: &mut tokio::sync::watch::Receiver<u64>,
         work: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        let _in_flight = self.activity.begin();
         tokio::select! {
             out = tokio::time::timeout(self.opts.call_timeout, work) => match out {
-                Ok(out) => out,
+                Ok(out) => {
+                    // An answer, even a refusal, says the server is there.
+                    if !matches!(&out, Err(e) if e.is_retryable()) {
+                        self.activity.answered();
+                    }
+                    out
+                }
                 Err(_) => Err(Error::Unavailable("the database did not answer in time".into())),
             },
             _ = outages.changed() => Err(Error::Unavailable(
@@ -409,6 +424,8 @@ impl PgStore {
             opts,
             origin,
             announce_results: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            spare: Arc::default(),
+            activity: Arc::default(),
         };
         let deadline = tokio::time::Instant::now() + wait;
         let mut delay = Duration::from_millis(100);

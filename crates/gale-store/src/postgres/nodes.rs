@@ -45,7 +45,7 @@ impl Nodes for PgStore {
 
     async fn heartbeat_node(&self, node_id: &str, local_now: Timestamp) -> Result<()> {
         let node_id = node_id.to_owned();
-        self.single(move |tx| {
+        self.light(move |tx| {
             Box::pin(async move {
                 tx.exec(
                     "UPDATE nodes SET heartbeat_at = now(),

@@ -116,8 +116,9 @@ impl Queue for PgStore {
         let (worker_id, host, queues) = (worker_id.0.clone(), host.to_owned(), queues.to_vec());
         let limit = i64::from(limit);
         // One statement: take queued rows no one else is taking, make them ours,
-        // open their attempt records, and return them with their runs.
-        self.single(move |c| {
+        // open their attempt records, and return them with their runs. Light:
+        // an idle worker's safety claim needs no connection of its own.
+        self.light(move |c| {
             Box::pin(async move {
                 // One queue (the usual case) reads the queued index in order and
                 // stops at the limit; several need a sort of their queued rows.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gale_model::dag::{content_hash, parse};
 use gale_model::{Dag, RunId, TaskState};
-use gale_store::postgres::PgStore;
+use gale_store::postgres::{PgOptions, PgStore};
 use gale_store::prelude::*;
 use gale_store::{NewRun, NewTask, Notifier, RunMark, RunType, TiId, Transition, conformance};
 use jiff::Timestamp;
@@ -353,4 +353,153 @@ async fn a_frozen_host_before_the_primary_does_not_hold_up_connecting() {
             .expect("a call through the multi-host URL");
     }
     drop(frozen);
+}
+
+/// An idle process holds one connection: its pool closes the connections it
+/// left idle, and the light calls an idle process makes (its node heartbeat,
+/// a worker's claim, the alert deliverer's look, the cluster watch's reads)
+/// run on the notification connection meanwhile. Real work opens the pool
+/// again, and it closes again once idle.
+#[tokio::test]
+async fn an_idle_process_keeps_one_connection() {
+    let Some(url) = gale_pgtest::shared_database("idle_keeps_one_connection") else {
+        return;
+    };
+    let opts = PgOptions {
+        idle_close: Duration::from_millis(300),
+        ..PgOptions::default()
+    };
+    let store = PgStore::connect_with(
+        &format!("{url}?application_name=gale-idle"),
+        Duration::from_secs(10),
+        opts,
+    )
+    .await
+    .expect("connect");
+    let observer = PgStore::connect(&url, Duration::from_secs(10))
+        .await
+        .expect("connect the observer");
+    let open_on_server = || async {
+        observer
+            .count_connections("gale-idle")
+            .await
+            .expect("count the connections")
+    };
+    let dag = seed_flat_dag(&store, "idle", 1).await;
+    let now = store.now().await.expect("now");
+    store
+        .register_node(&gale_store::NodeRow {
+            node_id: "idle-worker".into(),
+            host: "h".into(),
+            pid: 1,
+            roles: vec!["worker".into()],
+            version: "0".into(),
+            state: gale_store::NodeState::Running,
+            started_at: now,
+            heartbeat_at: now,
+            clock_skew_us: 0,
+            running_attempts: 0,
+            attempt_lease_ms: 10_000,
+            queues: vec!["default".into()],
+        })
+        .await
+        .expect("register_node");
+
+    let notifier = Arc::new(Notifier::default());
+    let stop = CancellationToken::new();
+    let listening = tokio::spawn({
+        let (store, notifier, stop) = (store.clone(), notifier.clone(), stop.clone());
+        async move { store.listen(notifier, stop).await }
+    });
+    tokio::time::timeout(Duration::from_secs(10), notifier.workers.notified())
+        .await
+        .expect("the wake-up that follows connecting");
+    let pool_closes = || async {
+        for _ in 0..100 {
+            if store.pool_open() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the pool kept {} idle connections open", store.pool_open());
+    };
+    pool_closes().await;
+    assert_eq!(
+        open_on_server().await,
+        1,
+        "the notification connection alone"
+    );
+
+    let worker = gale_store::WorkerId("idle-worker".into());
+    let queues = vec!["default".to_owned()];
+    for _ in 0..5 {
+        store
+            .heartbeat_node("idle-worker", Timestamp::now())
+            .await
+            .expect("heartbeat_node");
+        let claims = store.claim(&worker, "h", &queues, 4).await.expect("claim");
+        assert!(claims.is_empty(), "nothing is queued");
+        store.list_channels().await.expect("list_channels");
+        store.primary_identity().await.expect("primary_identity");
+        let due = store
+            .claim_deliveries(
+                "idle-worker",
+                10,
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+            )
+            .await
+            .expect("claim_deliveries");
+        assert!(due.is_empty(), "no alert is due");
+        assert_eq!(
+            store.pool_open(),
+            0,
+            "light calls open no pooled connection"
+        );
+    }
+    assert_eq!(open_on_server().await, 1, "still the one connection");
+    let beat = store
+        .list_nodes()
+        .await
+        .expect("list_nodes")
+        .into_iter()
+        .find(|n| n.node_id == "idle-worker")
+        .expect("the node")
+        .heartbeat_at;
+    assert!(
+        beat > now,
+        "the heartbeats on the notification connection were written"
+    );
+
+    // Real work (a run) opens the pool; a claim with the pool empty still
+    // takes the queued task.
+    let (_, tis) = create_flat_run(&store, &dag, 0).await;
+    assert!(
+        store.pool_open() >= 1,
+        "a run is made on a pooled connection"
+    );
+    store
+        .apply_transitions(&[Transition {
+            ti: tis[0],
+            from: TaskState::None,
+            to: TaskState::Queued,
+            retry_at: None,
+        }])
+        .await
+        .expect("apply_transitions");
+    pool_closes().await;
+    let claims = store.claim(&worker, "h", &queues, 4).await.expect("claim");
+    assert_eq!(claims.len(), 1, "the queued task is claimed: {claims:?}");
+    assert_eq!(claims[0].task.id, tis[0]);
+    assert_eq!(store.pool_open(), 0);
+    assert_eq!(open_on_server().await, 1);
+
+    stop.cancel();
+    listening.await.expect("the listener stops");
+    // Without the notification connection, light calls use the pool.
+    store
+        .heartbeat_node("idle-worker", Timestamp::now())
+        .await
+        .expect("heartbeat_node");
+    assert_eq!(store.pool_open(), 1);
 }

@@ -60,6 +60,7 @@ fn tls_server(test: &str, tls: ServerTls) -> Option<PgServer> {
         &Setup {
             password: Some(PASSWORD.into()),
             tls: Some(tls),
+            ..Setup::default()
         },
     )
 }
@@ -212,6 +213,7 @@ async fn require_refuses_a_server_without_tls() {
         &Setup {
             password: Some(PASSWORD.into()),
             tls: None,
+            ..Setup::default()
         },
     ) else {
         return;

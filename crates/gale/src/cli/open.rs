@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use gale_store::Store;
-use gale_store::postgres::PgStore;
+use gale_store::postgres::{PgOptions, PgStore};
 use gale_store::sqlite::SqliteStore;
 
 use crate::Paths;
@@ -16,7 +16,11 @@ use crate::Paths;
 pub async fn open_store_waiting(paths: &Paths, wait: Duration) -> anyhow::Result<Opened> {
     match &paths.database_url {
         Some(url) => {
-            let store = PgStore::connect(url, wait)
+            let opts = PgOptions {
+                pool_size: paths.database_pool,
+                ..PgOptions::default()
+            };
+            let store = PgStore::connect_with(url, wait, opts)
                 .await
                 .context("opening the PostgreSQL metadata database")?;
             let pg = Arc::new(store);

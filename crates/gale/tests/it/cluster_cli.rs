@@ -147,7 +147,7 @@ fn cluster_status_and_check_on_postgres() {
     let wid = wnode["node_id"].as_str().expect("node_id").to_owned();
     assert_ne!(sid, wid);
 
-    // Heartbeats go on (every 0.6 s with a 3 s lease).
+    // Heartbeats go on (every 5 s).
     let first_beat = ts(&wnode["heartbeat_at"]);
     wait_until("the worker's heartbeat to move on", || {
         let n = pg.node(wpid)?;
@@ -250,8 +250,8 @@ fn cluster_status_and_check_on_postgres() {
     let age = wnode["heartbeat_age_s"].as_f64().expect("heartbeat_age_s");
     assert!(age > 10.0, "unresponsive at a heartbeat age of {age}s");
     assert!(
-        silent > Duration::from_secs(7),
-        "unresponsive only {silent:?} after the crash (its last heartbeat was < 2 s before)"
+        silent > Duration::from_secs(4),
+        "unresponsive only {silent:?} after the crash (its last heartbeat was < 5 s before)"
     );
     let snode = pg.node(spid).expect("the scheduler is listed");
     assert_eq!(snode["health"], "running", "{snode:#}");

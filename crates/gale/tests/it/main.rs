@@ -29,6 +29,7 @@ mod failover;
 mod faults;
 mod first_day;
 mod inject;
+mod many_workers;
 mod pg_auth;
 mod runs;
 mod scheduling;

@@ -85,6 +85,7 @@ async fn the_post_bootstrap_script_gives_gale_its_password_only() {
     let setup = Setup {
         password: Some("superuser-pw".into()),
         tls: None,
+        ..Setup::default()
     };
     for with_file in [true, false] {
         let Some(pg) = server_with_or_skip("post_bootstrap_script", &setup) else {
