@@ -58,12 +58,13 @@ struct IdleReport {
     statements_per_s_per_worker: f64,
 }
 
-/// The processes the benchmark started: stopped (SIGTERM, then SIGKILL) on drop.
-struct Procs(Vec<Child>);
+/// The processes the benchmark started, with their logs: stopped (SIGTERM,
+/// then SIGKILL) on drop.
+struct Procs(Vec<(Child, std::path::PathBuf)>);
 
 impl Drop for Procs {
     fn drop(&mut self) {
-        for c in &self.0 {
+        for (c, _) in &self.0 {
             if let Ok(pid) = i32::try_from(c.id()) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
@@ -72,7 +73,7 @@ impl Drop for Procs {
             }
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        for c in &mut self.0 {
+        for (c, _) in &mut self.0 {
             while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -92,10 +93,17 @@ fn named(url: &str, app: &str) -> String {
     }
 }
 
-fn start(url: &str, app: &str, dir: &Path, n: usize, args: &[&str]) -> anyhow::Result<Child> {
+fn start(
+    url: &str,
+    app: &str,
+    dir: &Path,
+    n: usize,
+    args: &[&str],
+) -> anyhow::Result<(Child, std::path::PathBuf)> {
     let exe = std::env::current_exe().context("finding this program")?;
-    let log = std::fs::File::create(dir.join(format!("{app}-{n}.log")))?;
-    Command::new(exe)
+    let path = dir.join(format!("{app}-{n}.log"));
+    let log = std::fs::File::create(&path)?;
+    let child = Command::new(exe)
         .args(args)
         .env("GALE_HOME", dir)
         .env("GALE_DATABASE_URL", named(url, app))
@@ -105,26 +113,35 @@ fn start(url: &str, app: &str, dir: &Path, n: usize, args: &[&str]) -> anyhow::R
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
         .spawn()
-        .with_context(|| format!("starting {app} {n}"))
+        .with_context(|| format!("starting {app} {n}"))?;
+    Ok((child, path))
+}
+
+/// The nodes that say they run.
+async fn running(observer: &PgStore) -> anyhow::Result<usize> {
+    let nodes = observer.list_nodes().await?;
+    Ok(nodes
+        .iter()
+        .filter(|r| r.state == gale_store::NodeState::Running)
+        .count())
 }
 
 /// Waits until `n` nodes run.
 async fn registered(observer: &PgStore, n: usize, procs: &mut Procs) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        for c in &mut procs.0 {
+        for (c, log) in &mut procs.0 {
             if let Some(status) = c.try_wait()? {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
                 bail!(
-                    "a benchmark process ended ({status}); its log is in the temporary directory"
+                    "a benchmark process ended ({status}); its log ends:\n{}",
+                    tail.join("\n")
                 );
             }
         }
-        let running = observer
-            .list_nodes()
-            .await?
-            .iter()
-            .filter(|r| r.state == gale_store::NodeState::Running)
-            .count();
+        let running = running(observer).await?;
         if running >= n {
             return Ok(());
         }
@@ -186,12 +203,7 @@ pub async fn run(paths: &Paths, output: Output, args: IdleClusterArgs) -> anyhow
     std::fs::create_dir_all(&dags)?;
     let dags = dags.display().to_string();
     let mut procs = Procs(Vec::new());
-    let previous = observer
-        .list_nodes()
-        .await?
-        .iter()
-        .filter(|r| r.state == gale_store::NodeState::Running)
-        .count();
+    let previous = running(&observer).await?;
     procs.0.push(start(
         &url,
         SCHEDULER_APP,
