@@ -12,7 +12,7 @@ use crate::cli::{open_store, open_store_waiting, parse_span};
 use crate::{Output, Paths, exit};
 
 /// A process whose heartbeat is older than this is shown as unresponsive.
-const SILENT_AFTER: Duration = Duration::from_secs(10);
+const SILENT_AFTER: Duration = Duration::from_secs(15);
 
 #[derive(Subcommand, Debug)]
 pub enum ClusterCmd {

@@ -463,8 +463,11 @@ async fn serve(
     if let Some(pg) = &opened.pg {
         pg.announce_results(!mode.scheduler());
     }
+    // The listener outlives the roles: a worker's last claims and results may
+    // run on its connection while the roles drain.
+    let listen_stop = CancellationToken::new();
     let listener = opened.pg.clone().map(|pg| {
-        let (notifier, stop) = (notifier.clone(), cancel.clone());
+        let (notifier, stop) = (notifier.clone(), listen_stop.clone());
         tokio::spawn(async move { pg.listen(notifier, stop).await })
     });
     let opts = EngineOptions {
@@ -498,6 +501,7 @@ async fn serve(
     };
     let result = engine::run(opened.store, notifier, opts, cancel.clone()).await;
     cancel.cancel();
+    listen_stop.cancel();
     if let Some(listener) = listener {
         let _ = listener.await;
     }

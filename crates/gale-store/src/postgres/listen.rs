@@ -98,6 +98,9 @@ impl PgStore {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return ListenEnd::Stopped,
+                _ = self.reconnect.notified() => {
+                    return lost("a call on the notification connection failed".into());
+                }
                 msg = rx.recv() => match msg {
                     Some(AsyncMessage::Notification(n)) => {
                         // The payload: the sender's origin, then the run that changed.
@@ -121,9 +124,13 @@ impl PgStore {
                     if !self.activity.worth_probing(PROBE_QUIET) {
                         continue;
                     }
+                    let sent = self.activity.now_ms();
                     match tokio::time::timeout(PROBE_WITHIN, spare.client.simple_query("SELECT 1")).await {
                         Ok(Ok(_)) => self.activity.answered(),
                         Ok(Err(e)) => return lost(describe(&e)),
+                        // Queued behind a slow light call on this connection,
+                        // while the server answered others: not silent.
+                        Err(_) if self.activity.answered_after(sent) => {}
                         Err(_) => return ListenEnd::Silent,
                     }
                 }

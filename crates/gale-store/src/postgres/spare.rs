@@ -15,7 +15,7 @@ use super::*;
 /// A pooled connection unused this long is closed (`PgOptions::idle_close`).
 pub(super) const POOL_IDLE_CLOSE: Duration = Duration::from_secs(10);
 
-/// The notification connection, lent to light calls while the pool is empty.
+/// The notification connection, lent to light calls while it is up.
 pub(super) struct Spare {
     pub(super) client: tokio_postgres::Client,
     /// Its prepared statements (a handful: only light calls run here).
@@ -90,9 +90,21 @@ impl Activity {
         InFlight(self)
     }
 
+    /// Milliseconds since this process's epoch: a moment to compare with.
+    pub(super) fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
     pub(super) fn answered(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.answered_ms.fetch_max(ms.max(1), Ordering::AcqRel);
+        let ms = self.now_ms();
+        self.answered_ms.fetch_max(ms, Ordering::AcqRel);
+    }
+
+    /// Whether the server answered a call after `ms` (a [`Activity::now_ms`]).
+    pub(super) fn answered_after(&self, ms: u64) -> bool {
+        self.answered_ms.load(Ordering::Acquire) > ms
     }
 
     /// Whether a probe can tell something: a call is waiting for the server,
@@ -135,6 +147,14 @@ impl PgStore {
             let out = self.bounded(&mut outages, f(&*spare)).await;
             if let Err(e) = &out {
                 crate::telemetry::count_error("postgres", e);
+                // The server went read-only, away or out of sessions: stop
+                // lending this connection, and have the listener connect
+                // again (to the primary, wherever it is now). The caller
+                // retries on the pool meanwhile.
+                if e.is_retryable() {
+                    self.set_spare(None);
+                    self.reconnect.notify_one();
+                }
             }
             return out;
         }
