@@ -3,10 +3,11 @@
 what the node costs while it waits for the next slot, and how fast a slot
 shared by all of them drains.
 
-Usage: bench/many_dags.py GALE_BINARY N [N ...] [--label L] [--idle 60] [--no-burst]
+Usage: bench/many_dags.py GALE_BINARY N [N ...] [--label L] [--idle 60] [--period 5]
+                          [--no-burst]
 
-For each N: N files of a 5-task chain of `true`, each `*/5 * * * *` with
-catchup off, in a fresh GALE_HOME. It prints, per N, one JSON line:
+For each N: N files of a 5-task chain of `true`, each `*/P * * * *` (P is
+--period, in minutes, 5 unless given) with catchup off, in a fresh GALE_HOME. It prints, per N, one JSON line:
   visible_s     start to the last DAG stored (read from the SQLite file)
   idle_cpu_pct  % of a core (node and children) over --idle seconds between
                 slots, after the start-up slot's runs are done
@@ -14,7 +15,8 @@ catchup off, in a fresh GALE_HOME. It prints, per N, one JSON line:
   burst_create_s  the slot's instant to the last of its N runs created
   burst_finish_s  the slot's instant to the last of its runs finished
   burst_tasks_per_s  5 * N / burst_finish_s
-The burst waits for the next */5 slot (up to five minutes). --no-burst
+The burst waits for the next slot (up to P minutes); only runs created
+before the slot after it count. --no-burst
 leaves it out and makes every DAG yearly (`0 0 1 1 *`, start 2026-01-01,
 no interval complete yet): no runs at all, the idle cost of the DAGs alone.
 """
@@ -67,7 +69,7 @@ def query(db, sql):
         return None
 
 
-def one(binary, n, idle_s, label, burst, schedule):
+def one(binary, n, idle_s, label, burst, schedule, period):
     home = tempfile.mkdtemp(prefix="gale-many-")
     dags = os.path.join(home, "dags")
     os.makedirs(dags)
@@ -107,12 +109,14 @@ def one(binary, n, idle_s, label, burst, schedule):
                 raise SystemExit(f"{n} DAGs: the start-up runs did not finish: {row}")
             time.sleep(0.2)
         out["startup_runs_done_s"] = round(time.time() - started, 2)
-        # Idle between slots: start the window right after a slot's second
-        # minute, so a window up to 3 minutes long sees no slot.
+        # Idle between slots: a window that starts after a slot and ends
+        # before the next one.
+        if idle_s > period - 15:
+            raise SystemExit(f"--idle {idle_s} does not fit between slots {period} s apart")
         while True:
             now = time.time()
-            into = now % 300
-            if into < 300 - idle_s - 10 and into > 5:
+            into = now % period
+            if into < period - idle_s - 10 and into > 5:
                 break
             time.sleep(1)
         time.sleep(2)
@@ -126,13 +130,14 @@ def one(binary, n, idle_s, label, burst, schedule):
             print(json.dumps(out), flush=True)
             return
         # The next slot.
-        slot = (int(time.time()) // 300 + 1) * 300
+        slot = (int(time.time()) // period + 1) * period
         before = query(db, "SELECT max(id) FROM runs")[0] or 0
+        until_us = (slot + period - 1) * 1_000_000
         while True:
             done = query(
                 db,
                 f"SELECT count(*), sum(state IN ('success', 'failed')), max(created_at), "
-                f"max(ended_at) FROM runs WHERE id > {before}",
+                f"max(ended_at) FROM runs WHERE id > {before} AND created_at < {until_us}",
             )
             if done and done[0] >= n and done[1] == done[0]:
                 break
@@ -163,7 +168,12 @@ def main():
     # Without the burst, a schedule that has no complete interval yet: every
     # DAG is scheduled, none has a run, and the idle cost is that of the
     # DAGs alone.
-    schedule = "*/5 * * * *" if burst else "0 0 1 1 *"
+    period = 5
+    if "--period" in args:
+        i = args.index("--period")
+        period = int(args[i + 1])
+        del args[i : i + 2]
+    schedule = f"*/{period} * * * *" if burst else "0 0 1 1 *"
     if "--label" in args:
         i = args.index("--label")
         label = args[i + 1]
@@ -176,7 +186,7 @@ def main():
         raise SystemExit(__doc__)
     binary = args[0]
     for n in args[1:]:
-        one(binary, int(n), idle_s, label, burst, schedule)
+        one(binary, int(n), idle_s, label, burst, schedule, period * 60)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ use gale_model::time::rfc3339;
 use gale_model::{Dag, DagId, RunId, RunState, TaskState};
 use gale_store::alert_events::{AlertEvent, DefaultsCache};
 use gale_store::{
-    Alerts, Clock, Dags, Logs, NewDelivery, Nodes, Notifier, Pools, Queue, RunRow, RunType, Runs,
-    Slots, TaskRow,
+    Alerts, Clock, Dags, Logs, NewDelivery, Nodes, Notifier, Pools, Queue, RunActivity, RunRow,
+    RunType, Runs, Slots, TaskRow,
 };
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
@@ -55,6 +55,12 @@ const DEADLINES_EVERY: Duration = Duration::from_secs(5);
 const VERSIONS_CACHED: usize = 1000;
 /// How many queued runs (the newest) a deadline check looks at.
 const QUEUED_CHECKED: u32 = 1_000;
+/// Runs with at most this many tasks are planned in batches (see
+/// `advance_small_runs`); larger ones one by one, read only when their
+/// state counts say a plan can move something.
+const SMALL_RUN: usize = 64;
+/// Runs (or DAGs) read in one query.
+const RUNS_PER_READ: usize = 256;
 
 /// The parts of the store a scheduler uses: DAG versions, runs and their task
 /// instances, the queue (enqueue, reap), the slot ledger, pools, and nodes (for
@@ -109,6 +115,8 @@ pub struct Scheduler<S: ?Sized> {
     pools_known: Option<HashSet<String>>,
     pools_checked: HashMap<DagId, String>,
     pools_pending: HashMap<DagId, String>,
+    /// The last running run the sweep read (0: it starts from the first).
+    swept_to: RunId,
 }
 
 /// What one pass did, for tests and logs.
@@ -156,6 +164,7 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             pools_known: None,
             pools_checked: HashMap::new(),
             pools_pending: HashMap::new(),
+            swept_to: RunId(0),
         }
     }
 
@@ -286,31 +295,27 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         let mut due = self.notifier.take_changed_runs();
         due.extend(started);
         due.extend(self.tracker.watched());
-        let running = self.store.running_runs(self.opts.max_runs_per_pass).await?;
-        if housekeeping && running.len() < self.opts.max_runs_per_pass as usize {
-            // Every running run is listed: forget the ones that ended without
-            // this scheduler (cancelled, marked, or finished by another).
-            let ids: HashSet<RunId> = running.iter().map(|r| r.id).collect();
-            self.tracker.keep_only(&ids);
-        }
-        if housekeeping
-            && self
-                .last_deadline_check
-                .is_none_or(|at| at.elapsed() >= DEADLINES_EVERY)
-        {
-            self.last_deadline_check = Some(std::time::Instant::now());
-            // A run waiting in the queue (behind `max_active_runs`) can miss
-            // its deadline too. A deadline that cannot be written now is
-            // written at a later housekeeping; it does not hold the pass up.
-            if let Err(e) = self.deadlines(&running, now).await {
-                warn!(error = %e, "checking the runs' deadlines failed; checked again at the next housekeeping");
+        // Housekeeping sweeps the running runs a page at a time (every run
+        // within a few housekeepings however many run); every pass reads the
+        // runs that something moved, wherever they are in that order.
+        let mut runs = if housekeeping {
+            self.sweep_page(now).await?
+        } else {
+            Vec::new()
+        };
+        let listed: HashSet<RunId> = runs.iter().map(|r| r.id).collect();
+        let mut unlisted: Vec<RunId> = due.into_iter().filter(|id| !listed.contains(id)).collect();
+        unlisted.sort_unstable();
+        for ids in unlisted.chunks(RUNS_PER_READ) {
+            let found = self.store.running_runs_by_id(ids).await?;
+            let running: HashSet<RunId> = found.iter().map(|r| r.id).collect();
+            for id in ids.iter().filter(|id| !running.contains(id)) {
+                // Ended without this scheduler (cancelled, marked) or by it.
+                self.tracker.finished(*id);
             }
+            runs.extend(found);
         }
-        for run in &running {
-            if housekeeping || due.contains(&run.id) {
-                self.advance_run(run, now, &mut report).await?;
-            }
-        }
+        self.advance_runs(&runs, now, &mut report).await?;
         if housekeeping {
             // The store's clock carried forward past this pass's planning, so a
             // retry's time counts from about when the attempt is reaped.
@@ -331,16 +336,123 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         Ok(report)
     }
 
-    async fn advance_run(
+    /// A page of the running runs, the next after the last one swept (from
+    /// the first again once the last page is read), with their deadlines
+    /// checked.
+    async fn sweep_page(&mut self, now: Timestamp) -> gale_store::Result<Vec<RunRow>> {
+        let limit = self.opts.max_runs_per_pass;
+        let from = self.swept_to;
+        let page = self.store.running_runs(from, limit).await?;
+        let last = page.len() < limit as usize;
+        self.swept_to = if last {
+            RunId(0)
+        } else {
+            page.last().map_or(RunId(0), |r| r.id)
+        };
+        let whole = last && from == RunId(0);
+        if whole {
+            // Every running run is listed: forget the ones that ended without
+            // this scheduler (cancelled, marked, or finished by another).
+            let ids: HashSet<RunId> = page.iter().map(|r| r.id).collect();
+            self.tracker.keep_only(&ids);
+        }
+        // A deadline that cannot be written now is written at a later
+        // housekeeping; it does not hold the pass up.
+        if let Err(e) = self.deadlines(&page, whole, now).await {
+            warn!(error = %e, "checking the runs' deadlines failed; checked again at the next housekeeping");
+        }
+        Ok(page)
+    }
+
+    /// Plans the runs given (each at most once): the small ones a batch at a
+    /// time, each batch's task instances read in one query per round, the
+    /// large ones one by one behind the tracker's cheap checks.
+    async fn advance_runs(
         &mut self,
-        run: &RunRow,
+        runs: &[RunRow],
         now: Timestamp,
         report: &mut PassReport,
     ) -> gale_store::Result<()> {
-        let Some(cached) = self.version(&run.dag_id, &run.version_hash).await? else {
-            warn!(run_id = %run.id, dag_id = %run.dag_id, "run's DAG version is missing from the store");
-            return Ok(());
-        };
+        let mut small = Vec::new();
+        for run in runs {
+            let Some(cached) = self.version(&run.dag_id, &run.version_hash).await? else {
+                warn!(run_id = %run.id, dag_id = %run.dag_id, "run's DAG version is missing from the store");
+                continue;
+            };
+            if cached.dag.tasks.len() <= SMALL_RUN {
+                small.push((run, cached));
+            } else {
+                self.advance_run(run, &cached, now, report).await?;
+            }
+        }
+        for batch in small.chunks(RUNS_PER_READ) {
+            self.advance_small_runs(batch, now, report).await?;
+        }
+        Ok(())
+    }
+
+    /// Plans a batch of small runs together: the rounds of every run go in
+    /// step, and each round's task instances are read in one query. What the
+    /// tracker is told is what [`Self::advance_run`] tells it, from the rows
+    /// instead of the counting queries.
+    async fn advance_small_runs(
+        &mut self,
+        batch: &[(&RunRow, Arc<CachedDag>)],
+        now: Timestamp,
+        report: &mut PassReport,
+    ) -> gale_store::Result<()> {
+        let mut planning: Vec<(&RunRow, &CachedDag, Rounds, usize)> = Vec::new();
+        let ids: Vec<RunId> = batch.iter().map(|(run, _)| run.id).collect();
+        let mut tasks = by_run(self.store.tasks_of_runs(&ids).await?);
+        for (run, cached) in batch {
+            let rows = tasks.get(&run.id).map(Vec::as_slice).unwrap_or_default();
+            if !self.tracker.should_count(run.id, activity_of(rows))
+                || !self.tracker.should_plan(run.id, counts_of(rows))
+            {
+                continue;
+            }
+            planning.push((run, cached, Rounds::new(), 0));
+        }
+        while !planning.is_empty() {
+            for (run, cached, rounds, moved) in &mut planning {
+                let rows = tasks.remove(&run.id).unwrap_or_default();
+                for action in rounds.plan(run, &cached.dag, &cached.order, &rows, now) {
+                    if rounds.may_write(&action) {
+                        let changed = self
+                            .write(&action, (run, &cached.dag, &rows, now), report)
+                            .await?;
+                        rounds.wrote(&action, changed);
+                        if !matches!(action, RunAction::FinishRun { .. }) {
+                            *moved += changed;
+                        }
+                    }
+                }
+            }
+            let mut again = Vec::new();
+            for (run, cached, mut rounds, moved) in planning {
+                if rounds.another() {
+                    again.push((run, cached, rounds, moved));
+                } else if moved > 0 {
+                    // What this plan moved may let more move: look again next pass.
+                    self.notifier.mark_run(run.id);
+                }
+            }
+            planning = again;
+            if !planning.is_empty() {
+                let ids: Vec<RunId> = planning.iter().map(|(run, ..)| run.id).collect();
+                tasks = by_run(self.store.tasks_of_runs(&ids).await?);
+            }
+        }
+        Ok(())
+    }
+
+    async fn advance_run(
+        &mut self,
+        run: &RunRow,
+        cached: &CachedDag,
+        now: Timestamp,
+        report: &mut PassReport,
+    ) -> gale_store::Result<()> {
         // The activity check stops at the first matching row, so a large fan-out
         // costs nothing per finished task; counting states by index costs less
         // than reading the run.
@@ -604,9 +716,26 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         Ok(out)
     }
 
-    /// The deadline alerts of the running runs and of the queued ones (the
-    /// newest [`QUEUED_CHECKED`]).
-    async fn deadlines(&mut self, running: &[RunRow], now: Timestamp) -> gale_store::Result<()> {
+    /// The deadline alerts of a page of the running runs (`whole`: every
+    /// running run) and, every [`DEADLINES_EVERY`], of the queued ones (the
+    /// newest [`QUEUED_CHECKED`]). A run without a deadline costs a look at
+    /// its cached version.
+    async fn deadlines(
+        &mut self,
+        running: &[RunRow],
+        whole: bool,
+        now: Timestamp,
+    ) -> gale_store::Result<()> {
+        self.check_deadlines(running, now).await?;
+        if self
+            .last_deadline_check
+            .is_some_and(|at| at.elapsed() < DEADLINES_EVERY)
+        {
+            return Ok(());
+        }
+        self.last_deadline_check = Some(std::time::Instant::now());
+        // A run waiting in the queue (behind `max_active_runs`) can miss
+        // its deadline too.
         let queued = self
             .store
             .list_runs(&gale_store::RunFilter {
@@ -615,14 +744,11 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
                 ..Default::default()
             })
             .await?;
-        if running.len() < self.opts.max_runs_per_pass as usize
-            && queued.len() < QUEUED_CHECKED as usize
-        {
+        if whole && queued.len() < QUEUED_CHECKED as usize {
             // Every unfinished run is listed: forget the ones that ended.
             let ids: HashSet<RunId> = running.iter().chain(&queued).map(|r| r.id).collect();
             self.deadlines_seen.retain(|id| ids.contains(id));
         }
-        self.check_deadlines(running, now).await?;
         self.check_deadlines(&queued, now).await
     }
 
@@ -685,4 +811,40 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         }
         Ok(())
     }
+}
+
+/// Task instances (in id order) grouped by run.
+fn by_run(rows: Vec<TaskRow>) -> HashMap<RunId, Vec<TaskRow>> {
+    let mut out: HashMap<RunId, Vec<TaskRow>> = HashMap::new();
+    for row in rows {
+        out.entry(row.run_id).or_default().push(row);
+    }
+    out
+}
+
+/// What `Runs::run_activity` answers, from a run's rows.
+fn activity_of(rows: &[TaskRow]) -> RunActivity {
+    RunActivity {
+        pending: rows.iter().any(|t| {
+            matches!(
+                t.state,
+                TaskState::None | TaskState::Scheduled | TaskState::UpForRetry
+            )
+        }),
+        in_flight: rows
+            .iter()
+            .any(|t| matches!(t.state, TaskState::Queued | TaskState::Running)),
+    }
+}
+
+/// What `Runs::run_state_counts` answers, from a run's rows.
+fn counts_of(rows: &[TaskRow]) -> Vec<(TaskState, u32)> {
+    let mut counts: Vec<(TaskState, u32)> = Vec::new();
+    for t in rows {
+        match counts.iter_mut().find(|(s, _)| *s == t.state) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((t.state, 1)),
+        }
+    }
+    counts
 }

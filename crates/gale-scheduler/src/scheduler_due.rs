@@ -2,12 +2,12 @@
 //! DAGs that changed, the runs of the DAGs whose look is due, and the check
 //! for pools nobody created (of the versions listed since the last check).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use gale_model::DagId;
 use gale_model::time::rfc3339;
-use gale_store::SlotStatus;
+use gale_store::{DagRow, SlotStatus};
 use jiff::{SignedDuration, Timestamp};
 use tracing::{info, warn};
 
@@ -18,6 +18,10 @@ use crate::core::{self, DueDag};
 const FULL_LISTING_EVERY: Duration = Duration::from_secs(60);
 /// How far back a read of changed DAGs reaches before the previous one.
 const CHANGE_MARGIN: SignedDuration = SignedDuration::from_secs(10);
+/// Due DAGs looked at together (their rows and run counts read at once).
+const DAGS_PER_BATCH: usize = 256;
+/// Runs made in one transaction when many DAGs share a slot.
+const RUNS_PER_TRANSACTION: usize = 256;
 
 impl<S: SchedulerStore + ?Sized> Scheduler<S> {
     /// Brings the agenda up to date: every DAG once a minute (and at the
@@ -56,70 +60,113 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         let mut created = 0;
         self.refresh_agenda(now).await?;
         let due = self.agenda.take_due(now);
-        for (i, dag_id) in due.iter().enumerate() {
-            if let Err(e) = self.look_at(dag_id, now, &mut created).await {
-                // The store failed (an outage, a failover): this DAG and the
+        for (i, dags) in due.chunks(DAGS_PER_BATCH).enumerate() {
+            if let Err(e) = self.look_at(dags, now, &mut created).await {
+                // The store failed (an outage, a failover): these DAGs and the
                 // ones not yet looked at are due again at once, so the pass
                 // after the store is back makes their runs.
-                self.agenda.put_back(due[i..].iter().cloned(), now);
+                self.agenda
+                    .put_back(due[i * DAGS_PER_BATCH..].iter().cloned(), now);
                 return Err(e);
             }
         }
         Ok(created)
     }
 
-    /// Looks at one DAG whose look is due: records its passed-over slots,
-    /// makes its due runs (counted into `created`) and sets its next look.
+    /// Looks at DAGs whose look is due: records their passed-over slots,
+    /// makes their due runs (counted into `created`) and sets their next
+    /// looks. Their rows and run counts are read in one query each, and the
+    /// runs of DAGs with one run due (a slot they share) are made in one
+    /// transaction.
     async fn look_at(
         &mut self,
-        dag_id: &DagId,
+        dag_ids: &[DagId],
         now: Timestamp,
         created: &mut usize,
     ) -> gale_store::Result<()> {
-        // The row as it is now (its cursor may have moved): gone, or no
-        // longer able to have runs, it leaves the agenda.
-        let Some(row) = self.store.get_dag(dag_id).await? else {
-            return Ok(());
-        };
-        if !DueDag::is_candidate(&row) {
-            return Ok(());
+        // The rows as they are now (a cursor may have moved): a DAG gone, or
+        // no longer able to have runs, leaves the agenda.
+        let rows: Vec<DagRow> = self
+            .store
+            .get_dags(dag_ids)
+            .await?
+            .into_iter()
+            .filter(DueDag::is_candidate)
+            .collect();
+        let counted: Vec<DagId> = rows
+            .iter()
+            .filter(|r| DueDag::needs_active_runs(r))
+            .map(|r| r.dag_id.clone())
+            .collect();
+        let active: HashMap<DagId, u32> = self
+            .store
+            .count_active_runs_of(&counted)
+            .await?
+            .into_iter()
+            .collect();
+        let mut looked = Vec::new();
+        let mut together = Vec::new();
+        for row in rows {
+            let Some(cached) = self.version(&row.dag_id, &row.version_hash).await? else {
+                // Its version is not readable yet: looked at again soon.
+                self.agenda
+                    .again_at(&row, now + SignedDuration::from_secs(1));
+                continue;
+            };
+            let Some(schedule) = cached.schedule.as_ref() else {
+                continue;
+            };
+            let due = core::due_runs(
+                DueDag {
+                    row: &row,
+                    dag: &cached.dag,
+                    schedule,
+                    active_runs: active.get(&row.dag_id).copied().unwrap_or(0),
+                },
+                now,
+            );
+            if let Some((status, slots)) = &due.passed_over {
+                let n = self.store.record_slots(&row.dag_id, *status, slots).await?;
+                if n > 0 && *status == SlotStatus::Missed {
+                    warn!(dag_id = %row.dag_id, slots = n, "schedule slots passed while no scheduler ran; catchup is off, so they are recorded as missed");
+                }
+            }
+            if due.runs.len() == 1 && due.room >= 1 {
+                together.push(due.runs[0].clone());
+            } else {
+                *created += self.create_in_order(&due).await?;
+            }
+            looked.push((row, cached, due));
         }
-        let Some(cached) = self.version(&row.dag_id, &row.version_hash).await? else {
-            // Its version is not readable yet: looked at again soon.
-            self.agenda
-                .again_at(&row, now + SignedDuration::from_secs(1));
-            return Ok(());
-        };
-        let Some(schedule) = cached.schedule.as_ref() else {
-            return Ok(());
-        };
-        let active_runs = if DueDag::needs_active_runs(&row) {
-            self.store.count_active_runs(&row.dag_id).await?
-        } else {
-            0
-        };
-        let due = DueDag {
-            row: &row,
-            dag: &cached.dag,
-            schedule,
-            active_runs,
-        };
-        let due = core::due_runs(due, now);
-        if let Some((status, slots)) = &due.passed_over {
-            let n = self.store.record_slots(&row.dag_id, *status, slots).await?;
-            if n > 0 && *status == SlotStatus::Missed {
-                warn!(dag_id = %row.dag_id, slots = n, "schedule slots passed while no scheduler ran; catchup is off, so they are recorded as missed");
+        for chunk in together.chunks(RUNS_PER_TRANSACTION) {
+            let ids = self.store.create_runs(chunk).await?;
+            for (run, id) in chunk.iter().zip(ids) {
+                if let Some(run_id) = id {
+                    info!(dag_id = %run.dag_id, %run_id, logical_date = %rfc3339(run.logical_date), "created scheduled run");
+                    *created += 1;
+                }
             }
         }
-        let mut created_here = 0;
+        for (row, cached, due) in &looked {
+            if let Some(schedule) = cached.schedule.as_ref() {
+                self.agenda.looked(row, schedule, due, now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes a DAG's due runs one by one, oldest slot first, until the room
+    /// `max_active_runs` leaves is used up; returns how many were made.
+    async fn create_in_order(&mut self, due: &core::Due) -> gale_store::Result<usize> {
+        let mut created = 0;
         for run in &due.runs {
-            if created_here == due.room {
+            if created == due.room {
                 break;
             }
             match self.store.create_run(run).await {
                 Ok(Some(run_id)) => {
                     info!(dag_id = %run.dag_id, %run_id, logical_date = %rfc3339(run.logical_date), "created scheduled run");
-                    created_here += 1;
+                    created += 1;
                 }
                 Ok(None) => {}
                 // Deleted since the pass read it: nothing more to make.
@@ -130,9 +177,7 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
                 Err(e) => return Err(e),
             }
         }
-        *created += created_here;
-        self.agenda.looked(&row, schedule, &due, now);
-        Ok(())
+        Ok(created)
     }
 
     /// Warns (once per DAG and pool) about tasks that name a pool that does not

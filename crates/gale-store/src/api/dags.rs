@@ -401,6 +401,9 @@ pub trait Dags: Send + Sync + 'static {
 
     async fn get_dag(&self, dag_id: &DagId) -> Result<Option<DagRow>>;
 
+    /// The rows of those of `dags` that exist, by DAG id.
+    async fn get_dags(&self, dags: &[DagId]) -> Result<Vec<DagRow>>;
+
     async fn get_version(&self, dag_id: &DagId, hash: &str) -> Result<Option<DagVersion>>;
 
     /// A DAG's versions, newest first.

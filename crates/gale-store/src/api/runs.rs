@@ -141,8 +141,16 @@ pub trait Runs: Send + Sync + 'static {
     /// leaves nothing behind, one that runs after sees this run unfinished.
     async fn create_run(&self, run: &NewRun) -> Result<Option<RunId>>;
 
+    /// Several runs made as [`Runs::create_run`] makes each, in one
+    /// transaction (a slot shared by many DAGs). Per run, in order: its id,
+    /// or `None` when its slot or key already had a run or its DAG is gone.
+    async fn create_runs(&self, runs: &[NewRun]) -> Result<Vec<Option<RunId>>>;
+
     /// Queued plus running runs of a DAG.
     async fn count_active_runs(&self, dag_id: &DagId) -> Result<u32>;
+
+    /// Queued plus running runs of each of `dags` that has any.
+    async fn count_active_runs_of(&self, dags: &[DagId]) -> Result<Vec<(DagId, u32)>>;
 
     /// Moves queued runs of unpaused DAGs to running, oldest logical date first,
     /// while each DAG has fewer than `max_active_runs` running.
@@ -152,7 +160,12 @@ pub trait Runs: Send + Sync + 'static {
 
     async fn get_run(&self, run_id: RunId) -> Result<Option<RunRow>>;
 
-    async fn running_runs(&self, limit: u32) -> Result<Vec<RunRow>>;
+    /// Running runs with ids above `after`, lowest id first, at most
+    /// `limit`: every running run, a page at a time.
+    async fn running_runs(&self, after: RunId, limit: u32) -> Result<Vec<RunRow>>;
+
+    /// Those of `runs` that are running, lowest id first.
+    async fn running_runs_by_id(&self, runs: &[RunId]) -> Result<Vec<RunRow>>;
 
     /// `running -> success|failed`, with the alerts it causes added to the
     /// outbox in the same transaction (only if the run was still running).

@@ -46,6 +46,7 @@ macro_rules! for_each_check {
             create_run_task_instances,
             promote_runs_respects_max_active_runs,
             promote_runs_skips_paused_dags,
+            batched_runs_and_reads,
             apply_transitions_is_conditional,
             run_state_counts_follow_transitions,
             enqueue_respects_max_active_tasks,

@@ -256,7 +256,7 @@ pub async fn promote_runs_respects_max_active_runs<S: Store + ?Sized>(store: &S)
         "queued plus running"
     );
     let running: BTreeSet<RunId> = store
-        .running_runs(100)
+        .running_runs(RunId(0), 100)
         .await
         .expect("running_runs")
         .into_iter()
@@ -333,5 +333,104 @@ pub async fn promote_runs_skips_paused_dags<S: Store + ?Sized>(store: &S) {
         store.promote_runs().await.expect("promote_runs"),
         vec![run],
         "once unpaused, the run starts"
+    );
+}
+
+/// The batched calls a scheduler makes when many DAGs share a slot or many
+/// runs move: `create_runs` makes each run as `create_run` would (one per
+/// slot, the cursor moved, its task instances), answering `None` for a slot
+/// that had a run and for a DAG that does not exist while the others are
+/// made; `get_dags` and `count_active_runs_of` read several DAGs at once;
+/// `running_runs` pages from a run id and `running_runs_by_id` answers only
+/// running runs.
+pub async fn batched_runs_and_reads<S: Store + ?Sized>(store: &S) {
+    let etl = seed(store, "dags/etl.yaml", ETL_V1).await;
+    let flat = seed(store, "dags/flat.yaml", &flat_dag_source("flat", 3, "")).await;
+    let taken = create(
+        store,
+        &new_run(&etl, "scheduled__taken", RunType::Scheduled, day(1)),
+    )
+    .await;
+
+    let mut gone = new_run(&etl, "scheduled__gone", RunType::Scheduled, day(5));
+    gone.dag_id = DagId("no_such_dag".into());
+    let batch = [
+        new_run(&etl, "scheduled__d2", RunType::Scheduled, day(2)),
+        new_run(&etl, "scheduled__again", RunType::Scheduled, day(1)),
+        gone,
+        new_run(&flat, "scheduled__f2", RunType::Scheduled, day(2)),
+    ];
+    let made = store.create_runs(&batch).await.expect("create_runs");
+    assert_eq!(made.len(), 4, "one answer per run: {made:?}");
+    assert_eq!(made[1], None, "a slot that has a run gets no second one");
+    assert_eq!(made[2], None, "no run for a DAG that does not exist");
+    let (etl_run, flat_run) = (
+        made[0].expect("etl's new slot gets a run"),
+        made[3].expect("flat's slot gets a run"),
+    );
+    assert_ne!(etl_run, flat_run);
+    assert_eq!(tasks_of(store, etl_run).await.len(), 2);
+    assert_eq!(tasks_of(store, flat_run).await.len(), 3);
+    let rows = store
+        .get_dags(&[
+            flat.id().clone(),
+            DagId("no_such_dag".into()),
+            etl.id().clone(),
+        ])
+        .await
+        .expect("get_dags");
+    let ids: Vec<&str> = rows.iter().map(|r| r.dag_id.as_str()).collect();
+    assert_eq!(ids, ["etl", "flat"], "the existing ones, by id");
+    assert_eq!(
+        rows[0].last_interval_end,
+        Some(day(3)),
+        "the batch moved etl's cursor past its newest slot"
+    );
+    assert_eq!(rows[1].last_interval_end, Some(day(3)));
+    assert!(
+        store.create_runs(&[]).await.expect("no runs").is_empty(),
+        "an empty batch makes nothing"
+    );
+
+    let mut active = store
+        .count_active_runs_of(&[etl.id().clone(), flat.id().clone(), DagId("x".into())])
+        .await
+        .expect("count_active_runs_of");
+    active.sort();
+    assert_eq!(
+        active,
+        [(etl.id().clone(), 2), (flat.id().clone(), 1)],
+        "queued runs count; a DAG without any is left out"
+    );
+
+    // Running runs, a page at a time and by id.
+    let started = store.promote_runs().await.expect("promote_runs");
+    assert_eq!(
+        started.iter().copied().collect::<BTreeSet<RunId>>(),
+        BTreeSet::from([taken, etl_run, flat_run])
+    );
+    let mut all = vec![taken, etl_run, flat_run];
+    all.sort();
+    let first = store.running_runs(RunId(0), 2).await.expect("running_runs");
+    let first: Vec<RunId> = first.iter().map(|r| r.id).collect();
+    assert_eq!(first, all[..2], "the lowest ids first");
+    let rest = store.running_runs(first[1], 2).await.expect("running_runs");
+    let rest: Vec<RunId> = rest.iter().map(|r| r.id).collect();
+    assert_eq!(rest, all[2..], "the page after the last one read");
+    assert!(
+        store
+            .finish_run(taken, RunState::Success, &[])
+            .await
+            .expect("finish_run")
+    );
+    let by_id = store
+        .running_runs_by_id(&[flat_run, taken, RunId(999_999)])
+        .await
+        .expect("running_runs_by_id");
+    let by_id: Vec<RunId> = by_id.iter().map(|r| r.id).collect();
+    assert_eq!(
+        by_id,
+        [flat_run],
+        "a finished run and an unknown id are left out"
     );
 }

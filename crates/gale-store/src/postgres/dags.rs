@@ -361,6 +361,21 @@ impl Dags for PgStore {
         .await
     }
 
+    async fn get_dags(&self, dags: &[DagId]) -> Result<Vec<DagRow>> {
+        if dags.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = dags.iter().map(|d| d.0.clone()).collect();
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql =
+                    format!("SELECT {DAG_COLS} FROM dags WHERE dag_id = ANY($1) ORDER BY dag_id");
+                Ok(c.rows(&sql, &[&ids]).await?.iter().map(dag_row).collect())
+            })
+        })
+        .await
+    }
+
     async fn get_version(&self, dag_id: &DagId, hash: &str) -> Result<Option<DagVersion>> {
         let (id, hash) = (dag_id.0.clone(), hash.to_owned());
         self.single(move |c| {

@@ -5,82 +5,63 @@ use super::*;
 #[async_trait]
 impl Runs for PgStore {
     async fn create_run(&self, run: &NewRun) -> Result<Option<RunId>> {
-        let conf = serde_json::Value::Object(run.conf.clone());
         let run = run.clone();
         let origin = self.origin.clone();
         self.write(move |tx| {
             Box::pin(async move {
-                let dag_id = run.dag_id.as_str();
-                // The DAG's row, held shared until this commits, so a
-                // `delete_dag` (which holds it exclusively while it looks for
-                // unfinished runs) either sees this run or comes first, and
-                // then no run is made for a DAG that is gone.
-                if tx
-                    .opt("SELECT 1 FROM dags WHERE dag_id = $1 FOR SHARE", &[&dag_id])
-                    .await?
-                    .is_none()
-                {
-                    return Err(Error::Invalid(no_such_dag(dag_id)));
+                let id = insert_run(tx, &run).await?;
+                tx.exec("SELECT pg_notify('gale_changed', $1)", &[&origin])
+                    .await?;
+                Ok(id)
+            })
+        })
+        .await
+    }
+
+    async fn create_runs(&self, runs: &[NewRun]) -> Result<Vec<Option<RunId>>> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let runs = runs.to_vec();
+        let origin = self.origin.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let mut ids = Vec::with_capacity(runs.len());
+                for run in &runs {
+                    ids.push(match insert_run(tx, run).await {
+                        Err(Error::Invalid(_)) => None,
+                        other => other?,
+                    });
                 }
-                if run.run_type == RunType::Scheduled {
-                    // The cursor moves even when the slot already has a run, so a
-                    // second scheduler that lost the race moves on too.
-                    tx.exec(
-                        "UPDATE dags SET last_interval_end = greatest(coalesce(last_interval_end, $2), $2)
-                         WHERE dag_id = $1",
-                        &[&dag_id, &run.interval_end],
+                tx.exec("SELECT pg_notify('gale_changed', $1)", &[&origin])
+                    .await?;
+                Ok(ids)
+            })
+        })
+        .await
+    }
+
+    async fn count_active_runs_of(&self, dags: &[DagId]) -> Result<Vec<(DagId, u32)>> {
+        let ids: Vec<String> = dags.iter().map(|d| d.0.clone()).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.single(move |c| {
+            Box::pin(async move {
+                let rows = c
+                    .rows(
+                        "SELECT dag_id, count(*) FROM runs
+                         WHERE dag_id = ANY($1) AND state IN ('queued', 'running') GROUP BY dag_id",
+                        &[&ids],
                     )
                     .await?;
-                }
-                let Some(row) = tx
-                    .opt(
-                        "INSERT INTO runs (dag_id, run_key, run_type, version_hash, logical_date,
-                             interval_start, interval_end, conf, state, created_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', now())
-                         ON CONFLICT DO NOTHING RETURNING id",
-                        &[
-                            &dag_id,
-                            &run.run_key,
-                            &run.run_type.as_str(),
-                            &run.version_hash,
-                            &run.logical_date,
-                            &run.interval_start,
-                            &run.interval_end,
-                            &conf,
-                        ],
-                    )
-                    .await?
-                else {
-                    return Ok(None);
-                };
-                let run_id: i64 = row.get(0);
-                let task_ids: Vec<&str> = run.tasks.iter().map(|t| t.task_id.as_str()).collect();
-                let max_tries: Vec<i32> = run.tasks.iter().map(|t| i32_of(t.max_tries)).collect();
-                let queues: Vec<&str> = run.tasks.iter().map(|t| t.queue.as_str()).collect();
-                let priorities: Vec<i32> = run.tasks.iter().map(|t| t.priority).collect();
-                let pools: Vec<Option<&str>> = run.tasks.iter().map(|t| t.pool.as_deref()).collect();
-                tx.exec(
-                    "INSERT INTO task_instances (run_id, dag_id, task_id, state, max_tries, queue,
-                         priority, pool, updated_at)
-                     SELECT $1, $2, u.task_id, 'none', u.max_tries, u.queue, u.priority, u.pool, now()
-                     FROM unnest($3::text[], $4::int[], $5::text[], $6::int[], $7::text[])
-                         AS u(task_id, max_tries, queue, priority, pool)",
-                    &[&run_id, &dag_id, &task_ids, &max_tries, &queues, &priorities, &pools],
-                )
-                .await?;
-                if matches!(run.run_type, RunType::Scheduled | RunType::Backfill) {
-                    tx.exec(
-                        "INSERT INTO schedule_slots (dag_id, logical_date, interval_end, status,
-                             run_id, recorded_at)
-                         VALUES ($1, $2, $3, 'run', $4, now())
-                         ON CONFLICT (dag_id, logical_date) DO UPDATE
-                             SET status = 'run', run_id = $4, recorded_at = now()",
-                        &[&dag_id, &run.logical_date, &run.interval_end, &run_id],
-                    )
-                    .await?;
-                }
-                tx.exec("SELECT pg_notify('gale_changed', $1)", &[&origin]).await?;
-                Ok(Some(RunId(run_id)))
+                Ok(rows
+                    .iter()
+                    .map(|r| {
+                        let n: i64 = r.get(1);
+                        (DagId(r.get(0)), u32::try_from(n).unwrap_or(u32::MAX))
+                    })
+                    .collect())
             })
         })
         .await
@@ -201,14 +182,35 @@ impl Runs for PgStore {
         .await
     }
 
-    async fn running_runs(&self, limit: u32) -> Result<Vec<RunRow>> {
+    async fn running_runs(&self, after: RunId, limit: u32) -> Result<Vec<RunRow>> {
         let limit = i64::from(limit);
         self.single(move |c| {
             Box::pin(async move {
                 let sql = format!(
-                    "SELECT {RUN_COLS} FROM runs WHERE state = 'running' ORDER BY id LIMIT $1"
+                    "SELECT {RUN_COLS} FROM runs WHERE state = 'running' AND id > $1
+                     ORDER BY id LIMIT $2"
                 );
-                Ok(c.rows(&sql, &[&limit]).await?.iter().map(run_row).collect())
+                Ok(c.rows(&sql, &[&after.0, &limit])
+                    .await?
+                    .iter()
+                    .map(run_row)
+                    .collect())
+            })
+        })
+        .await
+    }
+
+    async fn running_runs_by_id(&self, runs: &[RunId]) -> Result<Vec<RunRow>> {
+        let ids: Vec<i64> = runs.iter().map(|r| r.0).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.single(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE id = ANY($1) AND state = 'running' ORDER BY id"
+                );
+                Ok(c.rows(&sql, &[&ids]).await?.iter().map(run_row).collect())
             })
         })
         .await
@@ -518,4 +520,80 @@ impl Runs for PgStore {
         })
         .await
     }
+}
+
+/// Inserts one run and its task instances (see `Runs::create_run`), in the
+/// caller's transaction.
+async fn insert_run(tx: &Tx<'_>, run: &NewRun) -> Result<Option<RunId>> {
+    let conf = serde_json::Value::Object(run.conf.clone());
+    let dag_id = run.dag_id.as_str();
+    // The DAG's row, held shared until this commits, so a
+    // `delete_dag` (which holds it exclusively while it looks for
+    // unfinished runs) either sees this run or comes first, and
+    // then no run is made for a DAG that is gone.
+    if tx
+        .opt("SELECT 1 FROM dags WHERE dag_id = $1 FOR SHARE", &[&dag_id])
+        .await?
+        .is_none()
+    {
+        return Err(Error::Invalid(no_such_dag(dag_id)));
+    }
+    if run.run_type == RunType::Scheduled {
+        // The cursor moves even when the slot already has a run, so a
+        // second scheduler that lost the race moves on too.
+        tx.exec(
+            "UPDATE dags SET last_interval_end = greatest(coalesce(last_interval_end, $2), $2)
+                         WHERE dag_id = $1",
+            &[&dag_id, &run.interval_end],
+        )
+        .await?;
+    }
+    let Some(row) = tx
+        .opt(
+            "INSERT INTO runs (dag_id, run_key, run_type, version_hash, logical_date,
+                             interval_start, interval_end, conf, state, created_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', now())
+                         ON CONFLICT DO NOTHING RETURNING id",
+            &[
+                &dag_id,
+                &run.run_key,
+                &run.run_type.as_str(),
+                &run.version_hash,
+                &run.logical_date,
+                &run.interval_start,
+                &run.interval_end,
+                &conf,
+            ],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let run_id: i64 = row.get(0);
+    let task_ids: Vec<&str> = run.tasks.iter().map(|t| t.task_id.as_str()).collect();
+    let max_tries: Vec<i32> = run.tasks.iter().map(|t| i32_of(t.max_tries)).collect();
+    let queues: Vec<&str> = run.tasks.iter().map(|t| t.queue.as_str()).collect();
+    let priorities: Vec<i32> = run.tasks.iter().map(|t| t.priority).collect();
+    let pools: Vec<Option<&str>> = run.tasks.iter().map(|t| t.pool.as_deref()).collect();
+    tx.exec(
+                    "INSERT INTO task_instances (run_id, dag_id, task_id, state, max_tries, queue,
+                         priority, pool, updated_at)
+                     SELECT $1, $2, u.task_id, 'none', u.max_tries, u.queue, u.priority, u.pool, now()
+                     FROM unnest($3::text[], $4::int[], $5::text[], $6::int[], $7::text[])
+                         AS u(task_id, max_tries, queue, priority, pool)",
+                    &[&run_id, &dag_id, &task_ids, &max_tries, &queues, &priorities, &pools],
+                )
+                .await?;
+    if matches!(run.run_type, RunType::Scheduled | RunType::Backfill) {
+        tx.exec(
+            "INSERT INTO schedule_slots (dag_id, logical_date, interval_end, status,
+                             run_id, recorded_at)
+                         VALUES ($1, $2, $3, 'run', $4, now())
+                         ON CONFLICT (dag_id, logical_date) DO UPDATE
+                             SET status = 'run', run_id = $4, recorded_at = now()",
+            &[&dag_id, &run.logical_date, &run.interval_end, &run_id],
+        )
+        .await?;
+    }
+    Ok(Some(RunId(run_id)))
 }

@@ -379,6 +379,23 @@ impl Dags for SqliteStore {
         .await
     }
 
+    async fn get_dags(&self, dags: &[DagId]) -> Result<Vec<DagRow>> {
+        if dags.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = dags.iter().map(|d| d.0.clone()).collect();
+        self.call(move |conn| {
+            let marks = vec!["?"; ids.len()].join(", ");
+            query_all(
+                conn,
+                &format!("SELECT {DAG_COLS} FROM dags WHERE dag_id IN ({marks}) ORDER BY dag_id"),
+                params_from_iter(ids.iter()),
+                dag_row,
+            )
+        })
+        .await
+    }
+
     async fn get_version(&self, dag_id: &DagId, hash: &str) -> Result<Option<DagVersion>> {
         let (dag_id, hash) = (dag_id.0.clone(), hash.to_owned());
         self.call(move |conn| {

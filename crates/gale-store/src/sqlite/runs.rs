@@ -7,90 +7,46 @@ impl Runs for SqliteStore {
     async fn create_run(&self, run: &NewRun) -> Result<Option<RunId>> {
         let conf = to_json(&run.conf)?;
         let run = run.clone();
+        self.write(move |tx| insert_run(tx, &run, &conf, now_us()))
+            .await
+    }
+
+    async fn create_runs(&self, runs: &[NewRun]) -> Result<Vec<Option<RunId>>> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let runs: Vec<(NewRun, String)> = runs
+            .iter()
+            .map(|r| Ok((r.clone(), to_json(&r.conf)?)))
+            .collect::<Result<_>>()?;
         self.write(move |tx| {
             let now = now_us();
-            // Writes are one at a time, so a DAG seen here is not deleted
-            // before this run is in.
-            let known: bool = tx
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM dags WHERE dag_id = ?1)",
-                    params![run.dag_id.as_str()],
-                    |r| r.get(0),
-                )
-                .map_err(map_err)?;
-            if !known {
-                return Err(Error::Invalid(no_such_dag(run.dag_id.as_str())));
-            }
-            if run.run_type == RunType::Scheduled {
-                // The cursor moves even when the slot already has a run, so a second
-                // scheduler that lost the race moves on too.
-                tx.execute(
-                    "UPDATE dags SET last_interval_end = max(coalesce(last_interval_end, ?2), ?2)
-                     WHERE dag_id = ?1",
-                    params![run.dag_id.as_str(), to_micros(run.interval_end)],
-                )
-                .map_err(map_err)?;
-            }
-            let inserted = tx
-                .execute(
-                    "INSERT OR IGNORE INTO runs (dag_id, run_key, run_type, version_hash, logical_date,
-                         interval_start, interval_end, conf, state, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9)",
-                    params![
-                        run.dag_id.as_str(),
-                        run.run_key,
-                        run.run_type.as_str(),
-                        run.version_hash,
-                        to_micros(run.logical_date),
-                        to_micros(run.interval_start),
-                        to_micros(run.interval_end),
-                        conf,
-                        now
-                    ],
-                )
-                .map_err(map_err)?;
-            if inserted == 0 {
-                return Ok(None);
-            }
-            let run_id = tx.last_insert_rowid();
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO task_instances (run_id, dag_id, task_id, state, max_tries, queue,
-                         priority, updated_at, pool)
-                     VALUES (?1, ?2, ?3, 'none', ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(map_err)?;
-            for t in &run.tasks {
-                stmt.execute(params![
-                    run_id,
-                    run.dag_id.as_str(),
-                    t.task_id.as_str(),
-                    t.max_tries,
-                    t.queue,
-                    t.priority,
-                    now,
-                    t.pool
-                ])
-                .map_err(map_err)?;
-            }
-            if matches!(run.run_type, RunType::Scheduled | RunType::Backfill) {
-                tx.execute(
-                    "INSERT INTO schedule_slots (dag_id, logical_date, interval_end, status, run_id,
-                         recorded_at)
-                     VALUES (?1, ?2, ?3, 'run', ?4, ?5)
-                     ON CONFLICT (dag_id, logical_date) DO UPDATE
-                         SET status = 'run', run_id = ?4, recorded_at = ?5",
-                    params![
-                        run.dag_id.as_str(),
-                        to_micros(run.logical_date),
-                        to_micros(run.interval_end),
-                        run_id,
-                        now
-                    ],
-                )
-                .map_err(map_err)?;
-            }
-            Ok(Some(RunId(run_id)))
+            runs.iter()
+                .map(|(run, conf)| match insert_run(tx, run, conf, now) {
+                    Err(Error::Invalid(_)) => Ok(None),
+                    other => other,
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn count_active_runs_of(&self, dags: &[DagId]) -> Result<Vec<(DagId, u32)>> {
+        if dags.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = dags.iter().map(|d| d.0.clone()).collect();
+        self.call(move |conn| {
+            let marks = vec!["?"; ids.len()].join(", ");
+            query_all(
+                conn,
+                &format!(
+                    "SELECT dag_id, count(*) FROM runs
+                     WHERE dag_id IN ({marks}) AND state IN ('queued', 'running') GROUP BY dag_id"
+                ),
+                params_from_iter(ids.iter()),
+                |r| Ok((DagId(r.get(0)?), r.get(1)?)),
+            )
         })
         .await
     }
@@ -217,14 +173,35 @@ impl Runs for SqliteStore {
         .await
     }
 
-    async fn running_runs(&self, limit: u32) -> Result<Vec<RunRow>> {
+    async fn running_runs(&self, after: RunId, limit: u32) -> Result<Vec<RunRow>> {
         self.call(move |conn| {
             query_all(
                 conn,
                 &format!(
-                    "SELECT {RUN_COLS} FROM runs WHERE state = 'running' ORDER BY id LIMIT ?1"
+                    "SELECT {RUN_COLS} FROM runs WHERE state = 'running' AND id > ?1
+                     ORDER BY id LIMIT ?2"
                 ),
-                params![limit],
+                params![after.0, limit],
+                run_row,
+            )
+        })
+        .await
+    }
+
+    async fn running_runs_by_id(&self, runs: &[RunId]) -> Result<Vec<RunRow>> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = runs.iter().map(|r| r.0).collect();
+        self.call(move |conn| {
+            let marks = vec!["?"; ids.len()].join(", ");
+            query_all(
+                conn,
+                &format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE id IN ({marks}) AND state = 'running'
+                     ORDER BY id"
+                ),
+                params_from_iter(ids.iter()),
                 run_row,
             )
         })
@@ -515,4 +492,91 @@ impl Runs for SqliteStore {
         })
         .await
     }
+}
+
+/// Inserts one run and its task instances (see `Runs::create_run`), in the
+/// writer's transaction.
+fn insert_run(tx: &Connection, run: &NewRun, conf: &str, now: i64) -> Result<Option<RunId>> {
+    // Writes are one at a time, so a DAG seen here is not deleted
+    // before this run is in.
+    let known: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM dags WHERE dag_id = ?1)",
+            params![run.dag_id.as_str()],
+            |r| r.get(0),
+        )
+        .map_err(map_err)?;
+    if !known {
+        return Err(Error::Invalid(no_such_dag(run.dag_id.as_str())));
+    }
+    if run.run_type == RunType::Scheduled {
+        // The cursor moves even when the slot already has a run, so a second
+        // scheduler that lost the race moves on too.
+        tx.execute(
+            "UPDATE dags SET last_interval_end = max(coalesce(last_interval_end, ?2), ?2)
+                 WHERE dag_id = ?1",
+            params![run.dag_id.as_str(), to_micros(run.interval_end)],
+        )
+        .map_err(map_err)?;
+    }
+    let inserted = tx
+        .execute(
+            "INSERT OR IGNORE INTO runs (dag_id, run_key, run_type, version_hash, logical_date,
+                     interval_start, interval_end, conf, state, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9)",
+            params![
+                run.dag_id.as_str(),
+                run.run_key,
+                run.run_type.as_str(),
+                run.version_hash,
+                to_micros(run.logical_date),
+                to_micros(run.interval_start),
+                to_micros(run.interval_end),
+                conf,
+                now
+            ],
+        )
+        .map_err(map_err)?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    let run_id = tx.last_insert_rowid();
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO task_instances (run_id, dag_id, task_id, state, max_tries, queue,
+                     priority, updated_at, pool)
+                 VALUES (?1, ?2, ?3, 'none', ?4, ?5, ?6, ?7, ?8)",
+        )
+        .map_err(map_err)?;
+    for t in &run.tasks {
+        stmt.execute(params![
+            run_id,
+            run.dag_id.as_str(),
+            t.task_id.as_str(),
+            t.max_tries,
+            t.queue,
+            t.priority,
+            now,
+            t.pool
+        ])
+        .map_err(map_err)?;
+    }
+    if matches!(run.run_type, RunType::Scheduled | RunType::Backfill) {
+        tx.execute(
+            "INSERT INTO schedule_slots (dag_id, logical_date, interval_end, status, run_id,
+                     recorded_at)
+                 VALUES (?1, ?2, ?3, 'run', ?4, ?5)
+                 ON CONFLICT (dag_id, logical_date) DO UPDATE
+                     SET status = 'run', run_id = ?4, recorded_at = ?5",
+            params![
+                run.dag_id.as_str(),
+                to_micros(run.logical_date),
+                to_micros(run.interval_end),
+                run_id,
+                now
+            ],
+        )
+        .map_err(map_err)?;
+    }
+    Ok(Some(RunId(run_id)))
 }
