@@ -15,15 +15,18 @@ mod execute;
 pub mod guard;
 mod logs;
 mod report;
+mod specs;
 mod task_env;
 
 use std::collections::HashMap;
+
+use specs::Spec;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gale_model::DagId;
 use gale_model::TaskState;
-use gale_model::{Dag, DagId};
 use gale_store::prelude::{Alerts, Clock, Dags, Logs, Queue, Runs};
 use gale_store::{Notifier, Reap, TiId, WorkerId};
 use tokio_util::sync::CancellationToken;
@@ -188,29 +191,6 @@ enum KillReason {
     HandedBack,
 }
 
-/// A DAG version as its worker uses it: tasks found by id without a scan (a
-/// fan-out of thousands of tasks would otherwise search its list per attempt).
-pub(crate) struct Spec {
-    pub dag: Dag,
-    by_id: HashMap<String, usize>,
-}
-
-impl Spec {
-    fn new(dag: Dag) -> Self {
-        let by_id = dag
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.id.as_str().to_owned(), i))
-            .collect();
-        Spec { dag, by_id }
-    }
-
-    pub fn task(&self, id: &str) -> Option<&gale_model::Task> {
-        self.by_id.get(id).map(|&i| &self.dag.tasks[i])
-    }
-}
-
 pub(crate) struct Shared<S: ?Sized> {
     store: Arc<S>,
     notifier: Arc<Notifier>,
@@ -221,7 +201,7 @@ pub(crate) struct Shared<S: ?Sized> {
     /// By task instance and try: a late report of a reaped try may still be
     /// going when this worker claims the retry.
     reporting: Mutex<std::collections::HashSet<(TiId, u32)>>,
-    specs: Mutex<HashMap<(DagId, String), Arc<Spec>>>,
+    specs: specs::Specs,
     /// Held while a DAG version is fetched: the attempts of a new run all start
     /// at once, and one fetch of a large version serves them all.
     spec_fetch: tokio::sync::Mutex<()>,
@@ -247,7 +227,7 @@ impl<S: WorkerStore + ?Sized> Worker<S> {
                 opts,
                 held: Mutex::new(HashMap::new()),
                 reporting: Mutex::new(std::collections::HashSet::new()),
-                specs: Mutex::new(HashMap::new()),
+                specs: specs::Specs::default(),
                 spec_fetch: tokio::sync::Mutex::new(()),
                 slot_freed: tokio::sync::Notify::new(),
                 http: reqwest::Client::new(),
@@ -471,30 +451,18 @@ impl<S: WorkerStore + ?Sized> Shared<S> {
         dag_id: &DagId,
         hash: &str,
     ) -> gale_store::Result<Option<Arc<Spec>>> {
-        let key = (dag_id.clone(), hash.to_owned());
-        let cached = || {
-            self.specs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&key)
-                .cloned()
-        };
-        if let Some(d) = cached() {
+        if let Some(d) = self.specs.get(dag_id, hash) {
             return Ok(Some(d));
         }
         let _fetching = self.spec_fetch.lock().await;
-        if let Some(d) = cached() {
+        if let Some(d) = self.specs.get(dag_id, hash) {
             return Ok(Some(d));
         }
         let Some(version) = self.store.get_version(dag_id, hash).await? else {
             return Ok(None);
         };
         let dag = Arc::new(Spec::new(version.spec));
-        let mut specs = self.specs.lock().unwrap_or_else(|p| p.into_inner());
-        if specs.len() > 1000 {
-            specs.clear();
-        }
-        specs.insert(key, dag.clone());
+        self.specs.insert(dag_id, hash, dag.clone());
         Ok(Some(dag))
     }
 
@@ -670,6 +638,7 @@ async fn heartbeat_loop<S: WorkerStore + ?Sized>(shared: Arc<Shared<S>>, stop: C
             // A failed renewal is retried soon, but not in a tight loop.
             wake = wake.max(tokio::time::Instant::now() + Duration::from_millis(100));
         }
+        shared.specs.sweep();
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(wake) => {}

@@ -87,9 +87,10 @@ fn failed(message: String) -> Outcome {
     }
 }
 
-/// The template context of one attempt.
+/// The template context of one attempt, `schedule` the DAG's parsed.
 pub fn context(
     dag: &Dag,
+    schedule: Option<&gale_model::schedule::Schedule>,
     task: &Task,
     run: &RunRow,
     try_number: u32,
@@ -118,7 +119,7 @@ pub fn context(
         conf: run.conf.clone(),
         tasks: upstream,
         lookup: None,
-        prev: prev::names(dag, run),
+        prev: prev::names(schedule, run),
     }
 }
 
@@ -182,8 +183,17 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
     };
     let outcome = match (&spec, &task, upstream) {
         (Ok(spec), Ok(task), Ok(upstream)) => 'ran: {
-            let mut ctx = context(&spec.dag, task, &run, try_number, upstream);
-            prev::success(shared, task, &run, &mut ctx.prev).await;
+            let mut ctx = context(
+                &spec.dag,
+                spec.schedule.as_ref(),
+                task,
+                &run,
+                try_number,
+                upstream,
+            );
+            if spec.uses_success(task.id.as_str()) {
+                prev::success(shared, &run, &mut ctx.prev).await;
+            }
             let prepared =
                 secrets::prepare(shared.opts.resolver.as_deref(), task, &mut ctx, &kill).await;
             let prepared = match prepared {
@@ -709,7 +719,8 @@ pub async fn run_task_once(
     cwd: &Path,
     resolver: Option<&gale_secrets::Resolver>,
 ) -> Outcome {
-    let mut ctx = context(dag, task, run, 1, BTreeMap::new());
+    let schedule = dag.parsed_schedule();
+    let mut ctx = context(dag, schedule.as_ref(), task, run, 1, BTreeMap::new());
     let prepared = match secrets::prepare(resolver, task, &mut ctx, &CancellationToken::new()).await
     {
         Ok(p) => p,

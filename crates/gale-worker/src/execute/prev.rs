@@ -4,9 +4,10 @@
 //! `prev_data_interval_end_success`, `prev_start_date_success`), read from
 //! the store only for a task whose fields name one of them.
 
+use gale_model::RunState;
+use gale_model::schedule::Schedule;
 use gale_model::template::PREV_NAMES;
 use gale_model::time::rfc3339;
-use gale_model::{Dag, RunState, Task};
 use gale_store::{RunFilter, RunRow};
 use serde_json::{Map, Value};
 
@@ -14,15 +15,12 @@ use super::Shared;
 use crate::WorkerStore;
 
 /// The names every attempt has: the schedule's, and `null` for the rest.
-pub(super) fn names(dag: &Dag, run: &RunRow) -> Map<String, Value> {
+pub(super) fn names(schedule: Option<&Schedule>, run: &RunRow) -> Map<String, Value> {
     let mut out: Map<String, Value> = PREV_NAMES
         .iter()
         .map(|n| ((*n).to_owned(), Value::Null))
         .collect();
-    if let Some(prev) = dag
-        .parsed_schedule()
-        .and_then(|s| s.prev_before(run.logical_date))
-    {
+    if let Some(prev) = schedule.and_then(|s| s.prev_before(run.logical_date)) {
         out.insert(
             "prev_ds".into(),
             prev.strftime("%Y-%m-%d").to_string().into(),
@@ -35,18 +33,13 @@ pub(super) fn names(dag: &Dag, run: &RunRow) -> Map<String, Value> {
     out
 }
 
-/// Fills in the previous successful run's names when `task` uses them. A
-/// store that cannot answer leaves them `null`.
+/// Fills in the previous successful run's names (for a task that uses
+/// them). A store that cannot answer leaves them `null`.
 pub(super) async fn success<S: WorkerStore + ?Sized>(
     shared: &Shared<S>,
-    task: &Task,
     run: &RunRow,
     names: &mut Map<String, Value>,
 ) {
-    let uses = serde_json::to_string(task).is_ok_and(|t| t.contains("_success"));
-    if !uses {
-        return;
-    }
     let filter = RunFilter {
         dag_id: Some(run.dag_id.clone()),
         state: Some(RunState::Success),
