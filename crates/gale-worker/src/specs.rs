@@ -20,13 +20,42 @@ const MOST: usize = 50_000;
 
 /// A DAG version as its worker uses it: tasks found by id without a scan (a
 /// fan-out of thousands of tasks would otherwise search its list per
-/// attempt), its schedule parsed once (for `prev_ds`), and which tasks name
-/// the previous successful run's fields.
+/// attempt), its schedule parsed once (for `prev_ds`), and which of the
+/// store's values each task's fields name.
 pub(crate) struct Spec {
     pub dag: Dag,
     pub schedule: Option<Schedule>,
     by_id: HashMap<String, usize>,
-    uses_success: Vec<bool>,
+    names: Vec<Names>,
+}
+
+/// Which values that cost a store read a task's fields name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Names {
+    /// A `prev_*_success` value: the DAG's previous successful run.
+    pub prev_success: bool,
+    /// `tasks.<id>.outputs`: its upstream tasks' outputs.
+    pub upstream_outputs: bool,
+}
+
+impl Names {
+    fn of(task: &Task) -> Names {
+        // Any template naming them spells them out; a field's own name (such
+        // as `trigger_rule: all_success`) does not count.
+        let Ok(fields) = serde_json::to_string(task) else {
+            return Names {
+                prev_success: true,
+                upstream_outputs: true,
+            };
+        };
+        Names {
+            prev_success: PREV_NAMES
+                .iter()
+                .filter(|n| n.ends_with("_success"))
+                .any(|n| fields.contains(n)),
+            upstream_outputs: fields.contains("tasks"),
+        }
+    }
 }
 
 impl Spec {
@@ -37,23 +66,12 @@ impl Spec {
             .enumerate()
             .map(|(i, t)| (t.id.as_str().to_owned(), i))
             .collect();
-        let uses_success = dag
-            .tasks
-            .iter()
-            .map(|t| {
-                serde_json::to_string(t).is_ok_and(|t| {
-                    PREV_NAMES
-                        .iter()
-                        .filter(|n| n.ends_with("_success"))
-                        .any(|n| t.contains(n))
-                })
-            })
-            .collect();
+        let names = dag.tasks.iter().map(Names::of).collect();
         Spec {
             schedule: dag.parsed_schedule(),
             dag,
             by_id,
-            uses_success,
+            names,
         }
     }
 
@@ -61,13 +79,16 @@ impl Spec {
         self.by_id.get(id).map(|&i| &self.dag.tasks[i])
     }
 
-    /// Whether the task's fields name one of the `prev_*_success` values (only
-    /// then is the previous successful run read: a field's name, such as
-    /// `trigger_rule: all_success`, does not count).
-    pub fn uses_success(&self, id: &str) -> bool {
+    /// Which store-read values the task's fields name (all, for a task not
+    /// in this version).
+    pub fn names(&self, id: &str) -> Names {
         self.by_id
             .get(id)
-            .is_some_and(|&i| self.uses_success.get(i).copied().unwrap_or(false))
+            .and_then(|&i| self.names.get(i).copied())
+            .unwrap_or(Names {
+                prev_success: true,
+                upstream_outputs: true,
+            })
     }
 }
 
@@ -134,7 +155,7 @@ mod tests {
 
     fn dag(id: &str) -> Dag {
         let source = format!(
-            "id: {id}\nschedule: '*/5 * * * *'\ntasks:\n  a:\n    run: echo {{{{ prev_start_date_success }}}}\n  b:\n    run: 'true'\n"
+            "id: {id}\nschedule: '*/5 * * * *'\ntasks:\n  a:\n    run: echo {{{{ prev_start_date_success }}}}\n  b:\n    run: 'true'\n  c:\n    needs: [b]\n    run: echo {{{{ tasks.b.outputs.x }}}}\n"
         );
         gale_model::dag::parse(&format!("{id}.yaml"), id, &source).expect("a DAG")
     }
@@ -147,9 +168,10 @@ mod tests {
             spec.schedule.is_some(),
             "the schedule is parsed with the version"
         );
-        assert!(spec.uses_success("a"));
-        assert!(!spec.uses_success("b"));
-        assert!(!spec.uses_success("nosuchtask"));
+        let a = spec.names("a");
+        assert!(a.prev_success && !a.upstream_outputs, "{a:?}");
+        assert_eq!(spec.names("b"), Names::default(), "`true` names nothing");
+        assert!(spec.names("c").upstream_outputs);
         let id = DagId("d".into());
         assert!(specs.get(&id, "h1").is_none());
         specs.insert(&id, "h1", spec.clone());

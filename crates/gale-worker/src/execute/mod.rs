@@ -178,7 +178,9 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
     // A task is not run with its inputs missing: failed, and retried by its
     // policy.
     let upstream = match (&spec, &task) {
-        (Ok(spec), Ok(t)) => upstream_outputs(shared, &run, &spec.dag, t, &kill).await,
+        (Ok(spec), Ok(t)) if spec.names(t.id.as_str()).upstream_outputs => {
+            upstream_outputs(shared, &run, &spec.dag, t, &kill).await
+        }
         _ => Ok(BTreeMap::new()),
     };
     let outcome = match (&spec, &task, upstream) {
@@ -191,7 +193,7 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
                 try_number,
                 upstream,
             );
-            if spec.uses_success(task.id.as_str()) {
+            if spec.names(task.id.as_str()).prev_success {
                 prev::success(shared, &run, &mut ctx.prev).await;
             }
             let prepared =
