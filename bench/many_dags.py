@@ -4,7 +4,7 @@ what the node costs while it waits for the next slot, and how fast a slot
 shared by all of them drains.
 
 Usage: bench/many_dags.py GALE_BINARY N [N ...] [--label L] [--idle 60] [--period 5]
-                          [--no-burst]
+                          [--no-burst] [--reference]
 
 For each N: N files of a 5-task chain of `true`, each `*/P * * * *` (P is
 --period, in minutes, 5 unless given) with catchup off, in a fresh GALE_HOME. It prints, per N, one JSON line:
@@ -15,6 +15,10 @@ For each N: N files of a 5-task chain of `true`, each `*/P * * * *` (P is
   burst_create_s  the slot's instant to the last of its N runs created
   burst_finish_s  the slot's instant to the last of its runs finished
   burst_tasks_per_s  5 * N / burst_finish_s
+  reference_tasks_per_s  with --reference, after the burst: one run of a
+                DAG of min(5 N, 10,000) independent `true` tasks on the same
+                node, its tasks over its creation to its end; burst_ratio is
+                burst_tasks_per_s over it
 The burst waits for the next slot (up to P minutes); only runs created
 before the slot after it count. --no-burst
 leaves it out and makes every DAG yearly (`0 0 1 1 *`, start 2026-01-01,
@@ -69,7 +73,38 @@ def query(db, sql):
         return None
 
 
-def one(binary, n, idle_s, label, burst, schedule, period):
+FANOUT = """id: fanout_ref
+tasks:
+"""
+
+
+def reference(binary, env, dags, db, n):
+    """One fan-out run of min(5 n, 10,000) `true` tasks on the running node:
+    its tasks per second from its creation to its end."""
+    m = min(5 * n, 10_000)
+    with open(os.path.join(dags, "fanout_ref.yaml"), "w") as f:
+        f.write(FANOUT + "".join(f"  t{i}: {{run: \"true\"}}\n" for i in range(m)))
+    deadline = time.time() + 120
+    while not (query(db, "SELECT count(*) FROM dags WHERE dag_id = 'fanout_ref'") or [0])[0]:
+        if time.time() > deadline:
+            raise SystemExit("the reference fan-out DAG was not stored")
+        time.sleep(0.1)
+    subprocess.run(
+        [binary, "dags", "trigger", "fanout_ref"], env=env, check=True, capture_output=True
+    )
+    while True:
+        row = query(
+            db,
+            "SELECT state, created_at, ended_at FROM runs WHERE dag_id = 'fanout_ref'",
+        )
+        if row and row[0] in ("success", "failed"):
+            return round(m / ((row[2] - row[1]) / 1e6), 1)
+        if time.time() > deadline + 600:
+            raise SystemExit(f"the reference fan-out did not finish: {row}")
+        time.sleep(0.2)
+
+
+def one(binary, n, idle_s, label, burst, schedule, period, ref):
     home = tempfile.mkdtemp(prefix="gale-many-")
     dags = os.path.join(home, "dags")
     os.makedirs(dags)
@@ -150,6 +185,11 @@ def one(binary, n, idle_s, label, burst, schedule, period):
         out["burst_finish_s"] = round(last_end - slot, 2)
         out["burst_tasks_per_s"] = round(5 * n / (last_end - slot), 1)
         out["rss_after_burst_mb"] = round(rss_mb(proc.pid), 1)
+        if ref:
+            out["reference_tasks_per_s"] = reference(binary, env, dags, db, n)
+            out["burst_ratio"] = round(
+                out["burst_tasks_per_s"] / out["reference_tasks_per_s"], 2
+            )
         print(json.dumps(out), flush=True)
     finally:
         proc.terminate()
@@ -164,7 +204,8 @@ def main():
     args = sys.argv[1:]
     label, idle_s = "", 60
     burst = "--no-burst" not in args
-    args = [a for a in args if a != "--no-burst"]
+    ref = "--reference" in args
+    args = [a for a in args if a not in ("--no-burst", "--reference")]
     # Without the burst, a schedule that has no complete interval yet: every
     # DAG is scheduled, none has a run, and the idle cost is that of the
     # DAGs alone.
@@ -186,7 +227,7 @@ def main():
         raise SystemExit(__doc__)
     binary = args[0]
     for n in args[1:]:
-        one(binary, int(n), idle_s, label, burst, schedule, period * 60)
+        one(binary, int(n), idle_s, label, burst, schedule, period * 60, ref)
 
 
 if __name__ == "__main__":

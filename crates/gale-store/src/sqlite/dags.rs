@@ -383,13 +383,15 @@ impl Dags for SqliteStore {
         if dags.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = dags.iter().map(|d| d.0.clone()).collect();
+        let ids = name_list(dags)?;
         self.call(move |conn| {
-            let marks = vec!["?"; ids.len()].join(", ");
             query_all(
                 conn,
-                &format!("SELECT {DAG_COLS} FROM dags WHERE dag_id IN ({marks}) ORDER BY dag_id"),
-                params_from_iter(ids.iter()),
+                &format!(
+                    "SELECT {DAG_COLS} FROM dags WHERE dag_id IN (SELECT value FROM json_each(?1))
+                     ORDER BY dag_id"
+                ),
+                params![ids],
                 dag_row,
             )
         })

@@ -62,6 +62,9 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
+/// Prepared statements kept per connection.
+const STATEMENTS_CACHED: usize = 64;
+
 fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| {
         Error::Unavailable(format!(
@@ -71,6 +74,9 @@ fn connect(path: &Path) -> Result<Connection> {
     })?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(map_err)?;
+    // The statements a busy node runs (beyond rusqlite's default of 16), so
+    // none is parsed again each time.
+    conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
     // Switching a new database file to WAL takes its lock without calling the busy
     // handler: when another process opens the same new file at that moment, the
     // switch fails at once with SQLITE_BUSY. Retry it within the busy timeout.
@@ -407,6 +413,19 @@ fn query_all<T>(
     let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
     let rows = stmt.query_map(p, row).map_err(map_err)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+}
+
+/// Ids as one JSON array, for `IN (SELECT value FROM json_each(?))`: one
+/// statement (prepared once) for any number of them.
+fn id_list(ids: impl Iterator<Item = i64>) -> String {
+    let ids: Vec<String> = ids.map(|id| id.to_string()).collect();
+    format!("[{}]", ids.join(","))
+}
+
+/// DAG ids as one JSON array (see [`id_list`]).
+fn name_list(dags: &[DagId]) -> Result<String> {
+    serde_json::to_string(&dags.iter().map(|d| d.as_str()).collect::<Vec<_>>())
+        .map_err(|e| Error::Database(format!("DAG ids: {e}")))
 }
 
 fn query_tis(conn: &Connection, sql_where: &str, p: impl rusqlite::Params) -> Result<Vec<TaskRow>> {

@@ -35,16 +35,15 @@ impl Runs for SqliteStore {
         if dags.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = dags.iter().map(|d| d.0.clone()).collect();
+        let ids = name_list(dags)?;
         self.call(move |conn| {
-            let marks = vec!["?"; ids.len()].join(", ");
             query_all(
                 conn,
-                &format!(
-                    "SELECT dag_id, count(*) FROM runs
-                     WHERE dag_id IN ({marks}) AND state IN ('queued', 'running') GROUP BY dag_id"
-                ),
-                params_from_iter(ids.iter()),
+                "SELECT dag_id, count(*) FROM runs
+                 WHERE dag_id IN (SELECT value FROM json_each(?1))
+                     AND state IN ('queued', 'running')
+                 GROUP BY dag_id",
+                params![ids],
                 |r| Ok((DagId(r.get(0)?), r.get(1)?)),
             )
         })
@@ -192,16 +191,16 @@ impl Runs for SqliteStore {
         if runs.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<i64> = runs.iter().map(|r| r.0).collect();
+        let ids = id_list(runs.iter().map(|r| r.0));
         self.call(move |conn| {
-            let marks = vec!["?"; ids.len()].join(", ");
             query_all(
                 conn,
                 &format!(
-                    "SELECT {RUN_COLS} FROM runs WHERE id IN ({marks}) AND state = 'running'
+                    "SELECT {RUN_COLS} FROM runs
+                     WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'running'
                      ORDER BY id"
                 ),
-                params_from_iter(ids.iter()),
+                params![ids],
                 run_row,
             )
         })
@@ -350,13 +349,12 @@ impl Runs for SqliteStore {
         if runs.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<i64> = runs.iter().map(|r| r.0).collect();
+        let ids = id_list(runs.iter().map(|r| r.0));
         self.call(move |conn| {
-            let marks = vec!["?"; ids.len()].join(", ");
             query_tis(
                 conn,
-                &format!("run_id IN ({marks}) ORDER BY run_id, id"),
-                params_from_iter(ids.iter()),
+                "run_id IN (SELECT value FROM json_each(?1)) ORDER BY run_id, id",
+                params![ids],
             )
         })
         .await
