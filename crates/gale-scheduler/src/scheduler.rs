@@ -108,8 +108,10 @@ pub struct Scheduler<S: ?Sized> {
     /// was last listed.
     changes_read_at: Option<Timestamp>,
     last_full_listing: Option<std::time::Instant>,
-    /// Most parsed versions kept.
+    /// Most parsed versions kept, and how many DAGs the last full listing
+    /// found.
     versions_cap: usize,
+    dags_listed: usize,
     /// The pools as last read, the DAG version each DAG was last checked
     /// against them in, and the versions listed since, to check.
     pools_known: Option<HashSet<String>>,
@@ -161,6 +163,7 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             changes_read_at: None,
             last_full_listing: None,
             versions_cap: VERSIONS_CACHED,
+            dags_listed: 0,
             pools_known: None,
             pools_checked: HashMap::new(),
             pools_pending: HashMap::new(),

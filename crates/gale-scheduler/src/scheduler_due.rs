@@ -39,9 +39,7 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
                 let present: HashSet<DagId> = rows.iter().map(|r| r.dag_id.clone()).collect();
                 self.agenda.retain(&present);
                 self.last_full_listing = Some(std::time::Instant::now());
-                // A version cache of a few times the DAGs held: a slot
-                // shared by every DAG reads each version once.
-                self.versions_cap = VERSIONS_CACHED.max(rows.len() * 2);
+                self.dags_listed = rows.len();
                 rows
             }
         };
@@ -53,6 +51,11 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
                     .insert(row.dag_id.clone(), row.version_hash.clone());
             }
         }
+        // A version cache of a few times the DAGs: a slot shared by
+        // every DAG reads each version once. (Sized at every read, not only
+        // at the full listing: the first one may come before the DAG
+        // processor has stored most of them.)
+        self.versions_cap = VERSIONS_CACHED.max(self.agenda.len().max(self.dags_listed) * 2);
         Ok(())
     }
 

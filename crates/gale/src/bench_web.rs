@@ -1,7 +1,8 @@
 //! `gale bench web`: page times of the web UI and API on a long history. Seeds
 //! a store (temporary SQLite, or `--database-url`: use a scratch database) with
 //! one DAG of `--runs` finished runs × `--tasks` tasks (one attempt each: the
-//! default, 50,000 × 20, is a million attempts), serves it on loopback with
+//! default, 50,000 × 20, is a million attempts) and `--dags` more DAGs of a
+//! few runs each (the DAG list's many-DAGs case), serves it on loopback with
 //! authentication on, and times each page over real HTTP.
 
 use std::sync::Arc;
@@ -32,6 +33,44 @@ pub struct WebBenchArgs {
     /// Requests per page.
     #[arg(long, default_value_t = 40)]
     requests: usize,
+    /// More DAGs besides the one with the history (5-task chains, `*/5`,
+    /// tagged, with 3 runs each): what the DAG list's pages are timed on.
+    #[arg(long, default_value_t = 0)]
+    dags: u32,
+}
+
+/// Seeds `n` DAGs `many_00000..` of a 5-task chain with 3 runs each.
+async fn seed_dags(store: &dyn Store, n: u32) -> anyhow::Result<()> {
+    let mut runs = Vec::new();
+    for i in 0..n {
+        let id = format!("many_{i:05}");
+        let yaml = format!(
+            "description: one of many, number {i}\nschedule: '*/5 * * * *'\n\
+             tags: [many, group_{}]\ntasks:\n  t1: {{run: 'true'}}\n\
+             \x20 t2: {{run: 'true', needs: [t1]}}\n  t3: {{run: 'true', needs: [t2]}}\n\
+             \x20 t4: {{run: 'true', needs: [t3]}}\n  t5: {{run: 'true', needs: [t4]}}\n",
+            i % 10
+        );
+        let file = format!("bench/{id}.yaml");
+        let dag = parse(&file, &id, &yaml).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let hash = content_hash(&yaml);
+        store.upsert_dag(&dag, &file, &yaml, &hash, "bench").await?;
+        for k in 0..3 {
+            let at = jiff::Timestamp::from_second(1_700_000_000 + k * 300)?;
+            let interval = gale_model::schedule::Interval {
+                start: at,
+                end: at + jiff::SignedDuration::from_mins(5),
+            };
+            runs.push(gale_model::NewRun::scheduled(
+                &dag.id, &hash, &dag, interval,
+            ));
+        }
+        if runs.len() >= 768 || i + 1 == n {
+            store.create_runs(&runs).await?;
+            runs.clear();
+        }
+    }
+    Ok(())
 }
 
 #[derive(Serialize, Debug)]
@@ -112,6 +151,15 @@ pub async fn run(paths: &Paths, output: Output, args: WebBenchArgs) -> anyhow::R
         args.runs,
         seeding.elapsed().as_secs_f64()
     );
+    if args.dags > 0 {
+        let seeding = Instant::now();
+        seed_dags(&*store, args.dags).await?;
+        eprintln!(
+            "seeded {} more DAGs with 3 runs each in {:.1}s",
+            args.dags,
+            seeding.elapsed().as_secs_f64()
+        );
+    }
     let password = gale_server::auth::new_password();
     let user = format!("bench-{}", rand::random::<u32>());
     store
@@ -137,8 +185,12 @@ pub async fn run(paths: &Paths, output: Output, args: WebBenchArgs) -> anyhow::R
 
     let mid = gale_model::RunId((first.0 + last.0) / 2);
     let task = &task_ids[task_ids.len() / 2];
+    let last_page = u64::from(args.dags).div_ceil(100).max(1);
     let pages: Vec<(&str, String)> = vec![
         ("DAG list", "/".into()),
+        ("DAG list, last page", format!("/?page={last_page}")),
+        ("DAG list, search", "/?q=many_0042".into()),
+        ("DAG list, tag", "/?tag=group_3".into()),
         ("DAG grid", format!("/dags/{dag_id}")),
         ("DAG grid partial", format!("/dags/{dag_id}/grid")),
         ("DAG runs", format!("/dags/{dag_id}?tab=runs")),
@@ -160,6 +212,7 @@ pub async fn run(paths: &Paths, output: Output, args: WebBenchArgs) -> anyhow::R
         ("attempt", format!("/runs/{mid}/tasks/{task}")),
         ("cluster", "/cluster".into()),
         ("API dags", "/api/v1/dags".into()),
+        ("API dags, search", "/api/v1/dags?q=many_0042".into()),
         (
             "API runs",
             format!("/api/v1/runs?dag_id={dag_id}&limit=100"),
@@ -199,11 +252,16 @@ pub async fn run(paths: &Paths, output: Output, args: WebBenchArgs) -> anyhow::R
         println!(
             "{}",
             serde_json::to_string(&serde_json::json!({
-                "store": kind, "runs": args.runs, "attempts": attempts, "pages": results
+                "store": kind, "runs": args.runs, "attempts": attempts, "dags": args.dags + 1,
+                "pages": results
             }))?
         );
     } else {
-        println!("store {kind}, {} runs, {attempts} attempts", args.runs);
+        println!(
+            "store {kind}, {} runs, {attempts} attempts, {} DAGs",
+            args.runs,
+            args.dags + 1
+        );
         println!(
             "{:<22} {:>6} {:>9} {:>9} {:>9}",
             "PAGE", "STATUS", "P50 ms", "P95 ms", "MAX ms"
