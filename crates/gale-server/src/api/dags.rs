@@ -97,7 +97,7 @@ pub(super) fn dag_out(
     spec: Option<&gale_model::Dag>,
     now: Timestamp,
 ) -> Dag {
-    let sched = spec.and_then(|s| s.parsed_schedule());
+    let sched = spec.and_then(crate::next_run::schedule_of);
     Dag {
         dag_id: row.dag_id.0.clone(),
         file: row.file.clone(),
@@ -105,7 +105,7 @@ pub(super) fn dag_out(
         paused: row.paused,
         active: row.active,
         schedule: row.schedule.clone(),
-        schedule_words: sched.map(|s| s.describe()),
+        schedule_words: sched.map(|s| s.words.clone()),
         timezone: row.timezone.clone(),
         max_active_runs: row.max_active_runs,
         description: row.description.clone(),

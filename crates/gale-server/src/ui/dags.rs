@@ -89,7 +89,7 @@ async fn dag_line(
 ) -> Result<DagLine, UiError> {
     let spec = super::version(store, &row.dag_id, &row.version_hash).await?;
     let spec = spec.as_ref().map(|v| &v.spec);
-    let sched = spec.and_then(|s| s.parsed_schedule());
+    let sched = spec.and_then(crate::next_run::schedule_of);
     let next = spec
         .filter(|_| !row.paused)
         .and_then(|spec| crate::next_run::next_run(row, spec, now));
@@ -109,7 +109,7 @@ async fn dag_line(
             ..Toggle::new(&row.dag_id.0, row.paused, back, page)
         },
         schedule: match &sched {
-            Some(s) => format::schedule(&s.describe(), &row.timezone),
+            Some(s) => format::schedule(&s.words, &row.timezone),
             None => "manual".to_owned(),
         },
         schedule_expr: row.schedule.clone().unwrap_or_default(),
