@@ -261,7 +261,10 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
             self.seen.retain(|p, _| present.contains(p));
             self.conflicts.retain(|p, _| present.contains(p));
         }
-        let mut parsed = 0;
+        // Changed files, a batch at a time: parsed on the blocking threads
+        // (one share per core), then stored, the batch's DAGs concurrently
+        // when their ids differ (a first start over thousands of files).
+        let mut pending = Vec::new();
         for path in files {
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
@@ -270,84 +273,206 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
                 meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
                 meta.len(),
             );
-            if self.seen.get(&path) == Some(&stamp) {
-                continue;
+            if self.seen.get(&path) != Some(&stamp) {
+                pending.push((path, stamp));
             }
-            parsed += 1;
-            let name = path.display().to_string();
-            let loaded = {
-                let path = path.clone();
-                tokio::task::spawn_blocking(move || load_file(&path))
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(vec![DagError {
-                            file: name.clone(),
-                            line: 0,
-                            column: 0,
-                            message: format!("parser failed: {e}"),
-                        }])
-                    })
-            };
-            match loaded {
-                Ok((mut dag, source)) => {
-                    let hash = dag::content_hash(&source);
-                    dag.is_paused_upon_creation = Some(
-                        dag.is_paused_upon_creation
-                            .unwrap_or(self.paused_at_creation),
-                    );
-                    match self
-                        .store
-                        .upsert_dag(&dag, &name, &source, &hash, &self.owner)
-                        .await
-                    {
-                        Ok(new) => {
-                            if new {
-                                info!(dag_id = %dag.id, file = %name, version = %hash, "stored DAG version");
-                                warn_missing(&*self.store, self.resolver.as_deref(), &dag, &name)
-                                    .await;
-                            }
-                        }
-                        Err(gale_store::Error::Invalid(message)) => {
-                            // Tried again every scan, reported once.
-                            if self.conflicts.get(&path) == Some(&message) {
-                                continue;
-                            }
-                            self.conflicts.insert(path.clone(), message.clone());
-                            let err = DagError {
-                                file: name.clone(),
-                                line: 1,
-                                column: 1,
-                                message,
-                            };
-                            warn!(file = %name, "{err}");
-                            self.store
-                                .record_import_errors(
-                                    &name,
-                                    Some(dag.id.as_str()),
-                                    &[err],
-                                    &self.owner,
-                                )
-                                .await?;
-                            // Not remembered as seen: once the other file goes away,
-                            // the next scan stores this one.
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                Err(errors) => {
-                    for e in &errors {
-                        warn!("DAG file error: {e}");
-                    }
-                    self.store
-                        .record_import_errors(&name, None, &errors, &self.owner)
-                        .await?;
-                }
+        }
+        let parsed = pending.len();
+        for batch in pending.chunks(LOAD_BATCH) {
+            let mut loaded = load_files(batch.iter().map(|(p, _)| p.clone()).collect()).await;
+            for (dag, _) in loaded.iter_mut().filter_map(|l| l.result.as_mut().ok()) {
+                dag.is_paused_upon_creation = Some(
+                    dag.is_paused_upon_creation
+                        .unwrap_or(self.paused_at_creation),
+                );
             }
-            debug!(file = %name, "processed DAG file");
-            self.conflicts.remove(&path);
-            self.seen.insert(path, stamp);
+            let stored = self.store_all(&loaded).await;
+            for (((path, stamp), loaded), stored) in batch.iter().zip(loaded).zip(stored) {
+                self.settle(path, *stamp, loaded, stored).await?;
+            }
         }
         Ok(parsed)
+    }
+
+    /// Stores the parsed DAGs of a batch: concurrently when their ids differ, else one by one in order
+    /// (the first file of an id wins, as one by one). `None` for a file that
+    /// did not parse.
+    async fn store_all(&self, loaded: &[Loaded]) -> Vec<Option<gale_store::Result<bool>>> {
+        let mut ids = std::collections::HashSet::new();
+        let distinct = loaded
+            .iter()
+            .filter_map(|l| l.result.as_ref().ok())
+            .all(|(dag, _)| ids.insert(dag.id.clone()));
+        let mut out: Vec<Option<gale_store::Result<bool>>> = Vec::with_capacity(loaded.len());
+        if !distinct {
+            for l in loaded {
+                out.push(match &l.result {
+                    Ok((dag, source)) => Some(
+                        self.store
+                            .upsert_dag(dag, &l.name, source, &l.hash, &self.owner)
+                            .await,
+                    ),
+                    Err(_) => None,
+                });
+            }
+            return out;
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for (i, l) in loaded.iter().enumerate() {
+            out.push(None);
+            if let Ok((dag, source)) = &l.result {
+                let (store, owner) = (self.store.clone(), self.owner.clone());
+                let (dag, source, name, hash) =
+                    (dag.clone(), source.clone(), l.name.clone(), l.hash.clone());
+                set.spawn(async move {
+                    (
+                        i,
+                        store.upsert_dag(&dag, &name, &source, &hash, &owner).await,
+                    )
+                });
+            }
+        }
+        while let Some(done) = set.join_next().await {
+            match done {
+                Ok((i, res)) => out[i] = Some(res),
+                Err(e) => {
+                    // A panicked store call: reported as the store's error.
+                    warn!(error = %e, "storing a DAG file failed");
+                }
+            }
+        }
+        for (i, l) in loaded.iter().enumerate() {
+            if l.result.is_ok() && out[i].is_none() {
+                out[i] = Some(Err(gale_store::Error::Database(
+                    "storing the DAG file did not finish".into(),
+                )));
+            }
+        }
+        out
+    }
+
+    /// What follows one file's parse and store: its version logged, a
+    /// conflict or its errors recorded, the file remembered as seen.
+    async fn settle(
+        &mut self,
+        path: &Path,
+        stamp: (SystemTime, u64),
+        loaded: Loaded,
+        stored: Option<gale_store::Result<bool>>,
+    ) -> gale_store::Result<()> {
+        let Loaded { name, hash, result } = loaded;
+        match (result, stored) {
+            (Ok((dag, _)), Some(Ok(new))) => {
+                if new {
+                    info!(dag_id = %dag.id, file = %name, version = %hash, "stored DAG version");
+                    warn_missing(&*self.store, self.resolver.as_deref(), &dag, &name).await;
+                }
+            }
+            (Ok((dag, _)), Some(Err(gale_store::Error::Invalid(message)))) => {
+                // Tried again every scan, reported once; not remembered as
+                // seen: once the other file goes away, the next scan stores
+                // this one.
+                if self.conflicts.get(path) == Some(&message) {
+                    return Ok(());
+                }
+                self.conflicts.insert(path.to_owned(), message.clone());
+                let err = DagError {
+                    file: name.clone(),
+                    line: 1,
+                    column: 1,
+                    message,
+                };
+                warn!(file = %name, "{err}");
+                self.store
+                    .record_import_errors(&name, Some(dag.id.as_str()), &[err], &self.owner)
+                    .await?;
+                return Ok(());
+            }
+            (Ok(_), Some(Err(e))) => return Err(e),
+            (Ok(_), None) => {
+                return Err(gale_store::Error::Database(format!(
+                    "{name} was parsed but not stored"
+                )));
+            }
+            (Err(errors), _) => {
+                for e in &errors {
+                    warn!("DAG file error: {e}");
+                }
+                self.store
+                    .record_import_errors(&name, None, &errors, &self.owner)
+                    .await?;
+            }
+        }
+        debug!(file = %name, "processed DAG file");
+        self.conflicts.remove(path);
+        self.seen.insert(path.to_owned(), stamp);
+        Ok(())
+    }
+}
+
+/// Files parsed in one batch.
+const LOAD_BATCH: usize = 64;
+
+/// One file as read and parsed: its name, its content's hash and its DAG
+/// and source, or its errors.
+struct Loaded {
+    name: String,
+    hash: String,
+    result: Result<(gale_model::Dag, String), Vec<DagError>>,
+}
+
+/// Reads and parses files on the blocking threads, in two halves (one per
+/// core); in the order given.
+async fn load_files(paths: Vec<PathBuf>) -> Vec<Loaded> {
+    let load = |paths: Vec<PathBuf>| {
+        paths
+            .into_iter()
+            .map(|path| {
+                let name = path.display().to_string();
+                let result = load_file(&path);
+                let hash = match &result {
+                    Ok((_, source)) => dag::content_hash(source),
+                    Err(_) => String::new(),
+                };
+                Loaded { name, hash, result }
+            })
+            .collect::<Vec<Loaded>>()
+    };
+    let mut first = paths;
+    let second = first.split_off(first.len() / 2);
+    let names: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .map(|p| p.display().to_string())
+        .collect();
+    let (a, b) = tokio::join!(
+        tokio::task::spawn_blocking(move || load(first)),
+        tokio::task::spawn_blocking(move || load(second)),
+    );
+    match (a, b) {
+        (Ok(mut a), Ok(b)) => {
+            a.extend(b);
+            a
+        }
+        (a, b) => {
+            let e = a
+                .err()
+                .or(b.err())
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            names
+                .into_iter()
+                .map(|name| Loaded {
+                    result: Err(vec![DagError {
+                        file: name.clone(),
+                        line: 0,
+                        column: 0,
+                        message: format!("parser failed: {e}"),
+                    }]),
+                    name,
+                    hash: String::new(),
+                })
+                .collect()
+        }
     }
 }

@@ -12,17 +12,19 @@ use gale_model::time::rfc3339;
 use gale_model::{Dag, DagId, RunId, RunState, TaskState};
 use gale_store::alert_events::{AlertEvent, DefaultsCache};
 use gale_store::{
-    Alerts, Clock, Dags, Logs, NewDelivery, Nodes, Notifier, Pools, Queue, RunActivity, RunRow,
-    RunType, Runs, Slots, TaskRow,
+    Alerts, Clock, Dags, Logs, NewDelivery, Nodes, Notifier, Pools, Queue, RunRow, RunType, Runs,
+    Slots, TaskRow,
 };
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::core::{self, Rounds, RunAction, Tracker, topo_order};
+use crate::core::{self, RunAction, Tracker, topo_order};
 
 #[path = "scheduler_due.rs"]
 mod due_pass;
+#[path = "scheduler_runs.rs"]
+mod runs_pass;
 
 #[derive(Clone, Debug)]
 pub struct SchedulerOptions {
@@ -59,6 +61,8 @@ const QUEUED_CHECKED: u32 = 1_000;
 /// `advance_small_runs`); larger ones one by one, read only when their
 /// state counts say a plan can move something.
 const SMALL_RUN: usize = 64;
+/// How long a large version nobody used stays cached.
+const LARGE_VERSIONS_KEPT: Duration = Duration::from_secs(60);
 /// Runs (or DAGs) read in one query.
 const RUNS_PER_READ: usize = 256;
 
@@ -87,7 +91,9 @@ pub struct Scheduler<S: ?Sized> {
     store: Arc<S>,
     notifier: Arc<Notifier>,
     opts: SchedulerOptions,
-    versions: HashMap<(DagId, String), Arc<CachedDag>>,
+    /// Parsed versions, each with when it was last used.
+    versions: HashMap<(DagId, String), (Arc<CachedDag>, std::time::Instant)>,
+    last_versions_sweep: Option<std::time::Instant>,
     /// Which running runs are worth reading and planning.
     tracker: Tracker,
     last_housekeeping: Option<std::time::Instant>,
@@ -151,6 +157,7 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             notifier,
             opts,
             versions: HashMap::new(),
+            last_versions_sweep: None,
             tracker: Tracker::default(),
             last_housekeeping: None,
             clock: None,
@@ -243,7 +250,8 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         hash: &str,
     ) -> gale_store::Result<Option<Arc<CachedDag>>> {
         let key = (dag_id.clone(), hash.to_owned());
-        if let Some(v) = self.versions.get(&key) {
+        if let Some((v, used)) = self.versions.get_mut(&key) {
+            *used = std::time::Instant::now();
             return Ok(Some(v.clone()));
         }
         let Some(version) = self.store.get_version(dag_id, hash).await? else {
@@ -259,8 +267,27 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             order,
             schedule,
         });
-        self.versions.insert(key, cached.clone());
+        self.versions
+            .insert(key, (cached.clone(), std::time::Instant::now()));
         Ok(Some(cached))
+    }
+
+    /// Drops the large versions (over [`SMALL_RUN`] tasks) unused for
+    /// [`LARGE_VERSIONS_KEPT`]: a 10,000-task fan-out's is megabytes, read
+    /// again in a moment when its DAG runs again, while the small ones are
+    /// what the agenda reads at every slot. Looks every half of that.
+    fn sweep_versions(&mut self) {
+        let now = std::time::Instant::now();
+        if self
+            .last_versions_sweep
+            .is_some_and(|at| now - at < LARGE_VERSIONS_KEPT / 2)
+        {
+            return;
+        }
+        self.last_versions_sweep = Some(now);
+        self.versions.retain(|_, (v, used)| {
+            v.dag.tasks.len() <= SMALL_RUN || now - *used < LARGE_VERSIONS_KEPT
+        });
     }
 
     /// One scheduling pass over everything.
@@ -320,6 +347,7 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         }
         self.advance_runs(&runs, now, &mut report).await?;
         if housekeeping {
+            self.sweep_versions();
             // The store's clock carried forward past this pass's planning, so a
             // retry's time counts from about when the attempt is reaped.
             report.reaped = self.reap(self.carried_now().unwrap_or(now)).await?;
@@ -337,155 +365,6 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             self.notifier.workers.notify_one();
         }
         Ok(report)
-    }
-
-    /// A page of the running runs, the next after the last one swept (from
-    /// the first again once the last page is read), with their deadlines
-    /// checked.
-    async fn sweep_page(&mut self, now: Timestamp) -> gale_store::Result<Vec<RunRow>> {
-        let limit = self.opts.max_runs_per_pass;
-        let from = self.swept_to;
-        let page = self.store.running_runs(from, limit).await?;
-        let last = page.len() < limit as usize;
-        self.swept_to = if last {
-            RunId(0)
-        } else {
-            page.last().map_or(RunId(0), |r| r.id)
-        };
-        let whole = last && from == RunId(0);
-        if whole {
-            // Every running run is listed: forget the ones that ended without
-            // this scheduler (cancelled, marked, or finished by another).
-            let ids: HashSet<RunId> = page.iter().map(|r| r.id).collect();
-            self.tracker.keep_only(&ids);
-        }
-        // A deadline that cannot be written now is written at a later
-        // housekeeping; it does not hold the pass up.
-        if let Err(e) = self.deadlines(&page, whole, now).await {
-            warn!(error = %e, "checking the runs' deadlines failed; checked again at the next housekeeping");
-        }
-        Ok(page)
-    }
-
-    /// Plans the runs given (each at most once): the small ones a batch at a
-    /// time, each batch's task instances read in one query per round, the
-    /// large ones one by one behind the tracker's cheap checks.
-    async fn advance_runs(
-        &mut self,
-        runs: &[RunRow],
-        now: Timestamp,
-        report: &mut PassReport,
-    ) -> gale_store::Result<()> {
-        let mut small = Vec::new();
-        for run in runs {
-            let Some(cached) = self.version(&run.dag_id, &run.version_hash).await? else {
-                warn!(run_id = %run.id, dag_id = %run.dag_id, "run's DAG version is missing from the store");
-                continue;
-            };
-            if cached.dag.tasks.len() <= SMALL_RUN {
-                small.push((run, cached));
-            } else {
-                self.advance_run(run, &cached, now, report).await?;
-            }
-        }
-        for batch in small.chunks(RUNS_PER_READ) {
-            self.advance_small_runs(batch, now, report).await?;
-        }
-        Ok(())
-    }
-
-    /// Plans a batch of small runs together: the rounds of every run go in
-    /// step, and each round's task instances are read in one query. What the
-    /// tracker is told is what [`Self::advance_run`] tells it, from the rows
-    /// instead of the counting queries.
-    async fn advance_small_runs(
-        &mut self,
-        batch: &[(&RunRow, Arc<CachedDag>)],
-        now: Timestamp,
-        report: &mut PassReport,
-    ) -> gale_store::Result<()> {
-        let mut planning: Vec<(&RunRow, &CachedDag, Rounds, usize)> = Vec::new();
-        let ids: Vec<RunId> = batch.iter().map(|(run, _)| run.id).collect();
-        let mut tasks = by_run(self.store.tasks_of_runs(&ids).await?);
-        for (run, cached) in batch {
-            let rows = tasks.get(&run.id).map(Vec::as_slice).unwrap_or_default();
-            if !self.tracker.should_count(run.id, activity_of(rows))
-                || !self.tracker.should_plan(run.id, counts_of(rows))
-            {
-                continue;
-            }
-            planning.push((run, cached, Rounds::new(), 0));
-        }
-        while !planning.is_empty() {
-            for (run, cached, rounds, moved) in &mut planning {
-                let rows = tasks.remove(&run.id).unwrap_or_default();
-                for action in rounds.plan(run, &cached.dag, &cached.order, &rows, now) {
-                    if rounds.may_write(&action) {
-                        let changed = self
-                            .write(&action, (run, &cached.dag, &rows, now), report)
-                            .await?;
-                        rounds.wrote(&action, changed);
-                        if !matches!(action, RunAction::FinishRun { .. }) {
-                            *moved += changed;
-                        }
-                    }
-                }
-            }
-            let mut again = Vec::new();
-            for (run, cached, mut rounds, moved) in planning {
-                if rounds.another() {
-                    again.push((run, cached, rounds, moved));
-                } else if moved > 0 {
-                    // What this plan moved may let more move: look again next pass.
-                    self.notifier.mark_run(run.id);
-                }
-            }
-            planning = again;
-            if !planning.is_empty() {
-                let ids: Vec<RunId> = planning.iter().map(|(run, ..)| run.id).collect();
-                tasks = by_run(self.store.tasks_of_runs(&ids).await?);
-            }
-        }
-        Ok(())
-    }
-
-    async fn advance_run(
-        &mut self,
-        run: &RunRow,
-        cached: &CachedDag,
-        now: Timestamp,
-        report: &mut PassReport,
-    ) -> gale_store::Result<()> {
-        // The activity check stops at the first matching row, so a large fan-out
-        // costs nothing per finished task; counting states by index costs less
-        // than reading the run.
-        let activity = self.store.run_activity(run.id).await?;
-        if !self.tracker.should_count(run.id, activity) {
-            return Ok(());
-        }
-        let counts = self.store.run_state_counts(run.id).await?;
-        if !self.tracker.should_plan(run.id, counts) {
-            return Ok(());
-        }
-        // A few rounds, so that chains of skips settle in one pass.
-        let moved_before = report.transitions + report.queued;
-        let mut rounds = Rounds::new();
-        while rounds.another() {
-            let tasks = self.store.run_tasks(run.id).await?;
-            for action in rounds.plan(run, &cached.dag, &cached.order, &tasks, now) {
-                if rounds.may_write(&action) {
-                    let changed = self
-                        .write(&action, (run, &cached.dag, &tasks, now), report)
-                        .await?;
-                    rounds.wrote(&action, changed);
-                }
-            }
-        }
-        // What this plan moved may let more move: look again next pass.
-        if report.transitions + report.queued > moved_before {
-            self.notifier.mark_run(run.id);
-        }
-        Ok(())
     }
 
     /// Makes one write of a run's plan; returns how many rows it changed.
@@ -814,40 +693,4 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         }
         Ok(())
     }
-}
-
-/// Task instances (in id order) grouped by run.
-fn by_run(rows: Vec<TaskRow>) -> HashMap<RunId, Vec<TaskRow>> {
-    let mut out: HashMap<RunId, Vec<TaskRow>> = HashMap::new();
-    for row in rows {
-        out.entry(row.run_id).or_default().push(row);
-    }
-    out
-}
-
-/// What `Runs::run_activity` answers, from a run's rows.
-fn activity_of(rows: &[TaskRow]) -> RunActivity {
-    RunActivity {
-        pending: rows.iter().any(|t| {
-            matches!(
-                t.state,
-                TaskState::None | TaskState::Scheduled | TaskState::UpForRetry
-            )
-        }),
-        in_flight: rows
-            .iter()
-            .any(|t| matches!(t.state, TaskState::Queued | TaskState::Running)),
-    }
-}
-
-/// What `Runs::run_state_counts` answers, from a run's rows.
-fn counts_of(rows: &[TaskRow]) -> Vec<(TaskState, u32)> {
-    let mut counts: Vec<(TaskState, u32)> = Vec::new();
-    for t in rows {
-        match counts.iter_mut().find(|(s, _)| *s == t.state) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((t.state, 1)),
-        }
-    }
-    counts
 }
