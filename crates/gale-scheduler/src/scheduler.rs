@@ -62,7 +62,7 @@ const QUEUED_CHECKED: u32 = 1_000;
 /// state counts say a plan can move something.
 const SMALL_RUN: usize = 64;
 /// How long a large version nobody used stays cached.
-const LARGE_VERSIONS_KEPT: Duration = Duration::from_secs(60);
+const LARGE_VERSIONS_KEPT: Duration = Duration::from_secs(30);
 /// Runs (or DAGs) read in one query.
 const RUNS_PER_READ: usize = 256;
 

@@ -1,6 +1,6 @@
 //! The DAG versions a worker has read, by DAG id and version hash. A version
 //! is read from the store once and serves every attempt of its runs; one
-//! unused for [`KEPT_UNUSED`] is dropped (at the next heartbeat), so a burst
+//! unused for [`KEPT_UNUSED`] is dropped (at a heartbeat), so a burst
 //! over thousands of DAGs is served from memory while it lasts and the
 //! memory is given back after it.
 
@@ -13,7 +13,7 @@ use gale_model::template::PREV_NAMES;
 use gale_model::{Dag, DagId, Task};
 
 /// How long a version nobody used stays.
-const KEPT_UNUSED: Duration = Duration::from_secs(60);
+const KEPT_UNUSED: Duration = Duration::from_secs(30);
 /// Most versions kept, whatever their use (a bound on memory, far above the
 /// versions one burst uses).
 const MOST: usize = 50_000;
@@ -194,11 +194,11 @@ mod tests {
         {
             let mut inner = specs.inner.lock().unwrap();
             for (_, used) in inner.kept.values_mut() {
-                *used = used.checked_sub(KEPT_UNUSED).expect("up for over a minute");
+                *used = used.checked_sub(KEPT_UNUSED).expect("up for over 30 s");
             }
         }
         specs.sweep();
-        assert_eq!(specs.len(), 0, "unused for a minute: dropped");
+        assert_eq!(specs.len(), 0, "unused for 30 s: dropped");
         assert!(specs.get(&id, "h1").is_none());
     }
 }

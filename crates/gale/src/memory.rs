@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// How often free memory is given back.
-const EVERY: Duration = Duration::from_secs(30);
+const EVERY: Duration = Duration::from_secs(15);
 
 /// Gives free memory back every [`EVERY`] until `cancel`.
 pub async fn give_back(cancel: CancellationToken) {
