@@ -4,14 +4,16 @@ what the node costs while it waits for the next slot, and how fast a slot
 shared by all of them drains.
 
 Usage: bench/many_dags.py GALE_BINARY N [N ...] [--label L] [--idle 60] [--period 5]
-                          [--no-burst] [--reference]
+                          [--no-burst] [--reference] [--settle S]
 
 For each N: N files of a 5-task chain of `true`, each `*/P * * * *` (P is
 --period, in minutes, 5 unless given) with catchup off and a start date ten
 minutes before the run, in a fresh GALE_HOME. It prints, per N, one JSON line:
   visible_s     start to the last DAG stored (read from the SQLite file)
   idle_cpu_pct  % of a core (node and children) over --idle seconds between
-                slots, after the start-up slot's runs are done
+                slots, after the start-up slot's runs are done and --settle
+                seconds more (0 unless given; 70 covers the scheduler's
+                first full listing a minute after start)
   idle_rss_mb   resident memory at the end of that window
   burst_create_s  the slot's instant to the last of its N runs created
   burst_finish_s  the slot's instant to the last of its runs finished
@@ -105,7 +107,7 @@ def reference(binary, env, dags, db, n):
         time.sleep(0.2)
 
 
-def one(binary, n, idle_s, label, burst, schedule, period, ref):
+def one(binary, n, idle_s, label, burst, schedule, period, ref, settle):
     # With a burst, the DAGs start ten minutes ago: the slots before each
     # DAG's first run (recorded as skipped in the slot ledger, up to 1,000
     # per DAG) are few, and the start-up measures the DAGs, not the ledger.
@@ -152,6 +154,7 @@ def one(binary, n, idle_s, label, burst, schedule, period, ref):
                 raise SystemExit(f"{n} DAGs: the start-up runs did not finish: {row}")
             time.sleep(0.2)
         out["startup_runs_done_s"] = round(time.time() - started, 2)
+        time.sleep(settle)
         # Idle between slots: a window that starts after a slot and ends
         # before the next one.
         if idle_s > period - 15:
@@ -217,6 +220,11 @@ def main():
     # Without the burst, a schedule that has no complete interval yet: every
     # DAG is scheduled, none has a run, and the idle cost is that of the
     # DAGs alone.
+    settle = 0
+    if "--settle" in args:
+        i = args.index("--settle")
+        settle = int(args[i + 1])
+        del args[i : i + 2]
     period = 5
     if "--period" in args:
         i = args.index("--period")
@@ -235,7 +243,7 @@ def main():
         raise SystemExit(__doc__)
     binary = args[0]
     for n in args[1:]:
-        one(binary, int(n), idle_s, label, burst, schedule, period * 60, ref)
+        one(binary, int(n), idle_s, label, burst, schedule, period * 60, ref, settle)
 
 
 if __name__ == "__main__":

@@ -61,8 +61,9 @@ const QUEUED_CHECKED: u32 = 1_000;
 /// `advance_small_runs`); larger ones one by one, read only when their
 /// state counts say a plan can move something.
 const SMALL_RUN: usize = 64;
-/// How long a large version nobody used stays cached.
+/// How long a large version nobody used stays cached, and any other.
 const LARGE_VERSIONS_KEPT: Duration = Duration::from_secs(30);
+const VERSIONS_KEPT: Duration = Duration::from_secs(600);
 /// Runs (or DAGs) read in one query.
 const RUNS_PER_READ: usize = 256;
 
@@ -272,10 +273,12 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         Ok(Some(cached))
     }
 
-    /// Drops the large versions (over [`SMALL_RUN`] tasks) unused for
-    /// [`LARGE_VERSIONS_KEPT`]: a 10,000-task fan-out's is megabytes, read
-    /// again in a moment when its DAG runs again, while the small ones are
-    /// what the agenda reads at every slot. Looks every half of that.
+    /// Drops the versions unused for a while: a large one (over
+    /// [`SMALL_RUN`] tasks: a 10,000-task fan-out's is megabytes, read again
+    /// in a moment when its DAG runs again) after [`LARGE_VERSIONS_KEPT`],
+    /// any other after [`VERSIONS_KEPT`] (a DAG whose schedule fires less
+    /// often than that is read again when it does). Looks every half of the
+    /// shorter.
     fn sweep_versions(&mut self) {
         let now = std::time::Instant::now();
         if self
@@ -286,7 +289,12 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         }
         self.last_versions_sweep = Some(now);
         self.versions.retain(|_, (v, used)| {
-            v.dag.tasks.len() <= SMALL_RUN || now - *used < LARGE_VERSIONS_KEPT
+            let kept = if v.dag.tasks.len() <= SMALL_RUN {
+                VERSIONS_KEPT
+            } else {
+                LARGE_VERSIONS_KEPT
+            };
+            now - *used < kept
         });
     }
 

@@ -10,7 +10,8 @@ use jiff::Timestamp;
 
 /// Parsed schedules and their words, by (expression, time zone): a page of
 /// 100 DAGs (most of which share a few expressions) parses none again.
-static PARSED: Mutex<Option<HashMap<(String, String), Arc<Parsed>>>> = Mutex::new(None);
+static PARSED: Mutex<Option<ParsedCache>> = Mutex::new(None);
+type ParsedCache = HashMap<(String, String), Arc<Parsed>>;
 /// Most kept (then the cache starts again).
 const PARSED_MAX: usize = 4096;
 

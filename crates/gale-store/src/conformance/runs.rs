@@ -409,7 +409,7 @@ pub async fn batched_runs_and_reads<S: Store + ?Sized>(store: &S) {
         started.iter().copied().collect::<BTreeSet<RunId>>(),
         BTreeSet::from([taken, etl_run, flat_run])
     );
-    let mut all = vec![taken, etl_run, flat_run];
+    let mut all = [taken, etl_run, flat_run];
     all.sort();
     let first = store.running_runs(RunId(0), 2).await.expect("running_runs");
     let first: Vec<RunId> = first.iter().map(|r| r.id).collect();
