@@ -287,8 +287,16 @@ impl<S: Dags + gale_store::Alerts + ?Sized> DagProcessor<S> {
                 );
             }
             let stored = self.store_all(&loaded).await;
+            // Every file of the batch is settled (its version logged and
+            // checked) even after one fails; the first failure is returned.
+            let mut failed = None;
             for (((path, stamp), loaded), stored) in batch.iter().zip(loaded).zip(stored) {
-                self.settle(path, *stamp, loaded, stored).await?;
+                if let Err(e) = self.settle(path, *stamp, loaded, stored).await {
+                    failed.get_or_insert(e);
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e);
             }
         }
         Ok(parsed)
@@ -440,39 +448,36 @@ async fn load_files(paths: Vec<PathBuf>) -> Vec<Loaded> {
     };
     let mut first = paths;
     let second = first.split_off(first.len() / 2);
-    let names: Vec<String> = first
-        .iter()
-        .chain(&second)
-        .map(|p| p.display().to_string())
-        .collect();
-    let (a, b) = tokio::join!(
-        tokio::task::spawn_blocking(move || load(first)),
-        tokio::task::spawn_blocking(move || load(second)),
+    let (a, b) = (first.clone(), second.clone());
+    let (got_a, got_b) = tokio::join!(
+        tokio::task::spawn_blocking(move || load(a)),
+        tokio::task::spawn_blocking(move || load(b)),
     );
-    match (a, b) {
-        (Ok(mut a), Ok(b)) => {
-            a.extend(b);
-            a
-        }
-        (a, b) => {
-            let e = a
-                .err()
-                .or(b.err())
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            names
-                .into_iter()
-                .map(|name| Loaded {
-                    result: Err(vec![DagError {
-                        file: name.clone(),
-                        line: 0,
-                        column: 0,
-                        message: format!("parser failed: {e}"),
-                    }]),
-                    name,
-                    hash: String::new(),
-                })
-                .collect()
+    let mut out = Vec::new();
+    for (got, paths) in [(got_a, first), (got_b, second)] {
+        match got {
+            Ok(loaded) => out.extend(loaded),
+            // The parser panicked on a file of this half: each of its files
+            // is parsed again on its own, so only that one fails.
+            Err(_) => {
+                for path in paths {
+                    let name = path.display().to_string();
+                    let one = tokio::task::spawn_blocking(move || load(vec![path])).await;
+                    out.extend(one.unwrap_or_else(|e| {
+                        vec![Loaded {
+                            result: Err(vec![DagError {
+                                file: name.clone(),
+                                line: 0,
+                                column: 0,
+                                message: format!("parser failed: {e}"),
+                            }]),
+                            name,
+                            hash: String::new(),
+                        }]
+                    }));
+                }
+            }
         }
     }
+    out
 }

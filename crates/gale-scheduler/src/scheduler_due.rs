@@ -11,7 +11,7 @@ use gale_store::{DagRow, SlotStatus};
 use jiff::{SignedDuration, Timestamp};
 use tracing::{info, warn};
 
-use super::{Scheduler, SchedulerStore, VERSIONS_CACHED};
+use super::{SMALL_RUN, Scheduler, SchedulerStore, VERSIONS_CACHED};
 use crate::core::{self, DueDag};
 
 /// How often every DAG is listed; in between, only the changed ones.
@@ -134,7 +134,10 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
                     warn!(dag_id = %row.dag_id, slots = n, "schedule slots passed while no scheduler ran; catchup is off, so they are recorded as missed");
                 }
             }
-            if due.runs.len() == 1 && due.room >= 1 {
+            // A slot many small DAGs share is made in batches; a large
+            // DAG's run (thousands of task instances) or a catch-up is made
+            // on its own.
+            if due.runs.len() == 1 && due.room >= 1 && cached.dag.tasks.len() <= SMALL_RUN {
                 together.push(due.runs[0].clone());
             } else {
                 *created += self.create_in_order(&due).await?;
@@ -142,7 +145,26 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             looked.push((row, cached, due));
         }
         for chunk in together.chunks(RUNS_PER_TRANSACTION) {
-            let ids = self.store.create_runs(chunk).await?;
+            let ids = match self.store.create_runs(chunk).await {
+                Ok(ids) => ids,
+                // One run the store refuses (bad data) fails its batch: the
+                // batch's runs are made one by one, so only that one is
+                // left out, and said why.
+                Err(gale_store::Error::Invalid(why)) => {
+                    warn!("a batch of scheduled runs was refused ({why}); making them one by one");
+                    for run in chunk {
+                        *created += self
+                            .create_in_order(&core::Due {
+                                runs: vec![run.clone()],
+                                room: 1,
+                                ..Default::default()
+                            })
+                            .await?;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for (run, id) in chunk.iter().zip(ids) {
                 if let Some(run_id) = id {
                     info!(dag_id = %run.dag_id, %run_id, logical_date = %rfc3339(run.logical_date), "created scheduled run");

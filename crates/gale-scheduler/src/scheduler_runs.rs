@@ -101,7 +101,13 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
                             .write(&action, (run, &cached.dag, &rows, now), report)
                             .await?;
                         rounds.wrote(&action, changed);
-                        if !matches!(action, RunAction::FinishRun { .. }) {
+                        if !matches!(action, RunAction::FinishRun { .. }) && changed > 0 {
+                            // What this plan moved may let more move: look
+                            // again next pass (said at once, so a later
+                            // write's failure in the batch does not lose it).
+                            if *moved == 0 {
+                                self.notifier.mark_run(run.id);
+                            }
                             *moved += changed;
                         }
                     }
@@ -111,9 +117,6 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             for (run, cached, mut rounds, moved) in planning {
                 if rounds.another() {
                     again.push((run, cached, rounds, moved));
-                } else if moved > 0 {
-                    // What this plan moved may let more move: look again next pass.
-                    self.notifier.mark_run(run.id);
                 }
             }
             planning = again;
