@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use gale_model::DagId;
 use gale_model::time::rfc3339;
+use gale_model::{DagId, NewRun};
 use gale_store::{DagRow, SlotStatus};
 use jiff::{SignedDuration, Timestamp};
 use tracing::{info, warn};
@@ -63,13 +63,41 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         let mut created = 0;
         self.refresh_agenda(now).await?;
         let due = self.agenda.take_due(now);
+        // Each batch's runs are made while the next batch is looked at (its
+        // reads overlap the transaction): `making` is the previous batch's.
+        let mut making: Vec<NewRun> = Vec::new();
         for (i, dags) in due.chunks(DAGS_PER_BATCH).enumerate() {
-            if let Err(e) = self.look_at(dags, now, &mut created).await {
-                // The store failed (an outage, a failover): these DAGs and the
-                // ones not yet looked at are due again at once, so the pass
-                // after the store is back makes their runs.
-                self.agenda
-                    .put_back(due[i * DAGS_PER_BATCH..].iter().cloned(), now);
+            let store = self.store.clone();
+            let runs = std::mem::take(&mut making);
+            let (looked, made) = tokio::join!(
+                self.look_at(dags, now, &mut created),
+                make_runs(&*store, runs)
+            );
+            // The store failed (an outage, a failover): the DAGs whose runs
+            // may not be made yet are due again at once, so the pass after
+            // the store is back makes their runs.
+            match made {
+                Ok(n) => created += n,
+                Err(e) => {
+                    let from = i.saturating_sub(1) * DAGS_PER_BATCH;
+                    self.agenda.put_back(due[from..].iter().cloned(), now);
+                    return Err(e);
+                }
+            }
+            match looked {
+                Ok(runs) => making = runs,
+                Err(e) => {
+                    self.agenda
+                        .put_back(due[i * DAGS_PER_BATCH..].iter().cloned(), now);
+                    return Err(e);
+                }
+            }
+        }
+        match make_runs(&*self.store, making).await {
+            Ok(n) => created += n,
+            Err(e) => {
+                let from = due.len().saturating_sub(1) / DAGS_PER_BATCH * DAGS_PER_BATCH;
+                self.agenda.put_back(due[from..].iter().cloned(), now);
                 return Err(e);
             }
         }
@@ -77,16 +105,16 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
     }
 
     /// Looks at DAGs whose look is due: records their passed-over slots,
-    /// makes their due runs (counted into `created`) and sets their next
-    /// looks. Their rows and run counts are read in one query each, and the
-    /// runs of DAGs with one run due (a slot they share) are made in one
-    /// transaction.
+    /// makes the runs of those that are not small or have more than one run
+    /// due (counted into `created`), sets their next looks, and returns the
+    /// runs of the rest (one each, a slot they share) for [`make_runs`].
+    /// Their rows and run counts are read in one query each.
     async fn look_at(
         &mut self,
         dag_ids: &[DagId],
         now: Timestamp,
         created: &mut usize,
-    ) -> gale_store::Result<()> {
+    ) -> gale_store::Result<Vec<NewRun>> {
         // The rows as they are now (a cursor may have moved): a DAG gone, or
         // no longer able to have runs, leaves the agenda.
         let rows: Vec<DagRow> = self
@@ -140,69 +168,16 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             if due.runs.len() == 1 && due.room >= 1 && cached.dag.tasks.len() <= SMALL_RUN {
                 together.push(due.runs[0].clone());
             } else {
-                *created += self.create_in_order(&due).await?;
+                *created += create_in_order(&*self.store, &due).await?;
             }
             looked.push((row, cached, due));
-        }
-        for chunk in together.chunks(RUNS_PER_TRANSACTION) {
-            let ids = match self.store.create_runs(chunk).await {
-                Ok(ids) => ids,
-                // One run the store refuses (bad data) fails its batch: the
-                // batch's runs are made one by one, so only that one is
-                // left out, and said why.
-                Err(gale_store::Error::Invalid(why)) => {
-                    warn!("a batch of scheduled runs was refused ({why}); making them one by one");
-                    for run in chunk {
-                        *created += self
-                            .create_in_order(&core::Due {
-                                runs: vec![run.clone()],
-                                room: 1,
-                                ..Default::default()
-                            })
-                            .await?;
-                    }
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            for (run, id) in chunk.iter().zip(ids) {
-                if let Some(run_id) = id {
-                    info!(dag_id = %run.dag_id, %run_id, logical_date = %rfc3339(run.logical_date), "created scheduled run");
-                    *created += 1;
-                }
-            }
         }
         for (row, cached, due) in &looked {
             if let Some(schedule) = cached.schedule.as_ref() {
                 self.agenda.looked(row, schedule, due, now);
             }
         }
-        Ok(())
-    }
-
-    /// Makes a DAG's due runs one by one, oldest slot first, until the room
-    /// `max_active_runs` leaves is used up; returns how many were made.
-    async fn create_in_order(&mut self, due: &core::Due) -> gale_store::Result<usize> {
-        let mut created = 0;
-        for run in &due.runs {
-            if created == due.room {
-                break;
-            }
-            match self.store.create_run(run).await {
-                Ok(Some(run_id)) => {
-                    info!(dag_id = %run.dag_id, %run_id, logical_date = %rfc3339(run.logical_date), "created scheduled run");
-                    created += 1;
-                }
-                Ok(None) => {}
-                // Deleted since the pass read it: nothing more to make.
-                Err(gale_store::Error::Invalid(why)) => {
-                    info!(dag_id = %run.dag_id, "{why}");
-                    break;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(created)
+        Ok(together)
     }
 
     /// Warns (once per DAG and pool) about tasks that name a pool that does not
@@ -241,4 +216,68 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         }
         Ok(())
     }
+}
+
+/// Makes scheduled runs (one per DAG, small DAGs) in transactions of
+/// [`RUNS_PER_TRANSACTION`]; returns how many were made. A batch the store
+/// refuses (bad data in one run) is made run by run, so only that one is
+/// left out, and said why.
+async fn make_runs<S: SchedulerStore + ?Sized>(
+    store: &S,
+    runs: Vec<NewRun>,
+) -> gale_store::Result<usize> {
+    let mut created = 0;
+    for chunk in runs.chunks(RUNS_PER_TRANSACTION) {
+        let ids = match store.create_runs(chunk).await {
+            Ok(ids) => ids,
+            Err(gale_store::Error::Invalid(why)) => {
+                warn!("a batch of scheduled runs was refused ({why}); making them one by one");
+                for run in chunk {
+                    let one = core::Due {
+                        runs: vec![run.clone()],
+                        room: 1,
+                        ..Default::default()
+                    };
+                    created += create_in_order(store, &one).await?;
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for (run, id) in chunk.iter().zip(ids) {
+            if let Some(run_id) = id {
+                info!(dag_id = %run.dag_id, %run_id, logical_date = %rfc3339(run.logical_date), "created scheduled run");
+                created += 1;
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// Makes a DAG's due runs one by one, oldest slot first, until the room
+/// `max_active_runs` leaves is used up; returns how many were made.
+async fn create_in_order<S: SchedulerStore + ?Sized>(
+    store: &S,
+    due: &core::Due,
+) -> gale_store::Result<usize> {
+    let mut created = 0;
+    for run in &due.runs {
+        if created == due.room {
+            break;
+        }
+        match store.create_run(run).await {
+            Ok(Some(run_id)) => {
+                info!(dag_id = %run.dag_id, %run_id, logical_date = %rfc3339(run.logical_date), "created scheduled run");
+                created += 1;
+            }
+            Ok(None) => {}
+            // Deleted since the pass read it: nothing more to make.
+            Err(gale_store::Error::Invalid(why)) => {
+                info!(dag_id = %run.dag_id, "{why}");
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(created)
 }
