@@ -6,12 +6,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use gale_model::{RunId, TaskState};
-use gale_store::{RunActivity, RunRow, TaskRow};
+use gale_model::RunId;
+use gale_store::{RunRow, TaskRow};
 use jiff::Timestamp;
 use tracing::warn;
 
 use super::{CachedDag, PassReport, RUNS_PER_READ, SMALL_RUN, Scheduler, SchedulerStore};
+use crate::core::track::{activity_of, counts_of};
 use crate::core::{Rounds, RunAction};
 
 impl<S: SchedulerStore + ?Sized> Scheduler<S> {
@@ -175,31 +176,4 @@ fn by_run(rows: Vec<TaskRow>) -> HashMap<RunId, Vec<TaskRow>> {
         out.entry(row.run_id).or_default().push(row);
     }
     out
-}
-
-/// What `Runs::run_activity` answers, from a run's rows.
-fn activity_of(rows: &[TaskRow]) -> RunActivity {
-    RunActivity {
-        pending: rows.iter().any(|t| {
-            matches!(
-                t.state,
-                TaskState::None | TaskState::Scheduled | TaskState::UpForRetry
-            )
-        }),
-        in_flight: rows
-            .iter()
-            .any(|t| matches!(t.state, TaskState::Queued | TaskState::Running)),
-    }
-}
-
-/// What `Runs::run_state_counts` answers, from a run's rows.
-fn counts_of(rows: &[TaskRow]) -> Vec<(TaskState, u32)> {
-    let mut counts: Vec<(TaskState, u32)> = Vec::new();
-    for t in rows {
-        match counts.iter_mut().find(|(s, _)| *s == t.state) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((t.state, 1)),
-        }
-    }
-    counts
 }

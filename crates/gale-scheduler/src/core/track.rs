@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use gale_model::{RunId, TaskState};
-use gale_store::RunActivity;
+use gale_store::{RunActivity, TaskRow};
 
 /// Most runs whose last plan's counts are remembered.
 const MAX_REMEMBERED: usize = 10_000;
@@ -91,4 +91,31 @@ impl Tracker {
         self.planned.remove(&run_id);
         self.watch.remove(&run_id);
     }
+}
+
+/// What `Runs::run_activity` answers, from a run's rows.
+pub fn activity_of(rows: &[TaskRow]) -> RunActivity {
+    RunActivity {
+        pending: rows.iter().any(|t| {
+            matches!(
+                t.state,
+                TaskState::None | TaskState::Scheduled | TaskState::UpForRetry
+            )
+        }),
+        in_flight: rows
+            .iter()
+            .any(|t| matches!(t.state, TaskState::Queued | TaskState::Running)),
+    }
+}
+
+/// What `Runs::run_state_counts` answers, from a run's rows.
+pub fn counts_of(rows: &[TaskRow]) -> Vec<(TaskState, u32)> {
+    let mut counts: Vec<(TaskState, u32)> = Vec::new();
+    for t in rows {
+        match counts.iter_mut().find(|(s, _)| *s == t.state) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((t.state, 1)),
+        }
+    }
+    counts
 }

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use gale_model::time::rfc3339;
 use gale_model::{Dag, DagId, RunId, RunState, TaskId, TaskState};
-use gale_store::{DagRow, Reap, RunActivity, RunRow, RunType, SlotStatus, TaskRow, TiId};
+use gale_store::{DagRow, Reap, RunRow, RunType, SlotStatus, TaskRow, TiId};
 use jiff::{SignedDuration, Timestamp};
 
-use crate::core::{self, DueDag, Rounds, RunAction, Tracker, topo_order};
+use crate::core::{self, DueDag, Rounds, RunAction, Tracker, topo_order, track};
 
 struct WorldDag {
     row: DagRow,
@@ -592,27 +592,10 @@ impl World {
                     .collect()
             };
             let rows = tasks(self);
-            let activity = RunActivity {
-                pending: rows.iter().any(|t| {
-                    matches!(
-                        t.state,
-                        TaskState::None | TaskState::Scheduled | TaskState::UpForRetry
-                    )
-                }),
-                in_flight: rows
-                    .iter()
-                    .any(|t| matches!(t.state, TaskState::Queued | TaskState::Running)),
-            };
-            if !self.tracker.should_count(run.id, activity) {
-                continue;
-            }
-            let mut counts: BTreeMap<&str, (TaskState, u32)> = BTreeMap::new();
-            for t in &rows {
-                counts.entry(t.state.as_str()).or_insert((t.state, 0)).1 += 1;
-            }
-            if !self
-                .tracker
-                .should_plan(run.id, counts.into_values().collect())
+            // What the stores' counting queries answer, from the rows (as
+            // the shell's batched planning works it out).
+            if !self.tracker.should_count(run.id, track::activity_of(&rows))
+                || !self.tracker.should_plan(run.id, track::counts_of(&rows))
             {
                 continue;
             }
