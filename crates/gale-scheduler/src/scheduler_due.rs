@@ -168,7 +168,7 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             if due.runs.len() == 1 && due.room >= 1 && cached.dag.tasks.len() <= SMALL_RUN {
                 together.push(due.runs[0].clone());
             } else {
-                *created += create_in_order(&*self.store, &due).await?;
+                *created += create_in_order(&*self.store, &due.runs, due.room).await?;
             }
             looked.push((row, cached, due));
         }
@@ -233,12 +233,7 @@ async fn make_runs<S: SchedulerStore + ?Sized>(
             Err(gale_store::Error::Invalid(why)) => {
                 warn!("a batch of scheduled runs was refused ({why}); making them one by one");
                 for run in chunk {
-                    let one = core::Due {
-                        runs: vec![run.clone()],
-                        room: 1,
-                        ..Default::default()
-                    };
-                    created += create_in_order(store, &one).await?;
+                    created += create_in_order(store, std::slice::from_ref(run), 1).await?;
                 }
                 continue;
             }
@@ -254,15 +249,16 @@ async fn make_runs<S: SchedulerStore + ?Sized>(
     Ok(created)
 }
 
-/// Makes a DAG's due runs one by one, oldest slot first, until the room
-/// `max_active_runs` leaves is used up; returns how many were made.
+/// Makes a DAG's due runs one by one, oldest slot first, until `room` (what
+/// `max_active_runs` leaves) is used up; returns how many were made.
 async fn create_in_order<S: SchedulerStore + ?Sized>(
     store: &S,
-    due: &core::Due,
+    runs: &[NewRun],
+    room: usize,
 ) -> gale_store::Result<usize> {
     let mut created = 0;
-    for run in &due.runs {
-        if created == due.room {
+    for run in runs {
+        if created == room {
             break;
         }
         match store.create_run(run).await {

@@ -81,7 +81,7 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
         now: Timestamp,
         report: &mut PassReport,
     ) -> gale_store::Result<()> {
-        let mut planning: Vec<(&RunRow, &CachedDag, Rounds, usize)> = Vec::new();
+        let mut planning: Vec<(&RunRow, &CachedDag, Rounds)> = Vec::new();
         let ids: Vec<RunId> = batch.iter().map(|(run, _)| run.id).collect();
         let mut tasks = by_run(self.store.tasks_of_runs(&ids).await?);
         for (run, cached) in batch {
@@ -91,10 +91,10 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
             {
                 continue;
             }
-            planning.push((run, cached, Rounds::new(), 0));
+            planning.push((run, cached, Rounds::new()));
         }
         while !planning.is_empty() {
-            for (run, cached, rounds, moved) in &mut planning {
+            for (run, cached, rounds) in &mut planning {
                 let rows = tasks.remove(&run.id).unwrap_or_default();
                 for action in rounds.plan(run, &cached.dag, &cached.order, &rows, now) {
                     if rounds.may_write(&action) {
@@ -106,21 +106,12 @@ impl<S: SchedulerStore + ?Sized> Scheduler<S> {
                             // What this plan moved may let more move: look
                             // again next pass (said at once, so a later
                             // write's failure in the batch does not lose it).
-                            if *moved == 0 {
-                                self.notifier.mark_run(run.id);
-                            }
-                            *moved += changed;
+                            self.notifier.mark_run(run.id);
                         }
                     }
                 }
             }
-            let mut again = Vec::new();
-            for (run, cached, mut rounds, moved) in planning {
-                if rounds.another() {
-                    again.push((run, cached, rounds, moved));
-                }
-            }
-            planning = again;
+            planning.retain_mut(|(_, _, rounds)| rounds.another());
             if !planning.is_empty() {
                 let ids: Vec<RunId> = planning.iter().map(|(run, ..)| run.id).collect();
                 tasks = by_run(self.store.tasks_of_runs(&ids).await?);

@@ -269,7 +269,7 @@ pub(super) async fn render(
     let now = store.now().await?;
     let spec = &current.spec;
     let href = format!("/dags/{}", url_escape(&dag_id.0));
-    let sched = spec.parsed_schedule();
+    let sched = crate::next_run::schedule_of(spec);
     let next = if row.active && !row.paused {
         crate::next_run::next_run(&row, spec, now)
     } else {
@@ -285,7 +285,7 @@ pub(super) async fn render(
         active: row.active,
         schedule: sched.as_ref().map_or_else(
             || "manual".to_owned(),
-            |s| format::schedule(&s.describe(), &row.timezone),
+            |s| format::schedule(&s.words, &row.timezone),
         ),
         schedule_expr: row.schedule.clone().unwrap_or_default(),
         timezone: row.timezone.clone(),
