@@ -230,9 +230,12 @@ impl Queue for PgStore {
         let ids: Vec<i64> = held.iter().map(|(t, _)| t.0).collect();
         let tries: Vec<i32> = held.iter().map(|(_, n)| i32_of(*n)).collect();
         let worker_id = worker_id.0.clone();
-        self.single(move |tx| {
+        // Light: a renewal must not wait behind the pool (a worker with a
+        // pool of one sends its results, logs and reads there); a late one
+        // makes the worker fence its own attempts.
+        self.light(move |c| {
             Box::pin(async move {
-                let rows = tx
+                let rows = c
                     .rows(
                         "UPDATE task_instances t SET heartbeat_at = now()
                          FROM unnest($2::bigint[], $3::int[]) AS h(id, try_number)

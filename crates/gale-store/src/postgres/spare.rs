@@ -3,7 +3,9 @@
 //! an idle process sends (its node heartbeat, a worker's claim, the alert
 //! deliverer's look, the cluster watch's reads) run on the notification
 //! connection ([`PgStore::light`]), so they keep no pooled connection open.
-//! Real work (a result, a run) opens pool connections again. [`Activity`] counts the calls in flight and
+//! A worker's lease renewals run there too, so that they never wait for a
+//! pooled connection busy with results and logs. Real work (a result, a run)
+//! opens pool connections again. [`Activity`] counts the calls in flight and
 //! when the server last answered, so the listener's probe runs only when it can
 //! tell something: a call is waiting, or nothing has been heard for a while.
 
