@@ -228,6 +228,7 @@ fn init_tracing(default: &str) {
 }
 
 fn main() -> ExitCode {
+    memory::limit_arenas();
     // A worker's task guard (see gale_worker::guard): no runtime, no parsing.
     if std::env::args_os().nth(1).is_some_and(|a| a == "__guard") {
         gale_worker::guard::guard_main();
