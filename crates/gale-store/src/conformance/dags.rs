@@ -708,6 +708,18 @@ pub async fn delete_dag_and_history<S: Store + ?Sized>(store: &S) {
         matches!(&late, Err(crate::Error::Invalid(m)) if m.contains("gone")),
         "{late:?}"
     );
+    let late = store
+        .create_run(&new_run(
+            &gone,
+            "scheduled__late",
+            RunType::Scheduled,
+            day(3),
+        ))
+        .await;
+    assert!(
+        matches!(&late, Err(crate::Error::Invalid(m)) if m.contains("gone")),
+        "a scheduled run too: {late:?}"
+    );
     assert!(
         store
             .list_runs(&crate::RunFilter {

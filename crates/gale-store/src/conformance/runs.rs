@@ -346,6 +346,7 @@ pub async fn promote_runs_skips_paused_dags<S: Store + ?Sized>(store: &S) {
 pub async fn batched_runs_and_reads<S: Store + ?Sized>(store: &S) {
     let etl = seed(store, "dags/etl.yaml", ETL_V1).await;
     let flat = seed(store, "dags/flat.yaml", &flat_dag_source("flat", 3, "")).await;
+    let wide = seed(store, "dags/wide.yaml", &flat_dag_source("wide", 19, "")).await;
     let taken = create(
         store,
         &new_run(&etl, "scheduled__taken", RunType::Scheduled, day(1)),
@@ -433,4 +434,25 @@ pub async fn batched_runs_and_reads<S: Store + ?Sized>(store: &S) {
         [flat_run],
         "a finished run and an unknown id are left out"
     );
+    // More task instances than one statement inserts (SQLite: 8), each once
+    // and with its own fields.
+    let wide_run = store
+        .create_runs(&[new_run(&wide, "scheduled__w2", RunType::Scheduled, day(2))])
+        .await
+        .expect("create_runs")[0]
+        .expect("wide's slot gets a run");
+    // More task instances than one statement inserts (SQLite: 8), each once.
+    let wide_tasks = tasks_of(store, wide_run).await;
+    let mut ids: Vec<&str> = wide_tasks.iter().map(|t| t.task_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 19, "{wide_tasks:?}");
+    for t in &wide_tasks {
+        let i: i32 = t.task_id.as_str()[1..].parse().expect("t<i>");
+        assert_eq!(
+            (t.priority, t.queue.as_str(), t.state),
+            (20 - i, "default", TaskState::None),
+            "{t:?}"
+        );
+    }
 }

@@ -492,6 +492,32 @@ impl Runs for SqliteStore {
     }
 }
 
+/// Most task instances inserted by one statement.
+const TI_ROWS: usize = 8;
+
+/// `INSERT INTO task_instances` of `rows` rows: ?1 the run, ?2 the DAG, ?3
+/// the time, then five parameters per row.
+fn insert_tis_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO task_instances (run_id, dag_id, task_id, state, max_tries, queue,
+             priority, updated_at, pool) VALUES ",
+    );
+    for i in 0..rows {
+        let p = 4 + i * 5;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(?1, ?2, ?{p}, 'none', ?{}, ?{}, ?{}, ?3, ?{})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4
+        ));
+    }
+    sql
+}
+
 /// Inserts one run and its task instances (see `Runs::create_run`), in the
 /// writer's transaction.
 fn insert_run(tx: &Connection, run: &NewRun, conf: &str, now: i64) -> Result<Option<RunId>> {
@@ -499,16 +525,9 @@ fn insert_run(tx: &Connection, run: &NewRun, conf: &str, now: i64) -> Result<Opt
     // before this run is in.
     // Each statement prepared once per connection: a slot shared by
     // thousands of DAGs makes thousands of runs in a row.
-    let known: bool = tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM dags WHERE dag_id = ?1)")
-        .and_then(|mut stmt| stmt.query_row(params![run.dag_id.as_str()], |r| r.get(0)))
-        .map_err(map_err)?;
-    if !known {
-        return Err(Error::Invalid(no_such_dag(run.dag_id.as_str())));
-    }
-    if run.run_type == RunType::Scheduled {
+    let known = if run.run_type == RunType::Scheduled {
         // The cursor moves even when the slot already has a run, so a second
-        // scheduler that lost the race moves on too.
+        // scheduler that lost the race moves on too; no row moved, no DAG.
         tx.prepare_cached(
             "UPDATE dags SET last_interval_end = max(coalesce(last_interval_end, ?2), ?2)
                  WHERE dag_id = ?1",
@@ -516,7 +535,15 @@ fn insert_run(tx: &Connection, run: &NewRun, conf: &str, now: i64) -> Result<Opt
         .and_then(|mut stmt| {
             stmt.execute(params![run.dag_id.as_str(), to_micros(run.interval_end)])
         })
-        .map_err(map_err)?;
+        .map_err(map_err)?
+            > 0
+    } else {
+        tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM dags WHERE dag_id = ?1)")
+            .and_then(|mut stmt| stmt.query_row(params![run.dag_id.as_str()], |r| r.get(0)))
+            .map_err(map_err)?
+    };
+    if !known {
+        return Err(Error::Invalid(no_such_dag(run.dag_id.as_str())));
     }
     let inserted = tx
         .prepare_cached(
@@ -542,25 +569,24 @@ fn insert_run(tx: &Connection, run: &NewRun, conf: &str, now: i64) -> Result<Opt
         return Ok(None);
     }
     let run_id = tx.last_insert_rowid();
-    let mut stmt = tx
-        .prepare_cached(
-            "INSERT INTO task_instances (run_id, dag_id, task_id, state, max_tries, queue,
-                     priority, updated_at, pool)
-                 VALUES (?1, ?2, ?3, 'none', ?4, ?5, ?6, ?7, ?8)",
-        )
-        .map_err(map_err)?;
-    for t in &run.tasks {
-        stmt.execute(params![
-            run_id,
-            run.dag_id.as_str(),
-            t.task_id.as_str(),
-            t.max_tries,
-            t.queue,
-            t.priority,
-            now,
-            t.pool
-        ])
-        .map_err(map_err)?;
+    // Up to TI_ROWS task instances per statement (one statement per run of a
+    // small DAG): fewer statement runs per slot shared by thousands of DAGs.
+    for chunk in run.tasks.chunks(TI_ROWS) {
+        let mut stmt = tx
+            .prepare_cached(&insert_tis_sql(chunk.len()))
+            .map_err(map_err)?;
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 7 + 3);
+        values.extend([&run_id as &dyn rusqlite::ToSql, &run.dag_id.0, &now]);
+        for t in chunk {
+            values.extend([
+                &t.task_id.0 as &dyn rusqlite::ToSql,
+                &t.max_tries,
+                &t.queue,
+                &t.priority,
+                &t.pool,
+            ]);
+        }
+        stmt.execute(values.as_slice()).map_err(map_err)?;
     }
     if matches!(run.run_type, RunType::Scheduled | RunType::Backfill) {
         tx.prepare_cached(
