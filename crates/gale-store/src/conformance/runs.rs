@@ -441,8 +441,8 @@ pub async fn batched_runs_and_reads<S: Store + ?Sized>(store: &S) {
         .await
         .expect("create_runs")[0]
         .expect("wide's slot gets a run");
-    // More task instances than one statement inserts (SQLite: 8), each once.
     let wide_tasks = tasks_of(store, wide_run).await;
+    assert_eq!(wide_tasks.len(), 19, "{wide_tasks:?}");
     let mut ids: Vec<&str> = wide_tasks.iter().map(|t| t.task_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();

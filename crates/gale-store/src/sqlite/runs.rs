@@ -495,28 +495,32 @@ impl Runs for SqliteStore {
 /// Most task instances inserted by one statement.
 const TI_ROWS: usize = 8;
 
-/// `INSERT INTO task_instances` of `rows` rows: ?1 the run, ?2 the DAG, ?3
-/// the time, then five parameters per row.
-fn insert_tis_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO task_instances (run_id, dag_id, task_id, state, max_tries, queue,
-             priority, updated_at, pool) VALUES ",
-    );
-    for i in 0..rows {
-        let p = 4 + i * 5;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(?1, ?2, ?{p}, 'none', ?{}, ?{}, ?{}, ?3, ?{})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4
-        ));
-    }
-    sql
-}
+/// `INSERT INTO task_instances` of 1 to [`TI_ROWS`] rows (index: rows - 1),
+/// built once: ?1 the run, ?2 the DAG, ?3 the time, then five parameters per
+/// row.
+static INSERT_TIS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    (1..=TI_ROWS)
+        .map(|rows| {
+            let values: Vec<String> = (0..rows)
+                .map(|i| {
+                    let p = 4 + i * 5;
+                    format!(
+                        "(?1, ?2, ?{p}, 'none', ?{}, ?{}, ?{}, ?3, ?{})",
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 4
+                    )
+                })
+                .collect();
+            format!(
+                "INSERT INTO task_instances (run_id, dag_id, task_id, state, max_tries, queue,
+                     priority, updated_at, pool) VALUES {}",
+                values.join(", ")
+            )
+        })
+        .collect()
+});
 
 /// Inserts one run and its task instances (see `Runs::create_run`), in the
 /// writer's transaction.
@@ -573,9 +577,9 @@ fn insert_run(tx: &Connection, run: &NewRun, conf: &str, now: i64) -> Result<Opt
     // small DAG): fewer statement runs per slot shared by thousands of DAGs.
     for chunk in run.tasks.chunks(TI_ROWS) {
         let mut stmt = tx
-            .prepare_cached(&insert_tis_sql(chunk.len()))
+            .prepare_cached(&INSERT_TIS[chunk.len() - 1])
             .map_err(map_err)?;
-        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 7 + 3);
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 5 + 3);
         values.extend([&run_id as &dyn rusqlite::ToSql, &run.dag_id.0, &now]);
         for t in chunk {
             values.extend([
