@@ -7,7 +7,7 @@
 //! glibc also gives each thread that allocates while another holds an arena
 //! an arena of its own, up to eight per core: a burst leaves each of them
 //! with free chunks between a few live ones, whose pages no trim can give
-//! back. [`limit_arenas`] caps them at [`ARENAS`] (unless `MALLOC_ARENA_MAX`
+//! back. [`limit_arenas`] caps them at [`ARENAS`] (unless the environment
 //! says otherwise): a standalone holding two 10,000-task DAGs idles at 49 MB
 //! instead of 66 and is back at its idle size a minute after running them.
 
@@ -22,11 +22,14 @@ const EVERY: Duration = Duration::from_secs(15);
 const ARENAS: i32 = 2;
 
 /// Caps glibc's malloc arenas at [`ARENAS`], unless the environment sets
-/// `MALLOC_ARENA_MAX` (which glibc reads itself). Called first thing in
+/// them (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in
+/// `GLIBC_TUNABLES`, which glibc reads itself). Called first thing in
 /// `main`, before any thread starts.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn limit_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+    let tuned =
+        std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.arena_max="));
+    if tuned || std::env::var_os("MALLOC_ARENA_MAX").is_some() {
         return;
     }
     // SAFETY: mallopt only sets an allocator parameter; no other thread is

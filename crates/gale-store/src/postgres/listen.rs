@@ -79,15 +79,18 @@ impl PgStore {
             }
         });
         let _abort = AbortOnDrop(driver);
+        // Light calls are bounded below the probe's window: one waiting on a
+        // row lock gives up after a second rather than hold the probe behind
+        // it until the server looks silent.
         if let Err(e) = client
-            .batch_execute("LISTEN gale_queued; LISTEN gale_changed")
+            .batch_execute("LISTEN gale_queued; LISTEN gale_changed; SET lock_timeout = '1s'")
             .await
         {
             return lost(describe(&e));
         }
         let spare = Arc::new(spare::Spare::new(client));
         self.set_spare(Some(spare.clone()));
-        let _lent = Unlend(self);
+        let _lent = Unlend(self, &spare);
         // Whatever was announced while we were not listening: look now.
         notifier.workers.notify_one();
         notifier.scheduler.notify_one();
@@ -98,7 +101,7 @@ impl PgStore {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return ListenEnd::Stopped,
-                _ = self.reconnect.notified() => {
+                _ = spare.retired.notified() => {
                     return lost("a call on the notification connection failed".into());
                 }
                 msg = rx.recv() => match msg {
@@ -151,11 +154,11 @@ enum ListenEnd {
 }
 
 /// Takes the notification connection back from light calls when it ends.
-struct Unlend<'a>(&'a PgStore);
+struct Unlend<'a>(&'a PgStore, &'a Arc<spare::Spare>);
 
 impl Drop for Unlend<'_> {
     fn drop(&mut self) {
-        self.0.set_spare(None);
+        self.0.retire(self.1);
     }
 }
 

@@ -117,9 +117,6 @@ pub struct PgStore {
     spare: Arc<std::sync::RwLock<Option<Arc<spare::Spare>>>>,
     /// Calls in flight and the server's last answer (see `spare`).
     activity: Arc<spare::Activity>,
-    /// A light call failed on the notification connection: the listener
-    /// connects again.
-    reconnect: Arc<tokio::sync::Notify>,
 }
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -429,7 +426,6 @@ impl PgStore {
             announce_results: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             spare: Arc::default(),
             activity: Arc::default(),
-            reconnect: Arc::default(),
         };
         let deadline = tokio::time::Instant::now() + wait;
         let mut delay = Duration::from_millis(100);

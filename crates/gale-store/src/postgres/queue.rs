@@ -262,8 +262,11 @@ impl Queue for PgStore {
         if finishes.is_empty() {
             return Ok(Vec::new());
         }
-        // One task's stray NUL must not fail the whole batch.
-        let finishes: Vec<Finish> = finishes.iter().map(without_nul).collect();
+        // One task's stray NUL must not fail the whole batch. In id order,
+        // as renewals lock them: the two can run at once for one worker.
+        let order = finishes;
+        let mut finishes: Vec<Finish> = finishes.iter().map(without_nul).collect();
+        finishes.sort_by_key(|f| (f.ti, f.try_number));
         let mut outputs = Vec::with_capacity(finishes.len());
         for f in &finishes {
             outputs.push(to_value(&f.outputs)?);
@@ -346,7 +349,7 @@ impl Queue for PgStore {
         // By task instance and try: two tries of one task instance can be in
         // one batch (a late result of a reaped try beside its retry's).
         let recorded: std::collections::HashSet<(i64, i32)> = recorded.into_iter().collect();
-        Ok(finishes
+        Ok(order
             .iter()
             .map(|f| recorded.contains(&(f.ti.0, i32_of(f.try_number))))
             .collect())

@@ -9,7 +9,7 @@
 //! when the server last answered, so the listener's probe runs only when it can
 //! tell something: a call is waiting, or nothing has been heard for a while.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::*;
@@ -22,6 +22,10 @@ pub(super) struct Spare {
     pub(super) client: tokio_postgres::Client,
     /// Its prepared statements (a handful: only light calls run here).
     statements: std::sync::Mutex<HashMap<String, Statement>>,
+    /// A call on it failed as a lost connection would.
+    lost: AtomicBool,
+    /// Taken out of use ([`PgStore::retire`]): its listener connects again.
+    pub(super) retired: tokio::sync::Notify,
 }
 
 /// At most this many statements are kept prepared on the spare connection.
@@ -32,6 +36,44 @@ impl Spare {
         Spare {
             client,
             statements: std::sync::Mutex::new(HashMap::new()),
+            lost: AtomicBool::new(false),
+            retired: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// `e` came from this connection: remember whether it is still usable.
+    /// A lock timeout, a deadlock or a cancelled statement leaves it as good
+    /// as before; a broken link or a server shutting down, gone read-only or
+    /// out of resources does not.
+    fn note<T>(&self, out: std::result::Result<T, tokio_postgres::Error>) -> Result<T> {
+        out.map_err(|e| {
+            if connection_failed(&e) {
+                self.lost.store(true, Ordering::Release);
+            }
+            e.into()
+        })
+    }
+
+    fn usable(&self) -> bool {
+        !self.lost.load(Ordering::Acquire) && !self.client.is_closed()
+    }
+}
+
+/// Whether `e` says the connection it came on is no good any more.
+pub(super) fn connection_failed(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        // No SQLSTATE: the link broke or timed out (or a value did not
+        // convert, which no light call sends).
+        None => true,
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57P")
+                || *code == SqlState::READ_ONLY_SQL_TRANSACTION
         }
     }
 }
@@ -48,7 +90,7 @@ impl Conn for Spare {
         if let Some(st) = cached {
             return Ok(st);
         }
-        let st = self.client.prepare(sql).await?;
+        let st = self.note(self.client.prepare(sql).await)?;
         let mut statements = self
             .statements
             .lock()
@@ -60,10 +102,10 @@ impl Conn for Spare {
         Ok(st)
     }
     async fn run_query(&self, st: &Statement, p: Params<'_>) -> Result<Vec<Row>> {
-        Ok(self.client.query(st, p).await?)
+        self.note(self.client.query(st, p).await)
     }
     async fn run_exec(&self, st: &Statement, p: Params<'_>) -> Result<u64> {
-        Ok(self.client.execute(st, p).await?)
+        self.note(self.client.execute(st, p).await)
     }
 }
 
@@ -124,6 +166,21 @@ impl Activity {
 
 pub(super) struct InFlight<'a>(&'a Activity);
 
+/// The notification connection lent to one light call.
+struct Borrowed<'a> {
+    store: &'a PgStore,
+    spare: &'a Arc<Spare>,
+    done: bool,
+}
+
+impl Drop for Borrowed<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.store.retire(self.spare);
+        }
+    }
+}
+
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -146,18 +203,28 @@ impl PgStore {
             .clone();
         if let Some(spare) = spare {
             let mut outages = self.outages.subscribe();
-            let out = self.bounded(&mut outages, f(&*spare)).await;
+            // Taken out of use unless the call runs to its end on a
+            // connection still good: a call given up half-way (its caller's
+            // timeout, this one's, an outage) may still be in flight there,
+            // and every light call and probe after it would queue behind it.
+            let mut borrowed = Borrowed {
+                store: self,
+                spare: &spare,
+                done: false,
+            };
+            let finished = AtomicBool::new(false);
+            let work = async {
+                let out = f(&*spare).await;
+                finished.store(true, Ordering::Release);
+                out
+            };
+            let out = self.bounded(&mut outages, work).await;
             if let Err(e) = &out {
                 crate::telemetry::count_error("postgres", e);
-                // The server went read-only, away or out of sessions: stop
-                // lending this connection, and have the listener connect
-                // again (to the primary, wherever it is now). The caller
-                // retries on the pool meanwhile.
-                if e.is_retryable() {
-                    self.set_spare(None);
-                    self.reconnect.notify_one();
-                }
             }
+            // The caller retries (on the pool, until the listener is back)
+            // when the error is retryable.
+            borrowed.done = finished.load(Ordering::Acquire) && spare.usable();
             return out;
         }
         self.single(move |c| f(c)).await
@@ -169,6 +236,22 @@ impl PgStore {
             .spare
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = spare;
+    }
+
+    /// Stops lending `spare` (if it is still the one lent) and has its
+    /// listener connect again (to the primary, wherever it is now). A newer
+    /// connection is left alone, and a retired one's wake-up dies with it.
+    pub(super) fn retire(&self, spare: &Arc<Spare>) {
+        {
+            let mut current = self
+                .spare
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, spare)) {
+                *current = None;
+            }
+        }
+        spare.retired.notify_one();
     }
 
     /// Closes the pooled connections unused for `PgOptions::idle_close`.

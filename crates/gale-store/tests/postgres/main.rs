@@ -2,6 +2,7 @@
 //! process from the machine's binaries), plus PostgreSQL-only behaviour:
 //! concurrent schedulers and workers racing on one database.
 
+mod light;
 mod tls;
 
 use std::sync::Arc;
@@ -162,6 +163,27 @@ async fn seed_flat_dag(store: &PgStore, id: &str, n: usize) -> (Dag, String) {
         .await
         .expect("upsert_dag");
     (dag, hash)
+}
+
+/// Records a running worker node `id` (lease 10 s, queue `default`).
+async fn register_worker(store: &PgStore, id: &str, now: Timestamp) {
+    store
+        .register_node(&gale_store::NodeRow {
+            node_id: id.into(),
+            host: "h".into(),
+            pid: 1,
+            roles: vec!["worker".into()],
+            version: "0".into(),
+            state: gale_store::NodeState::Running,
+            started_at: now,
+            heartbeat_at: now,
+            clock_skew_us: 0,
+            running_attempts: 0,
+            attempt_lease_ms: 10_000,
+            queues: vec!["default".into()],
+        })
+        .await
+        .expect("register_node");
 }
 
 /// A manual run of `dag` on day `day`; returns it with its task instances.
@@ -396,23 +418,7 @@ async fn an_idle_process_keeps_one_connection() {
     };
     let dag = seed_flat_dag(&store, "idle", 1).await;
     let now = store.now().await.expect("now");
-    store
-        .register_node(&gale_store::NodeRow {
-            node_id: "idle-worker".into(),
-            host: "h".into(),
-            pid: 1,
-            roles: vec!["worker".into()],
-            version: "0".into(),
-            state: gale_store::NodeState::Running,
-            started_at: now,
-            heartbeat_at: now,
-            clock_skew_us: 0,
-            running_attempts: 0,
-            attempt_lease_ms: 10_000,
-            queues: vec!["default".into()],
-        })
-        .await
-        .expect("register_node");
+    register_worker(&store, "idle-worker", now).await;
 
     let notifier = Arc::new(Notifier::default());
     let stop = CancellationToken::new();
