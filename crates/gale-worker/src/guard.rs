@@ -12,7 +12,12 @@
 //! freeze it too) and writes lines to its stdin:
 //!
 //! - `+PGID DEADLINE`: the group runs a task; kill it at `DEADLINE` unless told
-//!   a later one (sent again, with a later deadline, at every lease renewal);
+//!   a later one;
+//! - `>PGID DEADLINE`: the task's lease was renewed: a later deadline for the
+//!   group if it is still listed, and nothing otherwise. A renewal that read
+//!   the group just before its task ended sends this after the `-` line; were
+//!   it a `+`, the guard would list the group again and kill at its deadline
+//!   (or at the worker's end) whatever process then has that number;
 //! - `-PGID`: the group's task ended.
 //!
 //! It answers on its stdout with `killed PGID AT` for each group it killed at
@@ -146,14 +151,15 @@ impl Guard {
         self.send(&format!("+{pgid} {deadline}\n"));
     }
 
-    /// The leases of these groups' attempts were renewed: their new deadline.
+    /// The leases of these groups' attempts were renewed: their new deadline,
+    /// for those the guard still lists (not one whose task ended meanwhile).
     pub fn extend(&self, pgids: &[u32], deadline: u64) {
         if pgids.is_empty() {
             return;
         }
         let mut lines = String::with_capacity(pgids.len() * 24);
         for pgid in pgids {
-            lines.push_str(&format!("+{pgid} {deadline}\n"));
+            lines.push_str(&format!(">{pgid} {deadline}\n"));
         }
         self.send(&lines);
     }
@@ -259,6 +265,7 @@ const MAX_SLEEP_MS: u64 = 1000;
 #[derive(Debug, PartialEq, Eq)]
 enum Line {
     Watch { pgid: i32, deadline: u64 },
+    Extend { pgid: i32, deadline: u64 },
     Forget { pgid: i32 },
 }
 
@@ -279,6 +286,10 @@ fn parse(line: &str) -> Option<Line> {
                 .and_then(|d| d.parse().ok())
                 .unwrap_or(u64::MAX),
         }),
+        ">" => Some(Line::Extend {
+            pgid,
+            deadline: words.next()?.parse().ok()?,
+        }),
         "-" => Some(Line::Forget { pgid }),
         _ => None,
     }
@@ -296,6 +307,11 @@ impl Watched {
             Line::Watch { pgid, deadline } => {
                 let d = self.groups.entry(pgid).or_insert(deadline);
                 *d = (*d).max(deadline);
+            }
+            Line::Extend { pgid, deadline } => {
+                if let Some(d) = self.groups.get_mut(&pgid) {
+                    *d = (*d).max(deadline);
+                }
             }
             Line::Forget { pgid } => {
                 self.groups.remove(&pgid);
@@ -439,11 +455,20 @@ mod tests {
         for bad in ["+1 5", "+0 5", "+-5 5", "*12 4", "+x 1", "", "-"] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
+        assert_eq!(
+            parse(">123 7000"),
+            Some(Line::Extend {
+                pgid: 123,
+                deadline: 7000
+            })
+        );
+        assert_eq!(parse(">123"), None, "an extension says how far");
         let mut w = Watched::default();
         w.apply(parse("+10 5000").unwrap());
         w.apply(parse("+11 3000").unwrap());
-        // A renewal's line overtaken by the start's: the later deadline stays.
-        w.apply(parse("+10 9000").unwrap());
+        // Deadlines only move forward: the later one stays.
+        w.apply(parse(">10 9000").unwrap());
+        w.apply(parse(">10 6000").unwrap());
         w.apply(parse("+10 6000").unwrap());
         assert_eq!(w.next_deadline(), Some(3000));
         assert_eq!(w.expired(2999), vec![]);
@@ -452,6 +477,11 @@ mod tests {
         w.apply(parse("-10").unwrap());
         assert_eq!(w.next_deadline(), None);
         assert!(w.groups.is_empty());
+        // A renewal of a group whose task has ended (sent after its `-`) lists
+        // nothing again: the number may belong to another process by then.
+        w.apply(parse(">10 12000").unwrap());
+        assert!(w.groups.is_empty(), "{:?}", w.groups);
+        assert_eq!(w.expired(u64::MAX - 1), vec![]);
     }
 
     #[test]

@@ -230,10 +230,12 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
                                         .observe(claimed.elapsed().as_secs_f64());
                                 }
                                 if let Some(pid) = pid {
-                                    lease.pgid.store(pid, std::sync::atomic::Ordering::Release);
+                                    // Watched before a renewal can see the
+                                    // pid: its extension then follows the start.
                                     shared
                                         .guard
                                         .watch(pid, lease.deadline(shared.opts.guard_after()));
+                                    lease.pgid.store(pid, std::sync::atomic::Ordering::Release);
                                 }
                                 let store = shared.store.clone();
                                 let command = shown.clone();
