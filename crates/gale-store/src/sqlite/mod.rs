@@ -96,9 +96,17 @@ fn connect(path: &Path) -> Result<Connection> {
     // The WAL is checkpointed every 1,000 pages (SQLite's default) and cut
     // back to at most WAL_KEPT_BYTES after each checkpoint, so a burst leaves
     // no WAL the size of the database behind.
+    //
+    // Statement journals in memory (`temp_store`): the writer groups many
+    // jobs in one transaction, so each multi-row statement keeps the pages it
+    // changes in a statement journal, in case it fails half-way. Past 64 KiB
+    // (a claim or a result batch of a few dozen tasks) SQLite spills that to a
+    // temporary file, a write per page: in a fan-out, a third of the writer's
+    // time. It is freed at the statement's end, so it is never larger than
+    // one statement's changes.
     conn.execute_batch(&format!(
         "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
-         PRAGMA journal_size_limit = {WAL_KEPT_BYTES};"
+         PRAGMA journal_size_limit = {WAL_KEPT_BYTES}; PRAGMA temp_store = MEMORY;"
     ))
     .map_err(map_err)?;
     Ok(conn)
