@@ -77,6 +77,17 @@ fn connect(path: &Path) -> Result<Connection> {
     // The statements a busy node runs (beyond rusqlite's default of 16), so
     // none is parsed again each time.
     conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
+    // And not prepared again at each new binding either: without the query
+    // planner stability guarantee, SQLite plans `LIMIT ?` (a claim, every
+    // page) and a parameter compared with a partial index's value by the
+    // value bound, and prepares the statement again whenever it is rebound.
+    // Every partial index here is matched by a literal in the SQL, and no
+    // statistics are gathered, so no plan depended on a bound value.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(map_err)?;
     // Switching a new database file to WAL takes its lock without calling the busy
     // handler: when another process opens the same new file at that moment, the
     // switch fails at once with SQLITE_BUSY. Retry it within the busy timeout.
@@ -496,4 +507,43 @@ fn token_row(r: &Row) -> rusqlite::Result<TokenRow> {
         expires_at: opt_ts(r.get(5)?),
         last_used_at: opt_ts(r.get(6)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_with_a_bound_limit_are_not_prepared_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = connect(&dir.path().join("q.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, state TEXT);
+             CREATE INDEX t_queued ON t (id) WHERE state = 'queued';
+             INSERT INTO t (state) VALUES ('queued'), ('queued'), ('running');",
+        )
+        .unwrap();
+        for sql in [
+            "SELECT id FROM t WHERE state = 'queued' ORDER BY id LIMIT ?1",
+            "UPDATE t SET state = ?2 WHERE id = ?1 AND state = ?3",
+        ] {
+            let mut stmt = conn.prepare_cached(sql).unwrap();
+            for n in 1..=5i64 {
+                let _ = stmt.raw_bind_parameter(1, n);
+                if stmt.parameter_count() > 1 {
+                    stmt.raw_bind_parameter(2, if n % 2 == 0 { "queued" } else { "running" })
+                        .unwrap();
+                    stmt.raw_bind_parameter(3, if n % 2 == 0 { "running" } else { "queued" })
+                        .unwrap();
+                }
+                let mut rows = stmt.raw_query();
+                while rows.next().unwrap().is_some() {}
+            }
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "{sql} was prepared again for new bindings"
+            );
+        }
+    }
 }

@@ -28,6 +28,12 @@ pub(super) struct Job<F, T> {
     pub(super) reply: tokio::sync::oneshot::Sender<Result<T>>,
 }
 
+/// Runs one statement from the connection's cache: the savepoint around
+/// every job, parsed once rather than once per job.
+fn cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 impl<F, T> WriteJob for Job<F, T>
 where
     F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -35,12 +41,9 @@ where
 {
     fn run(self: Box<Self>, conn: &Connection) -> (Delivery, Option<Error>) {
         let Job { f, reply } = *self;
-        let res = match conn.execute_batch("SAVEPOINT job") {
+        let res = match cached(conn, "SAVEPOINT job") {
             Ok(()) => match f(conn) {
-                Ok(v) => conn
-                    .execute_batch("RELEASE job")
-                    .map(|()| v)
-                    .map_err(map_err),
+                Ok(v) => cached(conn, "RELEASE job").map(|()| v).map_err(map_err),
                 // A failed job leaves no trace; the others in the group still
                 // commit. When SQLite rolled the whole transaction back, the
                 // savepoint is gone with it, and the job's own error says why.
