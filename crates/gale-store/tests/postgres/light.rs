@@ -3,17 +3,15 @@
 //! call and the liveness probe queue behind it), and a lock timeout there is
 //! not a lost connection.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use gale_model::TaskState;
 use gale_store::postgres::{PgOptions, PgStore};
 use gale_store::prelude::*;
-use gale_store::{Notifier, Transition, WorkerId};
+use gale_store::{Transition, WorkerId};
 use jiff::Timestamp;
-use tokio_util::sync::CancellationToken;
 
-use super::{create_flat_run, register_worker, seed_flat_dag};
+use super::{create_flat_run, pool_closes, register_worker, seed_flat_dag, start_listening};
 
 #[tokio::test]
 async fn a_renewal_held_by_a_row_lock_gives_up_without_losing_the_connection() {
@@ -47,24 +45,8 @@ async fn a_renewal_held_by_a_row_lock_gives_up_without_losing_the_connection() {
     assert_eq!(claims.len(), 1, "the queued task is claimed");
     let held = [(tis[0], claims[0].task.try_number)];
 
-    let notifier = Arc::new(Notifier::default());
-    let stop = CancellationToken::new();
-    let listening = tokio::spawn({
-        let (store, notifier, stop) = (store.clone(), notifier.clone(), stop.clone());
-        async move { store.listen(notifier, stop).await }
-    });
-    tokio::time::timeout(Duration::from_secs(10), notifier.workers.notified())
-        .await
-        .expect("the wake-up that follows connecting");
-    let pool_closes = || async {
-        for _ in 0..100 {
-            if store.pool_open() == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the pool kept {} idle connections open", store.pool_open());
-    };
+    let (notifier, stop, listening) = start_listening(&store).await;
+    let pool_closes = || pool_closes(&store);
     pool_closes().await;
     let renewed = store
         .heartbeat_attempts(&worker, &held)

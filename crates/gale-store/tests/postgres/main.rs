@@ -165,6 +165,38 @@ async fn seed_flat_dag(store: &PgStore, id: &str, n: usize) -> (Dag, String) {
     (dag, hash)
 }
 
+/// Starts `store`'s listener and waits for the wake-up that follows its
+/// connecting; returns the notifier, the stop token and the listener's task.
+async fn start_listening(
+    store: &PgStore,
+) -> (
+    Arc<Notifier>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let notifier = Arc::new(Notifier::default());
+    let stop = CancellationToken::new();
+    let listening = tokio::spawn({
+        let (store, notifier, stop) = (store.clone(), notifier.clone(), stop.clone());
+        async move { store.listen(notifier, stop).await }
+    });
+    tokio::time::timeout(Duration::from_secs(10), notifier.workers.notified())
+        .await
+        .expect("the wake-up that follows connecting");
+    (notifier, stop, listening)
+}
+
+/// Waits (up to 10 s) for `store`'s pool to close its idle connections.
+async fn pool_closes(store: &PgStore) {
+    for _ in 0..100 {
+        if store.pool_open() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the pool kept {} idle connections open", store.pool_open());
+}
+
 /// Records a running worker node `id` (lease 10 s, queue `default`).
 async fn register_worker(store: &PgStore, id: &str, now: Timestamp) {
     store
@@ -420,24 +452,8 @@ async fn an_idle_process_keeps_one_connection() {
     let now = store.now().await.expect("now");
     register_worker(&store, "idle-worker", now).await;
 
-    let notifier = Arc::new(Notifier::default());
-    let stop = CancellationToken::new();
-    let listening = tokio::spawn({
-        let (store, notifier, stop) = (store.clone(), notifier.clone(), stop.clone());
-        async move { store.listen(notifier, stop).await }
-    });
-    tokio::time::timeout(Duration::from_secs(10), notifier.workers.notified())
-        .await
-        .expect("the wake-up that follows connecting");
-    let pool_closes = || async {
-        for _ in 0..100 {
-            if store.pool_open() == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the pool kept {} idle connections open", store.pool_open());
-    };
+    let (_notifier, stop, listening) = start_listening(&store).await;
+    let pool_closes = || pool_closes(&store);
     pool_closes().await;
     assert_eq!(
         open_on_server().await,
