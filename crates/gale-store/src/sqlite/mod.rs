@@ -109,12 +109,13 @@ fn connect(path: &Path) -> Result<Connection> {
     // no WAL the size of the database behind.
     //
     // Statement journals in memory (`temp_store`): the writer groups many
-    // jobs in one transaction, so each multi-row statement keeps the pages it
-    // changes in a statement journal, in case it fails half-way. Past 64 KiB
-    // (a claim or a result batch of a few dozen tasks) SQLite spills that to a
+    // jobs in one transaction, each in a savepoint, so the pages each job
+    // changes are journalled in case it fails half-way. Past 64 KiB (a claim
+    // or a result batch of a few dozen tasks) SQLite spills that to a
     // temporary file, a write per page: in a fan-out, a third of the writer's
-    // time. It is freed at the statement's end, so it is never larger than
-    // one statement's changes.
+    // time. The journal is dropped at the job's end, so it is as large as
+    // the largest job's changes (a whole DAG's deletion is the largest), and
+    // sorts and temporary tables stay in memory too.
     conn.execute_batch(&format!(
         "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
          PRAGMA journal_size_limit = {WAL_KEPT_BYTES}; PRAGMA temp_store = MEMORY;"
