@@ -5,13 +5,14 @@
 
 use std::time::Duration;
 
-use gale_model::TaskState;
+use gale_store::WorkerId;
 use gale_store::postgres::{PgOptions, PgStore};
 use gale_store::prelude::*;
-use gale_store::{Transition, WorkerId};
 use jiff::Timestamp;
 
-use super::{create_flat_run, pool_closes, register_worker, seed_flat_dag, start_listening};
+use super::{
+    create_flat_run, pool_closes, queue_task, register_worker, seed_flat_dag, start_listening,
+};
 
 #[tokio::test]
 async fn a_renewal_held_by_a_row_lock_gives_up_without_losing_the_connection() {
@@ -28,15 +29,7 @@ async fn a_renewal_held_by_a_row_lock_gives_up_without_losing_the_connection() {
     let dag = seed_flat_dag(&store, "locked", 1).await;
     register_worker(&store, "locked-worker", store.now().await.expect("now")).await;
     let (_, tis) = create_flat_run(&store, &dag, 0).await;
-    store
-        .apply_transitions(&[Transition {
-            ti: tis[0],
-            from: TaskState::None,
-            to: TaskState::Queued,
-            retry_at: None,
-        }])
-        .await
-        .expect("apply_transitions");
+    queue_task(&store, tis[0]).await;
     let worker = WorkerId("locked-worker".into());
     let claims = store
         .claim(&worker, "h", &["default".to_owned()], 1)

@@ -197,6 +197,19 @@ async fn pool_closes(store: &PgStore) {
     panic!("the pool kept {} idle connections open", store.pool_open());
 }
 
+/// Queues task instance `ti` (none to queued), as a scheduler would.
+async fn queue_task(store: &PgStore, ti: TiId) {
+    store
+        .apply_transitions(&[Transition {
+            ti,
+            from: TaskState::None,
+            to: TaskState::Queued,
+            retry_at: None,
+        }])
+        .await
+        .expect("apply_transitions");
+}
+
 /// Records a running worker node `id` (lease 10 s, queue `default`).
 async fn register_worker(store: &PgStore, id: &str, now: Timestamp) {
     store
@@ -509,15 +522,7 @@ async fn an_idle_process_keeps_one_connection() {
         store.pool_open() >= 1,
         "a run is made on a pooled connection"
     );
-    store
-        .apply_transitions(&[Transition {
-            ti: tis[0],
-            from: TaskState::None,
-            to: TaskState::Queued,
-            retry_at: None,
-        }])
-        .await
-        .expect("apply_transitions");
+    queue_task(&store, tis[0]).await;
     pool_closes().await;
     let claims = store.claim(&worker, "h", &queues, 4).await.expect("claim");
     assert_eq!(claims.len(), 1, "the queued task is claimed: {claims:?}");
