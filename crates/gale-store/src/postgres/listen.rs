@@ -88,7 +88,7 @@ impl PgStore {
         {
             return lost(describe(&e));
         }
-        let spare = Arc::new(spare::Spare::new(client));
+        let spare = Arc::new(spare::Spare::new(client, self.activity.clone()));
         self.set_spare(Some(spare.clone()));
         let _lent = Unlend(self, &spare);
         // Whatever was announced while we were not listening: look now.

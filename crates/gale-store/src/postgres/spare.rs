@@ -26,18 +26,21 @@ pub(super) struct Spare {
     lost: AtomicBool,
     /// Taken out of use ([`PgStore::retire`]): its listener connects again.
     pub(super) retired: tokio::sync::Notify,
+    /// The store's record of when the server last answered.
+    activity: Arc<Activity>,
 }
 
 /// At most this many statements are kept prepared on the spare connection.
 const SPARE_STATEMENTS: usize = 32;
 
 impl Spare {
-    pub(super) fn new(client: tokio_postgres::Client) -> Spare {
+    pub(super) fn new(client: tokio_postgres::Client, activity: Arc<Activity>) -> Spare {
         Spare {
             client,
             statements: std::sync::Mutex::new(HashMap::new()),
             lost: AtomicBool::new(false),
             retired: tokio::sync::Notify::new(),
+            activity,
         }
     }
 
@@ -45,10 +48,17 @@ impl Spare {
     /// A lock timeout, a deadlock or a cancelled statement leaves it as good
     /// as before; a broken link or a server shutting down, gone read-only or
     /// out of resources does not.
+    ///
+    /// Such a refusal is still the server answering. It counts as one here
+    /// (the store counts only answers it will not retry): light calls queue
+    /// on this connection, each may wait up to its lock timeout, and the
+    /// probe behind them must not take that for a silent server.
     fn note<T>(&self, out: std::result::Result<T, tokio_postgres::Error>) -> Result<T> {
         out.map_err(|e| {
             if connection_failed(&e) {
                 self.lost.store(true, Ordering::Release);
+            } else if e.code().is_some() {
+                self.activity.answered();
             }
             e.into()
         })

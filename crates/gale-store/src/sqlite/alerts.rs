@@ -311,7 +311,7 @@ impl Alerts for SqliteStore {
     }
 
     async fn prune_deliveries(&self, older_than: Timestamp) -> Result<u64> {
-        self.write(move |tx| {
+        self.write_large(move |tx| {
             Ok(tx
                 .execute(
                     "DELETE FROM alert_deliveries

@@ -87,6 +87,6 @@ impl Audit for SqliteStore {
     }
 
     async fn prune_audit(&self, keep: u64) -> Result<u64> {
-        self.write(move |tx| prune(tx, keep)).await
+        self.write_large(move |tx| prune(tx, keep)).await
     }
 }

@@ -473,7 +473,7 @@ impl Dags for SqliteStore {
 
     async fn delete_dag(&self, dag_id: &DagId, what: DagDeletion) -> Result<DeleteDag> {
         let dag_id = dag_id.0.clone();
-        self.write(move |tx| {
+        self.write_large(move |tx| {
             let row: Option<(String, bool)> = tx
                 .query_row(
                     "SELECT file, active FROM dags WHERE dag_id = ?1",

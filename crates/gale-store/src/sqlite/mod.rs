@@ -107,18 +107,9 @@ fn connect(path: &Path) -> Result<Connection> {
     // The WAL is checkpointed every 1,000 pages (SQLite's default) and cut
     // back to at most WAL_KEPT_BYTES after each checkpoint, so a burst leaves
     // no WAL the size of the database behind.
-    //
-    // Statement journals in memory (`temp_store`): the writer groups many
-    // jobs in one transaction, each in a savepoint, so the pages each job
-    // changes are journalled in case it fails half-way. Past 64 KiB (a claim
-    // or a result batch of a few dozen tasks) SQLite spills that to a
-    // temporary file, a write per page: in a fan-out, a third of the writer's
-    // time. The journal is dropped at the job's end, so it is as large as
-    // the largest job's changes (a whole DAG's deletion is the largest), and
-    // sorts and temporary tables stay in memory too.
     conn.execute_batch(&format!(
         "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
-         PRAGMA journal_size_limit = {WAL_KEPT_BYTES}; PRAGMA temp_store = MEMORY;"
+         PRAGMA journal_size_limit = {WAL_KEPT_BYTES};"
     ))
     .map_err(map_err)?;
     Ok(conn)
@@ -306,9 +297,28 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.submit(f, false).await
+    }
+
+    /// As [`SqliteStore::write`], for a write that may change without bound
+    /// (a DAG deleted with its history, a prune): it runs in a transaction of
+    /// its own, its savepoint journal on disk rather than in memory.
+    async fn write_large<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.submit(f, true).await
+    }
+
+    async fn submit<T, F>(&self, f: F, large: bool) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.writer
-            .send(Box::new(Job { f, reply }))
+            .send(Box::new(Job { f, reply, large }))
             .map_err(|_| Error::Database("the SQLite writer thread has stopped".into()))?;
         answer
             .await

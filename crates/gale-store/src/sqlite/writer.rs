@@ -9,6 +9,14 @@
 //! the writer then fails every job of it so far and begins a new transaction
 //! for the rest, so no job runs outside a transaction and none is told it
 //! committed when it did not, or failed when it did.
+//!
+//! Each job's savepoint journals the pages it changes, in memory
+//! (`temp_store = MEMORY`): at SQLite's default a journal past 64 KiB (a
+//! claim or a result batch of a few dozen tasks) spills to a temporary file,
+//! a write per page, a third of the writer's time in a fan-out. A job that
+//! may change without bound (a DAG deleted with its history, a prune) is a
+//! large one: it runs in a transaction of its own, its journal on disk, so
+//! memory stays bounded.
 
 use super::*;
 
@@ -21,11 +29,15 @@ pub(super) type Delivery = Box<dyn FnOnce(Option<&Error>) + Send>;
 pub(super) trait WriteJob: Send {
     fn run(self: Box<Self>, conn: &Connection) -> (Delivery, Option<Error>);
     fn fail(self: Box<Self>, error: &Error);
+    /// Whether it may change without bound: then it runs alone, its journal
+    /// on disk.
+    fn large(&self) -> bool;
 }
 
 pub(super) struct Job<F, T> {
     pub(super) f: F,
     pub(super) reply: tokio::sync::oneshot::Sender<Result<T>>,
+    pub(super) large: bool,
 }
 
 /// Runs one statement from the connection's cache: the savepoint around
@@ -40,7 +52,7 @@ where
     T: Send + 'static,
 {
     fn run(self: Box<Self>, conn: &Connection) -> (Delivery, Option<Error>) {
-        let Job { f, reply } = *self;
+        let Job { f, reply, .. } = *self;
         let res = match cached(conn, "SAVEPOINT job") {
             Ok(()) => match f(conn) {
                 Ok(v) => cached(conn, "RELEASE job").map(|()| v).map_err(map_err),
@@ -69,6 +81,10 @@ where
     fn fail(self: Box<Self>, error: &Error) {
         let _ = self.reply.send(Err(error.clone()));
     }
+
+    fn large(&self) -> bool {
+        self.large
+    }
 }
 
 /// The error every job of a transaction gets when its COMMIT (or BEGIN) fails.
@@ -89,15 +105,48 @@ fn rolled_back(cause: Option<Error>) -> Error {
     }
 }
 
+/// Where the next transaction's savepoint journals go: SQLite decides at
+/// each BEGIN, and the setting may change only between transactions.
+fn journal_in_memory(conn: &Connection, in_memory: &mut Option<bool>, want: bool) {
+    if *in_memory == Some(want) {
+        return;
+    }
+    let sql = if want {
+        "PRAGMA temp_store = MEMORY"
+    } else {
+        "PRAGMA temp_store = FILE"
+    };
+    match conn.execute_batch(sql) {
+        Ok(()) => *in_memory = Some(want),
+        Err(e) => tracing::warn!(error = %e, "cannot set where SQLite keeps savepoint journals"),
+    }
+}
+
 pub(super) fn writer_loop(conn: Connection, jobs: std::sync::mpsc::Receiver<Box<dyn WriteJob>>) {
-    'groups: while let Ok(first) = jobs.recv() {
+    let mut in_memory = None;
+    // A large job met while a group was being gathered: it starts the next.
+    let mut held: Option<Box<dyn WriteJob>> = None;
+    'groups: loop {
+        let first = match held.take() {
+            Some(j) => j,
+            None => match jobs.recv() {
+                Ok(j) => j,
+                Err(_) => break,
+            },
+        };
+        let large = first.large();
         let mut group = vec![first];
-        while group.len() < GROUP_COMMIT_MAX {
+        while !large && group.len() < GROUP_COMMIT_MAX {
             match jobs.try_recv() {
+                Ok(j) if j.large() => {
+                    held = Some(j);
+                    break;
+                }
                 Ok(j) => group.push(j),
                 Err(_) => break,
             }
         }
+        journal_in_memory(&conn, &mut in_memory, !large);
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             let e = commit_failed(e);
             for j in group {
@@ -193,7 +242,12 @@ mod tests {
             }
             Ok(())
         };
-        jobs.send(Box::new(Job { f, reply })).expect("queued");
+        jobs.send(Box::new(Job {
+            f,
+            reply,
+            large: false,
+        }))
+        .expect("queued");
         answer
     }
 
@@ -210,7 +264,12 @@ mod tests {
             let _ = hold.recv();
             Ok(())
         };
-        jobs.send(Box::new(Job { f, reply })).expect("queued");
+        jobs.send(Box::new(Job {
+            f,
+            reply,
+            large: false,
+        }))
+        .expect("queued");
         running.recv().expect("the holding job runs");
         let replies: Vec<Reply> = vec![
             insert(&jobs, 1, false),
@@ -238,6 +297,106 @@ mod tests {
             [3, 4],
             "what was reported committed, and nothing else"
         );
+    }
+
+    /// SQLite's temporary files open in this process ("etilqs_..."): they
+    /// are unlinked at once, but listed under /proc/self/fd while open.
+    fn temporary_files() -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .expect("/proc/self/fd")
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().contains("etilqs_"))
+            .count()
+    }
+
+    /// Queues a job rewriting every blob of `b` (about 1 MiB of pages, so
+    /// its savepoint journal is past SQLite's 64 KiB spill point); it answers
+    /// whether that journal went to a temporary file, and whether the value
+    /// 1 in `t` was already committed (seen from another connection).
+    fn rewrite(
+        jobs: &std::sync::mpsc::Sender<Box<dyn WriteJob>>,
+        dir: &std::path::Path,
+        large: bool,
+    ) -> tokio::sync::oneshot::Receiver<Result<(bool, bool)>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let db = dir.join("w.db");
+        let f = move |c: &Connection| -> Result<(bool, bool)> {
+            let before = temporary_files();
+            c.execute_batch("UPDATE b SET x = randomblob(1000)")
+                .map_err(map_err)?;
+            let spilled = temporary_files() > before;
+            let other = connect(&db)?;
+            let committed: i64 = other
+                .query_row("SELECT count(*) FROM t WHERE v = 1", [], |r| r.get(0))
+                .map_err(map_err)?;
+            Ok((spilled, committed == 1))
+        };
+        jobs.send(Box::new(Job { f, reply, large }))
+            .expect("queued");
+        answer
+    }
+
+    #[test]
+    fn savepoint_journals_stay_in_memory_but_a_large_jobs_goes_to_disk_alone() {
+        let (dir, jobs) = writer();
+        let (reply, setup) = tokio::sync::oneshot::channel();
+        let f = |c: &Connection| -> Result<()> {
+            c.execute_batch(
+                "CREATE TABLE b (x BLOB);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1024)
+                 INSERT INTO b (x) SELECT zeroblob(1000) FROM n;",
+            )
+            .map_err(map_err)
+        };
+        jobs.send(Box::new(Job {
+            f,
+            reply,
+            large: false,
+        }))
+        .expect("queued");
+        setup.blocking_recv().expect("answered").expect("setup");
+
+        // Held while the rest queue up, so that they meet in one gathering.
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (reply, held) = tokio::sync::oneshot::channel();
+        let f = move |_: &Connection| -> Result<()> {
+            let _ = started.send(());
+            let _ = hold.recv();
+            Ok(())
+        };
+        jobs.send(Box::new(Job {
+            f,
+            reply,
+            large: false,
+        }))
+        .expect("queued");
+        running.recv().expect("the holding job runs");
+        let inserted = insert(&jobs, 1, false);
+        let small = rewrite(&jobs, dir.path(), false);
+        let large = rewrite(&jobs, dir.path(), true);
+        release.send(()).expect("released");
+        assert!(held.blocking_recv().expect("answered").is_ok());
+        assert!(inserted.blocking_recv().expect("answered").is_ok());
+        let (spilled, committed) = small.blocking_recv().expect("answered").expect("small");
+        assert!(
+            !spilled,
+            "an ordinary job's journal went to a temporary file"
+        );
+        assert!(
+            !committed,
+            "an ordinary job shares its transaction with the jobs queued with it"
+        );
+        let (spilled, committed) = large.blocking_recv().expect("answered").expect("large");
+        assert!(spilled, "a large job's journal stayed in memory");
+        assert!(
+            committed,
+            "a large job runs after the jobs before it committed, in a transaction of its own"
+        );
+        // And the writer goes back to journals in memory.
+        let after = rewrite(&jobs, dir.path(), false);
+        let (spilled, _) = after.blocking_recv().expect("answered").expect("after");
+        assert!(!spilled, "journals stayed on disk after a large job");
     }
 
     #[test]

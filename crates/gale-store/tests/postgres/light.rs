@@ -90,6 +90,33 @@ async fn a_renewal_held_by_a_row_lock_gives_up_without_losing_the_connection() {
             .is_err(),
         "the listener connected again after a lock timeout"
     );
+    // Three renewals queued behind each other on that connection wait 3 s
+    // in all, longer than the probe's window, and the probe queued behind
+    // them times out. The server answered each (a lock timeout is an
+    // answer), so that is no outage either: each ends with its own 55P03.
+    let (a, b, c) = tokio::join!(
+        store.heartbeat_attempts(&worker, &held),
+        store.heartbeat_attempts(&worker, &held),
+        store.heartbeat_attempts(&worker, &held),
+    );
+    for out in [a, b, c] {
+        let err = out.expect_err("the row is still locked");
+        assert!(
+            err.to_string().contains("55P03"),
+            "each queued renewal ends with its own lock timeout, not an outage: {err}"
+        );
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), notifier.workers.notified())
+            .await
+            .is_err(),
+        "the listener connected again after lock timeouts queued past the probe's window"
+    );
+    assert_eq!(
+        store.pool_open(),
+        0,
+        "still lent after queued lock timeouts"
+    );
 
     // A renewal its caller gives up on while it waits is still in flight on
     // that connection: it is taken out of use at once (the next light call

@@ -277,6 +277,10 @@ pub(crate) async fn execute<S: WorkerStore + ?Sized>(
                             .await;
                             started.store(false, std::sync::atomic::Ordering::Release);
                             if let Some(pid) = outcome.pid {
+                                // Renewals after this list it no more (one
+                                // that read it already extends nothing: the
+                                // guard extends only what it still holds).
+                                lease.pgid.store(0, std::sync::atomic::Ordering::Release);
                                 shared.guard.forget(pid);
                             }
                             Outcome {

@@ -189,15 +189,62 @@ impl Fault {
     }
 }
 
-/// Waits until a node other than `old` leads.
-fn wait_promoted(cluster: &Cluster, old: u8) {
-    wait_until(
-        &format!("a replica to be promoted after node {old}'s failure"),
-        Duration::from_secs(90),
-        Duration::from_millis(200),
-        || cluster.try_primary().filter(|p| *p != old),
-        String::new,
+/// Times Patroni promoted no replica within [`PROMOTION_LIMIT`].
+static UNPROMOTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How long Patroni has to promote a replica once the primary fails (about
+/// `ttl` + `loop_wait`, 12 s, when it works).
+const PROMOTION_LIMIT: Duration = Duration::from_secs(90);
+
+/// Waits until a node other than `old` leads; returns whether one did.
+///
+/// Patroni, not Gale, chooses and promotes the replica. When it promotes
+/// none, the soak prints Patroni's state and logs and goes on: the caller
+/// brings the failed node back, a longer outage Gale must ride out as well.
+/// The summary counts these.
+fn wait_promoted(cluster: &Cluster, old: u8) -> bool {
+    let promoted = wait_for(PROMOTION_LIMIT, Duration::from_millis(200), || {
+        cluster.try_primary().filter(|p| *p != old)
+    })
+    .is_some();
+    if !promoted {
+        UNPROMOTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        eprintln!(
+            "*** SOAK: Patroni promoted no replica within {:.0} s of node {old}'s failure; \
+             node {old} is brought back instead. Patroni's state:\n{}",
+            PROMOTION_LIMIT.as_secs_f64(),
+            patroni_state(cluster)
+        );
+    }
+    promoted
+}
+
+/// `ctl.sh status` and the tail of every node's Patroni log.
+fn patroni_state(cluster: &Cluster) -> String {
+    let status = util::run(
+        cluster.script("ctl.sh", &["status"]),
+        Duration::from_secs(30),
     );
+    let mut s = format!("{}\n{}", status.stdout, status.stderr);
+    for n in NODES {
+        let log = cluster.dir.join(format!("node{n}/pg/patroni.log"));
+        s += &format!(
+            "\n--- last 40 lines of Patroni {n} ({}):\n{}\n",
+            log.display(),
+            util::tail(&log, 40)
+        );
+    }
+    s
+}
+
+/// What the caller says of a failover: which node failed, and whether
+/// Patroni promoted another.
+fn failed_over(p: u8, promoted: bool) -> String {
+    if promoted {
+        format!("node {p}")
+    } else {
+        format!("node {p}; Patroni promoted no replica, node {p} brought back")
+    }
 }
 
 /// Applies `fault` and heals it.
@@ -230,16 +277,16 @@ fn apply(cluster: &Cluster, extras: &Extras, fault: Fault, rng: &mut Rng) -> Str
         Fault::CrashPrimary => {
             let p = cluster.primary();
             cluster.ctl(&["kill-db", &p.to_string()]);
-            wait_promoted(cluster, p);
+            let promoted = wait_promoted(cluster, p);
             cluster.ctl(&["start-patroni", &p.to_string()]);
-            format!("node {p}")
+            failed_over(p, promoted)
         }
         Fault::KillPrimaryPatroni => {
             let p = cluster.primary();
             cluster.ctl(&["kill-patroni", &p.to_string()]);
-            wait_promoted(cluster, p);
+            let promoted = wait_promoted(cluster, p);
             cluster.ctl(&["start-patroni", &p.to_string()]);
-            format!("node {p}")
+            failed_over(p, promoted)
         }
         Fault::FreezePostgres => {
             let p = cluster.primary();
@@ -274,13 +321,15 @@ fn apply(cluster: &Cluster, extras: &Extras, fault: Fault, rng: &mut Rng) -> Str
             let p = cluster.primary();
             let t = Instant::now();
             cluster.ctl(&["freeze-db", &p.to_string()]);
-            wait_promoted(cluster, p);
-            let promoted = t.elapsed().as_secs_f64();
+            let promoted = wait_promoted(cluster, p).then(|| t.elapsed().as_secs_f64());
             if let Some(rest) = Duration::from_secs(30).checked_sub(t.elapsed()) {
                 std::thread::sleep(rest);
             }
             cluster.ctl(&["thaw-db", &p.to_string()]);
-            format!("node {p}, another promoted after {promoted:.1} s")
+            match promoted {
+                Some(after) => format!("node {p}, another promoted after {after:.1} s"),
+                None => failed_over(p, false),
+            }
         }
     }
 }
@@ -542,7 +591,7 @@ fn randomised_fault_soak() {
     let mut md = format!(
         "Soak of {minutes} minutes, seed {seed}, Gale reaching PostgreSQL by {}: \
          {} faults, {runs} runs, {attempts} tries ({retries} retries by the tasks' own marks), \
-         0 overlapping tries{}, longest recovery {:.1} s ({}); {:.0} s in all.\n\n\
+         0 overlapping tries{}, longest recovery {:.1} s ({}); {:.0} s in all{}.\n\n\
          | fault | applied |\n|---|---:|\n",
         if cluster.haproxy() {
             "HAProxy"
@@ -557,7 +606,11 @@ fn randomised_fault_soak() {
         },
         longest.0,
         longest.1,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        match UNPROMOTED.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => String::new(),
+            n => format!("; {n} failovers in which Patroni promoted no replica (see above)"),
+        }
     );
     for (fault, n) in &applied {
         md += &format!("| {} | {n} |\n", fault.name());
