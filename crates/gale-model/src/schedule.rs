@@ -17,6 +17,32 @@ pub struct Schedule {
     expr: String,
     cron: Cron,
     tz: TimeZone,
+    /// The pattern and the zone's name: equal for schedules that find the
+    /// same slots, so they share answers (see [`slot`]).
+    key: std::sync::Arc<str>,
+}
+
+/// Which slot a question asks for.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Ask {
+    NextAfter,
+    NextAtOrAfter,
+    PrevAtOrBefore,
+    PrevBefore,
+}
+
+/// Answers kept per thread before the memo starts over.
+const SLOTS_REMEMBERED: usize = 4096;
+
+/// Answers by schedule key, question and instant.
+type SlotMemo = std::collections::HashMap<(std::sync::Arc<str>, Ask, Timestamp), Option<Timestamp>>;
+
+thread_local! {
+    /// Recent answers, by schedule key, question and instant. Thousands of
+    /// DAGs on one pattern ask the same questions when they share a slot
+    /// (the latest slot before now, the one before it, the interval's end),
+    /// and a cron search costs microseconds.
+    static SLOTS: std::cell::RefCell<SlotMemo> = std::cell::RefCell::new(SlotMemo::new());
 }
 
 /// One data interval `[start, end)`.
@@ -77,10 +103,20 @@ impl Schedule {
                 };
                 format!("invalid cron expression {expr:?}: {why}")
             })?;
+        // A zone without an IANA name (none is made here) shares nothing.
+        let key = match tz.iana_name() {
+            Some(name) => format!("{pattern}\u{0}{name}").into(),
+            None => {
+                static UNNAMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = UNNAMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!("\u{1}{n}").into()
+            }
+        };
         Ok(Schedule {
             expr: expr.trim().to_owned(),
             cron,
             tz,
+            key,
         })
     }
 
@@ -97,36 +133,50 @@ impl Schedule {
         t.to_zoned(self.tz.clone())
     }
 
+    /// The slot `ask` names for `t`, from the memo when this thread was
+    /// asked it lately for the same pattern and zone.
+    fn slot(&self, ask: Ask, t: Timestamp) -> Option<Timestamp> {
+        let key = (self.key.clone(), ask, t);
+        if let Some(hit) = SLOTS.with(|m| m.borrow().get(&key).copied()) {
+            return hit;
+        }
+        let zoned = self.zoned(t);
+        let found = match ask {
+            Ask::NextAfter => self.cron.find_next_occurrence(&zoned, false),
+            Ask::NextAtOrAfter => self.cron.find_next_occurrence(&zoned, true),
+            Ask::PrevAtOrBefore => self.cron.find_previous_occurrence(&zoned, true),
+            Ask::PrevBefore => self.cron.find_previous_occurrence(&zoned, false),
+        }
+        .ok()
+        .map(|z| z.timestamp());
+        SLOTS.with(|m| {
+            let mut m = m.borrow_mut();
+            if m.len() >= SLOTS_REMEMBERED {
+                m.clear();
+            }
+            m.insert(key, found);
+        });
+        found
+    }
+
     /// The first slot strictly after `t`.
     pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
-        self.cron
-            .find_next_occurrence(&self.zoned(t), false)
-            .ok()
-            .map(|z| z.timestamp())
+        self.slot(Ask::NextAfter, t)
     }
 
     /// The first slot at or after `t`.
     pub fn next_at_or_after(&self, t: Timestamp) -> Option<Timestamp> {
-        self.cron
-            .find_next_occurrence(&self.zoned(t), true)
-            .ok()
-            .map(|z| z.timestamp())
+        self.slot(Ask::NextAtOrAfter, t)
     }
 
     /// The last slot at or before `t`.
     pub fn prev_at_or_before(&self, t: Timestamp) -> Option<Timestamp> {
-        self.cron
-            .find_previous_occurrence(&self.zoned(t), true)
-            .ok()
-            .map(|z| z.timestamp())
+        self.slot(Ask::PrevAtOrBefore, t)
     }
 
     /// The slot strictly before `t`.
     pub fn prev_before(&self, t: Timestamp) -> Option<Timestamp> {
-        self.cron
-            .find_previous_occurrence(&self.zoned(t), false)
-            .ok()
-            .map(|z| z.timestamp())
+        self.slot(Ask::PrevBefore, t)
     }
 
     /// The data interval that starts at slot `start`.

@@ -173,3 +173,34 @@ fn dates_in_a_zone() {
             .contains("invalid date")
     );
 }
+
+#[test]
+fn remembered_slots_are_kept_apart_by_pattern_and_zone() {
+    // Asked alternately on one thread, so each answer could come from the
+    // memo of another schedule's question at the same instant.
+    let t = ts("2026-03-10T10:10:00Z");
+    let utc = Schedule::parse("0 * * * *", "UTC").unwrap();
+    let kolkata = Schedule::parse("0 * * * *", "Asia/Kolkata").unwrap();
+    let half = Schedule::parse("30 * * * *", "UTC").unwrap();
+    let utc_again = Schedule::parse("@hourly", "UTC").unwrap();
+    for _ in 0..2 {
+        assert_eq!(utc.next_after(t), Some(ts("2026-03-10T11:00:00Z")));
+        assert_eq!(kolkata.next_after(t), Some(ts("2026-03-10T10:30:00Z")));
+        assert_eq!(half.next_after(t), Some(ts("2026-03-10T10:30:00Z")));
+        assert_eq!(utc_again.next_after(t), Some(ts("2026-03-10T11:00:00Z")));
+        assert_eq!(utc.prev_at_or_before(t), Some(ts("2026-03-10T10:00:00Z")));
+        assert_eq!(
+            kolkata.prev_at_or_before(t),
+            Some(ts("2026-03-10T09:30:00Z"))
+        );
+        assert_eq!(
+            utc.prev_before(ts("2026-03-10T10:00:00Z")),
+            Some(ts("2026-03-10T09:00:00Z"))
+        );
+        assert_eq!(
+            utc.next_at_or_after(ts("2026-03-10T10:00:00Z")),
+            Some(ts("2026-03-10T10:00:00Z"))
+        );
+        assert_eq!(half.prev_before(t), Some(ts("2026-03-10T09:30:00Z")));
+    }
+}

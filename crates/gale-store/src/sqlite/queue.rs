@@ -185,10 +185,10 @@ impl Queue for SqliteStore {
     ) -> Result<()> {
         let command = command.to_owned();
         self.write(move |tx| {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE attempts SET pid = ?3, command = ?4 WHERE ti_id = ?1 AND try_number = ?2",
-                params![ti.0, try_number, pid, command],
             )
+            .and_then(|mut stmt| stmt.execute(params![ti.0, try_number, pid, command]))
             .map_err(map_err)?;
             Ok(())
         })

@@ -115,12 +115,14 @@ impl Runs for SqliteStore {
                 if *n >= max {
                     continue;
                 }
+                // Prepared once: a slot shared by thousands of DAGs
+                // promotes thousands of runs in one call.
                 let changed = tx
-                    .execute(
+                    .prepare_cached(
                         "UPDATE runs SET state = 'running', started_at = ?2
                          WHERE id = ?1 AND state = 'queued'",
-                        params![id, now],
                     )
+                    .and_then(|mut stmt| stmt.execute(params![id, now]))
                     .map_err(map_err)?;
                 if changed > 0 {
                     *n += 1;
@@ -161,13 +163,9 @@ impl Runs for SqliteStore {
 
     async fn get_run(&self, run_id: RunId) -> Result<Option<RunRow>> {
         self.call(move |conn| {
-            conn.query_row(
-                &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
-                params![run_id.0],
-                run_row,
-            )
-            .optional()
-            .map_err(map_err)
+            conn.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"))
+                .and_then(|mut stmt| stmt.query_row(params![run_id.0], run_row).optional())
+                .map_err(map_err)
         })
         .await
     }
@@ -218,10 +216,10 @@ impl Runs for SqliteStore {
         self.write(move |tx| {
             let now = now_us();
             let changed = tx
-                .execute(
+                .prepare_cached(
                     "UPDATE runs SET state = ?2, ended_at = ?3 WHERE id = ?1 AND state = 'running'",
-                    params![run_id.0, state.as_str(), now],
                 )
+                .and_then(|mut stmt| stmt.execute(params![run_id.0, state.as_str(), now]))
                 .map_err(map_err)?
                 > 0;
             if changed {
