@@ -299,35 +299,52 @@ mod tests {
         );
     }
 
-    /// SQLite's temporary files open in this process ("etilqs_..."): they
-    /// are unlinked at once, but listed under /proc/self/fd while open.
-    fn temporary_files() -> usize {
+    /// SQLite's temporary files open in this process ("etilqs_..."), by
+    /// descriptor and inode: they are unlinked at once, but listed under
+    /// /proc/self/fd while open.
+    #[cfg(target_os = "linux")]
+    fn temporary_files() -> HashSet<(String, u64)> {
+        use std::os::unix::fs::MetadataExt;
         std::fs::read_dir("/proc/self/fd")
             .expect("/proc/self/fd")
-            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-            .filter(|target| target.to_string_lossy().contains("etilqs_"))
-            .count()
+            .filter_map(|e| {
+                let path = e.ok()?.path();
+                let target = std::fs::read_link(&path).ok()?;
+                let inode = std::fs::metadata(&path).ok()?.ino();
+                target
+                    .to_string_lossy()
+                    .contains("etilqs_")
+                    .then(|| (path.display().to_string(), inode))
+            })
+            .collect()
     }
 
-    /// Queues a job rewriting every blob of `b` (about 1 MiB of pages, so
-    /// its savepoint journal is past SQLite's 64 KiB spill point); it answers
-    /// whether that journal went to a temporary file, and whether the value
-    /// 1 in `t` was already committed (seen from another connection).
+    /// Queues a job inserting `mark` into `t` and rewriting every blob of
+    /// `b` (about 1 MiB of pages, past SQLite's 64 KiB spill point for its
+    /// savepoint journal). It answers whether that journal went to a
+    /// temporary file it opened (one not open before it began; other tests
+    /// run beside this one), and whether `seen` was already committed in `t`
+    /// (read from another connection).
+    #[cfg(target_os = "linux")]
     fn rewrite(
         jobs: &std::sync::mpsc::Sender<Box<dyn WriteJob>>,
         dir: &std::path::Path,
         large: bool,
+        mark: i64,
+        seen: i64,
     ) -> tokio::sync::oneshot::Receiver<Result<(bool, bool)>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let db = dir.join("w.db");
         let f = move |c: &Connection| -> Result<(bool, bool)> {
             let before = temporary_files();
+            c.execute("INSERT INTO t (v) VALUES (?1)", [mark])
+                .map_err(map_err)?;
             c.execute_batch("UPDATE b SET x = randomblob(1000)")
                 .map_err(map_err)?;
-            let spilled = temporary_files() > before;
+            let spilled = temporary_files().difference(&before).count() > 0;
             let other = connect(&db)?;
             let committed: i64 = other
-                .query_row("SELECT count(*) FROM t WHERE v = 1", [], |r| r.get(0))
+                .query_row("SELECT count(*) FROM t WHERE v = ?1", [seen], |r| r.get(0))
                 .map_err(map_err)?;
             Ok((spilled, committed == 1))
         };
@@ -336,6 +353,7 @@ mod tests {
         answer
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn savepoint_journals_stay_in_memory_but_a_large_jobs_goes_to_disk_alone() {
         let (dir, jobs) = writer();
@@ -373,8 +391,9 @@ mod tests {
         .expect("queued");
         running.recv().expect("the holding job runs");
         let inserted = insert(&jobs, 1, false);
-        let small = rewrite(&jobs, dir.path(), false);
-        let large = rewrite(&jobs, dir.path(), true);
+        let small = rewrite(&jobs, dir.path(), false, 10, 1);
+        let large = rewrite(&jobs, dir.path(), true, 20, 1);
+        let after = rewrite(&jobs, dir.path(), false, 30, 20);
         release.send(()).expect("released");
         assert!(held.blocking_recv().expect("answered").is_ok());
         assert!(inserted.blocking_recv().expect("answered").is_ok());
@@ -393,10 +412,14 @@ mod tests {
             committed,
             "a large job runs after the jobs before it committed, in a transaction of its own"
         );
-        // And the writer goes back to journals in memory.
-        let after = rewrite(&jobs, dir.path(), false);
-        let (spilled, _) = after.blocking_recv().expect("answered").expect("after");
+        // The job queued after it runs after it committed, journal in memory.
+        let (spilled, committed) = after.blocking_recv().expect("answered").expect("after");
         assert!(!spilled, "journals stayed on disk after a large job");
+        assert!(
+            committed,
+            "a job queued after a large one ran before it committed"
+        );
+        assert_eq!(values(&dir), [1, 10, 20, 30]);
     }
 
     #[test]
