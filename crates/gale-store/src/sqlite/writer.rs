@@ -251,11 +251,12 @@ mod tests {
         answer
     }
 
-    #[test]
-    fn a_transaction_rolled_back_under_a_job_fails_its_jobs_and_commits_the_rest_anew() {
-        let (dir, jobs) = writer();
-        // A job that holds the writer while the four below queue up behind
-        // it, so that they share the next group.
+    /// Queues a job that holds the writer until the returned sender sends
+    /// (or is dropped), and waits until it runs: what is queued meanwhile
+    /// is gathered into one group once it is released.
+    fn hold_writer(
+        jobs: &std::sync::mpsc::Sender<Box<dyn WriteJob>>,
+    ) -> (std::sync::mpsc::Sender<()>, Reply) {
         let (started, running) = std::sync::mpsc::channel::<()>();
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let (reply, held) = tokio::sync::oneshot::channel();
@@ -271,6 +272,15 @@ mod tests {
         }))
         .expect("queued");
         running.recv().expect("the holding job runs");
+        (release, held)
+    }
+
+    #[test]
+    fn a_transaction_rolled_back_under_a_job_fails_its_jobs_and_commits_the_rest_anew() {
+        let (dir, jobs) = writer();
+        // A job that holds the writer while the four below queue up behind
+        // it, so that they share the next group.
+        let (release, held) = hold_writer(&jobs);
         let replies: Vec<Reply> = vec![
             insert(&jobs, 1, false),
             insert(&jobs, 2, true),
@@ -375,21 +385,7 @@ mod tests {
         setup.blocking_recv().expect("answered").expect("setup");
 
         // Held while the rest queue up, so that they meet in one gathering.
-        let (started, running) = std::sync::mpsc::channel::<()>();
-        let (release, hold) = std::sync::mpsc::channel::<()>();
-        let (reply, held) = tokio::sync::oneshot::channel();
-        let f = move |_: &Connection| -> Result<()> {
-            let _ = started.send(());
-            let _ = hold.recv();
-            Ok(())
-        };
-        jobs.send(Box::new(Job {
-            f,
-            reply,
-            large: false,
-        }))
-        .expect("queued");
-        running.recv().expect("the holding job runs");
+        let (release, held) = hold_writer(&jobs);
         let inserted = insert(&jobs, 1, false);
         let small = rewrite(&jobs, dir.path(), false, 10, 1);
         let large = rewrite(&jobs, dir.path(), true, 20, 1);
